@@ -1,0 +1,30 @@
+# The two front-door commands: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?=
+
+.PHONY: run test lint bench docs clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+## run the main DAG once end to end (simulated shop, or DATA=<landing dir>) and print a summary
+run: $(VENV)/.installed
+	$(BIN)/recsys run $(if $(DATA),--data $(DATA))
+
+## every test: unit, dbt, DAG integrity, end to end
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check dags plugins tests
+	$(BIN)/sqlfluff lint dbt_project/models
+
+clean:
+	-$(BIN)/python -c "from recsys.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
+	rm -rf .local dbt_project/target dbt_project/logs

@@ -1,0 +1,94 @@
+"""The main pipeline: load -> dbt build (with tests) -> train and evaluate -> recommend -> publish.
+
+Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
+dbt runs through astronomer-cosmos, one Airflow task per model with its tests,
+rendered from the dbt manifest (``dbt parse`` writes it; no dbt call at import).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+
+# dbt reads the warehouse from the Airflow connection ``warehouse`` (templated at run time)
+DBT_ENV = {
+    "RECSYS_PGHOST": "{{ conn.warehouse.host }}",
+    "RECSYS_PGPORT": "{{ conn.warehouse.port }}",
+    "RECSYS_PGUSER": "{{ conn.warehouse.login }}",
+    "RECSYS_PGPASSWORD": "{{ conn.warehouse.password or '' }}",
+    "RECSYS_PGDATABASE": "{{ conn.warehouse.schema }}",
+}
+AS_OF = "{{ data_interval_end.isoformat() }}"
+RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
+
+
+def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str] | None = None) -> DbtTaskGroup:
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json"),
+        profile_config=ProfileConfig(
+            profile_name="recsys", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
+        ),
+        execution_config=ExecutionConfig(
+            dbt_executable_path=os.environ.get("RECSYS_DBT_EXECUTABLE", "dbt"),
+            invocation_mode=InvocationMode.DBT_RUNNER,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, select=select or [],
+            exclude=exclude or [],
+        ),
+        operator_args={"vars": {"as_of": AS_OF, "run_id": RUN_ID}, "env": DBT_ENV, "install_deps": False},
+        default_args={"retries": 0},
+    )
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["recsys", "pipeline"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-platform"},
+    params={"landing_dir": Param(None, type=["null", "string"], description="landing directory; default env "
+                                                                              "RECSYS_LANDING_DIR")},
+    doc_md=__doc__,
+)
+def recsys_pipeline():
+    """Build profiles and recommendations for one data interval."""
+
+    @task
+    def load(params=None, ds=None) -> dict:
+        """Load the interval's landing batch into raw (COPY, bad rows quarantined, re-load replaces)."""
+        from recsys import tasks
+
+        return tasks.load_batch(params["landing_dir"], ds)
+
+    @task
+    def train_and_evaluate(data_interval_start=None, data_interval_end=None) -> dict:
+        """Fit every model before the evaluation cutoff, score them on the days after it, pick the champion."""
+        from recsys import tasks
+
+        return tasks.train_and_evaluate(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
+
+    @task
+    def recommend(data_interval_end=None) -> dict:
+        """Refit the champion on all data and write every user's list, similar items and cold-start lists to ml."""
+        from recsys import tasks
+
+        return tasks.generate_recommendations(tasks.run_id_for(data_interval_end), data_interval_end)
+
+    transform = dbt_group("transform", exclude=["tag:publish"])
+    publish = dbt_group("publish", select=["tag:publish"])
+    load() >> transform >> train_and_evaluate() >> recommend() >> publish
+
+
+recsys_pipeline()

@@ -1,0 +1,130 @@
+"""``recsys``: the command line of the platform."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _print(result: object) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from recsys.simulate import simulate
+
+    _print(simulate(Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed,
+                    dirty=not args.clean))
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from recsys import importers
+
+    if args.source == "online-retail":
+        _print(importers.import_online_retail(Path(args.path), Path(args.out)))
+    else:
+        _print(importers.import_interactions(
+            Path(args.path), Path(args.out), user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
+            event_type_col=args.event_type_col, quantity_col=args.quantity_col, price_col=args.price_col,
+            category_col=args.category_col, default_event_type=args.default_event_type,
+        ))
+
+
+def cmd_warehouse_url(args: argparse.Namespace) -> None:
+    from recsys.warehouse import warehouse_url
+
+    print(warehouse_url())
+
+
+def cmd_load(args: argparse.Namespace) -> None:
+    from recsys.load import load_landing
+    from recsys.warehouse import connect
+
+    with connect() as conn:
+        _print(load_landing(conn, Path(args.landing_dir), args.batch_id))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from recsys.report import export_recommendations
+    from recsys.warehouse import warehouse_url
+
+    rows = export_recommendations(warehouse_url(), Path(args.out))
+    print(f"wrote {rows} recommendations to {args.out}")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from recsys.report import print_summary
+    from recsys.warehouse import warehouse_url
+
+    print_summary(warehouse_url())
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from recsys.local import main
+
+    sys.exit(main(args.data))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser("simulate", help="write a simulated shop in the landing format")
+    simulate.add_argument("--users", type=int, default=20_000)
+    simulate.add_argument("--items", type=int, default=2_000)
+    simulate.add_argument("--days", type=int, default=90)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--clean", action="store_true", help="no dirty rows")
+    simulate.add_argument("--out", required=True)
+    simulate.set_defaults(func=cmd_simulate)
+
+    importer = commands.add_parser("import", help="convert a data set into the landing format")
+    sources = importer.add_subparsers(dest="source", required=True)
+    interactions = sources.add_parser("interactions", help="a generic interactions CSV")
+    for name, default in [("user-col", "user_id"), ("item-col", "item_id"), ("time-col", "timestamp"),
+                          ("event-type-col", None), ("quantity-col", None), ("price-col", None),
+                          ("category-col", None), ("default-event-type", "purchase")]:
+        interactions.add_argument(f"--{name}", default=default)
+    retail = sources.add_parser("online-retail", help="the UCI Online Retail layout")
+    for sub in (interactions, retail):
+        sub.add_argument("path")
+        sub.add_argument("--out", required=True)
+        sub.set_defaults(func=cmd_import)
+
+    url = commands.add_parser("warehouse-url", help="print the warehouse's postgresql:// URL (starts the embedded one)")
+    url.set_defaults(func=cmd_warehouse_url)
+
+    load = commands.add_parser("load", help="load a landing directory into raw as one batch")
+    load.add_argument("landing_dir")
+    load.add_argument("--batch-id", required=True)
+    load.set_defaults(func=cmd_load)
+
+    export = commands.add_parser("export", help="export published tables")
+    export.add_argument("what", choices=["recommendations"])
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_export)
+
+    summary = commands.add_parser("summary", help="print what the last run built")
+    summary.set_defaults(func=cmd_summary)
+
+    run = commands.add_parser("run", help="run the main DAG once on a simulated shop or --data DIR")
+    run.add_argument("--data", default=None)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"recsys: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The landing format: the one documented way data enters the platform.
+
+A landing directory holds one CSV file per entity (UTF-8, comma separated,
+a header row, RFC 4180 quoting) and an optional ``manifest.json`` with
+``{"format_version": 1}``. The simulator writes it, the importers convert
+into it, and a shop's own export produces it. Only ``users``, ``items`` and
+``events`` are required; the other files are optional.
+
+Timestamps are ISO 8601; a value without an offset is read as UTC. Booleans
+are ``true/false``, ``t/f``, ``1/0`` or ``yes/no`` in any case. Column order
+does not matter; unknown columns are ignored (and reported in the load
+audit); a missing required column is an error for the whole file.
+
+This module is the single source of truth for the format: the loader
+creates the ``raw`` tables from it and the README table is generated from
+:func:`format_markdown`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT_VERSION = 1
+
+#: event types the platform understands (after trimming and lower-casing)
+EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # text | timestamp | numeric | integer | boolean
+    required: bool = False
+    description: str = ""
+    pii: bool = False
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    name: str
+    required: bool
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.csv"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+
+C = Column
+
+FILES: dict[str, LandingFile] = {
+    spec.name: spec
+    for spec in (
+        LandingFile(
+            "users",
+            True,
+            "One row per registered user (a later batch may repeat a user; the latest wins).",
+            (
+                C("user_id", "text", True, "the shop's own user id"),
+                C("signup_at", "timestamp", True, "registration time"),
+                C("birth_year", "integer", description="year of birth"),
+                C("gender", "text", description="free text, normalized to female/male/other/unknown"),
+                C("region", "text", description="region or province"),
+                C("platform", "text", description="signup platform: web, app or mini_program"),
+                C("signup_channel", "text", description="acquisition channel, e.g. organic, ads, referral"),
+                C("email", "text", description="e-mail address", pii=True),
+                C("phone", "text", description="phone number", pii=True),
+                C("is_personalization_allowed", "boolean", description="false if the user opted out; default true"),
+            ),
+        ),
+        LandingFile(
+            "items",
+            True,
+            "One row per catalogue item (latest batch wins).",
+            (
+                C("item_id", "text", True, "the shop's own item id"),
+                C("name", "text", description="display name"),
+                C("category_path", "text", description="category tree, levels separated by ' > '"),
+                C("brand", "text"),
+                C("price", "numeric", description="current list price"),
+                C("stock_quantity", "integer", description="units in stock; <= 0 means out of stock"),
+                C("created_at", "timestamp", description="when the item was listed"),
+            ),
+        ),
+        LandingFile(
+            "events",
+            True,
+            "Behaviour: one row per event.",
+            (
+                C("event_id", "text", description="the shop's event id, if it has one"),
+                C("user_id", "text", True),
+                C("item_id", "text", description="required for every type but search"),
+                C("event_type", "text", True, "view, cart, remove_from_cart, purchase or search"),
+                C("event_at", "timestamp", True),
+                C("session_id", "text"),
+                C("platform", "text", description="web, app or mini_program"),
+                C("query", "text", description="search text, for search events"),
+                C("quantity", "integer", description="units, for cart and purchase events"),
+                C("price", "numeric", description="unit price seen or paid"),
+            ),
+        ),
+        LandingFile(
+            "orders",
+            False,
+            "One row per order.",
+            (
+                C("order_id", "text", True),
+                C("user_id", "text", True),
+                C("ordered_at", "timestamp", True),
+                C("status", "text", description="completed (default), cancelled or returned"),
+                C("platform", "text"),
+                C("promotion_id", "text", description="promotion applied to the order, if any"),
+            ),
+        ),
+        LandingFile(
+            "order_lines",
+            False,
+            "One row per item in an order.",
+            (
+                C("order_id", "text", True),
+                C("item_id", "text", True),
+                C("quantity", "integer", True),
+                C("unit_price", "numeric", True, "price paid per unit, after discounts"),
+                C("discount_amount", "numeric", description="discount on the line, total"),
+            ),
+        ),
+        LandingFile(
+            "reviews",
+            False,
+            "Ratings and reviews.",
+            (
+                C("review_id", "text"),
+                C("user_id", "text", True),
+                C("item_id", "text", True),
+                C("rating", "integer", True, "1 to 5"),
+                C("reviewed_at", "timestamp", True),
+                C("review_text", "text"),
+            ),
+        ),
+        LandingFile(
+            "promotions",
+            False,
+            "Promotions and coupon campaigns.",
+            (
+                C("promotion_id", "text", True),
+                C("name", "text"),
+                C("promotion_type", "text", description="e.g. percent_off, amount_off, free_shipping"),
+                C("discount_value", "numeric"),
+                C("category", "text", description="top-level category targeted, empty for all"),
+                C("starts_at", "timestamp", True),
+                C("ends_at", "timestamp", True),
+            ),
+        ),
+        LandingFile(
+            "redemptions",
+            False,
+            "Coupon or promotion redemptions.",
+            (
+                C("promotion_id", "text", True),
+                C("user_id", "text", True),
+                C("order_id", "text"),
+                C("redeemed_at", "timestamp", True),
+            ),
+        ),
+    )
+}
+
+#: the planted truth of a simulated shop; never loaded into the warehouse
+TRUTH_FILE = "truth/user_truth.csv"
+
+
+def write_manifest(directory: Path, **extra: object) -> None:
+    """Write ``manifest.json`` with the format version into a landing directory."""
+    manifest = {"format_version": FORMAT_VERSION, **extra}
+    (Path(directory) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(directory: Path) -> dict:
+    """Read ``manifest.json``; a directory without one is format version 1.
+
+    Raises
+    ------
+    ValueError
+        If the manifest names a format version this code does not read.
+    """
+    path = Path(directory) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"format_version": 1}
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: landing format version {manifest.get('format_version')!r} is not supported "
+            f"(this platform reads version {FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def format_markdown() -> str:
+    """The landing format as Markdown tables, for the README."""
+    lines = []
+    for spec in FILES.values():
+        lines.append(f"**`{spec.filename}`** ({'required' if spec.required else 'optional'}): {spec.description}\n")
+        lines.append("| column | type | required | notes |")
+        lines.append("|---|---|---|---|")
+        for column in spec.columns:
+            notes = column.description + (" (PII)" if column.pii else "")
+            lines.append(f"| {column.name} | {column.type} | {'yes' if column.required else ''} | {notes} |")
+        lines.append("")
+    return "\n".join(lines)

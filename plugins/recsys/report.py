@@ -1,0 +1,76 @@
+"""What a run built, for people: the summary ``make run`` prints and the CSV export the shop serves from."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.warehouse import connect
+
+SUMMARY_TABLES = [
+    "raw.users", "raw.items", "raw.events", "raw.orders", "quality.rejected_rows",
+    "analytics.dim_users", "analytics.dim_items", "analytics.fct_interactions", "analytics.user_profiles",
+    "analytics.user_interest_tags", "recs.user_recommendations", "recs.similar_items",
+    "recs.cold_start_recommendations", "recs.model_evaluations", "recs.runs",
+]
+
+
+def _frame(conn, sql: str, params: tuple = ()) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
+
+
+def print_summary(url: str, example_users: int = 3) -> None:
+    """Print rows per table, the latest evaluation and a few users with their profile and top-5 list."""
+    with connect(url) as conn:
+        counts = {table: _frame(conn, f"select count(*) as n from {table}")["n"].iloc[0] for table in SUMMARY_TABLES}
+        print("\nRows per table")
+        print(pd.Series(counts, name="rows").to_string())
+        run = _frame(conn, "select run_id, status, champion_model, champion_reason from recs.runs "
+                           "order by data_cutoff_at desc limit 1")
+        print("\nLatest run\n" + run.to_string(index=False))
+        evaluations = _frame(conn, "select model_name, variant, metric, k, round(metric_value::numeric, 4) as value "
+                                   "from recs.model_evaluations where run_id = %s and segment = 'all' and k = 10 "
+                                   "order by variant, metric, model_name", (run["run_id"].iloc[0],))
+        print("\nEvaluation @10 (test window after the cutoff)")
+        print(evaluations.pivot_table(index=["variant", "model_name"], columns="metric", values="value").to_string())
+        users = _frame(conn, """
+            select map.shop_user_id, profile.*
+            from analytics.user_profiles as profile
+            inner join identity.user_id_map as map on map.user_id = profile.user_id
+            where profile.frequency > 1
+            order by profile.user_id
+            limit %s""", (example_users,))
+        for user in users.to_dict("records"):
+            print(f"\nUser {user['shop_user_id']}: rfm_segment={user['rfm_segment']}, "
+                  f"spending_power={user['spending_power']}, lifecycle={user['lifecycle_stage']}, "
+                  f"top_categories={user['top_categories']}, promo_sensitivity={user['promo_sensitivity']}")
+            recs = _frame(conn, """
+                select recs.item_rank, recs.item_id, items.category, round(recs.score::numeric, 4) as score,
+                    recs.reason_text
+                from recs.user_recommendations as recs
+                inner join analytics.dim_items as items on items.item_id = recs.item_id
+                where recs.user_id = %s and recs.item_rank <= 5
+                order by recs.item_rank""", (user["user_id"],))
+            print(recs.to_string(index=False))
+
+
+def export_recommendations(url: str, out: Path) -> int:
+    """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written."""
+    sql = """
+        copy (
+            select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
+                recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
+            from recs.user_recommendations as recs
+            inner join identity.user_id_map as map on map.user_id = recs.user_id
+            order by map.shop_user_id, recs.item_rank
+        ) to stdout with (format csv, header true)"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with connect(url) as conn, conn.cursor() as cur, out.open("w", newline="") as handle:
+        cur.copy_expert(sql, handle)
+    with out.open(newline="") as handle:
+        return sum(1 for _ in csv.reader(handle)) - 1

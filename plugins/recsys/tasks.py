@@ -1,0 +1,56 @@
+"""What the Airflow tasks call: thin wrappers that find the warehouse and return small dicts for XCom."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from recsys import load
+from recsys.warehouse import connect, warehouse_url
+
+log = logging.getLogger(__name__)
+
+
+def warehouse_dsn() -> str:
+    """The warehouse DSN: the Airflow connection ``warehouse`` inside Airflow, else ``warehouse_url()``."""
+    try:
+        from airflow.sdk import Connection  # noqa: PLC0415
+    except ImportError:
+        return warehouse_url()
+    return Connection.get("warehouse").get_uri()
+
+
+def run_id_for(data_interval_end: datetime) -> str:
+    """One model run per data interval, so a re-run of the interval replaces its rows."""
+    return f"run_{data_interval_end:%Y%m%dT%H%M%S}"
+
+
+def landing_dir(param: str | None) -> Path:
+    path = param or os.environ.get("RECSYS_LANDING_DIR")
+    if not path:
+        raise ValueError("no landing directory: pass the DAG param landing_dir or set RECSYS_LANDING_DIR")
+    return Path(path)
+
+
+def load_batch(landing_path: str | None, batch_id: str) -> dict:
+    """Load one batch of landing files into ``raw``; return totals per table."""
+    with connect(warehouse_dsn()) as conn:
+        audits = load.load_landing(conn, landing_dir(landing_path), batch_id)
+    return {row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")}
+            for row in audits}
+
+
+def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
+    from recsys import training  # noqa: PLC0415  (pulls in implicit and scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
+
+
+def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
+    from recsys import training  # noqa: PLC0415
+
+    with connect(warehouse_dsn()) as conn:
+        return training.generate_recommendations(conn, run_id, data_interval_end)

@@ -1,0 +1,70 @@
+"""Shared fixtures: a real Postgres database per test session, and a small simulated shop.
+
+The database lives in the embedded warehouse (pgserver) by default, or on the
+server named by ``RECSYS_TEST_SERVER_URL`` (e.g. postgresql://postgres@127.0.0.1:5432/postgres);
+either way it is created fresh and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+from recsys.warehouse import EmbeddedPostgres, create_database
+
+TEST_SHOP = {"users": 1_500, "items": 300, "days": 60, "seed": 11}
+
+
+def _server_url() -> str:
+    return os.environ.get("RECSYS_TEST_SERVER_URL") or EmbeddedPostgres().start()
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'drop database if exists "{parts.path.lstrip("/")}" with (force)')
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def fresh_database():
+    """A factory: ``fresh_database()`` returns the URL of a new, empty database dropped after the session."""
+    created = []
+
+    def make() -> str:
+        url = _with_database(_server_url(), f"recsys_test_{uuid.uuid4().hex[:10]}")
+        create_database(url)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        _drop_database(url)
+
+
+@pytest.fixture
+def database(fresh_database):
+    """A new empty database for one test."""
+    return fresh_database()
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory):
+    """A small simulated shop (landing directory) shared by the session."""
+    from recsys.simulate import simulate
+
+    out = tmp_path_factory.mktemp("shop")
+    simulate(out, **TEST_SHOP)
+    return out

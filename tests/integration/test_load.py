@@ -1,0 +1,121 @@
+"""The loader against a real Postgres: COPY, quarantine with reasons, reconciliation, idempotent batches."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from recsys.load import LandingError, load_landing
+
+USERS = (
+    "user_id,signup_at,gender,is_personalization_allowed,favourite_colour\n"
+    "U1,2026-01-01T00:00:00Z, F ,true,red\n"
+    "U2,not-a-date,M,no,blue\n"
+    ",2026-01-02,M,,green\n"
+    "U4,2026-01-03 10:00,M,maybe,red\n"
+    "U5,2026-01-03\n"
+)
+ITEMS = "item_id,price,stock_quantity\nI1,12.5,3\nI2,abc,1\nI3, 7 ,2.5\nI4,8,0\n"
+EVENTS = (
+    "user_id,item_id,event_type,event_at,quantity,price\n"
+    "U1,I1,view,2026-01-05T10:00:00Z,,\n"
+    "U1,,search,2026-01-05T10:01:00Z,,\n"
+    "U1,,view,2026-01-05T10:02:00Z,,\n"
+    'U1,I1,purchase,2026-01-05T10:03:00+01:00,2,"12.50"\n'
+)
+
+
+def write_landing(directory, users=USERS, items=ITEMS, events=EVENTS, extra=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"users.csv": users, "items.csv": items, "events.csv": events, **(extra or {})}
+    for name, text in files.items():
+        (directory / name).write_bytes(text.encode() if isinstance(text, str) else text)
+    return directory
+
+
+def query(url, sql, params=()):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def load(url, directory, batch_id="2026-01-06"):
+    conn = psycopg2.connect(url)
+    try:
+        return {row["table_name"]: row for row in load_landing(conn, directory, batch_id)}
+    finally:
+        conn.close()
+
+
+def test_counts_reconcile_and_bad_rows_are_quarantined_with_reasons(database, tmp_path):
+    audit = load(database, write_landing(tmp_path / "landing"))
+
+    assert {name: (row["rows_read"], row["rows_loaded"], row["rows_rejected"]) for name, row in audit.items()} == {
+        "users": (5, 1, 4), "items": (4, 2, 2), "events": (4, 3, 1)}
+    assert audit["users"]["ignored_columns"] == "favourite_colour"
+    reasons = {row[0] for row in query(database, "select reason from quality.rejected_rows where table_name = 'users'")}
+    assert reasons == {
+        "signup_at: cannot parse 'not-a-date' as timestamp",
+        "missing required value: user_id",
+        "is_personalization_allowed: cannot parse 'maybe' as boolean",
+        "expected 5 fields, got 2",
+    }
+    assert query(database, "select reason from quality.rejected_rows where table_name = 'items' order by 1") == [
+        ("price: cannot parse 'abc' as numeric",), ("stock_quantity: cannot parse '2.5' as integer",)]
+    # strings stay as landed; types are parsed; offsets become UTC
+    assert query(database, "select user_id, gender, is_personalization_allowed from raw.users") == [("U1", " F ", True)]
+    purchase = query(database, "select event_at at time zone 'UTC', quantity, price from raw.events "
+                               "where event_type = 'purchase'")
+    assert str(purchase[0][0]) == "2026-01-05 09:03:00" and purchase[0][1:] == (2, 12.5)
+
+
+def test_loading_a_batch_again_replaces_it(database, tmp_path):
+    directory = write_landing(tmp_path / "landing")
+    load(database, directory)
+    load(database, directory)
+    assert query(database, "select count(*) from raw.events") == [(3,)]
+    assert query(database, "select count(*) from quality.rejected_rows") == [(7,)]
+    load(database, directory, batch_id="2026-01-07")
+    assert query(database, "select _batch_id, count(*) from raw.events group by 1 order by 1") == [
+        ("2026-01-06", 3), ("2026-01-07", 3)]
+
+
+def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):
+    root = write_landing(tmp_path / "landing")
+    write_landing(root / "2026-01-06", events=EVENTS.splitlines()[0] + "\nU9,I9,cart,2026-01-06T01:00:00Z,1,3\n")
+    load(database, root)
+    assert query(database, "select user_id from raw.events") == [("U9",)]
+
+
+def test_non_utf8_bytes_reject_only_the_affected_rows(database, tmp_path):
+    users = b"user_id,signup_at,region\nU1,2026-01-01,North\nU2,2026-01-01,Nord\xe9\n"
+    audit = load(database, write_landing(tmp_path / "landing", users=users))
+    assert (audit["users"]["rows_loaded"], audit["users"]["rows_rejected"]) == (1, 1)
+    assert query(database, "select reason from quality.rejected_rows where table_name = 'users'") == [
+        ("region: invalid UTF-8 bytes",)]
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ("", "the file is empty"),
+        ("signup_at,gender\n2026-01-01,F\n", "missing required column(s) ['user_id']"),
+        ("user_id,user_id,signup_at\n", "duplicate column names"),
+    ],
+)
+def test_unusable_files_fail_with_a_clear_error_and_load_nothing(database, tmp_path, users, message):
+    with pytest.raises(LandingError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load(database, write_landing(tmp_path / "landing", users=users))
+    assert query(database, "select to_regclass('raw.users'), to_regclass('quality.load_audit')") == [(None, None)]
+
+
+def test_missing_required_file_is_an_error(database, tmp_path):
+    directory = write_landing(tmp_path / "landing")
+    (directory / "items.csv").unlink()
+    with pytest.raises(LandingError, match="items.csv: required landing file is missing"):
+        load(database, directory)
+
+
+def test_header_only_file_loads_zero_rows(database, tmp_path):
+    audit = load(database, write_landing(tmp_path / "landing", events=EVENTS.splitlines()[0] + "\n"))
+    assert (audit["events"]["rows_read"], audit["events"]["rows_loaded"]) == (0, 0)
