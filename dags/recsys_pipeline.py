@@ -43,8 +43,13 @@ def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str]
             invocation_mode=InvocationMode.DBT_RUNNER,
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH, select=select or [],
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_EACH,
+            select=select or [],
             exclude=exclude or [],
+            # a test that reads two models (relationships) runs after both, as its own task
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,
         ),
         operator_args={"vars": {"as_of": AS_OF, "run_id": RUN_ID}, "env": DBT_ENV, "install_deps": False},
         default_args={"retries": 0},

@@ -1,0 +1,11 @@
+{#- Fails for every row where the SQL boolean expression is not true (null counts as a failure). -#}
+{% test expression_is_true(model, expression, column_name=none) %}
+
+select *
+from {{ model }}
+where not coalesce(
+    {% if column_name is not none %}{{ column_name }} {% endif %}{{ expression }},
+    false
+)
+
+{% endtest %}

@@ -1,0 +1,28 @@
+with
+
+runs as (
+
+    select * from {{ ref('stg_ml__runs') }}
+
+),
+
+final as (
+
+    select
+        run_id,
+        started_at,
+        finished_at,
+        case when run_id = {{ publish_run_id() }} then 'published' else status end as status,
+        status as model_run_status,
+        champion_model,
+        champion_reason,
+        data_cutoff_at,
+        eval_cutoff_at,
+        data_interval_start,
+        data_interval_end,
+        run_id = {{ publish_run_id() }} as is_published
+    from runs
+
+)
+
+select * from final

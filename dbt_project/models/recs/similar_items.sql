@@ -1,0 +1,28 @@
+{{
+    config(
+        indexes=[{'columns': ['item_id']}]
+    )
+}}
+
+with
+
+similar_items as (
+
+    select * from {{ ref('stg_ml__similar_items') }}
+
+),
+
+final as (
+
+    select
+        item_id,
+        item_rank,
+        similar_item_id,
+        score,
+        run_id
+    from similar_items
+    where run_id = {{ publish_run_id() }}
+
+)
+
+select * from final

@@ -1,0 +1,548 @@
+"""Interaction data for the recommenders: read, encode, weight, split by time.
+
+The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO
+STDOUT`` (only the four columns the models need, timestamps as epoch seconds
+so nothing is parsed row by row), user and item ids are encoded to contiguous
+integer indices, and every matrix built from them is a ``scipy.sparse``
+CSR array: there is never a dense user x item matrix, so one million users x
+100k items x tens of millions of events stays within a few GiB.
+
+Per event the encoded data costs 17 bytes (two int32 indices, an int8 event
+type code and a float64 timestamp), so 50 million events hold ~850 MB.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from psycopg2 import sql
+
+logger = logging.getLogger(__name__)
+
+#: event types the models understand; the index is the ``event_type`` code
+EVENT_TYPES: tuple[str, ...] = ("view", "cart", "remove_from_cart", "purchase")
+
+#: default confidence per event type (``remove_from_cart`` adds nothing)
+EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 3.0, "remove_from_cart": 0.0, "purchase": 5.0}
+
+SECONDS_PER_DAY = 86_400.0
+
+#: columns of ``analytics.fct_interactions`` the models read
+_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "event_ts")
+
+Timestamp = datetime | pd.Timestamp | float | int | np.floating
+
+
+def to_epoch_seconds(value: Timestamp) -> float:
+    """Convert a timestamp to seconds since the Unix epoch (UTC).
+
+    Parameters
+    ----------
+    value : datetime, pandas.Timestamp or number
+        A timezone-aware timestamp (naive ones are read as UTC) or a number
+        that already is epoch seconds.
+
+    Returns
+    -------
+    float
+        Seconds since 1970-01-01T00:00:00Z.
+    """
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return (stamp - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def weight_vector(event_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Return the confidence weight per event type code.
+
+    Parameters
+    ----------
+    event_weights : mapping of str to float, optional
+        Weight per event type; types not listed weigh 0. Defaults to
+        :data:`EVENT_WEIGHTS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 array of length ``len(EVENT_TYPES)``.
+    """
+    weights = EVENT_WEIGHTS if event_weights is None else event_weights
+    unknown = set(weights) - set(EVENT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown event types in event_weights: {sorted(unknown)}")
+    return np.array([float(weights.get(name, 0.0)) for name in EVENT_TYPES], dtype=np.float64)
+
+
+def _sorted_union(universe: Sequence[str] | np.ndarray | None, observed: pd.Index) -> pd.Index:
+    """Ids in a fixed, reproducible order: the universe as given, then unseen observed ids sorted."""
+    if universe is None:
+        return pd.Index(observed.sort_values(), dtype=object)
+    base = pd.Index(pd.unique(np.asarray(universe, dtype=object)), dtype=object)
+    extra = observed.difference(base, sort=False)
+    return base.append(pd.Index(extra.sort_values(), dtype=object))
+
+
+def _codes(values: pd.Series, categories: pd.Index) -> np.ndarray:
+    """Integer codes of ``values`` in ``categories`` (``-1`` where missing), vectorized."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # recode through the (small) category table instead of hashing every row again
+        lookup = categories.get_indexer(values.cat.categories)
+        raw = values.cat.codes.to_numpy()
+        return np.where(raw >= 0, lookup[raw], -1)
+    return categories.get_indexer(values)
+
+
+@dataclass
+class Interactions:
+    """Encoded interaction events.
+
+    Attributes
+    ----------
+    user_ids, item_ids : numpy.ndarray
+        Object arrays mapping an index back to its warehouse id.
+    user_index, item_index : numpy.ndarray
+        Int32 index of the user and the item of every event.
+    event_type : numpy.ndarray
+        Int8 code of every event, an index into :data:`EVENT_TYPES`.
+    event_ts : numpy.ndarray
+        Float64 event time, epoch seconds UTC.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_index: np.ndarray
+    item_index: np.ndarray
+    event_type: np.ndarray
+    event_ts: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        """Number of encoded users (rows of every matrix)."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of encoded items (columns of every matrix)."""
+        return len(self.item_ids)
+
+    @property
+    def n_events(self) -> int:
+        """Number of events."""
+        return len(self.event_ts)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        user_ids: Sequence[str] | np.ndarray | None = None,
+        item_ids: Sequence[str] | np.ndarray | None = None,
+    ) -> Interactions:
+        """Encode an event frame.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Columns ``user_id``, ``item_id``, ``event_type`` and either
+            ``event_ts`` (epoch seconds) or ``event_at`` (timestamps).
+        user_ids, item_ids : array-like of str, optional
+            A fixed id universe (for example every user of ``dim_users``):
+            these ids come first, in the given order, so users without events
+            get empty rows. Ids seen in the events but not in the universe are
+            appended, sorted. Without a universe the observed ids are sorted,
+            so the encoding does not depend on row order.
+
+        Returns
+        -------
+        Interactions
+            Events of unknown type or without an item are dropped (and logged).
+        """
+        if "event_ts" in frame:
+            event_ts = frame["event_ts"].to_numpy(dtype=np.float64)
+        else:
+            stamps = pd.to_datetime(frame["event_at"], utc=True)
+            event_ts = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+
+        type_codes = _codes(frame["event_type"], pd.Index(EVENT_TYPES, dtype=object))
+        users_seen = pd.Index(frame["user_id"].dropna().unique(), dtype=object)
+        items_seen = pd.Index(frame["item_id"].dropna().unique(), dtype=object)
+        user_table = _sorted_union(user_ids, users_seen)
+        item_table = _sorted_union(item_ids, items_seen)
+        user_index = _codes(frame["user_id"], user_table)
+        item_index = _codes(frame["item_id"], item_table)
+
+        keep = (type_codes >= 0) & (user_index >= 0) & (item_index >= 0) & np.isfinite(event_ts)
+        dropped = int(len(keep) - keep.sum())
+        if dropped:
+            logger.warning("dropped %d of %d events (unknown event type, or no user/item/time)", dropped, len(keep))
+        return cls(
+            user_ids=user_table.to_numpy(dtype=object),
+            item_ids=item_table.to_numpy(dtype=object),
+            user_index=user_index[keep].astype(np.int32),
+            item_index=item_index[keep].astype(np.int32),
+            event_type=type_codes[keep].astype(np.int8),
+            event_ts=event_ts[keep],
+        )
+
+    def select(self, mask: np.ndarray) -> Interactions:
+        """Return the events where ``mask`` is true, keeping the same encoding."""
+        return Interactions(
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            user_index=self.user_index[mask],
+            item_index=self.item_index[mask],
+            event_type=self.event_type[mask],
+            event_ts=self.event_ts[mask],
+        )
+
+    def event_weights(
+        self,
+        event_weights: Mapping[str, float] | None = None,
+        half_life_days: float | None = None,
+        reference_time: Timestamp | None = None,
+    ) -> np.ndarray:
+        """Confidence of every event: type weight times an optional exponential time decay.
+
+        Parameters
+        ----------
+        event_weights : mapping of str to float, optional
+            Weight per event type, defaults to :data:`EVENT_WEIGHTS`.
+        half_life_days : float, optional
+            If given, an event ``half_life_days`` before ``reference_time``
+            weighs half as much; events after the reference are not boosted
+            (their age is clipped at 0).
+        reference_time : timestamp, optional
+            The "now" of the decay; required with ``half_life_days``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Float64 weight per event.
+        """
+        weights = weight_vector(event_weights)[self.event_type]
+        if half_life_days is not None:
+            if reference_time is None:
+                raise ValueError("half_life_days needs a reference_time")
+            if half_life_days <= 0:
+                raise ValueError("half_life_days must be positive")
+            age_days = np.maximum(to_epoch_seconds(reference_time) - self.event_ts, 0.0) / SECONDS_PER_DAY
+            weights = weights * np.exp2(-age_days / half_life_days)
+        return weights
+
+    def to_csr(
+        self,
+        event_weights: Mapping[str, float] | None = None,
+        half_life_days: float | None = None,
+        reference_time: Timestamp | None = None,
+        start: Timestamp | None = None,
+        end: Timestamp | None = None,
+        dtype: Any = np.float32,
+    ) -> sp.csr_array:
+        """Build the user x item confidence matrix.
+
+        Weighted events in ``[start, end)`` are summed per (user, item) by a
+        COO -> CSR conversion (duplicates are summed); pairs whose total is 0
+        (for example only ``remove_from_cart``) are dropped.
+
+        Parameters
+        ----------
+        event_weights, half_life_days, reference_time
+            See :meth:`event_weights`.
+        start, end : timestamp, optional
+            Half-open time window of the events to use.
+        dtype : numpy dtype, default float32
+            Value type of the matrix.
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            Shape ``(n_users, n_items)`` with sorted indices.
+        """
+        mask = np.ones(self.n_events, dtype=bool)
+        if start is not None:
+            mask &= self.event_ts >= to_epoch_seconds(start)
+        if end is not None:
+            mask &= self.event_ts < to_epoch_seconds(end)
+        events = self if mask.all() else self.select(mask)
+        data = events.event_weights(event_weights, half_life_days, reference_time).astype(dtype)
+        matrix = sp.coo_array(
+            (data, (events.user_index, events.item_index)), shape=(self.n_users, self.n_items)
+        ).tocsr()
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        return matrix
+
+    def strongest_events(self) -> sp.csr_array:
+        """The strongest event per (user, item): 1 view, 2 cart, 3 purchase.
+
+        Used to word reasons ("Because you bought X" beats "viewed").
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            Int8 matrix of shape ``(n_users, n_items)``; pairs with only
+            ``remove_from_cart`` events are not stored. Read it for many pairs
+            with :func:`lookup` and name the codes with :data:`STRENGTH_NAMES`.
+        """
+        strength = None
+        for code, name in enumerate(STRENGTH_NAMES[1:], start=1):  # three event types, not rows
+            present = (self.to_csr({name: 1.0}) > 0).astype(np.int8) * np.int8(code)
+            strength = present if strength is None else strength.maximum(present)
+        return sp.csr_array(strength, dtype=np.int8)
+
+
+#: names of the codes of :meth:`Interactions.strongest_events`
+STRENGTH_NAMES: tuple[str, ...] = ("", "view", "cart", "purchase")
+
+
+def lookup(matrix: sp.csr_array, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Read ``matrix[rows[i], cols[i]]`` for many pairs at once (0 where not stored).
+
+    Only the rows asked for are touched, so reading one batch of users from a
+    large matrix costs the size of that batch.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse.csr_array
+        Any CSR matrix; it is not modified.
+    rows, cols : numpy.ndarray
+        Int arrays of the same length.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, dtype of the matrix.
+    """
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    cols = np.asarray(cols, dtype=np.int64).ravel()
+    values = np.zeros(len(rows), dtype=matrix.dtype)
+    if len(rows) == 0:
+        return values
+    wanted, local_rows = np.unique(rows, return_inverse=True)
+    sub = sp.csr_array(matrix[wanted])
+    sub.sum_duplicates()  # canonical form: sorted column indices, so the flat keys are sorted
+    if sub.nnz == 0:
+        return values
+    n_cols = np.int64(matrix.shape[1])
+    stored_keys = np.repeat(np.arange(len(wanted), dtype=np.int64), np.diff(sub.indptr)) * n_cols + sub.indices
+    keys = local_rows.astype(np.int64) * n_cols + cols
+    position = np.minimum(np.searchsorted(stored_keys, keys), len(stored_keys) - 1)
+    found = stored_keys[position] == keys
+    values[found] = sub.data[position[found]]
+    return values
+
+
+@dataclass
+class TimeSplit:
+    """A train/test split by time, aligned to one encoding.
+
+    Attributes
+    ----------
+    train : Interactions
+        Events before the cutoff. Its users are the train users (sorted) and
+        then the users who only appear in the test window (sorted), so those
+        test users have empty train rows and get what a model gives cold
+        users. Its items are the train items only: a model can never
+        recommend an item it had no data for.
+    truth : scipy.sparse.csr_array
+        Purchases in ``[cutoff, end)`` per user, shape ``(train.n_users,
+        n_truth_items)``. Columns ``< train.n_items`` are train items; the
+        items first seen in the test window follow, so they count in the
+        recall denominator and can only be misses.
+    truth_item_ids : numpy.ndarray
+        Ids of the truth columns (train items first).
+    test_users : numpy.ndarray
+        Int64 indices of the users with at least one test purchase.
+    cutoff, end : float
+        The split times, epoch seconds.
+    """
+
+    train: Interactions
+    truth: sp.csr_array
+    truth_item_ids: np.ndarray
+    test_users: np.ndarray
+    cutoff: float
+    end: float
+
+
+def _reencode(old_index: np.ndarray, in_first: np.ndarray, in_second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order old codes: those in ``in_first`` (ascending), then those only in ``in_second``.
+
+    Returns the new -> old table and the old -> new map (``-1`` for unused codes).
+    """
+    first = np.flatnonzero(in_first)
+    second = np.flatnonzero(in_second & ~in_first)
+    new_to_old = np.concatenate([first, second])
+    old_to_new = np.full(len(old_index), -1, dtype=np.int64)
+    old_to_new[new_to_old] = np.arange(len(new_to_old))
+    return new_to_old, old_to_new
+
+
+def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) -> TimeSplit:
+    """Split events by time: train before ``cutoff``, truth = purchases in ``[cutoff, end)``.
+
+    Parameters
+    ----------
+    interactions : Interactions
+        Events up to at least ``end``.
+    cutoff, end : timestamp
+        The evaluation cutoff and the end of the test window.
+
+    Returns
+    -------
+    TimeSplit
+        See :class:`TimeSplit` for how users and items unseen in train are
+        encoded.
+    """
+    cutoff_s, end_s = to_epoch_seconds(cutoff), to_epoch_seconds(end)
+    if not cutoff_s < end_s:
+        raise ValueError("cutoff must be before end")
+    is_train = interactions.event_ts < cutoff_s
+    is_test = (
+        (interactions.event_ts >= cutoff_s)
+        & (interactions.event_ts < end_s)
+        & (interactions.event_type == EVENT_TYPES.index("purchase"))
+    )
+
+    def seen(index: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+        return np.bincount(index[mask], minlength=size) > 0
+
+    n_users, n_items = interactions.n_users, interactions.n_items
+    train_users = seen(interactions.user_index, is_train, n_users)
+    train_items = seen(interactions.item_index, is_train, n_items)
+    test_users = seen(interactions.user_index, is_test, n_users)
+    test_items = seen(interactions.item_index, is_test, n_items)
+    user_new_to_old, user_old_to_new = _reencode(interactions.user_ids, train_users, test_users)
+    item_new_to_old, item_old_to_new = _reencode(interactions.item_ids, train_items, test_items)
+    n_train_items = int(train_items.sum())
+
+    train = Interactions(
+        user_ids=interactions.user_ids[user_new_to_old],
+        item_ids=interactions.item_ids[item_new_to_old[:n_train_items]],
+        user_index=user_old_to_new[interactions.user_index[is_train]].astype(np.int32),
+        item_index=item_old_to_new[interactions.item_index[is_train]].astype(np.int32),
+        event_type=interactions.event_type[is_train],
+        event_ts=interactions.event_ts[is_train],
+    )
+    truth = sp.coo_array(
+        (
+            np.ones(int(is_test.sum()), dtype=np.float32),
+            (user_old_to_new[interactions.user_index[is_test]], item_old_to_new[interactions.item_index[is_test]]),
+        ),
+        shape=(len(user_new_to_old), len(item_new_to_old)),
+    ).tocsr()
+    truth.sum_duplicates()
+    evaluated = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    logger.info(
+        "time split at %s: %d train events, %d test purchases by %d users (%d without train history), "
+        "%d test items unseen in train",
+        pd.Timestamp(cutoff_s, unit="s", tz="UTC"),
+        train.n_events,
+        int(is_test.sum()),
+        len(evaluated),
+        int((test_users & ~train_users).sum()),
+        int((test_items & ~train_items).sum()),
+    )
+    return TimeSplit(
+        train=train,
+        truth=truth,
+        truth_item_ids=interactions.item_ids[item_new_to_old],
+        test_users=evaluated,
+        cutoff=cutoff_s,
+        end=end_s,
+    )
+
+
+def read_events(
+    conn: Any,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
+    table: str = "analytics.fct_interactions",
+) -> pd.DataFrame:
+    """Read the events of a time window from the warehouse with ``COPY ... TO STDOUT``.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        An open connection; the read runs in its current transaction.
+    start, end : timestamp, optional
+        Half-open window on ``event_at``; ``None`` leaves that side open.
+    table : str, default "analytics.fct_interactions"
+        Schema-qualified table name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``user_id``, ``item_id``, ``event_type`` (categoricals) and
+        ``event_ts`` (float64 epoch seconds). Rows without an item are skipped.
+    """
+    conditions = [
+        sql.SQL("item_id is not null"),
+        sql.SQL("event_type = any({})").format(sql.Literal(list(EVENT_TYPES))),
+    ]
+    if start is not None:
+        conditions.append(sql.SQL("event_at >= to_timestamp({})").format(sql.Literal(to_epoch_seconds(start))))
+    if end is not None:
+        conditions.append(sql.SQL("event_at < to_timestamp({})").format(sql.Literal(to_epoch_seconds(end))))
+    query = sql.SQL(
+        "copy (select user_id, item_id, event_type, extract(epoch from event_at)::float8 as event_ts "
+        "from {table} where {where}) to stdout with (format csv)"
+    ).format(
+        table=sql.Identifier(*table.split(".")),
+        where=sql.SQL(" and ").join(conditions),
+    )
+    # a real (C-buffered) temporary file: psycopg2 writes one row per call, the CSV can be gigabytes
+    with tempfile.TemporaryFile(mode="w+b") as buffer, conn.cursor() as cursor:
+        cursor.copy_expert(query.as_string(cursor), buffer)
+        size = buffer.tell()
+        buffer.seek(0)
+        if size == 0:
+            frame = pd.DataFrame({name: pd.Series(dtype="category") for name in _EVENT_COLUMNS[:3]})
+            frame["event_ts"] = pd.Series(dtype=np.float64)
+            return frame
+        frame = pd.read_csv(
+            buffer,
+            header=None,
+            names=list(_EVENT_COLUMNS),
+            dtype={"user_id": "category", "item_id": "category", "event_type": "category", "event_ts": np.float64},
+            keep_default_na=False,
+            na_values={"event_ts": [""]},
+            engine="c",
+        )
+    logger.info("read %d events from %s (%.1f MB as CSV)", len(frame), table, size / 1e6)
+    return frame
+
+
+def load_interactions(
+    conn: Any,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
+    user_ids: Sequence[str] | np.ndarray | None = None,
+    item_ids: Sequence[str] | np.ndarray | None = None,
+) -> Interactions:
+    """Read a window of ``analytics.fct_interactions`` and encode it.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        An open connection.
+    start, end : timestamp, optional
+        Half-open window on ``event_at``.
+    user_ids, item_ids : array-like of str, optional
+        Fixed id universes, see :meth:`Interactions.from_frame`.
+
+    Returns
+    -------
+    Interactions
+    """
+    return Interactions.from_frame(read_events(conn, start, end), user_ids=user_ids, item_ids=item_ids)

@@ -1,0 +1,164 @@
+"""The dbt project parses, follows the house rules, and its SQL passes sqlfluff.
+
+No database is needed: ``dbt parse`` only renders the project (the profile's
+env vars get dummy values) and ``sqlfluff`` uses the jinja templater with
+stubbed macros (``dbt_project/.sqlfluff``). The DB-backed ``dbt build`` runs in
+the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "dbt_project"
+BIN = Path(sys.executable).parent
+
+#: tables the Python tasks read or the shop serves from: their contract must be enforced
+CONTRACT_MODELS = {
+    "dim_users",
+    "dim_items",
+    "fct_interactions",
+    "user_profiles",
+    "user_interest_tags",
+    "user_recommendations",
+    "similar_items",
+    "cold_start_recommendations",
+    "model_evaluations",
+    "runs",
+}
+SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> dict:
+    """``dbt parse`` into a temporary target path; the parsed manifest."""
+    target = tmp_path_factory.mktemp("dbt_target")
+    env = {
+        **os.environ,
+        "RECSYS_PGDATABASE": os.environ.get("RECSYS_PGDATABASE", "recsys_parse_only"),
+        "RECSYS_PSEUDONYM_KEY": "parse-only-key",
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(target / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+    }
+    result = subprocess.run(
+        [
+            str(BIN / "dbt"),
+            "parse",
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(PROJECT),
+            "--no-partial-parse",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"dbt parse failed:\n{result.stdout}\n{result.stderr}"
+    return json.loads((target / "manifest.json").read_text())
+
+
+def _models(manifest: dict) -> dict[str, dict]:
+    return {
+        node["name"]: node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["package_name"] == "recsys"
+    }
+
+
+def test_dbt_parse_succeeds_with_the_expected_models(manifest):
+    models = _models(manifest)
+    expected = {
+        "stg_shop__users",
+        "stg_shop__items",
+        "stg_shop__events",
+        "stg_shop__orders",
+        "stg_shop__order_lines",
+        "stg_shop__reviews",
+        "stg_shop__promotions",
+        "stg_shop__redemptions",
+        "int_bot_users",
+        "fct_searches",
+        "fct_orders",
+        "fct_order_lines",
+        "excluded_rows",
+        "staging_reconciliation",
+        "user_id_map",
+    } | CONTRACT_MODELS
+    assert expected <= set(models)
+    assert {node["schema"] for node in models.values()} <= SCHEMAS
+
+
+def test_every_model_has_a_yml_of_its_name_and_a_description(manifest):
+    for name, node in _models(manifest).items():
+        assert node["patch_path"], f"{name} has no yml"
+        assert Path(node["patch_path"].split("://")[-1]).stem == name, f"{name} is documented in {node['patch_path']}"
+        assert node["description"].strip(), f"{name} has no description"
+
+
+def test_contracts_enforced_on_the_tables_python_reads(manifest):
+    models = _models(manifest)
+    for name in CONTRACT_MODELS:
+        assert models[name]["config"]["contract"]["enforced"], name
+        assert all(column.get("data_type") for column in models[name]["columns"].values()), name
+
+
+def test_publish_models_are_tagged_and_sources_used_only_in_staging(manifest):
+    for name, node in _models(manifest).items():
+        if node["schema"] == "recs" or name.startswith("stg_ml__"):
+            assert "publish" in node["tags"], name
+        if node["depends_on"]["nodes"] and any(dep.startswith("source.") for dep in node["depends_on"]["nodes"]):
+            assert node["schema"] == "staging", f"{name} reads a source outside staging"
+
+
+def test_fct_interactions_is_incremental_on_the_event_key(manifest):
+    config = _models(manifest)["fct_interactions"]["config"]
+    assert config["materialized"] == "incremental"
+    assert config["unique_key"] == "event_id"
+    assert config["incremental_strategy"] == "delete+insert"
+
+
+def test_primary_keys_are_tested_unique_and_not_null(manifest):
+    tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
+    tested = {
+        (test["test_metadata"]["name"], test["attached_node"].split(".")[-1], test.get("column_name"))
+        for test in tests
+        if test.get("test_metadata") and test.get("attached_node")
+    }
+    for model, key in [
+        ("dim_users", "user_id"),
+        ("dim_items", "item_id"),
+        ("fct_interactions", "event_id"),
+        ("fct_orders", "order_id"),
+        ("stg_shop__events", "event_id"),
+        ("stg_shop__users", "user_id"),
+    ]:
+        assert ("unique", model, key) in tested, (model, key)
+        assert ("not_null", model, key) in tested, (model, key)
+
+
+def test_tricky_logic_has_unit_tests(manifest):
+    unit_tested = {node["model"] for node in manifest.get("unit_tests", {}).values()}
+    assert {"int_user_rfm", "int_user_lifecycle", "user_interest_tags", "base_shop__events"} <= unit_tested
+
+
+def test_sqlfluff_lint_passes():
+    result = subprocess.run(
+        [str(BIN / "sqlfluff"), "lint", "dbt_project/models", "dbt_project/tests", "--disable-progress-bar"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"sqlfluff lint failed:\n{result.stdout}\n{result.stderr}"

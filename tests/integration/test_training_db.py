@@ -1,0 +1,368 @@
+"""``recsys.training`` against a real Postgres with a small planted warehouse.
+
+A throwaway database gets hand-built ``analytics`` tables. The planted shop:
+
+* items ``a00..a09`` (cluster A) and ``b00..b09`` (cluster B); ``a09`` and
+  ``b09`` are out of stock;
+* 30 "A" users view four A items and buy one of them before the cutoff, then
+  buy an A item they never touched in the test week;
+* 30 "B" users buy five B items before the cutoff (B dominates popularity),
+  then buy a B item they never bought in the test week;
+* ``viewer``, ``buyer`` and ``carter`` touch one A item each (view, purchase,
+  cart), ``loner`` viewed only ``a09`` (which nobody else touched, so it has
+  no neighbours), ``optout`` has history but opted out of personalization,
+  ``cold`` has no events.
+
+Popularity recommends the B items to everybody, so it misses every A user;
+item-KNN recommends the unseen items of the user's own cluster and hits
+everyone: item-KNN must win on NDCG@10.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
+from recsys import training
+
+END = datetime(2026, 3, 1, tzinfo=UTC)
+START = END - timedelta(days=1)
+CUTOFF = END - timedelta(days=7)
+A_ITEMS = [f"a{index:02d}" for index in range(10)]
+B_ITEMS = [f"b{index:02d}" for index in range(10)]
+OUT_OF_STOCK = {"a09", "b09"}
+A_USERS = [f"ua{index:02d}" for index in range(30)]
+B_USERS = [f"ub{index:02d}" for index in range(30)]
+EXTRA_USERS = ["viewer", "buyer", "carter", "loner", "optout", "cold"]
+
+ANALYTICS_DDL = """
+create schema analytics;
+create table analytics.fct_interactions (
+    event_id text primary key, user_id text not null, item_id text, event_type text not null,
+    event_at timestamptz not null, event_date date not null, session_id text, platform text,
+    quantity integer, price numeric
+);
+create table analytics.dim_items (
+    item_id text primary key, item_name text, category text, subcategory text, category_path text,
+    brand text, price numeric, is_in_stock boolean, created_at timestamptz
+);
+create table analytics.dim_users (
+    user_id text primary key, signup_at timestamptz, age_band text, gender text, region text,
+    platform text, is_personalization_allowed boolean
+);
+create table analytics.user_profiles (
+    user_id text primary key, spending_power text, lifecycle_stage text, top_categories text
+);
+"""
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The one place the test server is configured (the integration owner repoints it here)."""
+    return os.environ.get("RECSYS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _copy_frame(conn, table: str, frame: pd.DataFrame) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
+    buffer.seek(0)
+    with conn.cursor() as cursor:
+        cursor.copy_expert(
+            f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv, null '\\N')", buffer
+        )
+
+
+def planted_events() -> pd.DataFrame:
+    """The planted events (see the module docstring); times are spread over days, one event per row."""
+    rows = []
+    for number, user in enumerate(A_USERS):
+        touched = [(number + offset) % 9 for offset in range(4)]  # four of a00..a08
+        rows += [(user, A_ITEMS[item], "view", 20 - offset) for offset, item in enumerate(touched)]
+        rows.append((user, A_ITEMS[touched[0]], "purchase", 12))
+        rows.append((user, A_ITEMS[(number + 5) % 9], "purchase", 3))  # test week, never touched before
+    for number, user in enumerate(B_USERS):
+        bought = [(number + offset) % 10 for offset in range(5)]
+        rows += [(user, B_ITEMS[item], "purchase", 20 - offset) for offset, item in enumerate(bought)]
+        rows.append((user, B_ITEMS[(number + 6) % 10], "purchase", 2))  # test week, never bought before
+    rows += [
+        ("viewer", "a00", "view", 15),
+        ("buyer", "a02", "purchase", 15),
+        ("carter", "a03", "cart", 15),
+        ("loner", "a09", "view", 15),
+        ("optout", "a04", "purchase", 15),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "days_before_end"])
+    frame["event_at"] = (
+        END - pd.to_timedelta(frame.pop("days_before_end"), unit="D") + pd.to_timedelta(np.arange(len(frame)), unit="s")
+    )
+    frame.insert(0, "event_id", [f"e{index:05d}" for index in range(len(frame))])
+    frame["event_date"] = frame["event_at"].dt.date
+    frame["session_id"] = "s-" + frame["user_id"]
+    frame["platform"] = "web"
+    frame["quantity"] = 1
+    frame["price"] = 10
+    return frame
+
+
+def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
+    items = pd.DataFrame({"item_id": A_ITEMS + B_ITEMS})
+    items["item_name"] = "Item " + items["item_id"]
+    items["category"] = items["item_id"].str[0].str.upper()
+    items["is_in_stock"] = ~items["item_id"].isin(OUT_OF_STOCK)
+    items["price"] = 10
+    users = pd.DataFrame({"user_id": A_USERS + B_USERS + EXTRA_USERS})
+    users["signup_at"] = datetime(2025, 1, 1, tzinfo=UTC)
+    users["age_band"] = ["25-34"] * 30 + ["35-44"] * 30 + [None] * len(EXTRA_USERS)
+    users["gender"] = np.where(np.arange(len(users)) % 2 == 0, "female", "male")
+    users["is_personalization_allowed"] = users["user_id"] != "optout"
+    profiles = pd.DataFrame({"user_id": A_USERS + B_USERS, "lifecycle_stage": ["active"] * 30 + ["loyal"] * 30})
+    with psycopg2.connect(dsn) as conn:
+        with conn.cursor() as cursor:
+            cursor.execute(ANALYTICS_DDL)
+        _copy_frame(conn, "analytics.fct_interactions", events)
+        _copy_frame(conn, "analytics.dim_items", items)
+        _copy_frame(conn, "analytics.dim_users", users)
+        _copy_frame(conn, "analytics.user_profiles", profiles)
+    conn.close()
+
+
+@pytest.fixture
+def empty_database(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database on the test server, dropped afterwards; yields its DSN."""
+    name = f"recsys_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'create database "{name}"')
+    try:
+        yield make_dsn(**{**parse_dsn(pg_admin_url), "dbname": name})
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+@pytest.fixture
+def warehouse(empty_database: str) -> str:
+    build_warehouse(empty_database, planted_events())
+    return empty_database
+
+
+def query(dsn: str, sql: str, params: tuple = ()) -> pd.DataFrame:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        frame = pd.DataFrame(cursor.fetchall(), columns=[column.name for column in cursor.description])
+    conn.close()
+    return frame
+
+
+def metric(dsn: str, run_id: str, model: str, name: str, k: int, segment: str = "all") -> float:
+    frame = query(
+        dsn,
+        "select metric_value from ml.model_evaluations where run_id = %s and model_name = %s and metric = %s "
+        "and k = %s and segment = %s and variant = 'all_items'",
+        (run_id, model, name, k, segment),
+    )
+    assert len(frame) == 1
+    return float(frame.iloc[0, 0])
+
+
+def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> None:
+    with psycopg2.connect(warehouse) as conn:
+        result = training.train_and_evaluate(conn, "run_1", START, END)
+    conn.close()
+
+    assert result["champion_model"] == "item_knn"
+    assert result["n_test_users"] == 60
+    runs = query(warehouse, "select * from ml.runs")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run.run_id, run.status, run.champion_model) == ("run_1", "evaluated", "item_knn")
+    assert run.eval_cutoff_at == CUTOFF and run.data_cutoff_at == END
+    assert run.data_interval_start == START and run.data_interval_end == END
+    assert run.started_at <= run.finished_at
+
+    knn, popularity = (
+        metric(warehouse, "run_1", "item_knn", "ndcg", 10),
+        metric(warehouse, "run_1", "popularity", "ndcg", 10),
+    )
+    assert knn > popularity, "the champion has the higher NDCG@10"
+    assert run.champion_reason == f"item_knn NDCG@10 {knn:.4f} > popularity {popularity:.4f}"
+    assert result["metrics"]["item_knn"]["ndcg@10"] == pytest.approx(knn, abs=1e-6)
+
+    # known answers of the planted clusters (see the module docstring)
+    assert metric(warehouse, "run_1", "item_knn", "hit_rate", 10) == 1.0
+    assert metric(warehouse, "run_1", "item_knn", "hit_rate", 10, "lifecycle_stage=active") == 1.0
+    assert metric(warehouse, "run_1", "popularity", "hit_rate", 10, "lifecycle_stage=active") == 0.0
+    assert metric(warehouse, "run_1", "popularity", "hit_rate", 10, "lifecycle_stage=loyal") == 1.0
+    assert metric(warehouse, "run_1", "popularity", "hit_rate", 10) == 0.5
+    # each test user bought exactly one item: recall@k equals hit rate@k, precision@10 is hits / 10
+    assert metric(warehouse, "run_1", "item_knn", "recall", 10) == 1.0
+    assert metric(warehouse, "run_1", "item_knn", "precision", 10) == pytest.approx(0.1)
+
+    evaluations = query(warehouse, "select * from ml.model_evaluations where segment = 'all'")
+    # 2 models x (precision, recall, ndcg, hit_rate, coverage) x k in (5, 10, 20)
+    assert len(evaluations) == 30
+    assert set(evaluations.k) == {5, 10, 20}
+    segments = query(warehouse, "select distinct segment from ml.model_evaluations")
+    assert set(segments.segment) == {"all", "lifecycle_stage=active", "lifecycle_stage=loyal"}
+
+
+def test_rerunning_a_run_replaces_its_rows(warehouse: str) -> None:
+    training.train_and_evaluate(warehouse, "run_1", START, END)  # a DSN string works too
+    first = query(warehouse, "select * from ml.model_evaluations order by 1, 2, 3, 4, 5, 6")
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    second = query(warehouse, "select * from ml.model_evaluations order by 1, 2, 3, 4, 5, 6")
+    pd.testing.assert_frame_equal(first, second)
+    training.train_and_evaluate(warehouse, "run_2", START, END)
+    counts = query(warehouse, "select run_id, count(*) as n from ml.model_evaluations group by run_id order by run_id")
+    assert counts.n.tolist() == [len(first), len(first)]
+    assert query(warehouse, "select count(*) as n from ml.runs").n[0] == 2
+
+    training.generate_recommendations(warehouse, "run_1", END, n=5)
+    first = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
+    result = training.generate_recommendations(warehouse, "run_1", END, n=5)
+    second = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
+    pd.testing.assert_frame_equal(first, second)
+    for table, key in (
+        ("similar_items", "similar_items"),
+        ("cold_start_recommendations", "cold_start_recommendations"),
+    ):
+        assert query(warehouse, f"select count(*) as n from ml.{table}").n[0] == result[key]
+
+
+def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse: str) -> None:
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    assert result["recommendations"] == len(recs) == users * 5
+    assert result["users"] == users and result["personalized_users"] == users - 2  # all but optout and cold
+    ranks = recs.groupby("user_id").item_rank.agg(lambda rank: sorted(rank) == [1, 2, 3, 4, 5])
+    assert len(ranks) == users and ranks.all()
+    assert not recs.duplicated(["user_id", "item_id"]).any()
+    assert not recs.item_id.isin(OUT_OF_STOCK).any(), "only in-stock items are recommended"
+    assert (recs.generated_at == END).all()
+
+    def user_rows(user_id: str) -> pd.DataFrame:
+        return recs[recs.user_id == user_id].sort_values("item_rank")
+
+    top = user_rows("ua00").iloc[0]
+    assert top.item_id.startswith("a") and top.reason_code == "similar_to_history" and top.model_name == "item_knn"
+    assert top.reason_text.startswith("Because you ") and "Item a0" in top.reason_text
+    assert user_rows("viewer").iloc[0].reason_text.startswith("Because you viewed Item a00")
+    assert user_rows("buyer").iloc[0].reason_text == "Because you bought Item a02"
+    assert user_rows("carter").iloc[0].reason_text == "Because you added Item a03 to your cart"
+    # ua00 saw a00..a03 and bought a05: the in-stock A items left are a04, a06, a07, a08, then popularity fill
+    assert set(user_rows("ua00").item_id.iloc[:4]) == {"a04", "a06", "a07", "a08"}
+    fill = user_rows("ua00").iloc[4]
+    assert (fill.reason_code, fill.model_name, fill.reason_text) == (
+        "popular",
+        "popularity",
+        "Popular in the last 30 days",
+    )
+    assert fill.item_id.startswith("b") and fill.score == 0.0, "the fill ranks below every similar item"
+    # the published contract (dbt test assert_recommendation_scores_non_increasing): scores never increase with rank
+    ordered = recs.sort_values(["user_id", "item_rank"])
+    assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all()
+
+    loner = user_rows("loner")  # history without neighbours: a pure popularity list with popularity scores
+    assert (loner.reason_code == "popular").all() and (loner.score > 0).all()
+
+    cold_start = query(warehouse, "select * from ml.cold_start_recommendations where run_id = 'run_1'")
+    popular_all = cold_start[cold_start.segment_key == "all"].sort_values("item_rank")
+    for user_id in ("cold", "optout"):  # no history / opted out: the global popularity list
+        rows = user_rows(user_id)
+        assert (rows.reason_code == "popular").all() and (rows.model_name == "popularity").all()
+        assert rows.item_id.tolist() == popular_all.item_id.iloc[:5].tolist()
+        np.testing.assert_allclose(rows.score, popular_all.score.iloc[:5])
+        assert (rows.score > 0).all()
+    assert set(cold_start.segment_key) == {
+        "all",
+        "25-34|female",
+        "25-34|male",
+        "35-44|female",
+        "35-44|male",
+        "unknown|female",
+        "unknown|male",
+    }
+    assert (cold_start.groupby("segment_key").size() == 18).all(), "min(20, 18 in-stock items) per segment"
+    assert not cold_start.item_id.isin(OUT_OF_STOCK).any()
+    assert popular_all.item_id.iloc[0].startswith("b")
+    young = cold_start[cold_start.segment_key == "25-34|female"].sort_values("item_rank")
+    assert young.item_id.iloc[:9].str.startswith("a").all(), "the A users' segment prefers cluster A"
+
+    similar = query(warehouse, "select * from ml.similar_items where run_id = 'run_1'")
+    a00 = similar[similar.item_id == "a00"].sort_values("item_rank")
+    assert a00.item_rank.tolist() == list(range(1, 9)) and set(a00.similar_item_id) == set(A_ITEMS[1:9])
+    assert (a00.score.diff().dropna() <= 0).all()
+    assert not similar.similar_item_id.isin(OUT_OF_STOCK).any()
+
+    run = query(warehouse, "select status, champion_model from ml.runs where run_id = 'run_1'").iloc[0]
+    assert (run.status, run.champion_model) == ("recommended", "item_knn")
+
+
+def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str) -> None:
+    """If the test week is everybody buying b00 again, popularity (b00 first) beats item-KNN (skips seen items)."""
+    events = planted_events()
+    test_week = events.event_at >= CUTOFF
+    events.loc[test_week, "item_id"] = "b00"
+    build_warehouse(empty_database, events)
+
+    result = training.train_and_evaluate(empty_database, "run_1", START, END)
+    knn = metric(empty_database, "run_1", "item_knn", "ndcg", 10)
+    popularity = metric(empty_database, "run_1", "popularity", "ndcg", 10)
+    assert popularity == 1.0 and knn < popularity
+    assert result["champion_model"] == "popularity"
+    assert result["champion_reason"] == f"popularity NDCG@10 1.0000 > item_knn {knn:.4f}"
+
+    training.generate_recommendations(empty_database, "run_1", END, n=3)
+    recs = query(empty_database, "select distinct reason_code, model_name, reason_text from ml.recommendations")
+    assert recs.values.tolist() == [["popular", "popularity", "Popular in the last 30 days"]]
+
+
+def test_a_failed_step_is_recorded_and_raised(warehouse: str) -> None:
+    with pytest.raises(LookupError, match="no champion"):
+        training.generate_recommendations(warehouse, "never_evaluated", END)
+    assert query(warehouse, "select status from ml.runs where run_id = 'never_evaluated'").status[0] == "failed"
+
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    before = query(warehouse, "select * from ml.runs where run_id = 'run_1'").iloc[0]
+    with pytest.raises(ValueError, match="unknown champion"):
+        training.generate_recommendations(warehouse, "run_1", END, model_name="no_such_model")
+    after = query(warehouse, "select * from ml.runs where run_id = 'run_1'").iloc[0]
+    assert after.status == "failed"
+    assert (after.champion_model, after.champion_reason, after.started_at) == (
+        before.champion_model,
+        before.champion_reason,
+        before.started_at,
+    ), "a failed later step keeps what the evaluation recorded"
+    assert query(warehouse, "select count(*) as n from ml.recommendations").n[0] == 0, "nothing half-written"
+
+
+def test_no_test_purchases_keeps_the_popularity_baseline(warehouse: str) -> None:
+    later = END + timedelta(days=30)  # the last 7 days before it have no events at all
+    result = training.train_and_evaluate(warehouse, "run_late", later - timedelta(days=1), later)
+    assert result["n_test_users"] == 0 and result["champion_model"] == "popularity"
+    assert "no purchases in the test window" in result["champion_reason"]
+    assert query(warehouse, "select count(*) as n from ml.model_evaluations").n[0] == 0
+
+
+def test_champion_rule_prefers_the_simpler_model_on_ties() -> None:
+    assert training._choose_champion({"popularity": 0.05, "item_knn": 0.05}, 10) == (
+        "popularity",
+        "popularity NDCG@10 0.0500 = item_knn 0.0500 (tie: the simpler model wins)",
+    )
+    assert training._choose_champion({"popularity": 0.042, "item_knn": 0.081}, 10) == (
+        "item_knn",
+        "item_knn NDCG@10 0.0810 > popularity 0.0420",
+    )

@@ -1,0 +1,181 @@
+"""Encoding, confidence matrices and the time split of ``recsys.interactions``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from recsys.interactions import (
+    EVENT_WEIGHTS,
+    SECONDS_PER_DAY,
+    STRENGTH_NAMES,
+    Interactions,
+    lookup,
+    time_split,
+    to_epoch_seconds,
+)
+
+DAY = SECONDS_PER_DAY
+T0 = to_epoch_seconds(datetime(2026, 1, 10, tzinfo=UTC))
+
+
+def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "event_ts"])
+
+
+@pytest.fixture
+def events() -> Interactions:
+    return Interactions.from_frame(
+        frame(
+            [
+                ("u2", "i1", "view", T0),
+                ("u2", "i1", "purchase", T0 + 1),  # same pair: 1 + 5
+                ("u2", "i1", "view", T0 + 2),  # duplicates are summed: 1 + 5 + 1
+                ("u1", "i2", "cart", T0),
+                ("u1", "i3", "remove_from_cart", T0),  # weight 0: not stored
+                ("u1", "i1", "search", T0),  # unknown type: dropped
+            ]
+        )
+    )
+
+
+def test_ids_are_sorted_and_unknown_event_types_dropped(events: Interactions) -> None:
+    assert list(events.user_ids) == ["u1", "u2"]
+    assert list(events.item_ids) == ["i1", "i2", "i3"]
+    assert events.n_events == 5
+    assert events.user_index.dtype == np.int32 and events.event_type.dtype == np.int8
+
+
+def test_universe_comes_first_and_unseen_ids_are_appended() -> None:
+    data = Interactions.from_frame(
+        frame([("zed", "i9", "view", T0), ("u1", "i1", "view", T0)]), user_ids=["u3", "u1"], item_ids=["i1"]
+    )
+    assert list(data.user_ids) == ["u3", "u1", "zed"]
+    assert list(data.item_ids) == ["i1", "i9"]
+    matrix = data.to_csr()
+    assert matrix.shape == (3, 2)
+    assert np.diff(matrix.indptr).tolist() == [0, 1, 1]  # u3 has an empty row
+
+
+def test_event_at_timestamps_are_read_as_epoch_seconds() -> None:
+    data = Interactions.from_frame(
+        pd.DataFrame(
+            {
+                "user_id": ["u"],
+                "item_id": ["i"],
+                "event_type": ["view"],
+                "event_at": [pd.Timestamp("2026-01-10T00:00:00Z")],
+            }
+        )
+    )
+    assert data.event_ts[0] == T0
+    assert to_epoch_seconds(datetime(2026, 1, 10)) == T0  # naive means UTC
+
+
+def test_confidence_sums_weights_per_pair(events: Interactions) -> None:
+    matrix = events.to_csr()
+    assert isinstance(matrix, sp.csr_array) and matrix.dtype == np.float32
+    dense = matrix.toarray()
+    # u1: cart on i2 = 3; remove_from_cart on i3 weighs 0 and is not stored. u2: 1 + 5 + 1 on i1
+    assert dense.tolist() == [[0, 3, 0], [7, 0, 0]]
+    assert matrix.nnz == 2
+    custom = events.to_csr({"purchase": 1.0}).toarray()
+    assert custom.tolist() == [[0, 0, 0], [1, 0, 0]]
+
+
+def test_unknown_weight_names_are_rejected(events: Interactions) -> None:
+    with pytest.raises(ValueError, match="unknown event types"):
+        events.to_csr({"click": 1.0})
+
+
+def test_time_decay_halves_the_weight_per_half_life() -> None:
+    reference = T0 + 20 * DAY
+    data = Interactions.from_frame(
+        frame(
+            [
+                ("u", "a", "purchase", T0 + 10 * DAY),  # 10 days old, half-life 10: 5 * 0.5 = 2.5
+                ("u", "b", "purchase", T0),  # 20 days old: 5 * 0.25 = 1.25
+                ("u", "c", "view", reference + DAY),  # after the reference: age clipped to 0, weight 1
+            ]
+        )
+    )
+    matrix = data.to_csr(half_life_days=10, reference_time=reference, dtype=np.float64)
+    np.testing.assert_allclose(matrix.toarray(), [[2.5, 1.25, 1.0]])
+    with pytest.raises(ValueError, match="reference_time"):
+        data.to_csr(half_life_days=10)
+
+
+def test_window_is_half_open() -> None:
+    data = Interactions.from_frame(frame([("u", "a", "view", T0), ("u", "b", "view", T0 + DAY)]))
+    assert data.to_csr(start=T0, end=T0 + DAY).toarray().tolist() == [[1, 0]]
+    assert data.to_csr(start=T0 + 1).toarray().tolist() == [[0, 1]]
+
+
+def test_lookup_reads_many_pairs() -> None:
+    matrix = sp.csr_array(np.array([[0, 2, 0], [3, 0, 4]], dtype=np.float32))
+    values = lookup(matrix, np.array([0, 1, 1, 0, 1]), np.array([1, 0, 2, 0, 1]))
+    assert values.tolist() == [2, 3, 4, 0, 0]
+    assert lookup(matrix, np.array([], dtype=int), np.array([], dtype=int)).size == 0
+
+
+def test_strongest_event_per_pair(events: Interactions) -> None:
+    strength = events.strongest_events()
+    codes = lookup(strength, np.array([1, 0, 0]), np.array([0, 1, 2]))
+    assert [STRENGTH_NAMES[code] for code in codes] == ["purchase", "cart", ""]
+
+
+def test_default_weights_are_the_documented_ones() -> None:
+    assert EVENT_WEIGHTS == {"view": 1.0, "cart": 3.0, "remove_from_cart": 0.0, "purchase": 5.0}
+
+
+class TestTimeSplit:
+    cutoff = T0 + 10 * DAY
+    end = T0 + 17 * DAY
+
+    @pytest.fixture
+    def split(self):
+        data = Interactions.from_frame(
+            frame(
+                [
+                    ("alice", "a", "purchase", T0),
+                    ("alice", "b", "view", T0 + 1),
+                    ("bob", "b", "purchase", T0 + 2),
+                    ("alice", "c", "purchase", self.cutoff),  # test truth (at the cutoff)
+                    ("alice", "new", "purchase", self.cutoff + DAY),  # test item unseen in train
+                    ("alice", "a", "view", self.cutoff + DAY),  # a view in the test window: not truth
+                    ("carol", "b", "purchase", self.cutoff + 2 * DAY),  # test user unseen in train
+                    ("bob", "a", "purchase", self.end),  # after the window: ignored
+                    ("dave", "a", "purchase", self.end + DAY),  # only after the window: not a test user
+                ]
+            )
+        )
+        return time_split(data, self.cutoff, self.end)
+
+    def test_train_has_only_events_before_the_cutoff(self, split) -> None:
+        assert split.train.n_events == 3
+        assert np.all(split.train.event_ts < self.cutoff)
+
+    def test_train_encoding_appends_test_only_users_and_keeps_train_items(self, split) -> None:
+        assert list(split.train.user_ids) == ["alice", "bob", "carol"]
+        assert list(split.train.item_ids) == ["a", "b"]
+        train = split.train.to_csr()
+        assert train.shape == (3, 2)
+        assert train[[2]].nnz == 0  # carol has no train history
+
+    def test_truth_is_test_window_purchases_with_unseen_items_last(self, split) -> None:
+        assert list(split.truth_item_ids) == ["a", "b", "c", "new"]
+        assert split.truth.shape == (3, 4)
+        assert split.truth.toarray().tolist() == [
+            [0, 0, 1, 1],  # alice: c and new, both first seen in the test window
+            [0, 0, 0, 0],  # bob bought only after the window
+            [0, 1, 0, 0],  # carol
+        ]
+        assert split.test_users.tolist() == [0, 2]
+
+    def test_cutoff_must_precede_end(self) -> None:
+        data = Interactions.from_frame(frame([("u", "a", "view", T0)]))
+        with pytest.raises(ValueError):
+            time_split(data, T0, T0)

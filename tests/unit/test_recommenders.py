@@ -1,0 +1,357 @@
+"""One contract for every recommender, plus each model's known answers.
+
+The fixture has two disjoint item clusters. Cluster B is bought far more
+often (popularity prefers it, ``b0`` most of all); the ``target`` user bought
+``a0`` and viewed ``a1``, so item-KNN must rank the rest of cluster A first.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from recsys.interactions import SECONDS_PER_DAY, Interactions
+from recsys.recommenders import (
+    ItemKNNRecommender,
+    PopularityRecommender,
+    Recommender,
+    fill_from_ranking,
+    first_unexcluded,
+    top_n_per_row,
+)
+from sklearn.base import clone
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+CLUSTER_A = [f"a{i}" for i in range(5)]
+CLUSTER_B = [f"b{i}" for i in range(5)]
+
+
+def fixture_frame() -> pd.DataFrame:
+    rows = []
+    for user in range(6):  # A users: each touches 4 of the 5 A items (a view, then a purchase on some)
+        for item in range(5):
+            if item != user % 5:
+                kind = "purchase" if (user + item) % 2 else "view"
+                rows.append((f"ua{user}", f"a{item}", kind, T0 + user * 3600 + item))
+    for user in range(10):  # B users buy B items; b0 is bought by all of them, b1 by 8, ...
+        for item in range(5):
+            if user < 10 - 2 * item:
+                rows.append((f"ub{user}", f"b{item}", "purchase", T0 + user * 3600 + item))
+    rows += [("target", "a0", "purchase", T0 + 10), ("target", "a1", "view", T0 + 11)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "event_ts"])
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return Interactions.from_frame(fixture_frame(), user_ids=["cold"])  # "cold" has no events
+
+
+def item(data: Interactions, item_id: str) -> int:
+    return int(np.flatnonzero(data.item_ids == item_id)[0])
+
+
+def user(data: Interactions, user_id: str) -> int:
+    return int(np.flatnonzero(data.user_ids == user_id)[0])
+
+
+MODELS: dict[str, Callable[[], Recommender]] = {
+    "popularity": lambda: PopularityRecommender(window_days=None, random_state=0),
+    "popularity_windowed_decayed": lambda: PopularityRecommender(window_days=1, half_life_days=0.5, random_state=0),
+    "item_knn": lambda: ItemKNNRecommender(k=20, random_state=0),
+    "item_knn_no_shrinkage": lambda: ItemKNNRecommender(k=3, shrinkage=0.0, random_state=0),
+}
+
+
+@pytest.fixture(params=list(MODELS), scope="module")
+def fitted(request, data: Interactions) -> Recommender:
+    return MODELS[request.param]().fit(data, T0 + SECONDS_PER_DAY)
+
+
+# ----------------------------------------------------------------------------- the shared contract
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])  # every user has at least 5 unseen items
+def test_shape_dtype_and_order(fitted: Recommender, data: Interactions, n: int) -> None:
+    users = np.arange(data.n_users)
+    items, scores = fitted.recommend(users, n=n)
+    assert items.shape == scores.shape == (data.n_users, n)
+    assert items.dtype == np.int64 and scores.dtype == np.float64
+    assert np.all((items >= 0) & (items < data.n_items)), "the catalogue has room for n items for every user"
+    assert np.all(np.diff(scores, axis=1) <= 0), "scores are best first"
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_no_duplicates_and_every_user_gets_n(fitted: Recommender, data: Interactions, exclude_seen: bool) -> None:
+    n = 5  # every user has seen at most 5 of the 10 items
+    items, _ = fitted.recommend(np.arange(data.n_users), n=n, exclude_seen=exclude_seen)
+    assert np.all(items >= 0)
+    assert all(len(set(row)) == n for row in items.tolist())
+
+
+def test_exclude_seen_removes_history(fitted: Recommender, data: Interactions) -> None:
+    users = np.arange(data.n_users)
+    items, _ = fitted.recommend(users, n=5, exclude_seen=True)
+    history = data.to_csr().toarray() > 0
+    assert not history[users[:, None], items].any()
+
+
+def test_filter_items_are_never_recommended(fitted: Recommender, data: Interactions) -> None:
+    blocked = np.array([item(data, "a2"), item(data, "b0")])
+    items, _ = fitted.recommend(np.arange(data.n_users), n=8, filter_items=blocked)
+    assert not np.isin(items, blocked).any()
+
+
+def test_more_than_the_catalogue_pads_with_minus_one(fitted: Recommender, data: Interactions) -> None:
+    target = np.array([user(data, "target")])
+    items, scores = fitted.recommend(target, n=data.n_items + 3, exclude_seen=True)
+    valid = items[0] >= 0
+    assert valid.sum() == data.n_items - 2  # everything but the two history items
+    assert np.all(items[0, valid.sum() :] == -1) and np.all(np.isnan(scores[0, ~valid]))
+    assert len(set(items[0, valid].tolist())) == valid.sum()
+
+
+def test_explicit_history_rows_match_the_fitted_history(fitted: Recommender, data: Interactions) -> None:
+    users = np.array([user(data, "target"), user(data, "cold"), user(data, "ub3")])
+    implicit_rows = fitted.recommend(users, n=4, exclude_seen=True)
+    explicit_rows = fitted.recommend(users, fitted.user_items_[users], n=4, exclude_seen=True)
+    np.testing.assert_array_equal(implicit_rows[0], explicit_rows[0])
+    with pytest.raises(ValueError):
+        fitted.recommend(users, fitted.user_items_[users[:2]], n=4)
+
+
+def test_deterministic_and_independent_of_row_order(fitted: Recommender, data: Interactions) -> None:
+    shuffled = fixture_frame().sample(frac=1.0, random_state=7)
+    refit = clone(fitted).fit(Interactions.from_frame(shuffled, user_ids=["cold"]), T0 + SECONDS_PER_DAY)
+    users = np.arange(data.n_users)
+    first, second = fitted.recommend(users, n=6), refit.recommend(users, n=6)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_allclose(first[1], second[1])
+
+
+def test_estimator_conventions(fitted: Recommender, data: Interactions) -> None:
+    fresh = clone(fitted)
+    assert fresh.get_params() == fitted.get_params()
+    assert not hasattr(fresh, "user_items_")
+    assert fresh.fit(data) is fresh
+    assert fresh.n_users_ == data.n_users and fresh.n_items_ == data.n_items
+
+
+def test_cold_user_gets_the_popularity_ranking(fitted: Recommender, data: Interactions) -> None:
+    cold = np.array([user(data, "cold")])
+    items, _ = fitted.recommend(cold, n=4)
+    popularity = fitted if isinstance(fitted, PopularityRecommender) else fitted.fallback_
+    np.testing.assert_array_equal(items[0], popularity.ranking_[:4])
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+def test_popularity_ranks_the_most_bought_item_first(data: Interactions) -> None:
+    model = PopularityRecommender(window_days=None).fit(data)
+    items, scores = model.recommend(np.array([user(data, "target")]), n=5)
+    # b0: 10 purchases x 5 = 50, b1: 8 x 5 = 40, b2: 30, b3: 20 ...; all of cluster A is lighter
+    assert list(data.item_ids[items[0]]) == ["b0", "b1", "b2", "b3", "a1"]
+    np.testing.assert_allclose(scores[0, :4], [50, 40, 30, 20])
+
+
+def test_popularity_window_and_decay() -> None:
+    data = Interactions.from_frame(
+        pd.DataFrame(
+            {
+                "user_id": ["u1", "u2", "u3", "u4"],
+                "item_id": ["old", "old", "new", "newer"],
+                "event_type": ["purchase"] * 4,
+                "event_ts": [T0, T0, T0 + 9 * SECONDS_PER_DAY, T0 + 10 * SECONDS_PER_DAY],
+            }
+        )
+    )
+    reference = T0 + 10 * SECONDS_PER_DAY
+    windowed = PopularityRecommender(window_days=5).fit(data, reference)
+    # "old" is outside the 5-day window (score 0) but its all-time weight 10 breaks the tie for the last place
+    np.testing.assert_allclose(windowed.item_scores_[[0, 1, 2]], [5, 5, 0])  # items sorted: new, newer, old
+    assert list(data.item_ids[windowed.ranking_]) == ["new", "newer", "old"]
+    decayed = PopularityRecommender(window_days=None, half_life_days=1).fit(data, reference)
+    # new: 5 * 2^-1 = 2.5, newer: 5, old: 2 * 5 * 2^-10
+    np.testing.assert_allclose(decayed.item_scores_, [2.5, 5.0, 10 * 2.0**-10])
+    assert list(data.item_ids[decayed.ranking_]) == ["newer", "new", "old"]
+    future = PopularityRecommender(window_days=None).fit(data, T0 + SECONDS_PER_DAY)
+    assert list(data.item_ids[future.ranking_])[0] == "old", "events after the reference time never count"
+
+
+def test_item_knn_recommends_the_users_cluster_first(data: Interactions) -> None:
+    model = ItemKNNRecommender(k=20).fit(data)
+    items, scores = model.recommend(np.array([user(data, "target")]), n=5)
+    top = list(data.item_ids[items[0]])
+    assert set(top[:3]) == {"a2", "a3", "a4"}, "the unseen cluster-A items first"
+    assert np.all(scores[0, :3] > 0) and np.all(scores[0, 3:] == 0), "then popularity fill with score 0"
+    assert top[3:] == ["b0", "b1"], "the fill follows the popularity ranking"
+
+
+def test_item_knn_similar_items_stay_in_the_cluster(data: Interactions) -> None:
+    model = ItemKNNRecommender(k=20).fit(data)
+    neighbours, scores = model.similar_items(4)
+    for source in ("a0", "b3"):
+        row = neighbours[item(data, source)]
+        assert {name[0] for name in data.item_ids[row]} == {source[0]}, "neighbours come from the same cluster"
+        assert item(data, source) not in row, "an item is not its own neighbour"
+    blocked = np.array([item(data, "a1")])
+    filtered, _ = model.similar_items(4, filter_items=blocked)
+    assert not np.isin(filtered, blocked).any()
+    assert neighbours.shape == scores.shape == (data.n_items, 4)
+
+
+def test_item_knn_similarity_is_shrunk_cosine(data: Interactions) -> None:
+    shrinkage = 10.0
+    model = ItemKNNRecommender(k=20, shrinkage=shrinkage).fit(data)
+    dense = data.to_csr(dtype=np.float64).toarray()
+    norms = np.linalg.norm(dense, axis=0)
+    expected = dense.T @ dense / (np.outer(norms, norms) + shrinkage)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-6)
+
+
+def test_item_knn_explain_matches_a_brute_force_argmax(data: Interactions) -> None:
+    model = ItemKNNRecommender(k=20).fit(data)
+    users = np.arange(data.n_users)
+    items, _ = model.recommend(users, n=6)
+    because, contribution = model.explain(users, items)
+    history = model.user_items_.toarray().astype(np.float64)
+    similarity = model.similarity_.toarray()
+    contributions = history[:, None, :] * similarity.T[np.maximum(items, 0)]  # (user, rank, history item)
+    expected = np.where(contributions.max(axis=2) > 0, contributions.argmax(axis=2), -1)
+    np.testing.assert_array_equal(because, expected)
+    np.testing.assert_allclose(contribution[because >= 0], contributions.max(axis=2)[because >= 0])
+    target = user(data, "target")
+    # target bought a0 (weight 5) and viewed a1 (weight 1); the top item a2 gets 5 * sim(a0, a2) = 5 * 0.586
+    # from the purchase and 1 * sim(a1, a2) = 0.229 from the view, so the purchase explains it
+    assert data.item_ids[items[target, 0]] in {"a2", "a4"} and data.item_ids[because[target, 0]] == "a0"
+    assert np.all(because[target, 3:] == -1), "popularity fill has no history reason"
+    assert np.all(because[user(data, "cold")] == -1)
+
+
+def test_item_knn_scores_match_implicit(data: Interactions) -> None:
+    """Our batched scipy scoring equals implicit's own recommend, user by user (shrinkage off)."""
+    from implicit.nearest_neighbours import CosineRecommender
+
+    rng = np.random.default_rng(0)
+    matrix = sp.random_array((300, 60), density=0.08, rng=rng, format="csr", dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 5)
+    rows, cols = matrix.nonzero()
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{row:03d}" for row in rows],
+            "item_id": [f"i{col:03d}" for col in cols],
+            "event_type": "view",
+            "event_ts": T0,
+        }
+    ).loc[lambda f: f.index.repeat(matrix.data.astype(int))]
+    events = Interactions.from_frame(frame)
+    ours = ItemKNNRecommender(k=10, shrinkage=0.0).fit(events)
+    reference = CosineRecommender(K=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference.fit(sp.csr_matrix(ours.user_items_), show_progress=False)
+    users = np.arange(events.n_users)
+    items, scores = ours.recommend(users, n=5)
+    their_items, their_scores = reference.recommend(users, sp.csr_matrix(ours.user_items_), N=5)
+    positive = their_scores > 0  # implicit pads short lists with seen items at score 0; we fill from popularity
+    np.testing.assert_allclose(scores[positive], their_scores[positive], rtol=1e-5)
+    np.testing.assert_array_equal(items[positive], their_items[positive])
+
+
+def test_item_knn_on_no_data_falls_back_to_popularity() -> None:
+    empty = Interactions.from_frame(
+        pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "event_type": ["remove_from_cart"], "event_ts": [T0]})
+    )
+    model = ItemKNNRecommender().fit(empty)
+    items, scores = model.recommend(np.array([0]), n=1)
+    assert items.tolist() == [[0]] and scores.tolist() == [[0.0]]
+
+
+def test_segment_popularity(data: Interactions) -> None:
+    model = PopularityRecommender(window_days=None).fit(data)
+    groups = np.full(data.n_users, -1)
+    groups[[user(data, f"ua{index}") for index in range(6)]] = 0
+    groups[user(data, "cold")] = 2  # a segment without events: pure global fill
+    items, scores = model.recommend_groups(groups, n=6)
+    assert items.shape == (3, 6)
+    assert {name[0] for name in data.item_ids[items[0, :5]]} == {"a"}, "segment 0 only bought cluster A"
+    assert list(data.item_ids[items[0, 5:]]) == ["b0"] and scores[0, 5] == 0.0
+    np.testing.assert_array_equal(items[1], model.ranking_[:6])  # group 1 has no members
+    np.testing.assert_array_equal(items[2], model.ranking_[:6])
+    blocked = model.ranking_[:2]
+    filtered, _ = model.recommend_groups(groups, n=6, filter_items=blocked)
+    assert not np.isin(filtered, blocked).any()
+
+
+def test_unknown_similarity_is_rejected(data: Interactions) -> None:
+    with pytest.raises(ValueError, match="similarity"):
+        ItemKNNRecommender(similarity="pearson").fit(data)
+
+
+# ----------------------------------------------------------------------------- helpers and scale
+
+
+def test_top_n_per_row_orders_by_score_then_index() -> None:
+    scores = sp.csr_array(np.array([[0.0, 2.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]))
+    items, values = top_n_per_row(scores, 2)
+    assert items.tolist() == [[1, 3], [-1, -1], [0, -1]]
+    assert values[0].tolist() == [2.0, 2.0] and np.isnan(values[1]).all() and np.isnan(values[2, 1])
+
+
+def test_first_unexcluded_and_fill() -> None:
+    ranking = np.array([4, 0, 3, 1, 2])
+    exclude = sp.csr_array(np.array([[1, 0, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=np.float32))
+    assert first_unexcluded(ranking, exclude, 3).tolist() == [[3, 1, 2], [4, 0, 3]]
+    items = np.array([[2, -1, -1], [1, 0, 3]])
+    scores = np.array([[0.5, np.nan, np.nan], [3.0, 2.0, 1.0]])
+    filled, filled_scores = fill_from_ranking(items, scores, ranking, 5, exclude)
+    assert filled.tolist() == [[2, 3, 1], [1, 0, 3]]  # row 0 excludes 0, 4 and its own item 2
+    assert filled_scores[0].tolist() == [0.5, 0.0, 0.0]
+
+
+def test_scales_to_a_million_users_without_dense_matrices() -> None:
+    """1M users x 100k items: a dense float32 matrix would need 400 GB, so any densifying step fails."""
+    rng = np.random.default_rng(1)
+    n_users, n_items, n_events = 1_000_000, 100_000, 300_000
+    events = Interactions(
+        user_ids=np.arange(n_users).astype(str).astype(object),
+        item_ids=np.arange(n_items).astype(str).astype(object),
+        user_index=rng.integers(0, n_users, n_events, dtype=np.int32),
+        item_index=(rng.zipf(1.3, n_events) % n_items).astype(np.int32),
+        event_type=rng.choice(np.array([0, 1, 3], dtype=np.int8), n_events),
+        event_ts=T0 + rng.random(n_events) * 30 * SECONDS_PER_DAY,
+    )
+    model = ItemKNNRecommender(k=50).fit(events)
+    users = rng.choice(n_users, 2_000, replace=False)
+    items, _ = model.recommend(users, n=20)
+    because, _ = model.explain(users, items)
+    assert items.shape == because.shape == (2_000, 20) and np.all(items >= 0)
+    similar, _ = model.similar_items(10)
+    assert similar.shape == (n_items, 10)
+
+
+def test_top_n_per_row_matches_a_full_sort_on_long_rows_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    scores = sp.random_array((40, 500), density=0.3, rng=rng, format="csr")
+    scores.data = np.ceil(scores.data * 4)  # values 1..4: many ties, rows of very different lengths
+    scores = sp.csr_array(scores[np.argsort(rng.random(40))])
+    items, values = top_n_per_row(scores, 7)
+    dense = scores.toarray()
+    for row in range(dense.shape[0]):  # the brute-force reference, row by row
+        stored = np.flatnonzero(dense[row])
+        expected = sorted(stored, key=lambda column: (-dense[row, column], column))[:7]
+        assert items[row, : len(expected)].tolist() == expected
+        assert values[row, : len(expected)].tolist() == dense[row, expected].tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_top_n_per_row_with_empty_and_short_rows(n: int) -> None:
+    scores = sp.csr_array(np.array([[0, 5, 1, 5], [0, 0, 0, 0], [2, 0, 0, 0], [1, 3, 2, 0], [0, 0, 0, 9]], dtype=float))
+    items, _ = top_n_per_row(scores, n)
+    expected = [[1, 3], [-1, -1], [0, -1], [1, 2], [3, -1]]
+    assert items.tolist() == [row[:n] for row in expected]
