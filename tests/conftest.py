@@ -8,13 +8,22 @@ either way it is created fresh and dropped at the end.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 
 from recsys.warehouse import EmbeddedPostgres, create_database
+
+# Airflow reads its settings once, at first import: give the test session its own home first.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-test-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "test-only-key")
 
 TEST_SHOP = {"users": 1_500, "items": 300, "days": 60, "seed": 11}
 

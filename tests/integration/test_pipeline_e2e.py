@@ -83,7 +83,7 @@ def test_profiles_recover_the_planted_top_category(pipeline):
     truth = pd.read_csv(shop / "truth" / "user_truth.csv", dtype=str)
     truth = truth[truth["is_bot"].str.lower() != "true"]
     profiles = frame(url, """
-        select map.shop_user_id, profile.top_categories, count(*) as events
+        select map.shop_user_id, profile.top_categories as profile_top_categories, count(*) as events
         from analytics.user_profiles as profile
         inner join identity.user_id_map as map on map.user_id = profile.user_id
         inner join analytics.fct_interactions as interactions on interactions.user_id = profile.user_id
@@ -91,7 +91,7 @@ def test_profiles_recover_the_planted_top_category(pipeline):
         having count(*) >= 10""")
     joined = profiles.merge(truth, left_on="shop_user_id", right_on="user_id")
     assert len(joined) >= 100
-    recovered = (joined["top_categories"].str.split("|").str[0] == joined["top_category"]).mean()
+    recovered = (joined["profile_top_categories"].str.split("|").str[0] == joined["top_category"]).mean()
     assert recovered >= 0.7, recovered
 
 
