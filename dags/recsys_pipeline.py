@@ -63,8 +63,11 @@ def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str]
     max_active_runs=1,
     tags=["recsys", "pipeline"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-platform"},
-    params={"landing_dir": Param(None, type=["null", "string"], description="landing directory; default env "
-                                                                              "RECSYS_LANDING_DIR")},
+    params={
+        "landing_dir": Param(
+            None, type=["null", "string"], description="landing directory; default env RECSYS_LANDING_DIR"
+        )
+    },
     doc_md=__doc__,
 )
 def recsys_pipeline():

@@ -16,8 +16,11 @@ def _print(result: object) -> None:
 def cmd_simulate(args: argparse.Namespace) -> None:
     from recsys.simulate import simulate
 
-    _print(simulate(Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed,
-                    dirty=not args.clean))
+    _print(
+        simulate(
+            Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed, dirty=not args.clean
+        )
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -26,11 +29,20 @@ def cmd_import(args: argparse.Namespace) -> None:
     if args.source == "online-retail":
         _print(importers.import_online_retail(Path(args.path), Path(args.out)))
     else:
-        _print(importers.import_interactions(
-            Path(args.path), Path(args.out), user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
-            event_type_col=args.event_type_col, quantity_col=args.quantity_col, price_col=args.price_col,
-            category_col=args.category_col, default_event_type=args.default_event_type,
-        ))
+        _print(
+            importers.import_interactions(
+                Path(args.path),
+                Path(args.out),
+                user_col=args.user_col,
+                item_col=args.item_col,
+                time_col=args.time_col,
+                event_type_col=args.event_type_col,
+                quantity_col=args.quantity_col,
+                price_col=args.price_col,
+                category_col=args.category_col,
+                default_event_type=args.default_event_type,
+            )
+        )
 
 
 def cmd_warehouse_url(args: argparse.Namespace) -> None:
@@ -84,9 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser("import", help="convert a data set into the landing format")
     sources = importer.add_subparsers(dest="source", required=True)
     interactions = sources.add_parser("interactions", help="a generic interactions CSV")
-    for name, default in [("user-col", "user_id"), ("item-col", "item_id"), ("time-col", "timestamp"),
-                          ("event-type-col", None), ("quantity-col", None), ("price-col", None),
-                          ("category-col", None), ("default-event-type", "purchase")]:
+    for name, default in [
+        ("user-col", "user_id"),
+        ("item-col", "item_id"),
+        ("time-col", "timestamp"),
+        ("event-type-col", None),
+        ("quantity-col", None),
+        ("price-col", None),
+        ("category-col", None),
+        ("default-event-type", "purchase"),
+    ]:
         interactions.add_argument(f"--{name}", default=default)
     retail = sources.add_parser("online-retail", help="the UCI Online Retail layout")
     for sub in (interactions, retail):

@@ -57,7 +57,14 @@ EVENT_TYPE_ALIASES = {
 }
 
 ONLINE_RETAIL_COLUMNS = (
-    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country",
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
 )
 #: a product StockCode is five digits, sometimes followed by a letter variant ("85123A");
 #: everything else (POST, M, D, DOT, BANK CHARGES, C2, AMAZONFEE, PADS, S, CRUK, gift_0001_10, ...)
@@ -190,8 +197,12 @@ def import_interactions(
         "items": items,
         "events": _events(rows),
         "orders": pd.DataFrame(
-            {"order_id": orders["order_id"], "user_id": orders["user_id"], "ordered_at": _iso(orders["at"]),
-             "status": "completed"}
+            {
+                "order_id": orders["order_id"],
+                "user_id": orders["user_id"],
+                "ordered_at": _iso(orders["at"]),
+                "status": "completed",
+            }
         ),
         "order_lines": _order_lines(lines),
     }
@@ -415,7 +426,11 @@ def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str
     }
     logger.info(
         "imported %s: %d rows read, %d used, %d rejected %s",
-        path, report["rows_read"], report["rows_used"], report["rows_rejected"], report["rejected_by_reason"],
+        path,
+        report["rows_read"],
+        report["rows_used"],
+        report["rows_rejected"],
+        report["rejected_by_reason"],
     )
     return report
 

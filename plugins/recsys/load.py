@@ -37,7 +37,10 @@ from recsys import landing
 log = logging.getLogger(__name__)
 
 PG_TYPES = {"text": "text", "timestamp": "timestamptz", "numeric": "numeric", "integer": "bigint", "boolean": "boolean"}
-META_COLUMNS = "_batch_id text not null, _source_file text not null, _row_number bigint not null, _loaded_at timestamptz not null default now()"
+META_COLUMNS = (
+    "_batch_id text not null, _source_file text not null, _row_number bigint not null,"
+    " _loaded_at timestamptz not null default now()"
+)
 TRUE_VALUES = {"true", "t", "1", "yes", "y"}
 FALSE_VALUES = {"false", "f", "0", "no", "n"}
 BLOCK_SIZE = 32 << 20
@@ -141,8 +144,13 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
                 _delete_batch(cur, spec.name, batch_id)
                 result = _load_file(cur, spec, path, batch_id)
                 audits.append(_write_audit(cur, result, batch_id))
-                log.info("%s: read %d, loaded %d, rejected %d", path, result.rows_read, result.rows_loaded,
-                         result.rows_rejected)
+                log.info(
+                    "%s: read %d, loaded %d, rejected %d",
+                    path,
+                    result.rows_read,
+                    result.rows_loaded,
+                    result.rows_rejected,
+                )
         conn.commit()
     except Exception:
         conn.rollback()
@@ -183,7 +191,9 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     missing = [column.name for column in spec.columns if column.required and column.name not in header]
     if missing:
         raise LandingError(f"{path}: missing required column(s) {missing}; the header has {header}")
-    result = FileResult(spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names])
+    result = FileResult(
+        spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names]
+    )
     utf8 = _is_utf8(path)
     if not utf8:
         log.warning("%s: not valid UTF-8; rows with invalid bytes will be rejected", path)
@@ -191,9 +201,13 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     bad_lines: list[dict] = []
 
     def on_invalid_row(row) -> str:
-        bad_lines.append({"line_number": row.number if row.number >= 0 else None,
-                          "reason": f"expected {row.expected_columns} fields, got {row.actual_columns}",
-                          "raw_record": row.text})
+        bad_lines.append(
+            {
+                "line_number": row.number if row.number >= 0 else None,
+                "reason": f"expected {row.expected_columns} fields, got {row.actual_columns}",
+                "raw_record": row.text,
+            }
+        )
         return "skip"
 
     column_type = pa.string() if utf8 else pa.binary()
@@ -201,8 +215,9 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         path,
         read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=False),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-        convert_options=pacsv.ConvertOptions(column_types={name: column_type for name in header},
-                                             null_values=[""], strings_can_be_null=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
+        ),
     )
     columns = [column for column in spec.columns if column.name in header]
     for record_batch in reader:
@@ -214,11 +229,13 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         ok = reasons.isna()
         result.rows_read += len(frame)
         if (~ok).any():
-            rejected = pd.DataFrame({
-                "line_number": pd.NA,
-                "reason": reasons[~ok].to_numpy(),
-                "raw_record": frame.loc[~ok, header].to_json(orient="records", lines=True).splitlines(),
-            })
+            rejected = pd.DataFrame(
+                {
+                    "line_number": pd.NA,
+                    "reason": reasons[~ok].to_numpy(),
+                    "raw_record": frame.loc[~ok, header].to_json(orient="records", lines=True).splitlines(),
+                }
+            )
             result.rejected.append(rejected)
         good = typed.loc[ok].copy()
         good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
@@ -257,8 +274,10 @@ def _check(frame: pd.DataFrame, spec: landing.LandingFile, columns: list[landing
         flag(present & failed, column.name + ": cannot parse " + repr_values(values) + f" as {column.type}")
         typed[column.name] = parsed
     if spec.name == "events":
-        no_item = frame["event_type"].str.strip().str.lower().ne("search") & typed.get("item_id", pd.Series(
-            pd.NA, index=frame.index)).isna()
+        no_item = (
+            frame["event_type"].str.strip().str.lower().ne("search")
+            & typed.get("item_id", pd.Series(pd.NA, index=frame.index)).isna()
+        )
         flag(no_item, "missing required value: item_id (only search events may omit it)")
     return typed, reasons
 

@@ -41,22 +41,24 @@ def environment(url: str, landing_dir: Path | None = None, airflow_home: Path | 
     airflow_home = airflow_home or LOCAL_DIR / "airflow"
     env = dict(os.environ)
     env.update(dbt_env(url))
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "AIRFLOW_CONN_WAREHOUSE": url,
-        "RECSYS_PSEUDONYM_KEY": pseudonym_key(),
-        "RECSYS_DBT_EXECUTABLE": str(BIN / "dbt"),
-        "DBT_PROFILES_DIR": str(REPO_ROOT / "dbt_project"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW_CONN_WAREHOUSE": url,
+            "RECSYS_PSEUDONYM_KEY": pseudonym_key(),
+            "RECSYS_DBT_EXECUTABLE": str(BIN / "dbt"),
+            "DBT_PROFILES_DIR": str(REPO_ROOT / "dbt_project"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+        }
+    )
     if landing_dir:
         env["RECSYS_LANDING_DIR"] = str(landing_dir)
     return env
@@ -96,7 +98,9 @@ def main(data: str | None = None) -> int:
         if not (landing_dir / "manifest.json").exists():
             log.info("simulating a shop: %s", DEFAULT_SHOP)
             simulate(landing_dir, **DEFAULT_SHOP)
-    manifest = json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
+    manifest = (
+        json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
+    )
     logical_date = manifest.get("end_date") or _latest_event_date(landing_dir)
     env = environment(url, landing_dir)
     prepare_airflow(env)

@@ -10,10 +10,21 @@ import pandas as pd
 from recsys.warehouse import connect
 
 SUMMARY_TABLES = [
-    "raw.users", "raw.items", "raw.events", "raw.orders", "quality.rejected_rows",
-    "analytics.dim_users", "analytics.dim_items", "analytics.fct_interactions", "analytics.user_profiles",
-    "analytics.user_interest_tags", "recs.user_recommendations", "recs.similar_items",
-    "recs.cold_start_recommendations", "recs.model_evaluations", "recs.runs",
+    "raw.users",
+    "raw.items",
+    "raw.events",
+    "raw.orders",
+    "quality.rejected_rows",
+    "analytics.dim_users",
+    "analytics.dim_items",
+    "analytics.fct_interactions",
+    "analytics.user_profiles",
+    "analytics.user_interest_tags",
+    "recs.user_recommendations",
+    "recs.similar_items",
+    "recs.cold_start_recommendations",
+    "recs.model_evaluations",
+    "recs.runs",
 ]
 
 
@@ -29,32 +40,49 @@ def print_summary(url: str, example_users: int = 3) -> None:
         counts = {table: _frame(conn, f"select count(*) as n from {table}")["n"].iloc[0] for table in SUMMARY_TABLES}
         print("\nRows per table")
         print(pd.Series(counts, name="rows").to_string())
-        run = _frame(conn, "select run_id, status, champion_model, champion_reason from recs.runs "
-                           "order by data_cutoff_at desc limit 1")
+        run = _frame(
+            conn,
+            "select run_id, status, champion_model, champion_reason from recs.runs "
+            "order by data_cutoff_at desc limit 1",
+        )
         print("\nLatest run\n" + run.to_string(index=False))
-        evaluations = _frame(conn, "select model_name, variant, metric, k, round(metric_value::numeric, 4) as value "
-                                   "from recs.model_evaluations where run_id = %s and segment = 'all' and k = 10 "
-                                   "order by variant, metric, model_name", (run["run_id"].iloc[0],))
+        evaluations = _frame(
+            conn,
+            "select model_name, variant, metric, k, round(metric_value::numeric, 4) as value "
+            "from recs.model_evaluations where run_id = %s and segment = 'all' and k = 10 "
+            "order by variant, metric, model_name",
+            (run["run_id"].iloc[0],),
+        )
         print("\nEvaluation @10 (test window after the cutoff)")
         print(evaluations.pivot_table(index=["variant", "model_name"], columns="metric", values="value").to_string())
-        users = _frame(conn, """
+        users = _frame(
+            conn,
+            """
             select map.shop_user_id, profile.*
             from analytics.user_profiles as profile
             inner join identity.user_id_map as map on map.user_id = profile.user_id
             where profile.frequency > 1
             order by profile.user_id
-            limit %s""", (example_users,))
+            limit %s""",
+            (example_users,),
+        )
         for user in users.to_dict("records"):
-            print(f"\nUser {user['shop_user_id']}: rfm_segment={user['rfm_segment']}, "
-                  f"spending_power={user['spending_power']}, lifecycle={user['lifecycle_stage']}, "
-                  f"top_categories={user['top_categories']}, promo_sensitivity={user['promo_sensitivity']}")
-            recs = _frame(conn, """
+            print(
+                f"\nUser {user['shop_user_id']}: rfm_segment={user['rfm_segment']}, "
+                f"spending_power={user['spending_power']}, lifecycle={user['lifecycle_stage']}, "
+                f"top_categories={user['top_categories']}, promo_sensitivity={user['promo_sensitivity']}"
+            )
+            recs = _frame(
+                conn,
+                """
                 select recs.item_rank, recs.item_id, items.category, round(recs.score::numeric, 4) as score,
                     recs.reason_text
                 from recs.user_recommendations as recs
                 inner join analytics.dim_items as items on items.item_id = recs.item_id
                 where recs.user_id = %s and recs.item_rank <= 5
-                order by recs.item_rank""", (user["user_id"],))
+                order by recs.item_rank""",
+                (user["user_id"],),
+            )
             print(recs.to_string(index=False))
 
 

@@ -141,61 +141,81 @@ class Category:
 
 CATEGORIES: tuple[Category, ...] = (
     Category(
-        "Electronics", 80, 0,
+        "Electronics",
+        80,
+        0,
         ("Audio > Headphones", "Phones > Smartphones", "Phones > Chargers", "Wearables > Smart Watches"),
         ("Voltix", "Sonora", "Nexa", "Pixelon"),
         (0.3, -0.6, 0.6, 0.6, 0.3, 0.0, -0.3, -0.6),
     ),
     Category(
-        "Home", 35, 0,
+        "Home",
+        35,
+        0,
         ("Kitchen > Kettles", "Kitchen > Cookware", "Bedding > Pillows", "Decor > Lamps"),
         ("Hearthly", "Casa Nova", "Kettleby", "Lumen"),
         (0.2, 0.3, -0.2, -0.8, 0.2, 0.5, 0.5, 0.4),
     ),
     Category(
-        "Fashion", 40, 0,
+        "Fashion",
+        40,
+        0,
         ("Women > Dresses", "Men > Shirts", "Shoes > Sneakers", "Accessories > Bags", "Accessories > Scarves"),
         ("Urbanite", "Marlow", "Threadline", "Vesta"),
         (0.2, 0.7, -0.3, 0.7, 0.4, 0.0, -0.3, -0.6),
     ),
     Category(
-        "Beauty", 18, 30,
+        "Beauty",
+        18,
+        30,
         ("Skincare > Moisturisers", "Makeup > Lipstick", "Hair > Shampoo"),
         ("Glowa", "Purelle", "Silkleaf", "Dermia"),
         (0.0, 1.0, -1.0, 0.5, 0.4, 0.1, -0.1, -0.3),
     ),
     Category(
-        "Groceries", 6, 14,
+        "Groceries",
+        6,
+        14,
         ("Drinks > Coffee", "Drinks > Tea", "Snacks > Chocolate", "Pantry > Pasta", "Breakfast > Cereal"),
         ("Harvest Hill", "Morning Bean", "Nonna", "Crispo"),
         (0.3, 0.1, 0.0, -0.5, 0.0, 0.3, 0.4, 0.5),
     ),
     Category(
-        "Sports", 45, 0,
+        "Sports",
+        45,
+        0,
         ("Fitness > Yoga Mats", "Running > Running Shoes", "Cycling > Helmets"),
         ("Stride", "Peakform", "Velo", "Zenmat"),
         (0.0, -0.3, 0.5, 0.5, 0.3, 0.0, -0.3, -0.6),
     ),
     Category(
-        "Toys", 25, 0,
+        "Toys",
+        25,
+        0,
         ("Building > Blocks", "Games > Board Games", "Outdoor > Scooters"),
         ("Brickit", "Playful Owl", "Tinker", "Zoomie"),
         (-0.3, 0.2, -0.1, -1.0, 0.6, 0.8, 0.0, -0.2),
     ),
     Category(
-        "Books", 15, 0,
+        "Books",
+        15,
+        0,
         ("Fiction > Novels", "Children > Picture Books", "Cooking > Cookbooks"),
         ("Paperlane", "Inkwell", "Little Fox", "Chapter One"),
         (-0.2, 0.2, 0.0, 0.0, -0.2, 0.0, 0.3, 0.6),
     ),
     Category(
-        "Pet Supplies", 20, 21,
+        "Pet Supplies",
+        20,
+        21,
         ("Dogs > Dog Food", "Cats > Cat Food", "Cats > Cat Litter", "Toys > Pet Toys"),
         ("Happy Paws", "Whisker", "Barkley", "Purrfect"),
         (-0.2, 0.1, 0.0, -0.2, 0.2, 0.2, 0.1, 0.2),
     ),
     Category(
-        "Garden", 30, 0,
+        "Garden",
+        30,
+        0,
         ("Tools > Pruners", "Plants > Seeds", "Outdoor > Grills"),
         ("Greenthumb", "Terra", "Sprout", "Ember"),
         (-0.5, 0.0, 0.1, -1.0, -0.4, 0.2, 0.6, 0.9),
@@ -234,9 +254,7 @@ _STYLE_BOOST = 3.0
 _HOME_PLATFORM_SHARE = 0.8
 #: relative activity by weekday, Monday first, and by hour of day (UTC)
 _WEEKDAY_WEIGHTS = np.array([0.9, 0.9, 0.95, 1.0, 1.1, 1.4, 1.35])
-_HOUR_WEIGHTS = np.array(
-    [3, 2, 1, 1, 1, 1, 2, 4, 5, 6, 6, 6, 7, 6, 6, 6, 6, 7, 8, 9, 10, 10, 8, 5], dtype=float
-)
+_HOUR_WEIGHTS = np.array([3, 2, 1, 1, 1, 1, 2, 4, 5, 6, 6, 6, 7, 6, 6, 6, 6, 7, 8, 9, 10, 10, 8, 5], dtype=float)
 _TREND = 0.2  # activity grows by this share from the first to the last day
 _SESSIONS_PER_90_DAYS = 1.8
 _ACTIVITY_SIGMA = 1.2
@@ -259,12 +277,52 @@ _BOT_SESSION_VIEWS = 250
 _BOT_SPAN = 6 * _HOUR  # a bot's views take at most 5.6 hours (4000 views, at most 5 s apart)
 
 _FIRST_NAMES = np.array(
-    ["li", "wang", "zhang", "liu", "chen", "yang", "anna", "ben", "chloe", "david", "emma", "felix",
-     "grace", "henry", "iris", "jack", "kate", "leo", "mia", "noah"]
+    [
+        "li",
+        "wang",
+        "zhang",
+        "liu",
+        "chen",
+        "yang",
+        "anna",
+        "ben",
+        "chloe",
+        "david",
+        "emma",
+        "felix",
+        "grace",
+        "henry",
+        "iris",
+        "jack",
+        "kate",
+        "leo",
+        "mia",
+        "noah",
+    ]
 )
 _LAST_NAMES = np.array(
-    ["wei", "fang", "ming", "hua", "jun", "smith", "jones", "brown", "taylor", "lee", "walker", "white",
-     "green", "hall", "young", "king", "wright", "lopez", "hill", "scott"]
+    [
+        "wei",
+        "fang",
+        "ming",
+        "hua",
+        "jun",
+        "smith",
+        "jones",
+        "brown",
+        "taylor",
+        "lee",
+        "walker",
+        "white",
+        "green",
+        "hall",
+        "young",
+        "king",
+        "wright",
+        "lopez",
+        "hill",
+        "scott",
+    ]
 )
 _EMAIL_DOMAINS = np.array(["example.com", "example.net", "example.org", "mail.example.com"])
 _SERIES = np.array(["Lite", "Pro", "Max", "Plus", "Classic", "Mini", "Eco", "Prime"])
@@ -374,9 +432,7 @@ def simulate(
         If ``users`` or ``days`` is below 1 or ``items`` below the number of leaf categories.
     """
     if users < 1 or days < 1 or items < len(_LEAF_PATHS):
-        raise ValueError(
-            f"need users >= 1, days >= 1 and items >= {len(_LEAF_PATHS)}; got {users}, {days}, {items}"
-        )
+        raise ValueError(f"need users >= 1, days >= 1 and items >= {len(_LEAF_PATHS)}; got {users}, {days}, {items}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     shop_rng, dirt_rng = np.random.default_rng(seed).spawn(2)
@@ -404,7 +460,15 @@ def simulate(
     if dirty:
         is_bot = _choose_bots(dirt_rng, people, window)
         events, orders, lines, reviews = _replace_bots(
-            dirt_rng, is_bot, people, events, orders, lines, reviews, catalogue, window,
+            dirt_rng,
+            is_bot,
+            people,
+            events,
+            orders,
+            lines,
+            reviews,
+            catalogue,
+            window,
             first_session=len(sessions) + len(repeat_sessions),
         )
 
@@ -482,8 +546,13 @@ def _make_catalogue(rng: np.random.Generator, n_items: int, window: _Window) -> 
     brand_names = np.array([c.brands for c in CATEGORIES])[category, brand]
     leaf_names = np.array([path.rsplit(" > ", 1)[1] for path in _LEAF_PATHS])[leaf]
     names = (
-        pd.Series(brand_names) + " " + leaf_names + " " + _SERIES[rng.integers(0, len(_SERIES), n_items)]
-        + " " + pd.Series(rng.integers(100, 1000, n_items)).astype(str)
+        pd.Series(brand_names)
+        + " "
+        + leaf_names
+        + " "
+        + _SERIES[rng.integers(0, len(_SERIES), n_items)]
+        + " "
+        + pd.Series(rng.integers(100, 1000, n_items)).astype(str)
     )
     labels = pd.Series(rng.permutation(n_items) + 1).astype(str).str.zfill(5)
     item_ids = ("I" + labels).to_numpy(dtype=object)
@@ -565,7 +634,8 @@ def _make_users(rng: np.random.Generator, n_users: int, window: _Window) -> tupl
     signup_at = np.where(
         in_window,
         rng.integers(window.start, window.end - 2 * _HOUR, n_users),
-        window.start - (np.minimum(rng.exponential(300, n_users), 1000) * _DAY).astype(np.int64)
+        window.start
+        - (np.minimum(rng.exponential(300, n_users), 1000) * _DAY).astype(np.int64)
         - rng.integers(1, _DAY, n_users),
     )
     end_year = datetime.fromtimestamp(window.end - 1, UTC).year
@@ -604,14 +674,19 @@ def _make_users(rng: np.random.Generator, n_users: int, window: _Window) -> tupl
         activity=_SESSIONS_PER_90_DAYS * rng.lognormal(-(_ACTIVITY_SIGMA**2) / 2, _ACTIVITY_SIGMA, n_users),
     )
     email = (
-        pd.Series(_FIRST_NAMES[rng.integers(0, len(_FIRST_NAMES), n_users)]) + "."
+        pd.Series(_FIRST_NAMES[rng.integers(0, len(_FIRST_NAMES), n_users)])
+        + "."
         + _LAST_NAMES[rng.integers(0, len(_LAST_NAMES), n_users)]
-        + pd.Series(rng.integers(1, 1000, n_users)).astype(str) + "@"
+        + pd.Series(rng.integers(1, 1000, n_users)).astype(str)
+        + "@"
         + _EMAIL_DOMAINS[rng.integers(0, len(_EMAIL_DOMAINS), n_users)]
     )
     phone = (
-        "+86 1" + pd.Series(rng.integers(30, 100, n_users)).astype(str) + " "
-        + pd.Series(rng.integers(0, 10_000, n_users)).astype(str).str.zfill(4) + " "
+        "+86 1"
+        + pd.Series(rng.integers(30, 100, n_users)).astype(str)
+        + " "
+        + pd.Series(rng.integers(0, 10_000, n_users)).astype(str).str.zfill(4)
+        + " "
         + pd.Series(rng.integers(0, 10_000, n_users)).astype(str).str.zfill(4)
     )
     frame = pd.DataFrame(
@@ -774,9 +849,7 @@ def _browse_and_buy(
     carted = first_look & (rng.random(n) < sessions["cart_rate"].to_numpy()[row] * liking)
     removed = carted & (rng.random(n) < sessions["remove_rate"].to_numpy()[row])
     bought = carted & ~removed & (rng.random(n) < sessions["buy_rate"].to_numpy()[row])
-    quantity = np.where(
-        catalogue.is_consumable[item], rng.geometric(0.6, n), 1 + (rng.random(n) < 0.08)
-    ).astype(float)
+    quantity = np.where(catalogue.is_consumable[item], rng.geometric(0.6, n), 1 + (rng.random(n) < 0.08)).astype(float)
     cart_at = at + rng.integers(10, 120, n)
     last_view = pd.Series(at).groupby(row).max().to_numpy()
     checkout_at = last_view + rng.integers(60, 400, len(sessions))
@@ -1174,9 +1247,7 @@ def _make_truth(people: _People, is_bot: np.ndarray) -> pd.DataFrame:
 
 def _write_csv(out_dir: Path, name: str, frame: pd.DataFrame) -> int:
     spec = landing.FILES[name]
-    frame[spec.column_names].to_csv(
-        out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n"
-    )
+    frame[spec.column_names].to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
     return len(frame)
 
 
@@ -1228,12 +1299,12 @@ def _dirty_events(
     unknown = pick(DIRT_RATES["unknown_ids"], spare)
     unknown_item = unknown & has_item & (rng.random(n) < 0.5)
     unknown_user = unknown & ~unknown_item
-    events.loc[unknown_user, "user_id"] = "U" + pd.Series(n_users + rng.integers(1, 10**6, unknown_user.sum())).astype(
-        str
-    ).str.zfill(6).to_numpy()
-    events.loc[unknown_item, "item_id"] = "I" + pd.Series(n_items + rng.integers(1, 10**5, unknown_item.sum())).astype(
-        str
-    ).str.zfill(5).to_numpy()
+    events.loc[unknown_user, "user_id"] = (
+        "U" + pd.Series(n_users + rng.integers(1, 10**6, unknown_user.sum())).astype(str).str.zfill(6).to_numpy()
+    )
+    events.loc[unknown_item, "item_id"] = (
+        "I" + pd.Series(n_items + rng.integers(1, 10**5, unknown_item.sum())).astype(str).str.zfill(5).to_numpy()
+    )
 
     bad_amount = pick(DIRT_RATES["bad_amounts"], np.isin(event_type, ["view", "cart"]))
     bad_price = bad_amount & (event_type == "view")

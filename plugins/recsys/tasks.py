@@ -38,8 +38,9 @@ def load_batch(landing_path: str | None, batch_id: str) -> dict:
     """Load one batch of landing files into ``raw``; return totals per table."""
     with connect(warehouse_dsn()) as conn:
         audits = load.load_landing(conn, landing_dir(landing_path), batch_id)
-    return {row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")}
-            for row in audits}
+    return {
+        row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")} for row in audits
+    }
 
 
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:

@@ -93,7 +93,10 @@ class EmbeddedPostgres:
             raise RuntimeError(f"initdb failed:\n{result.stderr}")
 
     def is_running(self) -> bool:
-        return self.data_dir.exists() and self._run([_pg_bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
+        return (
+            self.data_dir.exists()
+            and self._run([_pg_bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
+        )
 
     @property
     def port(self) -> int | None:
@@ -105,13 +108,27 @@ class EmbeddedPostgres:
             self._initdb()
         if not self.is_running():
             port = self.port if self.port and _port_is_free(self.port) else _free_port()
-            options = " ".join(f"-c {key}={value!r}" if value == "" else f"-c {key}={value}"
-                               for key, value in SERVER_SETTINGS.items())
+            options = " ".join(
+                f"-c {key}={value!r}" if value == "" else f"-c {key}={value}" for key, value in SERVER_SETTINGS.items()
+            )
             self.log_file.touch()
             if self.user:
                 shutil.chown(self.log_file, self.user)
-            result = self._run([_pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data_dir),
-                                "-l", str(self.log_file), "-o", f"-p {port} {options}"])
+            result = self._run(
+                [
+                    _pg_bin("pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    f"-p {port} {options}",
+                ]
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"embedded PostgreSQL did not start (see {self.log_file}):\n{result.stderr}")
             self.state_file.write_text(json.dumps({"port": port}) + "\n")

@@ -51,7 +51,10 @@ def test_counts_reconcile_and_bad_rows_are_quarantined_with_reasons(database, tm
     audit = load(database, write_landing(tmp_path / "landing"))
 
     assert {name: (row["rows_read"], row["rows_loaded"], row["rows_rejected"]) for name, row in audit.items()} == {
-        "users": (5, 1, 4), "items": (4, 2, 2), "events": (4, 3, 1)}
+        "users": (5, 1, 4),
+        "items": (4, 2, 2),
+        "events": (4, 3, 1),
+    }
     assert audit["users"]["ignored_columns"] == "favourite_colour"
     reasons = {row[0] for row in query(database, "select reason from quality.rejected_rows where table_name = 'users'")}
     assert reasons == {
@@ -61,11 +64,14 @@ def test_counts_reconcile_and_bad_rows_are_quarantined_with_reasons(database, tm
         "expected 5 fields, got 2",
     }
     assert query(database, "select reason from quality.rejected_rows where table_name = 'items' order by 1") == [
-        ("price: cannot parse 'abc' as numeric",), ("stock_quantity: cannot parse '2.5' as integer",)]
+        ("price: cannot parse 'abc' as numeric",),
+        ("stock_quantity: cannot parse '2.5' as integer",),
+    ]
     # strings stay as landed; types are parsed; offsets become UTC
     assert query(database, "select user_id, gender, is_personalization_allowed from raw.users") == [("U1", " F ", True)]
-    purchase = query(database, "select event_at at time zone 'UTC', quantity, price from raw.events "
-                               "where event_type = 'purchase'")
+    purchase = query(
+        database, "select event_at at time zone 'UTC', quantity, price from raw.events where event_type = 'purchase'"
+    )
     assert str(purchase[0][0]) == "2026-01-05 09:03:00" and purchase[0][1:] == (2, 12.5)
 
 
@@ -77,7 +83,9 @@ def test_loading_a_batch_again_replaces_it(database, tmp_path):
     assert query(database, "select count(*) from quality.rejected_rows") == [(7,)]
     load(database, directory, batch_id="2026-01-07")
     assert query(database, "select _batch_id, count(*) from raw.events group by 1 order by 1") == [
-        ("2026-01-06", 3), ("2026-01-07", 3)]
+        ("2026-01-06", 3),
+        ("2026-01-07", 3),
+    ]
 
 
 def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):
@@ -92,7 +100,8 @@ def test_non_utf8_bytes_reject_only_the_affected_rows(database, tmp_path):
     audit = load(database, write_landing(tmp_path / "landing", users=users))
     assert (audit["users"]["rows_loaded"], audit["users"]["rows_rejected"]) == (1, 1)
     assert query(database, "select reason from quality.rejected_rows where table_name = 'users'") == [
-        ("region: invalid UTF-8 bytes",)]
+        ("region: invalid UTF-8 bytes",)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,41 @@ import pytest
 from recsys.local import environment, prepare_airflow, run_dag
 
 CONTRACTS = {
-    "analytics.dim_users": ["user_id", "signup_at", "age_band", "gender", "region", "platform",
-                            "is_personalization_allowed"],
+    "analytics.dim_users": [
+        "user_id",
+        "signup_at",
+        "age_band",
+        "gender",
+        "region",
+        "platform",
+        "is_personalization_allowed",
+    ],
     "analytics.dim_items": ["item_id", "category", "brand", "price", "is_in_stock"],
     "analytics.fct_interactions": ["user_id", "item_id", "event_type", "event_at", "session_id", "platform"],
-    "analytics.user_profiles": ["user_id", "recency_days", "frequency", "monetary", "rfm_segment", "spending_power",
-                                "price_sensitivity", "promo_sensitivity", "lifecycle_stage", "top_categories"],
+    "analytics.user_profiles": [
+        "user_id",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "rfm_segment",
+        "spending_power",
+        "price_sensitivity",
+        "promo_sensitivity",
+        "lifecycle_stage",
+        "top_categories",
+    ],
     "analytics.user_interest_tags": ["user_id", "tag", "weight", "tag_rank"],
-    "recs.user_recommendations": ["user_id", "item_rank", "item_id", "score", "model_name", "reason_code",
-                                  "reason_text", "run_id", "generated_at"],
+    "recs.user_recommendations": [
+        "user_id",
+        "item_rank",
+        "item_id",
+        "score",
+        "model_name",
+        "reason_code",
+        "reason_text",
+        "run_id",
+        "generated_at",
+    ],
     "recs.similar_items": ["item_id", "item_rank", "similar_item_id", "score", "run_id"],
     "recs.cold_start_recommendations": ["segment_key", "item_rank", "item_id", "score", "run_id"],
     "recs.model_evaluations": ["run_id", "model_name", "segment", "metric", "k", "metric_value"],
@@ -55,8 +81,13 @@ def test_contract_tables_exist_with_their_columns_and_rows(pipeline):
     url, _, _ = pipeline
     for table, columns in CONTRACTS.items():
         schema, name = table.split(".")
-        present = set(frame(url, "select column_name from information_schema.columns "
-                                 "where table_schema = %s and table_name = %s", (schema, name))["column_name"])
+        present = set(
+            frame(
+                url,
+                "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+                (schema, name),
+            )["column_name"]
+        )
         assert set(columns) <= present, (table, set(columns) - present)
         assert frame(url, f"select count(*) as n from {table}")["n"].iloc[0] > 0, table
 
@@ -70,8 +101,9 @@ def test_every_landed_row_is_loaded_or_rejected(pipeline):
             records_in_file = sum(1 for _ in csv.reader(handle)) - 1
         assert row["rows_read"] == records_in_file, row
         raw_rows = frame(url, f"select count(*) as n from raw.{row['table_name']}")["n"].iloc[0]
-        rejected = frame(url, "select count(*) as n from quality.rejected_rows where table_name = %s",
-                         (row["table_name"],))["n"].iloc[0]
+        rejected = frame(
+            url, "select count(*) as n from quality.rejected_rows where table_name = %s", (row["table_name"],)
+        )["n"].iloc[0]
         assert (raw_rows, rejected) == (row["rows_loaded"], row["rows_rejected"]), row
     # the simulator's malformed lines and unparseable timestamps are among the rejects
     reasons = frame(url, "select reason from quality.rejected_rows where table_name = 'events'")["reason"]
@@ -82,13 +114,16 @@ def test_profiles_recover_the_planted_top_category(pipeline):
     url, shop, _ = pipeline
     truth = pd.read_csv(shop / "truth" / "user_truth.csv", dtype=str)
     truth = truth[truth["is_bot"].str.lower() != "true"]
-    profiles = frame(url, """
+    profiles = frame(
+        url,
+        """
         select map.shop_user_id, profile.top_categories as profile_top_categories, count(*) as events
         from analytics.user_profiles as profile
         inner join identity.user_id_map as map on map.user_id = profile.user_id
         inner join analytics.fct_interactions as interactions on interactions.user_id = profile.user_id
         group by 1, 2
-        having count(*) >= 10""")
+        having count(*) >= 10""",
+    )
     joined = profiles.merge(truth, left_on="shop_user_id", right_on="user_id")
     assert len(joined) >= 100
     recovered = (joined["profile_top_categories"].str.split("|").str[0] == joined["top_category"]).mean()
@@ -114,8 +149,11 @@ def test_run_is_recorded_with_evaluations_and_the_better_model_published(pipelin
     url, _, _ = pipeline
     run = frame(url, "select * from recs.runs")
     assert len(run) == 1 and run["status"].iloc[0] == "published"
-    ndcg = frame(url, "select model_name, metric_value from recs.model_evaluations "
-                      "where metric = 'ndcg' and k = 10 and segment = 'all' and variant = 'all_items'")
+    ndcg = frame(
+        url,
+        "select model_name, metric_value from recs.model_evaluations "
+        "where metric = 'ndcg' and k = 10 and segment = 'all' and variant = 'all_items'",
+    )
     assert set(ndcg["model_name"]) >= {"popularity", "item_knn"}
     best = ndcg.sort_values("metric_value").iloc[-1]["model_name"]
     assert run["champion_model"].iloc[0] == best
@@ -128,11 +166,17 @@ def test_analytics_and_recs_hold_no_raw_pii_or_shop_user_ids(pipeline):
     users = pd.read_csv(shop / "users.csv", dtype=str, on_bad_lines="skip")
     secrets = set(users["email"].dropna().str.strip()) | set(users["phone"].dropna().str.strip())
     shop_ids = set(users["user_id"].dropna().str.strip())
-    columns = frame(url, "select table_schema, table_name, column_name from information_schema.columns "
-                         "where table_schema in ('analytics', 'recs') and data_type = 'text'")
+    columns = frame(
+        url,
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_schema in ('analytics', 'recs') and data_type = 'text'",
+    )
     for row in columns.to_dict("records"):
-        values = set(frame(url, f'select distinct "{row["column_name"]}" as v from '
-                                f'{row["table_schema"]}."{row["table_name"]}"')["v"].dropna())
+        values = set(
+            frame(url, f'select distinct "{row["column_name"]}" as v from {row["table_schema"]}."{row["table_name"]}"')[
+                "v"
+            ].dropna()
+        )
         assert not values & secrets, row
         assert not values & shop_ids, row
 
@@ -140,8 +184,11 @@ def test_analytics_and_recs_hold_no_raw_pii_or_shop_user_ids(pipeline):
 def test_export_writes_recommendations_keyed_by_shop_user_ids(pipeline, tmp_path):
     url, shop, env = pipeline
     out = tmp_path / "recs.csv"
-    subprocess.run([str(Path(sys.executable).parent / "recsys"), "export", "recommendations", "--out", str(out)],
-                   env={**env, "WAREHOUSE_URL": url}, check=True)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "recsys"), "export", "recommendations", "--out", str(out)],
+        env={**env, "WAREHOUSE_URL": url},
+        check=True,
+    )
     exported = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
     assert list(exported.columns)[:6] == ["user_id", "item_rank", "item_id", "score", "model_name", "reason_code"]
     shop_ids = set(pd.read_csv(shop / "users.csv", dtype=str, on_bad_lines="skip")["user_id"].dropna())

@@ -31,6 +31,7 @@ import pandas as pd
 import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
+
 from recsys import training
 
 END = datetime(2026, 3, 1, tzinfo=UTC)

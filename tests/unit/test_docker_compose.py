@@ -44,7 +44,8 @@ def test_airflow_services_run_the_same_dags_with_a_warehouse_connection_and_work
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/recsys/dags"
-        assert env["AIRFLOW_CONN_WAREHOUSE"].startswith("postgresql://") and "@warehouse:" in env["AIRFLOW_CONN_WAREHOUSE"]
+        warehouse = env["AIRFLOW_CONN_WAREHOUSE"]
+        assert warehouse.startswith("postgresql://") and "@warehouse:" in warehouse
         assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
         assert "${RECSYS_PSEUDONYM_KEY:?" in env["RECSYS_PSEUDONYM_KEY"]  # a secret from .env, never the repo
     assert {"warehouse", "airflow-db", "redis"} <= set(services)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from recsys import landing
 from recsys.importers import import_interactions, import_online_retail
 
@@ -224,6 +225,10 @@ def test_interactions_missing_column_is_named(tmp_path):
 def test_interactions_unknown_default_event_type(tmp_path):
     with pytest.raises(ValueError, match="default_event_type"):
         import_interactions(
-            FIXTURES / "interactions_small.csv", tmp_path, user_col="visitor", item_col="product", time_col="ts",
+            FIXTURES / "interactions_small.csv",
+            tmp_path,
+            user_col="visitor",
+            item_col="product",
+            time_col="ts",
             default_event_type="like",
         )

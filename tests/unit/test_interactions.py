@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from recsys.interactions import (
     EVENT_WEIGHTS,
     SECONDS_PER_DAY,

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
+
 from recsys.interactions import SECONDS_PER_DAY, Interactions
 from recsys.recommenders import (
     ItemKNNRecommender,
@@ -23,7 +25,6 @@ from recsys.recommenders import (
     first_unexcluded,
     top_n_per_row,
 )
-from sklearn.base import clone
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CLUSTER_A = [f"a{i}" for i in range(5)]

@@ -9,6 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+
 from recsys import landing
 from recsys.simulate import CATEGORIES, DIRT_RATES, simulate
 
@@ -103,7 +104,12 @@ def test_every_landing_file_has_the_landing_columns_and_the_counted_rows(dirty_s
 def test_truth_is_written_apart_from_the_landing_files(dirty_shop, truth):
     directory = dirty_shop[0]
     assert list(truth.columns) == [
-        "user_id", "top_category", "top_categories", "spending_tier", "promo_sensitivity", "is_bot"
+        "user_id",
+        "top_category",
+        "top_categories",
+        "spending_tier",
+        "promo_sensitivity",
+        "is_bot",
     ]
     assert truth["user_id"].tolist() == read(directory, "users")["user_id"].tolist()
     assert set(truth["top_category"]) <= {category.name for category in CATEGORIES}
@@ -163,12 +169,26 @@ def test_every_order_line_is_a_purchase_event(dirty_shop, events):
     purchases = events[normalized_types(events) == "purchase"].drop_duplicates()
     lines = read(directory, "order_lines").merge(read(directory, "orders"), on="order_id")
     line_keys = (
-        lines["user_id"] + "|" + lines["item_id"] + "|" + parse_times(lines["ordered_at"]).astype(str)
-        + "|" + lines["quantity"] + "|" + lines["unit_price"]
+        lines["user_id"]
+        + "|"
+        + lines["item_id"]
+        + "|"
+        + parse_times(lines["ordered_at"]).astype(str)
+        + "|"
+        + lines["quantity"]
+        + "|"
+        + lines["unit_price"]
     )
     event_keys = (
-        purchases["user_id"] + "|" + purchases["item_id"] + "|" + parse_times(purchases["event_at"]).astype(str)
-        + "|" + purchases["quantity"] + "|" + purchases["price"]
+        purchases["user_id"]
+        + "|"
+        + purchases["item_id"]
+        + "|"
+        + parse_times(purchases["event_at"]).astype(str)
+        + "|"
+        + purchases["quantity"]
+        + "|"
+        + purchases["price"]
     )
     assert sorted(line_keys) == sorted(event_keys)
 
