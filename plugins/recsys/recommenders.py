@@ -586,10 +586,15 @@ class ItemKNNRecommender(Recommender):
         user_indices: np.ndarray,
         user_items: sp.csr_array | None = None,
         n: int = 10,
-        exclude_seen: bool = True,
+        exclude_seen: bool = False,
         filter_items: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items by item-KNN score, filled from popularity.
+
+        Seen items stay candidates by default: in e-commerce, items a user viewed
+        or carted but did not buy, and re-bought consumables, are among the
+        strongest predictions (on the simulated shop, excluding them cut NDCG@10
+        from 0.074 to 0.022).
 
         Parameters
         ----------
@@ -599,7 +604,7 @@ class ItemKNNRecommender(Recommender):
             Their history rows (confidence weights); default: the fitted history.
         n : int, default 10
             Items per user.
-        exclude_seen : bool, default True
+        exclude_seen : bool, default False
             Skip items the user already interacted with.
         filter_items : numpy.ndarray, optional
             Item indices never to recommend.

@@ -185,7 +185,7 @@ def test_popularity_window_and_decay() -> None:
 
 def test_item_knn_recommends_the_users_cluster_first(data: Interactions) -> None:
     model = ItemKNNRecommender(k=20).fit(data)
-    items, scores = model.recommend(np.array([user(data, "target")]), n=5)
+    items, scores = model.recommend(np.array([user(data, "target")]), n=5, exclude_seen=True)
     top = list(data.item_ids[items[0]])
     assert set(top[:3]) == {"a2", "a3", "a4"}, "the unseen cluster-A items first"
     assert np.all(scores[0, :3] > 0) and np.all(scores[0, 3:] == 0), "then popularity fill with score 0"
@@ -218,7 +218,7 @@ def test_item_knn_similarity_is_shrunk_cosine(data: Interactions) -> None:
 def test_item_knn_explain_matches_a_brute_force_argmax(data: Interactions) -> None:
     model = ItemKNNRecommender(k=20).fit(data)
     users = np.arange(data.n_users)
-    items, _ = model.recommend(users, n=6)
+    items, _ = model.recommend(users, n=6, exclude_seen=True)
     because, contribution = model.explain(users, items)
     history = model.user_items_.toarray().astype(np.float64)
     similarity = model.similarity_.toarray()
@@ -257,7 +257,7 @@ def test_item_knn_scores_match_implicit(data: Interactions) -> None:
         warnings.simplefilter("ignore")
         reference.fit(sp.csr_matrix(ours.user_items_), show_progress=False)
     users = np.arange(events.n_users)
-    items, scores = ours.recommend(users, n=5)
+    items, scores = ours.recommend(users, n=5, exclude_seen=True)
     their_items, their_scores = reference.recommend(users, sp.csr_matrix(ours.user_items_), N=5)
     positive = their_scores > 0  # implicit pads short lists with seen items at score 0; we fill from popularity
     np.testing.assert_allclose(scores[positive], their_scores[positive], rtol=1e-5)
