@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench docs clean
+.PHONY: run test lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(VENV)/.installed
 ## every test: unit, dbt, DAG integrity, end to end
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+## speed, memory and accuracy of every model on simulated shops (and DATA=<landing dir>); prints tables
+bench: $(VENV)/.installed
+	$(BIN)/python -m recsys.bench $(if $(DATA),--data $(DATA))
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check dags plugins tests

@@ -58,7 +58,7 @@ def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str]
 
 @dag(
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # any history can be (back)filled
     catchup=False,
     max_active_runs=1,
     tags=["recsys", "pipeline"],

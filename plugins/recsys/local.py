@@ -105,10 +105,29 @@ def main(data: str | None = None) -> int:
     env = environment(url, landing_dir)
     prepare_airflow(env)
     run_dag(env, logical_date)
+    check_published(url, logical_date)
     from recsys.report import print_summary  # noqa: PLC0415
 
     print_summary(url)
     return 0
+
+
+def check_published(url: str, logical_date: str) -> None:
+    """Fail loudly if the DAG run did not publish its run (``airflow dags test`` can exit 0 having run nothing)."""
+    from datetime import datetime, timedelta  # noqa: PLC0415
+
+    from recsys.tasks import run_id_for  # noqa: PLC0415
+    from recsys.warehouse import connect  # noqa: PLC0415
+
+    run_id = run_id_for(datetime.fromisoformat(logical_date) + timedelta(days=1))
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('recs.runs') is not null")
+        published = cur.fetchone()[0]
+        if published:
+            cur.execute("select status from recs.runs where run_id = %s", (run_id,))
+            published = cur.fetchone() == ("published",)
+    if not published:
+        raise RuntimeError(f"the DAG run for {logical_date} did not publish run {run_id}; see the Airflow output above")
 
 
 def _latest_event_date(landing_dir: Path) -> str:

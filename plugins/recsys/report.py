@@ -70,7 +70,7 @@ def print_summary(url: str, example_users: int = 3) -> None:
             print(
                 f"\nUser {user['shop_user_id']}: rfm_segment={user['rfm_segment']}, "
                 f"spending_power={user['spending_power']}, lifecycle={user['lifecycle_stage']}, "
-                f"top_categories={user['top_categories']}, promo_sensitivity={user['promo_sensitivity']}"
+                f"top_categories={user['top_categories']}, promo_sensitivity={float(user['promo_sensitivity']):.2f}"
             )
             recs = _frame(
                 conn,
