@@ -74,11 +74,11 @@ def recsys_pipeline():
     """Build profiles and recommendations for one data interval."""
 
     @task
-    def load(params=None, ds=None) -> dict:
+    def load(params=None, data_interval_start=None) -> dict:
         """Load the interval's landing batch into raw (COPY, bad rows quarantined, re-load replaces)."""
         from recsys import tasks
 
-        return tasks.load_batch(params["landing_dir"], ds)
+        return tasks.load_batch(params["landing_dir"], data_interval_start.strftime("%Y-%m-%d"))
 
     @task
     def train_and_evaluate(data_interval_start=None, data_interval_end=None) -> dict:

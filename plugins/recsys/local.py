@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from recsys.warehouse import LOCAL_DIR, REPO_ROOT, dbt_env, warehouse_url
@@ -81,9 +82,14 @@ def parse_dbt(env: dict[str, str]) -> None:
     _run([str(BIN / "dbt"), "parse", "--project-dir", "dbt_project", "--quiet"], env)
 
 
-def run_dag(env: dict[str, str], logical_date: str) -> None:
-    """Run the main DAG once, in process, for the interval ending at ``logical_date``'s day end."""
-    _run([str(BIN / "airflow"), "dags", "test", DAG_ID, logical_date], env)
+def run_dag(env: dict[str, str], data_day: str) -> None:
+    """Run the main DAG once, in process, for the daily interval holding ``data_day`` (YYYY-MM-DD).
+
+    A manual run at midnight D+1 covers the interval [D, D+1), so ``data_day``'s events count.
+    """
+    run_at = (date.fromisoformat(data_day) + timedelta(days=1)).isoformat()
+    _run([str(BIN / "airflow"), "dags", "test", DAG_ID, run_at], env)
+    check_published(env["AIRFLOW_CONN_WAREHOUSE"], run_at)
 
 
 def main(data: str | None = None) -> int:
@@ -101,25 +107,22 @@ def main(data: str | None = None) -> int:
     manifest = (
         json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
     )
-    logical_date = manifest.get("end_date") or _latest_event_date(landing_dir)
+    data_day = manifest.get("end_date") or _latest_event_date(landing_dir)
     env = environment(url, landing_dir)
     prepare_airflow(env)
-    run_dag(env, logical_date)
-    check_published(url, logical_date)
+    run_dag(env, data_day)
     from recsys.report import print_summary  # noqa: PLC0415
 
     print_summary(url)
     return 0
 
 
-def check_published(url: str, logical_date: str) -> None:
-    """Fail loudly if the DAG run did not publish its run (``airflow dags test`` can exit 0 having run nothing)."""
-    from datetime import datetime, timedelta  # noqa: PLC0415
-
+def check_published(url: str, run_at: str) -> None:
+    """Fail loudly if the run did not publish (``airflow dags test`` exits 0 when it had nothing to run)."""
     from recsys.tasks import run_id_for  # noqa: PLC0415
     from recsys.warehouse import connect  # noqa: PLC0415
 
-    run_id = run_id_for(datetime.fromisoformat(logical_date) + timedelta(days=1))
+    run_id = run_id_for(datetime.fromisoformat(run_at))
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("select to_regclass('recs.runs') is not null")
         published = cur.fetchone()[0]
@@ -127,7 +130,7 @@ def check_published(url: str, logical_date: str) -> None:
             cur.execute("select status from recs.runs where run_id = %s", (run_id,))
             published = cur.fetchone() == ("published",)
     if not published:
-        raise RuntimeError(f"the DAG run for {logical_date} did not publish run {run_id}; see the Airflow output above")
+        raise RuntimeError(f"the DAG run at {run_at} did not publish run {run_id}; see the Airflow output above")
 
 
 def _latest_event_date(landing_dir: Path) -> str:

@@ -22,7 +22,7 @@ from recsys.interactions import lookup
 logger = logging.getLogger(__name__)
 
 #: metric names in the order they are reported
-METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "hit_rate")
+METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "hit_rate", "f1", "map")
 
 
 def _check(recommended: np.ndarray, truth: sp.csr_array, k: int) -> tuple[np.ndarray, sp.csr_array]:
@@ -69,13 +69,16 @@ def relevant_counts(truth: sp.csr_array) -> np.ndarray:
 
 
 def per_user_metrics(recommended: np.ndarray, truth: sp.csr_array, k: int) -> dict[str, np.ndarray]:
-    """Precision, recall, NDCG and hit rate at ``k`` for every user.
+    """Precision, recall, NDCG, hit rate, F1 and average precision at ``k`` for every user.
 
     * precision@k = hits in the top k / k
     * recall@k = hits in the top k / number of relevant items
     * NDCG@k = DCG / IDCG with DCG = sum over hits at 0-based rank r of
       1 / log2(r + 2) and IDCG the DCG of min(relevant, k) hits at the top
     * hit rate@k = 1 if any hit in the top k
+    * F1@k = 2 precision recall / (precision + recall), 0 without hits
+    * AP@k (``map``; its mean is MAP@k) = sum over hits at 1-based rank r of
+      precision@r, divided by min(relevant, k)
 
     Parameters
     ----------
@@ -99,12 +102,16 @@ def per_user_metrics(recommended: np.ndarray, truth: sp.csr_array, k: int) -> di
     discounts = 1.0 / np.log2(np.arange(k) + 2.0)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[m] = best DCG with m hits
     n_hits = hits.sum(axis=1)
+    precision_at_rank = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = n_hits / k, n_hits / n_relevant
         result = {
-            "precision": n_hits / k,
-            "recall": n_hits / n_relevant,
+            "precision": precision,
+            "recall": recall,
             "ndcg": (hits * discounts).sum(axis=1) / ideal[np.minimum(n_relevant, k)],
             "hit_rate": (n_hits > 0).astype(np.float64),
+            "f1": np.where(n_hits > 0, 2 * precision * recall / (precision + recall), 0.0),
+            "map": (hits * precision_at_rank).sum(axis=1) / np.minimum(n_relevant, k),
         }
     return {name: np.where(has_truth, values, np.nan) for name, values in result.items()}
 
@@ -154,6 +161,16 @@ def ndcg_at_k(recommended: np.ndarray, truth: sp.csr_array, k: int) -> float:
 def hit_rate_at_k(recommended: np.ndarray, truth: sp.csr_array, k: int) -> float:
     """Share of users with relevant items who got at least one in the top k."""
     return evaluate(recommended, truth, (k,))[("hit_rate", k)]
+
+
+def f1_at_k(recommended: np.ndarray, truth: sp.csr_array, k: int) -> float:
+    """Mean per-user F1@k over users with relevant items; see :func:`per_user_metrics`."""
+    return evaluate(recommended, truth, (k,))[("f1", k)]
+
+
+def map_at_k(recommended: np.ndarray, truth: sp.csr_array, k: int) -> float:
+    """MAP@k: mean average precision at k over users with relevant items; see :func:`per_user_metrics`."""
+    return evaluate(recommended, truth, (k,))[("map", k)]
 
 
 def catalogue_coverage(recommended: np.ndarray, n_items: int, k: int | None = None) -> float:

@@ -1,4 +1,4 @@
-"""Recommenders: a popularity baseline and item-based collaborative filtering.
+"""Recommenders: popularity, buy-again, item- and user-based collaborative filtering, ALS.
 
 Every recommender follows one contract (checked by one shared test):
 
@@ -9,14 +9,15 @@ Every recommender follows one contract (checked by one shared test):
   indices, float64 scores), best first, no duplicates in a row, for all users
   at once. A position is ``-1`` (score ``nan``) only when the catalogue left
   after exclusions has fewer than ``n`` items. ``exclude_seen`` drops the
-  user's history (default: off for popularity, on for item-KNN);
+  user's history (default: off for every model: re-buys are strong signals);
   ``filter_items`` are never recommended (for example out of stock).
 * ``user_items`` follows ``implicit``'s convention: one CSR row per user in
   ``user_indices`` (the user's history); ``None`` uses the history the model
   was fitted on.
 
 All scoring is sparse matrix algebra plus a vectorized per-row top-n
-(:func:`top_n_per_row`): there are no Python loops over users or items.
+(:func:`top_n_per_row`): there are no Python loops over users or items
+(user-KNN and ALS only loop over blocks of users, to bound memory).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import CosineRecommender
 from implicit.utils import ParameterWarning
 from sklearn.base import BaseEstimator, clone
+from threadpoolctl import threadpool_limits
 
 from recsys.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup, to_epoch_seconds, weight_vector
 
@@ -695,8 +698,528 @@ class ItemKNNRecommender(Recommender):
         return because.reshape(items.shape), contribution.reshape(items.shape)
 
 
+class RepeatPurchaseRecommender(Recommender):
+    """Buy again: the user's own purchases by recency-weighted frequency, then popularity.
+
+    A user's score for item ``j`` is ``sum over their purchases of j of
+    2 ** (-age_days / half_life_days)`` with the age taken at the fit's
+    reference time, so three purchases beat one of the same age and a recent
+    purchase beats an old one. Items the user never bought are filled from
+    popularity with score ``0.0`` (below every own item). Written here, not
+    taken from ``implicit``: it has no repeat-purchase model.
+
+    Like ``implicit``'s ``recommend(..., recalculate_user=False)``, scores
+    come from the fitted purchases of ``user_indices``; explicit
+    ``user_items`` rows are only read for ``exclude_seen``.
+
+    Parameters
+    ----------
+    half_life_days : float, default 30.0
+        A purchase ``half_life_days`` before the reference time counts half.
+    fallback : PopularityRecommender, optional
+        Fills the rest of the list (cloned and fitted on the same data);
+        default ``PopularityRecommender()``.
+    random_state : int, optional
+        Accepted for a uniform interface; the model is deterministic.
+
+    Attributes
+    ----------
+    purchase_scores_ : scipy.sparse.csr_array
+        Float64 ``(n_users, n_items)`` recency-weighted purchase counts.
+    user_items_ : scipy.sparse.csr_array
+        The users' full history (every event type, for ``exclude_seen``).
+    fallback_ : PopularityRecommender
+        The fitted fallback.
+    reference_time_ : float
+        The "now" of the fit, epoch seconds.
+    n_users_, n_items_ : int
+        Shape of the fitted data.
+    """
+
+    name = "repeat_purchase"
+
+    def __init__(
+        self,
+        half_life_days: float = 30.0,
+        fallback: PopularityRecommender | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.half_life_days = half_life_days
+        self.fallback = fallback
+        self.random_state = random_state
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        """Weigh every purchase by its age and sum per (user, item).
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Encoded events; only those at or before ``reference_time`` count.
+        reference_time : timestamp, optional
+            "Now" of the decay; defaults to the last event.
+
+        Returns
+        -------
+        RepeatPurchaseRecommender
+            ``self``.
+        """
+        if self.half_life_days is None or self.half_life_days <= 0:
+            raise ValueError("half_life_days must be positive")
+        reference = self._reference(interactions, reference_time)
+        until = np.nextafter(reference, np.inf)
+        self.purchase_scores_ = interactions.to_csr(
+            {"purchase": 1.0}, self.half_life_days, reference, end=until, dtype=np.float64
+        )
+        self.user_items_ = interactions.to_csr(end=until)
+        fallback = PopularityRecommender() if self.fallback is None else self.fallback
+        self.fallback_ = clone(fallback).fit(interactions, reference)
+        self.reference_time_ = reference
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
+        logger.info(
+            "repeat_purchase: %d (user, item) purchase pairs of %d users",
+            self.purchase_scores_.nnz,
+            int((np.diff(self.purchase_scores_.indptr) > 0).sum()),
+        )
+        return self
+
+    def recommend(
+        self,
+        user_indices: np.ndarray,
+        user_items: sp.csr_array | None = None,
+        n: int = 10,
+        exclude_seen: bool = False,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The user's own purchases first (recency-weighted count), then popularity.
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Fitted users to recommend for.
+        user_items : scipy.sparse.csr_array, optional
+            Their history rows (only read with ``exclude_seen``).
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items in the user's history (which leaves popularity only).
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend.
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)``; own purchases by score, then the
+            popularity fill with score ``0.0``.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        if np.any(users >= self.n_users_) or np.any(users < 0):
+            raise IndexError("user index out of range of the fitted users")
+        scores = sp.csr_array(self.purchase_scores_[users])
+        if exclude_seen:
+            scores = sp.csr_array(scores - scores.multiply(history != 0))
+        scores.sum_duplicates()
+        scores.data[self._blocked(filter_items)[scores.indices]] = 0.0
+        scores.eliminate_zeros()
+        items, values = top_n_per_row(scores, n)
+        ranking = self.fallback_.ranking(filter_items)
+        return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
+
+
+def _normalized_rows(matrix: sp.csr_array, center: bool) -> sp.csr_array:
+    """L2-normalize the rows of a CSR matrix, after subtracting each row's mean of its stored values if ``center``."""
+    matrix = sp.csr_array(matrix, dtype=np.float64, copy=True)
+    matrix.sum_duplicates()
+    counts = np.diff(matrix.indptr)
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    if center:
+        sums = np.bincount(rows, weights=matrix.data, minlength=matrix.shape[0])
+        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        matrix.data -= means[rows]
+    norms = np.sqrt(np.bincount(rows, weights=matrix.data**2, minlength=matrix.shape[0]))
+    matrix.data /= np.where(norms > 0, norms, 1.0)[rows]
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_array:
+    """Keep the ``k`` largest positive entries of every row (argpartition on a dense block when it is small)."""
+    n_rows, n_cols = similarity.shape
+    if n_rows * n_cols <= dense_limit:
+        block = similarity.toarray()
+        if k < n_cols:
+            columns = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        else:
+            columns = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+        values = np.take_along_axis(block, columns, axis=1)
+    else:
+        columns, values = top_n_per_row(similarity, k)
+    keep = (columns >= 0) & (values > 0)
+    rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
+    return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
+
+
+class UserKNNRecommender(Recommender):
+    """User-based collaborative filtering: the history of the ``k`` most similar users.
+
+    Similarities are computed at recommend time, for one batch of users at a
+    time against all fitted users (one sparse product ``batch @ users.T``),
+    and only the top ``k`` positive ones per user are kept (argpartition on
+    the dense ``batch x users`` block when it is at most ``dense_limit``
+    entries, else a sparse per-row top-k). The score of item ``j`` is the
+    similarity-weighted average ``sum_v sim(u, v) r[v, j] / sum_v sim(u, v)``
+    over the neighbours ``v``; users with fewer than ``n`` candidates are
+    filled from popularity with score ``0.0``. Written here because
+    ``implicit`` only has item-item neighbourhoods.
+
+    Parameters
+    ----------
+    k : int, default 50
+        Neighbours per user.
+    similarity : {"cosine", "pearson"}, default "cosine"
+        ``pearson`` is cosine on the rows with the row mean of the stored
+        values subtracted from the stored values (absent items stay 0).
+    event_weights : mapping of str to float, optional
+        Confidence per event type, default view 1, cart 3, purchase 5.
+    half_life_days : float, optional
+        Exponential decay of the confidence.
+    fallback : PopularityRecommender, optional
+        Fill (cloned and fitted on the same data); default ``PopularityRecommender()``.
+    batch_size : int, default 1000
+        Users per similarity block (bounds memory: ``batch_size x n_users``).
+    dense_limit : int, default 2 ** 23
+        Largest ``batch x users`` block that is densified for the top-k.
+    random_state : int, optional
+        Accepted for a uniform interface; the model is deterministic.
+
+    Attributes
+    ----------
+    user_items_ : scipy.sparse.csr_array
+        The confidence matrix the neighbours' rows are read from.
+    normalized_ : scipy.sparse.csr_array
+        Unit-norm (centred for ``pearson``) rows used for the similarities.
+    fallback_ : PopularityRecommender
+        The fitted fallback.
+    reference_time_ : float
+        The "now" of the fit, epoch seconds.
+    n_users_, n_items_ : int
+        Shape of the fitted data.
+    """
+
+    name = "user_knn"
+
+    def __init__(
+        self,
+        k: int = 50,
+        similarity: str = "cosine",
+        event_weights: Mapping[str, float] | None = None,
+        half_life_days: float | None = None,
+        fallback: PopularityRecommender | None = None,
+        batch_size: int = 1000,
+        dense_limit: int = 2**23,
+        random_state: int | None = None,
+    ) -> None:
+        self.k = k
+        self.similarity = similarity
+        self.event_weights = event_weights
+        self.half_life_days = half_life_days
+        self.fallback = fallback
+        self.batch_size = batch_size
+        self.dense_limit = dense_limit
+        self.random_state = random_state
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        """Build the confidence matrix and its normalized rows.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Encoded events; only those at or before ``reference_time`` count.
+        reference_time : timestamp, optional
+            "Now" of the decay; defaults to the last event.
+
+        Returns
+        -------
+        UserKNNRecommender
+            ``self``.
+        """
+        if self.similarity not in ("cosine", "pearson"):
+            raise ValueError(f"unsupported similarity {self.similarity!r}; use 'cosine' or 'pearson'")
+        if self.k < 1 or self.batch_size < 1:
+            raise ValueError("k and batch_size must be at least 1")
+        reference = self._reference(interactions, reference_time)
+        until = np.nextafter(reference, np.inf)
+        self.user_items_ = interactions.to_csr(
+            self.event_weights, self.half_life_days, reference, end=until, dtype=np.float64
+        )
+        self.normalized_ = _normalized_rows(self.user_items_, center=self.similarity == "pearson")
+        fallback = PopularityRecommender() if self.fallback is None else self.fallback
+        self.fallback_ = clone(fallback).fit(interactions, reference)
+        self.reference_time_ = reference
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
+        logger.info("user_knn: %d users x %d items (%s, k=%d)", self.n_users_, self.n_items_, self.similarity, self.k)
+        return self
+
+    def neighbours(self, user_indices: np.ndarray, user_items: sp.csr_array | None = None) -> sp.csr_array:
+        """Top-``k`` positive similarities of a batch of users to the fitted users (a user is not its own neighbour).
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            ``(len(user_indices), n_users_)``.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        center = self.similarity == "pearson"
+        normalized = self.normalized_[users] if user_items is None else _normalized_rows(history, center)
+        similarity = sp.csr_array(normalized @ self.normalized_.T)
+        similarity.sum_duplicates()
+        entry_rows = np.repeat(np.arange(len(users)), np.diff(similarity.indptr))
+        is_self = similarity.indices == users[entry_rows]
+        similarity.data[is_self | (similarity.data < 1e-12)] = 0.0  # rounding noise of orthogonal rows
+        similarity.eliminate_zeros()
+        return _top_k_sparse(similarity, self.k, self.dense_limit)
+
+    def recommend(
+        self,
+        user_indices: np.ndarray,
+        user_items: sp.csr_array | None = None,
+        n: int = 10,
+        exclude_seen: bool = False,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items by the neighbours' weighted average, filled from popularity.
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Users to recommend for.
+        user_items : scipy.sparse.csr_array, optional
+            Their history rows (confidence weights); default: the fitted history.
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items the user already interacted with.
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend.
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)``; neighbour scores (> 0), then the
+            popularity fill with score ``0.0``.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        blocked = self._blocked(filter_items)
+        ranking = self.fallback_.ranking(filter_items)
+        items = np.full((len(users), n), -1, dtype=np.int64)
+        values = np.full((len(users), n), np.nan)
+        for start in range(0, len(users), self.batch_size):  # batches of users bound the similarity block
+            stop = start + self.batch_size
+            batch_history = history[start:stop]
+            neighbours = self.neighbours(users[start:stop], None if user_items is None else batch_history)
+            total = np.asarray(neighbours.sum(axis=1)).ravel()
+            neighbours = sp.csr_array(sp.diags_array(1.0 / np.where(total > 0, total, 1.0)) @ neighbours)
+            scores = sp.csr_array(neighbours @ self.user_items_)
+            if exclude_seen:
+                scores = sp.csr_array(scores - scores.multiply(batch_history != 0))
+            scores.sum_duplicates()
+            scores.data[blocked[scores.indices]] = 0.0
+            scores.eliminate_zeros()
+            items[start:stop], values[start:stop] = top_n_per_row(scores, n)
+        return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
+
+
+class ALSRecommender(Recommender):
+    """Implicit-feedback matrix factorization (``implicit``'s CPU alternating least squares).
+
+    The confidence matrix is ``alpha x`` the event-weighted user x item matrix
+    (``implicit`` applies ``alpha``). Fitting runs under
+    ``threadpool_limits(1, "blas")``: ``implicit`` parallelizes over users
+    itself and a multi-threaded BLAS inside would oversubscribe the cores.
+    Scoring is our own ``user_factors @ item_factors.T`` in dense blocks of
+    users with an ``np.argpartition`` top-n (``implicit``'s batch
+    ``recommend`` ranks user by user). Users without history get the
+    popularity ranking (score ``0.0``). Like ``implicit``'s
+    ``recommend(..., recalculate_user=False)``, the factors are the fitted
+    ones; explicit ``user_items`` rows are read for ``exclude_seen`` and to
+    tell cold users.
+
+    Parameters
+    ----------
+    factors : int, default 64
+        Latent dimensions.
+    regularization : float, default 0.05
+        L2 penalty of the factors.
+    iterations : int, default 15
+        ALS sweeps.
+    alpha : float, default 2.0
+        Confidence scale.
+    event_weights : mapping of str to float, optional
+        Weight per event type, default view 1, cart 3, purchase 5.
+    half_life_days : float, optional
+        Exponential decay of the confidence.
+    fallback : PopularityRecommender, optional
+        Ranking for cold users (cloned and fitted on the same data).
+    batch_size : int, default 2000
+        Users per dense score block (``batch_size x n_items`` floats).
+    num_threads : int, default 0
+        ``implicit``'s threads (0 = all cores).
+    random_state : int, optional
+        Seed of the factor initialization.
+
+    Attributes
+    ----------
+    user_factors_, item_factors_ : numpy.ndarray
+        Float32 ``(n_users, factors)`` and ``(n_items, factors)``.
+    user_items_ : scipy.sparse.csr_array
+        The weighted matrix the model was fitted on (before ``alpha``).
+    fallback_ : PopularityRecommender
+        The fitted fallback.
+    reference_time_ : float
+        The "now" of the fit, epoch seconds.
+    n_users_, n_items_ : int
+        Shape of the fitted data.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        iterations: int = 15,
+        alpha: float = 2.0,
+        event_weights: Mapping[str, float] | None = None,
+        half_life_days: float | None = None,
+        fallback: PopularityRecommender | None = None,
+        batch_size: int = 2000,
+        num_threads: int = 0,
+        random_state: int | None = None,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.iterations = iterations
+        self.alpha = alpha
+        self.event_weights = event_weights
+        self.half_life_days = half_life_days
+        self.fallback = fallback
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        """Factorize the confidence matrix.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Encoded events; only those at or before ``reference_time`` count.
+        reference_time : timestamp, optional
+            "Now" of the decay; defaults to the last event.
+
+        Returns
+        -------
+        ALSRecommender
+            ``self``.
+        """
+        reference = self._reference(interactions, reference_time)
+        until = np.nextafter(reference, np.inf)
+        user_items = interactions.to_csr(self.event_weights, self.half_life_days, reference, end=until)
+        with threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when it is constructed
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                num_threads=self.num_threads,
+                random_state=self.random_state,
+            )
+            model.fit(sp.csr_matrix(user_items), show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.user_items_ = user_items
+        fallback = PopularityRecommender() if self.fallback is None else self.fallback
+        self.fallback_ = clone(fallback).fit(interactions, reference)
+        self.reference_time_ = reference
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
+        logger.info(
+            "als: %d users x %d items, %d factors, %d iterations",
+            self.n_users_,
+            self.n_items_,
+            self.factors,
+            self.iterations,
+        )
+        return self
+
+    def recommend(
+        self,
+        user_indices: np.ndarray,
+        user_items: sp.csr_array | None = None,
+        n: int = 10,
+        exclude_seen: bool = False,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items by ``user_factors @ item_factors.T``; popularity for cold users.
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Fitted users to recommend for.
+        user_items : scipy.sparse.csr_array, optional
+            Their history rows; default: the fitted history.
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items the user already interacted with.
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend.
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)``; factor scores for users with history,
+            the popularity ranking with score ``0.0`` for cold users.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        if np.any(users >= self.n_users_) or np.any(users < 0):
+            raise IndexError("user index out of range of the fitted users")
+        blocked = self._blocked(filter_items)
+        warm = np.diff(history.indptr) > 0
+        items = np.full((len(users), n), -1, dtype=np.int64)
+        values = np.full((len(users), n), np.nan)
+        width = min(n, self.n_items_)
+        for start in range(0, len(users), self.batch_size):  # dense blocks of users
+            stop = min(start + self.batch_size, len(users))
+            scores = (self.user_factors_[users[start:stop]] @ self.item_factors_.T).astype(np.float64)
+            scores[:, blocked] = -np.inf
+            if exclude_seen:
+                seen = history[start:stop]
+                scores[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if width == 0:
+                continue
+            top = np.argpartition(-scores, width - 1, axis=1)[:, :width] if width < self.n_items_ else None
+            if top is None:
+                top = np.broadcast_to(np.arange(self.n_items_), scores.shape)
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.lexsort((top, -top_scores), axis=1)  # by score, ties by item index
+            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+            valid = np.isfinite(top_scores)
+            items[start:stop, :width] = np.where(valid, top, -1)
+            values[start:stop, :width] = np.where(valid, top_scores, np.nan)
+        items[~warm], values[~warm] = -1, np.nan
+        return fill_from_ranking(
+            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
+        )
+
+
 #: model name -> class, the models ``recsys.training`` evaluates
 MODELS: dict[str, type[Recommender]] = {
     PopularityRecommender.name: PopularityRecommender,
     ItemKNNRecommender.name: ItemKNNRecommender,
+    RepeatPurchaseRecommender.name: RepeatPurchaseRecommender,
+    UserKNNRecommender.name: UserKNNRecommender,
+    ALSRecommender.name: ALSRecommender,
 }

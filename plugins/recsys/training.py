@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import scipy.sparse as sp
 from psycopg2 import sql
 
 from recsys.interactions import (
@@ -33,8 +35,15 @@ from recsys.interactions import (
     time_split,
     to_epoch_seconds,
 )
-from recsys.metrics import METRICS, catalogue_coverage, evaluate, per_user_metrics
-from recsys.recommenders import ItemKNNRecommender, PopularityRecommender, Recommender
+from recsys.metrics import METRICS, catalogue_coverage, evaluate, hit_matrix, per_user_metrics, relevant_counts
+from recsys.recommenders import (
+    ALSRecommender,
+    ItemKNNRecommender,
+    PopularityRecommender,
+    Recommender,
+    RepeatPurchaseRecommender,
+    UserKNNRecommender,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,8 @@ logger = logging.getLogger(__name__)
 EVAL_KS: tuple[int, ...] = (5, 10, 20)
 #: evaluation variant: candidates are all items known at the cutoff (stock status is today's, so not used)
 EVAL_VARIANT = "all_items"
+#: evaluation variant without repeat purchases: items a user bought before the cutoff leave ranking and truth
+NEW_ITEMS_VARIANT = "new_items"
 
 ML_DDL = """
 create schema if not exists ml;
@@ -96,6 +107,14 @@ create table if not exists ml.cold_start_recommendations (
     primary key (run_id, segment_key, item_rank)
 );
 """
+
+#: ``reason_code`` of the rows each champion itself ranked (popularity and the fill of any model: ``popular``)
+REASON_CODES: dict[str, str] = {
+    ItemKNNRecommender.name: "similar_to_history",
+    RepeatPurchaseRecommender.name: "buy_again",
+    UserKNNRecommender.name: "similar_users",
+    ALSRecommender.name: "matrix_factorization",
+}
 
 #: "Because you <before> <item name><after>", indexed by the strongest-event code (none, view, cart, purchase)
 _REASON_BEFORE = np.array(["viewed", "viewed", "added", "bought"], dtype=object)
@@ -280,6 +299,7 @@ def _choose_champion(ndcg: dict[str, float], k: int) -> tuple[str, str]:
 
 def _evaluation_rows(
     model_name: str,
+    variant: str,
     recommended: np.ndarray,
     truth: Any,
     ks: tuple[int, ...],
@@ -287,31 +307,84 @@ def _evaluation_rows(
     segment_codes: np.ndarray,
     segment_names: list[str],
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float]]:
-    """``ml.model_evaluations`` rows of one model: segment ``all`` (with coverage) and one per segment."""
+    """``ml.model_evaluations`` rows of one model and variant: segment ``all`` (with coverage) and one per segment.
+
+    Segments without users in this evaluation get no rows.
+    """
     scores = evaluate(recommended, truth, ks)
+    common = dict(model_name=model_name, variant=variant)
     rows = [
-        dict(model_name=model_name, segment="all", metric=metric, k=cut, metric_value=value)
-        for (metric, cut), value in scores.items()
+        dict(common, segment="all", metric=metric, k=cut, metric_value=value) for (metric, cut), value in scores.items()
     ]
     size = np.bincount(segment_codes, minlength=len(segment_names))
+    present = [code for code in range(len(segment_names)) if size[code] > 0]  # a few segments
     for cut in ks:  # three cut-offs; every metric below is one vectorized pass over all users
         coverage = catalogue_coverage(recommended, n_items, cut)
-        rows.append(dict(model_name=model_name, segment="all", metric="coverage", k=cut, metric_value=coverage))
-        if not segment_names:
+        rows.append(dict(common, segment="all", metric="coverage", k=cut, metric_value=coverage))
+        if not present:
             continue
         per_user = per_user_metrics(recommended, truth, cut)
         for metric in METRICS:
-            means = np.bincount(segment_codes, weights=per_user[metric], minlength=len(segment_names)) / size
+            sums = np.bincount(segment_codes, weights=per_user[metric], minlength=len(segment_names))
             rows += [
-                dict(model_name=model_name, segment=name, metric=metric, k=cut, metric_value=float(value))
-                for name, value in zip(segment_names, means, strict=True)
+                dict(
+                    common,
+                    segment=segment_names[code],
+                    metric=metric,
+                    k=cut,
+                    metric_value=float(sums[code] / size[code]),
+                )
+                for code in present
             ]
     return rows, scores
 
 
+def _without_items(recommended: np.ndarray, exclude: sp.csr_array, width: int) -> np.ndarray:
+    """Drop the items of ``exclude`` from every row, shift the rest forward (order kept) and cut at ``width``.
+
+    Parameters
+    ----------
+    recommended : numpy.ndarray
+        Int ``(n_users, wide)`` item indices, best first, ``-1`` for none.
+    exclude : scipy.sparse.csr_array
+        ``(n_users, n_items)`` items to drop per row.
+    width : int
+        Columns of the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        Int64 ``(n_users, width)``, ``-1`` where a row ran out.
+    """
+    keep = (recommended >= 0) & ~hit_matrix(recommended, exclude)
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept items first, in their order
+    compact = np.take_along_axis(np.where(keep, recommended, -1), order, axis=1)
+    out = np.full((recommended.shape[0], width), -1, dtype=np.int64)
+    out[:, : min(width, compact.shape[1])] = compact[:, :width]
+    return out
+
+
+def _without_prior(truth: sp.csr_array, prior: sp.csr_array) -> sp.csr_array:
+    """The truth without the items of ``prior`` (which may have fewer columns: the train items)."""
+    truth = sp.csr_array(truth)
+    prior = sp.csr_array((prior.data, prior.indices, prior.indptr), shape=truth.shape)
+    result = sp.csr_array(truth - truth.multiply(prior != 0))
+    result.eliminate_zeros()
+    return result
+
+
 def default_models() -> list[Recommender]:
-    """The models every run evaluates, simplest first (ties go to the earlier one)."""
-    return [PopularityRecommender(), ItemKNNRecommender()]
+    """The models every run evaluates, simplest first (ties go to the earlier one).
+
+    :func:`generate_recommendations` refits the champion with these same parameters.
+    """
+    return [
+        PopularityRecommender(),
+        RepeatPurchaseRecommender(),
+        ItemKNNRecommender(),
+        UserKNNRecommender(),
+        ALSRecommender(random_state=0),
+    ]
 
 
 def train_and_evaluate(
@@ -331,9 +404,13 @@ def train_and_evaluate(
     events before it and recommend ``max(5, 10, 20, k)`` items to every user
     with a purchase in ``[eval_cutoff, data_interval_end)``; those purchases
     are the truth. Writes ``ml.model_evaluations`` (precision, recall, ndcg,
-    hit_rate at 5/10/20 for segment ``all`` and per ``lifecycle_stage=<stage>``;
-    catalogue ``coverage`` for ``all``), and upserts ``ml.runs`` with status
-    ``evaluated``, the champion (best NDCG@k) and the reason.
+    hit_rate, f1, map at 5/10/20 for segment ``all`` and per
+    ``lifecycle_stage=<stage>``; catalogue ``coverage`` for ``all``) in two
+    variants: ``all_items``, and ``new_items``, where the items each user
+    bought before the cutoff are removed from the ranking (the models
+    recommend more and the rest moves up) and from the truth (users left
+    without truth are not evaluated). Upserts ``ml.runs`` with status
+    ``evaluated``, the champion (best NDCG@k on ``all_items``) and the reason.
 
     Parameters
     ----------
@@ -359,7 +436,8 @@ def train_and_evaluate(
     dict
         JSON-safe summary for XCom: ``run_id``, ``champion_model``,
         ``champion_reason``, ``eval_cutoff_at``, ``n_train_events``,
-        ``n_test_users`` and ``metrics`` (``{model: {"ndcg@10": ...}}``).
+        ``n_test_users``, ``metrics`` and ``metrics_new_items``
+        (``{model: {"ndcg@10": ...}}`` per variant) and ``fit_seconds``.
     """
     started_at = datetime.now(UTC)
     end = to_epoch_seconds(data_interval_end)
@@ -372,30 +450,72 @@ def train_and_evaluate(
             start = None if history_days is None else end - history_days * 86_400.0
             split = time_split(load_interactions(connection, start, end), cutoff, end)
             users = split.test_users
+            if not split.train.n_events:
+                logger.warning("run %s: no interactions before the cutoff, nothing to train on", run_id)
+                users = users[:0]
             truth = split.truth[users]
             segment_codes, segment_names = _segment_codes(connection, split.train.user_ids[users])
 
             rows: list[dict[str, Any]] = []
             summary: dict[str, dict[str, float | None]] = {}
+            summary_new: dict[str, dict[str, float | None]] = {}
+            fit_seconds: dict[str, float] = {}
             ndcg = {model.name: float("nan") for model in models}
             if not len(users):
                 logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
-            for model in models if len(users) else []:  # a couple of models
+            # new_items: what each test user bought before the cutoff leaves both the ranking and the truth
+            prior = split.train.to_csr({"purchase": 1.0})[users]
+            truth_new = _without_prior(truth, prior)
+            has_new = relevant_counts(truth_new) > 0
+            wide = min(max(ks) + int(np.diff(prior.indptr).max(initial=0)), max(split.train.n_items, max(ks)))
+            for model in models if len(users) else []:  # a handful of models
+                started = time.perf_counter()
                 model.fit(split.train, cutoff)
-                recommended, _ = _recommend_in_batches(model, users, max(ks), batch_size)
+                fit_seconds[model.name] = round(time.perf_counter() - started, 3)
+                recommended, _ = _recommend_in_batches(model, users, wide, batch_size)
                 model_rows, scores = _evaluation_rows(
-                    model.name, recommended, truth, ks, split.train.n_items, segment_codes, segment_names
+                    model.name,
+                    EVAL_VARIANT,
+                    recommended[:, : max(ks)],
+                    truth,
+                    ks,
+                    split.train.n_items,
+                    segment_codes,
+                    segment_names,
                 )
                 rows += model_rows
                 ndcg[model.name] = scores[("ndcg", k)]
                 summary[model.name] = {f"{metric}@{cut}": _json_float(value) for (metric, cut), value in scores.items()}
-                logger.info("%s: %s", model.name, summary[model.name])
+                if has_new.any():
+                    new_rows, new_scores = _evaluation_rows(
+                        model.name,
+                        NEW_ITEMS_VARIANT,
+                        _without_items(recommended[has_new], prior[has_new], max(ks)),
+                        truth_new[has_new],
+                        ks,
+                        split.train.n_items,
+                        segment_codes[has_new],
+                        segment_names,
+                    )
+                    rows += new_rows
+                    summary_new[model.name] = {
+                        f"{metric}@{cut}": _json_float(value) for (metric, cut), value in new_scores.items()
+                    }
+                logger.info(
+                    "%s (fit %.1f s, total %.1f s): %s; new items: %s",
+                    model.name,
+                    fit_seconds[model.name],
+                    time.perf_counter() - started,
+                    summary[model.name],
+                    summary_new.get(model.name),
+                )
             champion, reason = _choose_champion(ndcg, k)
             logger.info("run %s champion: %s", run_id, reason)
 
-            evaluations = pd.DataFrame(rows, columns=["model_name", "segment", "metric", "k", "metric_value"])
+            evaluations = pd.DataFrame(
+                rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"]
+            )
             evaluations.insert(0, "run_id", run_id)
-            evaluations.insert(2, "variant", EVAL_VARIANT)
             _delete_run(connection, ["ml.model_evaluations"], run_id)
             written = _copy_rows(connection, "ml.model_evaluations", evaluations)
             _upsert_run(
@@ -424,6 +544,8 @@ def train_and_evaluate(
         "n_test_users": int(len(users)),
         "evaluation_rows": written,
         "metrics": summary,
+        "metrics_new_items": summary_new,
+        "fit_seconds": fit_seconds,
     }
 
 
@@ -453,6 +575,42 @@ def _popular_text(model: PopularityRecommender) -> str:
     return f"Popular in the last {model.window_days:g} days"
 
 
+def _reason_texts(
+    champion: str,
+    users: np.ndarray,
+    items: np.ndarray,
+    because: np.ndarray,
+    strength: sp.csr_array | None,
+    item_names: np.ndarray,
+    item_categories: np.ndarray,
+) -> np.ndarray:
+    """``reason_text`` of rows the champion ranked itself, one vectorized string column.
+
+    item_knn: "Because you viewed/bought <history item>" (or "added <item> to
+    your cart"); repeat_purchase: "You bought <item> before"; user_knn:
+    "Popular with shoppers like you"; als: "Matches your taste in
+    <category of the item>" ("Matches your taste" without a category).
+    """
+    if champion == ItemKNNRecommender.name:
+        strongest = np.zeros(len(users), dtype=np.int64)
+        has_source = because >= 0
+        if strength is not None and has_source.any():
+            strongest[has_source] = lookup(strength, users[has_source], because[has_source])
+        return _concat(
+            "Because you ",
+            pd.Series(_REASON_BEFORE[strongest], dtype=object),
+            " ",
+            pd.Series(item_names[np.maximum(because, 0)], dtype=object),
+            pd.Series(_REASON_AFTER[strongest], dtype=object),
+        ).to_numpy()
+    if champion == RepeatPurchaseRecommender.name:
+        return _concat("You bought ", pd.Series(item_names[items], dtype=object), " before").to_numpy()
+    if champion == ALSRecommender.name:
+        category = pd.Series(item_categories[items], dtype=object)
+        return np.where(category != "", _concat("Matches your taste in ", category), "Matches your taste")
+    return np.full(len(users), "Popular with shoppers like you", dtype=object)
+
+
 def generate_recommendations(
     conn: Any,
     run_id: str,
@@ -470,13 +628,19 @@ def generate_recommendations(
 
     * ``ml.recommendations``: top ``n`` in-stock items for every user of
       ``analytics.dim_users``. Users with history and
-      ``is_personalization_allowed`` get the champion's list; others get
-      popularity. Item-KNN rows: ``reason_code`` ``similar_to_history``,
-      ``reason_text`` "Because you viewed/bought <item_name>" (or "added <item_name>
-      to your cart") naming the history item that contributed most; positions
-      filled from popularity say ``popular`` / "Popular in the last 30 days"
-      with ``model_name`` ``popularity`` and score 0 (so scores never increase
-      with rank; a list that is popularity only carries popularity scores).
+      ``is_personalization_allowed`` get the list of the champion (any model
+      of :func:`default_models`, refitted with the same parameters); others
+      get popularity. Rows the champion ranked itself carry its name as
+      ``model_name`` and its ``reason_code`` (:data:`REASON_CODES`):
+      item_knn ``similar_to_history`` "Because you viewed/bought <item_name>"
+      (or "added <item_name> to your cart") naming the history item that
+      contributed most; repeat_purchase ``buy_again`` "You bought <item_name>
+      before"; user_knn ``similar_users`` "Popular with shoppers like you";
+      als ``matrix_factorization`` "Matches your taste in <category>".
+      Positions filled from popularity say ``popular`` / "Popular in the last
+      30 days" with ``model_name`` ``popularity`` and score 0 (so scores
+      never increase with rank; a list that is popularity only carries
+      popularity scores).
     * ``ml.similar_items``: top ``n_similar`` in-stock neighbours of every item
       from item-KNN (always fitted, whatever the champion).
     * ``ml.cold_start_recommendations``: top ``n_cold_start`` in-stock items by
@@ -516,24 +680,33 @@ def generate_recommendations(
         try:
             ensure_schema(connection)
             champion = model_name or _champion_of(connection, run_id)
-            if champion not in (PopularityRecommender.name, ItemKNNRecommender.name):
+            configured = {model.name: model for model in default_models()}
+            if champion not in configured:
                 raise ValueError(f"unknown champion model {champion!r}")
             users = _read_query(
                 connection,
                 "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
             ).drop_duplicates("user_id", ignore_index=True)
             catalogue = _read_query(
-                connection, "select item_id, item_name, is_in_stock from analytics.dim_items"
+                connection, "select item_id, item_name, category, is_in_stock from analytics.dim_items"
             ).drop_duplicates("item_id", ignore_index=True)
             start = None if history_days is None else end - history_days * 86_400.0
             data = load_interactions(
                 connection, start, end, user_ids=users["user_id"].to_numpy(), item_ids=catalogue["item_id"].to_numpy()
             )
 
-            knn = ItemKNNRecommender().fit(data, end)
+            knn = configured[ItemKNNRecommender.name].fit(data, end)  # similar items, whatever the champion
             popularity = knn.fallback_
+            if champion == ItemKNNRecommender.name:
+                model: Recommender = knn
+            elif champion == PopularityRecommender.name:
+                model = popularity
+            else:
+                model = configured[champion].fit(data, end)
             item_names = data.item_ids.copy()
             item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
+            item_categories = np.full(data.n_items, "", dtype=object)
+            item_categories[: len(catalogue)] = catalogue["category"].fillna("").to_numpy()
             in_stock = np.zeros(data.n_items, dtype=bool)
             in_stock[: len(catalogue)] = catalogue["is_in_stock"].to_numpy() == "t"
             blocked = np.flatnonzero(~in_stock)
@@ -542,8 +715,8 @@ def generate_recommendations(
             targets = np.arange(len(users), dtype=np.int64)
             allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
             has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
-            personalized = allowed & has_history & (champion == ItemKNNRecommender.name)
-            strength = data.strongest_events() if personalized.any() else None
+            personalized = allowed & has_history & (champion != PopularityRecommender.name)
+            strength = data.strongest_events() if personalized.any() and champion == ItemKNNRecommender.name else None
 
             _delete_run(connection, ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"], run_id)
             popular_items, popular_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=n, filter_items=blocked)
@@ -553,31 +726,28 @@ def generate_recommendations(
                 batch = targets[first : first + batch_size]
                 items = np.tile(popular_items, (len(batch), 1))
                 scores = np.tile(popular_scores, (len(batch), 1))
+                from_model = np.zeros(items.shape, dtype=bool)
                 because = np.full(items.shape, -1, dtype=np.int64)
                 mine = np.flatnonzero(personalized[batch])
                 if len(mine):
-                    knn_items, knn_scores = knn.recommend(batch[mine], n=n, filter_items=blocked)
-                    knn_because, _ = knn.explain(batch[mine], knn_items)
-                    from_knn = knn_scores > 0  # the popularity fill carries score 0
-                    only_fill = ~from_knn.any(axis=1, keepdims=True)  # no neighbours at all: a pure popularity list
-                    items[mine] = knn_items
-                    because[mine] = np.where(from_knn, knn_because, -1)
-                    scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(knn_items, 0)], knn_scores)
+                    own_items, own_scores = model.recommend(batch[mine], n=n, filter_items=blocked)
+                    # every model fills with popularity at score 0 except ALS, which fills cold users only
+                    own = (own_items >= 0) if champion == ALSRecommender.name else own_scores > 0
+                    only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
+                    items[mine] = own_items
+                    from_model[mine] = own
+                    scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
+                    if champion == ItemKNNRecommender.name:
+                        knn_because, _ = knn.explain(batch[mine], own_items)
+                        because[mine] = np.where(own, knn_because, -1)
                 rows, ranks = np.nonzero(items >= 0)
-                row_because = because[rows, ranks]
-                is_similar = row_because >= 0
-                strongest = np.zeros(len(rows), dtype=np.int64)
-                if strength is not None and is_similar.any():
-                    strongest[is_similar] = lookup(strength, batch[rows[is_similar]], row_because[is_similar])
+                row_items = items[rows, ranks]
+                is_model = from_model[rows, ranks]
                 reason_text = np.where(
-                    is_similar,
-                    _concat(
-                        "Because you ",
-                        pd.Series(_REASON_BEFORE[strongest], dtype=object),
-                        " ",
-                        pd.Series(item_names[np.maximum(row_because, 0)], dtype=object),
-                        pd.Series(_REASON_AFTER[strongest], dtype=object),
-                    ).to_numpy(),
+                    is_model,
+                    _reason_texts(
+                        champion, batch[rows], row_items, because[rows, ranks], strength, item_names, item_categories
+                    ),
                     popular_text,
                 )
                 frame = pd.DataFrame(
@@ -585,10 +755,10 @@ def generate_recommendations(
                         "run_id": run_id,
                         "user_id": users["user_id"].to_numpy()[batch[rows]],
                         "item_rank": ranks + 1,
-                        "item_id": data.item_ids[items[rows, ranks]],
+                        "item_id": data.item_ids[row_items],
                         "score": scores[rows, ranks],
-                        "model_name": np.where(is_similar, ItemKNNRecommender.name, PopularityRecommender.name),
-                        "reason_code": np.where(is_similar, "similar_to_history", "popular"),
+                        "model_name": np.where(is_model, champion, PopularityRecommender.name),
+                        "reason_code": np.where(is_model, REASON_CODES.get(champion, "popular"), "popular"),
                         "reason_text": reason_text,
                         "generated_at": generated_at.isoformat(),
                     }

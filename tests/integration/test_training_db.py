@@ -165,12 +165,14 @@ def query(dsn: str, sql: str, params: tuple = ()) -> pd.DataFrame:
     return frame
 
 
-def metric(dsn: str, run_id: str, model: str, name: str, k: int, segment: str = "all") -> float:
+def metric(
+    dsn: str, run_id: str, model: str, name: str, k: int, segment: str = "all", variant: str = "all_items"
+) -> float:
     frame = query(
         dsn,
         "select metric_value from ml.model_evaluations where run_id = %s and model_name = %s and metric = %s "
-        "and k = %s and segment = %s and variant = 'all_items'",
-        (run_id, model, name, k, segment),
+        "and k = %s and segment = %s and variant = %s",
+        (run_id, model, name, k, segment, variant),
     )
     assert len(frame) == 1
     return float(frame.iloc[0, 0])
@@ -196,7 +198,12 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
         metric(warehouse, "run_1", "popularity", "ndcg", 10),
     )
     assert knn > popularity, "the champion has the higher NDCG@10"
-    assert run.champion_reason == f"item_knn NDCG@10 {knn:.4f} > popularity {popularity:.4f}"
+    names = [model.name for model in training.default_models()]
+    ndcg = {name: metric(warehouse, "run_1", name, "ndcg", 10) for name in names}
+    assert max(ndcg, key=ndcg.get) == "item_knn" and all(ndcg[name] < knn for name in names if name != "item_knn")
+    assert run.champion_reason == training._choose_champion(ndcg, 10)[1]
+    assert run.champion_reason.startswith(f"item_knn NDCG@10 {knn:.4f} > ")
+    assert f" popularity {popularity:.4f}" in run.champion_reason
     assert result["metrics"]["item_knn"]["ndcg@10"] == pytest.approx(knn, abs=1e-6)
 
     # known answers of the planted clusters (see the module docstring)
@@ -210,9 +217,10 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     assert metric(warehouse, "run_1", "item_knn", "precision", 10) == pytest.approx(0.1)
 
     evaluations = query(warehouse, "select * from ml.model_evaluations where segment = 'all'")
-    # 2 models x (precision, recall, ndcg, hit_rate, coverage) x k in (5, 10, 20)
-    assert len(evaluations) == 30
+    # models x 2 variants x (precision, recall, ndcg, hit_rate, f1, map, coverage) x k in (5, 10, 20)
+    assert len(evaluations) == len(training.default_models()) * 2 * 7 * 3
     assert set(evaluations.k) == {5, 10, 20}
+    assert set(evaluations.variant) == {"all_items", "new_items"}
     segments = query(warehouse, "select distinct segment from ml.model_evaluations")
     assert set(segments.segment) == {"all", "lifecycle_stage=active", "lifecycle_stage=loyal"}
 
@@ -320,8 +328,16 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     knn = metric(empty_database, "run_1", "item_knn", "ndcg", 10)
     popularity = metric(empty_database, "run_1", "popularity", "ndcg", 10)
     assert popularity == 1.0 and knn < popularity
+    # new_items: the 5 B users who had bought b00 before (ub00, ub06..ub09) leave the truth; the other 55
+    # never bought it, and b00 tops popularity, so it is still first for each of them
+    assert metric(empty_database, "run_1", "popularity", "ndcg", 10, variant="new_items") == 1.0
+    assert metric(empty_database, "run_1", "popularity", "map", 10, variant="new_items") == 1.0
+    # segment loyal = the B users: 25 of them still in new_items, all hit at rank 1
+    assert metric(empty_database, "run_1", "popularity", "hit_rate", 5, "lifecycle_stage=loyal", "new_items") == 1.0
     assert result["champion_model"] == "popularity"
-    assert result["champion_reason"] == f"popularity NDCG@10 1.0000 > item_knn {knn:.4f}"
+    assert result["champion_reason"].startswith("popularity NDCG@10 1.0000 > ")
+    assert f" item_knn {knn:.4f}" in result["champion_reason"]
+    assert all(value["ndcg@10"] < 1.0 for name, value in result["metrics"].items() if name != "popularity")
 
     training.generate_recommendations(empty_database, "run_1", END, n=3)
     recs = query(empty_database, "select distinct reason_code, model_name, reason_text from ml.recommendations")
@@ -364,3 +380,72 @@ def test_champion_rule_prefers_the_simpler_model_on_ties() -> None:
         "item_knn",
         "item_knn NDCG@10 0.0810 > popularity 0.0420",
     )
+
+
+def test_new_items_variant_drops_prior_purchases_from_ranking_and_truth(empty_database: str) -> None:
+    """A users re-buy in the test week what they bought before: buy-again hits them, new_items drops them."""
+    from recsys.recommenders import PopularityRecommender, RepeatPurchaseRecommender
+
+    events = planted_events()
+    rebuy = (events.event_at >= CUTOFF) & events.user_id.isin(A_USERS)
+    events.loc[rebuy, "item_id"] = [A_ITEMS[number % 9] for number in range(len(A_USERS))]  # touched[0]
+    build_warehouse(empty_database, events)
+
+    models = [PopularityRecommender(), RepeatPurchaseRecommender()]
+    result = training.train_and_evaluate(empty_database, "run_1", START, END, models=models)
+    assert result["champion_model"] == "repeat_purchase"
+    # all_items: every A user's own purchase is first in their buy-again list
+    assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10, "lifecycle_stage=active") == 1.0
+    assert metric(empty_database, "run_1", "popularity", "hit_rate", 10, "lifecycle_stage=active") == 0.0
+    # new_items: the A users' truth is empty (all repeats), so only the B users are evaluated
+    active = query(
+        empty_database,
+        "select count(*) as n from ml.model_evaluations where variant = 'new_items' "
+        "and segment = 'lifecycle_stage=active'",
+    )
+    assert active.n[0] == 0
+    # a B user's five own purchases leave the ranking: the five B items they never bought come first,
+    # and the test purchase is one of them
+    assert metric(empty_database, "run_1", "repeat_purchase", "hit_rate", 5, variant="new_items") == 1.0
+    assert metric(empty_database, "run_1", "repeat_purchase", "precision", 5, variant="new_items") == pytest.approx(0.2)
+    assert result["metrics_new_items"]["repeat_purchase"]["recall@5"] == 1.0
+
+
+@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als"])
+def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    assert result["recommendations"] == len(recs) == users * 5 and result["champion_model"] == champion
+    assert not recs.duplicated(["user_id", "item_id"]).any() and not recs.item_id.isin(OUT_OF_STOCK).any()
+    ordered = recs.sort_values(["user_id", "item_rank"])
+    assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all(), "scores never increase with rank"
+    assert set(recs.model_name) <= {champion, "popularity"} and (recs.model_name == champion).any()
+    popular = recs[recs.model_name == "popularity"]
+    assert (popular.reason_code == "popular").all() and (popular.reason_text == "Popular in the last 30 days").all()
+    own = recs[recs.model_name == champion]
+    for user_id in ("cold", "optout"):
+        assert (recs[recs.user_id == user_id].model_name == "popularity").all()
+
+    def user_rows(user_id: str) -> pd.DataFrame:
+        return recs[recs.user_id == user_id].sort_values("item_rank")
+
+    if champion == "repeat_purchase":
+        assert (own.reason_code == "buy_again").all()
+        assert (own.reason_text == "You bought Item " + own.item_id + " before").all()
+        # ua00 bought a00 (12 days ago) and a05 (3 days ago): the more recent purchase first, then popularity
+        ua00 = user_rows("ua00")
+        assert ua00.item_id.tolist()[:2] == ["a05", "a00"] and (ua00.model_name.iloc[2:] == "popularity").all()
+        assert user_rows("buyer").iloc[0].reason_text == "You bought Item a02 before"
+        viewer = user_rows("viewer")  # no purchases: a pure popularity list with popularity scores
+        assert (viewer.reason_code == "popular").all() and (viewer.score > 0).all()
+    elif champion == "user_knn":
+        assert (own.reason_code == "similar_users").all()
+        assert (own.reason_text == "Popular with shoppers like you").all()
+        assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "neighbours of an A user are A users"
+    else:
+        assert (own.reason_code == "matrix_factorization").all()
+        # dim_items.category is the upper-cased cluster letter
+        assert (own.reason_text == "Matches your taste in " + own.item_id.str[0].str.upper()).all()
+        assert result["personalized_users"] == users - 2

@@ -11,8 +11,10 @@ import scipy.sparse as sp
 from recsys.metrics import (
     catalogue_coverage,
     evaluate,
+    f1_at_k,
     hit_matrix,
     hit_rate_at_k,
+    map_at_k,
     ndcg_at_k,
     per_user_metrics,
     precision_at_k,
@@ -71,8 +73,37 @@ def test_means_at_1() -> None:
     # only user 1 hits at rank 1: precision 1/1, recall 1/1, NDCG 1/1 for user 1 and 0 for users 0 and 3
     scores = evaluate(RECOMMENDED, TRUTH, ks=(1,))
     assert scores == pytest.approx(
-        {("precision", 1): 1 / 3, ("recall", 1): 1 / 3, ("ndcg", 1): 1 / 3, ("hit_rate", 1): 1 / 3}
+        {
+            ("precision", 1): 1 / 3,
+            ("recall", 1): 1 / 3,
+            ("ndcg", 1): 1 / 3,
+            ("hit_rate", 1): 1 / 3,
+            ("f1", 1): 1 / 3,  # user 1: 2 * 1 * 1 / (1 + 1) = 1
+            ("map", 1): 1 / 3,  # user 1: precision@1 = 1, / min(1, 1)
+        }
     )
+
+
+def test_f1_and_map_at_3() -> None:
+    metrics = per_user_metrics(RECOMMENDED, TRUTH, 3)
+    # user 0: P 1/3, R 1/2 -> F1 = 2 (1/6) / (5/6) = 0.4; hit at rank 2: AP = (1/2) / min(2, 3) = 0.25
+    # user 1: P 1/3, R 1 -> F1 = 2 (1/3) / (4/3) = 0.5; hit at rank 1: AP = 1 / min(1, 3) = 1
+    # user 3: no hit -> 0 and 0
+    np.testing.assert_allclose(metrics["f1"][[0, 1, 3]], [0.4, 0.5, 0])
+    np.testing.assert_allclose(metrics["map"][[0, 1, 3]], [0.25, 1, 0])
+    assert np.isnan(metrics["f1"][2]) and np.isnan(metrics["map"][2])
+    assert f1_at_k(RECOMMENDED, TRUTH, 3) == pytest.approx((0.4 + 0.5 + 0) / 3)  # 0.3
+    assert map_at_k(RECOMMENDED, TRUTH, 3) == pytest.approx((0.25 + 1 + 0) / 3)  # 0.4167
+
+
+def test_map_rewards_early_hits() -> None:
+    # relevant {0, 1, 2}, k = 4: hits at ranks 1 and 3 -> AP = (1/1 + 2/3) / min(3, 4) = 0.5556
+    truth = sp.csr_array((np.ones(3), ([0, 0, 0], [0, 1, 2])), shape=(1, 6))
+    assert map_at_k(np.array([[0, 5, 1, 4]]), truth, 4) == pytest.approx((1 + 2 / 3) / 3)
+    # the same two hits at ranks 3 and 4: AP = (1/3 + 2/4) / 3 = 0.2778; F1 is blind to the order
+    assert map_at_k(np.array([[5, 4, 0, 1]]), truth, 4) == pytest.approx((1 / 3 + 2 / 4) / 3)
+    # F1: P = 2/4, R = 2/3 -> 2 (1/3) / (7/6) = 4/7
+    assert f1_at_k(np.array([[5, 4, 0, 1]]), truth, 4) == pytest.approx(4 / 7)
 
 
 def test_ideal_dcg_is_capped_at_k() -> None:

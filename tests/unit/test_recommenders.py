@@ -18,9 +18,12 @@ from sklearn.base import clone
 
 from recsys.interactions import SECONDS_PER_DAY, Interactions
 from recsys.recommenders import (
+    ALSRecommender,
     ItemKNNRecommender,
     PopularityRecommender,
     Recommender,
+    RepeatPurchaseRecommender,
+    UserKNNRecommender,
     fill_from_ranking,
     first_unexcluded,
     top_n_per_row,
@@ -64,6 +67,12 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "popularity_windowed_decayed": lambda: PopularityRecommender(window_days=1, half_life_days=0.5, random_state=0),
     "item_knn": lambda: ItemKNNRecommender(k=20, random_state=0),
     "item_knn_no_shrinkage": lambda: ItemKNNRecommender(k=3, shrinkage=0.0, random_state=0),
+    "repeat_purchase": lambda: RepeatPurchaseRecommender(random_state=0),
+    "user_knn": lambda: UserKNNRecommender(k=5, random_state=0),
+    "user_knn_pearson_sparse_top_k": lambda: UserKNNRecommender(
+        k=3, similarity="pearson", batch_size=4, dense_limit=0, random_state=0
+    ),
+    "als": lambda: ALSRecommender(factors=4, iterations=10, batch_size=5, random_state=0),
 }
 
 
@@ -271,6 +280,100 @@ def test_item_knn_on_no_data_falls_back_to_popularity() -> None:
     model = ItemKNNRecommender().fit(empty)
     items, scores = model.recommend(np.array([0]), n=1)
     assert items.tolist() == [[0]] and scores.tolist() == [[0.0]]
+
+
+def _repeat_frame() -> pd.DataFrame:
+    """``buyer`` bought x three times and y once (same day), z long ago; others make w the bestseller."""
+    rows = [("buyer", "x", "purchase", T0 + 60 * index) for index in range(3)]
+    rows += [("buyer", "y", "purchase", T0 + 200), ("buyer", "v", "view", T0 + 300)]
+    rows += [("buyer", "z", "purchase", T0 - 90 * SECONDS_PER_DAY)]
+    rows += [(f"other{index}", "w", "purchase", T0 + index) for index in range(5)]
+    rows += [("other0", "v", "purchase", T0)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "event_ts"])
+
+
+def test_repeat_purchase_ranks_own_purchases_by_decayed_count() -> None:
+    data = Interactions.from_frame(_repeat_frame())
+    model = RepeatPurchaseRecommender(half_life_days=30).fit(data, T0 + SECONDS_PER_DAY)
+    items, scores = model.recommend(np.array([user(data, "buyer")]), n=5)
+    # x: 3 purchases ~1 day old, y: 1, z: 1 purchase 91 days old (2^-91/30 = 0.12), then popularity: w, v
+    assert list(data.item_ids[items[0]]) == ["x", "y", "z", "w", "v"]
+    np.testing.assert_allclose(scores[0, :3], [3 * 2 ** (-1 / 30), 2 ** (-1 / 30), 2 ** (-91 / 30)], rtol=1e-3)
+    assert np.all(scores[0, 3:] == 0.0), "the popularity fill scores below every own item"
+    unseen, _ = model.recommend(np.array([user(data, "buyer")]), n=2, exclude_seen=True)
+    assert unseen[0, 0] == item(data, "w") and unseen[0, 1] == -1, "w is the only item buyer never touched"
+
+
+def test_repeat_purchase_prefers_a_recent_purchase_over_old_repeats() -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u"] * 3,
+            "item_id": ["old", "old", "new"],
+            "event_type": ["purchase"] * 3,
+            "event_ts": [T0 - 90 * SECONDS_PER_DAY, T0 - 90 * SECONDS_PER_DAY, T0],
+        }
+    )
+    data = Interactions.from_frame(frame)
+    items, scores = RepeatPurchaseRecommender(half_life_days=30).fit(data, T0).recommend(np.array([0]), n=2)
+    # new: 2^0 = 1 beats old: 2 * 2^-3 = 0.25
+    assert list(data.item_ids[items[0]]) == ["new", "old"]
+    np.testing.assert_allclose(scores[0], [1.0, 0.25])
+
+
+def test_user_knn_recommends_what_the_users_cluster_bought(data: Interactions) -> None:
+    model = UserKNNRecommender(k=5).fit(data)
+    target = user(data, "target")
+    neighbours = model.neighbours(np.array([target]))
+    assert {name[:2] for name in data.user_ids[neighbours.indices]} == {"ua"}, "the neighbours are the A users"
+    items, scores = model.recommend(np.array([target]), n=5, exclude_seen=True)
+    top = list(data.item_ids[items[0]])
+    assert set(top[:3]) == {"a2", "a3", "a4"}, "the unseen cluster-A items first"
+    assert np.all(scores[0, :3] > 0) and top[3:] == ["b0", "b1"] and np.all(scores[0, 3:] == 0)
+    # the B users' nearest neighbours are B users; b0 (bought by all of them) tops their lists
+    b_items, _ = model.recommend(np.array([user(data, f"ub{index}") for index in range(10)]), n=1)
+    assert set(data.item_ids[b_items[:, 0]]) == {"b0"}
+
+
+def test_user_knn_scores_are_the_weighted_average_of_the_neighbours() -> None:
+    # u0 = (1, 1, 0), u1 = (1, 1, 1), u2 = (0, 0, 1): cos(u0, u1) = 2 / sqrt(6), cos(u0, u2) = 0
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u0", "u0", "u1", "u1", "u1", "u2"],
+            "item_id": ["i0", "i1", "i0", "i1", "i2", "i2"],
+            "event_type": ["view"] * 6,
+            "event_ts": [T0] * 6,
+        }
+    )
+    data = Interactions.from_frame(frame)
+    for dense_limit in (0, 2**23):  # the sparse and the dense top-k agree
+        model = UserKNNRecommender(k=2, dense_limit=dense_limit).fit(data)
+        similarity = model.neighbours(np.arange(3)).toarray()
+        expected = np.array([[0, 2 / 6**0.5, 0], [2 / 6**0.5, 0, 1 / 3**0.5], [0, 1 / 3**0.5, 0]])
+        np.testing.assert_allclose(similarity, expected)
+        items, scores = model.recommend(np.array([2]), n=3)
+        # u2's only neighbour is u1: the average of u1's row is (1, 1, 1), ties broken by item index
+        assert items[0].tolist() == [0, 1, 2] and scores[0].tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="similarity"):
+        UserKNNRecommender(similarity="jaccard").fit(data)
+
+
+def test_als_separates_the_clusters_and_matches_its_factors(data: Interactions) -> None:
+    # two clusters, two factors
+    model = ALSRecommender(factors=2, iterations=20, regularization=0.01, random_state=0).fit(data)
+    assert model.user_factors_.shape == (data.n_users, 2) and model.item_factors_.shape == (data.n_items, 2)
+    target = user(data, "target")
+    items, scores = model.recommend(np.array([target]), n=3, exclude_seen=True)
+    assert set(data.item_ids[items[0]]) == {"a2", "a3", "a4"}, "the unseen cluster-A items first"
+    expected = model.user_factors_[target] @ model.item_factors_.T
+    np.testing.assert_allclose(scores[0], expected[items[0]], rtol=1e-5)
+    all_users = np.arange(data.n_users)
+    full, _ = model.recommend(all_users, n=data.n_items)
+    dense = model.user_factors_ @ model.item_factors_.T
+    warm = np.diff(model.user_items_.indptr) > 0
+    ranked = np.take_along_axis(dense, full, axis=1)[warm]
+    assert np.all(ranked[:, :-1] >= ranked[:, 1:] - 1e-6), "warm users get the full factor ranking"
+    again = ALSRecommender(factors=2, iterations=20, regularization=0.01, random_state=0).fit(data)
+    np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # random_state makes the fit repeatable
 
 
 def test_segment_popularity(data: Interactions) -> None:
