@@ -12,6 +12,8 @@ written with ``COPY``. Rows that cannot be used as they are land in
 - a value that does not parse as its column's type (timestamp, numeric,
   integer, boolean).
 
+The stored row has its PII values (e-mail, phone) redacted.
+
 Strings are kept exactly as landed (trimming and normalizing is dbt's job).
 One ``quality.load_audit`` row per file says rows read, loaded and rejected,
 and read = loaded + rejected always holds. A batch is loaded in one
@@ -233,7 +235,9 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
                 {
                     "line_number": pd.NA,
                     "reason": reasons[~ok].to_numpy(),
-                    "raw_record": frame.loc[~ok, header].to_json(orient="records", lines=True).splitlines(),
+                    "raw_record": _redact(frame.loc[~ok, header], spec)
+                    .to_json(orient="records", lines=True)
+                    .splitlines(),
                 }
             )
             result.rejected.append(rejected)
@@ -247,6 +251,12 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     if result.rejected:
         _copy_rejects(cur, result, batch_id)
     return result
+
+
+def _redact(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
+    """Rejected rows without their PII values (e-mail, phone): ``quality`` must not hold raw PII."""
+    pii = [column.name for column in spec.columns if column.pii and column.name in rows]
+    return rows.assign(**{name: rows[name].where(rows[name].isna(), "<redacted>") for name in pii})
 
 
 def _decode_leniently(frame: pd.DataFrame) -> pd.DataFrame:

@@ -128,3 +128,10 @@ def test_missing_required_file_is_an_error(database, tmp_path):
 def test_header_only_file_loads_zero_rows(database, tmp_path):
     audit = load(database, write_landing(tmp_path / "landing", events=EVENTS.splitlines()[0] + "\n"))
     assert (audit["events"]["rows_read"], audit["events"]["rows_loaded"]) == (0, 0)
+
+
+def test_rejected_rows_keep_no_raw_pii(database, tmp_path):
+    users = "user_id,signup_at,email,phone\nU1,not-a-date,ann@example.com,+1 555 0100\nU2,2026-01-01,,\n"
+    load(database, write_landing(tmp_path / "landing", users=users))
+    records = query(database, "select raw_record from quality.rejected_rows where table_name = 'users'")
+    assert records == [('{"user_id":"U1","signup_at":"not-a-date","email":"<redacted>","phone":"<redacted>"}',)]
