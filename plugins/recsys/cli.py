@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from recsys.local import DEFAULT_SHOP
+
 
 def _print(result: object) -> None:
     print(json.dumps(result, indent=2, default=str))
@@ -85,10 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     simulate = commands.add_parser("simulate", help="write a simulated shop in the landing format")
-    simulate.add_argument("--users", type=int, default=20_000)
-    simulate.add_argument("--items", type=int, default=2_000)
-    simulate.add_argument("--days", type=int, default=90)
-    simulate.add_argument("--seed", type=int, default=7)
+    for name, default in DEFAULT_SHOP.items():  # the shop `make run` simulates
+        simulate.add_argument(f"--{name}", type=int, default=default)
     simulate.add_argument("--clean", action="store_true", help="no dirty rows")
     simulate.add_argument("--out", required=True)
     simulate.set_defaults(func=cmd_simulate)

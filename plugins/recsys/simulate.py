@@ -742,11 +742,12 @@ def _make_promotions(rng: np.random.Generator, window: _Window) -> pd.DataFrame:
 
 def _applicable_promotion(at: np.ndarray, category: np.ndarray, promotions: pd.DataFrame) -> np.ndarray:
     """Index of the first promotion running at ``at`` for ``category``, or -1."""
-    found = np.full(len(at), -1)
-    for index, promo in enumerate(promotions.itertuples()):  # a handful of promotions
-        runs = (at >= promo.starts_at) & (at < promo.ends_at) & ((promo.category < 0) | (category == promo.category))
-        found[(found < 0) & runs] = index
-    return found
+    starts, ends = promotions["starts_at"].to_numpy(), promotions["ends_at"].to_numpy()
+    target = promotions["category"].to_numpy()
+    runs = (  # rows x promotions (a handful of promotions, so the block stays small)
+        (at[:, None] >= starts) & (at[:, None] < ends) & ((target < 0) | (category[:, None] == target))
+    )
+    return np.where(runs.any(axis=1), runs.argmax(axis=1), -1)
 
 
 def _draw_days(rng: np.random.Generator, cdf: np.ndarray, from_day: np.ndarray) -> np.ndarray:
@@ -763,9 +764,10 @@ def _make_sessions(
     days = len(window.day_cdf)
     day_weight = np.diff(np.r_[0.0, window.day_cdf])
     day_starts = window.day_starts
-    promo_day = np.zeros(days, dtype=bool)
-    for promo in promotions.itertuples():  # a handful of promotions
-        promo_day |= (day_starts < promo.ends_at) & (day_starts + _DAY > promo.starts_at)
+    promo_day = (
+        (day_starts[:, None] < promotions["ends_at"].to_numpy())
+        & (day_starts[:, None] + _DAY > promotions["starts_at"].to_numpy())
+    ).any(axis=1)
     promo_weight = np.cumsum(day_weight * promo_day)
     promo_cdf = promo_weight / promo_weight[-1]
 

@@ -21,16 +21,12 @@ everyone: item-KNN must win on NDCG@10.
 from __future__ import annotations
 
 import io
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
-from psycopg2.extensions import make_dsn, parse_dsn
 
 from recsys import training
 
@@ -63,12 +59,6 @@ create table analytics.user_profiles (
     user_id text primary key, spending_power text, lifecycle_stage text, top_categories text
 );
 """
-
-
-@pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    """The one place the test server is configured (the integration owner repoints it here)."""
-    return os.environ.get("RECSYS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _copy_frame(conn, table: str, frame: pd.DataFrame) -> None:
@@ -136,19 +126,9 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
 
 
 @pytest.fixture
-def empty_database(pg_admin_url: str) -> Iterator[str]:
-    """A fresh database on the test server, dropped afterwards; yields its DSN."""
-    name = f"recsys_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'create database "{name}"')
-    try:
-        yield make_dsn(**{**parse_dsn(pg_admin_url), "dbname": name})
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def empty_database(database: str) -> str:
+    """A fresh database from tests/conftest.py (the embedded warehouse unless RECSYS_TEST_SERVER_URL)."""
+    return database
 
 
 @pytest.fixture
