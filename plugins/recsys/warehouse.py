@@ -6,11 +6,14 @@ with its data under ``.local/pgdata`` of the repository. It listens on
 127.0.0.1 and a free port (not on a Unix socket only) because Great
 Expectations and cosmos reject a URL without a host. PostgreSQL refuses to
 run as root, so under root the server runs as an unprivileged OS user
-(``RECSYS_PG_OS_USER``, default ``postgres`` if it exists, else ``nobody``).
+(``RECSYS_PG_OS_USER``, default ``postgres`` if it exists, else ``nobody``),
+and because that user may not be allowed into the repository's folders, its
+binaries and data then live in ``$TMPDIR/recsys-pg-<hash of the repo path>``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +21,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -41,10 +45,10 @@ SERVER_SETTINGS = {
 }
 
 
-def _pg_bin(name: str) -> str:
+def _pginstall() -> Path:
     import pgserver  # noqa: PLC0415  (the wheel only matters for the embedded default)
 
-    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+    return Path(pgserver.__file__).parent / "pginstall"
 
 
 def _free_port() -> int:
@@ -72,10 +76,24 @@ class EmbeddedPostgres:
 
     def __init__(self, root: Path = LOCAL_DIR):
         self.root = Path(root)
-        self.data_dir = self.root / "pgdata"
         self.state_file = self.root / "warehouse.json"
-        self.log_file = self.root / "postgres.log"
         self.user = _os_user()
+        # Under root the server runs as another user, who may not be allowed into the repository's
+        # folders (a private clone): its binaries and data then live in a world-traversable folder.
+        self.server_dir = self.root if self.user is None else _shared_server_dir(self.root)
+        self.data_dir = self.server_dir / "pgdata"
+        self.log_file = self.server_dir / "postgres.log"
+
+    def _bin(self, name: str) -> str:
+        if self.user is None:
+            return str(_pginstall() / "bin" / name)
+        # the binaries find their libraries at $ORIGIN/../../../pgserver.libs: keep that layout
+        copy = self.server_dir / "pgserver" / "pginstall"
+        if not (copy / "bin" / "postgres").exists():
+            libs = _pginstall().parents[1] / "pgserver.libs"
+            shutil.copytree(libs, self.server_dir / "pgserver.libs", dirs_exist_ok=True)
+            shutil.copytree(_pginstall(), copy, dirs_exist_ok=True)
+        return str(copy / "bin" / name)
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(args, user=self.user, capture_output=True, text=True, check=False)
@@ -87,7 +105,17 @@ class EmbeddedPostgres:
             shutil.chown(self.data_dir, self.user)
             self.data_dir.chmod(0o700)
         result = self._run(
-            [_pg_bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stderr}")
@@ -95,7 +123,7 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         return (
             self.data_dir.exists()
-            and self._run([_pg_bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
+            and self._run([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
         )
 
     @property
@@ -116,7 +144,7 @@ class EmbeddedPostgres:
                 shutil.chown(self.log_file, self.user)
             result = self._run(
                 [
-                    _pg_bin("pg_ctl"),
+                    self._bin("pg_ctl"),
                     "start",
                     "-w",
                     "-t",
@@ -139,7 +167,15 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.is_running():
-            self._run([_pg_bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast"])
+            self._run([self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast"])
+
+
+def _shared_server_dir(root: Path) -> Path:
+    """``$TMPDIR/recsys-pg-<hash of root>``, mode 0755, for a server run as another OS user."""
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"recsys-pg-{digest}"
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
 
 
 def _port_is_free(port: int) -> bool:
