@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,9 @@ EVENT_TYPES: tuple[str, ...] = ("view", "cart", "remove_from_cart", "purchase")
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 3.0, "remove_from_cart": 0.0, "purchase": 5.0}
 
 SECONDS_PER_DAY = 86_400.0
+
+#: user attributes of :attr:`Interactions.users` (from ``analytics.dim_users``)
+USER_ATTRIBUTES: tuple[str, ...] = ("age_band", "gender", "region")
 
 #: columns of ``analytics.fct_interactions`` the models read
 _EVENT_COLUMNS = ("user_id", "item_id", "event_type", "event_ts")
@@ -117,6 +120,17 @@ class Interactions:
         Int8 code of every event, an index into :data:`EVENT_TYPES`.
     event_ts : numpy.ndarray
         Float64 event time, epoch seconds UTC.
+    items : pandas.DataFrame, optional
+        Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
+        ``category``, ``brand`` (str, ``""`` unknown) and ``price`` (float,
+        NaN unknown). Set by :meth:`with_side_data`.
+    users : pandas.DataFrame, optional
+        User attributes, one row per user index: ``age_band``, ``gender``,
+        ``region`` (str, ``"unknown"`` when missing).
+    ratings : pandas.DataFrame, optional
+        Explicit review ratings in the same encoding: ``user_index``,
+        ``item_index`` (int32), ``rating`` (float64, 1 to 5) and ``rated_ts``
+        (float64 epoch seconds).
     """
 
     user_ids: np.ndarray
@@ -125,6 +139,9 @@ class Interactions:
     item_index: np.ndarray
     event_type: np.ndarray
     event_ts: np.ndarray
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    ratings: pd.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -195,15 +212,83 @@ class Interactions:
         )
 
     def select(self, mask: np.ndarray) -> Interactions:
-        """Return the events where ``mask`` is true, keeping the same encoding."""
-        return Interactions(
-            user_ids=self.user_ids,
-            item_ids=self.item_ids,
+        """Return the events where ``mask`` is true, keeping the same encoding and all side data."""
+        return replace(
+            self,
             user_index=self.user_index[mask],
             item_index=self.item_index[mask],
             event_type=self.event_type[mask],
             event_ts=self.event_ts[mask],
         )
+
+    def before(self, time: Timestamp) -> Interactions:
+        """Events and ratings strictly before ``time``, same encoding: what was known at that moment."""
+        seconds = to_epoch_seconds(time)
+        known = self.select(self.event_ts < seconds)
+        if self.ratings is not None:
+            known.ratings = self.ratings[self.ratings["rated_ts"].to_numpy() < seconds].reset_index(drop=True)
+        return known
+
+    def with_side_data(
+        self,
+        items: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None,
+        ratings: pd.DataFrame | None = None,
+    ) -> Interactions:
+        """Attach item and user attributes and ratings, keyed by warehouse id, aligned to this encoding.
+
+        Parameters
+        ----------
+        items : pandas.DataFrame, optional
+            ``item_id``, ``category``, ``brand``, ``price``; items of the
+            encoding not in the frame get unknown attributes.
+        users : pandas.DataFrame, optional
+            ``user_id``, ``age_band``, ``gender``, ``region``.
+        ratings : pandas.DataFrame, optional
+            ``user_id``, ``item_id``, ``rating``, ``rated_ts`` (epoch seconds);
+            ratings of users or items outside the encoding are dropped (logged).
+
+        Returns
+        -------
+        Interactions
+            A copy with :attr:`items`, :attr:`users` and :attr:`ratings` set
+            (the ones not given stay as they were).
+        """
+        result = replace(self)
+        if items is not None:
+            aligned = items.drop_duplicates("item_id").set_index("item_id").reindex(self.item_ids)
+            result.items = pd.DataFrame(
+                {
+                    "category": aligned["category"].fillna("").astype(str).to_numpy(dtype=object),
+                    "brand": aligned["brand"].fillna("").astype(str).to_numpy(dtype=object),
+                    "price": pd.to_numeric(aligned["price"], errors="coerce").to_numpy(dtype=np.float64),
+                }
+            )
+        if users is not None:
+            aligned = users.drop_duplicates("user_id").set_index("user_id").reindex(self.user_ids)
+            result.users = pd.DataFrame(
+                {
+                    column: aligned[column].fillna("unknown").astype(str).to_numpy(dtype=object)
+                    for column in USER_ATTRIBUTES
+                }
+            )
+        if ratings is not None:
+            user_index = pd.Index(self.user_ids).get_indexer(ratings["user_id"])
+            item_index = pd.Index(self.item_ids).get_indexer(ratings["item_id"])
+            rating = pd.to_numeric(ratings["rating"], errors="coerce").to_numpy(dtype=np.float64)
+            rated_ts = pd.to_numeric(ratings["rated_ts"], errors="coerce").to_numpy(dtype=np.float64)
+            keep = (user_index >= 0) & (item_index >= 0) & np.isfinite(rating) & np.isfinite(rated_ts)
+            if not keep.all():
+                logger.warning("dropped %d of %d ratings (unknown user or item)", int((~keep).sum()), len(keep))
+            result.ratings = pd.DataFrame(
+                {
+                    "user_index": user_index[keep].astype(np.int32),
+                    "item_index": item_index[keep].astype(np.int32),
+                    "rating": rating[keep],
+                    "rated_ts": rated_ts[keep],
+                }
+            )
+        return result
 
     def event_weights(
         self,
@@ -365,6 +450,10 @@ class TimeSplit:
         Int64 indices of the users with at least one test purchase.
     cutoff, end : float
         The split times, epoch seconds.
+    test_ratings : pandas.DataFrame, optional
+        Ratings given in ``[cutoff, end)`` (columns of
+        :attr:`Interactions.ratings`, indices in the train encoding; items
+        first seen in the test window have indices ``>= train.n_items``).
     """
 
     train: Interactions
@@ -373,6 +462,7 @@ class TimeSplit:
     test_users: np.ndarray
     cutoff: float
     end: float
+    test_ratings: pd.DataFrame | None = None
 
 
 def _reencode(old_index: np.ndarray, in_first: np.ndarray, in_second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,6 +524,23 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
         event_type=interactions.event_type[is_train],
         event_ts=interactions.event_ts[is_train],
     )
+    if interactions.items is not None:
+        train.items = interactions.items.iloc[item_new_to_old[:n_train_items]].reset_index(drop=True)
+    if interactions.users is not None:
+        train.users = interactions.users.iloc[user_new_to_old].reset_index(drop=True)
+    test_ratings = None
+    if interactions.ratings is not None:
+        ratings = interactions.ratings.assign(
+            user_index=user_old_to_new[interactions.ratings["user_index"].to_numpy()],
+            item_index=item_old_to_new[interactions.ratings["item_index"].to_numpy()],
+        )
+        rated_ts = ratings["rated_ts"].to_numpy()
+        known = (ratings["user_index"].to_numpy() >= 0) & (ratings["item_index"].to_numpy() >= 0)
+        train_known = known & (ratings["item_index"].to_numpy() < n_train_items) & (rated_ts < cutoff_s)
+        train.ratings = ratings[train_known].astype({"user_index": np.int32, "item_index": np.int32})
+        train.ratings = train.ratings.reset_index(drop=True)
+        in_test = known & (rated_ts >= cutoff_s) & (rated_ts < end_s)
+        test_ratings = ratings[in_test].astype({"user_index": np.int32, "item_index": np.int32}).reset_index(drop=True)
     truth = sp.coo_array(
         (
             np.ones(int(is_test.sum()), dtype=np.float32),
@@ -460,6 +567,7 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
         test_users=evaluated,
         cutoff=cutoff_s,
         end=end_s,
+        test_ratings=test_ratings,
     )
 
 
@@ -523,12 +631,59 @@ def read_events(
     return frame
 
 
+def _read_frame(conn: Any, query: sql.Composable) -> pd.DataFrame:
+    """Run a small query through ``COPY ... TO STDOUT`` (CSV) into a frame of strings (empty string = NULL)."""
+    with tempfile.TemporaryFile(mode="w+b") as buffer, conn.cursor() as cursor:
+        cursor.copy_expert(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query), buffer)
+        buffer.seek(0)
+        return pd.read_csv(buffer, dtype=str, keep_default_na=False)
+
+
+def _table_exists(conn: Any, name: str) -> bool:
+    with conn.cursor() as cursor:
+        cursor.execute("select to_regclass(%s) is not null", (name,))
+        return bool(cursor.fetchone()[0])
+
+
+def read_side_data(
+    conn: Any, start: Timestamp | None = None, end: Timestamp | None = None
+) -> dict[str, pd.DataFrame | None]:
+    """Read item and user attributes (``dim_items``, ``dim_users``) and the ratings of a window (``fct_reviews``).
+
+    Returns
+    -------
+    dict
+        ``items``, ``users`` and ``ratings`` frames for
+        :meth:`Interactions.with_side_data`; ``ratings`` is None when
+        ``analytics.fct_reviews`` does not exist.
+    """
+    items = _read_frame(conn, sql.SQL("select item_id, category, brand, price from analytics.dim_items"))
+    users = _read_frame(conn, sql.SQL("select user_id, age_band, gender, region from analytics.dim_users"))
+    users = users.replace("", None)
+    ratings = None
+    if _table_exists(conn, "analytics.fct_reviews"):
+        conditions = [sql.SQL("true")]
+        if start is not None:
+            conditions.append(sql.SQL("reviewed_at >= to_timestamp({})").format(sql.Literal(to_epoch_seconds(start))))
+        if end is not None:
+            conditions.append(sql.SQL("reviewed_at < to_timestamp({})").format(sql.Literal(to_epoch_seconds(end))))
+        ratings = _read_frame(
+            conn,
+            sql.SQL(
+                "select user_id, item_id, rating, extract(epoch from reviewed_at)::float8 as rated_ts "
+                "from analytics.fct_reviews where {}"
+            ).format(sql.SQL(" and ").join(conditions)),
+        )
+    return {"items": items, "users": users, "ratings": ratings}
+
+
 def load_interactions(
     conn: Any,
     start: Timestamp | None = None,
     end: Timestamp | None = None,
     user_ids: Sequence[str] | np.ndarray | None = None,
     item_ids: Sequence[str] | np.ndarray | None = None,
+    side_data: bool = False,
 ) -> Interactions:
     """Read a window of ``analytics.fct_interactions`` and encode it.
 
@@ -540,9 +695,15 @@ def load_interactions(
         Half-open window on ``event_at``.
     user_ids, item_ids : array-like of str, optional
         Fixed id universes, see :meth:`Interactions.from_frame`.
+    side_data : bool, default False
+        Also attach item and user attributes and the ratings of the window
+        (:func:`read_side_data`).
 
     Returns
     -------
     Interactions
     """
-    return Interactions.from_frame(read_events(conn, start, end), user_ids=user_ids, item_ids=item_ids)
+    interactions = Interactions.from_frame(read_events(conn, start, end), user_ids=user_ids, item_ids=item_ids)
+    if side_data:
+        interactions = interactions.with_side_data(**read_side_data(conn, start, end))
+    return interactions

@@ -180,3 +180,41 @@ class TestTimeSplit:
         data = Interactions.from_frame(frame([("u", "a", "view", T0)]))
         with pytest.raises(ValueError):
             time_split(data, T0, T0)
+
+
+def test_side_data_is_aligned_to_the_encoding_and_follows_the_time_split() -> None:
+    data = Interactions.from_frame(
+        frame(
+            [
+                ("u1", "i1", "purchase", T0),
+                ("u2", "i2", "view", T0),
+                ("u2", "i1", "purchase", T0 + 2 * DAY),  # test window
+                ("u3", "i3", "purchase", T0 + 2 * DAY),  # u3 and i3 only in the test window
+            ]
+        )
+    ).with_side_data(
+        items=pd.DataFrame(
+            {"item_id": ["i2", "i1"], "category": ["toys", "books"], "brand": ["b", None], "price": ["9.5", ""]}
+        ),
+        users=pd.DataFrame({"user_id": ["u2"], "age_band": ["25-34"], "gender": [None], "region": ["north"]}),
+        ratings=pd.DataFrame(
+            {
+                "user_id": ["u1", "u2", "u9", "u2", "u3"],
+                "item_id": ["i1", "i2", "i1", "i1", "i3"],
+                "rating": [5, 2, 4, 3, 1],
+                "rated_ts": [T0, T0, T0, T0 + 2 * DAY, T0 + 2 * DAY],
+            }
+        ),
+    )
+    assert data.items["category"].tolist() == ["books", "toys", ""]  # i1, i2, i3 (no attributes)
+    assert np.isnan(data.items["price"][0]) and data.items["price"][1] == 9.5
+    assert data.users.loc[1].tolist() == ["25-34", "unknown", "north"] and data.users.loc[0, "region"] == "unknown"
+    assert len(data.ratings) == 4  # u9 is unknown: dropped
+    assert len(data.before(T0 + DAY).ratings) == 2
+
+    split = time_split(data, T0 + DAY, T0 + 3 * DAY)
+    assert split.train.item_ids.tolist() == ["i1", "i2"] and split.train.items["category"].tolist() == ["books", "toys"]
+    assert split.train.users["age_band"].tolist() == ["unknown", "25-34", "unknown"]  # u1, u2, then test-only u3
+    assert split.train.ratings[["user_index", "item_index", "rating"]].values.tolist() == [[0, 0, 5], [1, 1, 2]]
+    test = split.test_ratings
+    assert test[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 3], [2, 2, 1]]
