@@ -14,11 +14,18 @@ from recsys.metrics import (
     f1_at_k,
     hit_matrix,
     hit_rate_at_k,
+    intra_list_diversity,
+    mae,
     map_at_k,
     ndcg_at_k,
+    novelty,
+    per_user_diversity,
     per_user_metrics,
+    per_user_novelty,
     precision_at_k,
     recall_at_k,
+    rmse,
+    roc_auc,
 )
 
 LOG2_3 = math.log2(3)  # discount of rank 2 is 1 / log2(3) = 0.6309
@@ -138,3 +145,116 @@ def test_bad_inputs_are_rejected() -> None:
         precision_at_k(RECOMMENDED, TRUTH, 4)
     with pytest.raises(ValueError, match="rows"):
         precision_at_k(RECOMMENDED[:2], TRUTH, 2)
+
+
+# items 0..5: categories 0, 0, 1, 1, unknown, unknown (the two unknowns count as one category)
+CATEGORIES = np.array([0, 0, 1, 1, -1, -1])
+DIVERSE = np.array(
+    [
+        [0, 1, 2],  # categories 0, 0, 1: 3 pairs, 1 same (0-0) -> 1 - 1/3 = 2/3
+        [0, 2, 4],  # 0, 1, unknown: 3 pairs, none same -> 1
+        [4, 5, 1],  # unknown, unknown, 0: 1 same (unknown-unknown) -> 2/3
+        [3, -1, -1],  # one valid item: no pair -> skipped
+        [1, -1, 0],  # 0, 0 around a gap: 1 pair, same -> 0
+    ]
+)
+
+
+def test_per_user_diversity_at_3() -> None:
+    np.testing.assert_allclose(per_user_diversity(DIVERSE, CATEGORIES, 3), [2 / 3, 1, 2 / 3, np.nan, 0])
+    # mean over the four users with two or more items: (2/3 + 1 + 2/3 + 0) / 4 = 7/12
+    assert intra_list_diversity(DIVERSE, CATEGORIES, 3) == pytest.approx(7 / 12)
+
+
+def test_per_user_diversity_at_2() -> None:
+    # top 2: {0, 0} -> 0; {0, 1} -> 1; {unknown, unknown} -> 0; one item; one item
+    np.testing.assert_allclose(per_user_diversity(DIVERSE, CATEGORIES, 2), [0, 1, 0, np.nan, np.nan])
+    assert intra_list_diversity(DIVERSE, CATEGORIES, 2) == pytest.approx(1 / 3)
+
+
+def test_diversity_counts_runs_of_any_length() -> None:
+    # categories 1, 0, 1, 1, 0 (items 2, 0, 3, 2, 1; item 2 twice): 10 pairs, same = 3 (three 1s) + 1 (two 0s) = 4
+    assert intra_list_diversity(np.array([[2, 0, 3, 2, 1]]), CATEGORIES, 5) == pytest.approx(1 - 4 / 10)
+
+
+def test_diversity_matches_pairwise_count() -> None:
+    # the run counting against a plain comparison of every pair i < j, on random lists with gaps
+    rng = np.random.default_rng(0)
+    categories = rng.integers(-1, 4, size=30)
+    recommended = rng.integers(-1, 30, size=(200, 8))
+    k = 6
+    top = recommended[:, :k]
+    valid = top >= 0
+    codes = categories[top]
+    upper = np.triu(np.ones((k, k), dtype=bool), 1)
+    both_valid = valid[:, :, None] & valid[:, None, :] & upper
+    same = ((codes[:, :, None] == codes[:, None, :]) & both_valid).sum(axis=(1, 2))
+    pairs = both_valid.sum(axis=(1, 2))
+    expected = np.where(pairs > 0, 1 - same / np.maximum(pairs, 1), np.nan)
+    np.testing.assert_allclose(per_user_diversity(recommended, categories, k), expected)
+
+
+def test_diversity_without_qualifying_users_is_nan() -> None:
+    assert math.isnan(intra_list_diversity(np.array([[0, -1], [-1, -1]]), CATEGORIES, 2))
+    assert math.isnan(intra_list_diversity(DIVERSE, CATEGORIES, 1))
+    assert math.isnan(intra_list_diversity(np.full((2, 2), -1), np.array([], dtype=int), 2))  # empty catalogue
+
+
+# items 0..4: share of training users 1/2, 1/4, 0 (nobody), 1 (everybody), 0.05; 8 training users
+POPULARITY = np.array([0.5, 0.25, 0.0, 1.0, 0.05])
+# self-information: -log2(1/2) = 1, -log2(1/4) = 2, item 2 counts as 1 of 8 users -> 3, 0, item 4 also clipped -> 3
+NOVEL = np.array(
+    [
+        [0, 1],  # (1 + 2) / 2 = 1.5
+        [2, -1],  # 3 / 1 = 3
+        [-1, -1],  # nothing -> nan
+        [3, 4],  # (0 + 3) / 2 = 1.5
+    ]
+)
+
+
+def test_novelty() -> None:
+    np.testing.assert_allclose(per_user_novelty(NOVEL, POPULARITY, 8, 2), [1.5, 3, np.nan, 1.5])
+    assert novelty(NOVEL, POPULARITY, 8, 2) == pytest.approx((1.5 + 3 + 1.5) / 3)  # 2
+    # top 1: 1, 3, nan, 0 -> 4/3
+    assert novelty(NOVEL, POPULARITY, 8, 1) == pytest.approx(4 / 3)
+    # with 100 users item 4 keeps its own share: -log2(0.05) = 4.3219; user 3 = (0 + 4.3219) / 2
+    assert per_user_novelty(NOVEL, POPULARITY, 100, 2)[3] == pytest.approx(math.log2(20) / 2)
+    assert math.isnan(novelty(NOVEL[2:3], POPULARITY, 8, 2))
+    assert math.isnan(novelty(np.full((2, 2), -1), np.array([]), 8, 2))  # empty catalogue
+
+
+def test_rmse_and_mae() -> None:
+    # the nan prediction is left out; errors -1, 0, 3 -> RMSE sqrt((1 + 0 + 9) / 3) = 1.8257, MAE 4/3
+    predicted = np.array([1.0, 2.0, np.nan, 4.0])
+    actual = np.array([2.0, 2.0, 5.0, 1.0])
+    assert rmse(predicted, actual) == pytest.approx(math.sqrt(10 / 3))
+    assert mae(predicted, actual) == pytest.approx(4 / 3)
+    assert math.isnan(rmse(np.array([np.nan]), np.array([1.0])))
+    assert math.isnan(mae(np.array([]), np.array([])))
+    with pytest.raises(ValueError, match="same length"):
+        rmse(predicted, actual[:3])
+
+
+def test_roc_auc() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0
+    assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), labels) == 0.0
+    assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5  # ties count half
+    # positive 0.35 beats negative 0.1 but not 0.4; positive 0.8 beats both -> 3 of 4 pairs
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == pytest.approx(0.75)
+    assert math.isnan(roc_auc(np.array([0.1, 0.9]), np.array([1, 1])))
+    assert math.isnan(roc_auc(np.array([]), np.array([])))
+
+
+def test_beyond_accuracy_bad_inputs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="k="):
+        intra_list_diversity(DIVERSE, CATEGORIES, 4)
+    with pytest.raises(ValueError, match="below 6"):
+        intra_list_diversity(np.array([[0, 6]]), CATEGORIES, 2)
+    with pytest.raises(ValueError, match="2-D"):
+        novelty(np.array([0, 1]), POPULARITY, 8, 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        novelty(NOVEL, np.array([0.5, 2.0, 0, 0, 0]), 8, 2)
+    with pytest.raises(ValueError, match="n_users"):
+        novelty(NOVEL, POPULARITY, 0, 2)
