@@ -25,6 +25,7 @@ CONTRACT_MODELS = {
     "dim_users",
     "dim_items",
     "fct_interactions",
+    "fct_reviews",
     "user_profiles",
     "user_interest_tags",
     "user_recommendations",
@@ -122,10 +123,11 @@ def test_publish_models_are_tagged_and_sources_used_only_in_staging(manifest):
             assert node["schema"] == "staging", f"{name} reads a source outside staging"
 
 
-def test_fct_interactions_is_incremental_on_the_event_key(manifest):
-    config = _models(manifest)["fct_interactions"]["config"]
+@pytest.mark.parametrize(("model", "key"), [("fct_interactions", "event_id"), ("fct_reviews", "review_id")])
+def test_growing_facts_are_incremental_on_their_key(manifest, model, key):
+    config = _models(manifest)[model]["config"]
     assert config["materialized"] == "incremental"
-    assert config["unique_key"] == "event_id"
+    assert config["unique_key"] == key
     assert config["incremental_strategy"] == "delete+insert"
 
 
@@ -140,6 +142,7 @@ def test_primary_keys_are_tested_unique_and_not_null(manifest):
         ("dim_users", "user_id"),
         ("dim_items", "item_id"),
         ("fct_interactions", "event_id"),
+        ("fct_reviews", "review_id"),
         ("fct_orders", "order_id"),
         ("stg_shop__events", "event_id"),
         ("stg_shop__users", "user_id"),
@@ -150,7 +153,13 @@ def test_primary_keys_are_tested_unique_and_not_null(manifest):
 
 def test_tricky_logic_has_unit_tests(manifest):
     unit_tested = {node["model"] for node in manifest.get("unit_tests", {}).values()}
-    assert {"int_user_rfm", "int_user_lifecycle", "user_interest_tags", "base_shop__events"} <= unit_tested
+    assert {
+        "int_user_rfm",
+        "int_user_lifecycle",
+        "user_interest_tags",
+        "base_shop__events",
+        "fct_reviews",
+    } <= unit_tested
 
 
 def test_sqlfluff_lint_passes():

@@ -1,0 +1,106 @@
+{#-
+    Incremental (delete+insert on review_id), like fct_interactions: a run
+    inserts the reviews loaded since the last run or newer than the newest
+    review already here, replacing any earlier version of the same review.
+    The post-hooks keep the table equal to a full rebuild: reviews after
+    as_of (a re-run for an earlier interval), reviews of users now flagged as
+    bots, and reviews whose user or item has left dim_users / dim_items are
+    deleted.
+-#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='review_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        indexes=[
+            {'columns': ['user_id']},
+            {'columns': ['item_id']},
+            {'columns': ['reviewed_at']},
+            {'columns': ['loaded_at']},
+        ],
+        post_hook=[
+            "delete from {{ this }} where reviewed_at > {{ as_of_timestamp() }}",
+            "delete from {{ this }} as reviews using {{ ref('int_bot_users') }} as bot_users
+             where reviews.user_id = bot_users.user_id",
+            "delete from {{ this }} as reviews
+             where not exists (select from {{ ref('dim_users') }} as users where users.user_id = reviews.user_id)
+                or not exists (select from {{ ref('dim_items') }} as items where items.item_id = reviews.item_id)",
+        ]
+    )
+}}
+
+with
+
+reviews as (
+
+    select * from {{ ref('stg_shop__reviews') }}
+
+),
+
+bot_users as (
+
+    select * from {{ ref('int_bot_users') }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_users') }}
+
+),
+
+items as (
+
+    select * from {{ ref('dim_items') }}
+
+),
+
+human_reviews as (
+
+    select reviews.*
+    from reviews
+    left join bot_users
+        on reviews.user_id = bot_users.user_id
+    where
+        bot_users.user_id is null
+        and reviews.reviewed_at <= {{ as_of_timestamp() }}
+        {% if is_incremental() %}
+            and (
+                reviews.loaded_at > (
+                    select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
+                )
+                or reviews.reviewed_at > (
+                    select coalesce(max(this_table.reviewed_at), '-infinity') from {{ this }} as this_table
+                )
+            )
+        {% endif %}
+
+),
+
+known_reviews as (
+
+    select human_reviews.*
+    from human_reviews
+    inner join users
+        on human_reviews.user_id = users.user_id
+    inner join items
+        on human_reviews.item_id = items.item_id
+
+),
+
+final as (
+
+    select
+        review_id,
+        user_id,
+        item_id,
+        cast(rating as integer) as rating,
+        reviewed_at,
+        cast(reviewed_at at time zone 'UTC' as date) as review_date,
+        loaded_at
+    from known_reviews
+
+)
+
+select * from final
