@@ -122,8 +122,9 @@ class Interactions:
         Float64 event time, epoch seconds UTC.
     items : pandas.DataFrame, optional
         Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
-        ``category``, ``brand`` (str, ``""`` unknown) and ``price`` (float,
-        NaN unknown). Set by :meth:`with_side_data`.
+        ``category``, ``category_path`` (the leaf, ``"Home > Kitchen >
+        Kettles"``), ``brand`` (str, ``""`` unknown) and ``price`` (float, NaN
+        unknown). Set by :meth:`with_side_data`.
     users : pandas.DataFrame, optional
         User attributes, one row per user index: ``age_band``, ``gender``,
         ``region`` (str, ``"unknown"`` when missing).
@@ -240,8 +241,9 @@ class Interactions:
         Parameters
         ----------
         items : pandas.DataFrame, optional
-            ``item_id``, ``category``, ``brand``, ``price``; items of the
-            encoding not in the frame get unknown attributes.
+            ``item_id``, ``category``, ``brand``, ``price`` and optionally
+            ``category_path`` (default: the category); items of the encoding
+            not in the frame get unknown attributes.
         users : pandas.DataFrame, optional
             ``user_id``, ``age_band``, ``gender``, ``region``.
         ratings : pandas.DataFrame, optional
@@ -257,9 +259,11 @@ class Interactions:
         result = replace(self)
         if items is not None:
             aligned = items.drop_duplicates("item_id").set_index("item_id").reindex(self.item_ids)
+            path = aligned["category_path"] if "category_path" in aligned else aligned["category"]
             result.items = pd.DataFrame(
                 {
                     "category": aligned["category"].fillna("").astype(str).to_numpy(dtype=object),
+                    "category_path": path.fillna("").astype(str).to_numpy(dtype=object),
                     "brand": aligned["brand"].fillna("").astype(str).to_numpy(dtype=object),
                     "price": pd.to_numeric(aligned["price"], errors="coerce").to_numpy(dtype=np.float64),
                 }
@@ -657,7 +661,7 @@ def read_side_data(
         :meth:`Interactions.with_side_data`; ``ratings`` is None when
         ``analytics.fct_reviews`` does not exist.
     """
-    items = _read_frame(conn, sql.SQL("select item_id, category, brand, price from analytics.dim_items"))
+    items = _read_frame(conn, sql.SQL("select item_id, category, category_path, brand, price from analytics.dim_items"))
     users = _read_frame(conn, sql.SQL("select user_id, age_band, gender, region from analytics.dim_users"))
     users = users.replace("", None)
     ratings = None

@@ -1,0 +1,134 @@
+"""The neural ranker on a planted shop where the profile decides what a user buys next.
+
+400 users, 60 items in 3 categories of 20. Every user has one favourite
+category and buys in it 9 times out of 10, a new item each week for 8 weeks,
+after viewing it. Which items of the category they buy is random: there is no
+item-to-item structure for collaborative filtering beyond the category, and
+popularity is flat. A ranker that reads the user's category interest must put
+the favourite category's unbought items first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
+from recsys.metrics import evaluate, roc_auc
+from recsys.ranker import NeuralRanker
+from recsys.recommenders import ItemKNNRecommender, PopularityRecommender
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+WEEK = 7 * SECONDS_PER_DAY
+N_USERS, N_ITEMS, N_CATEGORIES, WEEKS = 400, 60, 3, 8
+
+
+def planted_shop(seed: int = 0) -> tuple[Interactions, np.ndarray]:
+    """The shop of the module docstring and each user's favourite category."""
+    rng = np.random.default_rng(seed)
+    favourite = rng.integers(0, N_CATEGORIES, N_USERS)
+    item_category = np.arange(N_ITEMS) % N_CATEGORIES
+    by_category = [np.flatnonzero(item_category == category) for category in range(N_CATEGORIES)]
+    week = np.repeat(np.arange(WEEKS), N_USERS)
+    users = np.tile(np.arange(N_USERS), WEEKS)
+    category = np.where(rng.random(len(users)) < 0.9, favourite[users], rng.integers(0, N_CATEGORIES, len(users)))
+    # a random item of the category (repeats are rare: 20 items per category)
+    items = np.array([by_category[c] for c in range(N_CATEGORIES)])[category, rng.integers(0, 20, len(users))]
+    when = T0 + week * WEEK + rng.uniform(0, WEEK - 3600, len(users))
+    frame = pd.DataFrame(
+        {
+            "user_id": np.char.add("u", users.astype(str)),
+            "item_id": np.char.add("i", items.astype(str)),
+            "event_type": "purchase",
+            "event_ts": when,
+        }
+    )
+    views = frame.assign(event_type="view", event_ts=frame["event_ts"] - 60)
+    data = Interactions.from_frame(pd.concat([views, frame], ignore_index=True)).with_side_data(
+        items=pd.DataFrame(
+            {
+                "item_id": [f"i{index}" for index in range(N_ITEMS)],
+                "category": [f"c{category}" for category in item_category],
+                "brand": "b",
+                "price": 10.0,
+            }
+        )
+    )
+    favourite_by_index = favourite[pd.Index([f"u{index}" for index in range(N_USERS)]).get_indexer(data.user_ids)]
+    return data, favourite_by_index
+
+
+def ranker(**params) -> NeuralRanker:
+    defaults = dict(candidates_per_model=60, label_windows=3, max_iter=200, random_state=0)
+    return NeuralRanker(candidate_models=[PopularityRecommender(), ItemKNNRecommender(k=20)], **(defaults | params))
+
+
+@pytest.fixture(scope="module")
+def shop() -> tuple[Interactions, np.ndarray]:
+    return planted_shop()
+
+
+@pytest.fixture(scope="module")
+def split(shop):
+    data, _ = shop
+    return time_split(data, T0 + (WEEKS - 1) * WEEK, T0 + WEEKS * WEEK)
+
+
+@pytest.fixture(scope="module")
+def fitted(split) -> NeuralRanker:
+    return ranker().fit(split.train, split.cutoff)
+
+
+def test_it_learns_the_planted_category_interest(fitted: NeuralRanker, shop, split) -> None:
+    _, favourite = shop
+    assert fitted.model_ is not None and fitted.train_positives_ > 500
+    users = split.test_users
+    items, _ = fitted.recommend(users, n=5, exclude_seen=True)
+    item_category = np.array([int(name[1:]) % N_CATEGORIES for name in split.train.item_ids])
+    in_favourite = item_category[items] == favourite[users][:, None]
+    assert in_favourite.mean() > 0.9, "unbought items of the favourite category come first"
+
+
+def test_it_beats_popularity_on_the_next_week(fitted: NeuralRanker, split) -> None:
+    users = split.test_users
+    truth = split.truth[users]
+    ranked, _ = fitted.recommend(users, n=10)
+    popular, _ = PopularityRecommender().fit(split.train, split.cutoff).recommend(users, n=10)
+    ndcg = evaluate(ranked, truth, (10,))[("ndcg", 10)]
+    assert ndcg > 2 * evaluate(popular, truth, (10,))[("ndcg", 10)]
+    rows, candidates, scores = fitted.score_candidates(users)
+    assert np.all((scores > 0) & (scores <= 1))
+    assert roc_auc(scores, lookup(truth, rows, candidates) > 0) > 0.75
+
+
+def test_fit_never_reads_events_at_or_after_the_reference_time(shop, split) -> None:
+    data, _ = shop
+    with_future = ranker().fit(data, split.cutoff)  # the test week is in the data but after the reference
+    without = ranker().fit(split.train, split.cutoff)
+    users = np.arange(split.train.n_users)  # train users come first in both encodings
+    first, second = with_future.recommend(users, n=8), without.recommend(users, n=8)
+    np.testing.assert_array_equal(
+        data.item_ids[first[0]], split.train.item_ids[second[0]], err_msg="the future changed the lists"
+    )
+
+
+def test_without_labels_it_falls_back_to_rank_fusion(split) -> None:
+    model = ranker(label_windows=1).fit(split.train.before(T0 + 3 * SECONDS_PER_DAY), T0 + 3 * SECONDS_PER_DAY)
+    assert model.model_ is None and model.train_rows_ == 0
+    items, scores = model.recommend(np.arange(10), n=5)
+    assert np.all(items >= 0) and np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_profile_ablation_keeps_only_candidate_and_item_features(split) -> None:
+    model = ranker(profile_features=False, label_windows=1).fit(split.train, split.cutoff)
+    assert model.feature_names_ == [
+        "rank_popularity",
+        "rank_item_knn",
+        "item_purchases_30d",
+        "item_views_30d",
+        "item_trend",
+        "item_age_days",
+        "item_log_price",
+    ]
+    assert model.model_.n_features_in_ == len(model.feature_names_)
