@@ -15,7 +15,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -41,6 +41,8 @@ def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str]
         execution_config=ExecutionConfig(
             dbt_executable_path=os.environ.get("RECSYS_DBT_EXECUTABLE", "dbt"),
             invocation_mode=InvocationMode.DBT_RUNNER,
+            # a model's task runs only the tests of that model alone; tests of two models are detached below
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,

@@ -48,9 +48,11 @@ import pandas as pd
 import psutil
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from sklearn.base import clone
 
 from recsys.interactions import SECONDS_PER_DAY, Interactions, TimeSplit, Timestamp, lookup, time_split
 from recsys.metrics import catalogue_coverage, evaluate
+from recsys.ranker import NeuralRanker
 from recsys.recommenders import Recommender
 from recsys.simulate import simulate
 
@@ -300,9 +302,65 @@ def read_landing_events(directory: Path | str) -> pd.DataFrame:
     return frame
 
 
-def split_events(events: pd.DataFrame, test_days: float = 7.0) -> TimeSplit:
+def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
+    """Item and user attributes of a landing directory, shaped like ``dim_items`` / ``dim_users``.
+
+    ``items.csv`` gives ``category`` (top level of ``category_path``),
+    ``category_path``, ``brand`` and ``price``; ``users.csv`` gives ``gender``,
+    ``region`` and the ``age_band`` of ``birth_year`` (the bands of
+    ``dim_users``, at the year of the newest sign-up); ``reviews.csv`` gives
+    the ratings (1 to 5). Missing files give no frame.
+    """
+    directory = Path(directory)
+    side: dict[str, pd.DataFrame] = {}
+    if (directory / "items.csv").exists():
+        items = pd.read_csv(directory / "items.csv", dtype=str, keep_default_na=False, na_values=[""])
+        path = items["category_path"].str.strip()
+        side["items"] = pd.DataFrame(
+            {
+                "item_id": items["item_id"].str.strip(),
+                "category": path.str.split(">").str[0].str.strip(),
+                "category_path": path,
+                "brand": items.get("brand"),
+                "price": pd.to_numeric(items.get("price"), errors="coerce"),
+            }
+        )
+    if (directory / "users.csv").exists():
+        users = pd.read_csv(directory / "users.csv", dtype=str, keep_default_na=False, na_values=[""])
+        year = pd.to_datetime(users["signup_at"], utc=True, errors="coerce", format="ISO8601").dt.year.max()
+        age = year - pd.to_numeric(users.get("birth_year"), errors="coerce")
+        bands = pd.cut(age, [-np.inf, 18, 25, 35, 45, 55, 65, np.inf], right=False, labels=AGE_BANDS)
+        side["users"] = pd.DataFrame(
+            {
+                "user_id": users["user_id"].str.strip(),
+                "age_band": bands.astype(object).where(bands.notna(), "unknown"),
+                "gender": users.get("gender"),
+                "region": users.get("region"),
+            }
+        )
+    if (directory / "reviews.csv").exists():
+        reviews = pd.read_csv(directory / "reviews.csv", dtype=str, keep_default_na=False, na_values=[""])
+        stamps = pd.to_datetime(reviews["reviewed_at"].str.strip(), utc=True, errors="coerce", format="ISO8601")
+        side["ratings"] = pd.DataFrame(
+            {
+                "user_id": reviews["user_id"].str.strip(),
+                "item_id": reviews["item_id"].str.strip(),
+                "rating": pd.to_numeric(reviews["rating"], errors="coerce"),
+                "rated_ts": (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1),
+            }
+        ).query("rating >= 1 and rating <= 5")
+    return side
+
+
+#: the age bands of ``dim_users``
+AGE_BANDS: tuple[str, ...] = ("under_18", "18-24", "25-34", "35-44", "45-54", "55-64", "65_plus")
+
+
+def split_events(
+    events: pd.DataFrame, test_days: float = 7.0, side_data: dict[str, pd.DataFrame] | None = None
+) -> TimeSplit:
     """Encode events and split them at ``last event - test_days`` (the last event is in the test window)."""
-    interactions = Interactions.from_frame(events)
+    interactions = Interactions.from_frame(events).with_side_data(**(side_data or {}))
     if interactions.n_events == 0:
         raise ValueError("no usable events")
     last = float(interactions.event_ts.max())
@@ -412,12 +470,13 @@ def bench_model(model: Recommender, split: TimeSplit, targets: _Targets, k: int 
 
 
 def bench_models(models: Sequence[Recommender] | None = None) -> list[Recommender]:
-    """The project's :func:`recsys.training.default_models` plus the two references."""
+    """The project's :func:`recsys.training.default_models`, the neural ranker without profile, the references."""
     if models is None:
         from recsys.training import default_models
 
         models = default_models()
-    return [*models, ImplicitALSRecommender(), EASERecommender()]
+    ablation = [clone(model).set_params(profile_features=False) for model in models if isinstance(model, NeuralRanker)]
+    return [*models, *ablation, ImplicitALSRecommender(), EASERecommender()]
 
 
 def run_bench(
@@ -426,6 +485,7 @@ def run_bench(
     k: int = 10,
     test_days: float = 7.0,
     ease_max_items: int = 10_000,
+    side_data: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Benchmark models on one data set.
 
@@ -441,6 +501,9 @@ def run_bench(
         Length of the test window before the last event.
     ease_max_items : int, default 10000
         EASE is skipped (a row of ``nan`` with a note) above this many items.
+    side_data : dict, optional
+        Output of :func:`read_landing_side_data` (the neural ranker's profile
+        features and svd's ratings need it).
 
     Returns
     -------
@@ -449,7 +512,7 @@ def run_bench(
     info : dict
         Split facts: events, users, items, test users, cutoff.
     """
-    split = split_events(events, test_days)
+    split = split_events(events, test_days, side_data)
     targets = _targets(split, k)
     info = {
         "train_events": split.train.n_events,
@@ -467,7 +530,10 @@ def run_bench(
             rows.append({**dict.fromkeys(COLUMNS, float("nan")), "model": model.name, "note": note})
             continue
         logger.info("benchmarking %s", model.name)
-        rows.append(bench_model(model, split, targets, k))
+        row = bench_model(model, split, targets, k)
+        if isinstance(model, NeuralRanker) and not model.profile_features:
+            row["note"] = "ablation: candidate ranks and item features only, no profile features"
+        rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS)), info
 
 
@@ -520,7 +586,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         datasets += [(f"landing {directory}", Path(directory)) for directory in args.data]
         for title, directory in datasets:
             table, info = run_bench(
-                read_landing_events(directory), k=args.k, test_days=args.test_days, ease_max_items=args.ease_max_items
+                read_landing_events(directory),
+                k=args.k,
+                test_days=args.test_days,
+                ease_max_items=args.ease_max_items,
+                side_data=read_landing_side_data(directory),
             )
             print(format_table(table, title, info, args.k), flush=True)
             print(flush=True)

@@ -12,12 +12,18 @@ replaces them and readers see either the old or the new rows. "Now" is always
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import logging
 import math
+import os
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,19 +35,37 @@ import scipy.sparse as sp
 from psycopg2 import sql
 
 from recsys.interactions import (
+    EVENT_WEIGHTS,
+    Interactions,
+    TimeSplit,
     Timestamp,
     load_interactions,
     lookup,
     time_split,
     to_epoch_seconds,
 )
-from recsys.metrics import METRICS, catalogue_coverage, evaluate, hit_matrix, per_user_metrics, relevant_counts
+from recsys.metrics import (
+    METRICS,
+    catalogue_coverage,
+    evaluate,
+    hit_matrix,
+    intra_list_diversity,
+    mae,
+    novelty,
+    per_user_metrics,
+    relevant_counts,
+    rmse,
+    roc_auc,
+)
+from recsys.ranker import NeuralRanker
 from recsys.recommenders import (
+    MODELS,
     ALSRecommender,
     ItemKNNRecommender,
     PopularityRecommender,
     Recommender,
     RepeatPurchaseRecommender,
+    SVDRecommender,
     UserKNNRecommender,
 )
 
@@ -53,6 +77,24 @@ EVAL_KS: tuple[int, ...] = (5, 10, 20)
 EVAL_VARIANT = "all_items"
 #: evaluation variant without repeat purchases: items a user bought before the cutoff leave ranking and truth
 NEW_ITEMS_VARIANT = "new_items"
+
+#: the models, hyperparameters, search grids and champion rule (override with ``RECSYS_MODEL_CONFIG``)
+MODEL_CONFIG = Path(__file__).with_name("models.toml")
+
+#: every estimator a configuration can name
+ESTIMATORS: dict[str, type[Recommender]] = {**MODELS, NeuralRanker.name: NeuralRanker}
+
+#: models the neural ranker takes candidates from (when they are configured)
+CANDIDATE_MODELS: tuple[str, ...] = (
+    PopularityRecommender.name,
+    RepeatPurchaseRecommender.name,
+    ItemKNNRecommender.name,
+    UserKNNRecommender.name,
+    ALSRecommender.name,
+)
+
+#: the champion must beat these (``[champion] baselines`` of the configuration)
+BASELINES: tuple[str, ...] = (PopularityRecommender.name, RepeatPurchaseRecommender.name)
 
 ML_DDL = """
 create schema if not exists ml;
@@ -66,7 +108,22 @@ create table if not exists ml.runs (
     finished_at timestamptz,
     status text not null,
     champion_model text,
-    champion_reason text
+    champion_reason text,
+    champion_params text,
+    validation_cutoff_at timestamptz
+);
+alter table ml.runs add column if not exists champion_params text;
+alter table ml.runs add column if not exists validation_cutoff_at timestamptz;
+create table if not exists ml.model_search (
+    run_id text not null,
+    model_name text not null,
+    trial integer not null,
+    params text not null,
+    fit_seconds double precision,
+    ndcg double precision,
+    ndcg_new_items double precision,
+    is_selected boolean not null,
+    primary key (run_id, model_name, trial)
 );
 create table if not exists ml.model_evaluations (
     run_id text not null,
@@ -114,6 +171,8 @@ REASON_CODES: dict[str, str] = {
     RepeatPurchaseRecommender.name: "buy_again",
     UserKNNRecommender.name: "similar_users",
     ALSRecommender.name: "matrix_factorization",
+    SVDRecommender.name: "rated_by_similar_shoppers",
+    NeuralRanker.name: "profile_match",
 }
 
 #: "Because you <before> <item name><after>", indexed by the strongest-event code (none, view, cart, purchase)
@@ -263,38 +322,129 @@ def _recommend_in_batches(
     return items, scores
 
 
-def _segment_codes(conn: Any, user_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Lifecycle-stage segment of each user (from ``analytics.user_profiles``), as codes and names."""
+def load_model_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Read the model configuration (:data:`MODEL_CONFIG`, or ``RECSYS_MODEL_CONFIG``, or ``path``).
+
+    Returns
+    -------
+    dict
+        ``evaluation``, ``champion`` and ``models`` (``{name: {"params": ..., "search": ...}}``).
+
+    Raises
+    ------
+    ValueError
+        For a model name that is not in :data:`ESTIMATORS`.
+    """
+    path = Path(path or os.environ.get("RECSYS_MODEL_CONFIG") or MODEL_CONFIG)
+    with path.open("rb") as handle:
+        config = tomllib.load(handle)
+    unknown = set(config.get("models", {})) - set(ESTIMATORS)
+    if unknown:
+        raise ValueError(f"{path}: unknown models {sorted(unknown)}; known: {sorted(ESTIMATORS)}")
+    return config
+
+
+def _params(spec: dict[str, Any]) -> dict[str, Any]:
+    """TOML values as estimator parameters (arrays become tuples, as scikit-learn expects)."""
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in spec.items()}
+
+
+def build_model(name: str, params: dict[str, Any], config: dict[str, Any]) -> Recommender:
+    """One estimator from its name and parameters; the neural ranker gets the other models as candidates."""
+    if name == NeuralRanker.name:
+        candidates = [
+            build_model(other, spec.get("params", {}), config)
+            for other, spec in config["models"].items()
+            if other in CANDIDATE_MODELS
+        ]
+        return NeuralRanker(candidate_models=candidates, **_params(params))
+    return ESTIMATORS[name](**_params(params))
+
+
+def default_models(config: dict[str, Any] | None = None) -> list[Recommender]:
+    """The models of the configuration with their ``params``, in file order (ties go to the earlier one)."""
+    config = load_model_config() if config is None else config
+    return [build_model(name, spec.get("params", {}), config) for name, spec in config["models"].items()]
+
+
+def _search_trials(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every model's ``params``, then the grid points of their ``search``, in file order."""
+    trials = [(name, dict(spec.get("params", {}))) for name, spec in config["models"].items()]
+    for name, spec in config["models"].items():  # a handful of models, each a small grid
+        grid = spec.get("search", {})
+        for values in itertools.product(*grid.values()):
+            point = {**spec.get("params", {}), **dict(zip(grid, values, strict=True))}
+            if point != spec.get("params", {}):
+                trials.append((name, point))
+    return trials
+
+
+def _segmentations(conn: Any, user_ids: np.ndarray, prior_purchases: np.ndarray) -> list[tuple[np.ndarray, list[str]]]:
+    """User segments of the evaluation: each a code per user and the segment names.
+
+    ``user_type=new|returning`` (a purchase before the cutoff or not), and
+    ``lifecycle_stage=<stage>`` and ``spending_power=<tier>`` from
+    ``analytics.user_profiles`` (``unknown`` for users without a profile).
+    """
+    returning = (prior_purchases > 0).astype(np.int64)
+    segmentations = [(returning, ["user_type=new", "user_type=returning"])]
     if not _table_exists(conn, "analytics.user_profiles"):
-        logger.warning("analytics.user_profiles is missing: evaluating segment 'all' only")
-        return np.zeros(len(user_ids), dtype=np.int64), []
-    profiles = _read_query(conn, "select user_id, lifecycle_stage from analytics.user_profiles")
-    stage = profiles["lifecycle_stage"].fillna("unknown").to_numpy()
+        logger.warning("analytics.user_profiles is missing: no lifecycle or spending segments")
+        return segmentations
+    profiles = _read_query(conn, "select user_id, lifecycle_stage, spending_power from analytics.user_profiles")
     position = pd.Index(profiles["user_id"]).get_indexer(pd.Index(user_ids))
-    labels = np.where(position >= 0, stage[np.maximum(position, 0)], "unknown").astype(str)
-    names, codes = np.unique(labels, return_inverse=True)
-    return codes.astype(np.int64), [f"lifecycle_stage={name}" for name in names]
+    for column in ("lifecycle_stage", "spending_power"):  # two profile columns
+        values = profiles[column].fillna("unknown").to_numpy()
+        labels = np.where(position >= 0, values[np.maximum(position, 0)], "unknown").astype(str)
+        names, codes = np.unique(labels, return_inverse=True)
+        segmentations.append((codes.astype(np.int64), [f"{column}={name}" for name in names]))
+    return segmentations
 
 
 def _json_float(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def _choose_champion(ndcg: dict[str, float], k: int) -> tuple[str, str]:
-    """Highest NDCG@k wins; ties keep the model listed first (the simpler one)."""
-    ordered = sorted(ndcg, key=lambda name: -(ndcg[name] if math.isfinite(ndcg[name]) else -math.inf))
-    if not any(math.isfinite(value) for value in ndcg.values()):
-        first = next(iter(ndcg))
-        return first, f"no purchases in the test window to evaluate on; keeping the {first} baseline"
-    champion = ordered[0]
-    parts = [f"{champion} NDCG@{k} {ndcg[champion]:.4f}"]
-    for other in ordered[1:]:
-        relation = ">" if ndcg[champion] > ndcg[other] or not math.isfinite(ndcg[other]) else "="
-        parts.append(f"{relation} {other} {ndcg[other]:.4f}")
-    reason = " ".join(parts)
-    if "=" in reason.split():
-        reason += " (tie: the simpler model wins)"
-    return champion, reason
+def champion_gate(
+    per_user_ndcg: dict[str, np.ndarray], baselines: Sequence[str], k: int, min_z: float = 1.645
+) -> tuple[str, str]:
+    """Choose the model to publish from the validation users' NDCG@k (one array per model, same users).
+
+    The best model by mean NDCG@k wins if it is a baseline, or if it beats
+    every baseline: the mean of its per-user NDCG@k minus the baseline's is
+    more than ``min_z`` standard errors above zero (a one-sided paired test on
+    the same users). Otherwise the best baseline is published. Ties keep the
+    model listed first (the simpler one).
+
+    Returns
+    -------
+    champion, reason : str
+        The reason states the means and the test, for ``recs.runs``.
+    """
+    means = {name: float(np.mean(values)) if len(values) else float("nan") for name, values in per_user_ndcg.items()}
+    present = [name for name in baselines if name in means] or list(means)[:1]
+    if not any(math.isfinite(value) for value in means.values()):
+        return present[0], f"no purchases in the validation window to choose on; keeping the {present[0]} baseline"
+    ordered = sorted(means, key=lambda name: -(means[name] if math.isfinite(means[name]) else -math.inf))
+    best, best_baseline = ordered[0], next(name for name in ordered if name in present)
+    ranking = ", ".join(f"{name} {means[name]:.4f}" for name in ordered)
+    n_users = len(per_user_ndcg[best])
+    summary = f"validation NDCG@{k} over {n_users} users: {ranking}"
+    if best in present:
+        return best, f"{best} (baseline) is best; {summary}"
+    verdicts = []
+    for baseline in present:  # two baselines
+        difference = per_user_ndcg[best] - per_user_ndcg[baseline]
+        error = float(np.std(difference, ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+        z = float(np.mean(difference) / error) if error > 0 else (math.inf if np.mean(difference) > 0 else 0.0)
+        verdicts.append((baseline, z))
+    tests = ", ".join(f"z={z:.2f} vs {baseline}" for baseline, z in verdicts)
+    if all(z > min_z for _, z in verdicts):
+        return best, f"{best} beats the baselines ({tests}; needs z > {min_z}); {summary}"
+    return best_baseline, (
+        f"{best} is best but not significantly better than every baseline ({tests}; needs z > {min_z}): "
+        f"publishing the best baseline {best_baseline}; {summary}"
+    )
 
 
 def _evaluation_rows(
@@ -303,40 +453,40 @@ def _evaluation_rows(
     recommended: np.ndarray,
     truth: Any,
     ks: tuple[int, ...],
-    n_items: int,
-    segment_codes: np.ndarray,
-    segment_names: list[str],
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    item_categories: np.ndarray,
+    item_popularity: np.ndarray,
+    n_users: int,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float]]:
-    """``ml.model_evaluations`` rows of one model and variant: segment ``all`` (with coverage) and one per segment.
+    """``ml.model_evaluations`` rows of one model and variant.
 
-    Segments without users in this evaluation get no rows.
+    Segment ``all`` gets the ranking metrics and catalogue ``coverage``,
+    intra-list ``diversity`` (by category) and ``novelty`` (bits); every
+    segment of ``segmentations`` with users gets the ranking metrics.
     """
     scores = evaluate(recommended, truth, ks)
     common = dict(model_name=model_name, variant=variant)
     rows = [
         dict(common, segment="all", metric=metric, k=cut, metric_value=value) for (metric, cut), value in scores.items()
     ]
-    size = np.bincount(segment_codes, minlength=len(segment_names))
-    present = [code for code in range(len(segment_names)) if size[code] > 0]  # a few segments
+    n_items = len(item_categories)
     for cut in ks:  # three cut-offs; every metric below is one vectorized pass over all users
-        coverage = catalogue_coverage(recommended, n_items, cut)
-        rows.append(dict(common, segment="all", metric="coverage", k=cut, metric_value=coverage))
-        if not present:
-            continue
+        beyond = {
+            "coverage": catalogue_coverage(recommended, n_items, cut),
+            "diversity": intra_list_diversity(recommended, item_categories, cut),
+            "novelty": novelty(recommended, item_popularity, n_users, cut),
+        }
+        rows += [dict(common, segment="all", metric=name, k=cut, metric_value=value) for name, value in beyond.items()]
         per_user = per_user_metrics(recommended, truth, cut)
-        for metric in METRICS:
-            sums = np.bincount(segment_codes, weights=per_user[metric], minlength=len(segment_names))
-            rows += [
-                dict(
-                    common,
-                    segment=segment_names[code],
-                    metric=metric,
-                    k=cut,
-                    metric_value=float(sums[code] / size[code]),
-                )
-                for code in present
-            ]
-    return rows, scores
+        for codes, names in segmentations:  # a few segmentations
+            size = np.bincount(codes, minlength=len(names))
+            for metric in METRICS:
+                sums = np.bincount(codes, weights=per_user[metric], minlength=len(names))
+                rows += [
+                    dict(common, segment=names[code], metric=metric, k=cut, metric_value=float(sums[code] / size[code]))
+                    for code in np.flatnonzero(size)
+                ]
+    return [row for row in rows if math.isfinite(row["metric_value"])], scores
 
 
 def _without_items(recommended: np.ndarray, exclude: sp.csr_array, width: int) -> np.ndarray:
@@ -373,18 +523,100 @@ def _without_prior(truth: sp.csr_array, prior: sp.csr_array) -> sp.csr_array:
     return result
 
 
-def default_models() -> list[Recommender]:
-    """The models every run evaluates, simplest first (ties go to the earlier one).
+@dataclass
+class _Window:
+    """One evaluation window: the split and what every model is scored against."""
 
-    :func:`generate_recommendations` refits the champion with these same parameters.
+    split: TimeSplit
+    users: np.ndarray
+    truth: sp.csr_array
+    prior: sp.csr_array
+    truth_new: sp.csr_array
+    has_new: np.ndarray
+    wide: int
+
+    @classmethod
+    def of(cls, data: Interactions, cutoff: float, end: float, ks: tuple[int, ...]) -> _Window:
+        split = time_split(data, cutoff, end)
+        users = split.test_users if split.train.n_events else split.test_users[:0]
+        truth = split.truth[users]
+        prior = split.train.to_csr({"purchase": 1.0})[users]
+        truth_new = _without_prior(truth, prior)
+        most_prior = int(np.diff(prior.indptr).max(initial=0))
+        wide = min(max(ks) + most_prior, max(split.train.n_items, max(ks)))
+        return cls(split, users, truth, prior, truth_new, relevant_counts(truth_new) > 0, wide)
+
+    def recommend(self, model: Recommender, batch_size: int) -> np.ndarray:
+        """Fit ``model`` before the cutoff and rank ``wide`` items for every evaluated user."""
+        model.fit(self.split.train, self.split.cutoff)
+        recommended, _ = _recommend_in_batches(model, self.users, self.wide, batch_size)
+        return recommended
+
+
+def _select(
+    window: _Window, config: dict[str, Any], k: int, batch_size: int
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Grid search on the validation window.
+
+    Returns the trials (one row per fitted parameter set), the chosen
+    parameters of each model (the best NDCG@k; the first trial on ties or
+    without validation users) and the chosen models' per-user NDCG@k.
     """
-    return [
-        PopularityRecommender(),
-        RepeatPurchaseRecommender(),
-        ItemKNNRecommender(),
-        UserKNNRecommender(),
-        ALSRecommender(random_state=0),
-    ]
+    budget = float(config["evaluation"].get("search_budget_seconds", 300))
+    started = time.perf_counter()
+    trials, best, best_ndcg, best_trial = [], {}, {}, {}
+    for trial, (name, params) in enumerate(_search_trials(config)):  # a few dozen fits at most
+        is_default = trial < len(config["models"])
+        if not is_default and time.perf_counter() - started > budget:
+            logger.warning("search budget of %.0f s spent: skipping %s %s", budget, name, params)
+            continue
+        model = build_model(name, params, config)
+        fit_started = time.perf_counter()
+        recommended = window.recommend(model, batch_size) if len(window.users) else None
+        per_user = (
+            per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"] if recommended is not None else np.zeros(0)
+        )
+        new = window.has_new
+        ndcg_new = (
+            evaluate(_without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[("ndcg", k)]
+            if recommended is not None and new.any()
+            else float("nan")
+        )
+        ndcg = float(per_user.mean()) if len(per_user) else float("nan")
+        trials.append(
+            dict(
+                model_name=name,
+                trial=trial,
+                params=json.dumps(params, sort_keys=True),
+                fit_seconds=round(time.perf_counter() - fit_started, 3),
+                ndcg=ndcg,
+                ndcg_new_items=ndcg_new,
+            )
+        )
+        if name not in best or ndcg > float(best_ndcg[name].mean() if len(best_ndcg[name]) else math.inf):
+            best[name], best_ndcg[name], best_trial[name] = model, per_user, trial
+        logger.info("validation %s %s: NDCG@%d %.4f, new items %.4f", name, params, k, ndcg, ndcg_new)
+    frame = pd.DataFrame(trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items"])
+    frame["is_selected"] = frame["trial"].isin(list(best_trial.values()))
+    selected = {
+        name: json.loads(frame.loc[frame["trial"] == trial, "params"].iloc[0]) for name, trial in best_trial.items()
+    }
+    return frame, selected, best_ndcg
+
+
+def _item_categories(train: Interactions) -> np.ndarray:
+    """Category code per train item (``-1`` unknown), for diversity."""
+    if train.items is None:
+        return np.full(train.n_items, -1, dtype=np.int64)
+    categories = train.items["category"].replace("", np.nan)
+    return pd.factorize(categories, sort=True)[0].astype(np.int64)
+
+
+def _item_popularity(train: Interactions) -> np.ndarray:
+    """Share of the train users who interacted with each item, for novelty."""
+    pairs = train.to_csr({name: 1.0 for name in EVENT_WEIGHTS})
+    users_per_item = np.bincount(pairs.indices, minlength=train.n_items)
+    return users_per_item / max(train.n_users, 1)
 
 
 def train_and_evaluate(
@@ -392,25 +624,36 @@ def train_and_evaluate(
     run_id: str,
     data_interval_start: Timestamp,
     data_interval_end: Timestamp,
-    test_days: float = 7,
-    k: int = 10,
+    config: dict[str, Any] | None = None,
     history_days: float | None = None,
-    models: Sequence[Recommender] | None = None,
     batch_size: int = 5_000,
 ) -> dict[str, Any]:
-    """Fit every model before the evaluation cutoff, score it on the purchases after, pick the champion.
+    """Choose hyperparameters and the champion on a validation window, report every model on the test window.
 
-    ``eval_cutoff = data_interval_end - test_days``; models are fitted on the
-    events before it and recommend ``max(5, 10, 20, k)`` items to every user
-    with a purchase in ``[eval_cutoff, data_interval_end)``; those purchases
-    are the truth. Writes ``ml.model_evaluations`` (precision, recall, ndcg,
-    hit_rate, f1, map at 5/10/20 for segment ``all`` and per
-    ``lifecycle_stage=<stage>``; catalogue ``coverage`` for ``all``) in two
-    variants: ``all_items``, and ``new_items``, where the items each user
-    bought before the cutoff are removed from the ranking (the models
-    recommend more and the rest moves up) and from the truth (users left
-    without truth are not evaluated). Upserts ``ml.runs`` with status
-    ``evaluated``, the champion (best NDCG@k on ``all_items``) and the reason.
+    With ``end = data_interval_end``, ``test_cutoff = end - test_days`` and
+    ``validation_cutoff = test_cutoff - validation_days`` (both from the
+    ``evaluation`` section of the configuration, :data:`MODEL_CONFIG`):
+
+    1. **Selection.** Every model of the configuration is fitted on the events
+       before the validation cutoff with its ``params``, then the points of
+       its ``search`` grid while the time budget lasts; each ranks all items
+       for the users with a purchase in ``[validation_cutoff, test_cutoff)``.
+       The best parameters per model by NDCG@k go to ``ml.model_search``; the
+       champion is chosen by :func:`champion_gate` on those users.
+    2. **Report.** The chosen model of every name is refitted on the events
+       before the test cutoff and scored on the purchases in ``[test_cutoff,
+       end)``: ``ml.model_evaluations`` gets precision, recall, NDCG, hit
+       rate, F1 and MAP at 5/10/20 for segment ``all`` and per ``user_type``,
+       ``lifecycle_stage`` and ``spending_power`` segment, plus catalogue
+       ``coverage``, ``diversity`` and ``novelty`` for ``all``, in two
+       variants: ``all_items``, and ``new_items`` (what each user bought before
+       the cutoff leaves the ranking, the rest moves up, and the truth; users
+       left without truth are not evaluated). Models that score pairs add
+       ``roc_auc`` (k 0: over their candidate pairs), ``svd`` adds ``rmse``
+       and ``mae`` (k 0) on the ratings given in the test window.
+
+    ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
+    the gate's reason.
 
     Parameters
     ----------
@@ -420,14 +663,10 @@ def train_and_evaluate(
         Key of the run; a re-run replaces its rows.
     data_interval_start, data_interval_end : datetime
         The DAG run's data interval; the end is "now".
-    test_days : float, default 7
-        Length of the test window before ``data_interval_end``.
-    k : int, default 10
-        Cut-off of the champion metric (NDCG@k).
+    config : dict, optional
+        Model configuration; default :func:`load_model_config`.
     history_days : float, optional
         Only read events from ``data_interval_end - history_days`` on; default all history.
-    models : sequence of Recommender, optional
-        Defaults to :func:`default_models`.
     batch_size : int, default 5000
         Users per recommend call.
 
@@ -435,100 +674,109 @@ def train_and_evaluate(
     -------
     dict
         JSON-safe summary for XCom: ``run_id``, ``champion_model``,
-        ``champion_reason``, ``eval_cutoff_at``, ``n_train_events``,
-        ``n_test_users``, ``metrics`` and ``metrics_new_items``
-        (``{model: {"ndcg@10": ...}}`` per variant) and ``fit_seconds``.
+        ``champion_params``, ``champion_reason``, cutoffs, user counts,
+        ``metrics`` and ``metrics_new_items`` (test NDCG@k per model) and
+        ``fit_seconds`` (test-window fit per model).
     """
     started_at = datetime.now(UTC)
-    end = to_epoch_seconds(data_interval_end)
-    cutoff = end - test_days * 86_400.0
+    config = load_model_config() if config is None else config
+    evaluation = config["evaluation"]
+    k = int(evaluation.get("k", 10))
     ks = tuple(sorted({*EVAL_KS, k}))
-    models = list(default_models() if models is None else models)
+    end = to_epoch_seconds(data_interval_end)
+    test_cutoff = end - float(evaluation.get("test_days", 7)) * 86_400.0
+    validation_cutoff = test_cutoff - float(evaluation.get("validation_days", 7)) * 86_400.0
+    gate = config.get("champion", {})
     with _connection(conn) as connection:
         try:
             ensure_schema(connection)
             start = None if history_days is None else end - history_days * 86_400.0
-            split = time_split(load_interactions(connection, start, end), cutoff, end)
-            users = split.test_users
-            if not split.train.n_events:
-                logger.warning("run %s: no interactions before the cutoff, nothing to train on", run_id)
-                users = users[:0]
-            truth = split.truth[users]
-            segment_codes, segment_names = _segment_codes(connection, split.train.user_ids[users])
+            data = load_interactions(connection, start, end, side_data=True)
 
+            validation = _Window.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks)
+            trials, chosen, validation_ndcg = _select(validation, config, k, batch_size)
+            champion, reason = champion_gate(
+                validation_ndcg, gate.get("baselines", list(BASELINES)), k, float(gate.get("min_z", 1.645))
+            )
+            logger.info("run %s champion: %s", run_id, reason)
+
+            test = _Window.of(data, test_cutoff, end, ks)
+            train = test.split.train
+            prior_purchases = np.diff(test.prior.indptr)
+            segmentations = _segmentations(connection, train.user_ids[test.users], prior_purchases)
+            new = test.has_new
+            new_segmentations = [(codes[new], names) for codes, names in segmentations]
+            categories, popularity = _item_categories(train), _item_popularity(train)
             rows: list[dict[str, Any]] = []
-            summary: dict[str, dict[str, float | None]] = {}
-            summary_new: dict[str, dict[str, float | None]] = {}
+            summary: dict[str, float | None] = {}
+            summary_new: dict[str, float | None] = {}
             fit_seconds: dict[str, float] = {}
-            ndcg = {model.name: float("nan") for model in models}
-            if not len(users):
-                logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
-            # new_items: what each test user bought before the cutoff leaves both the ranking and the truth
-            prior = split.train.to_csr({"purchase": 1.0})[users]
-            truth_new = _without_prior(truth, prior)
-            has_new = relevant_counts(truth_new) > 0
-            wide = min(max(ks) + int(np.diff(prior.indptr).max(initial=0)), max(split.train.n_items, max(ks)))
-            for model in models if len(users) else []:  # a handful of models
-                started = time.perf_counter()
-                model.fit(split.train, cutoff)
-                fit_seconds[model.name] = round(time.perf_counter() - started, 3)
-                recommended, _ = _recommend_in_batches(model, users, wide, batch_size)
+            for name, params in chosen.items() if len(test.users) else []:  # a handful of models
+                model = build_model(name, params, config)
+                fit_started = time.perf_counter()
+                recommended = test.recommend(model, batch_size)
+                fit_seconds[name] = round(time.perf_counter() - fit_started, 3)
                 model_rows, scores = _evaluation_rows(
-                    model.name,
+                    name,
                     EVAL_VARIANT,
                     recommended[:, : max(ks)],
-                    truth,
+                    test.truth,
                     ks,
-                    split.train.n_items,
-                    segment_codes,
-                    segment_names,
+                    segmentations,
+                    categories,
+                    popularity,
+                    train.n_users,
                 )
                 rows += model_rows
-                ndcg[model.name] = scores[("ndcg", k)]
-                summary[model.name] = {f"{metric}@{cut}": _json_float(value) for (metric, cut), value in scores.items()}
-                if has_new.any():
+                summary[name] = _json_float(scores[("ndcg", k)])
+                if new.any():
                     new_rows, new_scores = _evaluation_rows(
-                        model.name,
+                        name,
                         NEW_ITEMS_VARIANT,
-                        _without_items(recommended[has_new], prior[has_new], max(ks)),
-                        truth_new[has_new],
+                        _without_items(recommended[new], test.prior[new], max(ks)),
+                        test.truth_new[new],
                         ks,
-                        split.train.n_items,
-                        segment_codes[has_new],
-                        segment_names,
+                        new_segmentations,
+                        categories,
+                        popularity,
+                        train.n_users,
                     )
                     rows += new_rows
-                    summary_new[model.name] = {
-                        f"{metric}@{cut}": _json_float(value) for (metric, cut), value in new_scores.items()
-                    }
+                    summary_new[name] = _json_float(new_scores[("ndcg", k)])
+                rows += _pair_rows(model, test)
                 logger.info(
-                    "%s (fit %.1f s, total %.1f s): %s; new items: %s",
-                    model.name,
-                    fit_seconds[model.name],
-                    time.perf_counter() - started,
-                    summary[model.name],
-                    summary_new.get(model.name),
+                    "%s (%.1f s): test NDCG@%d %s, new items %s",
+                    name,
+                    fit_seconds[name],
+                    k,
+                    summary[name],
+                    summary_new.get(name),
                 )
-            champion, reason = _choose_champion(ndcg, k)
-            logger.info("run %s champion: %s", run_id, reason)
+            if not len(test.users):
+                logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
 
             evaluations = pd.DataFrame(
                 rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"]
             )
             evaluations.insert(0, "run_id", run_id)
-            _delete_run(connection, ["ml.model_evaluations"], run_id)
+            trials.insert(0, "run_id", run_id)
+            _delete_run(connection, ["ml.model_evaluations", "ml.model_search"], run_id)
             written = _copy_rows(connection, "ml.model_evaluations", evaluations)
+            _copy_rows(connection, "ml.model_search", trials)
+            champion_params = chosen.get(champion, config["models"].get(champion, {}).get("params", {}))
             _upsert_run(
                 connection,
                 run_id,
                 data_interval_start=_as_datetime(data_interval_start),
                 data_interval_end=_as_datetime(end),
-                eval_cutoff_at=_as_datetime(cutoff),
+                validation_cutoff_at=_as_datetime(validation_cutoff),
+                eval_cutoff_at=_as_datetime(test_cutoff),
                 data_cutoff_at=_as_datetime(end),
                 started_at=started_at,
                 finished_at=datetime.now(UTC),
                 status="evaluated",
                 champion_model=champion,
+                champion_params=json.dumps(champion_params, sort_keys=True),
                 champion_reason=reason,
             )
             connection.commit()
@@ -538,10 +786,14 @@ def train_and_evaluate(
     return {
         "run_id": run_id,
         "champion_model": champion,
+        "champion_params": champion_params,
         "champion_reason": reason,
-        "eval_cutoff_at": _as_datetime(cutoff).isoformat(),
-        "n_train_events": int(split.train.n_events),
-        "n_test_users": int(len(users)),
+        "validation_cutoff_at": _as_datetime(validation_cutoff).isoformat(),
+        "eval_cutoff_at": _as_datetime(test_cutoff).isoformat(),
+        "n_train_events": int(train.n_events),
+        "n_validation_users": int(len(validation.users)),
+        "n_test_users": int(len(test.users)),
+        "search_trials": int(len(trials)),
         "evaluation_rows": written,
         "metrics": summary,
         "metrics_new_items": summary_new,
@@ -549,16 +801,33 @@ def train_and_evaluate(
     }
 
 
+def _pair_rows(model: Recommender, window: _Window) -> list[dict[str, Any]]:
+    """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0)."""
+    common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)
+    values: dict[str, float] = {}
+    if isinstance(model, NeuralRanker):
+        rows, items, scores = model.score_candidates(window.users)
+        labels = lookup(window.truth, rows, items) > 0
+        values["roc_auc"] = roc_auc(scores, labels)
+    if isinstance(model, SVDRecommender) and window.split.test_ratings is not None:
+        ratings = window.split.test_ratings
+        predicted = model.predict(ratings["user_index"].to_numpy(), ratings["item_index"].to_numpy())
+        values["rmse"] = rmse(predicted, ratings["rating"].to_numpy())
+        values["mae"] = mae(predicted, ratings["rating"].to_numpy())
+    return [dict(common, metric=name, metric_value=value) for name, value in values.items() if math.isfinite(value)]
+
+
 # --------------------------------------------------------------------------- publishing
 
 
-def _champion_of(conn: Any, run_id: str) -> str:
+def _champion_of(conn: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The champion of a run and its parameters (``None``: the configured ``params``)."""
     with conn.cursor() as cursor:
-        cursor.execute("select champion_model from ml.runs where run_id = %s", (run_id,))
+        cursor.execute("select champion_model, champion_params from ml.runs where run_id = %s", (run_id,))
         row = cursor.fetchone()
     if row is None or row[0] is None:
         raise LookupError(f"run {run_id!r} has no champion in ml.runs: run train_and_evaluate first")
-    return row[0]
+    return row[0], None if row[1] is None else json.loads(row[1])
 
 
 def _concat(*parts: pd.Series | str) -> pd.Series:
@@ -589,7 +858,9 @@ def _reason_texts(
     item_knn: "Because you viewed/bought <history item>" (or "added <item> to
     your cart"); repeat_purchase: "You bought <item> before"; user_knn:
     "Popular with shoppers like you"; als: "Matches your taste in
-    <category of the item>" ("Matches your taste" without a category).
+    <category of the item>" ("Matches your taste" without a category);
+    svd: "Rated highly by shoppers with your taste"; neural_ranker: "Picked
+    for your interests in <category>" ("Picked for you" without a category).
     """
     if champion == ItemKNNRecommender.name:
         strongest = np.zeros(len(users), dtype=np.int64)
@@ -605,9 +876,13 @@ def _reason_texts(
         ).to_numpy()
     if champion == RepeatPurchaseRecommender.name:
         return _concat("You bought ", pd.Series(item_names[items], dtype=object), " before").to_numpy()
+    category = pd.Series(item_categories[items], dtype=object)
     if champion == ALSRecommender.name:
-        category = pd.Series(item_categories[items], dtype=object)
         return np.where(category != "", _concat("Matches your taste in ", category), "Matches your taste")
+    if champion == NeuralRanker.name:
+        return np.where(category != "", _concat("Picked for your interests in ", category), "Picked for you")
+    if champion == SVDRecommender.name:
+        return np.full(len(users), "Rated highly by shoppers with your taste", dtype=object)
     return np.full(len(users), "Popular with shoppers like you", dtype=object)
 
 
@@ -621,6 +896,7 @@ def generate_recommendations(
     n_cold_start: int = 20,
     model_name: str | None = None,
     history_days: float | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Refit the champion on all data up to ``data_interval_end`` and write every list of the run.
 
@@ -629,15 +905,16 @@ def generate_recommendations(
     * ``ml.recommendations``: top ``n`` in-stock items for every user of
       ``analytics.dim_users``. Users with history and
       ``is_personalization_allowed`` get the list of the champion (any model
-      of :func:`default_models`, refitted with the same parameters); others
-      get popularity. Rows the champion ranked itself carry its name as
+      of :data:`ESTIMATORS`, refitted with the parameters chosen on the
+      validation window); others get popularity. Rows the champion ranked itself carry its name as
       ``model_name`` and its ``reason_code`` (:data:`REASON_CODES`):
       item_knn ``similar_to_history`` "Because you viewed/bought <item_name>"
       (or "added <item_name> to your cart") naming the history item that
       contributed most; repeat_purchase ``buy_again`` "You bought <item_name>
       before"; user_knn ``similar_users`` "Popular with shoppers like you";
-      als ``matrix_factorization`` "Matches your taste in <category>".
-      Positions filled from popularity say ``popular`` / "Popular in the last
+      als ``matrix_factorization`` "Matches your taste in <category>"; svd
+      ``rated_by_similar_shoppers``; neural_ranker ``profile_match`` "Picked
+      for your interests in <category>". Positions filled from popularity say ``popular`` / "Popular in the last
       30 days" with ``model_name`` ``popularity`` and score 0 (so scores
       never increase with rank; a list that is popularity only carries
       popularity scores).
@@ -664,9 +941,11 @@ def generate_recommendations(
     n_similar, n_cold_start : int, default 20
         List lengths of ``ml.similar_items`` and ``ml.cold_start_recommendations``.
     model_name : str, optional
-        Override the champion recorded in ``ml.runs``.
+        Override the champion recorded in ``ml.runs`` (with its configured ``params``).
     history_days : float, optional
         Only use events from ``data_interval_end - history_days`` on.
+    config : dict, optional
+        Model configuration; default :func:`load_model_config`.
 
     Returns
     -------
@@ -679,10 +958,12 @@ def generate_recommendations(
     with _connection(conn) as connection:
         try:
             ensure_schema(connection)
-            champion = model_name or _champion_of(connection, run_id)
-            configured = {model.name: model for model in default_models()}
-            if champion not in configured:
+            config = load_model_config() if config is None else config
+            champion, params = (model_name, None) if model_name else _champion_of(connection, run_id)
+            if champion not in ESTIMATORS:
                 raise ValueError(f"unknown champion model {champion!r}")
+            if params is None:
+                params = config["models"].get(champion, {}).get("params", {})
             users = _read_query(
                 connection,
                 "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
@@ -692,17 +973,23 @@ def generate_recommendations(
             ).drop_duplicates("item_id", ignore_index=True)
             start = None if history_days is None else end - history_days * 86_400.0
             data = load_interactions(
-                connection, start, end, user_ids=users["user_id"].to_numpy(), item_ids=catalogue["item_id"].to_numpy()
+                connection,
+                start,
+                end,
+                user_ids=users["user_id"].to_numpy(),
+                item_ids=catalogue["item_id"].to_numpy(),
+                side_data=True,
             )
 
-            knn = configured[ItemKNNRecommender.name].fit(data, end)  # similar items, whatever the champion
-            popularity = knn.fallback_
+            knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
+            if champion == ItemKNNRecommender.name:
+                knn_params = params
+            knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)  # similar items, always
             if champion == ItemKNNRecommender.name:
                 model: Recommender = knn
-            elif champion == PopularityRecommender.name:
-                model = popularity
             else:
-                model = configured[champion].fit(data, end)
+                model = build_model(champion, params, config).fit(data, end)
+            popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
             item_names = data.item_ids.copy()
             item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
             item_categories = np.full(data.n_items, "", dtype=object)

@@ -32,6 +32,7 @@ CONTRACT_MODELS = {
     "similar_items",
     "cold_start_recommendations",
     "model_evaluations",
+    "model_search",
     "runs",
 }
 SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}

@@ -57,6 +57,7 @@ CONTRACTS = {
     "recs.cold_start_recommendations": ["segment_key", "item_rank", "item_id", "score", "run_id"],
     "recs.model_evaluations": ["run_id", "model_name", "segment", "metric", "k", "metric_value"],
     "recs.runs": ["run_id", "started_at", "finished_at", "status", "champion_model", "data_cutoff_at"],
+    "recs.model_search": ["run_id", "model_name", "trial", "params", "ndcg", "is_selected"],
 }
 
 
@@ -145,20 +146,50 @@ def test_published_recommendations_follow_the_contract(pipeline):
     assert set(recs["item_id"]) <= set(items.loc[items["is_in_stock"], "item_id"])
 
 
-def test_run_is_recorded_with_evaluations_and_the_better_model_published(pipeline):
+def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipeline):
     url, _, _ = pipeline
     run = frame(url, "select * from recs.runs")
     assert len(run) == 1 and run["status"].iloc[0] == "published"
-    ndcg = frame(
-        url,
-        "select model_name, metric_value from recs.model_evaluations "
-        "where metric = 'ndcg' and k = 10 and segment = 'all' and variant = 'all_items'",
-    )
-    assert set(ndcg["model_name"]) >= {"popularity", "item_knn"}
-    best = ndcg.sort_values("metric_value").iloc[-1]["model_name"]
-    assert run["champion_model"].iloc[0] == best
+    run = run.iloc[0]
+    models = {"popularity", "repeat_purchase", "item_knn", "user_knn", "als", "svd", "neural_ranker"}
+    evaluated = frame(url, "select distinct model_name, variant, segment from recs.model_evaluations")
+    assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
+    assert {"all", "user_type=new", "user_type=returning"} <= set(evaluated["segment"])
+    assert evaluated["segment"].str.startswith("spending_power=").any()
+    # the champion is the validation winner of the search, published only if it beat both baselines
+    search = frame(url, "select * from recs.model_search where is_selected")
+    assert set(search["model_name"]) == models
+    best = search.sort_values("ndcg", kind="stable").iloc[-1]["model_name"]
+    champion, reason, baselines = run["champion_model"], run["champion_reason"], ("popularity", "repeat_purchase")
+    if best in baselines:
+        assert champion == best and reason.startswith(f"{best} (baseline) is best")
+    elif champion == best:
+        assert reason.startswith(f"{best} beats the baselines (z=")
+    else:
+        assert champion in baselines and reason.startswith(f"{best} is best but not significantly better")
+    assert frame(url, "select count(*) as n from recs.model_search where is_champion")["n"].iloc[0] == 1
     published = frame(url, "select distinct model_name from recs.user_recommendations")["model_name"]
-    assert best in set(published)
+    assert champion in set(published)
+
+
+def test_similar_items_are_neighbours_in_the_same_category(pipeline):
+    url, _, _ = pipeline
+    similar = frame(
+        url,
+        """
+        select similar.item_id, similar.item_rank, similar.score, similar.similar_item_id,
+            item.category = neighbour.category as same_category, neighbour.is_in_stock
+        from recs.similar_items as similar
+        inner join analytics.dim_items as item on item.item_id = similar.item_id
+        inner join analytics.dim_items as neighbour on neighbour.item_id = similar.similar_item_id""",
+    )
+    assert len(similar) > 0 and similar["item_id"].nunique() > 100
+    assert (similar["item_id"] != similar["similar_item_id"]).all() and similar["is_in_stock"].all()
+    per_item = similar.sort_values(["item_id", "item_rank"]).groupby("item_id")
+    assert (per_item["item_rank"].max() <= 20).all() and (per_item.size() == per_item["item_rank"].max()).all()
+    assert (per_item["score"].diff().dropna() <= 0).all()
+    # the simulated shoppers browse within categories: neighbours share the category far more than by chance
+    assert similar.loc[similar["item_rank"] <= 5, "same_category"].mean() > 0.5
 
 
 def test_analytics_and_recs_hold_no_raw_pii_or_shop_user_ids(pipeline):

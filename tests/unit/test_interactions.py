@@ -207,6 +207,7 @@ def test_side_data_is_aligned_to_the_encoding_and_follows_the_time_split() -> No
         ),
     )
     assert data.items["category"].tolist() == ["books", "toys", ""]  # i1, i2, i3 (no attributes)
+    assert data.items["category_path"].tolist() == data.items["category"].tolist()  # no paths: the category
     assert np.isnan(data.items["price"][0]) and data.items["price"][1] == 9.5
     assert data.users.loc[1].tolist() == ["25-34", "unknown", "north"] and data.users.loc[0, "region"] == "unknown"
     assert len(data.ratings) == 4  # u9 is unknown: dropped

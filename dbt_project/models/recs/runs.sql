@@ -16,6 +16,8 @@ final as (
         status as model_run_status,
         champion_model,
         champion_reason,
+        champion_params,
+        validation_cutoff_at,
         data_cutoff_at,
         eval_cutoff_at,
         data_interval_start,
