@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import resource
 import sys
@@ -80,6 +81,7 @@ COLUMNS: tuple[str, ...] = (
     "new_recall@k",
     "new_ndcg@k",
     "coverage@k",
+    "new_ndcg_spread",
     "note",
 )
 
@@ -357,14 +359,33 @@ AGE_BANDS: tuple[str, ...] = ("under_18", "18-24", "25-34", "35-44", "45-54", "5
 
 
 def split_events(
-    events: pd.DataFrame, test_days: float = 7.0, side_data: dict[str, pd.DataFrame] | None = None
+    events: pd.DataFrame,
+    test_days: float = 7.0,
+    side_data: dict[str, pd.DataFrame] | None = None,
+    end: float | None = None,
 ) -> TimeSplit:
-    """Encode events and split them at ``last event - test_days`` (the last event is in the test window)."""
+    """Encode events and split them at ``end - test_days``.
+
+    ``end`` (epoch seconds, exclusive) defaults to just after the last event;
+    events at or after it are ignored.
+    """
     interactions = Interactions.from_frame(events).with_side_data(**(side_data or {}))
     if interactions.n_events == 0:
         raise ValueError("no usable events")
-    last = float(interactions.event_ts.max())
-    return time_split(interactions, last - test_days * SECONDS_PER_DAY, np.nextafter(last, np.inf))
+    end = np.nextafter(float(interactions.event_ts.max()), np.inf) if end is None else end
+    return time_split(interactions, end - test_days * SECONDS_PER_DAY, end)
+
+
+def landing_end(directory: Path | str) -> float | None:
+    """End of a landing directory's data: the day after the manifest's ``end_date`` (None without one).
+
+    Dirty files can hold a few future-dated events; the manifest says where the data really ends.
+    """
+    manifest = Path(directory) / "manifest.json"
+    if not manifest.exists() or "end_date" not in json.loads(manifest.read_text()):
+        return None
+    end_date = pd.Timestamp(json.loads(manifest.read_text())["end_date"], tz="UTC") + pd.Timedelta(days=1)
+    return (end_date - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -486,6 +507,8 @@ def run_bench(
     test_days: float = 7.0,
     ease_max_items: int = 10_000,
     side_data: dict[str, pd.DataFrame] | None = None,
+    seeds: Sequence[int] = (0,),
+    end: float | None = None,
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Benchmark models on one data set.
 
@@ -504,6 +527,12 @@ def run_bench(
     side_data : dict, optional
         Output of :func:`read_landing_side_data` (the neural ranker's profile
         features and svd's ratings need it).
+    seeds : sequence of int, default (0,)
+        Every model runs once per seed (its own ``random_state``); the row
+        holds the means and ``new_ndcg_spread``, the max - min of the
+        new-items NDCG over the seeds.
+    end : float, optional
+        End of the data (epoch seconds, exclusive), see :func:`split_events`.
 
     Returns
     -------
@@ -512,7 +541,7 @@ def run_bench(
     info : dict
         Split facts: events, users, items, test users, cutoff.
     """
-    split = split_events(events, test_days, side_data)
+    split = split_events(events, test_days, side_data, end)
     targets = _targets(split, k)
     info = {
         "train_events": split.train.n_events,
@@ -522,6 +551,7 @@ def run_bench(
         "test_users_with_new_items": int((np.diff(targets.new_truth.indptr) > 0).sum()),
         "cutoff": pd.Timestamp(split.cutoff, unit="s", tz="UTC").isoformat(),
         "recommend_width": targets.width,
+        "seeds": list(seeds),
     }
     rows = []
     for model in bench_models() if models is None else list(models):  # a handful of models
@@ -530,7 +560,11 @@ def run_bench(
             rows.append({**dict.fromkeys(COLUMNS, float("nan")), "model": model.name, "note": note})
             continue
         logger.info("benchmarking %s", model.name)
-        row = bench_model(model, split, targets, k)
+        runs = pd.DataFrame(
+            [bench_model(clone(model).set_params(random_state=seed), split, targets, k) for seed in seeds]
+        )
+        row = {**runs.iloc[0].to_dict(), **runs.drop(columns=["model", "note"]).mean().to_dict()}
+        row["new_ndcg_spread"] = runs["new_ndcg@k"].max() - runs["new_ndcg@k"].min()
         if isinstance(model, NeuralRanker) and not model.profile_features:
             row["note"] = "ablation: candidate ranks and item features only, no profile features"
         rows.append(row)
@@ -546,7 +580,8 @@ def format_table(table: pd.DataFrame, title: str, info: dict[str, object], k: in
         f"   k={k}; recommend_s = one call for all test users, width {info['recommend_width']} "
         "(k + most items any test user bought before the cutoff); peak_mem_mb = increase of the process RSS "
         "high-water mark (resource.getrusage ru_maxrss, reset via /proc/self/clear_refs) during fit + recommend; "
-        "new_* = items bought before the cutoff removed from ranking and truth",
+        "new_* = items bought before the cutoff removed from ranking and truth; "
+        f"means over the seeds {info['seeds']} (random_state of each model), new_ndcg_spread = max - min",
     ]
     shown = table.rename(columns=lambda name: name.replace("@k", f"@{k}"))
     body = shown.to_string(index=False, float_format=lambda value: f"{value:.4f}", na_rep="-")
@@ -563,6 +598,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--data", nargs="+", action="extend", default=[], help="landing directories to bench")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated shops")
+    parser.add_argument(
+        "--model-seeds", default="0", help="comma-separated random_state values every model runs with (e.g. 0,1,2)"
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--test-days", type=float, default=7.0)
     parser.add_argument("--ease-max-items", type=int, default=10_000)
@@ -591,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 test_days=args.test_days,
                 ease_max_items=args.ease_max_items,
                 side_data=read_landing_side_data(directory),
+                seeds=[int(seed) for seed in args.model_seeds.split(",")],
+                end=landing_end(directory),
             )
             print(format_table(table, title, info, args.k), flush=True)
             print(flush=True)

@@ -453,7 +453,7 @@ class PopularityRecommender(Recommender):
 
 
 class ItemKNNRecommender(Recommender):
-    """Item-based collaborative filtering on cosine similarity.
+    """Item-based collaborative filtering on cosine (or Pearson) similarity.
 
     The item-item neighbourhoods come from ``implicit``'s
     ``CosineRecommender``: its ``all_pairs_knn`` computes the item x item
@@ -470,8 +470,9 @@ class ItemKNNRecommender(Recommender):
     ----------
     k : int, default 100
         Neighbours kept per item.
-    similarity : {"cosine"}, default "cosine"
-        Similarity measure.
+    similarity : {"cosine", "pearson"}, default "cosine"
+        ``pearson`` is cosine on the item columns with each item's mean
+        stored value subtracted; negative similarities are dropped.
     shrinkage : float, default 10.0
         ``sim_ij = dot_ij / (|i| |j| + shrinkage)``: damps similarities
         between items with little data. Applied to the ``k`` neighbours kept
@@ -540,25 +541,29 @@ class ItemKNNRecommender(Recommender):
         ItemKNNRecommender
             ``self``.
         """
-        if self.similarity != "cosine":
-            raise ValueError(f"unsupported similarity {self.similarity!r}; use 'cosine'")
+        if self.similarity not in ("cosine", "pearson"):
+            raise ValueError(f"unsupported similarity {self.similarity!r}; use 'cosine' or 'pearson'")
         if self.k < 1:
             raise ValueError("k must be at least 1")
         reference = self._reference(interactions, reference_time)
         until = np.nextafter(reference, np.inf)
         user_items = interactions.to_csr(self.event_weights, self.half_life_days, reference, end=until)
+        basis = user_items
+        if self.similarity == "pearson":  # cosine of the item columns centred on their mean stored value
+            basis = sp.csr_array(_centered_rows(sp.csr_array(user_items.T)).T)
 
         neighbours = CosineRecommender(K=self.k + 1, num_threads=self.num_threads)  # +1: the item itself
         with warnings.catch_warnings():
             # implicit hands its own normalized COO matrix to a CSR-only check
             warnings.simplefilter("ignore", ParameterWarning)
-            neighbours.fit(sp.csr_matrix(user_items), show_progress=False)
+            neighbours.fit(sp.csr_matrix(basis), show_progress=False)
         similarity = sp.csr_array(neighbours.similarity, dtype=np.float64)
         similarity = sp.csr_array(similarity - sp.diags_array(similarity.diagonal()))
+        similarity.data[similarity.data < 0] = 0.0  # negative correlations are no evidence for a recommendation
         similarity.eliminate_zeros()
         if self.shrinkage:
             # cosine = dot / (|i||j|)  ->  dot / (|i||j| + shrinkage), on the stored entries only
-            norms = np.sqrt(np.asarray(user_items.multiply(user_items).sum(axis=0), dtype=np.float64).ravel())
+            norms = np.sqrt(np.asarray(basis.multiply(basis).sum(axis=0), dtype=np.float64).ravel())
             rows = np.repeat(np.arange(similarity.shape[0]), np.diff(similarity.indptr))
             norm_products = norms[rows] * norms[similarity.indices]
             similarity.data *= norm_products / (norm_products + self.shrinkage)
@@ -827,16 +832,23 @@ class RepeatPurchaseRecommender(Recommender):
         return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
 
 
-def _normalized_rows(matrix: sp.csr_array, center: bool) -> sp.csr_array:
-    """L2-normalize the rows of a CSR matrix, after subtracting each row's mean of its stored values if ``center``."""
+def _centered_rows(matrix: sp.csr_array) -> sp.csr_array:
+    """Subtract each row's mean of its stored values from them (a copy; entries that become 0 are dropped)."""
     matrix = sp.csr_array(matrix, dtype=np.float64, copy=True)
     matrix.sum_duplicates()
     counts = np.diff(matrix.indptr)
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    if center:
-        sums = np.bincount(rows, weights=matrix.data, minlength=matrix.shape[0])
-        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        matrix.data -= means[rows]
+    sums = np.bincount(rows, weights=matrix.data, minlength=matrix.shape[0])
+    matrix.data -= np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)[rows]
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _normalized_rows(matrix: sp.csr_array, center: bool) -> sp.csr_array:
+    """L2-normalize the rows of a CSR matrix, after subtracting each row's mean of its stored values if ``center``."""
+    matrix = _centered_rows(matrix) if center else sp.csr_array(matrix, dtype=np.float64, copy=True)
+    matrix.sum_duplicates()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     norms = np.sqrt(np.bincount(rows, weights=matrix.data**2, minlength=matrix.shape[0]))
     matrix.data /= np.where(norms > 0, norms, 1.0)[rows]
     matrix.eliminate_zeros()

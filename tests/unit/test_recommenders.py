@@ -90,6 +90,7 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "popularity_windowed_decayed": lambda: PopularityRecommender(window_days=1, half_life_days=0.5, random_state=0),
     "item_knn": lambda: ItemKNNRecommender(k=20, random_state=0),
     "item_knn_no_shrinkage": lambda: ItemKNNRecommender(k=3, shrinkage=0.0, random_state=0),
+    "item_knn_pearson": lambda: ItemKNNRecommender(k=20, similarity="pearson", random_state=0),
     "repeat_purchase": lambda: RepeatPurchaseRecommender(random_state=0),
     "user_knn": lambda: UserKNNRecommender(k=5, random_state=0),
     "user_knn_pearson_sparse_top_k": lambda: UserKNNRecommender(
@@ -600,7 +601,30 @@ def test_segment_popularity(data: Interactions) -> None:
 
 def test_unknown_similarity_is_rejected(data: Interactions) -> None:
     with pytest.raises(ValueError, match="similarity"):
-        ItemKNNRecommender(similarity="pearson").fit(data)
+        ItemKNNRecommender(similarity="jaccard").fit(data)
+
+
+def test_item_pearson_drops_opposite_tastes_that_cosine_keeps() -> None:
+    # u1 buys x and y (weight 5) and views z (1); u2 views x and y and buys z. Centred on each item's mean
+    # (3): x = y = (2, -2) and z = (-2, 2): Pearson(x, y) = 1, Pearson(x, z) = -1 (dropped), while
+    # cosine(x, z) = (5 + 5) / 26 > 0
+    events = pd.DataFrame(
+        [
+            ("u1", "x", "purchase", T0),
+            ("u1", "y", "purchase", T0),
+            ("u1", "z", "view", T0),
+            ("u2", "x", "view", T0),
+            ("u2", "y", "view", T0),
+            ("u2", "z", "purchase", T0),
+        ],
+        columns=["user_id", "item_id", "event_type", "event_ts"],
+    )
+    data = Interactions.from_frame(events)
+    pearson = ItemKNNRecommender(similarity="pearson", shrinkage=0.0).fit(data).similarity_.toarray()
+    cosine = ItemKNNRecommender(shrinkage=0.0).fit(data).similarity_.toarray()
+    x, y, z = (item(data, name) for name in "xyz")
+    assert pearson[x, y] == pytest.approx(1.0) and pearson[x, z] == 0.0
+    assert cosine[x, z] == pytest.approx(10 / 26)
 
 
 # ----------------------------------------------------------------------------- helpers and scale
