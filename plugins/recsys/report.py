@@ -17,12 +17,14 @@ SUMMARY_TABLES = [
     "analytics.dim_users",
     "analytics.dim_items",
     "analytics.fct_interactions",
+    "analytics.fct_reviews",
     "analytics.user_profiles",
     "analytics.user_interest_tags",
     "recs.user_recommendations",
     "recs.similar_items",
     "recs.cold_start_recommendations",
     "recs.model_evaluations",
+    "recs.model_search",
     "recs.runs",
 ]
 

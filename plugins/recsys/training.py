@@ -368,13 +368,19 @@ def default_models(config: dict[str, Any] | None = None) -> list[Recommender]:
 
 
 def _search_trials(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Every model's ``params``, then the grid points of their ``search``, in file order."""
+    """Every model's ``params``, then its grid, in file order.
+
+    The grid of a model is every combination of, for each parameter in its
+    ``search``, the configured value and the searched ones.
+    """
     trials = [(name, dict(spec.get("params", {}))) for name, spec in config["models"].items()]
     for name, spec in config["models"].items():  # a handful of models, each a small grid
-        grid = spec.get("search", {})
-        for values in itertools.product(*grid.values()):
-            point = {**spec.get("params", {}), **dict(zip(grid, values, strict=True))}
-            if point != spec.get("params", {}):
+        params, grid = spec.get("params", {}), spec.get("search", {})
+        axes = [list(dict.fromkeys([params.get(key), *values])) for key, values in grid.items()]
+        for values in itertools.product(*axes):
+            point = {**params, **dict(zip(grid, values, strict=True))}
+            point = {key: value for key, value in point.items() if value is not None}
+            if point != params:
                 trials.append((name, point))
     return trials
 
