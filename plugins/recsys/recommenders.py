@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Self
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import CosineRecommender
@@ -1365,11 +1366,9 @@ class SVDRecommender(Recommender):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """User, item and rating arrays: before ``reference_time``, the latest per (user, item), sorted by both."""
         ratings = interactions.ratings
-        if ratings is None:
-            raise ValueError(
-                "SVDRecommender needs explicit ratings, but interactions.ratings is None "
-                "(attach the reviews with Interactions.with_side_data(ratings=...))"
-            )
+        if ratings is None:  # a shop without reviews: everybody gets the popularity fill
+            logger.warning("svd: no ratings attached (Interactions.with_side_data(ratings=...)); nothing to factorize")
+            ratings = pd.DataFrame({"user_index": [], "item_index": [], "rating": [], "rated_ts": []})
         users = ratings["user_index"].to_numpy(dtype=np.int64)
         items = ratings["item_index"].to_numpy(dtype=np.int64)
         values = ratings["rating"].to_numpy(dtype=np.float64)

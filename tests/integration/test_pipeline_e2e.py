@@ -177,11 +177,11 @@ def test_similar_items_are_neighbours_in_the_same_category(pipeline):
     similar = frame(
         url,
         """
-        select similar.item_id, similar.item_rank, similar.score, similar.similar_item_id,
+        select pairs.item_id, pairs.item_rank, pairs.score, pairs.similar_item_id,
             item.category = neighbour.category as same_category, neighbour.is_in_stock
-        from recs.similar_items as similar
-        inner join analytics.dim_items as item on item.item_id = similar.item_id
-        inner join analytics.dim_items as neighbour on neighbour.item_id = similar.similar_item_id""",
+        from recs.similar_items as pairs
+        inner join analytics.dim_items as item on item.item_id = pairs.item_id
+        inner join analytics.dim_items as neighbour on neighbour.item_id = pairs.similar_item_id""",
     )
     assert len(similar) > 0 and similar["item_id"].nunique() > 100
     assert (similar["item_id"] != similar["similar_item_id"]).all() and similar["is_in_stock"].all()

@@ -20,6 +20,7 @@ from recsys.bench import (
     without_purchased,
 )
 from recsys.interactions import Interactions
+from recsys.recommenders import ALSRecommender
 from recsys.simulate import simulate
 
 NUMERIC = [column for column in COLUMNS if column not in ("model", "note")]
@@ -43,8 +44,20 @@ def test_bench_has_a_row_of_finite_numbers_per_model(tiny_shop: Path) -> None:
     assert np.isfinite(values).all(), table.to_string()
     assert (values >= 0).all()
     assert (table[["precision@k", "recall@k", "ndcg@k", "coverage@k"]].to_numpy() <= 1).all()
-    assert (table["note"] == "").all()
+    ablation = table["note"].str.startswith("ablation: ")
+    assert table.loc[ablation, "model"].tolist() == ["neural_ranker"] and (table.loc[~ablation, "note"] == "").all()
+    assert (table["new_ndcg_spread"] == 0).all(), "one seed: no spread"
     assert "ref_ease" in format_table(table, "tiny", info)
+
+
+def test_seeds_report_the_mean_and_the_spread(tiny_shop: Path) -> None:
+    models = [ALSRecommender(factors=8, iterations=3)]
+    table, info = run_bench(read_landing_events(tiny_shop), models=models, seeds=[0, 1, 2])
+    single = [run_bench(read_landing_events(tiny_shop), models=models, seeds=[seed])[0] for seed in (0, 1, 2)]
+    new_ndcg = [frame.loc[0, "new_ndcg@k"] for frame in single]
+    assert info["seeds"] == [0, 1, 2]
+    assert table.loc[0, "new_ndcg@k"] == pytest.approx(np.mean(new_ndcg))
+    assert table.loc[0, "new_ndcg_spread"] == pytest.approx(max(new_ndcg) - min(new_ndcg))
 
 
 def test_ease_is_skipped_above_the_item_limit(tiny_shop: Path) -> None:

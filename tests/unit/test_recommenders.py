@@ -568,8 +568,8 @@ def test_svd_predicts_the_bias_fallback_for_unknown_users_and_items() -> None:
 
 def test_svd_without_ratings() -> None:
     data = rated([("u1", "x", 5)])
-    with pytest.raises(ValueError, match="ratings"):
-        SVDRecommender().fit(Interactions.from_frame(fixture_frame()))
+    unrated = SVDRecommender().fit(Interactions.from_frame(fixture_frame()))  # a shop without reviews
+    assert unrated.n_ratings_ == 0 and np.all(unrated.recommend(np.array([0]), n=2)[1] == 0.0)
     model = SVDRecommender(random_state=0).fit(data, T0)  # the only rating is not before T0
     assert model.n_ratings_ == 0 and np.isnan(model.epoch_rmse_).all()
     assert model.predict(0, 0) == 3.0, "no ratings at all: the middle of the scale"
