@@ -76,6 +76,16 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print_summary(warehouse_url())
 
 
+def cmd_erase_user(args: argparse.Namespace) -> None:
+    from recsys.erasure import erase_user
+    from recsys.local import existing_pseudonym_key
+    from recsys.warehouse import connect
+
+    with connect() as conn:
+        result = erase_user(conn, args.shop_user_id, existing_pseudonym_key())
+    print(f"erased: {result['total']} rows in {len(result['rows_deleted'])} tables; later loads will drop the user")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from recsys.local import main
 
@@ -128,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="print what the last run built")
     summary.set_defaults(func=cmd_summary)
+
+    erase = commands.add_parser(
+        "erase-user", help="remove a user from every schema and keep them out of later loads (audited)"
+    )
+    erase.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
+    erase.set_defaults(func=cmd_erase_user)
 
     run = commands.add_parser("run", help="run the main DAG once on a simulated shop or --data DIR")
     run.add_argument("--data", default=None)

@@ -37,6 +37,16 @@ def pseudonym_key() -> str:
     return path.read_text().strip()
 
 
+def existing_pseudonym_key() -> str:
+    """The key the data was pseudonymized with: ``RECSYS_PSEUDONYM_KEY``, else the local key file; never a new one."""
+    if os.environ.get("RECSYS_PSEUDONYM_KEY"):
+        return os.environ["RECSYS_PSEUDONYM_KEY"]
+    path = LOCAL_DIR / "pseudonym.key"
+    if not path.exists():
+        raise RuntimeError(f"no pseudonymization key: set RECSYS_PSEUDONYM_KEY (no {path} either)")
+    return path.read_text().strip()
+
+
 def environment(url: str, landing_dir: Path | None = None, airflow_home: Path | None = None) -> dict[str, str]:
     """The environment for Airflow, dbt and the tasks, pointing at ``url``."""
     airflow_home = airflow_home or LOCAL_DIR / "airflow"

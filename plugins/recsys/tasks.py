@@ -55,3 +55,20 @@ def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
 
     with connect(warehouse_dsn()) as conn:
         return training.generate_recommendations(conn, run_id, data_interval_end)
+
+
+def pseudonym_key() -> str:
+    """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
+    if os.environ.get("RECSYS_PSEUDONYM_KEY"):
+        return os.environ["RECSYS_PSEUDONYM_KEY"]
+    from airflow.sdk import Connection  # noqa: PLC0415
+
+    return Connection.get("pseudonym_key").password
+
+
+def erase_user(shop_user_id: str) -> dict:
+    """Erase one user from every schema (``recsys.erasure``); return rows deleted per table (no ids)."""
+    from recsys.erasure import erase_user as erase  # noqa: PLC0415
+
+    with connect(warehouse_dsn()) as conn:
+        return erase(conn, shop_user_id, pseudonym_key())

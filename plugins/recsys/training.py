@@ -344,6 +344,11 @@ def load_model_config(path: str | Path | None = None) -> dict[str, Any]:
     return config
 
 
+def min_segment_users(config: dict[str, Any]) -> int:
+    """k of k-anonymity: segment-level outputs need at least this many users (``[privacy] min_segment_users``)."""
+    return int(config.get("privacy", {}).get("min_segment_users", 50))
+
+
 def _params(spec: dict[str, Any]) -> dict[str, Any]:
     """TOML values as estimator parameters (arrays become tuples, as scikit-learn expects)."""
     return {name: tuple(value) if isinstance(value, list) else value for name, value in spec.items()}
@@ -463,12 +468,14 @@ def _evaluation_rows(
     item_categories: np.ndarray,
     item_popularity: np.ndarray,
     n_users: int,
+    min_users: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float]]:
     """``ml.model_evaluations`` rows of one model and variant.
 
     Segment ``all`` gets the ranking metrics and catalogue ``coverage``,
     intra-list ``diversity`` (by category) and ``novelty`` (bits); every
-    segment of ``segmentations`` with users gets the ranking metrics.
+    segment of ``segmentations`` with at least ``min_users`` users gets the
+    ranking metrics (smaller segments are suppressed: k-anonymity).
     """
     scores = evaluate(recommended, truth, ks)
     common = dict(model_name=model_name, variant=variant)
@@ -490,7 +497,7 @@ def _evaluation_rows(
                 sums = np.bincount(codes, weights=per_user[metric], minlength=len(names))
                 rows += [
                     dict(common, segment=names[code], metric=metric, k=cut, metric_value=float(sums[code] / size[code]))
-                    for code in np.flatnonzero(size)
+                    for code in np.flatnonzero(size >= min_users)
                 ]
     return [row for row in rows if math.isfinite(row["metric_value"])], scores
 
@@ -732,6 +739,7 @@ def train_and_evaluate(
                     categories,
                     popularity,
                     train.n_users,
+                    min_segment_users(config),
                 )
                 rows += model_rows
                 summary[name] = _json_float(scores[("ndcg", k)])
@@ -746,6 +754,7 @@ def train_and_evaluate(
                         categories,
                         popularity,
                         train.n_users,
+                        min_segment_users(config),
                     )
                     rows += new_rows
                     summary_new[name] = _json_float(new_scores[("ndcg", k)])
@@ -1078,8 +1087,13 @@ def generate_recommendations(
                 users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")
             ).to_numpy()
             segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
+            # k-anonymity: segments with fewer users than min_segment_users are not published
+            large = np.bincount(segment_of_user, minlength=len(segment_names)) >= min_segment_users(config)
+            logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
+            recode = np.where(large, np.cumsum(large) - 1, -1)
+            segment_names = segment_names[large]
             group_of_user = np.full(data.n_users, -1, dtype=np.int64)
-            group_of_user[: len(users)] = segment_of_user
+            group_of_user[: len(users)] = recode[segment_of_user]
             segment_items, segment_scores = popularity.recommend_groups(group_of_user, n_cold_start, blocked)
             all_items, all_scores = popularity.recommend(
                 np.zeros(1, dtype=np.int64), n=n_cold_start, filter_items=blocked

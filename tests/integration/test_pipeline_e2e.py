@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,13 @@ def test_published_recommendations_follow_the_contract(pipeline):
     assert recs["run_id"].nunique() == 1
     items = frame(url, "select item_id, is_in_stock from analytics.dim_items")
     assert set(recs["item_id"]) <= set(items.loc[items["is_in_stock"], "item_id"])
+    # opted out of personalization: the popularity list only, and no interest tags at all
+    opted_out = frame(url, "select user_id from analytics.dim_users where not is_personalization_allowed")["user_id"]
+    assert len(opted_out) > 0
+    theirs = recs[recs["user_id"].isin(opted_out)]
+    assert (theirs["model_name"] == "popularity").all() and (theirs["reason_code"] == "popular").all()
+    tags = frame(url, "select distinct user_id from analytics.user_interest_tags")["user_id"]
+    assert not set(tags) & set(opted_out)
 
 
 def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipeline):
@@ -154,8 +162,10 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     models = {"popularity", "repeat_purchase", "item_knn", "user_knn", "als", "svd", "neural_ranker"}
     evaluated = frame(url, "select distinct model_name, variant, segment from recs.model_evaluations")
     assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
-    assert {"all", "user_type=new", "user_type=returning"} <= set(evaluated["segment"])
-    assert evaluated["segment"].str.startswith("spending_power=").any()
+    # segments of fewer than 50 users (models.toml [privacy]) are suppressed; this small shop has few large ones
+    segments = set(evaluated["segment"]) - {"all"}
+    assert "all" in set(evaluated["segment"]) and "user_type=returning" in segments
+    assert all(segment.split("=")[0] in ("user_type", "lifecycle_stage", "spending_power") for segment in segments)
     # the champion is the validation winner of the search, published only if it beat both baselines
     search = frame(url, "select * from recs.model_search where is_selected")
     assert set(search["model_name"]) == models
@@ -227,3 +237,58 @@ def test_export_writes_recommendations_keyed_by_shop_user_ids(pipeline, tmp_path
     shop_ids = set(pd.read_csv(shop / "users.csv", dtype=str, on_bad_lines="skip")["user_id"].dropna())
     assert set(exported["user_id"]) <= shop_ids
     assert len(exported) == frame(url, "select count(*) as n from recs.user_recommendations")["n"].iloc[0]
+
+
+# Runs last (pytest keeps file order): it changes the warehouse the tests above read.
+def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline):
+    url, shop, env = pipeline
+    users = pd.read_csv(shop / "users.csv", dtype=str, keep_default_na=False)
+    orders = pd.read_csv(shop / "orders.csv", dtype=str, keep_default_na=False)
+    reviews = pd.read_csv(shop / "reviews.csv", dtype=str, keep_default_na=False)
+    shop_id = sorted(set(orders["user_id"]) & set(reviews["user_id"]) & set(users["user_id"]))[0]
+    person = users[users["user_id"] == shop_id].iloc[0]
+    key = frame(url, "select user_id from identity.user_id_map where shop_user_id = %s", (shop_id,))["user_id"]
+    assert len(key) == 1, "the user is in the warehouse before"
+    order_ids = orders.loc[orders["user_id"] == shop_id, "order_id"]
+    traces = [shop_id, key.iloc[0], person["email"], person["phone"], *order_ids]
+    pattern = "(" + "|".join(re.escape(trace) for trace in traces if trace) + ")"
+
+    def tables_mentioning() -> set[str]:
+        columns = frame(
+            url,
+            """
+            select columns.table_schema, columns.table_name, columns.column_name
+            from information_schema.columns as columns
+            inner join information_schema.tables as tables using (table_schema, table_name)
+            where tables.table_type = 'BASE TABLE'
+                and columns.table_schema not in ('pg_catalog', 'information_schema')
+                and columns.data_type in ('text', 'jsonb', 'character varying')""",
+        )
+        found = set()
+        for row in columns.to_dict("records"):
+            query = 'select count(*) as n from "{table_schema}"."{table_name}" where "{column_name}"::text ~ %s'
+            if frame(url, query.format(**row), (pattern,))["n"].iloc[0]:
+                found.add(f"{row['table_schema']}.{row['table_name']}")
+        return found
+
+    assert {"raw.users", "raw.events", "analytics.dim_users", "recs.user_recommendations"} <= tables_mentioning()
+    recsys = str(Path(sys.executable).parent / "recsys")
+    done = subprocess.run(
+        [recsys, "erase-user", shop_id], env={**env, "WAREHOUSE_URL": url}, check=True, capture_output=True, text=True
+    )
+    assert done.stdout.startswith("erased: ")
+    # only the suppression list keeps the keyed hash, so that later loads can drop the user
+    assert tables_mentioning() == {"quality.erased_users"}
+    audit = frame(url, "select erased_at, rows_deleted from quality.erasure_audit")
+    assert len(audit) == 1 and audit["rows_deleted"].iloc[0]["raw.users"] == 1
+
+    # the same delivery again: the user's rows are dropped at load, counted as rejected, stored without content
+    batch_id = frame(url, "select distinct batch_id from quality.load_audit")["batch_id"].iloc[0]
+    subprocess.run([recsys, "load", str(shop), "--batch-id", batch_id], env={**env, "WAREHOUSE_URL": url}, check=True)
+    assert tables_mentioning() == {"quality.erased_users"}
+    dropped = frame(
+        url, "select table_name, count(*) as n from quality.rejected_rows where reason = 'erased_user' group by 1"
+    )
+    assert dict(zip(dropped["table_name"], dropped["n"], strict=True))["users"] == 1
+    audit = frame(url, "select rows_read, rows_loaded, rows_rejected from quality.load_audit")
+    assert (audit["rows_read"] == audit["rows_loaded"] + audit["rows_rejected"]).all()

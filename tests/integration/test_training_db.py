@@ -157,6 +157,14 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
     conn.close()
 
 
+@pytest.fixture(autouse=True)
+def every_segment(tmp_path, monkeypatch) -> None:
+    """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it."""
+    text = training.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
+    (tmp_path / "models.toml").write_text(text)
+    monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
+
+
 @pytest.fixture
 def empty_database(database: str) -> str:
     """A fresh database from tests/conftest.py (the embedded warehouse unless RECSYS_TEST_SERVER_URL)."""
@@ -514,3 +522,19 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
         # dim_items.category is the upper-cased cluster letter
         assert (own.reason_text == "Matches your taste in " + own.item_id.str[0].str.upper()).all()
         assert result["personalized_users"] == users - 2
+
+
+def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
+    config = training.load_model_config()
+    config["privacy"] = {"min_segment_users": 16}  # A and B users: 30 each; age band x gender: 15 each, unknown: 3
+    training.train_and_evaluate(warehouse, "run_1", START, END, config=config)
+    training.generate_recommendations(warehouse, "run_1", END, n=5, config=config)
+    segments = set(query(warehouse, "select distinct segment from ml.model_evaluations").segment)
+    assert "lifecycle_stage=active" in segments and "spending_power=high" in segments
+    cold_start = set(query(warehouse, "select distinct segment_key from ml.cold_start_recommendations").segment_key)
+    assert cold_start == {"all"}, "every age band x gender segment has fewer than 16 users"
+
+    config["privacy"] = {"min_segment_users": 31}
+    training.train_and_evaluate(warehouse, "run_1", START, END, config=config)
+    segments = set(query(warehouse, "select distinct segment from ml.model_evaluations").segment)
+    assert segments == {"all", "user_type=returning"}, "only the 60 returning test users form a large segment"
