@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -155,12 +156,12 @@ LOAD_CASES = {
         counts=(2, 1, 1),
         rejects=[(3, "expected 6 fields, got 3")],
     ),
-    "truncated mid-quoted-field (last column)": LoadCase(
+    "truncated mid-quoted-field": LoadCase(
         (EVENTS + VIEW + 'U1,I1,purchase,2026-01-05T10:00:00Z,,"12.').encode(),
         counts=(2, 1, 1),
         rejects=[(3, TRUNCATED)],
     ),
-    "truncated mid-quoted-field (another column)": LoadCase(
+    "truncated mid-quoted-field: not the last column": LoadCase(
         (EVENTS + VIEW + 'U1,,search,2026-01-05T10:00:00Z,"red mu').encode(),
         counts=(2, 1, 1),
         rejects=[(3, "expected 6 fields, got 5")],
@@ -262,6 +263,12 @@ INTERACTION_CASES = {
         rejected={"unclosed_quote": [3]},
         events=[("u1", "p1", "view", "2026-01-05T10:00:00Z", "")],
     ),
+    "malformed line: quote inside an unquoted value": ImportCase(
+        (INTERACTIONS + 'u1,p"1,view,2026-01-05T10:00:00Z,' + "\n").encode(),
+        read=1,
+        used=1,
+        events=[("u1", 'p"1', "view", "2026-01-05T10:00:00Z", "")],
+    ),
     "wrong column count": ImportCase(
         (INTERACTIONS + "u1,p1,view,2026-01-05T10:00:00Z,\nu1,p1,view\nu1,p1,view,2026-01-05T10:00:00Z,1,x\n").encode(),
         read=3,
@@ -354,6 +361,12 @@ INTERACTION_CASES = {
         used=1,
         rejected={"unclosed_quote": [3]},
     ),
+    "truncated mid-quoted-field: not the last column": ImportCase(
+        (INTERACTIONS + "u1,p1,view,2026-01-05T10:00:00Z," + "\n" + 'u1,"p2,vi').encode(),
+        read=2,
+        used=1,
+        rejected={"wrong_field_count": [3]},
+    ),
     "huge field (10 MB)": ImportCase(
         (
             INTERACTIONS + "u1,p1,view,2026-01-05T10:00:00Z,\nu1," + "x" * HUGE + ",view,2026-01-05T10:00:00Z,\n"
@@ -382,7 +395,7 @@ RETAIL_CASES = {
     ),
     "empty file (0 bytes)": ImportCase(b"", error="the file is empty; it needs a header row"),
     "header only": ImportCase(RETAIL.encode()),
-    "unparseable ids": ImportCase(
+    "unparseable ids: CustomerID not a whole number": ImportCase(
         (
             RETAIL
             + SALE
@@ -493,3 +506,10 @@ def test_import_online_retail_bad_input(database, tmp_path, capsys, case):
 def test_import_of_a_missing_file_names_it(tmp_path, capsys):
     code, _, stderr = run_import("online-retail", tmp_path / "nope.csv", tmp_path / "out", [], capsys)
     assert code == 2 and stderr == f"recsys: error: {tmp_path / 'nope.csv'}: no such file\n"
+
+
+def test_readme_table_is_this_catalogue():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Bad input\n")[1].split("\n## ")[0]
+    rows = {line[2:].split(" | ")[0] for line in section.splitlines() if line.startswith("| ")}
+    assert rows - {"input"} == set(LOAD_CASES) | set(INTERACTION_CASES) | set(RETAIL_CASES)
