@@ -136,7 +136,8 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     Parameters
     ----------
     conn : psycopg2 connection
-        Committed once at the end; nothing is visible if any file fails.
+        Committed once at the end; nothing is visible if any file fails. Every table loses its rows of
+        ``batch_id`` first, so a table whose file the new delivery lacks keeps none.
     landing_dir : Path
         A landing directory (see :mod:`recsys.landing`), or a parent holding ``<batch_id>/`` folders.
     batch_id : str
@@ -160,11 +161,14 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
         with conn.cursor() as cur:
             for spec in landing.FILES.values():
                 path = directory / spec.filename
+                _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
                 if not path.exists():
                     if spec.required:
-                        raise LandingError(f"{path}: required landing file is missing")
+                        raise LandingError(
+                            f"{path}: required landing file is missing (write it with its header row even when"
+                            " it has no rows)"
+                        )
                     continue
-                _delete_batch(cur, spec.name, batch_id)
                 result = _load_file(cur, spec, path, batch_id)
                 audits.append(_write_audit(cur, result, batch_id))
                 log.info(

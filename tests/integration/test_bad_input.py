@@ -218,6 +218,21 @@ def test_loader_bad_input(database, tmp_path, case):
     assert query(database, "select count(*) from raw.events") == [(case.counts[1],)]
 
 
+def test_a_redelivered_batch_replaces_every_table_of_the_batch(database, tmp_path):
+    reviews = "user_id,item_id,rating,reviewed_at\nU1,I1,5,2026-01-05T10:00:00Z\nU1,I1,six,2026-01-05T10:00:00Z\n"
+    directory = write_landing(tmp_path / "landing", (EVENTS + VIEW).encode())
+    (directory / "reviews.csv").write_text(reviews)
+    assert counts(load(database, directory)["reviews"]) == (2, 1, 1)
+    (directory / "reviews.csv").unlink()
+    assert set(load(database, directory)) == {"users", "items", "events"}
+    assert query(
+        database,
+        "select (select count(*) from raw.reviews), (select count(*) from quality.rejected_rows),"
+        " (select count(*) from quality.load_audit where table_name = 'reviews')",
+    ) == [(0, 0, 0)]
+    assert query(database, "select count(*) from raw.events") == [(1,)]
+
+
 def test_huge_rejected_value_is_stored_shortened(database, tmp_path):
     events = (EVENTS + "U1,,search,2026-01-05T10:00:00Z," + "x" * HUGE + ",\n").encode()
     load(database, write_landing(tmp_path / "landing", events))
