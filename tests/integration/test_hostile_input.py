@@ -147,6 +147,40 @@ def test_importers_and_cli_keep_hostile_values(database, tmp_path, monkeypatch, 
     assert query(database, "select distinct _batch_id from raw.events") == [(BATCH,)]
 
 
+def test_online_retail_import_keeps_hostile_names_and_regions(database, tmp_path, capsys):
+    n = len(HOSTILE)
+    source = tmp_path / 'retail; it\'s "here".csv'
+    write_csv(
+        source,
+        pd.DataFrame(
+            {
+                "InvoiceNo": [f"5{number:05d}" for number in range(n)],
+                "StockCode": [f"{10000 + number}" for number in range(n)],
+                "Description": HOSTILE,
+                "Quantity": "1",
+                "InvoiceDate": "12/1/2010 8:26",
+                "UnitPrice": "2.5",
+                "CustomerID": [f"{20000 + number}.0" for number in range(n)],
+                "Country": HOSTILE,
+            }
+        ),
+    )
+    out = tmp_path / "retail out; --"
+    cli.main(["import", "online-retail", str(source), "--out", str(out)])
+    assert json.loads(capsys.readouterr().out)["rows_used"] == n
+    conn = psycopg2.connect(database)
+    try:
+        audit = load_landing(conn, out, BATCH)
+    finally:
+        conn.close()
+    assert {row["table_name"]: row["rows_rejected"] for row in audit} == dict.fromkeys(
+        ["users", "items", "events", "orders", "order_lines"], 0
+    )
+    assert_nothing_executed(database)
+    assert query(database, "select name from raw.items order by item_id") == [(value,) for value in HOSTILE]
+    assert query(database, "select region from raw.users order by user_id") == [(value,) for value in HOSTILE]
+
+
 def test_export_to_a_hostile_path_keeps_hostile_ids(database, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WAREHOUSE_URL", database)
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
