@@ -151,7 +151,8 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     Raises
     ------
     LandingError
-        A required file is missing, a file is empty, or its header lacks required columns.
+        A required file is missing, a file is empty, its header lacks required columns, or it cannot be read
+        as CSV (a record longer than the read block).
     """
     directory = batch_directory(landing_dir, batch_id)
     landing.read_manifest(directory)
@@ -248,7 +249,9 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=False),
+            read_options=pacsv.ReadOptions(  # names as read by _read_header: a name need not be UTF-8
+                column_names=header, skip_rows=1, block_size=BLOCK_SIZE, use_threads=False
+            ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
@@ -284,8 +287,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
         raise LandingError(
             f"{path}: cannot be read as CSV ({error}); a record longer than {BLOCK_SIZE >> 20} MB (a huge value,"
-            " or a quote that is never closed) or a header that is not UTF-8 causes this: fix the file and load"
-            " the batch again"
+            " or a quote that is never closed) causes this: fix the file and load the batch again"
         ) from error
     if bad_lines:
         result.rejected.append(pd.DataFrame(bad_lines))

@@ -248,6 +248,12 @@ def test_a_record_larger_than_the_read_block_is_a_clear_error(database, tmp_path
     assert query(database, "select to_regclass('raw.events')") == [(None,)]
 
 
+def test_a_header_name_that_is_not_utf8_is_an_ignored_column(database, tmp_path):
+    events = b"user_id,item_id,event_type,event_at,caf\xe9\nU1,I1,view,2026-01-05T10:00:00Z,x\n"
+    audit = load(database, write_landing(tmp_path / "landing", events))["events"]
+    assert (counts(audit), audit["ignored_columns"]) == ((1, 1, 0), "caf\ufffd")
+
+
 # --- the importers, through the CLI, then the loader ---------------------------------------------------------
 
 INTERACTIONS = "user,item,type,ts,price\n"
