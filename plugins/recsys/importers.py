@@ -1,17 +1,31 @@
 """Importers: public interaction data sets into the landing format.
 
-Each importer reads one CSV with ``dtype=str`` (UTF-8, or Latin-1 when the file is
-not valid UTF-8), parses every column it uses explicitly, and writes a landing
-directory (see :mod:`recsys.landing`): ``users.csv``, ``items.csv``, ``events.csv``,
-``orders.csv``, ``order_lines.csv``, ``manifest.json`` and ``import_report.json``.
+Each importer reads one CSV as text (UTF-8; a value that is not valid UTF-8 is read as
+Latin-1 and counted in the report's ``values_read_as_latin1``), parses every column it
+uses explicitly, and writes a landing directory (see :mod:`recsys.landing`): ``users.csv``,
+``items.csv``, ``events.csv``, ``orders.csv``, ``order_lines.csv``, ``manifest.json`` and
+``import_report.json``.
 
 Rejected rows
 -------------
 A source row that cannot be represented in the landing format (no user, no item,
 a timestamp that does not parse, ...) is **not written**: it is counted under one
 reason (the first that applies, in the order the importer documents) and the
-report lists the reasons, their counts and the first few row numbers (1-based data
-rows, the header not counted). The counts reconcile:
+report lists the reasons, their counts and the first few line numbers (the header
+is line 1; blank lines and line breaks inside quoted values do not count). Every
+importer first rejects, in this order:
+
+* ``wrong_field_count``: a line with more or fewer fields than the header;
+* ``unclosed_quote``: a record that runs over several lines because a quote is not
+  closed, or the last record of a file that ends inside a quoted field (truncated);
+* ``nul_character``: a NUL character in a column the importer uses (Postgres cannot
+  store it);
+* ``value_too_long``: a value of a used column longer than
+  :data:`recsys.landing.MAX_VALUE_CHARS` characters;
+
+then by its own reasons, and last ``duplicate_row``: a row identical in every
+column to an earlier one (a double delivery; staging would count the event once
+while the order line summed it twice). The counts reconcile:
 ``rows_read == rows_used + rows_rejected`` and ``rows_rejected`` is the sum of
 ``rejected_by_reason``. The same dict is returned and written to
 ``import_report.json``.
@@ -29,14 +43,18 @@ Common rules
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from recsys import landing
+from recsys import landing, load
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +89,19 @@ ONLINE_RETAIL_COLUMNS = (
 #: is postage, a fee, a manual adjustment or a voucher
 PRODUCT_STOCK_CODE = r"^\d{5}[A-Z]*$"
 _REPORT_EXAMPLES = 5
+#: numbers at or above this are not plausible quantities or prices (and overflow the warehouse's types)
+_MAX_NUMBER = 1e15
+
+
+@dataclass
+class _Source:
+    """A source CSV as read: text rows, where each came from, and what could not be read as a row."""
+
+    rows: pd.DataFrame  # every column as trimmed text, one row per record that has the header's fields
+    line: pd.Series  # the line number of each row (header = 1)
+    truncated: pd.Series  # True for a last row the file cuts off inside a quoted field
+    malformed: pd.DataFrame  # records without the header's number of fields: line, reason
+    latin1_values: int  # values that were not UTF-8 and were read as Latin-1
 
 
 def import_interactions(
@@ -99,11 +130,12 @@ def import_interactions(
     (``addtocart``, ``transaction``, ...). Cart and purchase events carry the
     quantity (1 for a purchase without one).
 
-    Rows are rejected with the first reason that applies, in this order:
-    ``missing_user``, ``missing_item`` (every type but search needs an item),
+    Rows are rejected with the first reason that applies, in this order: the
+    reasons every importer checks first (see the module), ``missing_user``,
+    ``missing_item`` (every type but search needs an item),
     ``unparseable_timestamp``, ``unknown_event_type``, ``invalid_quantity``
-    (present but not a positive whole number), ``invalid_price`` (present but not a
-    number >= 0).
+    (present but not a positive whole number below 10^15), ``invalid_price``
+    (present but not a number >= 0 and below 10^15), ``duplicate_row``.
 
     Parameters
     ----------
@@ -138,7 +170,8 @@ def import_interactions(
     if default_event_type not in landing.EVENT_TYPES:
         raise ValueError(f"default_event_type {default_event_type!r} is not one of {landing.EVENT_TYPES}")
     columns = [user_col, item_col, time_col, event_type_col, quantity_col, price_col, category_col]
-    source = _read_csv(path, [column for column in columns if column is not None])
+    read = _read_csv(path, [column for column in columns if column is not None])
+    source = read.rows
 
     user = source[user_col]
     item = source[item_col]
@@ -154,12 +187,14 @@ def import_interactions(
 
     reason = _first_reason(
         {
+            **_read_reasons(read, columns),
             "missing_user": user == "",
             "missing_item": (item == "") & (event_type != "search"),
             "unparseable_timestamp": at.isna(),
             "unknown_event_type": event_type.isna(),
             "invalid_quantity": bad_quantity,
             "invalid_price": bad_price,
+            "duplicate_row": source.duplicated(),
         }
     )
     used = reason.isna()
@@ -206,7 +241,7 @@ def import_interactions(
         ),
         "order_lines": _order_lines(lines),
     }
-    report = _report("interactions", path, reason, tables)
+    report = _report("interactions", path, reason, tables, read)
     _write(out_dir, tables, report, generator="recsys import_interactions")
     return report
 
@@ -225,13 +260,15 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
     most frequent ``Description`` its name and the median ``UnitPrice`` its price;
     ``category_path`` stays empty (the data set has no categories).
 
-    Rows are rejected with the first reason that applies, in this order:
+    Rows are rejected with the first reason that applies, in this order: the
+    reasons every importer checks first (see the module),
     ``missing_customer_id`` (cannot be attributed to a user),
-    ``unparseable_invoice_date``, ``invalid_quantity`` (not a whole number),
-    ``invalid_unit_price`` (not a number), ``non_product_stock_code`` (postage, fees,
+    ``invalid_customer_id`` (not a whole number such as ``17850`` or ``17850.0``),
+    ``unparseable_invoice_date``, ``invalid_quantity`` (not a whole number below 10^15),
+    ``invalid_unit_price`` (not a number below 10^15), ``non_product_stock_code`` (postage, fees,
     manual adjustments, vouchers: see :data:`PRODUCT_STOCK_CODE`),
     ``zero_quantity``, ``negative_quantity`` (on an invoice that is not a
-    cancellation: stock adjustments), ``non_positive_unit_price``.
+    cancellation: stock adjustments), ``non_positive_unit_price``, ``duplicate_row``.
 
     Parameters
     ----------
@@ -254,20 +291,23 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
     ValueError
         If a column of the layout is missing.
     """
-    source = _read_csv(path, list(ONLINE_RETAIL_COLUMNS))
+    read = _read_csv(path, list(ONLINE_RETAIL_COLUMNS))
+    source = read.rows
     invoice = source["InvoiceNo"].str.upper()
     code = source["StockCode"].str.upper()
     customer = source["CustomerID"].str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
     at = pd.to_datetime(source["InvoiceDate"], format="%m/%d/%Y %H:%M", errors="coerce", utc=True)
     at = at.fillna(_parse_times(source["InvoiceDate"].where(at.isna(), "")))
-    quantity = pd.to_numeric(source["Quantity"], errors="coerce")
-    price = pd.to_numeric(source["UnitPrice"], errors="coerce")
+    quantity = _to_number(source["Quantity"])
+    price = _to_number(source["UnitPrice"])
     is_cancellation = invoice.str.startswith("C")
     is_product = code.str.fullmatch(PRODUCT_STOCK_CODE)
 
     reason = _first_reason(
         {
+            **_read_reasons(read, ONLINE_RETAIL_COLUMNS),
             "missing_customer_id": customer == "",
+            "invalid_customer_id": ~customer.str.fullmatch(r"\d+"),
             "unparseable_invoice_date": at.isna(),
             "invalid_quantity": quantity.isna() | (quantity % 1 != 0),
             "invalid_unit_price": price.isna(),
@@ -275,6 +315,7 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
             "zero_quantity": quantity == 0,
             "negative_quantity": (quantity < 0) & ~is_cancellation,
             "non_positive_unit_price": price <= 0,
+            "duplicate_row": source.duplicated(),
         }
     )
     used = reason.isna()
@@ -314,7 +355,7 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
         ),
         "order_lines": _order_lines(rows),
     }
-    report = _report("online_retail", path, reason, tables)
+    report = _report("online_retail", path, reason, tables, read)
     report["purchase_rows"] = len(purchases)
     report["cancellation_rows"] = len(rows) - len(purchases)
     report["non_product_stock_codes"] = sorted(code[reason == "non_product_stock_code"].unique())
@@ -322,19 +363,100 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
     return report
 
 
-def _read_csv(path: Path | str, columns: list[str]) -> pd.DataFrame:
-    """Read every value as trimmed text; check that ``columns`` exist."""
-    options = {"dtype": str, "keep_default_na": False}
-    try:
-        frame = pd.read_csv(path, encoding="utf-8", **options)
-    except UnicodeDecodeError:
-        logger.info("%s is not UTF-8, reading it as Latin-1", path)
-        frame = pd.read_csv(path, encoding="latin-1", **options)
-    frame.columns = frame.columns.str.strip()
-    missing = [column for column in columns if column not in frame.columns]
+def _read_csv(path: Path | str, columns: list[str]) -> _Source:
+    """Read every value as trimmed text; check that ``columns`` exist.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file is empty, its header repeats or lacks a column, or it cannot be read as CSV; the message
+        names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        first = handle.readline()
+    names = [name.strip() for name in next(csv.reader([_decode(first).lstrip("\ufeff")]), [])]
+    if not any(names):
+        raise ValueError(f"{path}: the file is empty; it needs a header row naming the columns, then the data")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"{path}: column(s) {duplicated} appear more than once in the header; rename them")
+    missing = [column for column in columns if column not in names]
     if missing:
-        raise ValueError(f"{path}: column(s) {missing} not found; the file has columns {list(frame.columns)}")
-    return frame[list(dict.fromkeys(columns))].apply(lambda column: column.str.strip())
+        raise ValueError(f"{path}: column(s) {missing} not found; the file has columns {names}")
+
+    malformed: list[dict] = []
+
+    def on_invalid_row(row) -> str:
+        reason = "unclosed_quote" if "\n" in row.text else "wrong_field_count"
+        malformed.append({"line": row.number, "reason": reason})
+        return "skip"
+
+    utf8 = load._is_utf8(path)
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, block_size=load.BLOCK_SIZE, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() if utf8 else pa.binary() for name in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise ValueError(
+            f"{path}: cannot be read as CSV ({error}); a record longer than {load.BLOCK_SIZE >> 20} MB (a huge value,"
+            " or a quote that is never closed) causes this: fix the file and import it again"
+        ) from error
+    rows = table.to_pandas()
+    truncated = pd.Series(False, index=rows.index)
+    if len(rows):
+        truncated.iloc[-1] = load._ends_inside_quotes(path, rows[names[-1]].iloc[-1])
+    latin1 = pd.DataFrame(False, index=rows.index, columns=rows.columns)
+    if not utf8:
+        utf8_text = rows.apply(lambda column: column.str.decode("utf-8", errors="replace"))
+        latin1 = utf8_text.apply(lambda column: column.str.encode("utf-8")).ne(rows)
+        rows = utf8_text.mask(latin1, rows.apply(lambda column: column.str.decode("latin-1")))
+        logger.warning("%s: %d value(s) are not UTF-8 and were read as Latin-1", path, int(latin1.to_numpy().sum()))
+    malformed = pd.DataFrame(malformed, columns=["line", "reason"])
+    return _Source(
+        rows=rows.apply(lambda column: column.str.strip()),
+        line=pd.Series(load._line_numbers(malformed["line"].tolist(), 1, len(rows)), index=rows.index),
+        truncated=truncated,
+        malformed=malformed,
+        latin1_values=int(latin1.to_numpy().sum()),
+    )
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8, else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _read_reasons(read: _Source, columns) -> dict[str, pd.Series]:
+    """The reasons every importer checks first, for the rows it read (see the module docstring)."""
+    used = read.rows[list(dict.fromkeys(column for column in columns if column is not None))]
+    return {
+        "unclosed_quote": read.truncated,
+        "nul_character": used.apply(lambda column: column.str.contains("\x00", regex=False)).any(axis=1),
+        "value_too_long": used.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).any(axis=1),
+    }
+
+
+def _to_number(values: pd.Series) -> pd.Series:
+    """Numbers, NaN where a value is not a finite number below :data:`_MAX_NUMBER` in size."""
+    number = pd.to_numeric(values, errors="coerce")
+    return number.where(number.abs() < _MAX_NUMBER)
 
 
 def _parse_times(values: pd.Series) -> pd.Series:
@@ -349,7 +471,7 @@ def _parse_optional_number(source: pd.DataFrame, column: str | None) -> tuple[pd
     """The numbers of ``column`` (NaN if empty) and where a value is present but not a number."""
     if column is None:
         return pd.Series(np.nan, index=source.index), pd.Series(False, index=source.index)
-    number = pd.to_numeric(source[column], errors="coerce")
+    number = _to_number(source[column])
     return number, number.isna() & (source[column] != "")
 
 
@@ -409,19 +531,28 @@ def _iso(at: pd.Series) -> pd.Series:
     return at.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str, pd.DataFrame]) -> dict:
-    rejected = reason.dropna()
-    row_number = pd.Series(np.arange(1, len(reason) + 1), index=reason.index)[rejected.index]
+def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str, pd.DataFrame], read: _Source) -> dict:
+    rejected = pd.concat(
+        [
+            pd.DataFrame({"reason": reason.dropna(), "line": read.line[reason.notna()]}),
+            read.malformed,
+        ],
+        ignore_index=True,
+    ).sort_values("line", kind="stable")
     report = {
         "importer": importer,
         "source": str(path),
-        "rows_read": len(reason),
-        "rows_used": len(reason) - len(rejected),
+        "rows_read": len(reason) + len(read.malformed),
+        "rows_used": int(reason.isna().sum()),
         "rows_rejected": len(rejected),
-        "rejected_by_reason": {name: int(count) for name, count in rejected.value_counts().sort_index().items()},
-        "rejected_examples": {
-            name: numbers.head(_REPORT_EXAMPLES).tolist() for name, numbers in row_number.groupby(rejected)
+        "rejected_by_reason": {
+            name: int(count) for name, count in rejected["reason"].value_counts().sort_index().items()
         },
+        "rejected_examples": {
+            name: lines.head(_REPORT_EXAMPLES).astype(int).tolist()
+            for name, lines in rejected["line"].groupby(rejected["reason"])
+        },
+        "values_read_as_latin1": read.latin1_values,
         "files": {name: len(frame) for name, frame in tables.items()},
     }
     logger.info(

@@ -6,7 +6,9 @@ a header row, RFC 4180 quoting) and an optional ``manifest.json`` with
 into it, and a shop's own export produces it. Only ``users``, ``items`` and
 ``events`` are required; the other files are optional.
 
-Timestamps are ISO 8601; a value without an offset is read as UTC. Booleans
+Timestamps are ISO 8601; a value without an offset is read as UTC. A value is
+at most :data:`MAX_VALUE_CHARS` characters and holds no NUL character
+(Postgres text cannot store one). Booleans
 are ``true/false``, ``t/f``, ``1/0`` or ``yes/no`` in any case. Column order
 does not matter; unknown columns are ignored (and reported in the load
 audit); a missing required column is an error for the whole file.
@@ -23,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT_VERSION = 1
+
+#: the longest value a landing file may hold, in characters; a longer one is rejected
+MAX_VALUE_CHARS = 65_536
 
 #: event types the platform understands (after trimming and lower-casing)
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search")

@@ -5,14 +5,22 @@ stays flat for any file size), checked row by row in vectorized pandas, and
 written with ``COPY``. Rows that cannot be used as they are land in
 ``quality.rejected_rows`` with the reason and the row as JSON:
 
-- a line with the wrong number of fields;
+- a line with the wrong number of fields (an unclosed quote makes one record
+  of the following lines: the reason then says so);
+- the last record of a file that ends inside a quoted field (a truncated file);
 - bytes that are not UTF-8 (the whole file is then decoded leniently and the
   affected rows rejected);
-- an empty required value;
+- an empty or blank required value;
+- a NUL character, or a value longer than ``landing.MAX_VALUE_CHARS``;
 - a value that does not parse as its column's type (timestamp, numeric,
   integer, boolean).
 
-The stored row has its PII values (e-mail, phone) redacted.
+The stored row has its PII values (e-mail, phone) redacted and values over the
+length limit shortened. ``line_number`` is the record's number in the file,
+the header being 1 (blank lines and line breaks inside quoted values do not
+count). A file that cannot be read as CSV at all (empty, a header without a
+required column, a record longer than the read block) fails the whole batch
+with a :class:`LandingError` naming the file.
 
 Strings are kept exactly as landed (trimming and normalizing is dbt's job).
 One ``quality.load_audit`` row per file says rows read, loaded and rejected,
@@ -30,9 +38,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg2 import sql
 
 from recsys import landing
 
@@ -46,6 +56,9 @@ META_COLUMNS = (
 TRUE_VALUES = {"true", "t", "1", "yes", "y"}
 FALSE_VALUES = {"false", "f", "0", "no", "n"}
 BLOCK_SIZE = 32 << 20
+#: characters of an over-long value kept in ``quality.rejected_rows.raw_record``
+QUARANTINE_VALUE_CHARS = 1_000
+TRUNCATED = "the file ends inside a quoted field: it is probably truncated (deliver the whole file again)"
 
 QUALITY_DDL = """
 create schema if not exists raw;
@@ -97,9 +110,17 @@ def create_raw_tables(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(QUALITY_DDL)
         for spec in landing.FILES.values():
-            columns = ", ".join(f"{column.name} {PG_TYPES[column.type]}" for column in spec.columns)
-            cur.execute(f"create table if not exists raw.{spec.name} ({columns}, {META_COLUMNS})")
-            cur.execute(f"create index if not exists {spec.name}_batch on raw.{spec.name} (_batch_id)")
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type]))
+                for column in spec.columns
+            )
+            table = sql.Identifier("raw", spec.name)
+            cur.execute(sql.SQL("create table if not exists {} ({}, {})").format(table, columns, sql.SQL(META_COLUMNS)))
+            cur.execute(
+                sql.SQL("create index if not exists {} on {} (_batch_id)").format(
+                    sql.Identifier(f"{spec.name}_batch"), table
+                )
+            )
 
 
 def batch_directory(landing_dir: Path, batch_id: str) -> Path:
@@ -115,7 +136,8 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     Parameters
     ----------
     conn : psycopg2 connection
-        Committed once at the end; nothing is visible if any file fails.
+        Committed once at the end; nothing is visible if any file fails. Every table loses its rows of
+        ``batch_id`` first, so a table whose file the new delivery lacks keeps none.
     landing_dir : Path
         A landing directory (see :mod:`recsys.landing`), or a parent holding ``<batch_id>/`` folders.
     batch_id : str
@@ -129,7 +151,8 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     Raises
     ------
     LandingError
-        A required file is missing, a file is empty, or its header lacks required columns.
+        A required file is missing, a file is empty, its header lacks required columns, or it cannot be read
+        as CSV (a record longer than the read block).
     """
     directory = batch_directory(landing_dir, batch_id)
     landing.read_manifest(directory)
@@ -139,11 +162,14 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
         with conn.cursor() as cur:
             for spec in landing.FILES.values():
                 path = directory / spec.filename
+                _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
                 if not path.exists():
                     if spec.required:
-                        raise LandingError(f"{path}: required landing file is missing")
+                        raise LandingError(
+                            f"{path}: required landing file is missing (write it with its header row even when"
+                            " it has no rows)"
+                        )
                     continue
-                _delete_batch(cur, spec.name, batch_id)
                 result = _load_file(cur, spec, path, batch_id)
                 audits.append(_write_audit(cur, result, batch_id))
                 log.info(
@@ -161,7 +187,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
 
 
 def _delete_batch(cur, table: str, batch_id: str) -> None:
-    cur.execute(f"delete from raw.{table} where _batch_id = %s", (batch_id,))
+    cur.execute(sql.SQL("delete from {} where _batch_id = %s").format(sql.Identifier("raw", table)), (batch_id,))
     cur.execute("delete from quality.rejected_rows where batch_id = %s and table_name = %s", (batch_id, table))
     cur.execute("delete from quality.load_audit where batch_id = %s and table_name = %s", (batch_id, table))
 
@@ -170,7 +196,10 @@ def _read_header(path: Path) -> list[str]:
     with path.open("rb") as handle:
         first = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
     if not first.strip():
-        raise LandingError(f"{path}: the file is empty (a landing file needs at least a header row)")
+        raise LandingError(
+            f"{path}: the file is empty; a landing file needs at least its header row"
+            " (write the header even when a batch has no rows)"
+        )
     return [name.strip() for name in next(csv.reader([first]))]
 
 
@@ -192,7 +221,10 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         raise LandingError(f"{path}: duplicate column names in header {header}")
     missing = [column.name for column in spec.columns if column.required and column.name not in header]
     if missing:
-        raise LandingError(f"{path}: missing required column(s) {missing}; the header has {header}")
+        raise LandingError(
+            f"{path}: missing required column(s) {missing}; the header has {header}"
+            " (line 1 must name the columns, see the landing format in the README)"
+        )
     result = FileResult(
         spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names]
     )
@@ -203,54 +235,111 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     bad_lines: list[dict] = []
 
     def on_invalid_row(row) -> str:
+        lines = row.text.count("\n") + 1
+        reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+        if lines > 1:
+            reason += f"; the record runs over {lines} lines, so a quote is probably not closed"
         bad_lines.append(
-            {
-                "line_number": row.number if row.number >= 0 else None,
-                "reason": f"expected {row.expected_columns} fields, got {row.actual_columns}",
-                "raw_record": row.text,
-            }
+            {"line_number": row.number if row.number >= 0 else None, "reason": reason, "raw_record": row.text}
         )
         return "skip"
 
     column_type = pa.string() if utf8 else pa.binary()
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
-        ),
-    )
     columns = [column for column in spec.columns if column.name in header]
-    for record_batch in reader:
-        frame = record_batch.to_pandas()
-        if not utf8:
-            frame = _decode_leniently(frame)
-        start = result.rows_read + 1
-        typed, reasons = _check(frame, spec, columns, check_utf8=not utf8)
-        ok = reasons.isna()
-        result.rows_read += len(frame)
-        if (~ok).any():
-            rejected = pd.DataFrame(
-                {
-                    "line_number": pd.NA,
-                    "reason": reasons[~ok].to_numpy(),
-                    "raw_record": _redact(frame.loc[~ok, header], spec)
-                    .to_json(orient="records", lines=True)
-                    .splitlines(),
-                }
-            )
-            result.rejected.append(rejected)
-        good = typed.loc[ok].copy()
-        good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
-        _copy_rows(cur, spec, columns, good, batch_id, path.name)
-        result.rows_loaded += len(good)
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(  # names as read by _read_header: a name need not be UTF-8
+                column_names=header, skip_rows=1, block_size=BLOCK_SIZE, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
+            ),
+        )
+        for record_batch, is_last in _with_last(reader):
+            frame = record_batch.to_pandas()
+            truncated = is_last and _ends_inside_quotes(path, frame[header[-1]].iloc[-1])
+            if not utf8:
+                frame = _decode_leniently(frame)
+            start = result.rows_read + 1
+            typed, reasons = _check(frame, spec, columns, check_utf8=not utf8)
+            if truncated:
+                reasons.iloc[-1] = TRUNCATED
+            ok = reasons.isna()
+            result.rows_read += len(frame)
+            if (~ok).any():
+                line_numbers = _line_numbers([line["line_number"] for line in bad_lines], start, len(frame))
+                rejected = pd.DataFrame(
+                    {
+                        "line_number": line_numbers[~ok.to_numpy()],
+                        "reason": reasons[~ok].to_numpy(),
+                        "raw_record": _for_quarantine(frame.loc[~ok, header], spec)
+                        .to_json(orient="records", lines=True)
+                        .splitlines(),
+                    }
+                )
+                result.rejected.append(rejected)
+            good = typed.loc[ok].copy()
+            good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
+            _copy_rows(cur, spec, columns, good, batch_id, path.name)
+            result.rows_loaded += len(good)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise LandingError(
+            f"{path}: cannot be read as CSV ({error}); a record longer than {BLOCK_SIZE >> 20} MB (a huge value,"
+            " or a quote that is never closed) causes this: fix the file and load the batch again"
+        ) from error
     if bad_lines:
         result.rejected.append(pd.DataFrame(bad_lines))
         result.rows_read += len(bad_lines)
     if result.rejected:
         _copy_rejects(cur, result, batch_id)
     return result
+
+
+def _with_last(iterable):
+    """Yield ``(item, is_last)`` pairs, reading one item ahead."""
+    iterator = iter(iterable)
+    previous = next(iterator, None)
+    for item in iterator:
+        yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True
+
+
+def _ends_inside_quotes(path: Path, last_value: object) -> bool:
+    """Whether the file ends inside a quoted field: its last bytes are an opening quote and the last value read.
+
+    A quoted field the file closes ends in ``"`` (and maybe a line break); a truncated one ends in the value
+    itself, which the CSV reader took up to the end of the file.
+    """
+    if not isinstance(last_value, (str, bytes)):
+        return False
+    tail = b'"' + (last_value.encode() if isinstance(last_value, str) else last_value)
+    size = path.stat().st_size
+    if size < len(tail):
+        return False
+    with path.open("rb") as handle:
+        handle.seek(size - len(tail))
+        return handle.read() == tail
+
+
+def _line_numbers(invalid: list, start: int, count: int) -> np.ndarray:
+    """Record numbers (header = 1) of the parsed rows ``start .. start + count - 1``.
+
+    The parsed rows take the record numbers the invalid records (skipped by the reader) leave free, in order.
+    """
+    invalid = np.array([number for number in invalid if number is not None], dtype=np.int64)
+    candidates = np.arange(2, start + count + len(invalid) + 1)
+    return candidates[~np.isin(candidates, invalid)][start - 1 : start - 1 + count]
+
+
+def _for_quarantine(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
+    """Rejected rows as stored: PII values (e-mail, phone) redacted, values over the length limit shortened."""
+    too_long = rows.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).fillna(False).astype(bool)
+    rows = rows.mask(too_long, rows.apply(lambda column: column.str.slice(0, QUARANTINE_VALUE_CHARS) + "..."))
+    return _redact(rows, spec)
 
 
 def _redact(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
@@ -278,18 +367,33 @@ def _check(frame: pd.DataFrame, spec: landing.LandingFile, columns: list[landing
         present = values.notna()
         if check_utf8:
             flag(values.str.contains("\ufffd", regex=False, na=False), f"{column.name}: invalid UTF-8 bytes")
+        flag(
+            values.str.contains("\x00", regex=False, na=False),
+            f"{column.name}: contains a NUL character, which Postgres text cannot store",
+        )
+        length = values.str.len()
+        flag(
+            length.gt(landing.MAX_VALUE_CHARS).fillna(False).astype(bool),
+            column.name
+            + ": a value of "
+            + length.astype("Int64").astype(str)
+            + f" characters is longer than the limit of {landing.MAX_VALUE_CHARS}",
+        )
         if column.required:
-            flag(~present, f"missing required value: {column.name}")
+            flag(_blank(values), f"missing required value: {column.name}")
         parsed, failed = _parse(values, column.type)
         flag(present & failed, column.name + ": cannot parse " + repr_values(values) + f" as {column.type}")
         typed[column.name] = parsed
     if spec.name == "events":
-        no_item = (
-            frame["event_type"].str.strip().str.lower().ne("search")
-            & typed.get("item_id", pd.Series(pd.NA, index=frame.index)).isna()
-        )
+        item = frame["item_id"] if "item_id" in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
+        no_item = frame["event_type"].str.strip().str.lower().ne("search") & _blank(item)
         flag(no_item, "missing required value: item_id (only search events may omit it)")
     return typed, reasons
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    """Where a value is missing or only white space."""
+    return values.isna() | values.fillna("").astype(str).str.strip().eq("")
 
 
 def repr_values(values: pd.Series) -> pd.Series:
@@ -327,7 +431,9 @@ def _copy_rows(cur, spec, columns, good: pd.DataFrame, batch_id: str, source_fil
     good[names].to_csv(buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
     buffer.seek(0)
     cur.copy_expert(
-        f"copy raw.{spec.name} ({', '.join(names)}) from stdin with (format csv)",
+        sql.SQL("copy {} ({}) from stdin with (format csv)")
+        .format(sql.Identifier("raw", spec.name), sql.SQL(", ").join(map(sql.Identifier, names)))
+        .as_string(cur),
         buffer,
     )
 
@@ -337,10 +443,14 @@ def _copy_rejects(cur, result: FileResult, batch_id: str) -> None:
     rejected = rejected.assign(batch_id=batch_id, table_name=result.table_name, source_file=result.source_file)
     names = ["batch_id", "table_name", "source_file", "line_number", "reason", "raw_record"]
     rejected["line_number"] = rejected["line_number"].astype("Int64")
+    rejected["raw_record"] = rejected["raw_record"].str.replace("\x00", "\\x00", regex=False)  # Postgres has no NUL
     buffer = io.StringIO()
     rejected[names].to_csv(buffer, index=False, header=False)
     buffer.seek(0)
-    cur.copy_expert(f"copy quality.rejected_rows ({', '.join(names)}) from stdin with (format csv)", buffer)
+    statement = sql.SQL("copy quality.rejected_rows ({}) from stdin with (format csv)").format(
+        sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    cur.copy_expert(statement.as_string(cur), buffer)
 
 
 def _write_audit(cur, result: FileResult, batch_id: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from psycopg2 import sql
 
 from recsys.warehouse import connect
 
@@ -29,16 +30,20 @@ SUMMARY_TABLES = [
 ]
 
 
-def _frame(conn, sql: str, params: tuple = ()) -> pd.DataFrame:
+def _frame(conn, statement: str | sql.Composable, params: tuple = ()) -> pd.DataFrame:
     with conn.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(statement, params)
         return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
 
 
 def print_summary(url: str, example_users: int = 3) -> None:
     """Print rows per table, the latest evaluation and a few users with their profile and top-5 list."""
     with connect(url) as conn:
-        counts = {table: _frame(conn, f"select count(*) as n from {table}")["n"].iloc[0] for table in SUMMARY_TABLES}
+        count = sql.SQL("select count(*) as n from {}")
+        counts = {
+            table: _frame(conn, count.format(sql.Identifier(*table.split("."))))["n"].iloc[0]
+            for table in SUMMARY_TABLES
+        }
         print("\nRows per table")
         print(pd.Series(counts, name="rows").to_string())
         run = _frame(
@@ -89,7 +94,7 @@ def print_summary(url: str, example_users: int = 3) -> None:
 
 def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written."""
-    sql = """
+    statement = """
         copy (
             select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
                 recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
@@ -100,5 +105,5 @@ def export_recommendations(url: str, out: Path) -> int:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with connect(url) as conn, conn.cursor() as cur, out.open("w", newline="") as handle:
-        cur.copy_expert(sql, handle)
+        cur.copy_expert(statement, handle)
         return cur.rowcount  # from COPY's command tag

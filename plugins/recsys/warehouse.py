@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from psycopg2 import sql
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def create_database(url: str) -> None:
         with conn.cursor() as cur:
             cur.execute("select 1 from pg_database where datname = %s", (name,))
             if cur.fetchone() is None:
-                cur.execute(f'create database "{name}"')
+                cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     finally:
         conn.close()
 

@@ -65,7 +65,7 @@ def test_online_retail_report_reconciles_with_reasons(retail):
         "non_product_stock_code": 3,
         "unparseable_invoice_date": 1,
     }
-    assert report["rejected_examples"]["non_product_stock_code"] == [3, 8, 10]
+    assert report["rejected_examples"]["non_product_stock_code"] == [4, 9, 11]  # line numbers, header = 1
     assert report["non_product_stock_codes"] == ["D", "M", "POST"]
     assert report["rows_read"] == report["rows_used"] + sum(report["rejected_by_reason"].values())
     assert report["files"] == {"users": 5, "items": 8, "events": 10, "orders": 7, "order_lines": 10}
@@ -161,7 +161,7 @@ def test_interactions_report_reconciles_with_reasons(interactions):
         "unknown_event_type": 1,
         "unparseable_timestamp": 1,
     }
-    assert report["rejected_examples"]["missing_user"] == [9]
+    assert report["rejected_examples"]["missing_user"] == [10]
     assert report["rows_read"] == report["rows_used"] + report["rows_rejected"]
     assert report["files"] == {"users": 4, "items": 4, "events": 11, "orders": 3, "order_lines": 4}
     assert_landing_files(directory, report)
