@@ -153,7 +153,10 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             delete(schema, table, sql.SQL("shop_user_id = %s"), (shop_id,))
         if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
             # a quarantined record (JSON or the raw line) that names the user or one of their orders
-            names = "|".join(re.escape(name) for name in sorted({shop_id, *order_ids}))
+            # JSON records escape non-ASCII and "/" (pandas): match the id as written and as escaped
+            written = {shop_id, *order_ids}
+            escaped = {json.dumps(name)[1:-1].replace("/", "\\/") for name in written}
+            names = "|".join(re.escape(name) for name in sorted(written | escaped))
             pattern = f"(^|[^A-Za-z0-9_])({names})($|[^A-Za-z0-9_])"
             delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (pattern,))
         if ("quality", "excluded_rows") in keyed:

@@ -35,6 +35,7 @@ import codecs
 import csv
 import io
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,9 +101,12 @@ class FileResult:
     rejected: list[pd.DataFrame] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
 
+    rows_erased: int = 0
+
     @property
     def rows_rejected(self) -> int:
-        return sum(len(frame) for frame in self.rejected)
+        """Quarantined rows, plus the rows of erased users (dropped after parsing, see :func:`_drop_erased`)."""
+        return sum(len(frame) for frame in self.rejected) + self.rows_erased
 
 
 def create_raw_tables(conn) -> None:
@@ -158,8 +162,10 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     landing.read_manifest(directory)
     create_raw_tables(conn)
     audits = []
+    erased_orders: list[str] = []
     try:
         with conn.cursor() as cur:
+            key = _erasure_key(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename
                 _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
@@ -171,6 +177,10 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
                         )
                     continue
                 result = _load_file(cur, spec, path, batch_id)
+                if key is not None:
+                    result.rows_erased, orders = _drop_erased(cur, spec, batch_id, key, erased_orders)
+                    result.rows_loaded -= result.rows_erased
+                    erased_orders += orders
                 audits.append(_write_audit(cur, result, batch_id))
                 log.info(
                     "%s: read %d, loaded %d, rejected %d",
@@ -295,6 +305,73 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     if result.rejected:
         _copy_rejects(cur, result, batch_id)
     return result
+
+
+def _erasure_key(cur) -> str | None:
+    """The pseudonymization key if any user was erased (``quality.erased_users``), else None.
+
+    Raises
+    ------
+    LandingError
+        Users were erased but ``RECSYS_PSEUDONYM_KEY`` is not set: their rows could not be recognized.
+    """
+    cur.execute("select to_regclass('quality.erased_users') is not null")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("select exists (select from quality.erased_users)")
+    if not cur.fetchone()[0]:
+        return None
+    key = os.environ.get("RECSYS_PSEUDONYM_KEY")
+    if not key:
+        raise LandingError(
+            "users were erased (quality.erased_users) and RECSYS_PSEUDONYM_KEY is not set: without the key their"
+            " rows in this delivery cannot be recognized and dropped"
+        )
+    return key
+
+
+def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, key: str, erased_orders: list[str]) -> tuple[int, list]:
+    """Delete the batch's rows of erased users from ``raw`` and log them as rejected ``erased_user`` without content.
+
+    A row is an erased user's if the keyed hash of its ``user_id`` (as the dbt
+    macro ``pseudonymize`` computes it) is in ``quality.erased_users``; order
+    lines go with their order (orders are loaded before order lines).
+
+    Returns
+    -------
+    int, list of str
+        Rows dropped, and the order ids of the dropped orders.
+    """
+    names = spec.column_names
+    if "user_id" in names:
+        condition = sql.SQL(
+            "encode(sha256(convert_to({key} || ':' || nullif(trim(dropped.user_id), ''), 'UTF8')), 'hex')"
+            " in (select user_key from quality.erased_users)"
+        ).format(key=sql.Literal(key))
+    elif "order_id" in names and erased_orders:
+        condition = sql.SQL("dropped.order_id = any({})").format(sql.Literal(erased_orders))
+    else:
+        return 0, []
+    order_id = sql.SQL("dropped.order_id" if "order_id" in names else "null::text")
+    cur.execute(
+        sql.SQL(
+            "with dropped as (delete from {table} as dropped where dropped._batch_id = {batch} and {condition}"
+            " returning dropped._source_file, {order_id} as order_id),"
+            " logged as (insert into quality.rejected_rows (batch_id, table_name, source_file, reason)"
+            " select {batch}, {name}, _source_file, 'erased_user' from dropped)"
+            " select order_id from dropped"
+        ).format(
+            table=sql.Identifier("raw", spec.name),
+            batch=sql.Literal(batch_id),
+            condition=condition,
+            order_id=order_id,
+            name=sql.Literal(spec.name),
+        )
+    )
+    dropped = [row[0] for row in cur.fetchall()]
+    if dropped:
+        log.info("%s: dropped %d rows of erased users", spec.name, len(dropped))
+    return len(dropped), [order for order in dropped if order is not None]
 
 
 def _with_last(iterable):
