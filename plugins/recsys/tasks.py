@@ -55,3 +55,21 @@ def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
 
     with connect(warehouse_dsn()) as conn:
         return training.generate_recommendations(conn, run_id, data_interval_end)
+
+
+def check_raw(batch_id: str, data_interval_end: datetime) -> dict:
+    """The ``raw`` quality gate on the batch just loaded (:mod:`recsys.quality`); raises if a critical check fails."""
+    from recsys import quality  # noqa: PLC0415  (Great Expectations and dbt load inside)
+
+    dsn = warehouse_dsn()
+    with connect(dsn) as conn:
+        return quality.check_raw(conn, dsn, run_id_for(data_interval_end), batch_id, data_interval_end)
+
+
+def check_marts_and_recs(data_interval_end: datetime) -> dict:
+    """The ``marts_and_recs`` quality gate on the marts and the run about to be published."""
+    from recsys import quality  # noqa: PLC0415
+
+    dsn = warehouse_dsn()
+    with connect(dsn) as conn:
+        return quality.check_marts_and_recs(conn, dsn, run_id_for(data_interval_end))
