@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -370,7 +371,9 @@ def validate(dsn: str, suites: list[Suite], docs: Path) -> list[dict]:
     for suite in suites:
         if suite.query is None:
             schema, table = suite.table.split(".")
-            asset = source.add_table_asset(suite.name, table_name=table, schema_name=schema)
+            with warnings.catch_warnings():  # schema_name is deprecated, but one data source serves every schema
+                warnings.simplefilter("ignore", DeprecationWarning)
+                asset = source.add_table_asset(suite.name, table_name=table, schema_name=schema)
         else:
             asset = source.add_query_asset(suite.name, query=suite.query)
         expectations = context.suites.add(gx.ExpectationSuite(suite.name, expectations=suite.expectations))

@@ -271,3 +271,24 @@ def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, ex
     assert expectation in str(failure.value)
     failed = results(database, "not success and severity = 'critical'")
     assert (failed["table_name"] == "ml.recommendations").all() and len(failed) >= 1
+
+
+def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, tmp_path):
+    load_batch(database, landing_files(tmp_path / "landing"))
+
+    def age_loads(hours: int) -> None:
+        with psycopg2.connect(database) as conn, conn.cursor() as cur:
+            for table in ("users", "items", "events"):
+                cur.execute(f"update raw.{table} set _loaded_at = now() - interval '{hours} hours'")
+
+    age_loads(30)
+    outcome = check_raw(database, freshness=True)
+    assert outcome["failed_warnings"] == 3
+    stale = results(database, "not success")
+    assert set(stale["suite"]) == {"dbt_source_freshness"} and set(stale["severity"]) == {"warning"}
+
+    age_loads(60)
+    with pytest.raises(quality.QualityGateError, match=r"3 critical expectation\(s\) failed") as failure:
+        check_raw(database, freshness=True)
+    assert "raw.events [dbt_source_freshness]: dbt_source_freshness(_loaded_at)" in str(failure.value)
+    assert '"status": "error"' in str(failure.value)
