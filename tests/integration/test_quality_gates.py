@@ -292,3 +292,15 @@ def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, 
         check_raw(database, freshness=True)
     assert "raw.events [dbt_source_freshness]: dbt_source_freshness(_loaded_at)" in str(failure.value)
     assert '"status": "error"' in str(failure.value)
+
+
+def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recsys import tasks
+
+    make_recs_warehouse(database, [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)])
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", database)
+
+    with pytest.raises(AirflowFailException, match="is in stock"):
+        tasks.check_marts_and_recs(END)
