@@ -1,6 +1,8 @@
-"""The main pipeline: load -> dbt build (with tests) -> train and evaluate -> recommend -> publish.
+"""The main pipeline: load -> quality gate -> dbt build (with tests) -> train, evaluate, recommend -> gate -> publish.
 
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
+The two quality gates (Great Expectations, ``dbt source freshness``) stop the
+run when a critical expectation fails, so nothing bad reaches the next layer.
 dbt runs through astronomer-cosmos, one Airflow task per model with its tests,
 rendered from the dbt manifest (``dbt parse`` writes it; no dbt call at import).
 """
@@ -83,6 +85,13 @@ def recsys_pipeline():
         return tasks.load_batch(params["landing_dir"], data_interval_start.strftime("%Y-%m-%d"))
 
     @task
+    def check_raw(data_interval_start=None, data_interval_end=None) -> dict:
+        """Quality gate on the batch just loaded: schema, nulls, ids, ranges, timestamps, duplicates, freshness."""
+        from recsys import tasks
+
+        return tasks.check_raw(data_interval_start.strftime("%Y-%m-%d"), data_interval_end)
+
+    @task
     def train_and_evaluate(data_interval_start=None, data_interval_end=None) -> dict:
         """Fit every model before the evaluation cutoff, score them on the days after it, pick the champion."""
         from recsys import tasks
@@ -96,9 +105,16 @@ def recsys_pipeline():
 
         return tasks.generate_recommendations(tasks.run_id_for(data_interval_end), data_interval_end)
 
+    @task
+    def check_marts_and_recs(data_interval_end=None) -> dict:
+        """Quality gate on the profiles and the run about to be published (ml.*), before recs.* is built."""
+        from recsys import tasks
+
+        return tasks.check_marts_and_recs(data_interval_end)
+
     transform = dbt_group("transform", exclude=["tag:publish"])
     publish = dbt_group("publish", select=["tag:publish"])
-    load() >> transform >> train_and_evaluate() >> recommend() >> publish
+    load() >> check_raw() >> transform >> train_and_evaluate() >> recommend() >> check_marts_and_recs() >> publish
 
 
 recsys_pipeline()

@@ -57,6 +57,36 @@ def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
         return training.generate_recommendations(conn, run_id, data_interval_end)
 
 
+def _gate(check, *args) -> dict:
+    """Run a quality gate; a failed critical expectation fails the task without retries (it is not transient)."""
+    from recsys.quality import QualityGateError  # noqa: PLC0415
+
+    dsn = warehouse_dsn()
+    with connect(dsn) as conn:
+        try:
+            return check(conn, dsn, *args)
+        except QualityGateError as error:
+            try:
+                from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
+            except ImportError:
+                raise error from None
+            raise AirflowFailException(str(error)) from error
+
+
+def check_raw(batch_id: str, data_interval_end: datetime) -> dict:
+    """The ``raw`` quality gate on the batch just loaded (:mod:`recsys.quality`); fails if a critical check fails."""
+    from recsys import quality  # noqa: PLC0415  (Great Expectations and dbt load inside)
+
+    return _gate(quality.check_raw, run_id_for(data_interval_end), batch_id, data_interval_end)
+
+
+def check_marts_and_recs(data_interval_end: datetime) -> dict:
+    """The ``marts_and_recs`` quality gate on the marts and the run about to be published."""
+    from recsys import quality  # noqa: PLC0415
+
+    return _gate(quality.check_marts_and_recs, run_id_for(data_interval_end))
+
+
 def pseudonym_key() -> str:
     """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
     if os.environ.get("RECSYS_PSEUDONYM_KEY"):

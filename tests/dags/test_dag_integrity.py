@@ -33,18 +33,26 @@ def test_every_task_has_retries_and_every_dag_tags(dagbag):
         assert python_tasks and all(task.retries >= 1 for task in python_tasks), dag.dag_id
 
 
-def test_pipeline_runs_load_then_dbt_then_models_then_publish(dagbag):
+def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     dag = dagbag.dags["recsys_pipeline"]
     ids = set(dag.task_ids)
-    assert {"load", "train_and_evaluate", "recommend"} <= ids
+    assert {"load", "check_raw", "train_and_evaluate", "recommend", "check_marts_and_recs"} <= ids
     transform = {task_id for task_id in ids if task_id.startswith("transform.")}
     publish = {task_id for task_id in ids if task_id.startswith("publish.")}
     # one task per dbt model, and its tests, in each group
     assert {"transform.dim_users.run", "transform.user_profiles.test"} <= transform
     assert "publish.user_recommendations.run" in publish
-    load_downstream = dag.get_task("load").get_flat_relative_ids(upstream=False)
-    assert transform <= load_downstream and "train_and_evaluate" in load_downstream
-    assert publish <= dag.get_task("recommend").get_flat_relative_ids(upstream=False)
+
+    def downstream(task_id: str) -> set[str]:
+        return dag.get_task(task_id).get_flat_relative_ids(upstream=False)
+
+    # load -> check_raw -> transform: no dbt task starts before the raw gate
+    assert dag.get_task("check_raw").upstream_task_ids == {"load"}
+    assert transform <= downstream("check_raw") and "train_and_evaluate" in downstream("check_raw")
+    assert not transform & dag.get_task("check_raw").get_flat_relative_ids(upstream=True)
+    # recommend -> check_marts_and_recs -> publish: nothing reaches recs.* before the marts and recs gate
+    assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"recommend"}
+    assert publish <= downstream("check_marts_and_recs")
     assert "recommend" not in dag.get_task("train_and_evaluate").get_flat_relative_ids(upstream=True)
 
 

@@ -67,6 +67,7 @@ def pipeline(fresh_database, shop, tmp_path_factory):
     """Run the main DAG once on the test shop; return (warehouse URL, landing dir, env)."""
     url = fresh_database()
     env = environment(url, shop, airflow_home=tmp_path_factory.mktemp("airflow"))
+    env["RECSYS_GX_DOCS_DIR"] = str(tmp_path_factory.mktemp("gx_docs"))
     prepare_airflow(env)
     end_date = json.loads((shop / "manifest.json").read_text())["end_date"]
     run_dag(env, end_date)
@@ -180,6 +181,18 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     assert frame(url, "select count(*) as n from recs.model_search where is_champion")["n"].iloc[0] == 1
     published = frame(url, "select distinct model_name from recs.user_recommendations")["model_name"]
     assert champion in set(published)
+
+
+def test_both_quality_gates_ran_and_recorded_every_expectation(pipeline):
+    url, _, env = pipeline
+    results = frame(url, "select gate, suite, severity, success, batch_id, run_id from quality.check_results")
+    run_id = frame(url, "select run_id from recs.runs")["run_id"].iloc[0]
+    assert set(results["gate"]) == {"raw", "marts_and_recs"} and set(results["run_id"]) == {run_id}
+    assert {"raw_events", "load_audit", "dbt_source_freshness", "ml_recommendations"} <= set(results["suite"])
+    # the simulated shop's dirt stays under every critical threshold
+    assert results.loc[results["severity"] == "critical", "success"].all()
+    docs = Path(env["RECSYS_GX_DOCS_DIR"]) / run_id
+    assert (docs / "raw" / "index.html").exists() and (docs / "marts_and_recs" / "index.html").exists()
 
 
 def test_similar_items_are_neighbours_in_the_same_category(pipeline):

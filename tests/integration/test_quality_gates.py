@@ -1,0 +1,306 @@
+"""The quality gates against real Postgres and real Great Expectations (and dbt for source freshness).
+
+Raw batches are written as landing files and loaded with the loader; the marts and ``ml`` tables of the
+recs gate are made by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import pytest
+
+from recsys import quality
+from recsys.load import load_landing
+
+BATCH = "2026-03-01"
+END = datetime(2026, 3, 2, tzinfo=UTC)
+RUN = "run_20260302T000000"
+N_EVENTS = 400
+
+
+def landing_files(directory, events_change=None):
+    """A clean batch of 20 users, 10 items and 400 events; ``events_change(events)`` dirties the events."""
+    rng = np.random.default_rng(0)
+    users = pd.DataFrame(
+        {
+            "user_id": [f"U{i:03d}" for i in range(20)],
+            "signup_at": "2026-01-01T00:00:00Z",
+            "gender": "female",
+            "region": "north",
+            "birth_year": 1990,
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": [f"I{i:03d}" for i in range(10)],
+            "name": "thing",
+            "category_path": "Home > Kitchen",
+            "brand": "Acme",
+            "price": 9.5,
+            "stock_quantity": 5,
+            "created_at": "2025-12-01T00:00:00Z",
+        }
+    )
+    event_at = pd.Timestamp("2026-02-01", tz="UTC") + pd.to_timedelta(np.arange(N_EVENTS) * 600, unit="s")
+    events = pd.DataFrame(
+        {
+            "event_id": [f"E{i:04d}" for i in range(N_EVENTS)],
+            "user_id": users["user_id"].to_numpy()[rng.integers(0, 20, N_EVENTS)],
+            "item_id": items["item_id"].to_numpy()[rng.integers(0, 10, N_EVENTS)],
+            "event_type": rng.choice(["view", "cart", "purchase"], N_EVENTS),
+            "event_at": event_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "session_id": "S1",
+            "platform": "web",
+            "quantity": 1,
+            "price": 9.5,
+        }
+    )
+    if events_change:
+        events = events_change(events)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in {"users": users, "items": items, "events": events}.items():
+        frame.to_csv(directory / f"{name}.csv", index=False)
+    return directory
+
+
+def load_batch(url, directory):
+    conn = psycopg2.connect(url)
+    try:
+        load_landing(conn, directory, BATCH)
+    finally:
+        conn.close()
+
+
+def check_raw(url, freshness=False):
+    conn = psycopg2.connect(url)
+    try:
+        return quality.check_raw(conn, url, RUN, BATCH, END, freshness=freshness)
+    finally:
+        conn.close()
+
+
+def results(url, where="true"):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select run_id, batch_id, gate, suite, table_name, expectation_type, column_name, severity, success,"
+            f" observed_value, unexpected_count, element_count from quality.check_results where {where}"
+        )
+        return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
+
+
+@pytest.fixture(autouse=True)
+def docs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_GX_DOCS_DIR", str(tmp_path / "gx_docs"))
+    return tmp_path / "gx_docs"
+
+
+def test_a_clean_batch_passes_with_one_result_row_per_expectation_and_fresh_sources(database, tmp_path, docs):
+    load_batch(database, landing_files(tmp_path / "landing"))
+
+    outcome = check_raw(database, freshness=True)
+
+    suites = quality.raw_suites(BATCH, END, ["users", "items", "events"])
+    n_expectations = sum(len(suite.expectations) for suite in suites)
+    stored = results(database)
+    gx_rows = stored[stored["suite"] != "dbt_source_freshness"]
+    assert len(gx_rows) == n_expectations and gx_rows["success"].all()
+    assert set(gx_rows["suite"]) == {suite.name for suite in suites}
+    assert (stored[["run_id", "batch_id", "gate"]].drop_duplicates().to_numpy() == [[RUN, BATCH, "raw"]]).all()
+    # dbt source freshness of the three required sources, at the warn and the error level, all just loaded
+    freshness = stored[stored["suite"] == "dbt_source_freshness"]
+    assert sorted(freshness["table_name"]) == sorted(["raw.users", "raw.items", "raw.events"] * 2)
+    assert set(freshness["severity"]) == {"warning", "critical"} and freshness["success"].all()
+    assert outcome["failed_critical"] == 0 and outcome["failed_warnings"] == 0
+    assert outcome["expectations"] == len(stored)
+    # (e) the data docs are an artifact on disk
+    index = docs / RUN / "raw" / "index.html"
+    assert outcome["data_docs"] == str(index) and index.exists()
+    assert "raw_events" in index.read_text()
+
+    # a re-run of the same run replaces its rows
+    check_raw(database)
+    assert len(results(database)) == n_expectations
+
+
+def unknown_event_types(events):
+    return events.assign(event_type=np.where(np.arange(len(events)) % 10 < 3, "click", events["event_type"]))
+
+
+def missing_user_ids(events):
+    return events.assign(user_id=events["user_id"].where(np.arange(len(events)) % 10 >= 3))
+
+
+@pytest.mark.parametrize(
+    ("change", "suite", "expectation", "column"),
+    [
+        (unknown_event_types, "raw_events", "expect_column_values_to_be_in_set", "event_type_normalized"),
+        # rows without a user id never reach raw: the loader rejects them, and the reject share fails the gate
+        (missing_user_ids, "load_audit", "expect_column_values_to_be_between", "rejected_share"),
+    ],
+)
+def test_b_a_critical_problem_fails_the_gate_naming_the_expectation(
+    database, tmp_path, change, suite, expectation, column
+):
+    load_batch(database, landing_files(tmp_path / "landing", change))
+
+    with pytest.raises(quality.QualityGateError) as failure:
+        check_raw(database)
+
+    message = str(failure.value)
+    assert "1 critical expectation(s) failed" in message
+    assert f"[{suite}]: {expectation}({column})" in message
+    failed = results(database, "not success and severity = 'critical'")
+    assert failed[["suite", "expectation_type", "column_name"]].to_numpy().tolist() == [[suite, expectation, column]]
+    # 30% of the events: 120 of 400 rows, or 1 of the 3 files (events) over the reject share
+    expected = [120, N_EVENTS] if suite == "raw_events" else [1, 3]
+    assert failed[["unexpected_count", "element_count"]].to_numpy().tolist() == [expected]
+
+
+def test_c_a_warning_only_problem_passes_and_is_recorded(database, tmp_path):
+    def no_sessions(events):
+        return events.assign(session_id=events["session_id"].where(np.arange(len(events)) % 5 > 0))
+
+    load_batch(database, landing_files(tmp_path / "landing", no_sessions))
+
+    outcome = check_raw(database)
+
+    assert outcome["failed_critical"] == 0 and outcome["failed_warnings"] == 1
+    failed = results(database, "not success")
+    assert failed[["suite", "expectation_type", "column_name", "severity", "unexpected_count"]].to_numpy().tolist() == [
+        ["raw_events", "expect_column_values_to_not_be_null", "session_id", "warning", N_EVENTS // 5]
+    ]
+
+
+MARTS = """
+create schema if not exists analytics;
+create table analytics.dim_users (user_id text);
+create table analytics.dim_items (item_id text, is_in_stock boolean);
+create table analytics.user_profiles (user_id text);
+create table analytics.user_interest_tags (user_id text, tag text, weight double precision, tag_rank integer);
+insert into analytics.dim_users values ('u1'), ('u2');
+insert into analytics.dim_items values ('i1', true), ('i2', true), ('i3', true), ('i4', false);
+insert into analytics.user_profiles values ('u1'), ('u2');
+insert into analytics.user_interest_tags values ('u1', 'category:Home', 0.75, 1), ('u1', 'brand:Acme', 0.25, 2),
+    ('u2', 'category:Home', 1.0, 1);
+"""
+#: user, item_rank, item_id, score: in stock, no item twice, scores non-increasing (ties allowed)
+GOOD_RECS = [
+    ("u1", 1, "i1", 0.9),
+    ("u1", 2, "i2", 0.5),
+    ("u1", 3, "i3", 0.5),
+    ("u2", 1, "i3", 0.7),
+    ("u2", 2, "i1", 0.1),
+]
+
+
+def make_recs_warehouse(url, recommendations):
+    from recsys.training import ML_DDL
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(MARTS + ML_DDL)
+        rows = [(RUN, user, rank, item, score) for user, rank, item, score in recommendations]
+        # an earlier run's rows are not the candidate's business: a broken old run does not fail this one
+        rows += [("run_20260301T000000", "u1", 1, "i4", 0.1), ("run_20260301T000000", "u1", 2, "i4", 0.9)]
+        cur.executemany(
+            "insert into ml.recommendations (run_id, user_id, item_rank, item_id, score, model_name, reason_code,"
+            " reason_text, generated_at) values (%s, %s, %s, %s, %s, 'als', 'matrix_factorization', 'why', now())",
+            rows,
+        )
+        cur.execute(
+            "insert into ml.similar_items values (%(run)s, 'i1', 1, 'i2', 0.8), (%(run)s, 'i1', 2, 'i3', 0.2);"
+            "insert into ml.cold_start_recommendations values (%(run)s, 'all', 1, 'i1', 3),"
+            " (%(run)s, 'all', 2, 'i2', 1)",
+            {"run": RUN},
+        )
+
+
+def check_recs(url):
+    conn = psycopg2.connect(url)
+    try:
+        return quality.check_marts_and_recs(conn, url, RUN)
+    finally:
+        conn.close()
+
+
+def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
+    make_recs_warehouse(database, GOOD_RECS)
+
+    outcome = check_recs(database)
+
+    stored = results(database)
+    n_expectations = sum(len(suite.expectations) for suite in quality.marts_and_recs_suites(RUN))
+    assert len(stored) == n_expectations and stored["success"].all()
+    assert set(stored["gate"]) == {"marts_and_recs"} and stored["batch_id"].isna().all()
+    assert outcome["failed_critical"] == 0 and (docs / RUN / "marts_and_recs" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("recommendations", "expectation"),
+    [
+        (
+            [*GOOD_RECS[:4], ("u2", 2, "i3", 0.1)],
+            "ml.recommendations [ml_recommendations]: expect_compound_columns_to_be_unique(user_id,item_id)",
+        ),
+        (
+            [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)],
+            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: every item_id exists in"
+            " analytics.dim_items and is in stock: observed 1",
+        ),
+        (
+            [*GOOD_RECS[:4], ("u2", 2, "i1", 0.8)],
+            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: scores do not increase with"
+            " item_rank: observed 1",
+        ),
+        (
+            [*GOOD_RECS, *[("u2", rank, f"x{rank}", 0.0) for rank in range(3, 23)]],
+            "unexpected_rows_expectation: at most 20 items per user: observed 1",
+        ),
+    ],
+    ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20"],
+)
+def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation):
+    make_recs_warehouse(database, recommendations)
+
+    with pytest.raises(quality.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
+        check_recs(database)
+
+    assert expectation in str(failure.value)
+    failed = results(database, "not success and severity = 'critical'")
+    assert (failed["table_name"] == "ml.recommendations").all() and len(failed) >= 1
+
+
+def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, tmp_path):
+    load_batch(database, landing_files(tmp_path / "landing"))
+
+    def age_loads(hours: int) -> None:
+        with psycopg2.connect(database) as conn, conn.cursor() as cur:
+            for table in ("users", "items", "events"):
+                cur.execute(f"update raw.{table} set _loaded_at = now() - interval '{hours} hours'")
+
+    age_loads(30)
+    outcome = check_raw(database, freshness=True)
+    assert outcome["failed_warnings"] == 3
+    stale = results(database, "not success")
+    assert set(stale["suite"]) == {"dbt_source_freshness"} and set(stale["severity"]) == {"warning"}
+
+    age_loads(60)
+    with pytest.raises(quality.QualityGateError, match=r"3 critical expectation\(s\) failed") as failure:
+        check_raw(database, freshness=True)
+    assert "raw.events [dbt_source_freshness]: dbt_source_freshness(_loaded_at)" in str(failure.value)
+    assert '"status": "error"' in str(failure.value)
+
+
+def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recsys import tasks
+
+    make_recs_warehouse(database, [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)])
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", database)
+
+    with pytest.raises(AirflowFailException, match="is in stock"):
+        tasks.check_marts_and_recs(END)
