@@ -403,6 +403,15 @@ def _result_row(suite: str, table: str, result) -> dict:
     if result.exception_info and result.exception_info.get("raised_exception"):
         details = {**details, "exception": result.exception_info.get("exception_message")}
     column = config.kwargs.get("column") or ",".join(config.kwargs.get("column_list") or []) or None
+    # counts only: example values could be user ids or other personal data, which quality.* must not keep
+    details = {
+        key: value for key, value in details.items() if not key.startswith(("partial_unexpected", "unexpected_"))
+    }
+    details.update(
+        {key: result.result[key] for key in ("unexpected_count", "unexpected_percent") if key in (result.result or {})}
+    )
+    if isinstance(details.get("details"), dict):  # unexpected-rows expectations return the rows themselves
+        details["details"] = {key: value for key, value in details["details"].items() if key != "unexpected_rows"}
     observed = details.get("observed_value")
     return {
         "suite": suite,
