@@ -531,6 +531,6 @@ def test_import_of_a_missing_file_names_it(tmp_path, capsys):
 
 def test_readme_table_is_this_catalogue():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("\n## Bad input\n")[1].split("\n## ")[0]
+    section = readme.split("\n### Bad input\n")[1].split("\n### ")[0]
     rows = {line[2:].split(" | ")[0] for line in section.splitlines() if line.startswith("| ")}
     assert rows - {"input"} == set(LOAD_CASES) | set(INTERACTION_CASES) | set(RETAIL_CASES)
