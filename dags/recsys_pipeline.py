@@ -1,5 +1,9 @@
 """The main pipeline: load -> quality gate -> dbt build (with tests) -> train, evaluate, recommend -> gate -> publish.
 
+Publishing is atomic: the ``publish`` group builds the recs models and their tests in the build
+schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
+transaction, so readers see the previous run or the new one, never a mix.
+
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
 The two quality gates (Great Expectations, ``dbt source freshness``) stop the
 run when a critical expectation fails, so nothing bad reaches the next layer.
@@ -31,9 +35,12 @@ DBT_ENV = {
 }
 AS_OF = "{{ data_interval_end.isoformat() }}"
 RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
+BUILD_SCHEMA = "recs_build"  # recsys.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
 
 
-def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str] | None = None) -> DbtTaskGroup:
+def dbt_group(
+    group_id: str, select: list[str] | None = None, exclude: list[str] | None = None, extra_vars: dict | None = None
+) -> DbtTaskGroup:
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json"),
@@ -55,7 +62,11 @@ def dbt_group(group_id: str, select: list[str] | None = None, exclude: list[str]
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
-        operator_args={"vars": {"as_of": AS_OF, "run_id": RUN_ID}, "env": DBT_ENV, "install_deps": False},
+        operator_args={
+            "vars": {"as_of": AS_OF, "run_id": RUN_ID, **(extra_vars or {})},
+            "env": DBT_ENV,
+            "install_deps": False,
+        },
         default_args={"retries": 0},
     )
 
@@ -112,9 +123,26 @@ def recsys_pipeline():
 
         return tasks.check_marts_and_recs(data_interval_end)
 
+    @task
+    def swap_recs(data_interval_end=None) -> dict:
+        """Swap the build schema (tested by the publish group) in for recs in one transaction: atomic publish."""
+        from recsys import tasks
+
+        return tasks.swap_recs(data_interval_end)
+
     transform = dbt_group("transform", exclude=["tag:publish"])
-    publish = dbt_group("publish", select=["tag:publish"])
-    load() >> check_raw() >> transform >> train_and_evaluate() >> recommend() >> check_marts_and_recs() >> publish
+    # the recs models are built and tested in the build schema; swap_recs then publishes them all at once
+    publish = dbt_group("publish", select=["tag:publish"], extra_vars={"recs_schema": BUILD_SCHEMA})
+    (
+        load()
+        >> check_raw()
+        >> transform
+        >> train_and_evaluate()
+        >> recommend()
+        >> check_marts_and_recs()
+        >> publish
+        >> swap_recs()
+    )
 
 
 recsys_pipeline()

@@ -36,8 +36,18 @@ from psycopg2 import sql
 
 logger = logging.getLogger(__name__)
 
-#: schemas searched for the user's rows
-SCHEMAS: tuple[str, ...] = ("raw", "staging", "intermediate", "analytics", "identity", "ml", "recs", "quality")
+#: schemas searched for the user's rows (recs_build: a build a failed publish left, see ``recsys.publish``)
+SCHEMAS: tuple[str, ...] = (
+    "raw",
+    "staging",
+    "intermediate",
+    "analytics",
+    "identity",
+    "ml",
+    "recs",
+    "recs_build",
+    "quality",
+)
 
 ERASURE_DDL = """
 create schema if not exists quality;

@@ -87,6 +87,14 @@ def check_marts_and_recs(data_interval_end: datetime) -> dict:
     return _gate(quality.check_marts_and_recs, run_id_for(data_interval_end))
 
 
+def swap_recs(data_interval_end: datetime) -> dict:
+    """Publish the interval's run: swap the build schema in for ``recs`` in one transaction (:mod:`recsys.publish`)."""
+    from recsys import publish  # noqa: PLC0415
+
+    with connect(warehouse_dsn()) as conn:
+        return publish.swap_recs(conn, run_id_for(data_interval_end))
+
+
 def pseudonym_key() -> str:
     """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
     if os.environ.get("RECSYS_PSEUDONYM_KEY"):

@@ -53,6 +53,9 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     # recommend -> check_marts_and_recs -> publish: nothing reaches recs.* before the marts and recs gate
     assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"recommend"}
     assert publish <= downstream("check_marts_and_recs")
+    # publish -> swap_recs: recs.* changes only in the swap, after every recs model and test passed
+    assert publish <= dag.get_task("swap_recs").get_flat_relative_ids(upstream=True)
+    assert "swap_recs" in downstream("check_marts_and_recs") and not dag.get_task("swap_recs").downstream_task_ids
     assert "recommend" not in dag.get_task("train_and_evaluate").get_flat_relative_ids(upstream=True)
 
 

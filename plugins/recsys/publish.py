@@ -1,0 +1,154 @@
+"""Atomic publish: swap the freshly built recs schema in for ``recs`` in one transaction.
+
+The ``publish`` dbt group builds the recs models (and runs their tests) in the build schema
+:data:`BUILD_SCHEMA` (dbt var ``recs_schema``), never in ``recs`` itself. Only when all of them
+passed, :func:`swap_recs` checks the build schema holds the run being published and then, in one
+transaction:
+
+1. locks every relation of ``recs`` (``access exclusive``, with a short ``lock_timeout`` and retries,
+   so it never holds some locks while a reader waits for them long enough to deadlock it),
+2. renames ``recs`` to :data:`PREVIOUS_SCHEMA` and the build schema to ``recs``,
+3. drops the previous schema.
+
+A reader's statement therefore sees every ``recs`` table of the old run or every table of the new one:
+a statement that started on the old tables holds them until it ends, which the swap waits for; a
+statement that waits for the swap's locks looks its tables up again after the commit (Postgres does
+that when a relation it waited for was dropped) and finds the new ones. A crash or a failed test
+anywhere before the commit leaves ``recs`` as it was; the next attempt rebuilds the build schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from psycopg2 import errors, sql
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_SCHEMA = "recs"
+BUILD_SCHEMA = "recs_build"
+PREVIOUS_SCHEMA = "recs_previous"
+#: tables every published run has (the recs models); the swap refuses a build schema without one of them
+RECS_TABLES = (
+    "cold_start_recommendations",
+    "model_evaluations",
+    "model_search",
+    "runs",
+    "similar_items",
+    "user_recommendations",
+)
+#: tables holding only the published run: each must have rows, all of ``run_id``
+RUN_TABLES = ("cold_start_recommendations", "similar_items", "user_recommendations")
+
+
+class PublishError(RuntimeError):
+    """The build schema is not a complete build of the run to publish."""
+
+
+def check_build(cur, run_id: str, build_schema: str = BUILD_SCHEMA) -> dict[str, int]:
+    """Check that ``build_schema`` is a complete build of ``run_id``; return rows per run table.
+
+    Raises
+    ------
+    PublishError
+        A recs table is missing, ``runs`` does not mark exactly ``run_id`` as published, or a run table is
+        empty or holds another run.
+    """
+    cur.execute(
+        "select table_name from information_schema.tables where table_schema = %s and table_type = 'BASE TABLE'",
+        (build_schema,),
+    )
+    missing = sorted(set(RECS_TABLES) - {row[0] for row in cur.fetchall()})
+    if missing:
+        raise PublishError(f"{build_schema} lacks {', '.join(missing)}: run the publish dbt models first")
+    cur.execute(sql.SQL("select run_id from {} where is_published").format(sql.Identifier(build_schema, "runs")))
+    published = [row[0] for row in cur.fetchall()]
+    if published != [run_id]:
+        raise PublishError(f"{build_schema}.runs publishes {published}, expected [{run_id!r}]")
+    counts = {}
+    for table in RUN_TABLES:
+        cur.execute(
+            sql.SQL("select count(*), count(*) filter (where run_id is distinct from %s) from {}").format(
+                sql.Identifier(build_schema, table)
+            ),
+            (run_id,),
+        )
+        rows, other = cur.fetchone()
+        if rows == 0 or other:
+            raise PublishError(f"{build_schema}.{table} has {rows} rows, {other} of another run than {run_id}")
+        counts[table] = rows
+    return counts
+
+
+def swap_recs(
+    conn,
+    run_id: str,
+    build_schema: str = BUILD_SCHEMA,
+    lock_timeout_ms: int = 200,
+    attempts: int = 50,
+) -> dict:
+    """Publish ``run_id``: swap ``build_schema`` in for ``recs`` in one transaction and drop the old ``recs``.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        Committed by this function (once, on success); rolled back on failure.
+    run_id : str
+        The run the build schema must hold (see :func:`check_build`).
+    build_schema : str
+        Where the ``publish`` dbt group built the recs models (dbt var ``recs_schema``).
+    lock_timeout_ms : int
+        How long to wait for one lock on ``recs``; it must stay below the server's ``deadlock_timeout``
+        (default 1 s), so that a reader waiting for a lock the swap holds is never aborted as a deadlock.
+    attempts : int
+        How many times to try to take the locks before giving up.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``schema`` and the rows per run table, for XCom.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with conn.cursor() as cur:
+                counts = check_build(cur, run_id, build_schema)
+                cur.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
+                cur.execute(
+                    "select c.relname from pg_class as c inner join pg_namespace as n on n.oid = c.relnamespace"
+                    " where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm') order by c.relname",
+                    (PUBLISHED_SCHEMA,),
+                )
+                current = [row[0] for row in cur.fetchall()]
+                if current:
+                    cur.execute(
+                        sql.SQL("lock table {} in access exclusive mode").format(
+                            sql.SQL(", ").join(sql.Identifier(PUBLISHED_SCHEMA, name) for name in current)
+                        )
+                    )
+                cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(PREVIOUS_SCHEMA)))
+                cur.execute("select 1 from pg_namespace where nspname = %s", (PUBLISHED_SCHEMA,))
+                if cur.fetchone():
+                    cur.execute(
+                        sql.SQL("alter schema {} rename to {}").format(
+                            sql.Identifier(PUBLISHED_SCHEMA), sql.Identifier(PREVIOUS_SCHEMA)
+                        )
+                    )
+                cur.execute(
+                    sql.SQL("alter schema {} rename to {}").format(
+                        sql.Identifier(build_schema), sql.Identifier(PUBLISHED_SCHEMA)
+                    )
+                )
+                cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(PREVIOUS_SCHEMA)))
+            conn.commit()
+        except errors.LockNotAvailable:
+            conn.rollback()
+            log.info("recs is busy (attempt %d of %d), trying again", attempt, attempts)
+            time.sleep(min(0.05 * attempt, 1.0))
+            continue
+        except Exception:
+            conn.rollback()
+            raise
+        log.info("published run %s: %s", run_id, counts)
+        return {"run_id": run_id, "schema": PUBLISHED_SCHEMA, **counts}
+    raise PublishError(f"could not lock {PUBLISHED_SCHEMA} in {attempts} attempts; readers hold it")
