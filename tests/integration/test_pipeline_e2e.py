@@ -295,6 +295,15 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     audit = frame(url, "select erased_at, rows_deleted from quality.erasure_audit")
     assert len(audit) == 1 and audit["rows_deleted"].iloc[0]["raw.users"] == 1
 
+    # the user_erasure DAG does the same for a second user
+    second = sorted(set(orders["user_id"]) - {shop_id})[0]
+    conf = json.dumps({"shop_user_id": second})
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "dags", "test", "user_erasure", "-c", conf], env=env, check=True, capture_output=True)
+    assert frame(url, "select count(*) as n from identity.user_id_map where shop_user_id = %s", (second,))["n"][0] == 0
+    assert frame(url, "select count(*) as n from raw.users where user_id = %s", (second,))["n"][0] == 0
+    assert len(frame(url, "select erasure_id from quality.erasure_audit")) == 2
+
     # the same delivery again: the user's rows are dropped at load, counted as rejected, stored without content
     batch_id = frame(url, "select distinct batch_id from quality.load_audit")["batch_id"].iloc[0]
     subprocess.run([recsys, "load", str(shop), "--batch-id", batch_id], env={**env, "WAREHOUSE_URL": url}, check=True)
