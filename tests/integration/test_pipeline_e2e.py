@@ -311,6 +311,6 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     dropped = frame(
         url, "select table_name, count(*) as n from quality.rejected_rows where reason = 'erased_user' group by 1"
     )
-    assert dict(zip(dropped["table_name"], dropped["n"], strict=True))["users"] == 1
+    assert dict(zip(dropped["table_name"], dropped["n"], strict=True))["users"] == 2  # both erased users
     audit = frame(url, "select rows_read, rows_loaded, rows_rejected from quality.load_audit")
     assert (audit["rows_read"] == audit["rows_loaded"] + audit["rows_rejected"]).all()
