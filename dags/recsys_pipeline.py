@@ -2,7 +2,8 @@
 
 Publishing is atomic: the ``publish`` group builds the recs models and their tests in the build
 schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
-transaction, so readers see the previous run or the new one, never a mix.
+transaction, so readers see the previous run or the new one, never a mix. ``push_online`` then copies
+the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.online``).
 
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
 The two quality gates (Great Expectations, ``dbt source freshness``) stop the
@@ -130,6 +131,13 @@ def recsys_pipeline():
 
         return tasks.swap_recs(data_interval_end)
 
+    @task
+    def push_online(data_interval_end=None) -> dict:
+        """Copy the published run to Redis (when REDIS_URL is set), then flip the store's pointer to it."""
+        from recsys import tasks
+
+        return tasks.push_online(data_interval_end)
+
     transform = dbt_group("transform", exclude=["tag:publish"])
     # the recs models are built and tested in the build schema; swap_recs then publishes them all at once
     publish = dbt_group("publish", select=["tag:publish"], extra_vars={"recs_schema": BUILD_SCHEMA})
@@ -142,6 +150,7 @@ def recsys_pipeline():
         >> check_marts_and_recs()
         >> publish
         >> swap_recs()
+        >> push_online()
     )
 
 

@@ -110,3 +110,18 @@ def erase_user(shop_user_id: str) -> dict:
 
     with connect(warehouse_dsn()) as conn:
         return erase(conn, shop_user_id, pseudonym_key())
+
+
+def push_online(data_interval_end: datetime) -> dict:
+    """Copy the published run to the Redis online store (:mod:`recsys.online`) when ``REDIS_URL`` is set."""
+    from recsys import online  # noqa: PLC0415
+
+    client = online.redis_client()
+    if client is None:
+        log.info("REDIS_URL not set: skipping the online store")
+        return {"skipped": True}
+    try:
+        with connect(warehouse_dsn()) as conn:
+            return online.push_online(conn, client, run_id_for(data_interval_end))
+    finally:
+        client.close()

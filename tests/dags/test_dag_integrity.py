@@ -55,7 +55,11 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert publish <= downstream("check_marts_and_recs")
     # publish -> swap_recs: recs.* changes only in the swap, after every recs model and test passed
     assert publish <= dag.get_task("swap_recs").get_flat_relative_ids(upstream=True)
-    assert "swap_recs" in downstream("check_marts_and_recs") and not dag.get_task("swap_recs").downstream_task_ids
+    assert "swap_recs" in downstream("check_marts_and_recs")
+    # swap_recs -> push_online: Redis gets only a published run, and push_online is the last task
+    assert dag.get_task("swap_recs").downstream_task_ids == {"push_online"}
+    assert dag.get_task("push_online").upstream_task_ids == {"swap_recs"}
+    assert not dag.get_task("push_online").downstream_task_ids
     assert "recommend" not in dag.get_task("train_and_evaluate").get_flat_relative_ids(upstream=True)
 
 

@@ -1,0 +1,203 @@
+"""The online store: the published run in Redis, for the shop to serve from with one key read per page.
+
+When ``REDIS_URL`` is set, :func:`push_online` (the DAG task ``push_online``, after ``swap_recs``) copies the
+published run from ``recs`` (and the profiles from ``analytics.user_profiles``) into Redis. Key layout, with
+``recsys`` as the default prefix; every value is one JSON string:
+
+======================================  =====================================================================
+key                                     value
+======================================  =====================================================================
+``recsys:current``                      the run id readers must use (the pointer)
+``recsys:runs``                         set of the run ids that may still have keys (for clean-up)
+``recsys:{run_id}:recs:{user_id}``      ``[{"item_id", "score", "reason_code", "reason_text"}, ...]``, rank order
+``recsys:{run_id}:profile:{user_id}``   ``{"rfm_segment", "spending_power", "lifecycle_stage", "top_categories"}``
+``recsys:{run_id}:similar:{item_id}``   ``[{"item_id", "score"}, ...]``, most similar first
+``recsys:{run_id}:meta``                ``{"run_id", "users", "profiles", "items"}``: key counts, written last
+======================================  =====================================================================
+
+``user_id`` is the pseudonymous key of the warehouse (``analytics.dim_users.user_id``): the shop maps its own
+id through ``identity.user_id_map`` before reading, so Redis holds no shop id, email or name.
+
+Versioning: every key of a run is written first (``MSET`` per batch of rows streamed from a server-side
+cursor), then ``recsys:current`` is flipped to the new run with one ``SET``, then every key of the other runs
+gets an expiry of ``grace_seconds`` (``EXPIRE ... NX``: a key already expiring keeps its deadline). A reader
+reads ``recsys:current`` and then the keys of that run (:func:`read_current`), so it sees one run: the old one
+until the flip, the new one after it. The grace period keeps the previous run readable for a reader that read
+the pointer just before the flip. Pushing the current run again overwrites its keys with the same values
+(a re-run of an interval leaves the same tables).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from psycopg2 import sql
+
+log = logging.getLogger(__name__)
+
+PREFIX = "recsys"
+#: how long the previous run stays readable after the flip, in seconds
+GRACE_SECONDS = 3600
+BATCH_ROWS = 5_000
+
+#: (kind, key column, JSON value): one query per kind over the published tables, values built in Postgres
+_KINDS = {
+    "recs": sql.SQL(
+        "select user_id, json_agg(json_build_object('item_id', item_id, 'score', score,"
+        " 'reason_code', reason_code, 'reason_text', reason_text) order by item_rank)::text"
+        " from recs.user_recommendations group by user_id"
+    ),
+    "profile": sql.SQL(
+        "select user_id, json_build_object('rfm_segment', rfm_segment, 'spending_power', spending_power,"
+        " 'lifecycle_stage', lifecycle_stage,"
+        " 'top_categories', coalesce(string_to_array(top_categories, '|'), '{}'))::text"
+        " from analytics.user_profiles"
+    ),
+    "similar": sql.SQL(
+        "select item_id, json_agg(json_build_object('item_id', similar_item_id, 'score', score)"
+        " order by item_rank)::text from recs.similar_items group by item_id"
+    ),
+}
+
+
+class OnlineStoreError(RuntimeError):
+    """``recs`` does not hold exactly the run to push."""
+
+
+def redis_client(url: str | None = None):
+    """A Redis client for ``url`` (default ``REDIS_URL``), or ``None`` when no URL is set."""
+    url = url or os.environ.get("REDIS_URL")
+    if not url:
+        return None
+    import redis  # noqa: PLC0415
+
+    return redis.Redis.from_url(url)
+
+
+def run_key(run_id: str, kind: str, entity_id: str, prefix: str = PREFIX) -> str:
+    """The key of one value of a run, e.g. ``recsys:run_20260301T000000:recs:u1``."""
+    return f"{prefix}:{run_id}:{kind}:{entity_id}"
+
+
+def _check_published(cur, run_id: str) -> None:
+    cur.execute("select run_id from recs.runs where is_published")
+    published = [row[0] for row in cur.fetchall()]
+    if published != [run_id]:
+        raise OnlineStoreError(f"recs.runs publishes {published}, expected [{run_id!r}]")
+    for table in ("user_recommendations", "similar_items"):
+        cur.execute(
+            sql.SQL("select count(*) from {} where run_id is distinct from %s").format(sql.Identifier("recs", table)),
+            (run_id,),
+        )
+        if cur.fetchone()[0]:
+            raise OnlineStoreError(f"recs.{table} holds rows of another run than {run_id}")
+
+
+def _write_kind(conn, client, run_id: str, kind: str, prefix: str, batch_rows: int) -> int:
+    """Stream one kind's (key, JSON) rows from a named cursor into Redis, one ``MSET`` per batch."""
+    query = sql.SQL("select {} || entity_id, value from ({}) as source(entity_id, value)").format(
+        sql.Literal(f"{prefix}:{run_id}:{kind}:"), _KINDS[kind]
+    )
+    written = 0
+    with conn.cursor(name=f"online_{kind}") as cur:
+        cur.itersize = batch_rows
+        cur.execute(query)
+        while batch := cur.fetchmany(batch_rows):
+            client.mset(dict(batch))
+            written += len(batch)
+    return written
+
+
+def _expire_run(client, run_id: str, prefix: str, grace_seconds: int, batch_keys: int = 1_000) -> int:
+    """Give every key of ``run_id`` that has none an expiry of ``grace_seconds``; return the keys seen."""
+    seen = 0
+    keys = []
+    for key in client.scan_iter(match=f"{prefix}:{run_id}:*", count=batch_keys):
+        keys.append(key)
+        if len(keys) == batch_keys:
+            seen += _expire_keys(client, keys, grace_seconds)
+            keys = []
+    return seen + _expire_keys(client, keys, grace_seconds)
+
+
+def _expire_keys(client, keys: list, grace_seconds: int) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.expire(key, grace_seconds, nx=True)
+    pipe.execute()
+    return len(keys)
+
+
+def push_online(
+    conn,
+    client,
+    run_id: str,
+    prefix: str = PREFIX,
+    grace_seconds: int = GRACE_SECONDS,
+    batch_rows: int = BATCH_ROWS,
+) -> dict:
+    """Write the published run ``run_id`` to Redis, flip ``{prefix}:current`` to it, expire the other runs.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        The warehouse; read in one read-only repeatable-read transaction (one snapshot of ``recs``), which this
+        function ends.
+    client : redis.Redis
+        The online store.
+    run_id : str
+        The run ``recs`` publishes (``recs.runs.is_published``); anything else raises :class:`OnlineStoreError`.
+    prefix : str
+        Namespace of every key (see the module docstring).
+    grace_seconds : int
+        Expiry given to the keys of the previous run (and of any run never made current) after the flip.
+    batch_rows : int
+        Rows fetched from Postgres and written with one ``MSET`` at a time.
+
+    Returns
+    -------
+    dict
+        ``run_id``, the ``previous`` run id and the keys written per kind, for XCom.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute("set transaction isolation level repeatable read, read only")
+            _check_published(cur, run_id)
+        client.sadd(f"{prefix}:runs", run_id)
+        counts = {kind: _write_kind(conn, client, run_id, kind, prefix, batch_rows) for kind in _KINDS}
+    finally:
+        conn.rollback()
+    meta = {"run_id": run_id, "users": counts["recs"], "profiles": counts["profile"], "items": counts["similar"]}
+    client.set(f"{prefix}:{run_id}:meta", json.dumps(meta))
+    previous = client.set(f"{prefix}:current", run_id, get=True)
+    previous = previous.decode() if previous is not None else None
+    for stale in {member.decode() for member in client.smembers(f"{prefix}:runs")} - {run_id}:
+        expired = _expire_run(client, stale, prefix, grace_seconds)
+        client.srem(f"{prefix}:runs", stale)
+        log.info("run %s: %d keys expire in %d s", stale, expired, grace_seconds)
+    log.info("online store now serves run %s (was %s): %s", run_id, previous, counts)
+    return {"run_id": run_id, "previous": previous, **counts}
+
+
+def read_current(client, kind: str, entity_id: str, prefix: str = PREFIX) -> tuple[str | None, object]:
+    """Follow the pointer: the current run id and its decoded value for (``kind``, ``entity_id``).
+
+    Returns ``(None, None)`` before the first push and ``(run_id, None)`` when the run has no such key.
+    """
+    run_id = client.get(f"{prefix}:current")
+    if run_id is None:
+        return None, None
+    run_id = run_id.decode()
+    value = client.get(run_key(run_id, kind, entity_id, prefix))
+    return run_id, json.loads(value) if value is not None else None
+
+
+def get_recommendations(client, user_id: str, prefix: str = PREFIX) -> list[dict] | None:
+    """The current run's list for the pseudonymous ``user_id`` in rank order, or ``None`` if it has none.
+
+    Each entry is ``{"item_id", "score", "reason_code", "reason_text"}``. A user without a list (new, or opted
+    out) gets ``None``: serve the cold-start list instead.
+    """
+    return read_current(client, "recs", user_id, prefix)[1]
