@@ -79,11 +79,16 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_erase_user(args: argparse.Namespace) -> None:
     from recsys.erasure import erase_user
     from recsys.local import existing_pseudonym_key
+    from recsys.tasks import forget_online
     from recsys.warehouse import connect
 
+    key = existing_pseudonym_key()
     with connect() as conn:
-        result = erase_user(conn, args.shop_user_id, existing_pseudonym_key())
+        result = erase_user(conn, args.shop_user_id, key)
     print(f"erased: {result['total']} rows in {len(result['rows_deleted'])} tables; later loads will drop the user")
+    online_keys = forget_online(args.shop_user_id, key)
+    if online_keys is not None:
+        print(f"online store: {online_keys} keys deleted")
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -194,6 +194,17 @@ def read_current(client, kind: str, entity_id: str, prefix: str = PREFIX) -> tup
     return run_id, json.loads(value) if value is not None else None
 
 
+def forget_user(client, user_id: str, prefix: str = PREFIX) -> int:
+    """Delete one user's keys (recommendations and profile) of every run still in Redis; return keys deleted.
+
+    Scans for ``{prefix}:*:recs:{user_id}`` and ``{prefix}:*:profile:{user_id}``, so the previous run's keys
+    in their grace period go too. Called by the erasure (``recsys erase-user``, the ``user_erasure`` DAG) when
+    ``REDIS_URL`` is set.
+    """
+    keys = [key for kind in ("recs", "profile") for key in client.scan_iter(match=f"{prefix}:*:{kind}:{user_id}")]
+    return int(client.delete(*keys)) if keys else 0
+
+
 def get_recommendations(client, user_id: str, prefix: str = PREFIX) -> list[dict] | None:
     """The current run's list for the pseudonymous ``user_id`` in rank order, or ``None`` if it has none.
 

@@ -234,6 +234,11 @@ def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_r
     assert all(0 < redis_client.ttl(key) <= GRACE for key in expected_a)
     assert all(redis_client.ttl(key) == -1 for key in expected_b)
 
+    # erasure: the user's lists and profiles of both runs go, nobody else's
+    assert online.forget_user(redis_client, "u0000", prefix) == 4
+    assert online.get_recommendations(redis_client, "u0000", prefix) is None
+    assert online.get_recommendations(redis_client, "u0001", prefix) == lists[RUN_B]["u0001"]
+
 
 def test_push_refuses_a_run_recs_does_not_publish(warehouse, redis_client, prefix):
     publish(warehouse, planted_run(RUN_A, 0))
