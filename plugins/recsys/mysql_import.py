@@ -384,6 +384,8 @@ def _plan(present: dict[str, set[str]], target: MySQLTarget) -> tuple[list, list
 def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk_rows: int) -> dict:
     """Stream one source table into its landing CSV; return its counts."""
     read_columns = [column for column in spec.columns if column.source not in missing]
+    types = {column.name: column.type for column in landing.FILES[spec.landing].columns}
+    is_time = [types[column.landing] == "timestamp" for column in read_columns]
     selected = [f"`{column.source}`" for column in read_columns]
     keys = [f"`{name}`" for name in spec.order_by]
     cursor.execute(f"select {', '.join(selected + keys)} from `{spec.table}` order by {', '.join(keys)}")
@@ -399,13 +401,13 @@ def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk
             for row in rows:
                 read += 1
                 values = {
-                    column.landing: _text(value)
-                    for column, value in zip(read_columns, row[: len(read_columns)], strict=True)
+                    column.landing: _text(value, time)
+                    for column, time, value in zip(read_columns, is_time, row[: len(read_columns)], strict=True)
                 }
                 reason = _reject_reason(spec.landing, values)
                 if reason:
                     reasons[reason] += 1
-                    key = row[len(read_columns) :]
+                    key = [part if isinstance(part, int | str) else _text(part) for part in row[len(read_columns) :]]
                     examples.setdefault(reason, [])
                     if len(examples[reason]) < _REPORT_EXAMPLES:
                         examples[reason].append(key[0] if len(key) == 1 else list(key))
@@ -434,8 +436,8 @@ def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk
     }
 
 
-def _text(value: object) -> str:
-    """A source value as landing text ('' = missing)."""
+def _text(value: object, is_timestamp: bool = False) -> str:
+    """A source value as landing text ('' = missing; so is a zero date in a timestamp column)."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
@@ -450,7 +452,7 @@ def _text(value: object) -> str:
         value = value.decode("utf-8", errors="replace")
     if isinstance(value, str):
         value = value.strip()
-        return "" if value.startswith("0000-00-00") else value
+        return "" if is_timestamp and value.startswith("0000-00-00") else value
     return str(value)
 
 
