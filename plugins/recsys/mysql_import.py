@@ -8,6 +8,8 @@ missing optional table is skipped and a missing optional column is written empty
 
 Every table is streamed with a server-side cursor (``pymysql.cursors.SSCursor``) in chunks of
 ``chunk_rows`` rows, ordered by its key, and written to its CSV as it arrives: no table is held in memory.
+All tables are read in one read-only transaction with a consistent snapshot (InnoDB), so an order placed
+during the extraction is in both ``orders`` and ``order_items`` or in neither.
 
 Values
 ------
@@ -304,6 +306,8 @@ def import_mysql(url: str, out_dir: Path | str, chunk_rows: int = CHUNK_ROWS) ->
         plan, skipped = _plan(present, target)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        with conn.cursor() as cursor:  # one snapshot for every table (InnoDB): orders and their items agree
+            cursor.execute("start transaction with consistent snapshot, read only")
         tables = {}
         for spec, missing in plan:
             with conn.cursor(pymysql.cursors.SSCursor) as cursor:
