@@ -28,7 +28,11 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from recsys import importers
 
-    if args.source == "online-retail":
+    if args.source == "mysql":
+        from recsys.mysql_import import import_mysql
+
+        _print(import_mysql(args.url, Path(args.out), chunk_rows=args.chunk_rows))
+    elif args.source == "online-retail":
         _print(importers.import_online_retail(Path(args.path), Path(args.out)))
     else:
         _print(
@@ -127,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("path")
         sub.add_argument("--out", required=True)
         sub.set_defaults(func=cmd_import)
+    mysql = sources.add_parser("mysql", help="a shop's MySQL/MariaDB database (the schema in the README)")
+    mysql.add_argument(
+        "--url", required=True, help="mysql://user[:password]@host[:port]/database (or the password in MYSQL_PASSWORD)"
+    )
+    mysql.add_argument("--out", required=True)
+    mysql.add_argument("--chunk-rows", type=int, default=10_000, help="rows fetched per round trip")
+    mysql.set_defaults(func=cmd_import)
 
     url = commands.add_parser("warehouse-url", help="print the warehouse's postgresql:// URL (starts the embedded one)")
     url.set_defaults(func=cmd_warehouse_url)
