@@ -73,6 +73,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {rows} recommendations to {args.out}")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from recsys.report import explain_user
+    from recsys.warehouse import warehouse_url
+
+    print(explain_user(warehouse_url(), args.shop_user_id))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from recsys.report import print_summary
     from recsys.warehouse import warehouse_url
@@ -151,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("what", choices=["recommendations"])
     export.add_argument("--out", required=True)
     export.set_defaults(func=cmd_export)
+
+    explain = commands.add_parser(
+        "explain", help="print a user's profile, interest tags and recommendations with their reasons"
+    )
+    explain.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
+    explain.set_defaults(func=cmd_explain)
 
     summary = commands.add_parser("summary", help="print what the last run built")
     summary.set_defaults(func=cmd_summary)

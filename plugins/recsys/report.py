@@ -92,6 +92,59 @@ def print_summary(url: str, example_users: int = 3) -> None:
             print(recs.to_string(index=False))
 
 
+def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
+    """A user's profile, top interest tags and published recommendations with their reasons, as text.
+
+    Raises
+    ------
+    ValueError
+        The shop user id is not in ``identity.user_id_map`` (unknown, erased, or no run published yet).
+    """
+    with connect(url) as conn:
+        found = _frame(
+            conn, "select user_id from identity.user_id_map where shop_user_id = %s", (shop_user_id.strip(),)
+        )
+        if found.empty:
+            raise ValueError(f"user {shop_user_id!r} is not in the warehouse (unknown, erased, or no run yet)")
+        user_id = found["user_id"].iloc[0]
+        users = _frame(
+            conn,
+            """
+            select users.age_band, users.gender, users.region, users.is_personalization_allowed,
+                profile.rfm_segment, profile.spending_power, profile.lifecycle_stage, profile.recency_days,
+                profile.frequency, profile.monetary, profile.price_sensitivity, profile.promo_sensitivity
+            from analytics.dim_users as users
+            left join analytics.user_profiles as profile on profile.user_id = users.user_id
+            where users.user_id = %s""",
+            (user_id,),
+        )
+        tags = _frame(
+            conn,
+            "select tag, round(weight::numeric, 3) as weight from analytics.user_interest_tags"
+            " where user_id = %s and tag_rank <= %s order by tag_rank",
+            (user_id, n_tags),
+        )
+        recs = _frame(
+            conn,
+            """
+            select recs.item_rank, recs.item_id, items.item_name, items.category, round(recs.score::numeric, 4)
+                as score, recs.model_name, recs.reason_code, recs.reason_text
+            from recs.user_recommendations as recs
+            inner join analytics.dim_items as items on items.item_id = recs.item_id
+            where recs.user_id = %s
+            order by recs.item_rank""",
+            (user_id,),
+        )
+    profile = users.iloc[0].to_dict() if len(users) else {}
+    lines = [f"User {shop_user_id.strip()}"]
+    lines += [f"  {name}: {value}" for name, value in profile.items()]
+    lines.append("Interest tags" + ("" if len(tags) else ": none (no behaviour, or opted out)"))
+    lines += [f"  {row['tag']}: {row['weight']}" for row in tags.to_dict("records")]
+    lines.append("Recommendations")
+    lines.append(recs.to_string(index=False) if len(recs) else "  none published")
+    return "\n".join(lines)
+
+
 def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written."""
     statement = """

@@ -252,6 +252,35 @@ def test_export_writes_recommendations_keyed_by_shop_user_ids(pipeline, tmp_path
     assert len(exported) == frame(url, "select count(*) as n from recs.user_recommendations")["n"].iloc[0]
 
 
+def test_explain_prints_the_profile_tags_and_the_published_list_with_reasons(pipeline):
+    url, _, env = pipeline
+    user = frame(
+        url,
+        """
+        select map.shop_user_id, map.user_id, profile.rfm_segment
+        from identity.user_id_map as map
+        inner join analytics.user_profiles as profile on profile.user_id = map.user_id
+        where exists (select from analytics.user_interest_tags as tags where tags.user_id = map.user_id)
+        order by map.shop_user_id
+        limit 1""",
+    ).iloc[0]
+    recsys = str(Path(sys.executable).parent / "recsys")
+    shown = subprocess.run(
+        [recsys, "explain", user["shop_user_id"]], env={**env, "WAREHOUSE_URL": url}, check=True, capture_output=True
+    ).stdout.decode()
+    assert shown.startswith(f"User {user['shop_user_id']}\n") and f"rfm_segment: {user['rfm_segment']}" in shown
+    top_tag = frame(
+        url, "select tag from analytics.user_interest_tags where user_id = %s and tag_rank = 1", (user["user_id"],)
+    )["tag"].iloc[0]
+    assert f"  {top_tag}: " in shown
+    reasons = frame(url, "select reason_text from recs.user_recommendations where user_id = %s", (user["user_id"],))
+    assert len(reasons) == 20 and all(text in shown for text in reasons["reason_text"])
+    unknown = subprocess.run(
+        [recsys, "explain", "no-such-user"], env={**env, "WAREHOUSE_URL": url}, capture_output=True
+    )
+    assert unknown.returncode == 2 and b"is not in the warehouse" in unknown.stderr
+
+
 # Runs last (pytest keeps file order): it changes the warehouse the tests above read.
 def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline):
     url, shop, env = pipeline
