@@ -577,7 +577,8 @@ def _select(
     """
     budget = float(config["evaluation"].get("search_budget_seconds", 300))
     started = time.perf_counter()
-    trials, best, best_ndcg, best_trial = [], {}, {}, {}
+    trials: list[dict[str, Any]] = []
+    chosen: dict[str, tuple[int, dict[str, Any], np.ndarray, float]] = {}  # name -> trial, params, per-user, mean
     for trial, (name, params) in enumerate(_search_trials(config)):  # a few dozen fits at most
         is_default = trial < len(config["models"])
         if not is_default and time.perf_counter() - started > budget:
@@ -606,15 +607,12 @@ def _select(
                 ndcg_new_items=ndcg_new,
             )
         )
-        if name not in best or ndcg > float(best_ndcg[name].mean() if len(best_ndcg[name]) else math.inf):
-            best[name], best_ndcg[name], best_trial[name] = model, per_user, trial
+        if name not in chosen or ndcg > chosen[name][3]:  # NaN (no validation users) never replaces
+            chosen[name] = (trial, params, per_user, ndcg)
         logger.info("validation %s %s: NDCG@%d %.4f, new items %.4f", name, params, k, ndcg, ndcg_new)
     frame = pd.DataFrame(trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items"])
-    frame["is_selected"] = frame["trial"].isin(list(best_trial.values()))
-    selected = {
-        name: json.loads(frame.loc[frame["trial"] == trial, "params"].iloc[0]) for name, trial in best_trial.items()
-    }
-    return frame, selected, best_ndcg
+    frame["is_selected"] = frame["trial"].isin([trial for trial, *_ in chosen.values()])
+    return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
 
 
 def _item_categories(train: Interactions) -> np.ndarray:
