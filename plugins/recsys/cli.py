@@ -87,6 +87,22 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print_summary(warehouse_url())
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from recsys.html_report import write_report
+    from recsys.warehouse import warehouse_url
+
+    print(f"wrote {write_report(warehouse_url(), Path(args.out) if args.out else None)}")
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    from recsys.html_report import DOCS_DIR, build_dbt_docs
+    from recsys.warehouse import warehouse_url
+
+    static = build_dbt_docs(warehouse_url(), Path(args.out) if args.out else DOCS_DIR)
+    print(f"dbt docs: {static.parent / 'index.html'} (with manifest.json, catalog.json)")
+    print(f"single file: {static}")
+
+
 def cmd_erase_user(args: argparse.Namespace) -> None:
     from recsys.erasure import erase_user
     from recsys.local import existing_pseudonym_key
@@ -167,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="print what the last run built")
     summary.set_defaults(func=cmd_summary)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of the last run")
+    report.add_argument("--out", default=None, help="HTML file (default reports/report-<run_id>.html)")
+    report.set_defaults(func=cmd_report)
+
+    docs = commands.add_parser("docs", help="build the dbt docs (and one static HTML file) against the warehouse")
+    docs.add_argument("--out", default=None, help="target directory (default dbt_project/target/docs)")
+    docs.set_defaults(func=cmd_docs)
 
     erase = commands.add_parser(
         "erase-user", help="remove a user from every schema and keep them out of later loads (audited)"
