@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench report docs clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m recsys.bench $(if $(DATA),--data $(DATA))
 
+## the last run as one self-contained HTML file for analysts (the warehouse `make run` left, or WAREHOUSE_URL)
+report: $(VENV)/.installed
+	$(BIN)/recsys report $(if $(OUT),--out $(OUT))
+
+## dbt docs of the warehouse (dbt_project/target/docs, plus one static_index.html to share)
+docs: $(VENV)/.installed
+	$(BIN)/recsys docs
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check dags plugins tests
 	$(BIN)/sqlfluff lint dbt_project/models
 
 clean:
 	-$(BIN)/python -c "from recsys.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
-	rm -rf .local dbt_project/target dbt_project/logs
+	rm -rf .local dbt_project/target dbt_project/logs reports
