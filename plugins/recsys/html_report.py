@@ -320,6 +320,7 @@ def _section_models(evaluations: pd.DataFrame, champion: str | None) -> str:
             continue
         chart = ""
         if f"ndcg@{K}" in wide:
+            wide = wide.sort_values(f"ndcg@{K}", ascending=False, kind="stable")
             chart = bar_chart(list(wide["model"]), {f"ndcg@{K}": list(wide[f"ndcg@{K}"])}, f"NDCG@{K}", champion)
         parts.append(
             f'<h3>{html.escape(caption)}</h3><div class="figure">{chart}</div>'

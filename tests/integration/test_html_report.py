@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import psycopg2
 import pytest
@@ -172,6 +173,11 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     # self-contained: nothing to fetch, nothing to run
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", document, re.I)
     assert not re.search(r"<script|<link|@import|url\(", document, re.I)
+    # the charts are inline SVG that parses as XML
+    charts = re.findall(r"<svg .*?</svg>", document, re.S)
+    assert len(charts) >= 8
+    for chart in charts:
+        ElementTree.fromstring(chart)
 
     run = table_rows(section(document, "run"))
     assert ["run_id", "run_new"] in run and ["champion_model", "item_knn"] in run
@@ -193,6 +199,9 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["item_knn", "0.3125", "0.0625", "0.4000", "0.5000"] in rows
     assert ["popularity", "0.1000", "0.0500", "0.0200", "–"] in rows
     assert '<tr class="champion"><td>item_knn</td>' in models
+    # best NDCG first; the bars scale to it (300 px): popularity's is 0.1 / 0.3125 of that
+    bars = re.findall(r'<rect x="190" y="\d+" width="([\d.]+)"', models.split("</svg>")[0])
+    assert bars == ["300.0", "96.0"] and rows[1][0] == "item_knn"
     assert ["item_knn", "0.2000"] in rows  # new items
     assert "0.7777" not in models and "0.9000" not in document  # segment rows, the older run
 

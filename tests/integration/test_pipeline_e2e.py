@@ -281,6 +281,42 @@ def test_explain_prints_the_profile_tags_and_the_published_list_with_reasons(pip
     assert unknown.returncode == 2 and b"is not in the warehouse" in unknown.stderr
 
 
+def test_report_and_docs_of_the_real_run(pipeline, tmp_path):
+    url, _, env = pipeline
+    recsys = str(Path(sys.executable).parent / "recsys")
+    out = tmp_path / "report.html"
+    subprocess.run([recsys, "report", "--out", str(out)], env={**env, "WAREHOUSE_URL": url}, check=True)
+    document = out.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//|<script""", document, re.I)
+    run = frame(url, "select run_id, champion_model from recs.runs where status = 'published'").iloc[0]
+    assert f"<h1>recsys report: run {run['run_id']}</h1>" in document
+    models = re.search(r'<section id="models">(.*?)</section>', document, re.S).group(1)
+    ndcg = frame(
+        url,
+        "select model_name, metric_value from recs.model_evaluations where run_id = %s and variant = 'all_items' "
+        "and segment = 'all' and metric = 'ndcg' and k = 10",
+        (run["run_id"],),
+    )
+    assert len(ndcg) >= 7
+    for model, value in zip(ndcg["model_name"], ndcg["metric_value"], strict=True):
+        cells = f'<td>{model}</td><td class="num">{value:.4f}</td>'
+        assert (f'<tr class="champion">{cells}' if model == run["champion_model"] else f"<tr>{cells}") in models
+    profiles = re.search(r'<section id="profiles">(.*?)</section>', document, re.S).group(1)
+    segments = frame(
+        url, "select rfm_segment, count(*) as n from analytics.user_profiles group by 1 having count(*) >= 50"
+    )
+    assert len(segments) and all(
+        f'<td>{name}</td><td class="num">{n:,}</td>' in profiles for name, n in segments.values
+    )
+
+    docs = tmp_path / "docs"
+    subprocess.run([recsys, "docs", "--out", str(docs)], env={**env, "WAREHOUSE_URL": url}, check=True)
+    catalog = json.loads((docs / "catalog.json").read_text())["nodes"]
+    built = {"model.recsys." + name for name in ["dim_users", "user_profiles", "user_recommendations", "runs"]}
+    assert built <= set(catalog) and "rfm_segment" in catalog["model.recsys.user_profiles"]["columns"]
+    assert (docs / "static_index.html").stat().st_size > 0
+
+
 # Runs last (pytest keeps file order): it changes the warehouse the tests above read.
 def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline):
     url, shop, env = pipeline
