@@ -258,11 +258,24 @@ def _section_run(run: pd.Series, conn) -> str:
         if _exists(conn, table_name)
     }
     rows = pd.DataFrame({"table": list(counts), "rows": [int(n) for n in counts.values()]})
+    windows = pd.DataFrame(
+        {
+            "window": ["selection (validation)", "test"],
+            "models fitted on events before": [
+                _text(run.get("validation_cutoff_at")),
+                _text(run.get("eval_cutoff_at")),
+            ],
+            "scored on purchases from": [_text(run.get("validation_cutoff_at")), _text(run.get("eval_cutoff_at"))],
+            "until": [_text(run.get("eval_cutoff_at")), _text(run.get("data_cutoff_at"))],
+        }
+    )
     return (
         table(summary)
-        + '<p class="note">Models are trained on events before <code>validation_cutoff_at</code> to choose '
-        "hyperparameters and the champion, refitted on events before <code>data_cutoff_at</code> and tested on "
-        "the days after it (time split: no feature from after a cutoff).</p>" + table(rows)
+        + "<h3>Time split</h3>"
+        + table(windows)
+        + '<p class="note">Hyperparameters and the champion come from the selection window, the model comparison '
+        "below from the test window; no feature is taken from after a window's start. The published lists come "
+        "from models fitted on everything before <code>data_cutoff_at</code>.</p>" + table(rows)
     )
 
 
@@ -327,7 +340,7 @@ def _section_models(evaluations: pd.DataFrame, champion: str | None) -> str:
             + table(wide, highlight=champion, key="model")
         )
     return (
-        '<p class="note">Test window after the data cutoff, all evaluated users (segment <code>all</code>); '
+        '<p class="note">Test window (the time split above), all evaluated users (segment <code>all</code>); '
         "the champion row is highlighted.</p>" + "".join(parts)
     )
 

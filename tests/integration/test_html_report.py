@@ -91,8 +91,8 @@ def warehouse(database: str) -> str:
         database,
         runs,
         [
-            ("run_old", "succeeded", "popularity", "old", "2026-10-18", "2026-10-25", "2026-11-01", None, "2026-11-01"),
-            ("run_new", "published", "item_knn", HOSTILE, "2026-11-18", "2026-11-25", "2026-12-02", None, "2026-12-02"),
+            ("run_old", "succeeded", "popularity", "old", "2026-10-18", "2026-11-01", "2026-10-25", None, "2026-11-01"),
+            ("run_new", "published", "item_knn", HOSTILE, "2026-11-18", "2026-12-02", "2026-11-25", None, "2026-12-02"),
         ],
     )
     rows = [("run_new", *row) for row in EVALUATIONS] + [("run_old", "item_knn", "all_items", "all", "ndcg", 10, 0.9)]
@@ -182,7 +182,10 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     run = table_rows(section(document, "run"))
     assert ["run_id", "run_new"] in run and ["champion_model", "item_knn"] in run
     assert ["champion_reason", HOSTILE] in run  # printed as text
-    assert ["data_cutoff_at", "2026-11-25 00:00:00+00:00"] in run
+    assert ["data_cutoff_at", "2026-12-02 00:00:00+00:00"] in run
+    # selection on [validation_cutoff_at, eval_cutoff_at), test on [eval_cutoff_at, data_cutoff_at)
+    assert ["test", "2026-11-25 00:00:00+00:00", "2026-11-25 00:00:00+00:00", "2026-12-02 00:00:00+00:00"] in run
+    assert ["selection (validation)", *["2026-11-18 00:00:00+00:00"] * 2, "2026-11-25 00:00:00+00:00"] in run
 
     profiles = table_rows(section(document, "profiles"))
     assert ["champions", "120", f"{120 / 190:.4f}"] in profiles and ["loyal", "60", f"{60 / 190:.4f}"] in profiles
