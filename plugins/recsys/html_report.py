@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,7 @@ SEARCH_MODELS = ["search_text_match", "search_personalized"]
 PROMOTION_MODELS = ["promotion_propensity", "promotion_rfm", "promotion_everyone"]
 PROMOTION_METRICS = ["roc_auc", "precision_top_decile", "lift_top_decile", "base_rate", "users"]
 DIVERSITY_METRICS = [*ACCURACY, *BEYOND_ACCURACY, "category_coverage"]
+DIVERSITY_STAGES = [("all_items", "as trained"), ("business_rules", "business rules"), ("reranked", "re-ranked")]
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
 
 CSS = """
@@ -69,7 +71,7 @@ def _fmt(value: object) -> str:
         return str(value)
     if isinstance(value, int) or (hasattr(value, "dtype") and pd.api.types.is_integer_dtype(value.dtype)):
         return f"{int(value):,}"
-    if isinstance(value, float) or (hasattr(value, "dtype") and pd.api.types.is_float_dtype(value.dtype)):
+    if isinstance(value, float | Decimal) or (hasattr(value, "dtype") and pd.api.types.is_float_dtype(value.dtype)):
         return f"{float(value):.4f}"
     return str(value)
 
@@ -84,7 +86,7 @@ def _text(value: object) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) or hasattr(value, "dtype")
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) or hasattr(value, "dtype")
 
 
 def table(frame: pd.DataFrame, highlight: str | None = None, key: str | None = None) -> str:
@@ -352,6 +354,11 @@ def _section_cold_start(evaluations: pd.DataFrame) -> str:
     wide = metric_table(rows, columns, COLD_START_MODELS)
     if wide.empty:
         return _absent("Cold-start evaluation (segment new_users)")
+    if f"ndcg@{K}" not in wide:
+        return (
+            "<p>Too few new users in the test window to publish their metrics ([privacy] min_segment_users); "
+            "only their number is kept.</p>" + table(wide)
+        )
     charts = "".join(
         bar_chart(list(wide["model"]), {column: list(wide[column])}, title)
         for column, title in [(f"ndcg@{K}", f"NDCG@{K}, new users"), (f"lift_vs_popularity@{K}", "Lift vs popularity")]
@@ -407,25 +414,24 @@ def _section_diversity(evaluations: pd.DataFrame, champion: str | None) -> str:
     if reranked.empty:
         return _absent("Diversity re-ranking")
     model = champion if champion in set(reranked["model_name"]) else sorted(reranked["model_name"])[0]
-    before = rows[(rows["variant"] == "all_items") & (rows["model_name"] == model)].set_index("metric")["metric_value"]
-    after = reranked[reranked["model_name"] == model].set_index("metric")["metric_value"]
-    metrics = [metric for metric in DIVERSITY_METRICS if metric in before.index or metric in after.index]
-    compared = pd.DataFrame(
-        {
-            "metric": [f"{metric}@{K}" for metric in metrics],
-            "before": before.reindex(metrics).to_numpy(dtype=float),
-            "after": after.reindex(metrics).to_numpy(dtype=float),
-        }
-    )
-    compared["change"] = compared["after"] - compared["before"]
+    mine = rows[rows["model_name"] == model]
+    wide = mine.pivot_table(index="metric", columns="variant", values="metric_value", aggfunc="first")
+    stages = [(variant, name) for variant, name in DIVERSITY_STAGES if variant in wide.columns]
+    metrics = [metric for metric in DIVERSITY_METRICS if metric in wide.index]
+    compared = wide.reindex(index=metrics, columns=[variant for variant, _ in stages]).astype(float)
+    compared.columns = [name for _, name in stages]
+    compared["change"] = compared[DIVERSITY_STAGES[-1][1]] - compared.get(DIVERSITY_STAGES[0][1], float("nan"))
+    compared = compared.reset_index(drop=True)
+    compared.insert(0, "metric", [f"{metric}@{K}" for metric in metrics])
     chart = bar_chart(
         list(compared["metric"]),
-        {"before": list(compared["before"]), "after": list(compared["after"])},
-        f"{model}: before and after re-ranking",
+        {name: list(compared[name]) for _, name in stages},
+        f"{model}: test-window lists per stage",
     )
     return (
-        f'<p class="note">{html.escape(model)}\'s test-window lists as trained (before) and after business rules and '
-        "diversity re-ranking (after).</p>" + f'<div class="figure">{chart}</div>' + table(compared)
+        f'<p class="note">{html.escape(model)}\'s test-window lists as trained, after the business rules alone '
+        "(when evaluated) and after business rules and diversity re-ranking; change = after re-ranking minus as "
+        "trained.</p>" + f'<div class="figure">{chart}</div>' + table(compared)
     )
 
 
@@ -489,7 +495,16 @@ def _identity(conn, run_id: str) -> str:
             row = summary.iloc[0]
             if "merge_rate" in summary and pd.notna(row["merge_rate"]):
                 parts.append(f"<p>Merge rate: <strong>{_fmt(float(row['merge_rate']))}</strong></p>")
-            parts.append(table(pd.DataFrame({"field": summary.columns, "value": [_fmt(v) for v in row.to_list()]})))
+            parts.append(
+                table(
+                    pd.DataFrame(
+                        {
+                            "field": summary.columns,
+                            "value": [_fmt(v) if _is_number(v) else _text(v) for v in row.to_list()],
+                        }
+                    )
+                )
+            )
     if _exists(conn, "quality.check_results"):
         checks = _frame(
             conn,

@@ -68,6 +68,7 @@ EVALUATIONS = [
     ("promotion_everyone", "promotion", "all", "lift_top_decile", 0, 1.0),
     ("promotion_propensity", "promotion", "promotion:P7", "lift_top_decile", 0, 4.25),
     # diversity: the champion after re-ranking
+    ("item_knn", "business_rules", "all", "diversity", 10, 0.6),
     ("item_knn", "reranked", "all", "ndcg", 10, 0.3),
     ("item_knn", "reranked", "all", "diversity", 10, 0.75),
     ("item_knn", "reranked", "all", "category_coverage", 10, 4.5),
@@ -221,9 +222,10 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["promotion:P7", "4.2500"] in promotions
 
     diversity = table_rows(section(document, "diversity"))
-    assert ["ndcg@10", "0.3125", "0.3000", "-0.0125"] in diversity
-    assert ["diversity@10", "0.5000", "0.7500", "0.2500"] in diversity
-    assert ["category_coverage@10", "–", "4.5000", "–"] in diversity
+    assert diversity[0] == ["metric", "as trained", "business rules", "re-ranked", "change"]
+    assert ["ndcg@10", "0.3125", "–", "0.3000", "-0.0125"] in diversity
+    assert ["diversity@10", "0.5000", "0.6000", "0.7500", "0.2500"] in diversity
+    assert ["category_coverage@10", "–", "–", "4.5000", "–"] in diversity
 
     quality = section(document, "quality")
     assert ["raw", "critical", "1", "1", "0"] in table_rows(quality) and ["raw", "warning", "1", "0", "1"] in (
@@ -252,8 +254,9 @@ def test_search_and_identity_sections_render_once_their_rows_exist(warehouse, tm
         warehouse,
         """
         create table quality.identity_stitching_summary as
-        select 'run_old' as run_id, 10 as accounts, 10 as persons, 0 as merged_accounts, 0.0::float as merge_rate
-        union all select 'run_new', 200, 180, 20, 0.1""",
+        select '2026-11-01'::timestamptz as as_of, 10 as accounts, 10 as persons, 0 as merged_accounts,
+            0::numeric as merge_rate
+        union all select '2026-12-02', 200, 180, 20, round(20::numeric / 200, 6)""",
     )
     execute(
         warehouse,
@@ -270,6 +273,9 @@ def test_search_and_identity_sections_render_once_their_rows_exist(warehouse, tm
     quality = section(document, "quality")
     assert "Merge rate: <strong>0.1000</strong>" in quality
     assert ["accounts", "200"] in table_rows(quality) and ["merged_accounts", "20"] in table_rows(quality)
+    assert ["as_of", "2026-12-02 00:00:00+00:00"] in table_rows(quality) and ["merge_rate", "0.1000"] in (
+        table_rows(quality)
+    )
     assert ["identity_stitching", "identity_no_shared_email_conflict", "–", "warning", "True", "–"] in (
         table_rows(quality)
     )
