@@ -104,9 +104,16 @@ def table(frame: pd.DataFrame, highlight: str | None = None, key: str | None = N
 
 
 def bar_chart(
-    labels: Sequence[str], series: dict[str, Sequence[float]], title: str, highlight: str | None = None
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
+    title: str,
+    highlight: str | None = None,
+    counts: bool = False,
 ) -> str:
     """Horizontal (grouped) bars as inline SVG: one group per label, one bar per series; NaN bars are left out.
+
+    A single series shares one scale; with several, each group has its own (its longest bar is full width), so
+    metrics of different ranges can sit in one chart and each group compares the series on one metric.
 
     Parameters
     ----------
@@ -118,43 +125,52 @@ def bar_chart(
         Caption above the chart (also the SVG's accessible title).
     highlight : str, optional
         A label drawn in bold with a star (the champion).
+    counts : bool, default False
+        Values are counts: printed as integers.
     """
-    label_width, bar_width, bar_height, gap = 190, 300, 14, 8
-    values = [float(value) for values in series.values() for value in values if not math.isnan(float(value))]
-    top = max([value for value in values if value > 0], default=1.0)
+    label_width, bar_width, bar_height, gap = 210, 300, 14, 8
+    grid = pd.DataFrame(
+        {name: pd.to_numeric(pd.Series(list(values)), errors="coerce") for name, values in series.items()}
+    )
+    # one scale per chart for a single series; per group for several (a group compares one quantity)
+    top = grid.clip(lower=0).max(axis=1) if len(series) > 1 else pd.Series(grid.clip(lower=0).max().max(), grid.index)
+    top = top.where(top > 0, 1.0).fillna(1.0)
     legend_height = 18 if len(series) > 1 else 0
     group_height = bar_height * len(series) + gap
     height = 24 + legend_height + group_height * len(labels)
-    width = label_width + bar_width + 70
+    width = label_width + bar_width + 80
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}"><title>{html.escape(title)}</title>',
         f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>',
     ]
+    x = label_width
     for index, name in enumerate(series if len(series) > 1 else []):
-        x = label_width + index * 110
         parts.append(f'<rect x="{x}" y="22" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>')
         parts.append(f'<text x="{x + 14}" y="31">{html.escape(name)}</text>')
+        x += 30 + 8 * len(name)
     for row, label in enumerate(labels):
         y0 = 24 + legend_height + row * group_height
         bold = ' font-weight="bold"' if label == highlight else ""
-        shown = f"★ {label}" if label == highlight else label
+        shown = str(label) if len(str(label)) <= 26 else str(label)[:25] + "…"  # the table beside has it whole
+        shown = f"★ {shown}" if label == highlight else shown
         parts.append(
-            f'<text x="{label_width - 6}" y="{y0 + group_height / 2 + 2:.0f}" text-anchor="end"{bold}>'
-            f"{html.escape(str(shown))}</text>"
+            f'<text x="{label_width - 6}" y="{y0 + bar_height * len(series) / 2 + 4:.0f}" text-anchor="end"{bold}>'
+            f"{html.escape(shown)}</text>"
         )
-        for index, values in enumerate(series.values()):
-            value = float(values[row])
+        for index, name in enumerate(series):
+            value = float(grid[name].iloc[row])
             y = y0 + index * bar_height
             if math.isnan(value):
                 parts.append(f'<text x="{label_width + 4}" y="{y + 11}">–</text>')
                 continue
-            length = max(0.0, value) / top * bar_width
+            length = max(0.0, value) / top.iloc[row] * bar_width
             color = PALETTE[index % len(PALETTE)]
             parts.append(
                 f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height - 2}" fill="{color}"/>'
             )
-            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{y + 11}">{html.escape(_fmt(value))}</text>')
+            shown_value = _fmt(round(value) if counts else value)
+            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{y + 11}">{html.escape(shown_value)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -291,7 +307,9 @@ def _section_profiles(conn, min_users: int) -> str:
             "from analytics.user_profiles group by 1 order by 2 desc, 1"
         ).format(column=sql.Identifier(column))
         counts, shown = _counts(conn, statement, min_users)
-        chart = bar_chart(list(shown[column]), {"users": list(shown["users"].astype(float))}, f"Users by {column}")
+        chart = bar_chart(
+            list(shown[column]), {"users": list(shown["users"].astype(float))}, f"Users by {column}", counts=True
+        )
         parts.append(f'<h3>{html.escape(column)}</h3><div class="figure">{chart}{table(counts)}</div>')
     return "".join(parts)
 
@@ -315,7 +333,10 @@ def _section_tags(conn, min_users: int, top: int = 20, rank: int = 3) -> str:
         return _absent("Interest tags")
     tags["users"] = tags["users"].astype("int64")
     chart = bar_chart(
-        list(tags["tag"]), {"users": list(tags["users"].astype(float))}, "Users with the tag in their top 3"
+        list(tags["tag"]),
+        {"users": list(tags["users"].astype(float))},
+        "Users with the tag in their top 3",
+        counts=True,
     )
     note = (
         f'<p class="note">The {top} tags most often among users\' top {rank} interest tags; '
@@ -376,14 +397,15 @@ def _section_search(evaluations: pd.DataFrame) -> str:
     wide = metric_table(rows, [("mrr", 0), ("ndcg", K), ("hit_rate", K), ("searches", 0)], SEARCH_MODELS)
     if wide.empty:
         return _absent("Search evaluation")
-    series = {column: list(wide[column]) for column in ["mrr", f"ndcg@{K}", f"hit_rate@{K}"] if column in wide}
+    metrics = [column for column in ["mrr", f"ndcg@{K}", f"hit_rate@{K}"] if column in wide]
+    series = {model: list(values) for model, values in zip(wide["model"], wide[metrics].to_numpy(), strict=True)}
     summary = ""
     mrr = wide.set_index("model")["mrr"] if "mrr" in wide else pd.Series(dtype=float)
     if set(SEARCH_MODELS) <= set(mrr.index):
         before, after = float(mrr[SEARCH_MODELS[0]]), float(mrr[SEARCH_MODELS[1]])
         change = f" ({(after / before - 1) * 100:+.1f}%)" if before > 0 else ""
         summary = f"<p>MRR before (text match) {_fmt(before)} → after (personalized) {_fmt(after)}{change}.</p>"
-    chart = bar_chart(list(wide["model"]), series, "Search ranking")
+    chart = bar_chart(metrics, series, "Search ranking per model")
     return summary + f'<div class="figure">{chart}</div>' + table(wide)
 
 
@@ -569,7 +591,7 @@ def write_report(url: str, out: Path | None = None) -> Path:
     out = Path(out) if out else REPORTS_DIR / f"report-{run_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
-    log.info("report of run %s written to %s", run_id, out)
+    log.debug("report of run %s written to %s", run_id, out)
     return out
 
 

@@ -204,7 +204,7 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["popularity", "0.1000", "0.0500", "0.0200", "–"] in rows
     assert '<tr class="champion"><td>item_knn</td>' in models
     # best NDCG first; the bars scale to it (300 px): popularity's is 0.1 / 0.3125 of that
-    bars = re.findall(r'<rect x="190" y="\d+" width="([\d.]+)"', models.split("</svg>")[0])
+    bars = re.findall(r'<rect x="210" y="\d+" width="([\d.]+)"', models.split("</svg>")[0])
     assert bars == ["300.0", "96.0"] and rows[1][0] == "item_knn"
     assert ["item_knn", "0.2000"] in rows  # new items
     assert "0.7777" not in models and "0.9000" not in document  # segment rows, the older run
@@ -226,6 +226,11 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["ndcg@10", "0.3125", "–", "0.3000", "-0.0125"] in diversity
     assert ["diversity@10", "0.5000", "0.6000", "0.7500", "0.2500"] in diversity
     assert ["category_coverage@10", "–", "–", "4.5000", "–"] in diversity
+    # grouped bars scale per metric: the diversity group is 0.5, 0.6, 0.75 of 300 px / 0.75
+    chart = section(document, "diversity").split("</svg>")[0]
+    widths = re.findall(r'<rect x="210" y="\d+" width="([\d.]+)"', chart)
+    # bars: ndcg 0.3125 and 0.3, precision, coverage, diversity x 3, category_coverage (missing ones are "–")
+    assert widths == ["300.0", "288.0", "300.0", "300.0", "200.0", "240.0", "300.0", "300.0"]
 
     quality = section(document, "quality")
     assert ["raw", "critical", "1", "1", "0"] in table_rows(quality) and ["raw", "warning", "1", "0", "1"] in (
