@@ -228,7 +228,7 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["category_coverage@10", "–", "–", "4.5000", "–"] in diversity
     # grouped bars scale per metric: the diversity group is 0.5, 0.6, 0.75 of 300 px / 0.75
     chart = section(document, "diversity").split("</svg>")[0]
-    widths = re.findall(r'<rect x="210" y="\d+" width="([\d.]+)"', chart)
+    widths = re.findall(r'<rect x="210" y="\d+" width="([\d.]+)" height="12"', chart)
     # bars: ndcg 0.3125 and 0.3, precision, coverage, diversity x 3, category_coverage (missing ones are "–")
     assert widths == ["300.0", "288.0", "300.0", "300.0", "200.0", "240.0", "300.0", "300.0"]
 
