@@ -95,7 +95,9 @@ def table(frame: pd.DataFrame, highlight: str | None = None, key: str | None = N
     rows = []
     for record in frame.astype(object).to_dict("records"):  # aggregate rows only: a few dozen at most
         cells = "".join(
-            f'<td class="num">{_fmt(value)}</td>' if _is_number(value) else f"<td>{html.escape(_fmt(value))}</td>"
+            f'<td class="num">{html.escape(_fmt(value))}</td>'
+            if _is_number(value)
+            else f"<td>{html.escape(_fmt(value))}</td>"
             for value in record.values()
         )
         marked = key is not None and highlight is not None and record.get(key) == highlight
