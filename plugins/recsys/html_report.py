@@ -597,6 +597,14 @@ def write_report(url: str, out: Path | None = None) -> Path:
     return out
 
 
+def _dbt(args: list[str], env: dict[str, str]) -> None:
+    command = [str(Path(sys.executable).parent / "dbt"), *args]
+    log.info("$ %s", " ".join(command))
+    result = subprocess.run(command, env=env, cwd=DBT_PROJECT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+
+
 def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
     """``dbt docs generate --static`` against the warehouse at ``url``; return the single-file ``static_index.html``.
 
@@ -618,11 +626,7 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
                 if pd.notna(run.get("data_interval_end")):
                     run_vars = {"as_of": pd.Timestamp(run["data_interval_end"]).isoformat(), "run_id": run["run_id"]}
     target_dir = Path(target_dir).resolve()
-    args = [
-        str(Path(sys.executable).parent / "dbt"),
-        "docs",
-        "generate",
-        "--static",
+    common = [
         "--project-dir",
         str(DBT_PROJECT),
         "--profiles-dir",
@@ -632,7 +636,6 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
         "--log-path",
         str(target_dir / "logs"),
     ]
-    args += ["--vars", json.dumps(run_vars)] if run_vars else ["--no-compile"]
     env = {
         **os.environ,
         **dbt_env(url),
@@ -640,8 +643,9 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
-    log.info("$ %s", " ".join(args))
-    result = subprocess.run(args, env=env, cwd=DBT_PROJECT, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"dbt docs generate failed:\n{result.stdout}\n{result.stderr}")
+    if run_vars:
+        _dbt(["docs", "generate", "--static", *common, "--vars", json.dumps(run_vars)], env)
+    else:  # `docs generate --no-compile` reads the manifest a parse leaves in the target path
+        _dbt(["parse", *common], env)
+        _dbt(["docs", "generate", "--static", "--no-compile", *common], env)
     return target_dir / "static_index.html"

@@ -317,3 +317,17 @@ def test_dbt_docs_are_built_against_the_warehouse_without_the_pseudonym_key(ware
     # models compiled with the published run's vars, and the key replaced by a placeholder
     assert "run_new" in (tmp_path / "docs" / "manifest.json").read_text()
     assert "s3cret-key-42" not in page and "<RECSYS_PSEUDONYM_KEY>" in page
+
+
+def test_dbt_docs_without_a_run_are_built_without_compiling(database, tmp_path):
+    env = {**os.environ, "WAREHOUSE_URL": database, "PYTHONPATH": PLUGINS}
+    result = subprocess.run(
+        [sys.executable, "-m", "recsys.cli", "docs", "--out", str(tmp_path / "docs")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "docs" / "static_index.html").exists() and (tmp_path / "docs" / "index.html").exists()
+    manifest = (tmp_path / "docs" / "manifest.json").read_text()
+    assert '"model.recsys.user_profiles"' in manifest and '"compiled_code"' not in manifest
