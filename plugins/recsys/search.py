@@ -69,6 +69,8 @@ FUZZY_WEIGHT = 0.6
 #: tokens shorter than this only match exactly
 FUZZY_MIN_LENGTH = 5
 POPULARITY_DAYS = 30
+#: shrinkage of the user's affinities and price band towards "no preference", in event weights (3 views)
+PRIOR_WEIGHT = 3.0
 #: half-life of the user's event weights (dbt var interest_half_life_days)
 HALF_LIFE_DAYS = 30
 #: neighbours per item of the CF similarity table built for evaluation (as ``recs.similar_items``)
@@ -252,7 +254,8 @@ user_item_attributes as (
 user_totals as (
     select user_id, sum(weight) as total_weight,
         sum(weight * price_position) / nullif(sum(weight) filter (where price_position is not null), 0)
-            as price_position
+            as price_position,
+        sum(weight) filter (where price_position is not null) as price_weight
     from user_item_attributes group by user_id
 ),
 user_categories as (
@@ -283,9 +286,13 @@ interest_matches as (
 select candidates.search_id, candidates.item_id, candidates.base_rank, candidates.category, candidates.brand,
     candidates.text_score,
     candidates.popularity,
-    coalesce(user_categories.weight / user_totals.total_weight, 0) as category_affinity,
-    coalesce(user_brands.weight / user_totals.total_weight, 0) as brand_affinity,
-    coalesce(1 - abs(user_totals.price_position - candidates.price_position), 0.5) as price_fit,
+    coalesce(user_categories.weight / (user_totals.total_weight + %(prior_weight)s), 0) as category_affinity,
+    coalesce(user_brands.weight / (user_totals.total_weight + %(prior_weight)s), 0) as brand_affinity,
+    coalesce(
+        0.5 + (0.5 - abs(user_totals.price_position - candidates.price_position))
+        * user_totals.price_weight / (user_totals.price_weight + %(prior_weight)s),
+        0.5
+    ) as price_fit,
     coalesce(interest_matches.weight, 0) as search_interest,
     coalesce(cf_scores.weight / user_totals.total_weight, 0) as cf_score
 from candidates
@@ -339,6 +346,7 @@ def candidate_features(
         "fuzzy_weight": FUZZY_WEIGHT,
         "popularity_days": POPULARITY_DAYS,
         "n_candidates": n_candidates,
+        "prior_weight": PRIOR_WEIGHT,
         "in_stock_only": in_stock_only,
     }
     with conn.cursor() as cursor:
@@ -589,11 +597,17 @@ def evaluate_search(
             cursor.execute(SEARCH_DDL)
         train = labelled_searches(connection, validation_cutoff, test_cutoff, config, n_candidates, max_searches)
         test = labelled_searches(connection, test_cutoff, end, config, n_candidates, max_searches)
-        if train["chosen"].nunique() < 2 or test.empty:
-            raise ValueError(
-                f"too few searches followed by a matching choice to evaluate search "
-                f"({train['search_id'].nunique()} before and {test['search_id'].nunique()} after the test cutoff)"
+        with connection.cursor() as cursor:
+            cursor.execute("delete from ml.model_evaluations where run_id = %s and variant = %s", (run_id, VARIANT))
+            cursor.execute("delete from ml.search_ranker where run_id = %s", (run_id,))
+        if train["chosen"].nunique() < 2 or test.empty:  # e.g. a shop without search events
+            reason = (
+                f"too few searches followed by a matching choice ({train['search_id'].nunique()} in the "
+                f"validation window, {test['search_id'].nunique()} in the test window): search not evaluated"
             )
+            logger.warning("run %s: %s", run_id, reason)
+            connection.commit()
+            return {"run_id": run_id, "skipped": reason}
         ranker = SearchRanker().fit(train, train["chosen"].to_numpy())
         chosen = test[test["chosen"] == 1]
         after = rerank(test, ranker.score(test))[test["chosen"].to_numpy() == 1]
@@ -616,11 +630,6 @@ def evaluate_search(
         served = SearchRanker().fit(
             pd.concat([train, test], ignore_index=True), np.r_[train["chosen"].to_numpy(), test["chosen"].to_numpy()]
         )
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "delete from ml.model_evaluations where run_id = %s and variant = %s", (run_id, VARIANT)
-            )
-            cursor.execute("delete from ml.search_ranker where run_id = %s", (run_id,))
         _copy_rows(connection, "ml.model_evaluations", rows)
         _copy_rows(connection, "ml.search_ranker", served.to_frame(run_id))
         connection.commit()
