@@ -202,12 +202,12 @@ popularity as (
     group by interactions.item_id
 ),
 price_bands as (
-    -- where an item's price lies among the items of its category path: 0 cheapest .. 1 dearest
+    -- where an item's price lies among the items of its category path listed by then: 0 cheapest .. 1 dearest
     select items.item_id,
         percent_rank() over (partition by coalesce(items.category_path, items.category) order by items.price)
             as price_position
     from analytics.dim_items as items
-    where items.price is not null
+    where items.price is not null and (items.created_at is null or items.created_at < %(as_of)s)
 ),
 ranked as (
     select text_scores.search_id, text_scores.item_id, text_scores.text_score,
@@ -518,7 +518,8 @@ def _write_similar(conn: Any, as_of: float, config: dict[str, Any]) -> str:
         ),
     )
     with conn.cursor() as cursor:
-        cursor.execute("create index on pg_temp.search_similar (item_id, similar_item_id); analyze pg_temp.search_similar")
+        cursor.execute("create index on pg_temp.search_similar (item_id, similar_item_id)")
+        cursor.execute("analyze pg_temp.search_similar")
     return "pg_temp.search_similar"
 
 
@@ -544,9 +545,7 @@ def labelled_searches(
         cursor.execute("analyze pg_temp.search_requests")
     similar = _write_similar(conn, start, config)
     with conn.cursor() as cursor:
-        interests = cursor.mogrify(
-            _INTERESTS_AS_OF, {"as_of": window["start"], "half_life": HALF_LIFE_DAYS}
-        ).decode()
+        interests = cursor.mogrify(_INTERESTS_AS_OF, {"as_of": window["start"], "half_life": HALF_LIFE_DAYS}).decode()
     candidates = candidate_features(conn, window["start"], similar, interests, n_candidates)
     with conn.cursor() as cursor:
         follow_ups = _read_query(conn, cursor.mogrify(_FOLLOW_UPS, window).decode())
@@ -760,9 +759,11 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
     else:
         contributions = ranker.contributions(candidates)
         scores = contributions.sum(axis=1) + ranker.intercept_
-    candidates = candidates.assign(rank=rerank(candidates, scores), score=scores, reason=_reasons(candidates, contributions))
+    candidates = candidates.assign(
+        rank=rerank(candidates, scores), score=scores, reason=_reasons(candidates, contributions)
+    )
     result = candidates.merge(items, on="item_id", how="left").sort_values("rank").head(n)
     result = result.rename(columns={"base_rank": "text_rank"})
-    return result[["rank", "item_id", "item_name", "category", "brand", "price", "text_rank", "score", "reason"]].reset_index(
-        drop=True
-    )
+    return result[
+        ["rank", "item_id", "item_name", "category", "brand", "price", "text_rank", "score", "reason"]
+    ].reset_index(drop=True)
