@@ -310,7 +310,7 @@ order by candidates.search_id, candidates.base_rank
 def candidate_features(
     conn: Any,
     as_of: datetime,
-    similar_table: str,
+    similar_table: str | None,
     interests_sql: str,
     n_candidates: int = 100,
     in_stock_only: bool = False,
@@ -323,8 +323,9 @@ def candidate_features(
         Connection whose session holds ``pg_temp.search_requests`` (search_id, user_id, query).
     as_of : datetime
         Only events, searches and items before it are used.
-    similar_table : str
-        ``schema.table`` with (item_id, similar_item_id, score): the CF similarity.
+    similar_table : str or None
+        ``schema.table`` with (item_id, similar_item_id, score): the CF similarity (None or a
+        missing table: no CF score).
     interests_sql : str
         A query of (user_id, term, weight): the search-interest profile.
     n_candidates : int, default 100
@@ -337,6 +338,13 @@ def candidate_features(
     pandas.DataFrame
         One row per (search_id, item_id): ``base_rank``, ``category``, ``brand`` and :data:`FEATURES`.
     """
+    if similar_table is None or not _table_exists(conn, similar_table):
+        with conn.cursor() as cursor:  # no CF similarity yet (nothing published): every cf_score is 0
+            cursor.execute(
+                "create temp table if not exists no_similar_items "
+                "(item_id text, similar_item_id text, score double precision)"
+            )
+        similar_table = "pg_temp.no_similar_items"
     schema, name = similar_table.split(".")
     statement = sql.SQL(_FEATURES_SQL).format(similar=sql.Identifier(schema, name), interests=sql.SQL(interests_sql))
     params = {
@@ -736,14 +744,8 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
             cursor.execute("analyze pg_temp.search_requests")
             cursor.execute("select max(event_at) + interval '1 microsecond' from analytics.fct_interactions")
             as_of = cursor.fetchone()[0] or datetime.now().astimezone()
-            if not _table_exists(connection, "recs.similar_items"):
-                cursor.execute(
-                    "create temp table if not exists empty_similar "
-                    "(item_id text, similar_item_id text, score double precision)"
-                )
-        similar = "recs.similar_items" if _table_exists(connection, "recs.similar_items") else "pg_temp.empty_similar"
         candidates = candidate_features(
-            connection, as_of, similar, _INTERESTS_PUBLISHED, n_candidates, in_stock_only=True
+            connection, as_of, "recs.similar_items", _INTERESTS_PUBLISHED, n_candidates, in_stock_only=True
         )
         items = _read_query(
             connection,
@@ -753,7 +755,7 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
         )
         ranker = _latest_ranker(connection) if user_id is not None else None
         with connection.cursor() as cursor:
-            cursor.execute("drop table if exists pg_temp.search_requests, pg_temp.empty_similar")
+            cursor.execute("drop table if exists pg_temp.search_requests, pg_temp.no_similar_items")
     if ranker is None:
         scores, contributions = -candidates["base_rank"].to_numpy(dtype=float), None
     else:

@@ -218,12 +218,13 @@ def shop_warehouse(fresh_database, tmp_path_factory):
 
 
 def evaluations(url: str) -> pd.DataFrame:
-    with psycopg2.connect(url) as conn:
-        return pd.read_sql(
+    with connect(url) as conn:
+        rows = training._read_query(
+            conn,
             "select model_name, segment, metric, k, metric_value from ml.model_evaluations "
             "where run_id = 'run_search' and variant = 'search' order by model_name, metric",
-            conn,
         )
+    return rows.astype({"k": int, "metric_value": float})
 
 
 def test_personalized_search_beats_text_match_on_held_out_searches(shop_warehouse):
@@ -262,7 +263,7 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
                 (end - timedelta(days=60),),
             )
             cheap, dear = cur.fetchone()
-        frame = search.candidate_features(conn, end, "recs.similar_items", search._INTERESTS_PUBLISHED)
+        frame = search.candidate_features(conn, end, None, search._INTERESTS_PUBLISHED)
     fit = frame[frame["item_id"].isin([cheap, dear])].pivot(index="search_id", columns="item_id", values="price_fit")
     # fit(cheapest) - fit(dearest) = (1 - 2 x the user's band) x shrinkage: > 0 for users of cheap items
     prefers_cheap = (fit[cheap] - fit[dear]).rename("prefers_cheap")
