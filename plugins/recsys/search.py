@@ -697,8 +697,9 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
 
     Features are as of the newest event in the warehouse; the CF score reads ``recs.similar_items``,
     the search interests ``analytics.user_search_interests``, the ranker the newest
-    ``ml.search_ranker``. Without a ranker, an anonymous user (``shop_user_id`` None) or a user
-    who opted out of personalization, the order is the text match order (text score, popularity).
+    ``ml.search_ranker`` (without one: the text match order, text score then popularity). An
+    anonymous user (``shop_user_id`` None) or one who opted out of personalization gets neutral
+    personal features: only text score and popularity move items.
 
     Parameters
     ----------
@@ -753,7 +754,7 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
             .format(sql.SQL(", ").join(map(sql.Literal, candidates["item_id"].tolist() or [""])))
             .as_string(connection),
         )
-        ranker = _latest_ranker(connection) if user_id is not None else None
+        ranker = _latest_ranker(connection)
         with connection.cursor() as cursor:
             cursor.execute("drop table if exists pg_temp.search_requests, pg_temp.no_similar_items")
     if ranker is None:
