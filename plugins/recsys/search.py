@@ -550,6 +550,8 @@ def labelled_searches(
             ),
             window,
         )
+        if cursor.rowcount == 0:  # no search followed by an event: nothing to fit or score
+            return pd.DataFrame(columns=["search_id", "item_id", "base_rank", "category", "brand", *FEATURES, "chosen"])
         cursor.execute("analyze pg_temp.search_requests")
     similar = _write_similar(conn, start, config)
     with conn.cursor() as cursor:

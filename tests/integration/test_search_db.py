@@ -178,6 +178,15 @@ def test_search_reranks_with_the_stored_ranker_and_gives_reasons(tiny):
     assert search.search(tiny, "U1", "zebra").empty
 
 
+def test_a_shop_without_searches_followed_by_a_choice_is_skipped_not_failed(tiny):
+    # the only search (q0) has no event after it in its session
+    result = search.evaluate_search(tiny, "run_tiny", AS_OF, config=training.load_model_config())
+    assert "skipped" in result
+    with psycopg2.connect(tiny) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from ml.model_evaluations union all select count(*) from ml.search_ranker")
+        assert [row[0] for row in cur.fetchall()] == [0, 0]
+
+
 # --------------------------------------------------------------------------- the simulated shop
 
 SEARCH_SHOP = {"users": 6_000, "items": 600, "days": 60, "seed": 11}
