@@ -667,11 +667,17 @@ _REASONS = {
 
 
 def _reasons(candidates: pd.DataFrame, contributions: np.ndarray | None) -> pd.Series:
-    """The reason of each row: the feature adding most to its score (text match when none adds)."""
+    """The reason of each row: the feature lifting it most above the other matches of its search.
+
+    A contribution counts relative to its search's mean (what moves an item up the list); a row that
+    nothing lifts above the mean gets "matches your search".
+    """
     if contributions is None:
         return pd.Series("matches your search", index=candidates.index)
-    strongest = np.asarray(FEATURES, dtype=object)[contributions.argmax(axis=1)]
-    strongest[contributions.max(axis=1) <= 0] = "text_score"
+    lift = contributions - pd.DataFrame(contributions).groupby(candidates["search_id"].to_numpy()).transform("mean")
+    lift = lift.to_numpy()
+    strongest = np.asarray(FEATURES, dtype=object)[lift.argmax(axis=1)]
+    strongest[lift.max(axis=1) <= 1e-12] = "text_score"
     reasons = pd.Series(strongest, index=candidates.index).map(_REASONS)
     category = strongest == "category_affinity"
     brand = strongest == "brand_affinity"

@@ -40,12 +40,15 @@ def test_ranker_learns_the_feature_that_picks_the_chosen_item_and_round_trips():
     np.testing.assert_allclose(ranker.contributions(features).sum(axis=1) + ranker.intercept_, ranker.score(features))
 
 
-def test_reasons_name_the_feature_adding_most():
-    candidates = pd.DataFrame({"category": ["Home", "Home", "Home"], "brand": ["Lumen", "Acme", None]})
+def test_reasons_name_the_feature_lifting_the_item_most_above_its_search():
+    candidates = pd.DataFrame(
+        {"search_id": "s1", "category": ["Home", "Home", "Home"], "brand": ["Lumen", "Acme", None]}
+    )
     contributions = np.zeros((3, len(FEATURES)))
     contributions[0, FEATURES.index("brand_affinity")] = 0.5
     contributions[1, FEATURES.index("category_affinity")] = 0.2
-    contributions[2, FEATURES.index("popularity")] = -0.3  # nothing adds: text match
+    contributions[:, FEATURES.index("popularity")] = [0.4, 0.4, 0.1]  # lifts row 0 less than its brand does
+    # row 1: category lifts 0.2 - 0.067, popularity 0.4 - 0.3; row 2: nothing above the mean
     assert _reasons(candidates, contributions).tolist() == [
         "you like Lumen",
         "you often shop Home",
