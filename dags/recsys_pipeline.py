@@ -111,6 +111,13 @@ def recsys_pipeline():
         return tasks.train_and_evaluate(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
+    def evaluate_search(data_interval_end=None) -> dict:
+        """Fit the search ranker before the test cutoff; MRR/NDCG of held-out searches before and after re-ranking."""
+        from recsys import tasks
+
+        return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_end)
+
+    @task
     def recommend(data_interval_end=None) -> dict:
         """Refit the champion on all data and write every user's list, similar items and cold-start lists to ml."""
         from recsys import tasks
@@ -146,6 +153,7 @@ def recsys_pipeline():
         >> check_raw()
         >> transform
         >> train_and_evaluate()
+        >> evaluate_search()
         >> recommend()
         >> check_marts_and_recs()
         >> publish

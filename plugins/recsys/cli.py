@@ -80,6 +80,21 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(explain_user(warehouse_url(), args.shop_user_id))
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from recsys.search import search
+    from recsys.warehouse import warehouse_url
+
+    results = search(warehouse_url(), args.user, args.query, n=args.n)
+    if results.empty:
+        print(f"no items match {args.query!r}")
+        return
+    results["score"] = results["score"].round(3)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+        print(results.to_string(index=False))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from recsys.report import print_summary
     from recsys.warehouse import warehouse_url
@@ -180,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
     explain.set_defaults(func=cmd_explain)
+
+    searching = commands.add_parser(
+        "search", help="search the catalogue for a user: text matches re-ranked by their profile, with reasons"
+    )
+    searching.add_argument("query", help="free search text")
+    searching.add_argument("--user", default=None, help="the shop's own user id (default: anonymous, text order)")
+    searching.add_argument("-n", type=int, default=20, help="rows to print")
+    searching.set_defaults(func=cmd_search)
 
     summary = commands.add_parser("summary", help="print what the last run built")
     summary.set_defaults(func=cmd_summary)

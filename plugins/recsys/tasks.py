@@ -50,6 +50,14 @@ def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval
         return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
 
 
+def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
+    """Fit the personalized search ranker and score it against text match on held-out searches."""
+    from recsys import search  # noqa: PLC0415  (pulls in scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return search.evaluate_search(conn, run_id, data_interval_end)
+
+
 def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
     from recsys import training  # noqa: PLC0415
 

@@ -61,6 +61,9 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert dag.get_task("push_online").upstream_task_ids == {"swap_recs"}
     assert not dag.get_task("push_online").downstream_task_ids
     assert "recommend" not in dag.get_task("train_and_evaluate").get_flat_relative_ids(upstream=True)
+    # train_and_evaluate -> evaluate_search -> recommend: search rows are in ml before the publish
+    assert dag.get_task("evaluate_search").upstream_task_ids == {"train_and_evaluate"}
+    assert dag.get_task("recommend").upstream_task_ids == {"evaluate_search"}
 
 
 def test_dag_files_hold_no_sql_or_heavy_imports():

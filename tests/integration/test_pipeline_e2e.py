@@ -17,6 +17,7 @@ import psycopg2
 import pytest
 
 from recsys.local import environment, prepare_airflow, run_dag
+from recsys.search import search
 
 CONTRACTS = {
     "analytics.dim_users": [
@@ -161,7 +162,11 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     assert len(run) == 1 and run["status"].iloc[0] == "published"
     run = run.iloc[0]
     models = {"popularity", "repeat_purchase", "item_knn", "user_knn", "als", "svd", "neural_ranker"}
-    evaluated = frame(url, "select distinct model_name, variant, segment from recs.model_evaluations")
+    evaluated = frame(
+        url,
+        "select distinct model_name, variant, segment from recs.model_evaluations "
+        "where variant in ('all_items', 'new_items')",
+    )
     assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
     # segments of fewer than 50 users (models.toml [privacy]) are suppressed; this small shop has few large ones
     segments = set(evaluated["segment"]) - {"all"}
@@ -181,6 +186,23 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     assert frame(url, "select count(*) as n from recs.model_search where is_champion")["n"].iloc[0] == 1
     published = frame(url, "select distinct model_name from recs.user_recommendations")["model_name"]
     assert champion in set(published)
+
+
+def test_search_is_evaluated_and_served_from_the_published_run(pipeline):
+    url, _, _ = pipeline
+    rows = frame(
+        url, "select model_name, segment, metric, k, metric_value from recs.model_evaluations where variant = 'search'"
+    )
+    assert set(rows["model_name"]) == {"search_text_match", "search_personalized"} and set(rows["segment"]) == {
+        "searches"
+    }
+    values = rows.set_index(["model_name", "metric"])["metric_value"]
+    assert values["search_text_match", "searches"] == values["search_personalized", "searches"] > 0
+    assert 0 < values["search_text_match", "mrr"] <= 1 and 0 < values["search_personalized", "mrr"] <= 1
+    user = frame(url, "select shop_user_id from identity.user_id_map order by shop_user_id limit 1")["shop_user_id"][0]
+    results = search(url, user, "headphones", n=5)
+    assert 1 <= len(results) <= 5 and results["reason"].notna().all()
+    assert results["rank"].tolist() == list(range(1, len(results) + 1))
 
 
 def test_both_quality_gates_ran_and_recorded_every_expectation(pipeline):
