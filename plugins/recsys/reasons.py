@@ -96,9 +96,7 @@ def also_bought_matrix(data: Interactions, end: float, min_users: int) -> sp.csr
     return counts
 
 
-def interest_matrix(
-    tags: pd.DataFrame, user_ids: np.ndarray, category_names: np.ndarray, top: int
-) -> sp.csr_array:
+def interest_matrix(tags: pd.DataFrame, user_ids: np.ndarray, category_names: np.ndarray, top: int) -> sp.csr_array:
     """``(n_users, n_categories)`` 1 where ``category:<name>`` is among the user's top ``top`` interest tags.
 
     ``tags`` has ``user_id``, ``tag``, ``tag_rank`` (``analytics.user_interest_tags``).
@@ -114,7 +112,7 @@ def interest_matrix(
 
 
 def segment_text(segment_keys: np.ndarray) -> np.ndarray:
-    """"Popular with female shoppers aged 25-34" for an ``age_band|gender`` key (unknown parts left out)."""
+    """ "Popular with female shoppers aged 25-34" for an ``age_band|gender`` key (unknown parts left out)."""
     parts = pd.Series(segment_keys, dtype=object).str.split("|", n=1, expand=True).reindex(columns=[0, 1])
     age, gender = parts[0].fillna("unknown"), parts[1].fillna("unknown")
     who = np.where(gender != "unknown", gender + " shoppers", "shoppers")

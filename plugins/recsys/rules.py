@@ -67,7 +67,9 @@ class BusinessRules:
         if not 0.0 <= self.diversity_strength <= 1.0:
             raise ValueError(f"[diversity] strength must be in [0, 1], got {self.diversity_strength}")
         if not 0.0 <= self.min_intra_list_diversity <= 1.0:
-            raise ValueError(f"[diversity] min_intra_list_diversity must be in [0, 1], got {self.min_intra_list_diversity}")
+            raise ValueError(
+                f"[diversity] min_intra_list_diversity must be in [0, 1], got {self.min_intra_list_diversity}"
+            )
         if self.max_per_brand < 0 or self.overfetch < 1 or self.diversity_k < 2 or self.recent_purchase_days < 0:
             raise ValueError("max_per_brand >= 0, overfetch >= 1, diversity k >= 2 and recent_purchase_days >= 0")
 

@@ -1127,7 +1127,9 @@ def generate_recommendations(
                 popularity,
             )
             wide = n * rules.overfetch
-            popular_items, popular_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
+            popular_items, popular_scores = popularity.recommend(
+                np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
+            )
             ranking = popularity.ranking(blocked)
             n_recommendations = 0
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
@@ -1177,7 +1179,14 @@ def generate_recommendations(
 
             similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
             similar, similar_scores, _ = rules_module.apply_layers(
-                similar, similar_scores, n_similar, rules, layers.blocked, layers.brands, layers.categories, diversify=False
+                similar,
+                similar_scores,
+                n_similar,
+                rules,
+                layers.blocked,
+                layers.brands,
+                layers.categories,
+                diversify=False,
             )
             item_rows, item_ranks = np.nonzero(similar >= 0)
             n_similar_rows = _copy_rows(
