@@ -974,7 +974,7 @@ def _reason_data(
         also_bought=reasons_module.also_bought_matrix(data, until, rules.min_also_bought_users),
         interests=reasons_module.interest_matrix(tags, data.user_ids, category_names, rules.interest_tags),
         category_code=pd.Index(category_names).get_indexer(layers.categories).astype(np.int64),
-        group_of_user=group_of_user,
+        group_of_user=np.where(consent > 0, group_of_user, -1),
         segment_items=sp.csr_array(
             (np.ones(len(rows), dtype=np.float32), (rows, segment_items[rows, cols])),
             shape=(segment_items.shape[0], data.n_items),

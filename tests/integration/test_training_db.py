@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import training
+from recsys import rules, training
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -163,6 +163,14 @@ def every_segment(tmp_path, monkeypatch) -> None:
     text = training.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
     (tmp_path / "models.toml").write_text(text)
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
+
+
+@pytest.fixture(autouse=True)
+def no_rerank(tmp_path, monkeypatch) -> None:
+    """Two planted clusters: the diversity re-rank would interleave them; tests of it set their own strength."""
+    text = rules.RULES_FILE.read_text().replace("strength = 0.3", "strength = 0.0")
+    (tmp_path / "business_rules.toml").write_text(text)
+    monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))
 
 
 @pytest.fixture
@@ -324,23 +332,29 @@ def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse:
     # seen items as candidates, scored by their neighbours in the history), then popularity fill
     top4 = set(user_rows("ua00").item_id.iloc[:4])
     assert all(item.startswith("a") for item in top4) and top4 & {"a00", "a01", "a02", "a03", "a05"}
-    fill = recs[recs.reason_code == "popular"]
-    assert (fill.model_name == "popularity").all() and (fill.reason_text == "Popular in the last 30 days").all()
+    fill = recs[recs.model_name == "popularity"]
+    assert set(fill.reason_code) <= {"popular", "popular_segment", "buy_again"}
+    assert (fill[fill.reason_code == "popular"].reason_text == "Popular in the last 30 days").all()
     # the published contract (dbt test assert_recommendation_scores_non_increasing): scores never increase with rank
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all()
 
     loner = user_rows("loner")  # history without neighbours: a pure popularity list with popularity scores
-    assert (loner.reason_code == "popular").all() and (loner.score > 0).all()
+    assert (loner.model_name == "popularity").all() and (loner.score > 0).all()
+    # loner (index 63, male, no age band) is in the published segment unknown|male, whose list these items top
+    assert (loner.reason_code == "popular_segment").all() and (loner.reason_text == "Popular with male shoppers").all()
 
     cold_start = query(warehouse, "select * from ml.cold_start_recommendations where run_id = 'run_1'")
     popular_all = cold_start[cold_start.segment_key == "all"].sort_values("item_rank")
     for user_id in ("cold", "optout"):  # no history / opted out: the global popularity list
         rows = user_rows(user_id)
-        assert (rows.reason_code == "popular").all() and (rows.model_name == "popularity").all()
+        assert (rows.model_name == "popularity").all()
         assert rows.item_id.tolist() == popular_all.item_id.iloc[:5].tolist()
         np.testing.assert_allclose(rows.score, popular_all.score.iloc[:5])
         assert (rows.score > 0).all()
+    # cold is male without an age band; an opted-out user's attributes do not word their reasons
+    assert (user_rows("cold").reason_text == "Popular with male shoppers").all()
+    assert (user_rows("optout").reason_code == "popular").all()
     assert set(cold_start.segment_key) == {
         "all",
         "25-34|female",
