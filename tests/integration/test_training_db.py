@@ -501,10 +501,11 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
     assert not recs.duplicated(["user_id", "item_id"]).any() and not recs.item_id.isin(OUT_OF_STOCK).any()
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all(), "scores never increase with rank"
-    assert set(recs.model_name) <= {champion, "popularity"} and (recs.model_name == champion).any()
-    popular = recs[recs.model_name == "popularity"]
-    assert (popular.reason_code == "popular").all() and (popular.reason_text == "Popular in the last 30 days").all()
+    assert set(recs.model_name) <= {champion, "popularity"}
+    assert_grounded(warehouse, recs)
     own = recs[recs.model_name == champion]
+    grounded = {"buy_again", "similar_to_history", "also_bought", "category_interest"}
+    assert set(own.reason_code) <= grounded | {training.REASON_CODES[champion]}
     for user_id in ("cold", "optout"):
         assert (recs[recs.user_id == user_id].model_name == "popularity").all()
 
@@ -512,30 +513,66 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
         return recs[recs.user_id == user_id].sort_values("item_rank")
 
     if champion == "repeat_purchase":
-        assert (own.reason_code == "buy_again").all()
-        assert (own.reason_text == "You bought Item " + own.item_id + " before").all()
-        # ua00 bought a00 (19 days ago), a07 (10) and a05 (3): the more recent purchases first, then popularity
-        ua00 = user_rows("ua00")
-        assert ua00.item_id.tolist()[:3] == ["a05", "a07", "a00"] and (ua00.model_name.iloc[3:] == "popularity").all()
-        assert user_rows("buyer").iloc[0].reason_text == "You bought Item a02 before"
-        viewer = user_rows("viewer")  # no purchases: a pure popularity list with popularity scores
-        assert (viewer.reason_code == "popular").all() and (viewer.score > 0).all()
-    elif champion == "user_knn":
-        assert (own.reason_code == "similar_users").all()
-        assert (own.reason_text == "Popular with shoppers like you").all()
+        # nobody bought an item twice, so no category is repeat-purchase: every purchase of the last 180 days
+        # leaves the list and repeat_purchase has nothing left to say; popularity fills every list
+        assert (recs.model_name == "popularity").all() and not (recs.reason_code == "buy_again").any()
+        ua00 = set(user_rows("ua00").item_id)
+        assert not ua00 & {"a00", "a05", "a07"}, "ua00's purchases are not recommended again"
+    else:
+        assert (recs.model_name == champion).any()
+    if champion == "user_knn":
         assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "neighbours of an A user are A users"
     elif champion == "svd":
-        assert (own.reason_code == "rated_by_similar_shoppers").all()
-        assert (own.reason_text == "Rated highly by shoppers with your taste").all()
         assert set(own.user_id) <= set(A_USERS + B_USERS), "only users who rated something"
-    elif champion == "neural_ranker":
-        assert (own.reason_code == "profile_match").all()
-        assert (own.reason_text == "Picked for your interests in " + own.item_id.str[0].str.upper()).all()
-    else:
-        assert (own.reason_code == "matrix_factorization").all()
-        # dim_items.category is the upper-cased cluster letter
-        assert (own.reason_text == "Matches your taste in " + own.item_id.str[0].str.upper()).all()
+    elif champion == "als":
         assert result["personalized_users"] == users - 2
+
+
+def test_consumables_are_recommended_again_as_buy_again(warehouse: str, tmp_path, monkeypatch) -> None:
+    """With category A declared repeat-purchase, repeat_purchase re-recommends A purchases saying so."""
+    text = (tmp_path / "business_rules.toml").read_text().replace("\ncategories = []", '\ncategories = ["A"]')
+    (tmp_path / "business_rules.toml").write_text(text)
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    training.generate_recommendations(warehouse, "run_1", END, n=5, model_name="repeat_purchase")
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    assert_grounded(warehouse, recs)
+    ua00 = recs[recs.user_id == "ua00"].sort_values("item_rank")
+    # ua00 bought a00 (19 days ago), a07 (10) and a05 (3): the more recent purchases first, then popularity
+    assert ua00.item_id.tolist()[:3] == ["a05", "a07", "a00"] and (ua00.model_name.iloc[3:] == "popularity").all()
+    assert (ua00.reason_code.iloc[:3] == "buy_again").all()
+    assert ua00.reason_text.iloc[0] == "You bought Item a05 before"
+    # B users' purchases (category B is not repeat-purchase) are still excluded
+    ub00 = recs[recs.user_id == "ub00"]
+    bought = query(
+        warehouse, "select item_id from analytics.fct_interactions where user_id = 'ub00' and event_type = 'purchase'"
+    )
+    assert not ub00.item_id.isin(bought.item_id).any()
+
+
+def assert_grounded(dsn: str, recs: pd.DataFrame) -> None:
+    """Every reason naming a history item names one the user really bought / viewed / carted."""
+    events = query(dsn, "select user_id, item_id, event_type from analytics.fct_interactions")
+    done = set(zip(events.user_id, events.item_id, events.event_type, strict=True))
+    patterns = {
+        "purchase": r"^Because you bought Item (\w+)$",
+        "view": r"^Because you viewed Item (\w+)$",
+        "cart": r"^Because you added Item (\w+) to your cart$",
+    }
+    checked = 0
+    for event_type, pattern in patterns.items():  # three reason forms
+        named = recs.reason_text.str.extract(pattern)[0]
+        rows = recs[named.notna()]
+        checked += len(rows)
+        assert (rows.reason_code == "similar_to_history").all()
+        assert all((user, item, event_type) in done for user, item in zip(rows.user_id, named.dropna(), strict=True))
+    again = recs[recs.reason_code == "buy_again"]
+    assert all((user, item, "purchase") in done for user, item in zip(again.user_id, again.item_id, strict=True))
+    assert (again.reason_text == "You bought Item " + again.item_id + " before").all()
+    also = recs[recs.reason_code == "also_bought"]
+    viewed = also.reason_text.str.extract(r"^People who viewed Item (\w+) also bought it$")[0]
+    assert viewed.notna().all()
+    assert all((user, item, "view") in done for user, item in zip(also.user_id, viewed, strict=True))
+    assert checked == (recs.reason_code == "similar_to_history").sum()
 
 
 def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
