@@ -21,7 +21,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from recsys.interactions import (
 from recsys.metrics import (
     METRICS,
     catalogue_coverage,
+    category_coverage,
     evaluate,
     hit_matrix,
     intra_list_diversity,
@@ -648,6 +649,7 @@ def train_and_evaluate(
     config: dict[str, Any] | None = None,
     history_days: float | None = None,
     batch_size: int = 5_000,
+    rules: BusinessRules | None = None,
 ) -> dict[str, Any]:
     """Choose hyperparameters and the champion on a validation window, report every model on the test window.
 
@@ -701,6 +703,7 @@ def train_and_evaluate(
     """
     started_at = datetime.now(UTC)
     config = load_model_config() if config is None else config
+    rules = load_business_rules() if rules is None else rules
     evaluation = config["evaluation"]
     k = int(evaluation.get("k", 10))
     ks = tuple(sorted({*EVAL_KS, k}))
@@ -767,6 +770,8 @@ def train_and_evaluate(
                     rows += new_rows
                     summary_new[name] = _json_float(new_scores[("ndcg", k)])
                 rows += _pair_rows(model, test)
+                if name == champion:
+                    rows += _reranked_rows(model, test, rules, ks, segmentations, popularity, config, batch_size)
                 logger.info(
                     "%s (%.1f s): test NDCG@%d %s, new items %s",
                     name,
@@ -822,6 +827,83 @@ def train_and_evaluate(
         "metrics_new_items": summary_new,
         "fit_seconds": fit_seconds,
     }
+
+
+#: evaluation variant of the champion after the business rules only, and after rules and diversity re-ranking
+RULES_VARIANT = "business_rules"
+RERANKED_VARIANT = "reranked"
+
+
+def _reranked_rows(
+    model: Recommender,
+    window: _Window,
+    rules: BusinessRules,
+    ks: tuple[int, ...],
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    item_popularity: np.ndarray,
+    config: dict[str, Any],
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """The champion's test-window metrics after the layers every published list passes through.
+
+    ``model`` is fitted before the cutoff. It ranks ``overfetch * max(ks)``
+    items (plus room for the user's recent purchases); the business rules
+    known at the cutoff apply (deny lists, recent purchases before the cutoff
+    outside repeat-purchase categories derived before the cutoff, brand cap;
+    stock is today's, so not used), then the diversity re-rank. Variant
+    :data:`RULES_VARIANT` is the rules alone, :data:`RERANKED_VARIANT` rules and
+    re-rank; both, and the champion's ``all_items`` variant, get
+    ``category_coverage`` (distinct top-level categories per list).
+    """
+    train = window.split.train
+    labels, brands = rules_module.item_attributes(train)
+    codes = _item_categories(train)
+    repeat_item = np.isin(labels, rules_module.repeat_purchase_categories(train, window.split.cutoff, rules))
+    blocked = rules_module.blocked_items(train.item_ids, labels, brands, np.ones(train.n_items, dtype=bool), rules)
+    recent = rules_module.recent_purchases(train, window.split.cutoff, rules, repeat_item)[window.users]
+    top = max(ks)
+    wide = min(top * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, top))
+    candidates, _ = _recommend_in_batches(model, window.users, wide, batch_size)
+    before = candidates[:, :top]
+    variants = {}
+    for variant, strength in ((RULES_VARIANT, 0.0), (RERANKED_VARIANT, rules.diversity_strength)):  # two variants
+        layered = replace(rules, diversity_strength=strength)
+        listed = np.full((len(window.users), top), -1, dtype=np.int64)
+        for first in range(0, len(window.users), batch_size):  # batches of users, each fully vectorized
+            part = slice(first, first + batch_size)
+            listed[part], _, _ = rules_module.apply_layers(
+                candidates[part], np.zeros(candidates[part].shape), top, layered, blocked, brands, codes, recent[part]
+            )
+        variants[variant] = listed
+    rows: list[dict[str, Any]] = []
+    for variant, listed in variants.items():  # two variants
+        variant_rows, scores = _evaluation_rows(
+            model.name,
+            variant,
+            listed,
+            window.truth,
+            ks,
+            segmentations,
+            codes,
+            item_popularity,
+            train.n_users,
+            min_segment_users(config),
+        )
+        rows += variant_rows
+        logger.info("%s %s: test NDCG@%d %.4f", model.name, variant, top, scores[("ndcg", top)])
+    for variant, listed in {EVAL_VARIANT: before, **variants}.items():  # three variants
+        rows += [
+            dict(
+                model_name=model.name,
+                variant=variant,
+                segment="all",
+                metric="category_coverage",
+                k=cut,
+                metric_value=category_coverage(listed, codes, cut),
+            )
+            for cut in ks
+        ]
+    return [row for row in rows if math.isfinite(row["metric_value"])]
 
 
 def _pair_rows(model: Recommender, window: _Window) -> list[dict[str, Any]]:

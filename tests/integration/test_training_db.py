@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -589,3 +590,31 @@ def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END, config=config)
     segments = set(query(warehouse, "select distinct segment from ml.model_evaluations").segment)
     assert segments == {"all", "user_type=returning"}, "only the 60 returning test users form a large segment"
+
+
+def evaluation(dsn: str, run_id: str, variant: str) -> pd.Series:
+    frame = query(
+        dsn,
+        "select metric, k, metric_value from ml.model_evaluations where run_id = %s and variant = %s "
+        "and segment = 'all' and model_name = 'item_knn'",
+        (run_id, variant),
+    )
+    return frame.set_index(["metric", "k"]).metric_value.sort_index()
+
+
+def test_the_champion_is_evaluated_after_the_rules_and_the_rerank(warehouse: str) -> None:
+    planted = rules.load_business_rules()
+    training.train_and_evaluate(warehouse, "run_0", START, END, rules=replace(planted, diversity_strength=0.0))
+    training.train_and_evaluate(warehouse, "run_5", START, END, rules=replace(planted, diversity_strength=0.5))
+    off, rules_only, reranked = (
+        evaluation(warehouse, "run_0", "reranked"),
+        evaluation(warehouse, "run_5", "business_rules"),
+        evaluation(warehouse, "run_5", "reranked"),
+    )
+    pd.testing.assert_series_equal(off, rules_only, check_names=False)  # strength 0: lists unchanged
+    # half the top 5s hold one cluster only: the re-rank brings the other one into every list, at a cost
+    assert rules_only[("category_coverage", 5)] == 1.5 and reranked[("category_coverage", 5)] == 2.0
+    assert rules_only[("diversity", 5)] < reranked[("diversity", 5)]
+    assert reranked[("ndcg", 5)] < rules_only[("ndcg", 5)] and reranked[("hit_rate", 10)] == 1.0
+    before = evaluation(warehouse, "run_5", "all_items")
+    assert ("category_coverage", 10) in before.index and ("ndcg", 10) in before.index
