@@ -113,6 +113,8 @@ def interest_matrix(tags: pd.DataFrame, user_ids: np.ndarray, category_names: np
 
 def segment_text(segment_keys: np.ndarray) -> np.ndarray:
     """ "Popular with female shoppers aged 25-34" for an ``age_band|gender`` key (unknown parts left out)."""
+    if len(segment_keys) == 0:
+        return np.zeros(0, dtype=object)
     parts = pd.Series(segment_keys, dtype=object).str.split("|", n=1, expand=True).reindex(columns=[0, 1])
     age, gender = parts[0].fillna("unknown"), parts[1].fillna("unknown")
     who = np.where(gender != "unknown", gender + " shoppers", "shoppers")

@@ -271,7 +271,9 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     assert "roc_auc" in per_model["neural_ranker"] and {"rmse", "mae"} <= per_model["svd"]
     assert set(evaluations.k) == {0, 5, 10, 20}
     assert set(evaluations[evaluations.k == 0].metric) == {"roc_auc", "rmse", "mae"}
-    assert set(evaluations.variant) == {"all_items", "new_items"}
+    assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"}
+    layered = evaluations[evaluations.variant.isin(["business_rules", "reranked"])]
+    assert set(layered.model_name) == {"item_knn"}, "only the champion is evaluated after the layers"
     segments = query(warehouse, "select distinct segment from ml.model_evaluations")
     assert set(segments.segment) == {
         "all",
@@ -393,7 +395,9 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert popularity == 1.0 and knn < popularity
     # everybody bought b00 in the validation week: in the test week it is a repeat for all, new_items is empty
     variants = query(empty_database, "select distinct variant from ml.model_evaluations")
-    assert variants.variant.tolist() == ["all_items"]
+    assert set(variants.variant) == {"all_items", "business_rules", "reranked"}
+    # the rules remove b00 from the champion's lists: bought in the validation week, not a repeat-purchase category
+    assert metric(empty_database, "run_1", "popularity", "hit_rate", 10, variant="business_rules") == 0.0
     # buy-again has b00 first for everyone too, now: it ties with popularity on the test week
     assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10) == 1.0
     assert result["champion_model"] == "popularity"
@@ -401,8 +405,14 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert ": popularity 1.0000, " in result["champion_reason"]
 
     training.generate_recommendations(empty_database, "run_1", END, n=3)
-    recs = query(empty_database, "select distinct reason_code, model_name, reason_text from ml.recommendations")
-    assert recs.values.tolist() == [["popular", "popularity", "Popular in the last 30 days"]]
+    recs = query(empty_database, "select * from ml.recommendations")
+    assert (recs.model_name == "popularity").all()
+    assert set(recs.reason_code) == {"buy_again", "popular_segment", "popular"}
+    # everyone bought b00 on two different days: category B is now repeat-purchase, so b00 comes back, saying why
+    top = recs[(recs.user_id == "ua00") & (recs.item_rank == 1)].iloc[0]
+    assert (top.item_id, top.reason_code, top.reason_text) == ("b00", "buy_again", "You bought Item b00 before")
+    optout = recs[recs.user_id == "optout"]
+    assert (optout.reason_text == "Popular in the last 30 days").all(), "an opted-out user's data words nothing"
 
 
 def test_a_failed_step_is_recorded_and_raised(warehouse: str) -> None:
