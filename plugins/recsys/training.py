@@ -673,7 +673,11 @@ def train_and_evaluate(
        the cutoff leaves the ranking, the rest moves up, and the truth; users
        left without truth are not evaluated). Models that score pairs add
        ``roc_auc`` (k 0: over their candidate pairs), ``svd`` adds ``rmse``
-       and ``mae`` (k 0) on the ratings given in the test window.
+       and ``mae`` (k 0) on the ratings given in the test window. The
+       champion is also scored after the business rules (variant
+       ``business_rules``) and after the rules and the diversity re-rank
+       (``reranked``), with ``category_coverage`` for those and its
+       ``all_items`` lists, so the accuracy cost of the layers is queryable.
 
     ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
     the gate's reason.
@@ -692,6 +696,9 @@ def train_and_evaluate(
         Only read events from ``data_interval_end - history_days`` on; default all history.
     batch_size : int, default 5000
         Users per recommend call.
+    rules : BusinessRules, optional
+        The layers the champion is also evaluated after (variants ``business_rules``
+        and ``reranked``, see :func:`_reranked_rows`); default :func:`recsys.rules.load_business_rules`.
 
     Returns
     -------
@@ -1087,25 +1094,28 @@ def generate_recommendations(
       ``analytics.dim_users``. Users with history and
       ``is_personalization_allowed`` get the list of the champion (any model
       of :data:`ESTIMATORS`, refitted with the parameters chosen on the
-      validation window); others get popularity. Rows the champion ranked itself carry its name as
-      ``model_name`` and its ``reason_code`` (:data:`REASON_CODES`):
-      item_knn ``similar_to_history`` "Because you viewed/bought <item_name>"
-      (or "added <item_name> to your cart") naming the history item that
-      contributed most; repeat_purchase ``buy_again`` "You bought <item_name>
-      before"; user_knn ``similar_users`` "Popular with shoppers like you";
-      als ``matrix_factorization`` "Matches your taste in <category>"; svd
-      ``rated_by_similar_shoppers``; neural_ranker ``profile_match`` "Picked
-      for your interests in <category>". Positions filled from popularity say ``popular`` / "Popular in the last
-      30 days" with ``model_name`` ``popularity`` and score 0 (so scores
-      never increase with rank; a list that is popularity only carries
-      popularity scores).
-    * ``ml.similar_items``: top ``n_similar`` in-stock neighbours of every item
-      from item-KNN (always fitted, whatever the champion).
-    * ``ml.cold_start_recommendations``: top ``n_cold_start`` in-stock items by
-      popularity for ``segment_key`` ``all`` and for every ``age_band|gender``
-      of ``dim_users`` (missing values read ``unknown``), filled from global
-      popularity (score 0) where a segment has too few items.
-    * ``ml.runs``: status ``recommended`` and ``finished_at``.
+      validation window); others get popularity. Every list passes the
+      layers of :mod:`recsys.rules` (the business rules file): the model ranks
+      ``overfetch * n`` items, blocked items (out of stock, deny lists), the
+      user's purchases of the last ``recent_purchase_days`` outside
+      repeat-purchase categories and items past ``max_per_brand`` leave it,
+      the MMR diversity re-rank orders the rest, the top ``n`` stay (scores
+      made non-increasing), and a list cut short is filled from the
+      rules-filtered popularity ranking. Rows the champion ranked carry its
+      name as ``model_name``, filled rows ``popularity`` (score 0, or
+      popularity scores for a list of popularity only). Every row gets a
+      grounded reason from :func:`recsys.reasons.reasons`; a champion row
+      none of them explains gets the champion's :data:`REASON_CODES` code and
+      :data:`FALLBACK_TEXTS` text.
+    * ``ml.similar_items``: top ``n_similar`` neighbours of every item from
+      item-KNN (always fitted, whatever the champion), after the blocked
+      items and the brand cap (no re-rank).
+    * ``ml.cold_start_recommendations``: top ``n_cold_start`` items by
+      popularity for ``segment_key`` ``all`` and for every k-anonymous
+      ``age_band|gender`` of ``dim_users`` (missing values read ``unknown``),
+      filled from global popularity (score 0) where a segment has too few
+      items, after the rules and the re-rank.
+    * ``ml.runs``: status ``recommended``, ``finished_at`` and ``business_rules_version``.
 
     Parameters
     ----------
@@ -1127,6 +1137,8 @@ def generate_recommendations(
         Only use events from ``data_interval_end - history_days`` on.
     config : dict, optional
         Model configuration; default :func:`load_model_config`.
+    rules : BusinessRules, optional
+        Default :func:`recsys.rules.load_business_rules`.
 
     Returns
     -------
