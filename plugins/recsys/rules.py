@@ -213,8 +213,11 @@ def gather(values: np.ndarray, positions: np.ndarray, fill: Any = -1) -> np.ndar
     return np.where(positions >= 0, taken, fill)
 
 
-def _codes(labels: np.ndarray) -> np.ndarray:
-    """Int code per item for a label array, ``-1`` for ``""`` (unknown)."""
+def label_codes(labels: np.ndarray) -> np.ndarray:
+    """Int code per item for a label array, ``-1`` for ``""`` (unknown); int arrays pass through."""
+    labels = np.asarray(labels)
+    if np.issubdtype(labels.dtype, np.integer):
+        return labels.astype(np.int64)
     codes = pd.factorize(pd.Series(labels, dtype=object).replace("", np.nan))[0]
     return codes.astype(np.int64)
 
@@ -256,7 +259,7 @@ def filter_positions(
     if exclude is not None and exclude.nnz:
         keep &= ~hit_matrix(items, exclude)
     if max_per_brand and brands is not None:
-        brand = np.where(keep, _codes(brands)[np.maximum(items, 0)], -1)
+        brand = np.where(keep, label_codes(brands)[np.maximum(items, 0)], -1)
         rows, cols = np.nonzero(brand >= 0)  # row-major: within a row, best first
         key = rows * (int(brand.max()) + 1) + brand[rows, cols]
         order = np.argsort(key, kind="stable")
@@ -307,8 +310,7 @@ def mmr_positions(items: np.ndarray, categories: np.ndarray, strength: float, n:
         out = np.full((n_rows, n), -1, dtype=np.int64)
         out[:, : first.shape[1]] = np.where(valid[:, :n], first, -1)
         return out
-    codes = np.asarray(categories)
-    codes = codes.astype(np.int64) if np.issubdtype(codes.dtype, np.integer) else _codes(codes)
+    codes = label_codes(categories)
     codes = np.where(codes < 0, codes.max(initial=-1) + 1, codes)  # unknown: one category of its own
     category = np.where(valid, codes[np.maximum(items, 0)], 0)
     gain = (1.0 - strength) / np.log2(np.arange(width) + 2.0)
@@ -358,7 +360,7 @@ def apply_layers(
     blocked : numpy.ndarray
         Bool per item, :func:`blocked_items`.
     brands, categories : numpy.ndarray
-        Brand and top-level category per item.
+        Brand and top-level category per item (labels, or int codes with ``-1`` unknown: faster per batch).
     exclude : scipy.sparse.csr_array, optional
         ``(n_rows, n_items)`` per-row exclusions (recent purchases).
     diversify : bool, default True

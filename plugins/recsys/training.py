@@ -1221,6 +1221,10 @@ def generate_recommendations(
                 popularity,
             )
             wide = n * rules.overfetch
+            brand_codes, category_codes = (
+                rules_module.label_codes(layers.brands),
+                rules_module.label_codes(layers.categories),
+            )
             popular_items, popular_scores = popularity.recommend(
                 np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
             )
@@ -1242,10 +1246,11 @@ def generate_recommendations(
                     scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
                 exclude = recent[batch]
                 items, scores, from_model = rules_module.apply_layers(
-                    items, scores, n, rules, layers.blocked, layers.brands, layers.categories, exclude, extra=from_model
+                    items, scores, n, rules, layers.blocked, brand_codes, category_codes, exclude, extra=from_model
                 )
                 # a list the rules cut below n is filled from popularity (rules-filtered, no brand cap)
                 items, scores = fill_from_ranking(items, scores, ranking, data.n_items, exclude)
+                scores = rules_module.monotone_scores(scores)  # fill (score 0) after negative ALS scores
                 codes, texts = reasons_module.reasons(
                     reason_data,
                     batch,
