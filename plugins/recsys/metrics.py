@@ -287,6 +287,40 @@ def intra_list_diversity(recommended: np.ndarray, item_categories: np.ndarray, k
     return _nanmean(per_user_diversity(recommended, item_categories, k))
 
 
+def per_user_category_coverage(recommended: np.ndarray, item_categories: np.ndarray, k: int) -> np.ndarray:
+    """Distinct categories in every user's top ``k`` (unknown ``-1`` counts as one category).
+
+    Parameters
+    ----------
+    recommended : numpy.ndarray
+        Int ``(n_users, width)`` item indices, best first, ``-1`` for none.
+    item_categories : numpy.ndarray
+        Int category code per item index, ``-1`` = unknown.
+    k : int
+        Cut-off.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 ``(n_users,)``; ``nan`` for users without a valid item.
+    """
+    item_categories = np.asarray(item_categories, dtype=np.int64)
+    top, valid = _top_k(recommended, k, len(item_categories))
+    missing = np.iinfo(np.int64).max
+    categories = np.full(top.shape, missing)
+    categories[valid] = item_categories[top[valid]]
+    categories.sort(axis=1)
+    starts = np.ones(categories.shape, dtype=bool)
+    starts[:, 1:] = categories[:, 1:] != categories[:, :-1]
+    distinct = (starts & (categories != missing)).sum(axis=1).astype(np.float64)
+    return np.where(valid.any(axis=1), distinct, np.nan)
+
+
+def category_coverage(recommended: np.ndarray, item_categories: np.ndarray, k: int) -> float:
+    """Mean number of distinct categories per list at ``k`` (see :func:`per_user_category_coverage`)."""
+    return _nanmean(per_user_category_coverage(recommended, item_categories, k))
+
+
 def per_user_novelty(recommended: np.ndarray, item_popularity: np.ndarray, n_users: int, k: int) -> np.ndarray:
     """Mean self-information of every user's valid top-``k`` items.
 

@@ -39,11 +39,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psycopg2.extras import Json, execute_values
 
 from recsys import landing
 from recsys.warehouse import LOCAL_DIR, REPO_ROOT, dbt_env
+
+if TYPE_CHECKING:
+    from recsys.rules import BusinessRules
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +247,42 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     return suites
 
 
-def marts_and_recs_suites(run_id: str) -> list[Suite]:
-    """The suites of the ``marts_and_recs`` gate: profiles, interest tags, and the candidate run ``run_id``."""
+def min_diversity_query(min_diversity: float, k: int) -> str:
+    """Rows (one) when the mean intra-list diversity of the batch's top ``k`` is below ``min_diversity``.
+
+    Per user, diversity is the share of item pairs of the top ``k`` in
+    different ``dim_items.category`` (unknown is one category), as in
+    :func:`recsys.metrics.per_user_diversity`; users with fewer than two items
+    do not count.
+    """
+    return f"""
+        with top as (
+            select batch.user_id, coalesce(items.category, '') as category
+            from {{batch}} as batch
+            left join analytics.dim_items as items on items.item_id = batch.item_id
+            where batch.item_rank <= {int(k)}
+        ), per_category as (
+            select user_id, count(*) as n from top group by user_id, category
+        ), per_user as (
+            select user_id, 1 - sum(n * (n - 1) / 2.0) / (sum(n) * (sum(n) - 1) / 2.0) as diversity
+            from per_category group by user_id having sum(n) >= 2
+        )
+        select avg(diversity) as mean_intra_list_diversity from per_user
+        having avg(diversity) < {float(min_diversity)!r}"""
+
+
+def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> list[Suite]:
+    """The suites of the ``marts_and_recs`` gate: profiles, interest tags, and the candidate run ``run_id``.
+
+    ``rules`` (default :func:`recsys.rules.load_business_rules`) sets the
+    minimum mean intra-list diversity of the run's lists (critical).
+    """
     import great_expectations as gx  # noqa: PLC0415
 
+    from recsys.rules import load_business_rules  # noqa: PLC0415
+
     e = gx.expectations
+    rules = load_business_rules() if rules is None else rules
 
     def rows(description: str, query: str, severity: str = "critical"):
         return e.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description, severity=severity)
@@ -299,6 +334,12 @@ def marts_and_recs_suites(run_id: str) -> list[Suite]:
                 in_stock("item_id"),
                 scores_follow_ranks("user_id"),
                 e.ExpectColumnValuesToNotBeNull(column="reason_text"),
+                e.ExpectColumnValuesToNotBeNull(column="reason_code"),
+                rows(
+                    f"mean intra-list diversity of the top {rules.diversity_k} is at least"
+                    f" {rules.min_intra_list_diversity} (business rules {rules.version})",
+                    min_diversity_query(rules.min_intra_list_diversity, rules.diversity_k),
+                ),
                 rows(
                     "every user of analytics.dim_users has a list",
                     "select user_id from analytics.dim_users except select user_id from {batch}",

@@ -21,7 +21,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ import pyarrow.csv as pa_csv
 import scipy.sparse as sp
 from psycopg2 import sql
 
+from recsys import reasons as reasons_module
+from recsys import rules as rules_module
 from recsys.interactions import (
     EVENT_WEIGHTS,
     Interactions,
@@ -47,6 +49,7 @@ from recsys.interactions import (
 from recsys.metrics import (
     METRICS,
     catalogue_coverage,
+    category_coverage,
     evaluate,
     hit_matrix,
     intra_list_diversity,
@@ -67,7 +70,9 @@ from recsys.recommenders import (
     RepeatPurchaseRecommender,
     SVDRecommender,
     UserKNNRecommender,
+    fill_from_ranking,
 )
+from recsys.rules import BusinessRules, load_business_rules
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +119,7 @@ create table if not exists ml.runs (
 );
 alter table ml.runs add column if not exists champion_params text;
 alter table ml.runs add column if not exists validation_cutoff_at timestamptz;
+alter table ml.runs add column if not exists business_rules_version text;
 create table if not exists ml.model_search (
     run_id text not null,
     model_name text not null,
@@ -165,19 +171,24 @@ create table if not exists ml.cold_start_recommendations (
 );
 """
 
-#: ``reason_code`` of the rows each champion itself ranked (popularity and the fill of any model: ``popular``)
+#: ``reason_code`` and ``reason_text`` of a row the champion ranked that no grounded reason of
+#: :mod:`recsys.reasons` explains (those come first for every model)
 REASON_CODES: dict[str, str] = {
-    ItemKNNRecommender.name: "similar_to_history",
-    RepeatPurchaseRecommender.name: "buy_again",
+    ItemKNNRecommender.name: "similar_items",
+    RepeatPurchaseRecommender.name: "past_purchases",
     UserKNNRecommender.name: "similar_users",
     ALSRecommender.name: "matrix_factorization",
     SVDRecommender.name: "rated_by_similar_shoppers",
     NeuralRanker.name: "profile_match",
 }
-
-#: "Because you <before> <item name><after>", indexed by the strongest-event code (none, view, cart, purchase)
-_REASON_BEFORE = np.array(["viewed", "viewed", "added", "bought"], dtype=object)
-_REASON_AFTER = np.array(["", "", " to your cart", ""], dtype=object)
+FALLBACK_TEXTS: dict[str, str] = {
+    ItemKNNRecommender.name: "Similar to items you looked at",
+    RepeatPurchaseRecommender.name: "Based on your past purchases",
+    UserKNNRecommender.name: "Popular with shoppers like you",
+    ALSRecommender.name: "Matches your taste",
+    SVDRecommender.name: "Rated highly by shoppers with your taste",
+    NeuralRanker.name: "Picked for you",
+}
 
 
 # --------------------------------------------------------------------------- database plumbing
@@ -638,6 +649,7 @@ def train_and_evaluate(
     config: dict[str, Any] | None = None,
     history_days: float | None = None,
     batch_size: int = 5_000,
+    rules: BusinessRules | None = None,
 ) -> dict[str, Any]:
     """Choose hyperparameters and the champion on a validation window, report every model on the test window.
 
@@ -661,7 +673,11 @@ def train_and_evaluate(
        the cutoff leaves the ranking, the rest moves up, and the truth; users
        left without truth are not evaluated). Models that score pairs add
        ``roc_auc`` (k 0: over their candidate pairs), ``svd`` adds ``rmse``
-       and ``mae`` (k 0) on the ratings given in the test window.
+       and ``mae`` (k 0) on the ratings given in the test window. The
+       champion is also scored after the business rules (variant
+       ``business_rules``) and after the rules and the diversity re-rank
+       (``reranked``), with ``category_coverage`` for those and its
+       ``all_items`` lists, so the accuracy cost of the layers is queryable.
 
     ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
     the gate's reason.
@@ -680,6 +696,9 @@ def train_and_evaluate(
         Only read events from ``data_interval_end - history_days`` on; default all history.
     batch_size : int, default 5000
         Users per recommend call.
+    rules : BusinessRules, optional
+        The layers the champion is also evaluated after (variants ``business_rules``
+        and ``reranked``, see :func:`_reranked_rows`); default :func:`recsys.rules.load_business_rules`.
 
     Returns
     -------
@@ -691,6 +710,7 @@ def train_and_evaluate(
     """
     started_at = datetime.now(UTC)
     config = load_model_config() if config is None else config
+    rules = load_business_rules() if rules is None else rules
     evaluation = config["evaluation"]
     k = int(evaluation.get("k", 10))
     ks = tuple(sorted({*EVAL_KS, k}))
@@ -757,6 +777,8 @@ def train_and_evaluate(
                     rows += new_rows
                     summary_new[name] = _json_float(new_scores[("ndcg", k)])
                 rows += _pair_rows(model, test)
+                if name == champion:
+                    rows += _reranked_rows(model, test, rules, ks, segmentations, popularity, config, batch_size)
                 logger.info(
                     "%s (%.1f s): test NDCG@%d %s, new items %s",
                     name,
@@ -814,6 +836,83 @@ def train_and_evaluate(
     }
 
 
+#: evaluation variant of the champion after the business rules only, and after rules and diversity re-ranking
+RULES_VARIANT = "business_rules"
+RERANKED_VARIANT = "reranked"
+
+
+def _reranked_rows(
+    model: Recommender,
+    window: _Window,
+    rules: BusinessRules,
+    ks: tuple[int, ...],
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    item_popularity: np.ndarray,
+    config: dict[str, Any],
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """The champion's test-window metrics after the layers every published list passes through.
+
+    ``model`` is fitted before the cutoff. It ranks ``overfetch * max(ks)``
+    items (plus room for the user's recent purchases); the business rules
+    known at the cutoff apply (deny lists, recent purchases before the cutoff
+    outside repeat-purchase categories derived before the cutoff, brand cap;
+    stock is today's, so not used), then the diversity re-rank. Variant
+    :data:`RULES_VARIANT` is the rules alone, :data:`RERANKED_VARIANT` rules and
+    re-rank; both, and the champion's ``all_items`` variant, get
+    ``category_coverage`` (distinct top-level categories per list).
+    """
+    train = window.split.train
+    labels, brands = rules_module.item_attributes(train)
+    codes = _item_categories(train)
+    repeat_item = np.isin(labels, rules_module.repeat_purchase_categories(train, window.split.cutoff, rules))
+    blocked = rules_module.blocked_items(train.item_ids, labels, brands, np.ones(train.n_items, dtype=bool), rules)
+    recent = rules_module.recent_purchases(train, window.split.cutoff, rules, repeat_item)[window.users]
+    top = max(ks)
+    wide = min(top * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, top))
+    candidates, _ = _recommend_in_batches(model, window.users, wide, batch_size)
+    before = candidates[:, :top]
+    variants = {}
+    for variant, strength in ((RULES_VARIANT, 0.0), (RERANKED_VARIANT, rules.diversity_strength)):  # two variants
+        layered = replace(rules, diversity_strength=strength)
+        listed = np.full((len(window.users), top), -1, dtype=np.int64)
+        for first in range(0, len(window.users), batch_size):  # batches of users, each fully vectorized
+            part = slice(first, first + batch_size)
+            listed[part], _, _ = rules_module.apply_layers(
+                candidates[part], np.zeros(candidates[part].shape), top, layered, blocked, brands, codes, recent[part]
+            )
+        variants[variant] = listed
+    rows: list[dict[str, Any]] = []
+    for variant, listed in variants.items():  # two variants
+        variant_rows, scores = _evaluation_rows(
+            model.name,
+            variant,
+            listed,
+            window.truth,
+            ks,
+            segmentations,
+            codes,
+            item_popularity,
+            train.n_users,
+            min_segment_users(config),
+        )
+        rows += variant_rows
+        logger.info("%s %s: test NDCG@%d %.4f", model.name, variant, top, scores[("ndcg", top)])
+    for variant, listed in {EVAL_VARIANT: before, **variants}.items():  # three variants
+        rows += [
+            dict(
+                model_name=model.name,
+                variant=variant,
+                segment="all",
+                metric="category_coverage",
+                k=cut,
+                metric_value=category_coverage(listed, codes, cut),
+            )
+            for cut in ks
+        ]
+    return [row for row in rows if math.isfinite(row["metric_value"])]
+
+
 def _pair_rows(model: Recommender, window: _Window) -> list[dict[str, Any]]:
     """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0)."""
     common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)
@@ -857,46 +956,121 @@ def _popular_text(model: PopularityRecommender) -> str:
     return f"Popular in the last {model.window_days:g} days"
 
 
-def _reason_texts(
-    champion: str,
-    users: np.ndarray,
-    items: np.ndarray,
-    because: np.ndarray,
-    strength: sp.csr_array | None,
-    item_names: np.ndarray,
-    item_categories: np.ndarray,
-) -> np.ndarray:
-    """``reason_text`` of rows the champion ranked itself, one vectorized string column.
+@dataclass
+class _Layers:
+    """Per-item rule inputs of one run (see :mod:`recsys.rules`)."""
 
-    item_knn: "Because you viewed/bought <history item>" (or "added <item> to
-    your cart"); repeat_purchase: "You bought <item> before"; user_knn:
-    "Popular with shoppers like you"; als: "Matches your taste in
-    <category of the item>" ("Matches your taste" without a category);
-    svd: "Rated highly by shoppers with your taste"; neural_ranker: "Picked
-    for your interests in <category>" ("Picked for you" without a category).
+    blocked: np.ndarray
+    brands: np.ndarray
+    categories: np.ndarray
+    repeat_item: np.ndarray
+    recent: sp.csr_array
+
+    @classmethod
+    def of(cls, data: Interactions, end: float, in_stock: np.ndarray, rules: BusinessRules) -> _Layers:
+        categories, brands = rules_module.item_attributes(data)
+        repeat_item = np.isin(categories, rules_module.repeat_purchase_categories(data, end, rules))
+        blocked = rules_module.blocked_items(data.item_ids, categories, brands, in_stock, rules)
+        recent = rules_module.recent_purchases(data, end, rules, repeat_item)
+        logger.info(
+            "business rules %s: %d of %d items blocked, %d recent purchases excluded",
+            rules.version,
+            int(blocked.sum()),
+            len(blocked),
+            recent.nnz,
+        )
+        return cls(blocked, brands, categories, repeat_item, recent)
+
+
+def _cold_start_lists(
+    users: pd.DataFrame,
+    n_users: int,
+    popularity: PopularityRecommender,
+    blocked: np.ndarray,
+    n_cold_start: int,
+    rules: BusinessRules,
+    layers: _Layers,
+    config: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
+
+    Returns the segment per user (``-1``: none published), the keys, items and scores.
     """
-    if champion == ItemKNNRecommender.name:
-        strongest = np.zeros(len(users), dtype=np.int64)
-        has_source = because >= 0
-        if strength is not None and has_source.any():
-            strongest[has_source] = lookup(strength, users[has_source], because[has_source])
-        return _concat(
-            "Because you ",
-            pd.Series(_REASON_BEFORE[strongest], dtype=object),
-            " ",
-            pd.Series(item_names[np.maximum(because, 0)], dtype=object),
-            pd.Series(_REASON_AFTER[strongest], dtype=object),
-        ).to_numpy()
-    if champion == RepeatPurchaseRecommender.name:
-        return _concat("You bought ", pd.Series(item_names[items], dtype=object), " before").to_numpy()
-    category = pd.Series(item_categories[items], dtype=object)
-    if champion == ALSRecommender.name:
-        return np.where(category != "", _concat("Matches your taste in ", category), "Matches your taste")
-    if champion == NeuralRanker.name:
-        return np.where(category != "", _concat("Picked for your interests in ", category), "Picked for you")
-    if champion == SVDRecommender.name:
-        return np.full(len(users), "Rated highly by shoppers with your taste", dtype=object)
-    return np.full(len(users), "Popular with shoppers like you", dtype=object)
+    segment_labels = _concat(users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")).to_numpy()
+    segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
+    # k-anonymity: segments with fewer users than min_segment_users are not published
+    large = np.bincount(segment_of_user, minlength=len(segment_names)) >= min_segment_users(config)
+    logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
+    recode = np.where(large, np.cumsum(large) - 1, -1)
+    segment_names = segment_names[large]
+    group_of_user = np.full(n_users, -1, dtype=np.int64)
+    group_of_user[: len(users)] = recode[segment_of_user]
+    wide = n_cold_start * rules.overfetch
+    segment_items, segment_scores = popularity.recommend_groups(group_of_user, wide, blocked)
+    all_items, all_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
+    keys = np.concatenate([["all"], segment_names]).astype(object)
+    cold_items, cold_scores, _ = rules_module.apply_layers(
+        np.vstack([all_items, segment_items]),
+        np.vstack([all_scores, segment_scores]),
+        n_cold_start,
+        rules,
+        layers.blocked,
+        layers.brands,
+        layers.categories,
+    )
+    return group_of_user, keys, cold_items, cold_scores
+
+
+def _reason_data(
+    conn: Any,
+    data: Interactions,
+    end: float,
+    knn: ItemKNNRecommender,
+    layers: _Layers,
+    rules: BusinessRules,
+    item_names: np.ndarray,
+    consent: np.ndarray,
+    group_of_user: np.ndarray,
+    segment_items: np.ndarray,
+    segment_keys: np.ndarray,
+    popularity: PopularityRecommender,
+) -> reasons_module.ReasonData:
+    """What the run's reasons are grounded in; opted-out users' events are not read (``consent`` 0)."""
+    until = np.nextafter(end, np.inf)
+    only_consenting = sp.diags_array(consent.astype(np.float32))
+
+    def pattern(event: str) -> sp.csr_array:
+        return sp.csr_array(only_consenting @ sp.csr_array(data.to_csr({event: 1.0}, end=until) > 0, dtype=np.float32))
+
+    category_names = np.unique(layers.categories[layers.categories != ""]).astype(object)
+    tags = pd.DataFrame(columns=["user_id", "tag", "tag_rank"])
+    if _table_exists(conn, "analytics.user_interest_tags"):
+        tags = _read_query(
+            conn,
+            "select user_id, tag, tag_rank from analytics.user_interest_tags"
+            f" where tag like 'category:%' and tag_rank <= {int(rules.interest_tags)}",
+        )
+    rows, cols = np.nonzero(segment_items >= 0)
+    return reasons_module.ReasonData(
+        item_names=item_names.astype(object),
+        item_categories=layers.categories,
+        repeat_item=layers.repeat_item,
+        purchases=pattern("purchase"),
+        strength=data.strongest_events(),
+        knn=knn,
+        min_similarity=rules.min_similarity,
+        viewed=pattern("view"),
+        also_bought=reasons_module.also_bought_matrix(data, until, rules.min_also_bought_users),
+        interests=reasons_module.interest_matrix(tags, data.user_ids, category_names, rules.interest_tags),
+        category_code=pd.Index(category_names).get_indexer(layers.categories).astype(np.int64),
+        group_of_user=np.where(consent > 0, group_of_user, -1),
+        segment_items=sp.csr_array(
+            (np.ones(len(rows), dtype=np.float32), (rows, segment_items[rows, cols])),
+            shape=(segment_items.shape[0], data.n_items),
+        ),
+        segment_texts=reasons_module.segment_text(segment_keys),
+        popular_text=_popular_text(popularity),
+    )
 
 
 def generate_recommendations(
@@ -910,6 +1084,7 @@ def generate_recommendations(
     model_name: str | None = None,
     history_days: float | None = None,
     config: dict[str, Any] | None = None,
+    rules: BusinessRules | None = None,
 ) -> dict[str, Any]:
     """Refit the champion on all data up to ``data_interval_end`` and write every list of the run.
 
@@ -919,25 +1094,28 @@ def generate_recommendations(
       ``analytics.dim_users``. Users with history and
       ``is_personalization_allowed`` get the list of the champion (any model
       of :data:`ESTIMATORS`, refitted with the parameters chosen on the
-      validation window); others get popularity. Rows the champion ranked itself carry its name as
-      ``model_name`` and its ``reason_code`` (:data:`REASON_CODES`):
-      item_knn ``similar_to_history`` "Because you viewed/bought <item_name>"
-      (or "added <item_name> to your cart") naming the history item that
-      contributed most; repeat_purchase ``buy_again`` "You bought <item_name>
-      before"; user_knn ``similar_users`` "Popular with shoppers like you";
-      als ``matrix_factorization`` "Matches your taste in <category>"; svd
-      ``rated_by_similar_shoppers``; neural_ranker ``profile_match`` "Picked
-      for your interests in <category>". Positions filled from popularity say ``popular`` / "Popular in the last
-      30 days" with ``model_name`` ``popularity`` and score 0 (so scores
-      never increase with rank; a list that is popularity only carries
-      popularity scores).
-    * ``ml.similar_items``: top ``n_similar`` in-stock neighbours of every item
-      from item-KNN (always fitted, whatever the champion).
-    * ``ml.cold_start_recommendations``: top ``n_cold_start`` in-stock items by
-      popularity for ``segment_key`` ``all`` and for every ``age_band|gender``
-      of ``dim_users`` (missing values read ``unknown``), filled from global
-      popularity (score 0) where a segment has too few items.
-    * ``ml.runs``: status ``recommended`` and ``finished_at``.
+      validation window); others get popularity. Every list passes the
+      layers of :mod:`recsys.rules` (the business rules file): the model ranks
+      ``overfetch * n`` items, blocked items (out of stock, deny lists), the
+      user's purchases of the last ``recent_purchase_days`` outside
+      repeat-purchase categories and items past ``max_per_brand`` leave it,
+      the MMR diversity re-rank orders the rest, the top ``n`` stay (scores
+      made non-increasing), and a list cut short is filled from the
+      rules-filtered popularity ranking. Rows the champion ranked carry its
+      name as ``model_name``, filled rows ``popularity`` (score 0, or
+      popularity scores for a list of popularity only). Every row gets a
+      grounded reason from :func:`recsys.reasons.reasons`; a champion row
+      none of them explains gets the champion's :data:`REASON_CODES` code and
+      :data:`FALLBACK_TEXTS` text.
+    * ``ml.similar_items``: top ``n_similar`` neighbours of every item from
+      item-KNN (always fitted, whatever the champion), after the blocked
+      items and the brand cap (no re-rank).
+    * ``ml.cold_start_recommendations``: top ``n_cold_start`` items by
+      popularity for ``segment_key`` ``all`` and for every k-anonymous
+      ``age_band|gender`` of ``dim_users`` (missing values read ``unknown``),
+      filled from global popularity (score 0) where a segment has too few
+      items, after the rules and the re-rank.
+    * ``ml.runs``: status ``recommended``, ``finished_at`` and ``business_rules_version``.
 
     Parameters
     ----------
@@ -959,6 +1137,8 @@ def generate_recommendations(
         Only use events from ``data_interval_end - history_days`` on.
     config : dict, optional
         Model configuration; default :func:`load_model_config`.
+    rules : BusinessRules, optional
+        Default :func:`recsys.rules.load_business_rules`.
 
     Returns
     -------
@@ -972,6 +1152,7 @@ def generate_recommendations(
         try:
             ensure_schema(connection)
             config = load_model_config() if config is None else config
+            rules = load_business_rules() if rules is None else rules
             champion, params = (model_name, None) if model_name else _champion_of(connection, run_id)
             if champion not in ESTIMATORS:
                 raise ValueError(f"unknown champion model {champion!r}")
@@ -1005,67 +1186,107 @@ def generate_recommendations(
             popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
             item_names = data.item_ids.copy()
             item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
-            item_categories = np.full(data.n_items, "", dtype=object)
-            item_categories[: len(catalogue)] = catalogue["category"].fillna("").to_numpy()
             in_stock = np.zeros(data.n_items, dtype=bool)
             in_stock[: len(catalogue)] = catalogue["is_in_stock"].to_numpy() == "t"
-            blocked = np.flatnonzero(~in_stock)
+            layers = _Layers.of(data, end, in_stock, rules)
+            blocked = np.flatnonzero(layers.blocked)
 
             # users of dim_users are the first rows of the encoding
             targets = np.arange(len(users), dtype=np.int64)
             allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
             has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
             personalized = allowed & has_history & (champion != PopularityRecommender.name)
-            strength = data.strongest_events() if personalized.any() and champion == ItemKNNRecommender.name else None
+            # opted-out users' purchases are not read, not even to filter their list
+            consent = np.zeros(data.n_users, dtype=np.float32)
+            consent[: len(users)] = allowed
+            recent = sp.csr_array(sp.diags_array(consent) @ layers.recent)
+            recent.eliminate_zeros()
 
             _delete_run(connection, ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"], run_id)
-            popular_items, popular_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=n, filter_items=blocked)
-            popular_text = _popular_text(popularity)
+            group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
+                users, data.n_users, popularity, blocked, n_cold_start, rules, layers, config
+            )
+            reason_data = _reason_data(
+                connection,
+                data,
+                end,
+                knn,
+                layers,
+                rules,
+                item_names,
+                consent,
+                group_of_user,
+                cold_items[1:],
+                keys[1:],
+                popularity,
+            )
+            wide = n * rules.overfetch
+            brand_codes, category_codes = (
+                rules_module.label_codes(layers.brands),
+                rules_module.label_codes(layers.categories),
+            )
+            popular_items, popular_scores = popularity.recommend(
+                np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
+            )
+            ranking = popularity.ranking(blocked)
             n_recommendations = 0
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
                 batch = targets[first : first + batch_size]
                 items = np.tile(popular_items, (len(batch), 1))
                 scores = np.tile(popular_scores, (len(batch), 1))
                 from_model = np.zeros(items.shape, dtype=bool)
-                because = np.full(items.shape, -1, dtype=np.int64)
                 mine = np.flatnonzero(personalized[batch])
                 if len(mine):
-                    own_items, own_scores = model.recommend(batch[mine], n=n, filter_items=blocked)
+                    own_items, own_scores = model.recommend(batch[mine], n=wide, filter_items=blocked)
                     # every model fills with popularity at score 0 except ALS, which fills cold users only
                     own = (own_items >= 0) if champion == ALSRecommender.name else own_scores > 0
                     only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
                     items[mine] = own_items
                     from_model[mine] = own
                     scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
-                    if champion == ItemKNNRecommender.name:
-                        knn_because, _ = knn.explain(batch[mine], own_items)
-                        because[mine] = np.where(own, knn_because, -1)
-                rows, ranks = np.nonzero(items >= 0)
-                row_items = items[rows, ranks]
-                is_model = from_model[rows, ranks]
-                reason_text = np.where(
-                    is_model,
-                    _reason_texts(
-                        champion, batch[rows], row_items, because[rows, ranks], strength, item_names, item_categories
-                    ),
-                    popular_text,
+                exclude = recent[batch]
+                items, scores, from_model = rules_module.apply_layers(
+                    items, scores, n, rules, layers.blocked, brand_codes, category_codes, exclude, extra=from_model
                 )
+                # a list the rules cut below n is filled from popularity (rules-filtered, no brand cap)
+                items, scores = fill_from_ranking(items, scores, ranking, data.n_items, exclude)
+                scores = rules_module.monotone_scores(scores)  # fill (score 0) after negative ALS scores
+                codes, texts = reasons_module.reasons(
+                    reason_data,
+                    batch,
+                    items,
+                    from_model,
+                    REASON_CODES.get(champion, "popular"),
+                    np.full(items.shape, FALLBACK_TEXTS.get(champion, reason_data.popular_text), dtype=object),
+                )
+                rows, ranks = np.nonzero(items >= 0)
+                is_model = from_model[rows, ranks]
                 frame = pd.DataFrame(
                     {
                         "run_id": run_id,
                         "user_id": users["user_id"].to_numpy()[batch[rows]],
                         "item_rank": ranks + 1,
-                        "item_id": data.item_ids[row_items],
+                        "item_id": data.item_ids[items[rows, ranks]],
                         "score": scores[rows, ranks],
                         "model_name": np.where(is_model, champion, PopularityRecommender.name),
-                        "reason_code": np.where(is_model, REASON_CODES.get(champion, "popular"), "popular"),
-                        "reason_text": reason_text,
+                        "reason_code": codes[rows, ranks],
+                        "reason_text": texts[rows, ranks],
                         "generated_at": generated_at.isoformat(),
                     }
                 )
                 n_recommendations += _copy_rows(connection, "ml.recommendations", frame)
 
-            similar, similar_scores = knn.similar_items(n_similar, filter_items=blocked)
+            similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
+            similar, similar_scores, _ = rules_module.apply_layers(
+                similar,
+                similar_scores,
+                n_similar,
+                rules,
+                layers.blocked,
+                layers.brands,
+                layers.categories,
+                diversify=False,
+            )
             item_rows, item_ranks = np.nonzero(similar >= 0)
             n_similar_rows = _copy_rows(
                 connection,
@@ -1081,24 +1302,6 @@ def generate_recommendations(
                 ),
             )
 
-            segment_labels = _concat(
-                users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")
-            ).to_numpy()
-            segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
-            # k-anonymity: segments with fewer users than min_segment_users are not published
-            large = np.bincount(segment_of_user, minlength=len(segment_names)) >= min_segment_users(config)
-            logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
-            recode = np.where(large, np.cumsum(large) - 1, -1)
-            segment_names = segment_names[large]
-            group_of_user = np.full(data.n_users, -1, dtype=np.int64)
-            group_of_user[: len(users)] = recode[segment_of_user]
-            segment_items, segment_scores = popularity.recommend_groups(group_of_user, n_cold_start, blocked)
-            all_items, all_scores = popularity.recommend(
-                np.zeros(1, dtype=np.int64), n=n_cold_start, filter_items=blocked
-            )
-            keys = np.concatenate([["all"], segment_names]).astype(object)
-            cold_items = np.vstack([all_items, segment_items])
-            cold_scores = np.vstack([all_scores, segment_scores])
             seg_rows, seg_ranks = np.nonzero(cold_items >= 0)
             n_cold_rows = _copy_rows(
                 connection,
@@ -1121,6 +1324,7 @@ def generate_recommendations(
                 finished_at=datetime.now(UTC),
                 status="recommended",
                 champion_model=champion,
+                business_rules_version=rules.version,
             )
             connection.commit()
         except Exception:
@@ -1136,6 +1340,7 @@ def generate_recommendations(
         "cold_start_recommendations": n_cold_rows,
         "cold_start_segments": int(len(keys)),
         "in_stock_items": int(in_stock.sum()),
+        "business_rules_version": rules.version,
     }
     logger.info("run %s recommendations: %s", run_id, result)
     return result

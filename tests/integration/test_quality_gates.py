@@ -178,11 +178,12 @@ def test_c_a_warning_only_problem_passes_and_is_recorded(database, tmp_path):
 MARTS = """
 create schema if not exists analytics;
 create table analytics.dim_users (user_id text);
-create table analytics.dim_items (item_id text, is_in_stock boolean);
+create table analytics.dim_items (item_id text, category text, is_in_stock boolean);
 create table analytics.user_profiles (user_id text);
 create table analytics.user_interest_tags (user_id text, tag text, weight double precision, tag_rank integer);
 insert into analytics.dim_users values ('u1'), ('u2');
-insert into analytics.dim_items values ('i1', true), ('i2', true), ('i3', true), ('i4', false);
+insert into analytics.dim_items values ('i1', 'Home', true), ('i2', 'Toys', true), ('i3', 'Books', true),
+    ('i4', 'Home', false), ('i5', 'Home', true), ('i6', 'Home', true);
 insert into analytics.user_profiles values ('u1'), ('u2');
 insert into analytics.user_interest_tags values ('u1', 'category:Home', 0.75, 1), ('u1', 'brand:Acme', 0.25, 2),
     ('u2', 'category:Home', 1.0, 1);
@@ -259,8 +260,19 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
             [*GOOD_RECS, *[("u2", rank, f"x{rank}", 0.0) for rank in range(3, 23)]],
             "unexpected_rows_expectation: at most 20 items per user: observed 1",
         ),
+        (
+            # u1: Home, Home, Home: 0 of 3 pairs differ; u2: Home, Home: 0 of 1; mean 0 < 0.2 of business_rules.toml
+            [
+                ("u1", 1, "i1", 0.9),
+                ("u1", 2, "i5", 0.5),
+                ("u1", 3, "i6", 0.4),
+                ("u2", 1, "i5", 0.7),
+                ("u2", 2, "i6", 0.1),
+            ],
+            "unexpected_rows_expectation: mean intra-list diversity of the top 10 is at least 0.2",
+        ),
     ],
-    ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20"],
+    ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20", "not_diverse"],
 )
 def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation):
     make_recs_warehouse(database, recommendations)

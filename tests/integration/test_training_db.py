@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -33,7 +34,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import training
+from recsys import rules, training
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -165,6 +166,14 @@ def every_segment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
 
 
+@pytest.fixture(autouse=True)
+def no_rerank(tmp_path, monkeypatch) -> None:
+    """Two planted clusters: the diversity re-rank would interleave them; tests of it set their own strength."""
+    text = rules.RULES_FILE.read_text().replace("strength = 0.3", "strength = 0.0")
+    (tmp_path / "business_rules.toml").write_text(text)
+    monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))
+
+
 @pytest.fixture
 def empty_database(database: str) -> str:
     """A fresh database from tests/conftest.py (the embedded warehouse unless RECSYS_TEST_SERVER_URL)."""
@@ -262,7 +271,9 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     assert "roc_auc" in per_model["neural_ranker"] and {"rmse", "mae"} <= per_model["svd"]
     assert set(evaluations.k) == {0, 5, 10, 20}
     assert set(evaluations[evaluations.k == 0].metric) == {"roc_auc", "rmse", "mae"}
-    assert set(evaluations.variant) == {"all_items", "new_items"}
+    assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"}
+    layered = evaluations[evaluations.variant.isin(["business_rules", "reranked"])]
+    assert set(layered.model_name) == {"item_knn"}, "only the champion is evaluated after the layers"
     segments = query(warehouse, "select distinct segment from ml.model_evaluations")
     assert set(segments.segment) == {
         "all",
@@ -324,23 +335,29 @@ def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse:
     # seen items as candidates, scored by their neighbours in the history), then popularity fill
     top4 = set(user_rows("ua00").item_id.iloc[:4])
     assert all(item.startswith("a") for item in top4) and top4 & {"a00", "a01", "a02", "a03", "a05"}
-    fill = recs[recs.reason_code == "popular"]
-    assert (fill.model_name == "popularity").all() and (fill.reason_text == "Popular in the last 30 days").all()
+    fill = recs[recs.model_name == "popularity"]
+    assert set(fill.reason_code) <= {"popular", "popular_segment", "buy_again"}
+    assert (fill[fill.reason_code == "popular"].reason_text == "Popular in the last 30 days").all()
     # the published contract (dbt test assert_recommendation_scores_non_increasing): scores never increase with rank
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all()
 
     loner = user_rows("loner")  # history without neighbours: a pure popularity list with popularity scores
-    assert (loner.reason_code == "popular").all() and (loner.score > 0).all()
+    assert (loner.model_name == "popularity").all() and (loner.score > 0).all()
+    # loner (index 63, male, no age band) is in the published segment unknown|male, whose list these items top
+    assert (loner.reason_code == "popular_segment").all() and (loner.reason_text == "Popular with male shoppers").all()
 
     cold_start = query(warehouse, "select * from ml.cold_start_recommendations where run_id = 'run_1'")
     popular_all = cold_start[cold_start.segment_key == "all"].sort_values("item_rank")
     for user_id in ("cold", "optout"):  # no history / opted out: the global popularity list
         rows = user_rows(user_id)
-        assert (rows.reason_code == "popular").all() and (rows.model_name == "popularity").all()
+        assert (rows.model_name == "popularity").all()
         assert rows.item_id.tolist() == popular_all.item_id.iloc[:5].tolist()
         np.testing.assert_allclose(rows.score, popular_all.score.iloc[:5])
         assert (rows.score > 0).all()
+    # cold is male without an age band; an opted-out user's attributes do not word their reasons
+    assert (user_rows("cold").reason_text == "Popular with male shoppers").all()
+    assert (user_rows("optout").reason_code == "popular").all()
     assert set(cold_start.segment_key) == {
         "all",
         "25-34|female",
@@ -378,7 +395,9 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert popularity == 1.0 and knn < popularity
     # everybody bought b00 in the validation week: in the test week it is a repeat for all, new_items is empty
     variants = query(empty_database, "select distinct variant from ml.model_evaluations")
-    assert variants.variant.tolist() == ["all_items"]
+    assert set(variants.variant) == {"all_items", "business_rules", "reranked"}
+    # the rules remove b00 from the champion's lists: bought in the validation week, not a repeat-purchase category
+    assert metric(empty_database, "run_1", "popularity", "hit_rate", 10, variant="business_rules") == 0.0
     # buy-again has b00 first for everyone too, now: it ties with popularity on the test week
     assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10) == 1.0
     assert result["champion_model"] == "popularity"
@@ -386,8 +405,14 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert ": popularity 1.0000, " in result["champion_reason"]
 
     training.generate_recommendations(empty_database, "run_1", END, n=3)
-    recs = query(empty_database, "select distinct reason_code, model_name, reason_text from ml.recommendations")
-    assert recs.values.tolist() == [["popular", "popularity", "Popular in the last 30 days"]]
+    recs = query(empty_database, "select * from ml.recommendations")
+    assert (recs.model_name == "popularity").all()
+    assert set(recs.reason_code) == {"buy_again", "popular_segment", "popular"}
+    # everyone bought b00 on two different days: category B is now repeat-purchase, so b00 comes back, saying why
+    top = recs[(recs.user_id == "ua00") & (recs.item_rank == 1)].iloc[0]
+    assert (top.item_id, top.reason_code, top.reason_text) == ("b00", "buy_again", "You bought Item b00 before")
+    optout = recs[recs.user_id == "optout"]
+    assert (optout.reason_text == "Popular in the last 30 days").all(), "an opted-out user's data words nothing"
 
 
 def test_a_failed_step_is_recorded_and_raised(warehouse: str) -> None:
@@ -487,10 +512,11 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
     assert not recs.duplicated(["user_id", "item_id"]).any() and not recs.item_id.isin(OUT_OF_STOCK).any()
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all(), "scores never increase with rank"
-    assert set(recs.model_name) <= {champion, "popularity"} and (recs.model_name == champion).any()
-    popular = recs[recs.model_name == "popularity"]
-    assert (popular.reason_code == "popular").all() and (popular.reason_text == "Popular in the last 30 days").all()
+    assert set(recs.model_name) <= {champion, "popularity"}
+    assert_grounded(warehouse, recs)
     own = recs[recs.model_name == champion]
+    grounded = {"buy_again", "similar_to_history", "also_bought", "category_interest"}
+    assert set(own.reason_code) <= grounded | {training.REASON_CODES[champion]}
     for user_id in ("cold", "optout"):
         assert (recs[recs.user_id == user_id].model_name == "popularity").all()
 
@@ -498,30 +524,66 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
         return recs[recs.user_id == user_id].sort_values("item_rank")
 
     if champion == "repeat_purchase":
-        assert (own.reason_code == "buy_again").all()
-        assert (own.reason_text == "You bought Item " + own.item_id + " before").all()
-        # ua00 bought a00 (19 days ago), a07 (10) and a05 (3): the more recent purchases first, then popularity
-        ua00 = user_rows("ua00")
-        assert ua00.item_id.tolist()[:3] == ["a05", "a07", "a00"] and (ua00.model_name.iloc[3:] == "popularity").all()
-        assert user_rows("buyer").iloc[0].reason_text == "You bought Item a02 before"
-        viewer = user_rows("viewer")  # no purchases: a pure popularity list with popularity scores
-        assert (viewer.reason_code == "popular").all() and (viewer.score > 0).all()
-    elif champion == "user_knn":
-        assert (own.reason_code == "similar_users").all()
-        assert (own.reason_text == "Popular with shoppers like you").all()
+        # nobody bought an item twice, so no category is repeat-purchase: every purchase of the last 180 days
+        # leaves the list and repeat_purchase has nothing left to say; popularity fills every list
+        assert (recs.model_name == "popularity").all() and not (recs.reason_code == "buy_again").any()
+        ua00 = set(user_rows("ua00").item_id)
+        assert not ua00 & {"a00", "a05", "a07"}, "ua00's purchases are not recommended again"
+    else:
+        assert (recs.model_name == champion).any()
+    if champion == "user_knn":
         assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "neighbours of an A user are A users"
     elif champion == "svd":
-        assert (own.reason_code == "rated_by_similar_shoppers").all()
-        assert (own.reason_text == "Rated highly by shoppers with your taste").all()
         assert set(own.user_id) <= set(A_USERS + B_USERS), "only users who rated something"
-    elif champion == "neural_ranker":
-        assert (own.reason_code == "profile_match").all()
-        assert (own.reason_text == "Picked for your interests in " + own.item_id.str[0].str.upper()).all()
-    else:
-        assert (own.reason_code == "matrix_factorization").all()
-        # dim_items.category is the upper-cased cluster letter
-        assert (own.reason_text == "Matches your taste in " + own.item_id.str[0].str.upper()).all()
+    elif champion == "als":
         assert result["personalized_users"] == users - 2
+
+
+def test_consumables_are_recommended_again_as_buy_again(warehouse: str, tmp_path, monkeypatch) -> None:
+    """With category A declared repeat-purchase, repeat_purchase re-recommends A purchases saying so."""
+    text = (tmp_path / "business_rules.toml").read_text().replace("\ncategories = []", '\ncategories = ["A"]')
+    (tmp_path / "business_rules.toml").write_text(text)
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    training.generate_recommendations(warehouse, "run_1", END, n=5, model_name="repeat_purchase")
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    assert_grounded(warehouse, recs)
+    ua00 = recs[recs.user_id == "ua00"].sort_values("item_rank")
+    # ua00 bought a00 (19 days ago), a07 (10) and a05 (3): the more recent purchases first, then popularity
+    assert ua00.item_id.tolist()[:3] == ["a05", "a07", "a00"] and (ua00.model_name.iloc[3:] == "popularity").all()
+    assert (ua00.reason_code.iloc[:3] == "buy_again").all()
+    assert ua00.reason_text.iloc[0] == "You bought Item a05 before"
+    # B users' purchases (category B is not repeat-purchase) are still excluded
+    ub00 = recs[recs.user_id == "ub00"]
+    bought = query(
+        warehouse, "select item_id from analytics.fct_interactions where user_id = 'ub00' and event_type = 'purchase'"
+    )
+    assert not ub00.item_id.isin(bought.item_id).any()
+
+
+def assert_grounded(dsn: str, recs: pd.DataFrame) -> None:
+    """Every reason naming a history item names one the user really bought / viewed / carted."""
+    events = query(dsn, "select user_id, item_id, event_type from analytics.fct_interactions")
+    done = set(zip(events.user_id, events.item_id, events.event_type, strict=True))
+    patterns = {
+        "purchase": r"^Because you bought Item (\w+)$",
+        "view": r"^Because you viewed Item (\w+)$",
+        "cart": r"^Because you added Item (\w+) to your cart$",
+    }
+    checked = 0
+    for event_type, pattern in patterns.items():  # three reason forms
+        named = recs.reason_text.str.extract(pattern)[0]
+        rows = recs[named.notna()]
+        checked += len(rows)
+        assert (rows.reason_code == "similar_to_history").all()
+        assert all((user, item, event_type) in done for user, item in zip(rows.user_id, named.dropna(), strict=True))
+    again = recs[recs.reason_code == "buy_again"]
+    assert all((user, item, "purchase") in done for user, item in zip(again.user_id, again.item_id, strict=True))
+    assert (again.reason_text == "You bought Item " + again.item_id + " before").all()
+    also = recs[recs.reason_code == "also_bought"]
+    viewed = also.reason_text.str.extract(r"^People who viewed Item (\w+) also bought it$")[0]
+    assert viewed.notna().all()
+    assert all((user, item, "view") in done for user, item in zip(also.user_id, viewed, strict=True))
+    assert checked == (recs.reason_code == "similar_to_history").sum()
 
 
 def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
@@ -538,3 +600,31 @@ def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END, config=config)
     segments = set(query(warehouse, "select distinct segment from ml.model_evaluations").segment)
     assert segments == {"all", "user_type=returning"}, "only the 60 returning test users form a large segment"
+
+
+def evaluation(dsn: str, run_id: str, variant: str) -> pd.Series:
+    frame = query(
+        dsn,
+        "select metric, k, metric_value from ml.model_evaluations where run_id = %s and variant = %s "
+        "and segment = 'all' and model_name = 'item_knn'",
+        (run_id, variant),
+    )
+    return frame.set_index(["metric", "k"]).metric_value.sort_index()
+
+
+def test_the_champion_is_evaluated_after_the_rules_and_the_rerank(warehouse: str) -> None:
+    planted = rules.load_business_rules()
+    training.train_and_evaluate(warehouse, "run_0", START, END, rules=replace(planted, diversity_strength=0.0))
+    training.train_and_evaluate(warehouse, "run_5", START, END, rules=replace(planted, diversity_strength=0.5))
+    off, rules_only, reranked = (
+        evaluation(warehouse, "run_0", "reranked"),
+        evaluation(warehouse, "run_5", "business_rules"),
+        evaluation(warehouse, "run_5", "reranked"),
+    )
+    pd.testing.assert_series_equal(off, rules_only, check_names=False)  # strength 0: lists unchanged
+    # half the top 5s hold one cluster only: the re-rank brings the other one into every list, at a cost
+    assert rules_only[("category_coverage", 5)] == 1.5 and reranked[("category_coverage", 5)] == 2.0
+    assert rules_only[("diversity", 5)] < reranked[("diversity", 5)]
+    assert reranked[("ndcg", 5)] < rules_only[("ndcg", 5)] and reranked[("hit_rate", 10)] == 1.0
+    before = evaluation(warehouse, "run_5", "all_items")
+    assert ("category_coverage", 10) in before.index and ("ndcg", 10) in before.index
