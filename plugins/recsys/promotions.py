@@ -59,6 +59,7 @@ PROPENSITY, RFM, EVERYONE = "promotion_propensity", "promotion_rfm", "promotion_
 FEATURES: tuple[str, ...] = (
     "redemption_share",
     "promotion_order_share",
+    "promotion_time_lift",
     "category_share",
     "log_category_events",
     "log_monetary",
@@ -66,6 +67,8 @@ FEATURES: tuple[str, ...] = (
     "recency_days",
     "is_sitewide",
 )
+#: events of prior weight in ``promotion_time_lift`` (a user with few events is not far from the average)
+PRIOR_EVENTS = 5.0
 #: defaults of the ``[promotions]`` configuration section
 DEFAULTS: dict[str, Any] = {
     "estimator": "logistic",
@@ -81,15 +84,24 @@ DEFAULTS: dict[str, Any] = {
 _FEATURE_QUERY = """
 with
 promotions_in_history as (
-    select count(*) as offered
+    select starts_at, least(ends_at, %(cutoff)s) as ends_at
     from analytics.dim_promotions
     where starts_at < %(cutoff)s and ends_at > %(history_from)s
+),
+offered as (
+    select count(*) as offered from promotions_in_history
 ),
 events as (
     select
         interactions.user_id,
         count(*) as events,
         count(*) filter (where %(sitewide)s or lower(items.category) = lower(%(category)s)) as category_events,
+        count(*) filter (
+            where exists (
+                select from promotions_in_history as running
+                where interactions.event_at >= running.starts_at and interactions.event_at < running.ends_at
+            )
+        ) as promotion_events,
         max(interactions.event_at) as last_event_at
     from analytics.fct_interactions as interactions
     left join analytics.dim_items as items on interactions.item_id = items.item_id
@@ -124,16 +136,17 @@ select
     users.is_personalization_allowed,
     coalesce(events.events, 0) as events,
     coalesce(events.category_events, 0) as category_events,
+    coalesce(events.promotion_events, 0) as promotion_events,
     coalesce(orders.orders, 0) as orders,
     coalesce(orders.promotion_orders, 0) as promotion_orders,
     coalesce(orders.monetary, 0) as monetary,
     coalesce(redeemed_before.redeemed, 0) as redeemed,
-    promotions_in_history.offered,
+    offered.offered,
     extract(epoch from %(cutoff)s - greatest(events.last_event_at, orders.last_order_at)) / 86400 as recency_days,
     extract(epoch from %(cutoff)s - orders.last_completed_order_at) / 86400 as order_recency_days,
     label.user_id is not null as redeemed_promotion
 from analytics.dim_users as users
-cross join promotions_in_history
+cross join offered
 left join events on users.user_id = events.user_id
 left join orders on users.user_id = orders.user_id
 left join redeemed_before on users.user_id = redeemed_before.user_id
@@ -204,13 +217,17 @@ def feature_frame(raw: pd.DataFrame, is_sitewide: bool) -> pd.DataFrame:
     DataFrame
         One float column per feature, index of ``raw``.
     """
-    number = raw[["events", "category_events", "orders", "promotion_orders", "monetary", "redeemed", "offered"]]
-    number = number.apply(pd.to_numeric).astype(float)
+    counts = ["events", "category_events", "promotion_events", "orders", "promotion_orders", "monetary", "redeemed"]
+    number = raw[[*counts, "offered"]].apply(pd.to_numeric).astype(float)
+    # how much more than the average user someone shops while promotions run (shrunk towards the average)
+    expected = number["promotion_events"].sum() / max(number["events"].sum(), 1.0)
+    promotion_time = (number["promotion_events"] + PRIOR_EVENTS * expected) / (number["events"] + PRIOR_EVENTS)
     recency = pd.to_numeric(raw["recency_days"]).astype(float)
     return pd.DataFrame(
         {
             "redemption_share": number["redeemed"] / number["offered"].clip(lower=1),
             "promotion_order_share": number["promotion_orders"] / number["orders"].clip(lower=1),
+            "promotion_time_lift": promotion_time - expected,
             "category_share": number["category_events"] / number["events"].clip(lower=1),
             "log_category_events": np.log1p(number["category_events"]),
             "log_monetary": np.log1p(number["monetary"].clip(lower=0)),
