@@ -412,10 +412,8 @@ def evaluate(
         return pd.DataFrame()
     cutoff = min(promotion.starts_at for promotion in held_out)
     train_on = [promotion for promotion in promotions if promotion.ends_at <= cutoff]
-    train = _rows(conn, train_on, cutoff, options)
-    test = pd.concat(
-        [_rows(conn, [promotion], end, options) for promotion in held_out], ignore_index=True
-    )  # a few promotions
+    train = _rows(conn, train_on, cutoff, options, keep_user_ids=False)
+    test = _rows(conn, held_out, end, options)
     if train.empty or test.empty or train["label"].nunique() < 2 or test["label"].nunique() < 2:
         logger.warning("too few promotions or redemptions before %s to evaluate promotion targeting", end)
         return pd.DataFrame()
@@ -451,8 +449,17 @@ def evaluate(
     return pd.DataFrame(rows).assign(run_id=run_id, variant=VARIANT)
 
 
-def _rows(conn: Any, promotions: list[Promotion], label_until: pd.Timestamp, options: dict[str, Any]) -> pd.DataFrame:
-    """Training or test rows: each promotion's users at its start, labelled until ``label_until``."""
+def _rows(
+    conn: Any,
+    promotions: list[Promotion],
+    label_until: pd.Timestamp,
+    options: dict[str, Any],
+    keep_user_ids: bool = True,
+) -> pd.DataFrame:
+    """Training or test rows: each promotion's users at its start, labelled until ``label_until``.
+
+    Training rows drop ``user_id`` (the largest column) as each promotion is read, to bound memory.
+    """
     frames = [
         promotion_rows(
             conn,
@@ -462,7 +469,7 @@ def _rows(conn: Any, promotions: list[Promotion], label_until: pd.Timestamp, opt
             float(options["history_days"]),
             int(options["max_users_per_promotion"]),
             int(options["random_state"]),
-        )
+        ).drop(columns=[] if keep_user_ids else ["user_id"])
         for promotion in promotions  # a handful of promotions; each query is set-based
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -507,7 +514,7 @@ def targets(conn: Any, end: pd.Timestamp, options: dict[str, Any]) -> pd.DataFra
     if not active:
         logger.info("no promotion active at %s: no promotion targets", end)
         return pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
-    train = _rows(conn, [p for p in promotions if p.ends_at <= end], end, options)
+    train = _rows(conn, [p for p in promotions if p.ends_at <= end], end, options, keep_user_ids=False)
     if train.empty or train["label"].nunique() < 2:
         logger.warning("no past promotion with redeemers and non-redeemers before %s: no promotion targets", end)
         return pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
