@@ -1,4 +1,5 @@
-"""The main pipeline: load -> quality gate -> dbt build (with tests) -> train, evaluate, recommend -> gate -> publish.
+"""The main pipeline: load -> quality gate -> dbt build (with tests) -> train, evaluate, recommend, target
+promotions -> gate -> publish.
 
 Publishing is atomic: the ``publish`` group builds the recs models and their tests in the build
 schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
@@ -125,6 +126,13 @@ def recsys_pipeline():
         return tasks.generate_recommendations(tasks.run_id_for(data_interval_end), data_interval_end)
 
     @task
+    def target_promotions(data_interval_end=None) -> dict:
+        """Rank users by propensity to redeem each active promotion; evaluate on held-out promotions."""
+        from recsys import tasks
+
+        return tasks.target_promotions(tasks.run_id_for(data_interval_end), data_interval_end)
+
+    @task
     def check_marts_and_recs(data_interval_end=None) -> dict:
         """Quality gate on the profiles and the run about to be published (ml.*), before recs.* is built."""
         from recsys import tasks
@@ -155,6 +163,7 @@ def recsys_pipeline():
         >> train_and_evaluate()
         >> evaluate_search()
         >> recommend()
+        >> target_promotions()
         >> check_marts_and_recs()
         >> publish
         >> swap_recs()

@@ -133,6 +133,20 @@ def cmd_erase_user(args: argparse.Namespace) -> None:
         print(f"online store: {online_keys} keys deleted")
 
 
+def cmd_target_promotions(args: argparse.Namespace) -> None:
+    from datetime import datetime
+
+    from recsys.promotions import target_promotions
+    from recsys.tasks import run_id_for
+    from recsys.warehouse import connect
+
+    as_of = datetime.fromisoformat(args.as_of)
+    if as_of.tzinfo is None:
+        raise ValueError(f"--as-of needs a time zone, e.g. {args.as_of}+00:00")
+    with connect() as conn:
+        _print(target_promotions(conn, args.run_id or run_id_for(as_of), as_of))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from recsys.local import main
 
@@ -220,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     erase.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
     erase.set_defaults(func=cmd_erase_user)
+
+    promotions = commands.add_parser(
+        "target-promotions", help="evaluate promotion targeting and write the active promotions' targets to ml"
+    )
+    promotions.add_argument("--as-of", required=True, help="the data interval end, e.g. 2026-11-01T00:00:00+00:00")
+    promotions.add_argument("--run-id", default=None, help="default: the DAG's run id of that interval end")
+    promotions.set_defaults(func=cmd_target_promotions)
 
     run = commands.add_parser("run", help="run the main DAG once on a simulated shop or --data DIR")
     run.add_argument("--data", default=None)

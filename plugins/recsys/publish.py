@@ -34,6 +34,7 @@ RECS_TABLES = (
     "cold_start_recommendations",
     "model_evaluations",
     "model_search",
+    "promotion_targets",
     "runs",
     "similar_items",
     "user_recommendations",

@@ -11,7 +11,7 @@ Two gates run as DAG tasks:
     after ``recommend``, before the dbt ``publish`` group: one row per user in
     ``analytics.user_profiles``, interest weights in (0, 1], and the rows of
     the run about to be published in ``ml.recommendations``,
-    ``ml.similar_items`` and ``ml.cold_start_recommendations``, so a bad run
+    ``ml.similar_items``, ``ml.cold_start_recommendations`` and ``ml.promotion_targets``, so a bad run
     never reaches ``recs`` and the previously published run stays served.
 
 Every expectation is ``critical`` (a failure stops the DAG run) or
@@ -370,6 +370,26 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
                 scores_follow_ranks("segment_key"),
             ],
             f"select * from ml.cold_start_recommendations where run_id = {run}",
+        ),
+        Suite(
+            "ml_promotion_targets",
+            "ml.promotion_targets",
+            [
+                e.ExpectCompoundColumnsToBeUnique(column_list=["promotion_id", "user_id"]),
+                e.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1),
+                rows(
+                    "propensity does not increase with target_rank",
+                    "select * from (select promotion_id, target_rank, propensity, lag(propensity) over"
+                    " (partition by promotion_id order by target_rank) as previous from {batch}) as ranked"
+                    " where propensity > previous",
+                ),
+                rows(
+                    "every target is a user of analytics.dim_users who allows personalization",
+                    "select batch.* from {batch} as batch left join analytics.dim_users as users"
+                    " on users.user_id = batch.user_id where users.is_personalization_allowed is not true",
+                ),
+            ],
+            f"select * from ml.promotion_targets where run_id = {run}",
         ),
     ]
 

@@ -24,6 +24,7 @@ SUMMARY_TABLES = [
     "recs.user_recommendations",
     "recs.similar_items",
     "recs.cold_start_recommendations",
+    "recs.promotion_targets",
     "recs.model_evaluations",
     "recs.model_search",
     "recs.runs",

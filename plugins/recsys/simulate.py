@@ -37,7 +37,9 @@ The shop
 * **Orders**: one order per session with purchases, about 93% completed, 4.5%
   cancelled, 2.5% returned. Consumables (categories with ``repurchase_days``) are
   bought again at about that interval, the same item, in short buy-again sessions.
-* **Promotions**: about one per 6 days (2-20), some targeted at a top-level category.
+* **Promotions**: about one per 6 days (2-20), some targeted at a top-level category,
+  plus one scheduled to start the day after the window (for 7 days): the promotion a
+  run at the end date targets (``recsys.promotions``); nothing in the window uses it.
   Each user has a planted ``promo_sensitivity`` in 0..1: sensitive users come back
   during promotions, cart and buy more then, and redeem the promotion on most orders
   where it applies; insensitive users rarely do. A used promotion sets
@@ -483,6 +485,11 @@ def simulate(
     tables = {name: _format_timestamps(shop_rng, name, frame) for name, frame in tables.items()}
     if dirty:
         _add_dirt(dirt_rng, tables, window, n_users=users, n_items=items)
+    # its own generator, appended last: every other byte stays as before this promotion existed
+    tables["promotions"] = pd.concat(
+        [tables["promotions"], _scheduled_promotion(np.random.default_rng([seed, 11]), window, len(promotions))],
+        ignore_index=True,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {name: _write_csv(out_dir, name, tables[name]) for name in landing.FILES}
@@ -736,6 +743,25 @@ def _make_promotions(rng: np.random.Generator, window: _Window) -> pd.DataFrame:
             "category": category,
             "starts_at": starts_at,
             "ends_at": ends_at,
+        }
+    )
+
+
+def _scheduled_promotion(rng: np.random.Generator, window: _Window, n_existing: int) -> pd.DataFrame:
+    """One promotion starting the day after the window, for 7 days: the one to target at the end date.
+
+    It starts after the last simulated day, so no behaviour in the window depends on it.
+    """
+    category = int(rng.integers(0, len(CATEGORIES))) if rng.random() < 0.5 else -1
+    return pd.DataFrame(
+        {
+            "promotion_id": [f"P{n_existing + 1:03d}"],
+            "name": [f"{CATEGORIES[category].name} Week" if category >= 0 else "Upcoming Sale"],
+            "promotion_type": [PROMOTION_TYPES[0]],
+            "discount_value": [float(rng.choice([10, 15, 20]))],
+            "category": [CATEGORIES[category].name if category >= 0 else ""],
+            "starts_at": _iso(np.array([window.end]), np.array([False])),
+            "ends_at": _iso(np.array([window.end + 7 * _DAY]), np.array([False])),
         }
     )
 

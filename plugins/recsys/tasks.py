@@ -65,6 +65,14 @@ def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
         return training.generate_recommendations(conn, run_id, data_interval_end)
 
 
+def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
+    """Evaluate promotion targeting on held-out promotions and write the active promotions' targets to ml."""
+    from recsys import promotions  # noqa: PLC0415  (scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return promotions.target_promotions(conn, run_id, data_interval_end)
+
+
 def _gate(check, *args) -> dict:
     """Run a quality gate; a failed critical expectation fails the task without retries (it is not transient)."""
     from recsys.quality import QualityGateError  # noqa: PLC0415

@@ -169,6 +169,15 @@ create table if not exists ml.cold_start_recommendations (
     score double precision,
     primary key (run_id, segment_key, item_rank)
 );
+create table if not exists ml.promotion_targets (
+    run_id text not null,
+    promotion_id text not null,
+    user_id text not null,
+    target_rank integer not null,
+    propensity double precision not null,
+    primary key (run_id, promotion_id, user_id),
+    unique (run_id, promotion_id, target_rank)
+);
 """
 
 #: ``reason_code`` and ``reason_text`` of a row the champion ranked that no grounded reason of

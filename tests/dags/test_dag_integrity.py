@@ -36,7 +36,7 @@ def test_every_task_has_retries_and_every_dag_tags(dagbag):
 def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     dag = dagbag.dags["recsys_pipeline"]
     ids = set(dag.task_ids)
-    assert {"load", "check_raw", "train_and_evaluate", "recommend", "check_marts_and_recs"} <= ids
+    assert {"load", "check_raw", "train_and_evaluate", "recommend", "target_promotions", "check_marts_and_recs"} <= ids
     transform = {task_id for task_id in ids if task_id.startswith("transform.")}
     publish = {task_id for task_id in ids if task_id.startswith("publish.")}
     # one task per dbt model, and its tests, in each group
@@ -50,8 +50,9 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert dag.get_task("check_raw").upstream_task_ids == {"load"}
     assert transform <= downstream("check_raw") and "train_and_evaluate" in downstream("check_raw")
     assert not transform & dag.get_task("check_raw").get_flat_relative_ids(upstream=True)
-    # recommend -> check_marts_and_recs -> publish: nothing reaches recs.* before the marts and recs gate
-    assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"recommend"}
+    # recommend -> target_promotions -> check_marts_and_recs -> publish: nothing reaches recs.* before the gate
+    assert dag.get_task("target_promotions").upstream_task_ids == {"recommend"}
+    assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"target_promotions"}
     assert publish <= downstream("check_marts_and_recs")
     # publish -> swap_recs: recs.* changes only in the swap, after every recs model and test passed
     assert publish <= dag.get_task("swap_recs").get_flat_relative_ids(upstream=True)

@@ -34,6 +34,9 @@ CONTRACT_MODELS = {
     "model_evaluations",
     "model_search",
     "runs",
+    "dim_promotions",
+    "fct_redemptions",
+    "promotion_targets",
 }
 SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}
 

@@ -57,6 +57,7 @@ CONTRACTS = {
     ],
     "recs.similar_items": ["item_id", "item_rank", "similar_item_id", "score", "run_id"],
     "recs.cold_start_recommendations": ["segment_key", "item_rank", "item_id", "score", "run_id"],
+    "recs.promotion_targets": ["promotion_id", "user_id", "target_rank", "propensity", "run_id"],
     "recs.model_evaluations": ["run_id", "model_name", "segment", "metric", "k", "metric_value"],
     "recs.runs": ["run_id", "started_at", "finished_at", "status", "champion_model", "data_cutoff_at"],
     "recs.model_search": ["run_id", "model_name", "trial", "params", "ndcg", "is_selected"],
@@ -215,6 +216,23 @@ def test_both_quality_gates_ran_and_recorded_every_expectation(pipeline):
     assert results.loc[results["severity"] == "critical", "success"].all()
     docs = Path(env["RECSYS_GX_DOCS_DIR"]) / run_id
     assert (docs / "raw" / "index.html").exists() and (docs / "marts_and_recs" / "index.html").exists()
+
+
+def test_promotion_targets_and_their_evaluation_are_published(pipeline):
+    url, shop, _ = pipeline
+    targets = frame(url, "select * from recs.promotion_targets")
+    users = frame(url, "select user_id, is_personalization_allowed from analytics.dim_users")
+    scheduled = pd.read_csv(shop / "promotions.csv", dtype=str).iloc[-1]["promotion_id"]
+    assert set(targets["promotion_id"]) == {scheduled}  # the simulator's promotion starting after the window
+    assert targets["user_id"].isin(users.loc[users["is_personalization_allowed"], "user_id"]).all()
+    assert sorted(targets["target_rank"]) == list(range(1, len(targets) + 1))
+    assert (targets.sort_values("target_rank")["propensity"].diff().dropna() <= 0).all()
+    evaluations = frame(url, "select * from recs.model_evaluations where variant = 'promotion'")
+    assert set(evaluations["model_name"]) == {"promotion_propensity", "promotion_rfm", "promotion_everyone"}
+    assert {"roc_auc", "precision_top_decile", "lift_top_decile", "base_rate", "users"} == set(evaluations["metric"])
+    overall = evaluations[evaluations["segment"] == "all"].set_index(["model_name", "metric"])["metric_value"]
+    assert overall["promotion_everyone", "roc_auc"] == 0.5
+    assert overall["promotion_propensity", "roc_auc"] > 0.5
 
 
 def test_similar_items_are_neighbours_in_the_same_category(pipeline):

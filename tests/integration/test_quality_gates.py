@@ -177,11 +177,11 @@ def test_c_a_warning_only_problem_passes_and_is_recorded(database, tmp_path):
 
 MARTS = """
 create schema if not exists analytics;
-create table analytics.dim_users (user_id text);
+create table analytics.dim_users (user_id text, is_personalization_allowed boolean);
 create table analytics.dim_items (item_id text, category text, is_in_stock boolean);
 create table analytics.user_profiles (user_id text);
 create table analytics.user_interest_tags (user_id text, tag text, weight double precision, tag_rank integer);
-insert into analytics.dim_users values ('u1'), ('u2');
+insert into analytics.dim_users values ('u1', true), ('u2', true);
 insert into analytics.dim_items values ('i1', 'Home', true), ('i2', 'Toys', true), ('i3', 'Books', true),
     ('i4', 'Home', false), ('i5', 'Home', true), ('i6', 'Home', true);
 insert into analytics.user_profiles values ('u1'), ('u2');
@@ -214,7 +214,8 @@ def make_recs_warehouse(url, recommendations):
         cur.execute(
             "insert into ml.similar_items values (%(run)s, 'i1', 1, 'i2', 0.8), (%(run)s, 'i1', 2, 'i3', 0.2);"
             "insert into ml.cold_start_recommendations values (%(run)s, 'all', 1, 'i1', 3),"
-            " (%(run)s, 'all', 2, 'i2', 1)",
+            " (%(run)s, 'all', 2, 'i2', 1);"
+            "insert into ml.promotion_targets values (%(run)s, 'P1', 'u2', 1, 0.4), (%(run)s, 'P1', 'u1', 2, 0.4)",
             {"run": RUN},
         )
 
@@ -237,6 +238,29 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
     assert len(stored) == n_expectations and stored["success"].all()
     assert set(stored["gate"]) == {"marts_and_recs"} and stored["batch_id"].isna().all()
     assert outcome["failed_critical"] == 0 and (docs / RUN / "marts_and_recs" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "expectation"),
+    [
+        (("optout", 3, 0.1), "every target is a user of analytics.dim_users who allows personalization: observed 1"),
+        (("stranger", 3, 0.1), "every target is a user of analytics.dim_users who allows personalization: observed 1"),
+        (("u9", 3, 0.5), "propensity does not increase with target_rank: observed 1"),
+    ],
+    ids=["opted_out", "unknown_user", "propensity_increases"],
+)
+def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectation):
+    make_recs_warehouse(database, GOOD_RECS)
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("insert into analytics.dim_users values ('u9', true), ('optout', false)")
+        cur.execute("insert into ml.promotion_targets values (%s, 'P1', %s, %s, %s)", (RUN, *target))
+
+    with pytest.raises(quality.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
+        check_recs(database)
+
+    assert f"ml.promotion_targets [ml_promotion_targets]: unexpected_rows_expectation: {expectation}" in str(
+        failure.value
+    )
 
 
 @pytest.mark.parametrize(

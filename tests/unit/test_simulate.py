@@ -164,6 +164,19 @@ def test_promotion_orders_match_redemptions(dirty_shop):
     assert (joined["user_id"] == joined["user_id_order"]).all()
 
 
+def test_one_promotion_is_scheduled_after_the_window_and_unused(dirty_shop):
+    directory = dirty_shop[0]
+    promotions = read(directory, "promotions")
+    starts, ends = parse_times(promotions["starts_at"]), parse_times(promotions["ends_at"])
+    after = promotions[starts > END]
+    assert len(after) == 1 and after.index[0] == len(promotions) - 1  # appended last: earlier rows unchanged
+    assert starts.iloc[-1] == END.ceil("D") and ends.iloc[-1] - starts.iloc[-1] == pd.Timedelta(days=7)
+    assert (ends.iloc[:-1] <= END.ceil("D")).all()
+    scheduled = after["promotion_id"].iloc[0]
+    assert scheduled not in set(read(directory, "orders")["promotion_id"])
+    assert scheduled not in set(read(directory, "redemptions")["promotion_id"])
+
+
 def test_every_order_line_is_a_purchase_event(dirty_shop, events):
     directory = dirty_shop[0]
     purchases = events[normalized_types(events) == "purchase"].drop_duplicates()
