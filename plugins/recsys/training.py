@@ -34,6 +34,7 @@ import pyarrow.csv as pa_csv
 import scipy.sparse as sp
 from psycopg2 import sql
 
+from recsys import cold_start
 from recsys.interactions import (
     EVENT_WEIGHTS,
     Interactions,
@@ -662,6 +663,9 @@ def train_and_evaluate(
        left without truth are not evaluated). Models that score pairs add
        ``roc_auc`` (k 0: over their candidate pairs), ``svd`` adds ``rmse``
        and ``mae`` (k 0) on the ratings given in the test window.
+    3. **Cold start.** :func:`recsys.cold_start.evaluate_new_users` scores
+       global popularity, segment popularity and the demographic model on the
+       users who signed up in the test window (segment ``new_users``).
 
     ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
     the gate's reason.
@@ -767,6 +771,8 @@ def train_and_evaluate(
                 )
             if not len(test.users):
                 logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
+            cold_rows, cold_summary = cold_start.evaluate_new_users(connection, data, test_cutoff, end, config, ks, k)
+            rows += cold_rows
 
             evaluations = pd.DataFrame(
                 rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"]
@@ -811,6 +817,7 @@ def train_and_evaluate(
         "metrics": summary,
         "metrics_new_items": summary_new,
         "fit_seconds": fit_seconds,
+        "cold_start": cold_summary,
     }
 
 
@@ -934,9 +941,15 @@ def generate_recommendations(
     * ``ml.similar_items``: top ``n_similar`` in-stock neighbours of every item
       from item-KNN (always fitted, whatever the champion).
     * ``ml.cold_start_recommendations``: top ``n_cold_start`` in-stock items by
-      popularity for ``segment_key`` ``all`` and for every ``age_band|gender``
-      of ``dim_users`` (missing values read ``unknown``), filled from global
-      popularity (score 0) where a segment has too few items.
+      popularity for ``segment_key`` ``all``, and for every ``age_band|gender``
+      (missing values read ``unknown``) with at least ``min_segment_users``
+      users with events the list of the better segment-aware cold-start model
+      of the run's ``new_users`` evaluation (:func:`recsys.cold_start.serving_lists`),
+      filled from global popularity (score 0) where a segment has too few items.
+      Users without events who allow personalization and are in such a segment
+      get that model's list (``reason_code`` ``new_user_segment``, "Popular
+      with new shoppers like you (<age band>, <region>)") when it beat global
+      popularity on the new users; otherwise global popularity.
     * ``ml.runs``: status ``recommended`` and ``finished_at``.
 
     Parameters
@@ -1021,6 +1034,10 @@ def generate_recommendations(
             _delete_run(connection, ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"], run_id)
             popular_items, popular_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=n, filter_items=blocked)
             popular_text = _popular_text(popularity)
+            cold_users = np.flatnonzero(allowed & ~has_history)
+            cold = cold_start.serving_lists(connection, run_id, data, end, cold_users, config, n, n_cold_start, blocked)
+            cold_row = np.full(len(users), -1, dtype=np.int64)
+            cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
             n_recommendations = 0
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
                 batch = targets[first : first + batch_size]
@@ -1040,15 +1057,18 @@ def generate_recommendations(
                     if champion == ItemKNNRecommender.name:
                         knn_because, _ = knn.explain(batch[mine], own_items)
                         because[mine] = np.where(own, knn_because, -1)
+                new = np.flatnonzero(cold_row[batch] >= 0)  # no events: the cold-start list of the segment
+                items[new], scores[new] = cold.items[cold_row[batch[new]]], cold.scores[cold_row[batch[new]]]
                 rows, ranks = np.nonzero(items >= 0)
                 row_items = items[rows, ranks]
                 is_model = from_model[rows, ranks]
+                is_cold = (cold_row[batch[rows]] >= 0) & (scores[rows, ranks] > 0)
                 reason_text = np.where(
                     is_model,
                     _reason_texts(
                         champion, batch[rows], row_items, because[rows, ranks], strength, item_names, item_categories
                     ),
-                    popular_text,
+                    np.where(is_cold, cold.reason_text[np.maximum(cold_row[batch[rows]], 0)], popular_text),
                 )
                 frame = pd.DataFrame(
                     {
@@ -1057,8 +1077,14 @@ def generate_recommendations(
                         "item_rank": ranks + 1,
                         "item_id": data.item_ids[row_items],
                         "score": scores[rows, ranks],
-                        "model_name": np.where(is_model, champion, PopularityRecommender.name),
-                        "reason_code": np.where(is_model, REASON_CODES.get(champion, "popular"), "popular"),
+                        "model_name": np.where(
+                            is_model, champion, np.where(is_cold, cold.model_name, PopularityRecommender.name)
+                        ),
+                        "reason_code": np.where(
+                            is_model,
+                            REASON_CODES.get(champion, "popular"),
+                            np.where(is_cold, cold_start.REASON_CODE, "popular"),
+                        ),
                         "reason_text": reason_text,
                         "generated_at": generated_at.isoformat(),
                     }
@@ -1081,38 +1107,21 @@ def generate_recommendations(
                 ),
             )
 
-            segment_labels = _concat(
-                users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")
-            ).to_numpy()
-            segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
-            # k-anonymity: segments with fewer users than min_segment_users are not published
-            large = np.bincount(segment_of_user, minlength=len(segment_names)) >= min_segment_users(config)
-            logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
-            recode = np.where(large, np.cumsum(large) - 1, -1)
-            segment_names = segment_names[large]
-            group_of_user = np.full(data.n_users, -1, dtype=np.int64)
-            group_of_user[: len(users)] = recode[segment_of_user]
-            segment_items, segment_scores = popularity.recommend_groups(group_of_user, n_cold_start, blocked)
             all_items, all_scores = popularity.recommend(
                 np.zeros(1, dtype=np.int64), n=n_cold_start, filter_items=blocked
             )
-            keys = np.concatenate([["all"], segment_names]).astype(object)
-            cold_items = np.vstack([all_items, segment_items])
-            cold_scores = np.vstack([all_scores, segment_scores])
-            seg_rows, seg_ranks = np.nonzero(cold_items >= 0)
-            n_cold_rows = _copy_rows(
-                connection,
-                "ml.cold_start_recommendations",
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "segment_key": keys[seg_rows],
-                        "item_rank": seg_ranks + 1,
-                        "item_id": data.item_ids[cold_items[seg_rows, seg_ranks]],
-                        "score": cold_scores[seg_rows, seg_ranks],
-                    }
-                ),
+            all_ranks = np.flatnonzero(all_items[0] >= 0)
+            all_rows = pd.DataFrame(
+                {
+                    "segment_key": "all",
+                    "item_rank": all_ranks + 1,
+                    "item_id": data.item_ids[all_items[0, all_ranks]],
+                    "score": all_scores[0, all_ranks],
+                }
             )
+            cold_table = pd.concat([all_rows, cold.table], ignore_index=True)
+            cold_table.insert(0, "run_id", run_id)
+            n_cold_rows = _copy_rows(connection, "ml.cold_start_recommendations", cold_table)
             _upsert_run(
                 connection,
                 run_id,
@@ -1134,7 +1143,9 @@ def generate_recommendations(
         "recommendations": n_recommendations,
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,
-        "cold_start_segments": int(len(keys)),
+        "cold_start_segments": int(cold_table["segment_key"].nunique()),
+        "cold_start_model": cold.model_name,
+        "cold_start_users": int(cold.served.sum()),
         "in_stock_items": int(in_stock.sum()),
     }
     logger.info("run %s recommendations: %s", run_id, result)
