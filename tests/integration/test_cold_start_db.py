@@ -186,3 +186,91 @@ def test_small_segments_and_few_new_users_stay_private(planted: str) -> None:
     training.generate_recommendations(planted, "run_1", END, n=5, config=config)
     table = query(planted, "select distinct segment_key from ml.cold_start_recommendations")
     assert set(table.segment_key) == {"all"}
+
+
+#: the simulator's age bands (edges 25, 35, 45, 55) for the bands of dim_users
+SIMULATED_BAND = {"under_18": 0, "18-24": 0, "25-34": 1, "35-44": 2, "45-54": 3, "55-64": 4, "65_plus": 4}
+AGE_BANDS = [(18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55-64"), (65, "65_plus")]
+
+
+def simulated_warehouse(dsn: str, landing) -> datetime:
+    """The analytics tables of a clean simulated shop (what dbt builds, for the columns read here); returns the end."""
+    events = pd.read_csv(landing / "events.csv", usecols=["user_id", "item_id", "event_type", "event_at"])
+    events = events[events.event_type.isin(["view", "cart", "remove_from_cart", "purchase"])].copy()
+    events["event_at"] = pd.to_datetime(events["event_at"], utc=True, format="ISO8601")
+    items = pd.read_csv(landing / "items.csv", usecols=["item_id", "category_path"])
+    items["category"] = items["category_path"].str.split(" > ").str[0]
+    users = pd.read_csv(landing / "users.csv")
+    end = events["event_at"].max().ceil("D").to_pydatetime()
+    age = end.year - users.pop("birth_year")
+    edges, names = zip(*AGE_BANDS, strict=True)
+    users["age_band"] = np.where(
+        age < 18, "under_18", np.array(names)[np.maximum(np.searchsorted(edges, age, "right") - 1, 0)]
+    )
+    users["signup_at"] = pd.to_datetime(users["signup_at"], utc=True, format="ISO8601")
+    users = users[["user_id", "signup_at", "age_band", "gender", "region", "platform", "signup_channel"]].assign(
+        is_personalization_allowed=users["is_personalization_allowed"].eq("true")
+    )
+    load_warehouse(dsn, events, items, users)
+    return end
+
+
+def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path) -> None:
+    from recsys.simulate import CATEGORIES, GENDERS, simulate
+
+    simulate(tmp_path, users=60_000, items=500, days=21, seed=7, dirty=False)
+    end = simulated_warehouse(database, tmp_path)
+    cutoff = end - timedelta(days=7)
+    config = small_config(min_segment_users=20)
+    result = training.train_and_evaluate(database, "sim", end - timedelta(days=1), end, config=config)
+
+    # the evaluated users, counted independently: signed up in the test week, a purchase in their first 7 days
+    users = query(database, "select user_id, signup_at from analytics.dim_users")
+    events = query(database, "select user_id, event_type, event_at from analytics.fct_interactions")
+    events = events.merge(users, on="user_id")
+    seen_before = set(events.loc[events.event_at < cutoff, "user_id"])
+    first_week = (
+        events.event_type.eq("purchase")
+        & events.signup_at.ge(cutoff)
+        & events.event_at.lt(events.signup_at + timedelta(days=7))
+        & ~events.user_id.isin(seen_before)
+    )
+    expected = events.loc[first_week, "user_id"].nunique()
+    assert result["cold_start"]["users"] == expected >= 20
+
+    rows = query(database, "select * from ml.model_evaluations where run_id = 'sim' and segment = 'new_users'")
+    value = rows.set_index(["model_name", "metric", "k"]).metric_value
+    for model in ("popularity", "segment_popularity", "cold_start_demographic"):
+        assert value[model, "users", 0] == expected
+        for metric in ("ndcg", "precision", "recall", "hit_rate"):
+            assert {(metric, cut) for cut in (5, 10, 20)} <= set(value[model].index)
+        lift = value[model, "ndcg", 10] / value["popularity", "ndcg", 10]
+        assert value[model, "lift_vs_popularity", 10] == pytest.approx(lift)
+    print(
+        "simulated new users:",
+        rows[rows.k.isin([0, 10])].pivot(index="model_name", columns="metric", values="metric_value"),
+    )
+
+    # the known answer: each age band x gender segment's planted category prior, as a deviation from the average
+    # segment, is what the model predicts from demographics (global popularity predicts no deviation at all)
+    with psycopg2.connect(database) as conn:
+        data = load_interactions(conn, side_data=True)
+        people = cold_start.read_demographics(conn, data.user_ids)
+    conn.close()
+    model = cold_start.DemographicRecommender(min_segment_users=50).fit(data.before(cutoff), people, cutoff)
+    segment = cold_start.segment_keys(people)
+    sizes = pd.Series(segment).value_counts()
+    large = people[pd.Series(segment).isin(sizes[sizes >= 500].index) & people.gender.isin(GENDERS[:2])]
+    predicted = pd.DataFrame(model.predict_shares(large)).groupby(cold_start.segment_keys(large)).mean()
+    names = sorted(category.name for category in CATEGORIES)
+    affinity = np.array([category.affinity for category in sorted(CATEGORIES, key=lambda category: category.name)])
+    band = predicted.index.str.split("|").str[0].map(SIMULATED_BAND).to_numpy()
+    gender = predicted.index.str.split("|").str[1].map({"female": 1, "male": 2}).to_numpy()
+    planted = np.exp(affinity[:, 0] + affinity[:, gender].T + affinity[:, 3 + band].T)
+    planted /= planted.sum(axis=1, keepdims=True)
+    assert len(predicted) >= 8 and predicted.shape[1] == len(names)
+    deviation = predicted.to_numpy() - predicted.to_numpy().mean(axis=0)
+    planted_deviation = planted - planted.mean(axis=0)
+    correlation = np.corrcoef(deviation.ravel(), planted_deviation.ravel())[0, 1]
+    print(f"correlation of predicted and planted segment deviations: {correlation:.3f}")
+    assert correlation > 0.8
