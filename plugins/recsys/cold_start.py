@@ -470,7 +470,12 @@ class DemographicRecommender(SegmentPopularityRecommender):
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """The ``[cold_start]`` section of the model configuration with defaults, plus ``min_segment_users``."""
     section = dict(config.get("cold_start", {}))
+    truth_events = tuple(section.get("truth_events", ("purchase",)))
+    unknown = set(truth_events) - set(EVENT_TYPES)
+    if unknown or not truth_events:
+        raise ValueError(f"[cold_start] truth_events must be some of {EVENT_TYPES}, got {list(truth_events)}")
     return {
+        "truth_events": truth_events,
         "window_days": section.get("window_days", 30.0),
         "alpha": float(section.get("alpha", 1.0)),
         "segment_weight": float(section.get("segment_weight", 0.5)),
@@ -518,9 +523,9 @@ def new_user_truth(
     """The users who signed up in ``[cutoff, end)`` and what they bought in their first days.
 
     A user is evaluated if their ``signup_at`` is in the window, they have no
-    event before ``cutoff`` and at least one purchase in ``[signup_at,
-    signup_at + first_days)`` before ``end``; those purchases are the truth
-    (the same truth as the main evaluation: purchases).
+    event before ``cutoff`` and at least one event of ``truth_events`` (default
+    purchases, the truth of the main evaluation) in ``[signup_at, signup_at +
+    first_days)`` before ``end``; those items are the truth.
 
     Returns
     -------
@@ -592,7 +597,7 @@ def evaluate_new_users(
     options = settings(config)
     cutoff_s, end_s = to_epoch_seconds(cutoff), to_epoch_seconds(end)
     demographics = read_demographics(conn, data.user_ids)
-    users, truth = new_user_truth(data, demographics, cutoff_s, end_s, options["first_days"])
+    users, truth = new_user_truth(data, demographics, cutoff_s, end_s, options["first_days"], options["truth_events"])
     train = data.before(cutoff_s)
     unknown_items = np.flatnonzero(np.bincount(train.item_index, minlength=data.n_items) == 0)
     common = dict(variant=VARIANT, segment=SEGMENT)

@@ -246,9 +246,10 @@ def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path)
             assert {(metric, cut) for cut in (5, 10, 20)} <= set(value[model].index)
         lift = value[model, "ndcg", 10] / value["popularity", "ndcg", 10]
         assert value[model, "lift_vs_popularity", 10] == pytest.approx(lift)
+    table = rows[rows.k.eq(10) & rows.metric.isin(["ndcg", "hit_rate", "recall", "lift_vs_popularity"])]
     print(
-        "simulated new users:",
-        rows[rows.k.isin([0, 10])].pivot(index="model_name", columns="metric", values="metric_value"),
+        f"\n{expected} new users, k=10\n"
+        + table.pivot(index="model_name", columns="metric", values="metric_value").to_string()
     )
 
     # the known answer: each age band x gender segment's planted category prior, as a deviation from the average
