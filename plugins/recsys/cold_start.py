@@ -34,11 +34,12 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from psycopg2 import sql
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import OneHotEncoder
 
-from recsys.interactions import EVENT_TYPES, Interactions, Timestamp, to_epoch_seconds
+from recsys.interactions import EVENT_TYPES, Interactions, Timestamp, _read_frame, to_epoch_seconds
 from recsys.metrics import evaluate
 from recsys.recommenders import PopularityRecommender, fill_from_ranking, top_n_per_row
 
@@ -83,14 +84,21 @@ def read_demographics(conn: Any, user_ids: np.ndarray) -> pd.DataFrame:
             "where table_schema = 'analytics' and table_name = 'dim_users'"
         )
         present = {row[0] for row in cursor.fetchall()}
-        columns = [f"{name}::text as {name}" if name in present else f"null::text as {name}" for name in DEMOGRAPHICS]
-        cursor.execute(
-            f"select user_id, extract(epoch from signup_at)::float8, {', '.join(columns)} from analytics.dim_users"
-        )
-        rows = cursor.fetchall()
-    frame = pd.DataFrame(rows, columns=["user_id", "signup_ts", *DEMOGRAPHICS]).drop_duplicates("user_id")
+    columns = [
+        sql.SQL("{}::text as {}").format(sql.Identifier(name), sql.Identifier(name))
+        if name in present
+        else sql.SQL("null::text as {}").format(sql.Identifier(name))
+        for name in DEMOGRAPHICS
+    ]
+    frame = _read_frame(
+        conn,
+        sql.SQL(
+            "select user_id, extract(epoch from signup_at)::float8 as signup_ts, {} from analytics.dim_users"
+        ).format(sql.SQL(", ").join(columns)),
+    ).drop_duplicates("user_id")
     aligned = frame.set_index("user_id").reindex(pd.Index(user_ids, dtype=object))
-    result = pd.DataFrame({"signup_ts": pd.to_numeric(aligned["signup_ts"]).to_numpy(dtype=np.float64)})
+    signup_ts = pd.to_numeric(aligned["signup_ts"].replace("", None), errors="coerce")
+    result = pd.DataFrame({"signup_ts": signup_ts.to_numpy(dtype=np.float64)})
     for name in DEMOGRAPHICS:  # five columns
         values = aligned[name].fillna("unknown").astype(str).str.strip()
         result[name] = values.where(values != "", "unknown").to_numpy(dtype=object)
@@ -565,7 +573,8 @@ def evaluate_new_users(
     """Score the cold-start models on the users who signed up in the test window.
 
     Every model of :func:`build_models` is fitted on the events before
-    ``cutoff`` (and the demographics of ``analytics.dim_users``) and ranks the
+    ``cutoff`` (its reference time is the instant before; later events are
+    ignored) and the demographics of ``analytics.dim_users``, and ranks the
     items with events before ``cutoff`` for the users of
     :func:`new_user_truth`, from their registration data alone.
 
@@ -591,21 +600,27 @@ def evaluate_new_users(
         ``new_users``, variant ``all_items``, metrics :data:`METRIC_NAMES` at
         ``ks``, ``lift_vs_popularity`` at ``k`` (NDCG@k over global
         popularity's) and ``users`` (k 0). With fewer evaluated users than
-        ``min_segment_users`` only ``users`` is written (k-anonymity). The
+        ``min_segment_users`` only ``users`` is written (k-anonymity), with
+        none nothing. The
         summary has the user count and NDCG@k per model for XCom.
     """
     options = settings(config)
     cutoff_s, end_s = to_epoch_seconds(cutoff), to_epoch_seconds(end)
     demographics = read_demographics(conn, data.user_ids)
     users, truth = new_user_truth(data, demographics, cutoff_s, end_s, options["first_days"], options["truth_events"])
-    train = data.before(cutoff_s)
-    unknown_items = np.flatnonzero(np.bincount(train.item_index, minlength=data.n_items) == 0)
+    # every model reads only events up to the reference, just before the cutoff: no copy of the events needed
+    reference = float(np.nextafter(cutoff_s, -np.inf))
+    before = data.event_ts < cutoff_s
+    unknown_items = np.flatnonzero(np.bincount(data.item_index[before], minlength=data.n_items) == 0)
     common = dict(variant=VARIANT, segment=SEGMENT)
+    summary: dict[str, Any] = {"users": int(len(users)), f"ndcg@{k}": {}}
+    if not len(users):
+        logger.warning("cold start: nobody signed up in the test window and bought in their first days")
+        return [], summary
     rows: list[dict[str, Any]] = [
         dict(common, model_name=name, metric="users", k=0, metric_value=float(len(users))) for name in COLD_START_MODELS
     ]
-    summary: dict[str, Any] = {"users": int(len(users)), f"ndcg@{k}": {}}
-    if len(users) < max(options["min_segment_users"], 1) or train.n_events == 0:
+    if len(users) < max(options["min_segment_users"], 1) or not before.any():
         logger.warning(
             "cold start: %d new users with a first-week purchase (need %d): no metrics written",
             len(users),
@@ -615,7 +630,7 @@ def evaluate_new_users(
     ks = tuple(sorted({*ks, k}))
     ndcg: dict[str, float] = {}
     for model in build_models(config):  # three models
-        recommended, _ = _fit_and_recommend(model, train, demographics, cutoff_s, users, max(ks), unknown_items)
+        recommended, _ = _fit_and_recommend(model, data, demographics, reference, users, max(ks), unknown_items)
         scores = evaluate(recommended, truth, ks)
         rows += [
             dict(common, model_name=model.name, metric=metric, k=cut, metric_value=value)
