@@ -153,6 +153,9 @@ def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> No
     lift = value["cold_start_demographic", "lift_vs_popularity", 10]
     assert lift == pytest.approx(value["cold_start_demographic", "ndcg", 10] / value["popularity", "ndcg", 10])
     assert lift > 1.5
+    print(
+        "\n" + value.unstack("model_name").loc[[("ndcg", 10), ("hit_rate", 10), ("lift_vs_popularity", 10)]].to_string()
+    )
 
     result = training.generate_recommendations(planted, "run_1", END, n=5, config=config)
     assert result["cold_start_model"] == "cold_start_demographic" and result["cold_start_users"] == 2
