@@ -40,7 +40,7 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import OneHotEncoder
 
 from recsys.interactions import EVENT_TYPES, Interactions, Timestamp, _read_frame, to_epoch_seconds
-from recsys.metrics import evaluate
+from recsys.metrics import evaluate, per_user_metrics
 from recsys.recommenders import PopularityRecommender, fill_from_ranking, top_n_per_row
 
 logger = logging.getLogger(__name__)
@@ -602,7 +602,8 @@ def evaluate_new_users(
         popularity's) and ``users`` (k 0). With fewer evaluated users than
         ``min_segment_users`` only ``users`` is written (k-anonymity), with
         none nothing. The
-        summary has the user count and NDCG@k per model for XCom.
+        summary has the user count, NDCG@k per model and its paired z against
+        global popularity (per-user differences), for XCom and the log.
     """
     options = settings(config)
     cutoff_s, end_s = to_epoch_seconds(cutoff), to_epoch_seconds(end)
@@ -628,7 +629,7 @@ def evaluate_new_users(
         )
         return rows, summary
     ks = tuple(sorted({*ks, k}))
-    ndcg: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
     for model in build_models(config):  # three models
         recommended, _ = _fit_and_recommend(model, data, demographics, reference, users, max(ks), unknown_items)
         scores = evaluate(recommended, truth, ks)
@@ -637,14 +638,28 @@ def evaluate_new_users(
             for (metric, cut), value in scores.items()
             if metric in METRIC_NAMES and math.isfinite(value)
         ]
-        ndcg[model.name] = scores[("ndcg", k)]
+        per_user[model.name] = per_user_metrics(recommended, truth, k)["ndcg"]
+    ndcg = {name: float(values.mean()) for name, values in per_user.items()}
     for name, value in ndcg.items():  # three models
         lift = value / ndcg["popularity"] if ndcg["popularity"] > 0 else float("nan")
         if math.isfinite(lift):
             rows.append(dict(common, model_name=name, metric="lift_vs_popularity", k=k, metric_value=lift))
     summary[f"ndcg@{k}"] = {name: round(value, 6) for name, value in ndcg.items()}
-    logger.info("cold start over %d new users: NDCG@%d %s", len(users), k, summary[f"ndcg@{k}"])
+    summary["z_vs_popularity"] = {name: _paired_z(values - per_user["popularity"]) for name, values in per_user.items()}
+    logger.info(
+        "cold start over %d new users: NDCG@%d %s; paired z vs popularity %s",
+        len(users),
+        k,
+        summary[f"ndcg@{k}"],
+        summary["z_vs_popularity"],
+    )
     return rows, summary
+
+
+def _paired_z(difference: np.ndarray) -> float | None:
+    """Mean of a per-user difference in standard errors (``None`` when undefined), for logs and XCom."""
+    error = float(np.std(difference, ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    return round(float(np.mean(difference)) / error, 2) if error > 0 else None
 
 
 def choose_models(conn: Any, run_id: str, k: int = 10) -> tuple[str, str]:

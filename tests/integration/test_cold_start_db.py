@@ -14,6 +14,7 @@ demographic model learns the region and hits every new user (1.0).
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -221,7 +222,10 @@ def simulated_warehouse(dsn: str, landing) -> datetime:
 def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path) -> None:
     from recsys.simulate import CATEGORIES, GENDERS, simulate
 
-    simulate(tmp_path, users=60_000, items=500, days=21, seed=7, dirty=False)
+    # RECSYS_COLD_START_USERS: a larger shop for the README's measurement (more new users, less noise)
+    simulate(
+        tmp_path, users=int(os.environ.get("RECSYS_COLD_START_USERS", 60_000)), items=500, days=21, seed=7, dirty=False
+    )
     end = simulated_warehouse(database, tmp_path)
     cutoff = end - timedelta(days=7)
     config = small_config(min_segment_users=20)
