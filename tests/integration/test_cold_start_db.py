@@ -255,7 +255,7 @@ def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path)
         assert value[model, "lift_vs_popularity", 10] == pytest.approx(lift)
     table = rows[rows.k.eq(10) & rows.metric.isin(["ndcg", "hit_rate", "recall", "lift_vs_popularity"])]
     print(
-        f"\n{expected} new users, k=10\n"
+        f"\n{expected} new users, k=10, paired z vs popularity {result['cold_start']['z_vs_popularity']}\n"
         + table.pivot(index="model_name", columns="metric", values="metric_value").to_string()
     )
 
