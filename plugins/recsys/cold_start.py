@@ -117,6 +117,14 @@ def _categories(interactions: Interactions) -> np.ndarray:
     return pd.factorize(interactions.items["category"].fillna(""), sort=True)[0].astype(np.int64)
 
 
+def _blocked(n_items: int, filter_items: np.ndarray | None) -> np.ndarray:
+    """Boolean mask over the items of ``filter_items``."""
+    blocked = np.zeros(n_items, dtype=bool)
+    if filter_items is not None:
+        blocked[np.asarray(filter_items, dtype=np.int64)] = True
+    return blocked
+
+
 class SegmentPopularityRecommender(BaseEstimator):
     """Popularity within the ``age_band|gender`` segment, global popularity outside k-anonymous segments.
 
@@ -142,6 +150,8 @@ class SegmentPopularityRecommender(BaseEstimator):
         Contributing users per segment of ``segment_names_``.
     segment_items_ : scipy.sparse.csr_array
         ``(n_segments, n_items)`` window popularity per segment.
+    segment_of_user_ : numpy.ndarray
+        Index into ``segment_names_`` per fitted user, ``-1`` outside them.
     n_items_ : int
         Items of the fitted data.
     """
@@ -231,10 +241,11 @@ class SegmentPopularityRecommender(BaseEstimator):
         items = np.vstack([segment_items, global_items])
         scores = np.vstack([segment_scores, global_scores])
         row = self.segment_of(demographics)
-        return items[np.where(row >= 0, row, len(segment_items))], scores[np.where(row >= 0, row, len(segment_items))]
+        pick = np.where(row >= 0, row, len(segment_items))  # the last row is the global list
+        return items[pick], scores[pick]
 
     def _segment_lists(self, n: int, filter_items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        blocked = self.popularity_._blocked(filter_items)
+        blocked = _blocked(self.n_items_, filter_items)
         scores = self.segment_items_.copy()
         scores.data[blocked[scores.indices]] = 0.0
         scores.eliminate_zeros()
@@ -284,8 +295,8 @@ class DemographicRecommender(SegmentPopularityRecommender):
     ----------
     encoder_ : sklearn.preprocessing.OneHotEncoder
         The fitted one-hot encoding.
-    ridge_ : sklearn.linear_model.Ridge
-        Demographics -> category shares.
+    ridge_ : sklearn.linear_model.Ridge or None
+        Demographics -> category shares (None with fewer than two established users).
     item_category_ : numpy.ndarray
         Category code per item.
     within_category_ : numpy.ndarray
@@ -357,12 +368,12 @@ class DemographicRecommender(SegmentPopularityRecommender):
         self.encoder_ = OneHotEncoder(
             handle_unknown="infrequent_if_exist", min_frequency=max(int(self.min_segment_users), 1)
         )
+        self.ridge_ = None
+        if len(established) < 2:  # nothing to learn from: every profile is the global one
+            logger.warning("%s: %d users with events in the window, no regression", self.name, len(established))
+            return self
         features = self.encoder_.fit_transform(self._features(demographics.iloc[established]))
-        self.ridge_ = Ridge(alpha=self.alpha, random_state=self.random_state)
-        if len(established) > 1:
-            self.ridge_.fit(features, shares)
-        else:
-            self.ridge_ = None
+        self.ridge_ = Ridge(alpha=self.alpha, random_state=self.random_state).fit(features, shares)
         logger.info(
             "%s: ridge over %d established users, %d one-hot features, %d categories",
             self.name,
@@ -391,7 +402,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
         self, shares: np.ndarray, segment: np.ndarray, n: int, filter_items: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` per profile (category shares and segment row), in blocks of bounded size."""
-        blocked = self.popularity_._blocked(filter_items)
+        blocked = _blocked(self.n_items_, filter_items)
         candidates = np.flatnonzero((self.popularity_.item_scores_ > 0) & ~blocked)
         segment_share = sp.csr_array(self.segment_items_[:, candidates])
         totals = np.asarray(self.segment_items_.sum(axis=1)).ravel()
@@ -402,7 +413,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
         block = max(1, _BLOCK_CELLS // max(len(candidates), 1))
         within = self.within_category_[candidates]
         category = self.item_category_[candidates]
-        for start in range(0, len(shares), block):  # blocks of distinct profiles, each fully vectorized
+        for start in range(0, len(shares) if len(candidates) else 0, block):  # blocks of profiles, each vectorized
             rows = slice(start, start + block)
             dense = (1.0 - weight[rows, None]) * shares[rows][:, category] * within
             has_segment = np.flatnonzero(segment[rows] >= 0)

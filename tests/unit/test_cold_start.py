@@ -153,3 +153,12 @@ def test_configuration_errors_are_clear() -> None:
             pd.DataFrame({"user_id": ["u"], "item_id": ["a1"], "event_type": ["view"], "event_ts": [0.0]})
         )
         cold_start.DemographicRecommender().fit(data, demographics(["North", "South"]))
+
+
+def test_without_events_in_the_window_everyone_gets_the_all_time_ranking(shop) -> None:
+    data, people = shop
+    later = NOW + 100 * DAY  # the 30-day window before it is empty
+    model = cold_start.DemographicRecommender(min_segment_users=1).fit(data, people, later)
+    assert model.ridge_ is None and len(model.segment_names_) == 0
+    items, scores = model.recommend(demographics(["North", "South"]), n=4)
+    assert ids(items) == [["b1", "a1", "a2", "b2"]] * 2 and (scores == 0).all()
