@@ -714,7 +714,8 @@ class ColdStartLists:
     items, scores : numpy.ndarray
         ``(n_targets, n)`` lists of the target users (rows not served: ``-1``).
     reason_text : numpy.ndarray
-        Per target user, "Popular with new shoppers like you (<age band>, <region>)".
+        Per target user, "Popular with new shoppers like you (<age band>, <region>)"
+        (``<gender>`` instead of the region for segment popularity; unknown values left out).
     """
 
     table: pd.DataFrame
@@ -770,8 +771,10 @@ def serving_lists(
     user_scores = np.full((len(targets), n), np.nan)
     if served.any():
         user_items[served], user_scores[served] = model.recommend(target_demographics[served], n, filter_items)
-    known = target_demographics[["age_band", "region"]].where(target_demographics[["age_band", "region"]] != "unknown")
-    attributes = known["age_band"].str.cat(known["region"], sep=", ", na_rep="").str.strip(", ")
+    # name what the list depends on: age band and region (demographic model) or age band and gender (segment)
+    named = ["age_band", "region" if isinstance(model, DemographicRecommender) else "gender"]
+    known = target_demographics[named].where(target_demographics[named] != "unknown")
+    attributes = known[named[0]].str.cat(known[named[1]], sep=", ", na_rep="").str.strip(", ")
     reason_text = np.where(
         attributes != "",
         "Popular with new shoppers like you (" + attributes + ")",
