@@ -41,7 +41,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from recsys.interactions import EVENT_TYPES, Interactions, Timestamp, _read_frame, to_epoch_seconds
 from recsys.metrics import evaluate, per_user_metrics
-from recsys.recommenders import PopularityRecommender, fill_from_ranking, top_n_per_row
+from recsys.recommenders import PopularityRecommender, _top_n_dense, fill_from_ranking, top_n_per_row
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,13 @@ def _categories(interactions: Interactions) -> np.ndarray:
     if interactions.items is None:
         return np.zeros(interactions.n_items, dtype=np.int64)
     return pd.factorize(interactions.items["category"].fillna(""), sort=True)[0].astype(np.int64)
+
+
+def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """First row of every distinct row of ``frame`` and the distinct row of every row (vectorized)."""
+    codes = np.column_stack([pd.factorize(frame[column])[0] for column in frame.columns])
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    return first, np.asarray(inverse).ravel()
 
 
 def _blocked(n_items: int, filter_items: np.ndarray | None) -> np.ndarray:
@@ -372,12 +379,22 @@ class DemographicRecommender(SegmentPopularityRecommender):
         if len(established) < 2:  # nothing to learn from: every profile is the global one
             logger.warning("%s: %d users with events in the window, no regression", self.name, len(established))
             return self
-        features = self.encoder_.fit_transform(self._features(demographics.iloc[established]))
-        self.ridge_ = Ridge(alpha=self.alpha, random_state=self.random_state).fit(features, shares)
+        features = self._features(demographics.iloc[established])
+        self.encoder_.fit(features)
+        # users with the same demographics have the same features: one weighted row per distinct profile
+        # (their mean shares, weighted by their count) has exactly the least-squares solution of all users
+        first, profile = _distinct_rows(features)
+        counts = np.bincount(profile, minlength=len(first)).astype(np.float64)
+        indicator = sp.csr_array((np.ones(len(profile)), (profile, np.arange(len(profile)))))
+        mean_shares = (indicator @ shares) / counts[:, None]
+        features = self.encoder_.transform(features.iloc[first])
+        self.ridge_ = Ridge(alpha=self.alpha, random_state=self.random_state)
+        self.ridge_.fit(features, mean_shares, sample_weight=counts)
         logger.info(
-            "%s: ridge over %d established users, %d one-hot features, %d categories",
+            "%s: ridge over %d established users (%d distinct profiles), %d one-hot features, %d categories",
             self.name,
             len(established),
+            len(first),
             features.shape[1],
             n_categories,
         )
@@ -421,7 +438,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
                 dense[has_segment] += (
                     weight[rows][has_segment, None] * segment_share[segment[rows][has_segment]].toarray()
                 )
-            top, top_scores = top_n_per_row(sp.csr_array(dense), n)
+            top, top_scores = _top_n_dense(np.where(dense > 0, dense, -np.inf), n)
             items[rows] = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
             scores[rows] = top_scores
         return fill_from_ranking(items, scores, self.popularity_.ranking(filter_items), self.n_items_)
@@ -439,12 +456,9 @@ class DemographicRecommender(SegmentPopularityRecommender):
         """
         if not len(demographics):
             return np.full((0, n), -1, dtype=np.int64), np.full((0, n), np.nan)
-        features = self._features(demographics)
-        codes = np.column_stack([pd.factorize(features[column])[0] for column in features.columns])
-        _, first_row, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+        first_row, inverse = _distinct_rows(self._features(demographics))
         profiles = demographics.iloc[first_row]
         items, scores = self._score_profiles(self.predict_shares(profiles), self.segment_of(profiles), n, filter_items)
-        inverse = np.asarray(inverse).ravel()
         return items[inverse], scores[inverse]
 
     def segment_recommend(
@@ -469,13 +483,15 @@ class DemographicRecommender(SegmentPopularityRecommender):
         if self.ridge_ is None or not len(members):
             shares = np.tile(self.global_shares_, (n_segments, 1))
         else:
+            features = self._features(demographics.iloc[members])
+            first, profile = _distinct_rows(features)
+            # users per (segment, distinct profile); the segment's mean one-hot vector from the profiles'
             indicator = sp.csr_array(
-                (np.ones(len(members)), (segment[members], np.arange(len(members)))),
-                shape=(n_segments, len(members)),
+                (np.ones(len(members)), (segment[members], profile)), shape=(n_segments, len(first))
             )
             counts = np.maximum(indicator.sum(axis=1), 1.0)
-            features = self.encoder_.transform(self._features(demographics.iloc[members]))
-            mean_features = sp.csr_array(sp.diags_array(1.0 / counts) @ indicator @ features)
+            profiles = self.encoder_.transform(features.iloc[first])
+            mean_features = sp.csr_array(sp.diags_array(1.0 / counts) @ indicator @ profiles)
             shares = np.clip(np.atleast_2d(self.ridge_.predict(mean_features)), 0.0, None)
             total = shares.sum(axis=1, keepdims=True)
             shares = np.where(total > 0, shares / np.where(total > 0, total, 1.0), self.global_shares_)
