@@ -162,3 +162,16 @@ def test_without_events_in_the_window_everyone_gets_the_all_time_ranking(shop) -
     assert model.ridge_ is None and len(model.segment_names_) == 0
     items, scores = model.recommend(demographics(["North", "South"]), n=4)
     assert ids(items) == [["b1", "a1", "a2", "b2"]] * 2 and (scores == 0).all()
+
+
+def test_one_weighted_row_per_profile_is_the_ridge_fit_of_all_users(shop) -> None:
+    from sklearn.linear_model import Ridge
+
+    data, people = shop
+    people = people.assign(platform=["web", "app", "web", "web", "app"])  # three distinct profiles
+    model = cold_start.DemographicRecommender(alpha=0.7, min_segment_users=1).fit(data, people, NOW)
+    features = model.encoder_.transform(model._features(people))
+    shares = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1]], dtype=float)  # every user has events here
+    direct = Ridge(alpha=0.7).fit(features, shares)
+    np.testing.assert_allclose(model.ridge_.coef_, direct.coef_, atol=1e-6)
+    np.testing.assert_allclose(model.ridge_.intercept_, direct.intercept_, atol=1e-6)
