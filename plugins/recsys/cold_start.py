@@ -278,9 +278,11 @@ class DemographicRecommender(SegmentPopularityRecommender):
 
     Established users (events in the window) are one-hot encoded on
     :data:`DEMOGRAPHICS` plus ``age_band x gender``; levels held by fewer than
-    ``min_segment_users`` of them are pooled as infrequent (k-anonymity and
+    ``min_segment_users`` of them are pooled as ``infrequent`` (k-anonymity and
     stable coefficients). A multi-output :class:`sklearn.linear_model.Ridge`
-    maps them to each user's share of weighted events per top-level category.
+    maps them to each user's share of weighted events per top-level category,
+    fitted on one row per distinct profile weighted by its users (the same
+    solution as one row per user).
     A new user with predicted shares ``s`` (clipped at 0, renormalized) scores
     item ``i`` of category ``c`` as
     ``(1 - w) * s[c] * pop(i) / pop(c) + w * segment_pop(i) / segment_pop``
@@ -300,8 +302,10 @@ class DemographicRecommender(SegmentPopularityRecommender):
 
     Attributes
     ----------
+    levels_ : dict of str to pandas.Index
+        Per feature the levels held by at least ``min_segment_users`` established users.
     encoder_ : sklearn.preprocessing.OneHotEncoder
-        The fitted one-hot encoding.
+        The one-hot encoding of the pooled features.
     ridge_ : sklearn.linear_model.Ridge or None
         Demographics -> category shares (None with fewer than two established users).
     item_category_ : numpy.ndarray
@@ -327,10 +331,12 @@ class DemographicRecommender(SegmentPopularityRecommender):
         self.alpha = alpha
         self.segment_weight = segment_weight
 
-    @staticmethod
-    def _features(demographics: pd.DataFrame) -> pd.DataFrame:
-        frame = demographics[list(DEMOGRAPHICS)].astype(str)
-        return frame.assign(age_band_gender=segment_keys(demographics))
+    def _features(self, demographics: pd.DataFrame) -> pd.DataFrame:
+        """:data:`DEMOGRAPHICS` and age band x gender as strings, rare levels (``levels_``) read ``infrequent``."""
+        frame = demographics[list(DEMOGRAPHICS)].astype(str).assign(age_band_gender=segment_keys(demographics))
+        for column, levels in self.levels_.items():  # six columns
+            frame[column] = frame[column].where(frame[column].isin(levels), "infrequent")
+        return frame
 
     def fit(
         self, interactions: Interactions, demographics: pd.DataFrame, reference_time: Timestamp | None = None
@@ -372,21 +378,23 @@ class DemographicRecommender(SegmentPopularityRecommender):
             where=category_scores[self.item_category_] > 0,
         )
         self.global_shares_ = shares.mean(axis=0) if len(established) else np.full(n_categories, 1.0 / n_categories)
-        self.encoder_ = OneHotEncoder(
-            handle_unknown="infrequent_if_exist", min_frequency=max(int(self.min_segment_users), 1)
-        )
+        self.levels_: dict[str, pd.Index] = {}
         self.ridge_ = None
         if len(established) < 2:  # nothing to learn from: every profile is the global one
             logger.warning("%s: %d users with events in the window, no regression", self.name, len(established))
             return self
         features = self._features(demographics.iloc[established])
-        self.encoder_.fit(features)
+        for column in features.columns:  # six columns: levels of fewer than k users are pooled (k-anonymity)
+            counts = features[column].value_counts()
+            self.levels_[column] = counts.index[counts >= self.min_segment_users]
+        features = self._features(demographics.iloc[established])
         # users with the same demographics have the same features: one weighted row per distinct profile
         # (their mean shares, weighted by their count) has exactly the least-squares solution of all users
         first, profile = _distinct_rows(features)
         counts = np.bincount(profile, minlength=len(first)).astype(np.float64)
         indicator = sp.csr_array((np.ones(len(profile)), (profile, np.arange(len(profile)))))
         mean_shares = (indicator @ shares) / counts[:, None]
+        self.encoder_ = OneHotEncoder(handle_unknown="ignore").fit(features.iloc[first])
         features = self.encoder_.transform(features.iloc[first])
         self.ridge_ = Ridge(alpha=self.alpha, random_state=self.random_state)
         self.ridge_.fit(features, mean_shares, sample_weight=counts)

@@ -170,8 +170,17 @@ def test_one_weighted_row_per_profile_is_the_ridge_fit_of_all_users(shop) -> Non
     data, people = shop
     people = people.assign(platform=["web", "app", "web", "web", "app"])  # three distinct profiles
     model = cold_start.DemographicRecommender(alpha=0.7, min_segment_users=1).fit(data, people, NOW)
-    features = model.encoder_.transform(model._features(people))
+    features = model.encoder_.transform(model._features(people))  # every level is frequent here
     shares = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1]], dtype=float)  # every user has events here
     direct = Ridge(alpha=0.7).fit(features, shares)
     np.testing.assert_allclose(model.ridge_.coef_, direct.coef_, atol=1e-6)
     np.testing.assert_allclose(model.ridge_.intercept_, direct.intercept_, atol=1e-6)
+
+
+def test_levels_of_fewer_than_k_users_are_pooled(shop) -> None:
+    data, people = shop
+    model = cold_start.DemographicRecommender(alpha=1e-6, min_segment_users=3).fit(data, people, NOW)
+    assert list(model.levels_["region"]) == ["South"], "North has 2 established users, South 3"
+    shares = model.predict_shares(demographics(["North", "West", "South"]))
+    np.testing.assert_allclose(shares[0], shares[1])  # a rare and an unseen region read the same
+    np.testing.assert_allclose(shares, [[1, 0], [1, 0], [0, 1]], atol=1e-4)
