@@ -34,6 +34,7 @@ import pyarrow.csv as pa_csv
 import scipy.sparse as sp
 from psycopg2 import sql
 
+from recsys import cold_start
 from recsys import reasons as reasons_module
 from recsys import rules as rules_module
 from recsys.interactions import (
@@ -190,6 +191,9 @@ REASON_CODES: dict[str, str] = {
     SVDRecommender.name: "rated_by_similar_shoppers",
     NeuralRanker.name: "profile_match",
 }
+#: where a position of a list came from, carried through the business rules and the re-rank
+_FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
+
 FALLBACK_TEXTS: dict[str, str] = {
     ItemKNNRecommender.name: "Similar to items you looked at",
     RepeatPurchaseRecommender.name: "Based on your past purchases",
@@ -687,6 +691,9 @@ def train_and_evaluate(
        ``business_rules``) and after the rules and the diversity re-rank
        (``reranked``), with ``category_coverage`` for those and its
        ``all_items`` lists, so the accuracy cost of the layers is queryable.
+    3. **Cold start.** :func:`recsys.cold_start.evaluate_new_users` scores
+       global popularity, segment popularity and the demographic model on the
+       users who signed up in the test window (segment ``new_users``).
 
     ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
     the gate's reason.
@@ -798,6 +805,8 @@ def train_and_evaluate(
                 )
             if not len(test.users):
                 logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
+            cold_rows, cold_summary = cold_start.evaluate_new_users(connection, data, test_cutoff, end, config, ks, k)
+            rows += cold_rows
 
             evaluations = pd.DataFrame(
                 rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"]
@@ -842,6 +851,7 @@ def train_and_evaluate(
         "metrics": summary,
         "metrics_new_items": summary_new,
         "fit_seconds": fit_seconds,
+        "cold_start": cold_summary,
     }
 
 
@@ -993,17 +1003,21 @@ class _Layers:
 
 def _cold_start_lists(
     users: pd.DataFrame,
-    n_users: int,
+    data: Interactions,
     popularity: PopularityRecommender,
     blocked: np.ndarray,
     n_cold_start: int,
     rules: BusinessRules,
     layers: _Layers,
     config: dict[str, Any],
+    model_lists: pd.DataFrame,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
 
-    Returns the segment per user (``-1``: none published), the keys, items and scores.
+    A segment's list is the cold-start model's (``model_lists``: ``segment_key``, ``item_rank``,
+    ``item_id``, ``score`` rows of :func:`recsys.cold_start.serving_lists`) where it has one, else
+    the segment's popularity. Returns the segment per user (``-1``: none published), the keys,
+    items and scores.
     """
     segment_labels = _concat(users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")).to_numpy()
     segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
@@ -1012,20 +1026,22 @@ def _cold_start_lists(
     logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
     recode = np.where(large, np.cumsum(large) - 1, -1)
     segment_names = segment_names[large]
-    group_of_user = np.full(n_users, -1, dtype=np.int64)
+    group_of_user = np.full(data.n_users, -1, dtype=np.int64)
     group_of_user[: len(users)] = recode[segment_of_user]
     wide = n_cold_start * rules.overfetch
     segment_items, segment_scores = popularity.recommend_groups(group_of_user, wide, blocked)
     all_items, all_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
     keys = np.concatenate([["all"], segment_names]).astype(object)
+    items, scores = np.vstack([all_items, segment_items]), np.vstack([all_scores, segment_scores])
+    row = pd.Index(keys).get_indexer(model_lists["segment_key"])
+    rank = model_lists["item_rank"].to_numpy() - 1
+    item = pd.Index(data.item_ids).get_indexer(model_lists["item_id"])
+    ok = (row > 0) & (rank < wide) & (item >= 0)  # row 0 ("all") stays global popularity
+    replaced = np.unique(row[ok])
+    items[replaced], scores[replaced] = -1, np.nan
+    items[row[ok], rank[ok]], scores[row[ok], rank[ok]] = item[ok], model_lists["score"].to_numpy()[ok]
     cold_items, cold_scores, _ = rules_module.apply_layers(
-        np.vstack([all_items, segment_items]),
-        np.vstack([all_scores, segment_scores]),
-        n_cold_start,
-        rules,
-        layers.blocked,
-        layers.brands,
-        layers.categories,
+        items, scores, n_cold_start, rules, layers.blocked, layers.brands, layers.categories
     )
     return group_of_user, keys, cold_items, cold_scores
 
@@ -1119,11 +1135,17 @@ def generate_recommendations(
     * ``ml.similar_items``: top ``n_similar`` neighbours of every item from
       item-KNN (always fitted, whatever the champion), after the blocked
       items and the brand cap (no re-rank).
-    * ``ml.cold_start_recommendations``: top ``n_cold_start`` items by
-      popularity for ``segment_key`` ``all`` and for every k-anonymous
-      ``age_band|gender`` of ``dim_users`` (missing values read ``unknown``),
-      filled from global popularity (score 0) where a segment has too few
-      items, after the rules and the re-rank.
+    * ``ml.cold_start_recommendations``: top ``n_cold_start`` items for
+      ``segment_key`` ``all`` (popularity) and for every k-anonymous
+      ``age_band|gender`` of ``dim_users`` (missing values read ``unknown``):
+      the list of the better segment-aware cold-start model of the run's
+      ``new_users`` evaluation (:func:`recsys.cold_start.serving_lists`) where
+      it has the segment, else the segment's popularity; filled from global
+      popularity (score 0) where a segment has too few items, after the rules
+      and the re-rank. Users without events who allow personalization get
+      that model's list (``reason_code`` ``new_user_segment``, "Popular with
+      new shoppers like you (<age band>, <region>)") when it beat global
+      popularity on the new users; otherwise global popularity.
     * ``ml.runs``: status ``recommended``, ``finished_at`` and ``business_rules_version``.
 
     Parameters
@@ -1212,6 +1234,16 @@ def generate_recommendations(
             recent.eliminate_zeros()
 
             _delete_run(connection, ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"], run_id)
+            wide = n * rules.overfetch
+            cold_users = np.flatnonzero(allowed & ~has_history)
+            cold = cold_start.serving_lists(
+                connection, run_id, data, end, cold_users, config, wide, n_cold_start * rules.overfetch, blocked
+            )
+            cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
+            cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
+            group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
+                users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table
+            )
             group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
                 users, data.n_users, popularity, blocked, n_cold_start, rules, layers, config
             )
@@ -1229,7 +1261,6 @@ def generate_recommendations(
                 keys[1:],
                 popularity,
             )
-            wide = n * rules.overfetch
             brand_codes, category_codes = (
                 rules_module.label_codes(layers.brands),
                 rules_module.label_codes(layers.categories),
@@ -1253,13 +1284,18 @@ def generate_recommendations(
                     items[mine] = own_items
                     from_model[mine] = own
                     scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
+                new = np.flatnonzero(cold_row[batch] >= 0)  # no events: the cold-start list of the segment
+                items[new], scores[new] = cold.items[cold_row[batch[new]]], cold.scores[cold_row[batch[new]]]
+                source = np.where(from_model, _FROM_MODEL, _FROM_FILL).astype(np.int8)
+                source[new] = np.where(items[new] >= 0, _FROM_COLD_START, _FROM_FILL)
                 exclude = recent[batch]
-                items, scores, from_model = rules_module.apply_layers(
-                    items, scores, n, rules, layers.blocked, brand_codes, category_codes, exclude, extra=from_model
+                items, scores, source = rules_module.apply_layers(
+                    items, scores, n, rules, layers.blocked, brand_codes, category_codes, exclude, extra=source
                 )
                 # a list the rules cut below n is filled from popularity (rules-filtered, no brand cap)
                 items, scores = fill_from_ranking(items, scores, ranking, data.n_items, exclude)
                 scores = rules_module.monotone_scores(scores)  # fill (score 0) after negative ALS scores
+                from_model = source == _FROM_MODEL
                 codes, texts = reasons_module.reasons(
                     reason_data,
                     batch,
@@ -1269,7 +1305,7 @@ def generate_recommendations(
                     np.full(items.shape, FALLBACK_TEXTS.get(champion, reason_data.popular_text), dtype=object),
                 )
                 rows, ranks = np.nonzero(items >= 0)
-                is_model = from_model[rows, ranks]
+                is_model, is_cold = from_model[rows, ranks], source[rows, ranks] == _FROM_COLD_START
                 frame = pd.DataFrame(
                     {
                         "run_id": run_id,
@@ -1277,9 +1313,13 @@ def generate_recommendations(
                         "item_rank": ranks + 1,
                         "item_id": data.item_ids[items[rows, ranks]],
                         "score": scores[rows, ranks],
-                        "model_name": np.where(is_model, champion, PopularityRecommender.name),
-                        "reason_code": codes[rows, ranks],
-                        "reason_text": texts[rows, ranks],
+                        "model_name": np.where(
+                            is_model, champion, np.where(is_cold, cold.model_name, PopularityRecommender.name)
+                        ),
+                        "reason_code": np.where(is_cold, cold_start.REASON_CODE, codes[rows, ranks]),
+                        "reason_text": np.where(
+                            is_cold, cold.reason_text[np.maximum(cold_row[batch[rows]], 0)], texts[rows, ranks]
+                        ),
                         "generated_at": generated_at.isoformat(),
                     }
                 )
@@ -1348,6 +1388,8 @@ def generate_recommendations(
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,
         "cold_start_segments": int(len(keys)),
+        "cold_start_model": cold.model_name,
+        "cold_start_users": int(cold.served.sum()),
         "in_stock_items": int(in_stock.sum()),
         "business_rules_version": rules.version,
     }

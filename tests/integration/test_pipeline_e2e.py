@@ -168,6 +168,9 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "select distinct model_name, variant, segment from recs.model_evaluations "
         "where variant in ('all_items', 'new_items')",
     )
+    cold = evaluated[evaluated["segment"] == "new_users"]  # recsys.cold_start: users who signed up in the test week
+    assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic"}
+    evaluated = evaluated[evaluated["segment"] != "new_users"]
     assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
     # segments of fewer than 50 users (models.toml [privacy]) are suppressed; this small shop has few large ones
     segments = set(evaluated["segment"]) - {"all"}
