@@ -364,13 +364,14 @@ def identity_suites() -> list[Suite]:
                 e.UnexpectedRowsExpectation(
                     description="accounts = rows of identity.user_id_map, persons = its distinct user ids",
                     unexpected_rows_query=(
-                        "select * from {batch} as summary where summary.accounts <>"
-                        " (select count(*) from identity.user_id_map) or summary.persons <>"
+                        "select * from {batch} where accounts <>"
+                        " (select count(*) from identity.user_id_map) or persons <>"
                         " (select count(distinct user_id) from identity.user_id_map)"
                     ),
                     severity="critical",
                 )
             ],
+            f"select * from {table}",
         ),
         Suite(
             "identity_person_size",

@@ -58,27 +58,21 @@ def dbt(env: dict[str, str], *args: str) -> None:
     assert result.returncode == 0, result.stdout[-5000:]
 
 
-def build(url: str, landing_dir, tmp_path_factory, command: str = "build") -> dict[str, str]:
+def build(url: str, landing_dir, tmp_path_factory, *select: str) -> dict[str, str]:
+    """Load the landing directory; ``dbt run`` the ``select``ed models, or ``dbt build`` the DAG's transform."""
     env = environment(url, airflow_home=tmp_path_factory.mktemp("airflow"))
     env["TARGET"] = str(tmp_path_factory.mktemp("dbt_target"))
     with connect(url) as conn:
         load.load_landing(conn, landing_dir, "b1")
-    dbt(
-        env,
-        command,
-        "--select",
-        *MODELS,
-        "--exclude",
-        "tag:publish",
-        "--vars",
-        json.dumps({"as_of": AS_OF.isoformat()}),
-    )
+    command = ["run", "--select", *select] if select else ["build"]
+    dbt(env, *command, "--exclude", "tag:publish", "--vars", json.dumps({"as_of": AS_OF.isoformat()}))
     return env
 
 
 def frame(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
-    with psycopg2.connect(url) as conn:
-        return pd.read_sql_query(sql, conn, params=params or None)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +81,7 @@ def hand_made(fresh_database, tmp_path_factory):
     for name, text in (("users.csv", USERS), ("items.csv", ITEMS), ("events.csv", EVENTS)):
         (directory / name).write_text(text + "\n")
     url = fresh_database()
-    build(url, directory, tmp_path_factory, command="run")
+    build(url, directory, tmp_path_factory, *MODELS)
     return url
 
 
@@ -153,7 +147,7 @@ def test_erasing_one_account_erases_the_whole_person(hand_made):
 
 @pytest.fixture(scope="module")
 def simulated(fresh_database, tmp_path_factory):
-    """A simulated shop with planted second accounts, loaded and built."""
+    """A simulated shop with planted second accounts, loaded and built as the DAG's transform (with dbt's tests)."""
     shop = tmp_path_factory.mktemp("identity_shop")
     simulate(shop, users=3_000, items=300, days=45, seed=3)
     url = fresh_database()
@@ -176,14 +170,14 @@ def test_stitched_persons_recover_the_planted_ones(simulated):
     true_pairs = pairs(both.groupby(["person_id", "found_person"]).size())
     precision, recall = true_pairs / found_pairs, true_pairs / planted_pairs
     print(f"planted pairs {planted_pairs}, found {found_pairs}, precision {precision:.3f}, recall {recall:.3f}")
-    assert planted_pairs > 150
+    assert planted_pairs > 80
     assert recall > 0.97 and precision > 0.9  # the simulator's e-mails collide for a few different people
     by_link = both[both["link"] != "self"].merge(
         both[["user_id", "found_person"]], left_on="person_id", right_on="user_id", suffixes=("", "_first")
     )
     for link in ("email", "device"):
-        share = (by_link.loc[by_link["link"] == link, "found_person"] == by_link["found_person_first"]).mean()
-        assert share > 0.97, link
+        linked = by_link[by_link["link"] == link]
+        assert (linked["found_person"] == linked["found_person_first"]).mean() > 0.97, link
 
 
 def test_the_summary_reconciles_and_the_shared_devices_are_reported(simulated):
@@ -198,7 +192,7 @@ def test_the_summary_reconciles_and_the_shared_devices_are_reported(simulated):
     events = pd.read_csv(shop / "events.csv", dtype=str, on_bad_lines="skip", keep_default_na=False)
     shared = events.loc[events["device_id"].str.startswith("SHARED-"), "device_id"].nunique()
     assert summary["over_shared_devices"] == shared >= 3
-    assert 0.1 < float(summary["merge_rate"]) < 0.2
+    assert 0.03 < float(summary["merge_rate"]) < 0.15
     assert summary["largest_person_accounts"] <= 3
 
 
@@ -208,6 +202,12 @@ def test_the_marts_gate_records_identity_checks(simulated, tmp_path, monkeypatch
     rows = quality.validate(url, quality.identity_suites(), tmp_path)
     by_suite = {row["suite"]: row for row in rows}
     assert set(by_suite) == {"identity_merge_rate", "identity_accounts_reconcile", "identity_person_size"}
-    assert all(row["success"] for row in rows)
+    assert [row for row in rows if not row["success"]] == []
     assert by_suite["identity_accounts_reconcile"]["severity"] == "critical"
     assert by_suite["identity_merge_rate"]["severity"] == "warning"
+
+    # a summary that no longer reconciles with identity.user_id_map fails the gate
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("update quality.identity_stitching_summary set accounts = accounts + 1")
+    rows = quality.validate(url, quality.identity_suites(), tmp_path)
+    assert [row["suite"] for row in rows if not row["success"]] == ["identity_accounts_reconcile"]
