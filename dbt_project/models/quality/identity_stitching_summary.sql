@@ -15,7 +15,7 @@ persons as (
 person_counts as (
 
     select
-        count(*) as accounts,
+        count(*) as accounts,  -- noqa: RF04 (the summary column named in the contract)
         count(distinct person_user_id) as persons,
         count(*) filter (where person_accounts > 1) as merged_accounts,
         count(distinct person_user_id) filter (where person_accounts > 1) as merged_persons,
@@ -32,7 +32,7 @@ person_counts as (
 key_counts as (
 
     select
-        count(distinct (key_type, key_hash)) filter (where is_over_shared) as over_shared_keys,
+        count(distinct key_type || ':' || key_hash) filter (where is_over_shared) as over_shared_keys,
         count(distinct key_hash) filter (where is_over_shared and key_type = 'email') as over_shared_emails,
         count(distinct key_hash) filter (where is_over_shared and key_type = 'phone') as over_shared_phones,
         count(distinct key_hash) filter (where is_over_shared and key_type = 'device') as over_shared_devices,
