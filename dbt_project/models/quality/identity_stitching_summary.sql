@@ -15,7 +15,8 @@ persons as (
 person_counts as (
 
     select
-        count(*) as accounts,  -- noqa: RF04 (the summary column named in the contract)
+        -- "accounts" is the column name the summary contract uses
+        count(*) as accounts,  -- noqa: RF04
         count(distinct person_user_id) as persons,
         count(*) filter (where person_accounts > 1) as merged_accounts,
         count(distinct person_user_id) filter (where person_accounts > 1) as merged_persons,
