@@ -197,6 +197,16 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
     return {"rows_deleted": deleted, "total": total, "accounts": len(shop_ids)}
 
 
+def person_keys(conn: Any, shop_user_id: str, key: str | None = None) -> list[str]:
+    """Every pseudonymous key of the person a shop user id belongs to: its accounts' and the person's.
+
+    Read before :func:`erase_user` to delete the same keys elsewhere (the online store keys lists by person).
+    """
+    with conn.cursor() as cursor:
+        shop_ids, persons = _person_of(cursor, shop_user_id.strip(" "))
+    return sorted({user_key(name, key) for name in shop_ids} | persons)
+
+
 def _person_of(cursor: Any, shop_id: str) -> tuple[list[str], set[str]]:
     """The shop ids of every account of the person ``shop_id`` belongs to, and the person's key(s).
 

@@ -126,7 +126,9 @@ def test_a_person_has_one_profile_built_from_all_their_accounts(hand_made):
 
 
 def test_erasing_one_account_erases_the_whole_person(hand_made):
+    keys = {erasure.user_key(name) for name in "ABC"}
     with connect(hand_made) as conn:
+        assert erasure.person_keys(conn, " C ") == sorted(keys)  # what the online store forgets
         result = erasure.erase_user(conn, "C")
     assert result["accounts"] == 3
     assert frame(hand_made, "select shop_user_id from identity.user_id_map order by 1")["shop_user_id"].tolist() == [
@@ -135,7 +137,6 @@ def test_erasing_one_account_erases_the_whole_person(hand_made):
         *[f"S{n}" for n in range(1, 7)],
     ]
     assert frame(hand_made, "select count(*) as n from raw.users where trim(user_id) in ('A', 'B', 'C')")["n"][0] == 0
-    keys = {erasure.user_key(name) for name in "ABC"}
     assert set(frame(hand_made, "select user_key from quality.erased_users")["user_key"]) == keys
     left = frame(
         hand_made,
