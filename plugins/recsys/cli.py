@@ -119,16 +119,17 @@ def cmd_docs(args: argparse.Namespace) -> None:
 
 
 def cmd_erase_user(args: argparse.Namespace) -> None:
-    from recsys.erasure import erase_user
+    from recsys.erasure import erase_user, person_keys
     from recsys.local import existing_pseudonym_key
     from recsys.tasks import forget_online
     from recsys.warehouse import connect
 
     key = existing_pseudonym_key()
     with connect() as conn:
+        user_keys = person_keys(conn, args.shop_user_id, key)  # before the mapping is erased
         result = erase_user(conn, args.shop_user_id, key)
     print(f"erased: {result['total']} rows in {len(result['rows_deleted'])} tables; later loads will drop the user")
-    online_keys = forget_online(args.shop_user_id, key)
+    online_keys = forget_online(user_keys)
     if online_keys is not None:
         print(f"online store: {online_keys} keys deleted")
 

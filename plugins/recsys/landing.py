@@ -109,6 +109,12 @@ FILES: dict[str, LandingFile] = {
                 C("query", "text", description="search text, for search events"),
                 C("quantity", "integer", description="units, for cart and purchase events"),
                 C("price", "numeric", description="unit price seen or paid"),
+                C(
+                    "device_id",
+                    "text",
+                    description="the device or browser id the event came from; links a person's accounts",
+                    pii=True,
+                ),
             ),
         ),
         LandingFile(
@@ -179,6 +185,9 @@ FILES: dict[str, LandingFile] = {
 
 #: the planted truth of a simulated shop; never loaded into the warehouse
 TRUTH_FILE = "truth/user_truth.csv"
+
+#: the planted persons of a simulated shop (account -> person); never loaded into the warehouse
+PERSONS_TRUTH_FILE = "truth/persons.csv"
 
 
 def write_manifest(directory: Path, **extra: object) -> None:

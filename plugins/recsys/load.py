@@ -120,6 +120,12 @@ def create_raw_tables(conn) -> None:
             )
             table = sql.Identifier("raw", spec.name)
             cur.execute(sql.SQL("create table if not exists {} ({}, {})").format(table, columns, sql.SQL(META_COLUMNS)))
+            for column in spec.columns:  # a column the format gained later (e.g. events.device_id)
+                cur.execute(
+                    sql.SQL("alter table {} add column if not exists {} {}").format(
+                        table, sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type])
+                    )
+                )
             cur.execute(
                 sql.SQL("create index if not exists {} on {} (_batch_id)").format(
                     sql.Identifier(f"{spec.name}_batch"), table

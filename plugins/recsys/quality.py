@@ -69,6 +69,11 @@ MAX_REJECTED_SHARE = 0.05
 WARN_REJECTED_SHARE = 0.01
 #: list length of recommendations and similar items
 MAX_ITEMS_PER_LIST = 20
+#: identity stitching: the share of accounts merged with another account that is plausible (warning outside);
+#: near 0 the keys stopped arriving, far above the usual share a key links people it should not
+IDENTITY_MERGE_RATE = (0.0, 0.5)
+#: the most accounts one person may have before the stitching is suspect (critical: a key joins strangers)
+IDENTITY_MAX_PERSON_ACCOUNTS = 20
 
 RESULTS_DDL = """
 create schema if not exists quality;
@@ -394,6 +399,53 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
     ]
 
 
+def identity_suites() -> list[Suite]:
+    """The identity stitching checks of the ``marts_and_recs`` gate, on ``quality.identity_stitching_summary``.
+
+    ``identity_merge_rate`` (warning): the merge rate within :data:`IDENTITY_MERGE_RATE`;
+    ``identity_accounts_reconcile`` (critical): the summary's accounts and persons equal the accounts and the
+    distinct persons of ``identity.user_id_map`` (the sum of accounts over persons);
+    ``identity_person_size`` (critical): no person has more than :data:`IDENTITY_MAX_PERSON_ACCOUNTS` accounts.
+    """
+    import great_expectations as gx  # noqa: PLC0415
+
+    e = gx.expectations
+    table = "quality.identity_stitching_summary"
+    low, high = IDENTITY_MERGE_RATE
+    return [
+        Suite(
+            "identity_merge_rate",
+            table,
+            [e.ExpectColumnValuesToBeBetween(column="merge_rate", min_value=low, max_value=high, severity="warning")],
+        ),
+        Suite(
+            "identity_accounts_reconcile",
+            table,
+            [
+                e.UnexpectedRowsExpectation(
+                    description="accounts = rows of identity.user_id_map, persons = its distinct user ids",
+                    unexpected_rows_query=(
+                        "select * from {batch} where accounts <>"
+                        " (select count(*) from identity.user_id_map) or persons <>"
+                        " (select count(distinct user_id) from identity.user_id_map)"
+                    ),
+                    severity="critical",
+                )
+            ],
+            f"select * from {table}",
+        ),
+        Suite(
+            "identity_person_size",
+            table,
+            [
+                e.ExpectColumnValuesToBeBetween(
+                    column="largest_person_accounts", max_value=IDENTITY_MAX_PERSON_ACCOUNTS, severity="critical"
+                )
+            ],
+        ),
+    ]
+
+
 def docs_dir() -> Path:
     """Where data docs go: ``RECSYS_GX_DOCS_DIR``, default ``.local/gx_docs``."""
     return Path(os.environ.get("RECSYS_GX_DOCS_DIR") or LOCAL_DIR / "gx_docs")
@@ -649,7 +701,7 @@ def check_raw(conn, dsn: str, run_id: str, batch_id: str, data_interval_end: dat
 def check_marts_and_recs(conn, dsn: str, run_id: str) -> dict:
     """The ``marts_and_recs`` gate on the marts and the candidate run ``run_id`` in ``ml``; see :func:`check_raw`."""
     docs = docs_dir() / run_id / "marts_and_recs"
-    rows = validate(dsn, marts_and_recs_suites(run_id), docs)
+    rows = validate(dsn, marts_and_recs_suites(run_id) + identity_suites(), docs)
     return _finish(conn, "marts_and_recs", run_id, rows, docs)
 
 

@@ -147,7 +147,11 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
 
 
 def export_recommendations(url: str, out: Path) -> int:
-    """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written."""
+    """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written.
+
+    One list per shop account: the accounts identity stitching merged into one person
+    (``identity.user_id_map``) each get that person's list.
+    """
     statement = """
         copy (
             select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,

@@ -123,20 +123,22 @@ def pseudonym_key() -> str:
 def erase_user(shop_user_id: str) -> dict:
     """Erase one user from every schema (``recsys.erasure``); return rows deleted per table (no ids)."""
     from recsys.erasure import erase_user as erase  # noqa: PLC0415
+    from recsys.erasure import person_keys  # noqa: PLC0415
 
     key = pseudonym_key()
     with connect(warehouse_dsn()) as conn:
+        user_keys = person_keys(conn, shop_user_id, key)  # before the mapping is erased
         result = erase(conn, shop_user_id, key)
-    return {**result, "online_keys_deleted": forget_online(shop_user_id, key)}
+    return {**result, "online_keys_deleted": forget_online(user_keys)}
 
 
-def forget_online(shop_user_id: str, key: str) -> int | None:
-    """Delete an erased user's keys from the online store when ``REDIS_URL`` is set (None: no store)."""
+def forget_online(user_keys: list[str]) -> int | None:
+    """Delete an erased person's keys (:func:`recsys.erasure.person_keys`) from the online store when
+    ``REDIS_URL`` is set (None: no store)."""
     from recsys import online  # noqa: PLC0415
-    from recsys.erasure import user_key  # noqa: PLC0415
 
     client = online.redis_client()
-    return None if client is None else online.forget_user(client, user_key(shop_user_id, key))
+    return None if client is None else sum(online.forget_user(client, user_id) for user_id in user_keys)
 
 
 def push_online(data_interval_end: datetime) -> dict:

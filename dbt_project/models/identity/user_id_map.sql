@@ -1,7 +1,14 @@
-{#- The only place where the pseudonymous user_id meets the shop's own id: for serving and export only. -#}
+{#-
+    The only place where the pseudonymous user_id meets the shop's own id: for serving and export only.
+    One row per shop account; the accounts of one person (identity_persons) share its user_id.
+-#}
 {{
     config(
-        indexes=[{'columns': ['user_id'], 'unique': true}, {'columns': ['shop_user_id'], 'unique': true}]
+        indexes=[
+            {'columns': ['shop_user_id'], 'unique': true},
+            {'columns': ['account_user_id'], 'unique': true},
+            {'columns': ['user_id']}
+        ]
     )
 }}
 
@@ -13,13 +20,22 @@ users as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 final as (
 
     select
-        user_id,
-        shop_user_id
+        persons.person_user_id as user_id,
+        users.shop_user_id,
+        users.user_id as account_user_id
     from users
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on users.user_id = persons.account_user_id
+    where users.exclusion_reason is null and not users.is_duplicate
 
 )
 

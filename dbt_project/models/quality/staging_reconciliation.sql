@@ -122,7 +122,8 @@ staged_counts as (
     {% for table in tables %}
         select
             '{{ table }}' as source_table,
-            count(*) as staged_rows
+            {#- a staged user is a person: count the accounts stitched into it #}
+            {% if table == 'users' %}coalesce(sum(account_count), 0){% else %}count(*){% endif %} as staged_rows
         from staged_{{ table }}
         {% if not loop.last %}union all{% endif %}
     {% endfor %}

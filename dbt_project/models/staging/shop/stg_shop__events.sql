@@ -6,24 +6,32 @@ base as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 final as (
 
     select
-        event_id,
-        shop_event_id,
-        user_id,
-        item_id,
-        event_type,
-        event_at,
-        session_id,
-        platform,
-        query,
-        quantity,
-        price,
-        batch_id,
-        loaded_at
+        base.event_id,
+        base.shop_event_id,
+        persons.person_user_id as user_id,
+        base.item_id,
+        base.event_type,
+        base.event_at,
+        base.session_id,
+        base.platform,
+        base.query,
+        base.quantity,
+        base.price,
+        base.batch_id,
+        base.loaded_at
     from base
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on base.user_id = persons.account_user_id
+    where base.exclusion_reason is null and not base.is_duplicate
 
 )
 

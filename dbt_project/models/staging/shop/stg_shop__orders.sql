@@ -6,19 +6,27 @@ base as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 final as (
 
     select
-        order_id,
-        user_id,
-        ordered_at,
-        order_status,
-        platform,
-        promotion_id,
-        batch_id,
-        loaded_at
+        base.order_id,
+        persons.person_user_id as user_id,
+        base.ordered_at,
+        base.order_status,
+        base.platform,
+        base.promotion_id,
+        base.batch_id,
+        base.loaded_at
     from base
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on base.user_id = persons.account_user_id
+    where base.exclusion_reason is null and not base.is_duplicate
 
 )
 

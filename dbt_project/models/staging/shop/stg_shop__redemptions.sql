@@ -6,18 +6,26 @@ base as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 final as (
 
     select
-        redemption_id,
-        promotion_id,
-        user_id,
-        order_id,
-        redeemed_at,
-        batch_id,
-        loaded_at
+        base.redemption_id,
+        base.promotion_id,
+        persons.person_user_id as user_id,
+        base.order_id,
+        base.redeemed_at,
+        base.batch_id,
+        base.loaded_at
     from base
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on base.user_id = persons.account_user_id
+    where base.exclusion_reason is null and not base.is_duplicate
 
 )
 

@@ -6,19 +6,27 @@ base as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 final as (
 
     select
-        review_id,
-        user_id,
-        item_id,
-        rating,
-        reviewed_at,
-        review_text,
-        batch_id,
-        loaded_at
+        base.review_id,
+        persons.person_user_id as user_id,
+        base.item_id,
+        base.rating,
+        base.reviewed_at,
+        base.review_text,
+        base.batch_id,
+        base.loaded_at
     from base
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on base.user_id = persons.account_user_id
+    where base.exclusion_reason is null and not base.is_duplicate
 
 )
 

@@ -6,11 +6,21 @@ base as (
 
 ),
 
+persons as (
+
+    select * from {{ ref('identity_persons') }}
+
+),
+
 staged as (
 
-    select *
+    select
+        base.*,
+        persons.person_user_id
     from base
-    where exclusion_reason is null and not is_duplicate
+    inner join persons
+        on base.user_id = persons.account_user_id
+    where base.exclusion_reason is null and not base.is_duplicate
 
 ),
 
@@ -30,24 +40,61 @@ region_spellings as (
 
 ),
 
-final as (
+with_regions as (
 
     select
-        staged.user_id,
-        staged.signup_at,
-        staged.birth_year,
-        staged.gender,
-        region_spellings.region,
-        staged.platform,
-        staged.signup_channel,
-        staged.email_hash,
-        staged.phone_hash,
-        staged.is_personalization_allowed,
-        staged.batch_id,
-        staged.loaded_at
+        staged.*,
+        region_spellings.region as unified_region
     from staged
     left join region_spellings
         on lower(staged.region) = region_spellings.region_key and region_spellings.spelling_rank = 1
+
+),
+
+-- one row per person: the first account signed up (then the smallest key) gives the profile fields;
+-- attributes the accounts disagree on become unknown; one opted-out account opts the person out
+persons_merged as (
+
+    select
+        person_user_id as user_id,
+        min(signup_at) as signup_at,
+        case when min(birth_year) = max(birth_year) then min(birth_year) end as birth_year,
+        case
+            when min(nullif(gender, 'unknown')) = max(nullif(gender, 'unknown'))
+                then min(nullif(gender, 'unknown'))
+            else 'unknown'
+        end as gender,
+        (array_agg(unified_region order by signup_at, user_id) filter (where unified_region is not null))[1] as region,
+        (array_agg(platform order by signup_at, user_id))[1] as platform,
+        (array_agg(signup_channel order by signup_at, user_id))[1] as signup_channel,
+        (array_agg(email_hash order by signup_at, user_id) filter (where email_hash is not null))[1] as email_hash,
+        (array_agg(phone_hash order by signup_at, user_id) filter (where phone_hash is not null))[1] as phone_hash,
+        bool_and(is_personalization_allowed) as is_personalization_allowed,
+        count(*) as account_count,
+        max(batch_id) as batch_id,
+        max(loaded_at) as loaded_at
+    from with_regions
+    group by person_user_id
+
+),
+
+final as (
+
+    select
+        user_id,
+        signup_at,
+        birth_year,
+        gender,
+        region,
+        platform,
+        signup_channel,
+        email_hash,
+        phone_hash,
+        is_personalization_allowed,
+        account_count,
+        batch_id,
+        loaded_at
+    from persons_merged
 
 )
 

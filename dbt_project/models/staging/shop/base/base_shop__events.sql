@@ -49,6 +49,7 @@ normalized as materialized (
         nullif(lower(regexp_replace(trim(query), '\s+', ' ', 'g')), '') as query,
         quantity,
         case when price > 0 then price end as price,
+        {{ pseudonymize('device_id') }} as device_hash,
         _batch_id as batch_id,
         _source_file as source_file,
         _row_number as source_row_number,
@@ -138,6 +139,7 @@ final as (
             else quantity
         end as quantity,
         price,
+        device_hash,
         batch_id,
         source_file,
         source_row_number,
