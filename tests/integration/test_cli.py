@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import psycopg2
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
@@ -30,7 +31,9 @@ def test_simulate_and_import_write_the_landing_format(tmp_path):
     counts = json.loads(
         recsys("simulate", "--users", "200", "--items", "60", "--days", "14", "--out", str(shop)).stdout
     )
-    assert counts["users"] == 200 and (shop / "manifest.json").exists() and (shop / "truth" / "user_truth.csv").exists()
+    assert (shop / "manifest.json").exists() and (shop / "truth" / "user_truth.csv").exists()
+    second_accounts = (pd.read_csv(shop / "truth" / "persons.csv")["link"] != "self").sum()
+    assert counts["users"] == 200 + second_accounts
     retail = tmp_path / "retail"
     report = json.loads(
         recsys("import", "online-retail", str(FIXTURES / "online_retail_small.csv"), "--out", str(retail)).stdout
