@@ -162,7 +162,10 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     run = run.iloc[0]
     models = {"popularity", "repeat_purchase", "item_knn", "user_knn", "als", "svd", "neural_ranker"}
     evaluated = frame(url, "select distinct model_name, variant, segment from recs.model_evaluations")
-    assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
+    assert set(evaluated["model_name"]) == models
+    assert set(evaluated["variant"]) == {"all_items", "new_items", "business_rules", "reranked"}
+    layered = evaluated[evaluated["variant"].isin(["business_rules", "reranked"])]
+    assert set(layered["model_name"]) == {run["champion_model"]}, "the champion is evaluated after the layers"
     # segments of fewer than 50 users (models.toml [privacy]) are suppressed; this small shop has few large ones
     segments = set(evaluated["segment"]) - {"all"}
     assert "all" in set(evaluated["segment"]) and segments
