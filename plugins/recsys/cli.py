@@ -95,6 +95,16 @@ def cmd_search(args: argparse.Namespace) -> None:
         print(results.to_string(index=False))
 
 
+def cmd_diversity_sweep(args: argparse.Namespace) -> None:
+    from recsys.training import diversity_sweep
+    from recsys.warehouse import connect
+
+    columns = ["ndcg", "precision", "recall", "hit_rate", "diversity", "category_coverage", "novelty", "coverage"]
+    with connect() as conn:
+        table = diversity_sweep(conn, args.run_id, [float(value) for value in args.strengths.split(",")])
+    print(table.reindex(columns=columns).round(4).to_string())
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from recsys.report import print_summary
     from recsys.warehouse import warehouse_url
@@ -218,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     searching.add_argument("--user", default=None, help="the shop's own user id (default: anonymous, text order)")
     searching.add_argument("-n", type=int, default=20, help="rows to print")
     searching.set_defaults(func=cmd_search)
+
+    sweep = commands.add_parser(
+        "diversity-sweep", help="the champion's test-week accuracy and diversity per re-rank strength"
+    )
+    sweep.add_argument("run_id", help="an evaluated run, e.g. run_20261101T000000")
+    sweep.add_argument("--strengths", default="0,0.1,0.2,0.3,0.5,0.8")
+    sweep.set_defaults(func=cmd_diversity_sweep)
 
     summary = commands.add_parser("summary", help="print what the last run built")
     summary.set_defaults(func=cmd_summary)

@@ -932,6 +932,50 @@ def _reranked_rows(
     return [row for row in rows if math.isfinite(row["metric_value"])]
 
 
+def diversity_sweep(
+    conn: Any, run_id: str, strengths: Sequence[float], k: int = 10, batch_size: int = 5_000
+) -> pd.DataFrame:
+    """The champion's test-week metrics at ``k`` after the rules, for each re-rank strength.
+
+    Refits the run's champion (its chosen parameters) before the run's test
+    cutoff and scores the same lists as :func:`_reranked_rows`, once per
+    strength: the accuracy cost of diversity, to choose ``[diversity] strength``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per strength; columns the metrics of segment ``all``.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "select champion_model, champion_params, data_cutoff_at, eval_cutoff_at from ml.runs where run_id = %s",
+            (run_id,),
+        )
+        row = cursor.fetchone()
+    if row is None or row[3] is None:
+        raise LookupError(f"run {run_id!r} has no evaluation in ml.runs: run train_and_evaluate first")
+    champion, params, end, cutoff = row
+    config, rules = load_model_config(), load_business_rules()
+    ks = tuple(sorted({*EVAL_KS, k}))
+    data = load_interactions(conn, None, to_epoch_seconds(end), side_data=True)
+    window = _Window.of(data, to_epoch_seconds(cutoff), to_epoch_seconds(end), ks)
+    model = build_model(champion, json.loads(params or "{}"), config).fit(window.split.train, window.split.cutoff)
+    popularity = _item_popularity(window.split.train)
+    table = {}
+    for strength in strengths:  # a handful of settings
+        rows = pd.DataFrame(
+            _reranked_rows(
+                model, window, replace(rules, diversity_strength=strength), ks, [], popularity, config, batch_size
+            )
+        )
+        chosen = rows[(rows["variant"] == RERANKED_VARIANT) & (rows["segment"] == "all") & (rows["k"] == k)]
+        table[strength] = chosen.set_index("metric")["metric_value"]
+    result = pd.DataFrame(table).T
+    result.index.name = "strength"
+    logger.info("diversity sweep of %s on %d test users", champion, len(window.users))
+    return result
+
+
 def _pair_rows(model: Recommender, window: _Window) -> list[dict[str, Any]]:
     """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0)."""
     common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)

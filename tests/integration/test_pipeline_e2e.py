@@ -166,11 +166,14 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     evaluated = frame(
         url,
         "select distinct model_name, variant, segment from recs.model_evaluations "
-        "where variant in ('all_items', 'new_items')",
+        "where variant in ('all_items', 'new_items', 'business_rules', 'reranked')",
     )
     cold = evaluated[evaluated["segment"] == "new_users"]  # recsys.cold_start: users who signed up in the test week
     assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic"}
     evaluated = evaluated[evaluated["segment"] != "new_users"]
+    layered = evaluated[evaluated["variant"].isin(["business_rules", "reranked"])]
+    assert set(layered["model_name"]) == {run["champion_model"]}, "the champion is evaluated after the layers"
+    evaluated = evaluated[evaluated["variant"].isin(["all_items", "new_items"])]
     assert set(evaluated["model_name"]) == models and set(evaluated["variant"]) == {"all_items", "new_items"}
     # segments of fewer than 50 users (models.toml [privacy]) are suppressed; this small shop has few large ones
     segments = set(evaluated["segment"]) - {"all"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -169,7 +170,7 @@ def every_segment(tmp_path, monkeypatch) -> None:
 @pytest.fixture(autouse=True)
 def no_rerank(tmp_path, monkeypatch) -> None:
     """Two planted clusters: the diversity re-rank would interleave them; tests of it set their own strength."""
-    text = rules.RULES_FILE.read_text().replace("strength = 0.3", "strength = 0.0")
+    text = re.sub(r"(?m)^strength = .*$", "strength = 0.0", rules.RULES_FILE.read_text())
     (tmp_path / "business_rules.toml").write_text(text)
     monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))
 
