@@ -1288,9 +1288,6 @@ def generate_recommendations(
             group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
                 users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table
             )
-            group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
-                users, data.n_users, popularity, blocked, n_cold_start, rules, layers, config
-            )
             reason_data = _reason_data(
                 connection,
                 data,

@@ -187,6 +187,16 @@ insert into analytics.dim_items values ('i1', 'Home', true), ('i2', 'Toys', true
 insert into analytics.user_profiles values ('u1'), ('u2');
 insert into analytics.user_interest_tags values ('u1', 'category:Home', 0.75, 1), ('u1', 'brand:Acme', 0.25, 2),
     ('u2', 'category:Home', 1.0, 1);
+create schema if not exists identity;
+create table identity.user_id_map (user_id text, shop_user_id text, account_user_id text);
+insert into identity.user_id_map values ('u1', 's1', 'u1'), ('u1', 's3', 'u3'), ('u2', 's2', 'u2'), ('u4', 's4', 'u4'),
+    ('u5', 's5', 'u5');
+create schema if not exists quality;
+create table quality.identity_stitching_summary (
+    as_of timestamptz, accounts bigint, persons bigint, merged_accounts bigint, merge_rate double precision,
+    largest_person_accounts bigint
+);
+insert into quality.identity_stitching_summary values (now(), 5, 4, 2, 0.4, 2);
 """
 #: user, item_rank, item_id, score: in stock, no item twice, scores non-increasing (ties allowed)
 GOOD_RECS = [
@@ -234,7 +244,8 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
     outcome = check_recs(database)
 
     stored = results(database)
-    n_expectations = sum(len(suite.expectations) for suite in quality.marts_and_recs_suites(RUN))
+    suites = quality.marts_and_recs_suites(RUN) + quality.identity_suites()
+    n_expectations = sum(len(suite.expectations) for suite in suites)
     assert len(stored) == n_expectations and stored["success"].all()
     assert set(stored["gate"]) == {"marts_and_recs"} and stored["batch_id"].isna().all()
     assert outcome["failed_critical"] == 0 and (docs / RUN / "marts_and_recs" / "index.html").exists()
