@@ -8,6 +8,7 @@ either way it is created fresh and dropped at the end.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -77,3 +78,13 @@ def shop(tmp_path_factory):
     out = tmp_path_factory.mktemp("shop")
     simulate(out, **TEST_SHOP)
     return out
+
+
+@pytest.fixture
+def no_rerank(tmp_path, monkeypatch) -> None:
+    """Business rules with the diversity re-rank off (``RECSYS_BUSINESS_RULES``), for planted known answers."""
+    from recsys import rules
+
+    text = re.sub(r"(?m)^strength = .*$", "strength = 0.0", rules.RULES_FILE.read_text())
+    (tmp_path / "business_rules.toml").write_text(text)
+    monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))

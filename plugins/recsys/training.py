@@ -1055,6 +1055,7 @@ def _cold_start_lists(
     layers: _Layers,
     config: dict[str, Any],
     model_lists: pd.DataFrame,
+    has_events: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
 
@@ -1065,8 +1066,9 @@ def _cold_start_lists(
     """
     segment_labels = _concat(users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")).to_numpy()
     segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
-    # k-anonymity: segments with fewer users than min_segment_users are not published
-    large = np.bincount(segment_of_user, minlength=len(segment_names)) >= min_segment_users(config)
+    # k-anonymity: a segment's list is published only if at least min_segment_users of its users have events
+    with_events = np.bincount(segment_of_user, weights=has_events, minlength=len(segment_names))
+    large = with_events >= min_segment_users(config)
     logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
     recode = np.where(large, np.cumsum(large) - 1, -1)
     segment_names = segment_names[large]
@@ -1180,8 +1182,9 @@ def generate_recommendations(
       item-KNN (always fitted, whatever the champion), after the blocked
       items and the brand cap (no re-rank).
     * ``ml.cold_start_recommendations``: top ``n_cold_start`` items for
-      ``segment_key`` ``all`` (popularity) and for every k-anonymous
-      ``age_band|gender`` of ``dim_users`` (missing values read ``unknown``):
+      ``segment_key`` ``all`` (popularity) and for every ``age_band|gender``
+      of ``dim_users`` (missing values read ``unknown``) with at least
+      ``min_segment_users`` users with events (k-anonymity):
       the list of the better segment-aware cold-start model of the run's
       ``new_users`` evaluation (:func:`recsys.cold_start.serving_lists`) where
       it has the segment, else the segment's popularity; filled from global
@@ -1286,7 +1289,7 @@ def generate_recommendations(
             cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
             cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
             group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
-                users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table
+                users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table, has_history
             )
             reason_data = _reason_data(
                 connection,

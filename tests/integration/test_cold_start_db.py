@@ -129,6 +129,10 @@ def planted_shop() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return events, items, users
 
 
+# the planted regions are one category each: the diversity re-rank would interleave them
+pytestmark = pytest.mark.usefixtures("no_rerank")
+
+
 @pytest.fixture
 def planted(database: str) -> str:
     load_warehouse(database, *planted_shop())

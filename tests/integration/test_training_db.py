@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -167,12 +166,8 @@ def every_segment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
 
 
-@pytest.fixture(autouse=True)
-def no_rerank(tmp_path, monkeypatch) -> None:
-    """Two planted clusters: the diversity re-rank would interleave them; tests of it set their own strength."""
-    text = re.sub(r"(?m)^strength = .*$", "strength = 0.0", rules.RULES_FILE.read_text())
-    (tmp_path / "business_rules.toml").write_text(text)
-    monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))
+# two planted clusters: the diversity re-rank would interleave them; tests of it set their own strength
+pytestmark = pytest.mark.usefixtures("no_rerank")
 
 
 @pytest.fixture
