@@ -4,6 +4,8 @@
     any earlier version of the same event. The post-hooks keep the table equal
     to a full rebuild: events after as_of (a re-run for an earlier interval)
     and events of users now flagged as bots are deleted.
+    An account that identity stitching joins to another person later has its
+    earlier events moved to that person's user_id (first post-hook).
 -#}
 {{
     config(
@@ -18,6 +20,10 @@
             {'columns': ['loaded_at']},
         ],
         post_hook=[
+            "update {{ this }} as interactions set user_id = persons.person_user_id
+             from {{ ref('identity_persons') }} as persons
+             where interactions.account_user_id = persons.account_user_id
+               and interactions.user_id <> persons.person_user_id",
             "delete from {{ this }} where event_at > {{ as_of_timestamp() }}",
             "delete from {{ this }} as interactions using {{ ref('int_bot_users') }} as bot_users
              where interactions.user_id = bot_users.user_id",
@@ -66,6 +72,7 @@ final as (
     select
         event_id,
         user_id,
+        account_user_id,
         item_id,
         event_type,
         event_at,

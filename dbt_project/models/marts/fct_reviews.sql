@@ -6,6 +6,8 @@
     as_of (a re-run for an earlier interval), reviews of users now flagged as
     bots, and reviews whose user or item has left dim_users / dim_items are
     deleted.
+    An account that identity stitching joins to another person later has its
+    earlier reviews moved to that person's user_id (first post-hook).
 -#}
 {{
     config(
@@ -20,6 +22,10 @@
             {'columns': ['loaded_at']},
         ],
         post_hook=[
+            "update {{ this }} as reviews set user_id = persons.person_user_id
+             from {{ ref('identity_persons') }} as persons
+             where reviews.account_user_id = persons.account_user_id
+               and reviews.user_id <> persons.person_user_id",
             "delete from {{ this }} where reviewed_at > {{ as_of_timestamp() }}",
             "delete from {{ this }} as reviews using {{ ref('int_bot_users') }} as bot_users
              where reviews.user_id = bot_users.user_id",
@@ -94,6 +100,7 @@ final as (
     select
         review_id,
         user_id,
+        account_user_id,
         item_id,
         cast(rating as integer) as rating,
         reviewed_at,

@@ -18,6 +18,7 @@ final as (
         base.event_id,
         base.shop_event_id,
         persons.person_user_id as user_id,
+        base.user_id as account_user_id,
         base.item_id,
         base.event_type,
         base.event_at,

@@ -17,6 +17,7 @@ final as (
     select
         base.review_id,
         persons.person_user_id as user_id,
+        base.user_id as account_user_id,
         base.item_id,
         base.rating,
         base.reviewed_at,
