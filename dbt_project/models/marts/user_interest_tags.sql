@@ -37,7 +37,8 @@ decayed_user_items as (
     select
         interactions.user_id,
         interactions.item_id,
-        sum(
+        -- each term in numeric: an exact sum, the same whatever order the rows come in (incremental or full build)
+        sum(cast(
             case interactions.event_type
                 when 'view' then {{ var('event_weight_view') }}
                 when 'cart' then {{ var('event_weight_cart') }}
@@ -50,7 +51,8 @@ decayed_user_items as (
                 extract(epoch from ({{ as_of_timestamp() }} - interactions.event_at))
                 / 86400.0 / {{ var('interest_half_life_days') }}
             )
-        ) as decayed_weight
+            as numeric
+        )) as decayed_weight
     from interactions
     inner join personalized_users
         on interactions.user_id = personalized_users.user_id
