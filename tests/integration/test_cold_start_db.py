@@ -13,7 +13,6 @@ demographic model learns the region and hits every new user (1.0).
 
 from __future__ import annotations
 
-import io
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -49,16 +48,6 @@ create table analytics.dim_users (
 """
 
 
-def copy_frame(conn, table: str, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    with conn.cursor() as cursor:
-        cursor.copy_expert(
-            f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv, null '\\N')", buffer
-        )
-
-
 def load_warehouse(dsn: str, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> None:
     """Write the three analytics tables the cold-start code reads (events need user, item, type, time)."""
     events = events.reset_index(drop=True)
@@ -74,9 +63,9 @@ def load_warehouse(dsn: str, events: pd.DataFrame, items: pd.DataFrame, users: p
     with psycopg2.connect(dsn) as conn:
         with conn.cursor() as cursor:
             cursor.execute(DDL)
-        copy_frame(conn, "analytics.fct_interactions", events)
-        copy_frame(conn, "analytics.dim_items", items)
-        copy_frame(conn, "analytics.dim_users", users)
+        training._copy_rows(conn, "analytics.fct_interactions", events)
+        training._copy_rows(conn, "analytics.dim_items", items)
+        training._copy_rows(conn, "analytics.dim_users", users)
     conn.close()
 
 

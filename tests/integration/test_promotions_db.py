@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import landing, load, promotions
+from recsys import landing, load, promotions, training
 from recsys.local import BIN, environment
 from recsys.simulate import simulate
 from recsys.warehouse import REPO_ROOT, connect
@@ -50,16 +50,6 @@ create table analytics.fct_redemptions (promotion_id text, user_id text, redeeme
 
 def days(number: float) -> datetime:
     return END + timedelta(days=number)
-
-
-def copy(conn, table: str, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    with conn.cursor() as cursor:
-        cursor.copy_expert(
-            f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv, null '\\N')", buffer
-        )
 
 
 def query(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
@@ -92,15 +82,17 @@ def planted(database: str) -> str:
     with psycopg2.connect(database) as conn:
         with conn.cursor() as cursor:
             cursor.execute(ANALYTICS_DDL)
-        copy(
+        training._copy_rows(
             conn,
             "analytics.dim_users",
             pd.DataFrame(
                 {"user_id": users, "signup_at": days(-100), "is_personalization_allowed": np.array(users) != "s00"}
             ),
         )
-        copy(conn, "analytics.dim_items", pd.DataFrame({"item_id": ["b1", "h1"], "category": ["Books", "Home"]}))
-        copy(
+        training._copy_rows(
+            conn, "analytics.dim_items", pd.DataFrame({"item_id": ["b1", "h1"], "category": ["Books", "Home"]})
+        )
+        training._copy_rows(
             conn,
             "analytics.dim_promotions",
             pd.DataFrame(
@@ -112,13 +104,13 @@ def planted(database: str) -> str:
                 }
             ),
         )
-        copy(
+        training._copy_rows(
             conn,
             "analytics.fct_interactions",
             pd.DataFrame({"user_id": np.repeat(users, 2), "item_id": ["b1", "h1"] * len(users), "event_at": days(-45)}),
         )
-        copy(conn, "analytics.fct_orders", orders)
-        copy(conn, "analytics.fct_redemptions", redemptions)
+        training._copy_rows(conn, "analytics.fct_orders", orders)
+        training._copy_rows(conn, "analytics.fct_redemptions", redemptions)
     return database
 
 

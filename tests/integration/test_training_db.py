@@ -24,7 +24,6 @@ champion is chosen) as in the test week.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -70,16 +69,6 @@ create table analytics.fct_reviews (
     reviewed_at timestamptz not null
 );
 """
-
-
-def _copy_frame(conn, table: str, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    with conn.cursor() as cursor:
-        cursor.copy_expert(
-            f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv, null '\\N')", buffer
-        )
 
 
 def planted_events() -> pd.DataFrame:
@@ -150,11 +139,11 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
     with psycopg2.connect(dsn) as conn:
         with conn.cursor() as cursor:
             cursor.execute(ANALYTICS_DDL)
-        _copy_frame(conn, "analytics.fct_interactions", events)
-        _copy_frame(conn, "analytics.dim_items", items)
-        _copy_frame(conn, "analytics.dim_users", users)
-        _copy_frame(conn, "analytics.user_profiles", profiles)
-        _copy_frame(conn, "analytics.fct_reviews", reviews)
+        training._copy_rows(conn, "analytics.fct_interactions", events)
+        training._copy_rows(conn, "analytics.dim_items", items)
+        training._copy_rows(conn, "analytics.dim_users", users)
+        training._copy_rows(conn, "analytics.user_profiles", profiles)
+        training._copy_rows(conn, "analytics.fct_reviews", reviews)
     conn.close()
 
 
