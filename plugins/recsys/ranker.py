@@ -48,6 +48,7 @@ from sklearn.base import clone
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from recsys.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
 from recsys.recommenders import (
@@ -412,7 +413,9 @@ class NeuralRanker(Recommender):
                         n_iter_no_change=10,
                         random_state=self.random_state,
                     ),
-                ).fit(features, target)
+                )
+                with threadpool_limits(1, "blas"):  # one BLAS thread: the same floating-point sums on every machine
+                    self.model_.fit(features, target)
                 self.train_seconds_ = time.perf_counter() - started
                 self.train_rows_, self.train_positives_ = len(target), int(target.sum())
         if self.model_ is None:
@@ -451,7 +454,8 @@ class NeuralRanker(Recommender):
         if self.model_ is None:
             scores = features[:, : len(self.profile_.models)].sum(axis=1) / len(self.profile_.models)
         else:
-            scores = self.model_.predict_proba(features)[:, 1]
+            with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
+                scores = self.model_.predict_proba(features)[:, 1]
         return rows, items, np.maximum(scores.astype(np.float64), 1e-12)
 
     def recommend(

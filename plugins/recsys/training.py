@@ -132,6 +132,7 @@ create table if not exists ml.model_search (
     is_selected boolean not null,
     primary key (run_id, model_name, trial)
 );
+alter table ml.model_search add column if not exists ndcg_served double precision;
 create table if not exists ml.model_evaluations (
     run_id text not null,
     model_name text not null,
@@ -585,42 +586,89 @@ class _Window:
 
     def recommend(self, model: Recommender, batch_size: int) -> np.ndarray:
         """Fit ``model`` before the cutoff and rank ``wide`` items for every evaluated user."""
+        return self.candidates(model, self.wide, batch_size)[0]
+
+    def candidates(self, model: Recommender, width: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fit ``model`` before the cutoff; its top ``width`` items and scores for every evaluated user."""
         model.fit(self.split.train, self.split.cutoff)
-        recommended, _ = _recommend_in_batches(model, self.users, self.wide, batch_size)
-        return recommended
+        return _recommend_in_batches(model, self.users, width, batch_size)
+
+
+@dataclass
+class _Serving:
+    """The serving layers as known at a window's cutoff, to score lists as a shopper would have seen them.
+
+    Stock is today's, so every item counts as in stock; deny lists, the
+    brand cap, recent purchases before the cutoff (outside repeat-purchase
+    categories derived before it), the re-rank and the popularity fill apply
+    as in :func:`generate_recommendations` (:meth:`_Layers.serve`).
+    """
+
+    layers: _Layers
+    recent: sp.csr_array
+    ranking: np.ndarray
+    width: int
+
+    @classmethod
+    def of(cls, window: _Window, rules: BusinessRules, n: int) -> _Serving:
+        train, cutoff = window.split.train, window.split.cutoff
+        layers = _Layers.of(train, cutoff, None, rules)
+        recent = layers.recent[window.users]
+        ranking = PopularityRecommender().fit(train, cutoff).ranking(np.flatnonzero(layers.blocked))
+        width = min(n * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, n))
+        return cls(layers, recent, ranking, width)
+
+    def lists(self, items: np.ndarray, scores: np.ndarray, n: int, rules: BusinessRules, batch_size: int) -> np.ndarray:
+        """The served top ``n`` of every window user from ``(n_users, >= width)`` candidates, best first."""
+        listed = np.full((len(items), n), -1, dtype=np.int64)
+        for first in range(0, len(items), batch_size):  # batches of users, each fully vectorized
+            part = slice(first, first + batch_size)
+            listed[part], _, _ = self.layers.serve(items[part], scores[part], n, rules, self.recent[part], self.ranking)
+        return listed
 
 
 def _select(
-    window: _Window, config: dict[str, Any], k: int, batch_size: int
+    window: _Window, config: dict[str, Any], k: int, batch_size: int, rules: BusinessRules
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Grid search on the validation window.
+    """Grid search on the validation window, decided on the lists as served.
+
+    The trials are every model's ``params``, then the grid points in file
+    order, at most ``[evaluation] max_search_trials`` in all: a count, never
+    a clock, so every machine tries the same trials. Each trial ranks items
+    for the validation users; its lists then pass the serving layers known at
+    the cutoff (:class:`_Serving`). ``ndcg`` and ``ndcg_new_items`` score
+    the lists as trained, ``ndcg_served`` the served lists.
 
     Returns the trials (one row per fitted parameter set), the chosen
-    parameters of each model (the best NDCG@k; the first trial on ties or
-    without validation users) and the chosen models' per-user NDCG@k.
+    parameters of each model (the best served NDCG@k; the first trial on
+    ties or without validation users) and the chosen models' per-user served
+    NDCG@k, which the champion gate compares.
     """
-    budget = float(config["evaluation"].get("search_budget_seconds", 300))
-    started = time.perf_counter()
+    planned = _search_trials(config)
+    limit = max(int(config["evaluation"].get("max_search_trials", len(planned))), len(config["models"]))
+    if len(planned) > limit:
+        logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
+    serving = _Serving.of(window, rules, k)
     trials: list[dict[str, Any]] = []
     chosen: dict[str, tuple[int, dict[str, Any], np.ndarray, float]] = {}  # name -> trial, params, per-user, mean
-    for trial, (name, params) in enumerate(_search_trials(config)):  # a few dozen fits at most
-        is_default = trial < len(config["models"])
-        if not is_default and time.perf_counter() - started > budget:
-            logger.warning("search budget of %.0f s spent: skipping %s %s", budget, name, params)
-            continue
+    for trial, (name, params) in enumerate(planned[:limit]):  # a few dozen fits at most
         model = build_model(name, params, config)
         fit_started = time.perf_counter()
-        recommended = window.recommend(model, batch_size) if len(window.users) else None
-        per_user = (
-            per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"] if recommended is not None else np.zeros(0)
-        )
-        new = window.has_new
-        ndcg_new = (
-            evaluate(_without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[("ndcg", k)]
-            if recommended is not None and new.any()
-            else float("nan")
-        )
-        ndcg = float(per_user.mean()) if len(per_user) else float("nan")
+        ndcg = ndcg_new = ndcg_served = float("nan")
+        per_user_served = np.zeros(0)
+        if len(window.users):
+            items, scores = window.candidates(model, max(window.wide, serving.width), batch_size)
+            recommended = items[:, : window.wide]
+            ndcg = float(per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"].mean())
+            new = window.has_new
+            if new.any():
+                ndcg_new = evaluate(
+                    _without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,)
+                )[("ndcg", k)]
+            per_user_served = per_user_metrics(serving.lists(items, scores, k, rules, batch_size), window.truth, k)[
+                "ndcg"
+            ]
+            ndcg_served = float(per_user_served.mean())
         trials.append(
             dict(
                 model_name=name,
@@ -629,12 +677,23 @@ def _select(
                 fit_seconds=round(time.perf_counter() - fit_started, 3),
                 ndcg=ndcg,
                 ndcg_new_items=ndcg_new,
+                ndcg_served=ndcg_served,
             )
         )
-        if name not in chosen or ndcg > chosen[name][3]:  # NaN (no validation users) never replaces
-            chosen[name] = (trial, params, per_user, ndcg)
-        logger.info("validation %s %s: NDCG@%d %.4f, new items %.4f", name, params, k, ndcg, ndcg_new)
-    frame = pd.DataFrame(trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items"])
+        if name not in chosen or ndcg_served > chosen[name][3]:  # NaN (no validation users) never replaces
+            chosen[name] = (trial, params, per_user_served, ndcg_served)
+        logger.info(
+            "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f",
+            name,
+            params,
+            k,
+            ndcg,
+            ndcg_served,
+            ndcg_new,
+        )
+    frame = pd.DataFrame(
+        trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items", "ndcg_served"]
+    )
     frame["is_selected"] = frame["trial"].isin([trial for trial, *_ in chosen.values()])
     return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
 
@@ -672,10 +731,13 @@ def train_and_evaluate(
 
     1. **Selection.** Every model of the configuration is fitted on the events
        before the validation cutoff with its ``params``, then the points of
-       its ``search`` grid while the time budget lasts; each ranks all items
-       for the users with a purchase in ``[validation_cutoff, test_cutoff)``.
-       The best parameters per model by NDCG@k go to ``ml.model_search``; the
-       champion is chosen by :func:`champion_gate` on those users.
+       its ``search`` grid up to ``max_search_trials``; each ranks items for
+       the users with a purchase in ``[validation_cutoff, test_cutoff)``, and
+       the lists pass the serving layers (business rules, re-rank, fill).
+       Every trial goes to ``ml.model_search``; the best parameters per model
+       and the champion (:func:`champion_gate`) are chosen by NDCG@k of the
+       lists as served, so the champion is the model whose served lists are
+       best (see :func:`_select`).
     2. **Report.** The chosen model of every name is refitted on the events
        before the test cutoff and scored on the purchases in ``[test_cutoff,
        end)``: ``ml.model_evaluations`` gets precision, recall, NDCG, hit
@@ -741,7 +803,7 @@ def train_and_evaluate(
             data = load_interactions(connection, start, end, side_data=True)
 
             validation = _Window.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks)
-            trials, chosen, validation_ndcg = _select(validation, config, k, batch_size)
+            trials, chosen, validation_ndcg = _select(validation, config, k, batch_size, rules)
             champion, reason = champion_gate(
                 validation_ndcg, gate.get("baselines", list(BASELINES)), k, float(gate.get("min_z", 1.645))
             )
@@ -876,31 +938,22 @@ def _reranked_rows(
     items (plus room for the user's recent purchases); the business rules
     known at the cutoff apply (deny lists, recent purchases before the cutoff
     outside repeat-purchase categories derived before the cutoff, brand cap;
-    stock is today's, so not used), then the diversity re-rank. Variant
+    stock is today's, so not used), then the diversity re-rank, then the
+    popularity fill of lists cut short (:class:`_Serving`). Variant
     :data:`RULES_VARIANT` is the rules alone, :data:`RERANKED_VARIANT` rules and
-    re-rank; both, and the champion's ``all_items`` variant, get
+    re-rank (what is served); both, and the champion's ``all_items`` variant, get
     ``category_coverage`` (distinct top-level categories per list).
     """
     train = window.split.train
-    labels, brands = rules_module.item_attributes(train)
     codes = _item_categories(train)
-    repeat_item = np.isin(labels, rules_module.repeat_purchase_categories(train, window.split.cutoff, rules))
-    blocked = rules_module.blocked_items(train.item_ids, labels, brands, np.ones(train.n_items, dtype=bool), rules)
-    recent = rules_module.recent_purchases(train, window.split.cutoff, rules, repeat_item)[window.users]
     top = max(ks)
-    wide = min(top * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, top))
-    candidates, _ = _recommend_in_batches(model, window.users, wide, batch_size)
+    serving = _Serving.of(window, rules, top)
+    candidates, scores = _recommend_in_batches(model, window.users, serving.width, batch_size)
     before = candidates[:, :top]
-    variants = {}
-    for variant, strength in ((RULES_VARIANT, 0.0), (RERANKED_VARIANT, rules.diversity_strength)):  # two variants
-        layered = replace(rules, diversity_strength=strength)
-        listed = np.full((len(window.users), top), -1, dtype=np.int64)
-        for first in range(0, len(window.users), batch_size):  # batches of users, each fully vectorized
-            part = slice(first, first + batch_size)
-            listed[part], _, _ = rules_module.apply_layers(
-                candidates[part], np.zeros(candidates[part].shape), top, layered, blocked, brands, codes, recent[part]
-            )
-        variants[variant] = listed
+    variants = {
+        variant: serving.lists(candidates, scores, top, replace(rules, diversity_strength=strength), batch_size)
+        for variant, strength in ((RULES_VARIANT, 0.0), (RERANKED_VARIANT, rules.diversity_strength))
+    }
     rows: list[dict[str, Any]] = []
     for variant, listed in variants.items():  # two variants
         variant_rows, scores = _evaluation_rows(
@@ -1028,9 +1081,13 @@ class _Layers:
     categories: np.ndarray
     repeat_item: np.ndarray
     recent: sp.csr_array
+    brand_codes: np.ndarray
+    category_codes: np.ndarray
 
     @classmethod
-    def of(cls, data: Interactions, end: float, in_stock: np.ndarray, rules: BusinessRules) -> _Layers:
+    def of(cls, data: Interactions, end: float, in_stock: np.ndarray | None, rules: BusinessRules) -> _Layers:
+        """The rule inputs at ``end``; ``in_stock`` None: every item (evaluation, where stock is today's)."""
+        in_stock = np.ones(data.n_items, dtype=bool) if in_stock is None else in_stock
         categories, brands = rules_module.item_attributes(data)
         repeat_item = np.isin(categories, rules_module.repeat_purchase_categories(data, end, rules))
         blocked = rules_module.blocked_items(data.item_ids, categories, brands, in_stock, rules)
@@ -1042,7 +1099,41 @@ class _Layers:
             len(blocked),
             recent.nnz,
         )
-        return cls(blocked, brands, categories, repeat_item, recent)
+        codes = rules_module.label_codes(brands), rules_module.label_codes(categories)
+        return cls(blocked, brands, categories, repeat_item, recent, *codes)
+
+    def serve(
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        rules: BusinessRules,
+        exclude: sp.csr_array | None,
+        ranking: np.ndarray,
+        extra: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The list a shopper sees, from a model's overfetched candidates: the one definition of serving.
+
+        :func:`recsys.rules.apply_layers` (rules, re-rank, cut to ``n``), then
+        a list the rules cut short is filled from ``ranking`` (popularity,
+        rules-filtered, no brand cap), then scores made non-increasing.
+        :func:`generate_recommendations` publishes these lists and the
+        champion gate (:func:`_select`) scores them, so the champion is
+        chosen on what is served.
+        """
+        items, scores, extra = rules_module.apply_layers(
+            items,
+            scores,
+            n,
+            rules,
+            self.blocked,
+            self.brand_codes,
+            self.category_codes,
+            exclude,
+            extra=extra,
+        )
+        items, scores = fill_from_ranking(items, scores, ranking, len(self.blocked), exclude)
+        return items, rules_module.monotone_scores(scores), extra
 
 
 def _cold_start_lists(
@@ -1305,10 +1396,6 @@ def generate_recommendations(
                 keys[1:],
                 popularity,
             )
-            brand_codes, category_codes = (
-                rules_module.label_codes(layers.brands),
-                rules_module.label_codes(layers.categories),
-            )
             popular_items, popular_scores = popularity.recommend(
                 np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
             )
@@ -1332,13 +1419,7 @@ def generate_recommendations(
                 items[new], scores[new] = cold.items[cold_row[batch[new]]], cold.scores[cold_row[batch[new]]]
                 source = np.where(from_model, _FROM_MODEL, _FROM_FILL).astype(np.int8)
                 source[new] = np.where(items[new] >= 0, _FROM_COLD_START, _FROM_FILL)
-                exclude = recent[batch]
-                items, scores, source = rules_module.apply_layers(
-                    items, scores, n, rules, layers.blocked, brand_codes, category_codes, exclude, extra=source
-                )
-                # a list the rules cut below n is filled from popularity (rules-filtered, no brand cap)
-                items, scores = fill_from_ranking(items, scores, ranking, data.n_items, exclude)
-                scores = rules_module.monotone_scores(scores)  # fill (score 0) after negative ALS scores
+                items, scores, source = layers.serve(items, scores, n, rules, recent[batch], ranking, extra=source)
                 from_model = source == _FROM_MODEL
                 codes, texts = reasons_module.reasons(
                     reason_data,

@@ -179,10 +179,11 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     segments = set(evaluated["segment"]) - {"all"}
     assert "all" in set(evaluated["segment"]) and segments
     assert all(segment.split("=")[0] in ("user_type", "lifecycle_stage", "spending_power") for segment in segments)
-    # the champion is the validation winner of the search, published only if it beat both baselines
+    # the champion is the validation winner of the search on the lists as served, published only if it beat
+    # both baselines
     search = frame(url, "select * from recs.model_search where is_selected")
     assert set(search["model_name"]) == models
-    best = search.sort_values("ndcg", kind="stable").iloc[-1]["model_name"]
+    best = search.sort_values("ndcg_served", kind="stable").iloc[-1]["model_name"]
     champion, reason, baselines = run["champion_model"], run["champion_reason"], ("popularity", "repeat_purchase")
     if best in baselines:
         assert champion == best and reason.startswith(f"{best} (baseline) is best")

@@ -387,7 +387,9 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10) == 1.0
     assert result["champion_model"] == "popularity"
     assert result["champion_reason"].startswith("popularity (baseline) is best; validation NDCG@10 over 60 users: ")
-    assert ": popularity 1.0000, " in result["champion_reason"]
+    # the gate scores served lists: the 15 B users who had bought b00 before the validation week cannot be
+    # served it again (no repeat-purchase category yet), so 45 of 60 users are hit at rank 1
+    assert ": popularity 0.7500, " in result["champion_reason"]
 
     training.generate_recommendations(empty_database, "run_1", END, n=3)
     recs = query(empty_database, "select * from ml.recommendations")
@@ -469,8 +471,7 @@ def test_new_items_variant_drops_prior_purchases_from_ranking_and_truth(empty_da
         events.loc[rebuy, "item_id"] = [A_ITEMS[number % 9] for number in range(len(A_USERS))]  # touched[0]
     build_warehouse(empty_database, events)
 
-    result = training.train_and_evaluate(empty_database, "run_1", START, END, config=only_baselines())
-    assert result["champion_model"] == "repeat_purchase"
+    training.train_and_evaluate(empty_database, "run_1", START, END, config=only_baselines())
     # all_items: every A user's own purchase is first in their buy-again list
     assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10, "lifecycle_stage=active") == 1.0
     # new_items: the A users' truth is empty (all repeats), so only the B users are evaluated
@@ -485,6 +486,50 @@ def test_new_items_variant_drops_prior_purchases_from_ranking_and_truth(empty_da
     assert metric(empty_database, "run_1", "repeat_purchase", "hit_rate", 5, variant="new_items") == 1.0
     assert metric(empty_database, "run_1", "repeat_purchase", "precision", 5, variant="new_items") == pytest.approx(0.2)
     assert metric(empty_database, "run_1", "repeat_purchase", "recall", 5, variant="new_items") == 1.0
+
+
+def test_the_champion_is_chosen_on_the_lists_as_served(empty_database: str) -> None:
+    """Buy-again wins as trained, but the rules take its lists away: the gate must not publish it.
+
+    The A users re-buy their first purchase in the validation and the test
+    week. Nobody re-bought anything before the validation cutoff, so no
+    category is repeat-purchase, and the rule "no purchase of the last 180
+    days again" removes every item of repeat_purchase's lists: served, they
+    are popularity fill, exactly popularity's lists. As trained,
+    repeat_purchase hits every A user (NDCG@10 of 1 for them); served, it ties
+    with popularity, and a tie keeps the baseline listed first. The champion
+    must be popularity, and what is published must carry its name.
+    """
+    events = planted_events()
+    for cutoff in (VALIDATION_CUTOFF, CUTOFF):
+        rebuy = events.event_at.between(cutoff, cutoff + timedelta(days=7), inclusive="left") & events.user_id.isin(
+            A_USERS
+        )
+        events.loc[rebuy, "item_id"] = [A_ITEMS[number % 9] for number in range(len(A_USERS))]  # touched[0]
+    build_warehouse(empty_database, events)
+
+    result = training.train_and_evaluate(empty_database, "run_1", START, END, config=only_baselines())
+    search = query(empty_database, "select * from ml.model_search where is_selected").set_index("model_name")
+    assert search.loc["repeat_purchase", "ndcg"] > search.loc["popularity", "ndcg"] + 0.4, "as trained, buy-again wins"
+    assert search.loc["repeat_purchase", "ndcg_served"] == pytest.approx(search.loc["popularity", "ndcg_served"])
+    assert result["champion_model"] == "popularity"
+    assert result["champion_reason"].startswith("popularity (baseline) is best")
+
+    training.generate_recommendations(empty_database, "run_1", END, n=5)
+    published = query(empty_database, "select distinct model_name from ml.recommendations")
+    assert set(published.model_name) == {"popularity"}
+
+
+def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_path, monkeypatch) -> None:
+    """``max_search_trials = 9``: the 7 models' params, then the first 2 grid points (popularity's), every time."""
+    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 9")
+    assert "search_budget_seconds" not in text
+    (tmp_path / "models.toml").write_text(text)
+    result = training.train_and_evaluate(warehouse, "run_1", START, END)
+    trials = query(warehouse, "select model_name, params from ml.model_search order by trial")
+    assert result["search_trials"] == len(trials) == 9
+    assert trials.model_name.tolist()[7:] == ["popularity", "popularity"]
+    assert [json.loads(params)["window_days"] for params in trials.params[7:]] == [7, 90]
 
 
 @pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker"])

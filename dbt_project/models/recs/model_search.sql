@@ -22,6 +22,7 @@ final as (
         model_search.fit_seconds,
         model_search.ndcg,
         model_search.ndcg_new_items,
+        model_search.ndcg_served,
         model_search.is_selected,
         model_search.is_selected and model_search.model_name = runs.champion_model as is_champion
     from model_search

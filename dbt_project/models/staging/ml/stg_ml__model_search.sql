@@ -16,6 +16,7 @@ final as (
         cast(fit_seconds as double precision) as fit_seconds,
         cast(ndcg as double precision) as ndcg,
         cast(ndcg_new_items as double precision) as ndcg_new_items,
+        cast(ndcg_served as double precision) as ndcg_served,
         cast(is_selected as boolean) as is_selected
     from source
 
