@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench report docs clean
+.PHONY: run test lint bench bench-scale report docs clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(VENV)/.installed
 ## speed, memory and accuracy of every model on simulated shops (and DATA=<landing dir>); prints tables
 bench: $(VENV)/.installed
 	$(BIN)/python -m recsys.bench $(if $(DATA),--data $(DATA))
+
+## the whole DAG once from an empty warehouse at SIZE=S|M|L (default M), or on DATA=<landing dir>: a table per stage
+SIZE ?= M
+bench-scale: $(VENV)/.installed
+	$(BIN)/python -m recsys.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE))
 
 ## the last run as one self-contained HTML file for analysts (the warehouse `make run` left, or WAREHOUSE_URL)
 report: $(VENV)/.installed

@@ -114,17 +114,21 @@ def main(data: str | None = None) -> int:
         if not (landing_dir / "manifest.json").exists():
             log.info("simulating a shop: %s", DEFAULT_SHOP)
             simulate(landing_dir, **DEFAULT_SHOP)
-    manifest = (
-        json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
-    )
-    data_day = manifest.get("end_date") or _latest_event_date(landing_dir)
     env = environment(url, landing_dir)
     prepare_airflow(env)
-    run_dag(env, data_day)
+    run_dag(env, data_day(landing_dir))
     from recsys.report import print_summary  # noqa: PLC0415
 
     print_summary(url)
     return 0
+
+
+def data_day(landing_dir: Path) -> str:
+    """The last day of a landing directory: its manifest's ``end_date``, else the day of its newest event."""
+    manifest = (
+        json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
+    )
+    return manifest.get("end_date") or _latest_event_date(landing_dir)
 
 
 def check_published(url: str, run_at: str) -> None:

@@ -1,0 +1,40 @@
+"""``recsys.bench_scale``: tasks grouped into stages, and the table's machine-readable last line."""
+
+from __future__ import annotations
+
+import re
+
+from recsys import bench_scale
+
+LAYERS = {"stg_shop__users": "staging", "int_user_rfm": "intermediate", "dim_users": "marts"}
+
+
+def test_tasks_are_grouped_into_stages_by_dbt_layer() -> None:
+    assert bench_scale.stage_of("load", LAYERS) == "load"
+    assert bench_scale.stage_of("transform.stg_shop__users_run", LAYERS) == "dbt staging"
+    assert bench_scale.stage_of("transform.int_user_rfm.run", LAYERS) == "dbt intermediate"
+    assert bench_scale.stage_of("transform.dim_users_test", LAYERS) == "dbt marts"
+    assert bench_scale.stage_of("transform.some_detached_test", LAYERS) == "dbt other"
+    assert bench_scale.stage_of("publish.user_recommendations_run", LAYERS) == "dbt publish"
+
+
+def test_stages_sum_durations_take_the_peak_rss_inside_them_and_the_last_line_is_exact() -> None:
+    sampler = bench_scale.RssSampler()
+    sampler.samples = [(0.5, 100 * 2**20), (1.5, 300 * 2**20), (2.5, 200 * 2**20), (9.0, 900 * 2**20)]
+    instances = [
+        dict(task_id="load", start=0.0, end=1.0, value={"rows_read": 10, "rows_loaded": 9, "ok": True}),
+        dict(task_id="transform.stg_shop__users_run", start=1.0, end=2.0, value=None),
+        dict(task_id="transform.stg_shop__users_test", start=2.0, end=3.0, value=None),
+    ]
+    table = bench_scale.stages(instances, sampler, LAYERS)
+    assert set(table) == {"load", "dbt staging"}
+    assert table["load"].seconds == 1.0 and table["load"].peak_rss == 100 * 2**20
+    assert table["load"].rows == {"rows_read": 10, "rows_loaded": 9}, "booleans are not counts"
+    assert table["dbt staging"].seconds == 2.0 and table["dbt staging"].peak_rss == 300 * 2**20
+
+    text = bench_scale.render(table, {"staging": 1234}, wall=4.0, peak=sampler.peak())
+    assert "rows in staging 1,234" in text
+    # work 3 s of a 4 s wall: 25 % overhead; the peak of the whole run is 900 MB
+    last = text.splitlines()[-1]
+    assert last == "DAG wall 4.0 s, work 3.0 s, overhead 25.0 %, peak RSS 900 MB"
+    assert re.fullmatch(r"DAG wall [\d.]+ s, work [\d.]+ s, overhead -?[\d.]+ %, peak RSS \d+ MB", last)
