@@ -38,7 +38,9 @@ GENERATED = DOCS / "reference" / "api" / "index.md"
 def test_every_relative_link_of_the_docs_points_at_a_file():
     assert len(PAGES) > 15
     broken = {
-        str(page.relative_to(ROOT)): [link for link in broken_links(page) if (page.parent / link).resolve() != GENERATED]
+        str(page.relative_to(ROOT)): [
+            link for link in broken_links(page) if (page.parent / link).resolve() != GENERATED
+        ]
         for page in PAGES
     }
     assert {page: links for page, links in broken.items() if links} == {}
