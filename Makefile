@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench bench-scale report docs clean
+.PHONY: run test lint bench bench-scale report docs docs-site clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +38,14 @@ report: $(VENV)/.installed
 docs: $(VENV)/.installed
 	$(BIN)/recsys docs
 
+## the documentation site (docs/, mkdocs-material, API reference from the docstrings) into site/; warnings fail
+docs-site: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check dags plugins tests
 	$(BIN)/sqlfluff lint dbt_project/models
 
 clean:
 	-$(BIN)/python -c "from recsys.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
-	rm -rf .local dbt_project/target dbt_project/logs reports
+	rm -rf .local dbt_project/target dbt_project/logs reports site

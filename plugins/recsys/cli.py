@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("path")
         sub.add_argument("--out", required=True)
         sub.set_defaults(func=cmd_import)
-    mysql = sources.add_parser("mysql", help="a shop's MySQL/MariaDB database (the schema in the README)")
+    mysql = sources.add_parser("mysql", help="a shop's MySQL/MariaDB database (the schema: docs/data/importers.md)")
     mysql.add_argument(
         "--url", required=True, help="mysql://user[:password]@host[:port]/database (or the password in MYSQL_PASSWORD)"
     )

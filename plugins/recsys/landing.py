@@ -14,7 +14,7 @@ does not matter; unknown columns are ignored (and reported in the load
 audit); a missing required column is an error for the whole file.
 
 This module is the single source of truth for the format: the loader
-creates the ``raw`` tables from it and the README table is generated from
+creates the ``raw`` tables from it and the table of docs/data/landing-format.md is generated from
 :func:`format_markdown`.
 """
 
@@ -215,7 +215,7 @@ def read_manifest(directory: Path) -> dict:
 
 
 def format_markdown() -> str:
-    """The landing format as Markdown tables, for the README."""
+    """The landing format as Markdown tables, for docs/data/landing-format.md."""
     lines = []
     for spec in FILES.values():
         lines.append(f"**`{spec.filename}`** ({'required' if spec.required else 'optional'}): {spec.description}\n")

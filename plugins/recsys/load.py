@@ -239,7 +239,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     if missing:
         raise LandingError(
             f"{path}: missing required column(s) {missing}; the header has {header}"
-            " (line 1 must name the columns, see the landing format in the README)"
+            " (line 1 must name the columns, see the landing format in docs/data/landing-format.md)"
         )
     result = FileResult(
         spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names]

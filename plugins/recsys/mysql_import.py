@@ -91,7 +91,7 @@ class SourceTable:
 
 S = SourceColumn
 
-#: the expected source schema, mapped to the landing format (the README's table is generated from it)
+#: the expected source schema, mapped to the landing format (the table in docs/data/importers.md is generated from it)
 SOURCE_TABLES: tuple[SourceTable, ...] = (
     SourceTable(
         "users",
@@ -379,7 +379,7 @@ def _plan(present: dict[str, set[str]], target: MySQLTarget) -> tuple[list, list
         plan.append((spec, missing))
     if problems:
         raise ValueError(
-            f"{target.redacted}: {'; '.join(problems)}. The expected source schema is in the README"
+            f"{target.redacted}: {'; '.join(problems)}. The expected source schema is in docs/data/importers.md"
             " ('recsys import mysql')"
         )
     return plan, skipped
@@ -527,7 +527,7 @@ class _LineMerger:
 
 
 def source_schema_markdown() -> str:
-    """The expected source schema as a Markdown table, for the README."""
+    """The expected source schema as a Markdown table, for docs/data/importers.md."""
     lines = ["| source table | column | landing column | required |", "|---|---|---|---|"]
     for spec in SOURCE_TABLES:
         table = f"`{spec.table}`" + ("" if spec.required else " (optional table)")

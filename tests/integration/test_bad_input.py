@@ -3,7 +3,7 @@
 One case per catalogue entry, with its known outcome: a clear error (the file, the line, what is wrong, what
 to do), or the rows set aside with their reasons and exact counts, and read = loaded + rejected. Where the
 loader passes a value on to dbt staging on purpose (unknown event types, future timestamps, duplicates), the
-case asserts the loader's behaviour; the README's "Bad input" table says where the row ends up.
+case asserts the loader's behaviour; the "Bad input" table of docs/quality.md says where the row ends up.
 """
 
 from __future__ import annotations
@@ -529,8 +529,8 @@ def test_import_of_a_missing_file_names_it(tmp_path, capsys):
     assert code == 2 and stderr == f"recsys: error: {tmp_path / 'nope.csv'}: no such file\n"
 
 
-def test_readme_table_is_this_catalogue():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("\n### Bad input\n")[1].split("\n### ")[0]
+def test_docs_table_is_this_catalogue():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "quality.md").read_text()
+    section = page.split("\n## Bad input\n")[1].split("\n## ")[0]
     rows = {line[2:].split(" | ")[0] for line in section.splitlines() if line.startswith("| ")}
     assert rows - {"input"} == set(LOAD_CASES) | set(INTERACTION_CASES) | set(RETAIL_CASES)

@@ -215,7 +215,7 @@ def simulated_warehouse(dsn: str, landing) -> datetime:
 def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path) -> None:
     from recsys.simulate import CATEGORIES, GENDERS, simulate
 
-    # RECSYS_COLD_START_USERS: a larger shop for the README's measurement (more new users, less noise)
+    # RECSYS_COLD_START_USERS: a larger shop for the measurement in docs/benchmarks.md (more new users, less noise)
     simulate(
         tmp_path, users=int(os.environ.get("RECSYS_COLD_START_USERS", 60_000)), items=500, days=21, seed=7, dirty=False
     )
