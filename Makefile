@@ -25,10 +25,11 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m recsys.bench $(if $(DATA),--data $(DATA))
 
-## the whole DAG once from an empty warehouse at SIZE=S|M|L (default M), or on DATA=<landing dir>: a table per stage
+## the whole DAG once from an empty warehouse at SIZE=S|M|L (default M), SHAPE=web|invoices, or on DATA=<landing dir>: a table per stage
 SIZE ?= M
+SHAPE ?= web
 bench-scale: $(VENV)/.installed
-	$(BIN)/python -m recsys.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE))
+	$(BIN)/python -m recsys.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE) --shape $(SHAPE))
 
 ## the last run as one self-contained HTML file for analysts (the warehouse `make run` left, or WAREHOUSE_URL)
 report: $(VENV)/.installed

@@ -36,6 +36,9 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
+from recsys import local
+from recsys.simulate import simulate
+from recsys.simulate_invoices import simulate_invoices
 from recsys.warehouse import LOCAL_DIR, REPO_ROOT, connect, create_database, warehouse_url
 
 logger = logging.getLogger(__name__)
@@ -102,15 +105,18 @@ class RssSampler(threading.Thread):
         return max(inside, default=0)
 
 
-def landing_for(size: str) -> Path:
-    """The simulated shop of ``size``, written once under ``.local/bench``."""
-    from recsys.simulate import simulate  # noqa: PLC0415
+def landing_for(size: str, shape: str = "web") -> Path:
+    """The simulated shop of ``size`` and ``shape`` (web shop or invoice export), written once in ``.local/bench``."""
 
-    out = LOCAL_DIR / "bench" / size / "shop"
+    out = LOCAL_DIR / "bench" / f"{size}-{shape}" / "shop"
     if not (out / "manifest.json").exists():
         started = time.perf_counter()
-        simulate(out, **SIZES[size])
-        logger.info("simulated %s shop in %.0f s: %s", size, time.perf_counter() - started, out)
+        shop = SIZES[size]
+        if shape == "invoices":  # customers and products of the same counts, a year of invoices
+            simulate_invoices(out, shop["users"], shop["items"], 365, shop["seed"])
+        else:
+            simulate(out, **shop)
+        logger.info("simulated %s %s shop in %.0f s: %s", size, shape, time.perf_counter() - started, out)
     return out
 
 
@@ -222,8 +228,6 @@ def render(table: dict[str, Stage], schema_rows: dict[str, int], wall: float, pe
 
 def run(landing_dir: Path, name: str) -> str:
     """Run the DAG once on ``landing_dir`` in a new database ``recsys_bench_<name>``; return the printed table."""
-    from recsys import local  # noqa: PLC0415
-
     url = fresh_database(f"recsys_bench_{name.lower()}")
     airflow_home = LOCAL_DIR / "bench" / name / "airflow"
     shutil.rmtree(airflow_home, ignore_errors=True)
@@ -246,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.bench_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="M", help="simulated shop size (default M)")
     parser.add_argument("--data", type=Path, help="a landing directory of your own instead of a simulated shop")
+    parser.add_argument("--shape", choices=["web", "invoices"], default="web", help="simulated shop shape")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    landing_dir = args.data.resolve() if args.data else landing_for(args.size)
-    name = "data" if args.data else args.size
+    landing_dir = args.data.resolve() if args.data else landing_for(args.size, args.shape)
+    name = "data" if args.data else f"{args.size}_{args.shape}"
     print(f"bench-scale {name} ({landing_dir}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print(run(landing_dir, name))
     return 0

@@ -16,6 +16,11 @@ def _print(result: object) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    if args.shape == "invoices":
+        from recsys.simulate_invoices import simulate_invoices
+
+        _print(simulate_invoices(Path(args.out), args.users, args.items, args.days, args.seed))
+        return
     from recsys.simulate import simulate
 
     _print(
@@ -172,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default in DEFAULT_SHOP.items():  # the shop `make run` simulates
         simulate.add_argument(f"--{name}", type=int, default=default)
     simulate.add_argument("--clean", action="store_true", help="no dirty rows")
+    simulate.add_argument(
+        "--shape",
+        choices=["web", "invoices"],
+        default="web",
+        help="web: a web shop with sessions and categories; invoices: a wholesale/retail invoice export, imported",
+    )
     simulate.add_argument("--out", required=True)
     simulate.set_defaults(func=cmd_simulate)
 
