@@ -127,6 +127,28 @@ def test_publish_models_are_tagged_and_sources_used_only_in_staging(manifest):
             assert node["schema"] == "staging", f"{name} reads a source outside staging"
 
 
+def test_layers_only_read_down(manifest):
+    """Staging and intermediate never read marts (identity, built from the base staging models, sits between)."""
+    layer = {node["unique_id"]: node["fqn"][1] for node in _models(manifest).values()}
+    reads_up = [
+        (node["name"], dep)
+        for node in _models(manifest).values()
+        if node["fqn"][1] in ("staging", "intermediate")
+        for dep in node["depends_on"]["nodes"]
+        if layer.get(dep) not in (None, "staging", "identity", "intermediate")
+    ]
+    assert not reads_up, f"models reading a later layer: {reads_up}"
+
+
+def test_descriptions_reach_the_database_and_consumers_are_exposures(manifest):
+    for name, node in _models(manifest).items():
+        assert node["config"]["persist_docs"] == {"relation": True, "columns": True}, name
+    exposed = {
+        dep.split(".")[-1] for exposure in manifest["exposures"].values() for dep in exposure["depends_on"]["nodes"]
+    }
+    assert {"user_recommendations", "similar_items", "cold_start_recommendations", "runs"} <= exposed
+
+
 @pytest.mark.parametrize(("model", "key"), [("fct_interactions", "event_id"), ("fct_reviews", "review_id")])
 def test_growing_facts_are_incremental_on_their_key(manifest, model, key):
     config = _models(manifest)[model]["config"]
@@ -158,8 +180,8 @@ def test_primary_keys_are_tested_unique_and_not_null(manifest):
 def test_tricky_logic_has_unit_tests(manifest):
     unit_tested = {node["model"] for node in manifest.get("unit_tests", {}).values()}
     assert {
-        "int_user_rfm",
-        "int_user_lifecycle",
+        "user_rfm",
+        "user_lifecycle",
         "user_interest_tags",
         "base_shop__events",
         "fct_reviews",

@@ -6,13 +6,13 @@ import re
 
 from recsys import bench_scale
 
-LAYERS = {"stg_shop__users": "staging", "int_user_rfm": "intermediate", "dim_users": "marts"}
+LAYERS = {"stg_shop__users": "staging", "int_bot_users": "intermediate", "dim_users": "marts"}
 
 
 def test_tasks_are_grouped_into_stages_by_dbt_layer() -> None:
     assert bench_scale.stage_of("load", LAYERS) == "load"
     assert bench_scale.stage_of("transform.stg_shop__users_run", LAYERS) == "dbt staging"
-    assert bench_scale.stage_of("transform.int_user_rfm.run", LAYERS) == "dbt intermediate"
+    assert bench_scale.stage_of("transform.int_bot_users.run", LAYERS) == "dbt intermediate"
     assert bench_scale.stage_of("transform.dim_users_test", LAYERS) == "dbt marts"
     assert bench_scale.stage_of("transform.some_detached_test", LAYERS) == "dbt other"
     assert bench_scale.stage_of("publish.user_recommendations_run", LAYERS) == "dbt publish"

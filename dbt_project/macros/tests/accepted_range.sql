@@ -1,4 +1,5 @@
 {#-
+    A copy of dbt_utils.accepted_range (dbt packages cannot be fetched offline); same arguments.
     Fails for every non-null value outside [min_value, max_value]
     (bounds exclusive when inclusive=false; either bound may be omitted).
 -#}

@@ -1,4 +1,5 @@
-{#- Fails for every combination of the given columns that occurs more than once. -#}
+{#- Fails for every combination of the given columns that occurs more than once.
+    A copy of dbt_utils.unique_combination_of_columns (dbt packages cannot be fetched offline); same arguments. -#}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 
 select

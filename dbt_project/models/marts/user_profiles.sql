@@ -2,19 +2,19 @@ with
 
 rfm as (
 
-    select * from {{ ref('int_user_rfm') }}
+    select * from {{ ref('user_rfm') }}
 
 ),
 
 lifecycle as (
 
-    select * from {{ ref('int_user_lifecycle') }}
+    select * from {{ ref('user_lifecycle') }}
 
 ),
 
 purchase_behaviour as (
 
-    select * from {{ ref('int_user_purchase_behaviour') }}
+    select * from {{ ref('user_purchase_behaviour') }}
 
 ),
 
