@@ -175,6 +175,46 @@ def test_c_a_warning_only_problem_passes_and_is_recorded(database, tmp_path):
     ]
 
 
+def redelivered(share):
+    """The first ``share`` of the events delivered twice (exact copies): both copies count as duplicated."""
+
+    def change(events):
+        return pd.concat([events, events.head(int(N_EVENTS * share / 2))], ignore_index=True)
+
+    return change
+
+
+def two_lines_of_one_item(events):
+    """Every event a second time with another quantity (two invoice lines of one item): not a re-delivery."""
+    return pd.concat([events, events.assign(quantity=2)], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "severity", "share"),
+    [(redelivered(0.05), "warning", 0.0488), (redelivered(0.25), "critical", 0.2222), (two_lines_of_one_item, None, 0)],
+    ids=["5%_redelivered_warns", "25%_redelivered_fails", "invoice_lines_pass"],
+)
+def test_duplicated_events_are_one_linear_check_graded_by_their_share(database, tmp_path, change, severity, share):
+    """10 re-delivered rows: 20 of 410 rows are copies (0.0488 > 0.01, a warning); 50 of 450 (0.2222 > 0.1) fail."""
+    load_batch(database, landing_files(tmp_path / "landing", change))
+
+    if severity == "critical":
+        with pytest.raises(quality.QualityGateError, match="rows unique on"):
+            check_raw(database)
+    else:
+        check_raw(database)
+
+    checks = results(database, "suite = 'raw_events' and expectation_type like '%rows unique on%'")
+    assert len(checks) == 1, "declared once, whatever its thresholds"
+    check = checks.iloc[0]
+    assert check["column_name"] == "user_id,item_id,event_type,event_at,quantity,price"
+    if severity is None:
+        assert check["success"]
+    else:
+        assert not check["success"] and check["severity"] == severity
+        assert float(check["observed_value"]) == pytest.approx(share, abs=1e-4)
+
+
 MARTS = """
 create schema if not exists analytics;
 create table analytics.dim_users (user_id text, is_personalization_allowed boolean);
@@ -279,7 +319,9 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
     [
         (
             [*GOOD_RECS[:4], ("u2", 2, "i3", 0.1)],
-            "ml.recommendations [ml_recommendations]: expect_compound_columns_to_be_unique(user_id,item_id)",
+            # u2 gets i3 twice: 2 of the 5 rows share (user_id, item_id)
+            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: rows unique on (user_id, item_id):"
+            " duplicated share at most 0.0(user_id,item_id): unexpected 2 of 5",
         ),
         (
             [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)],
