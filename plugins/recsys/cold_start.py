@@ -408,6 +408,14 @@ class DemographicRecommender(SegmentPopularityRecommender):
         )
         return self
 
+    def _predict(self, features: Any) -> np.ndarray:
+        """The ridge's non-negative category shares, ``(n_rows, n_categories)`` even with one category.
+
+        With a single target (a one-category catalogue) scikit-learn returns a 1-D array, one value per
+        row: it is a column, not a row.
+        """
+        return np.clip(self.ridge_.predict(features).reshape(features.shape[0], -1), 0.0, None)
+
     def predict_shares(self, demographics: pd.DataFrame) -> np.ndarray:
         """Predicted category shares per row (non-negative, summing to 1).
 
@@ -418,8 +426,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
         """
         if self.ridge_ is None:
             return np.tile(self.global_shares_, (len(demographics), 1))
-        shares = np.clip(self.ridge_.predict(self.encoder_.transform(self._features(demographics))), 0.0, None)
-        shares = np.atleast_2d(shares)
+        shares = self._predict(self.encoder_.transform(self._features(demographics)))
         total = shares.sum(axis=1, keepdims=True)
         return np.where(total > 0, shares / np.where(total > 0, total, 1.0), self.global_shares_)
 
@@ -500,7 +507,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
             counts = np.maximum(indicator.sum(axis=1), 1.0)
             profiles = self.encoder_.transform(features.iloc[first])
             mean_features = sp.csr_array(sp.diags_array(1.0 / counts) @ indicator @ profiles)
-            shares = np.clip(np.atleast_2d(self.ridge_.predict(mean_features)), 0.0, None)
+            shares = self._predict(mean_features)
             total = shares.sum(axis=1, keepdims=True)
             shares = np.where(total > 0, shares / np.where(total > 0, total, 1.0), self.global_shares_)
         items, scores = self._score_profiles(shares, np.arange(n_segments), n, filter_items)

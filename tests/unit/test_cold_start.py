@@ -184,3 +184,21 @@ def test_levels_of_fewer_than_k_users_are_pooled(shop) -> None:
     shares = model.predict_shares(demographics(["North", "West", "South"]))
     np.testing.assert_allclose(shares[0], shares[1])  # a rare and an unseen region read the same
     np.testing.assert_allclose(shares, [[1, 0], [1, 0], [0, 1]], atol=1e-4)
+
+
+def test_a_one_category_catalogue_gives_every_profile_that_category(shop) -> None:
+    """Invoice exports have no categories: one target column, which scikit-learn's ridge returns as 1-D.
+
+    Every share is then 1 (the one category), two profiles stay two rows, and the lists are the
+    category's popularity: b1 (3 views), a1 (2), then a2 and b2 (1 each, the lower index first).
+    """
+    data, people = shop
+    data = data.with_side_data(items=pd.DataFrame({"item_id": ITEMS, "category": "", "brand": "", "price": 1}))
+    model = cold_start.DemographicRecommender(alpha=1e-6, segment_weight=0.0, min_segment_users=1).fit(
+        data, people, NOW
+    )
+    np.testing.assert_allclose(model.predict_shares(demographics(["North", "South"])), [[1.0], [1.0]])
+    keys, items, _ = model.segment_recommend(4, demographics=people)
+    assert keys.tolist() == ["25-34|female"] and ids(items) == [["b1", "a1", "a2", "b2"]]
+    items, _ = model.recommend(demographics(["North", "South"]), n=4)
+    assert ids(items) == [["b1", "a1", "a2", "b2"]] * 2
