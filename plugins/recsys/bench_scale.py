@@ -49,6 +49,13 @@ SIZES: dict[str, dict[str, int]] = {
     "M": {"users": 100_000, "items": 20_000, "days": 90, "seed": 7},
     "L": {"users": 1_000_000, "items": 100_000, "days": 90, "seed": 7},
 }
+#: invoice-shaped shop per size (``recsys.simulate_invoices.simulate_invoices``): S is the UCI Online Retail
+#: data set's size (about 4,000 customers, 500,000 invoice lines a year)
+INVOICE_SIZES: dict[str, dict[str, int]] = {
+    "S": {"customers": 4_000, "products": 4_000, "days": 365, "seed": 7},
+    "M": {"customers": 20_000, "products": 20_000, "days": 365, "seed": 7},
+    "L": {"customers": 200_000, "products": 100_000, "days": 365, "seed": 7},
+}
 #: the order stages are printed in; anything else follows
 STAGE_ORDER = (
     "load",
@@ -111,11 +118,10 @@ def landing_for(size: str, shape: str = "web") -> Path:
     out = LOCAL_DIR / "bench" / f"{size}-{shape}" / "shop"
     if not (out / "manifest.json").exists():
         started = time.perf_counter()
-        shop = SIZES[size]
-        if shape == "invoices":  # customers and products of the same counts, a year of invoices
-            simulate_invoices(out, shop["users"], shop["items"], 365, shop["seed"])
+        if shape == "invoices":
+            simulate_invoices(out, **INVOICE_SIZES[size])
         else:
-            simulate(out, **shop)
+            simulate(out, **SIZES[size])
         logger.info("simulated %s %s shop in %.0f s: %s", size, shape, time.perf_counter() - started, out)
     return out
 
