@@ -67,6 +67,9 @@ FUTURE_TOLERANCE = timedelta(days=1)
 #: share of a file's rows the loader may reject (critical) / before a warning
 MAX_REJECTED_SHARE = 0.05
 WARN_REJECTED_SHARE = 0.01
+#: the largest plausible quantity of one line: wholesale invoices order thousands of one item (a web shop's
+#: 1000 failed an invoice export), a broken feed's quantity is an id or an amount in cents of a large order
+MAX_QUANTITY = 1_000_000
 #: list length of recommendations and similar items
 MAX_ITEMS_PER_LIST = 20
 #: identity stitching: the share of accounts merged with another account that is plausible (warning outside);
@@ -213,7 +216,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
             ),
             when("event_at"),
             e.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True, mostly=MOSTLY),
-            e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=1000, mostly=MOSTLY),
+            e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY, mostly=MOSTLY),
             # exact re-deliveries: both copies count, so the simulator's 2% duplicates show as ~4% (a warning).
             # Quantity and price are part of the key: two lines of one item on one invoice are not a re-delivery.
             unique_rows(
@@ -232,7 +235,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
             ),
         ],
         "order_lines": [
-            e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=1000, mostly=MOSTLY),
+            e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY, mostly=MOSTLY),
             e.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, mostly=MOSTLY),
         ],
         "reviews": [
