@@ -393,3 +393,20 @@ def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, 
 
     with pytest.raises(AirflowFailException, match="is in stock"):
         tasks.check_marts_and_recs(END)
+
+
+def test_an_invoice_export_passes_the_raw_gate(database, tmp_path):
+    """Wholesale quantities, two lines of one item on an invoice, no sessions or platforms: no critical failure."""
+    from recsys.simulate_invoices import simulate_invoices
+
+    shop = tmp_path / "invoices"
+    simulate_invoices(shop, customers=200, products=150, days=60, seed=5)
+    conn = psycopg2.connect(database)
+    try:
+        load_landing(conn, shop, BATCH)
+        outcome = quality.check_raw(conn, database, RUN, BATCH, datetime(2011, 12, 10, tzinfo=UTC), freshness=False)
+    finally:
+        conn.close()
+    assert outcome["failed_critical"] == 0
+    quantity = results(database, "suite = 'raw_events' and column_name = 'quantity'").iloc[0]
+    assert quantity["success"], "quantities in the thousands are plausible"
