@@ -1431,6 +1431,8 @@ def generate_recommendations(
                 )
                 rows, ranks = np.nonzero(items >= 0)
                 is_model, is_cold = from_model[rows, ranks], source[rows, ranks] == _FROM_COLD_START
+                # no cold user served at all (every user has events, as in an invoice export): no texts to index
+                cold_text = cold.reason_text[np.maximum(cold_row[batch[rows]], 0)] if len(cold.reason_text) else ""
                 frame = pd.DataFrame(
                     {
                         "run_id": run_id,
@@ -1442,9 +1444,7 @@ def generate_recommendations(
                             is_model, champion, np.where(is_cold, cold.model_name, PopularityRecommender.name)
                         ),
                         "reason_code": np.where(is_cold, cold_start.REASON_CODE, codes[rows, ranks]),
-                        "reason_text": np.where(
-                            is_cold, cold.reason_text[np.maximum(cold_row[batch[rows]], 0)], texts[rows, ranks]
-                        ),
+                        "reason_text": np.where(is_cold, cold_text, texts[rows, ranks]),
                         "generated_at": generated_at.isoformat(),
                     }
                 )

@@ -520,6 +520,19 @@ def test_the_champion_is_chosen_on_the_lists_as_served(empty_database: str) -> N
     assert set(published.model_name) == {"popularity"}
 
 
+def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None:
+    """An invoice export's users are its buyers: no user without events, so no cold-start list is served."""
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cursor:
+        cursor.execute("delete from analytics.dim_users where user_id = 'cold'")
+    conn.close()
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS) - 1
+    assert result["cold_start_users"] == 0 and result["recommendations"] == len(recs) == users * 5
+    assert recs.reason_text.notna().all() and not (recs.reason_code == "new_user_segment").any()
+
+
 def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_path, monkeypatch) -> None:
     """``max_search_trials = 9``: the 7 models' params, then the first 2 grid points (popularity's), every time."""
     text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 9")
