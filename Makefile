@@ -23,13 +23,13 @@ test: $(VENV)/.installed
 
 ## speed, memory and accuracy of every model on simulated shops (and DATA=<landing dir>); prints tables
 bench: $(VENV)/.installed
-	$(BIN)/python -m recsys.bench $(if $(DATA),--data $(DATA))
+	$(BIN)/python -m recsys.dev.bench $(if $(DATA),--data $(DATA))
 
 ## the whole DAG once from an empty warehouse at SIZE=S|M|L (default M), SHAPE=web|invoices, or on DATA=<landing dir>: a table per stage
 SIZE ?= M
 SHAPE ?= web
 bench-scale: $(VENV)/.installed
-	$(BIN)/python -m recsys.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE) --shape $(SHAPE))
+	$(BIN)/python -m recsys.dev.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE) --shape $(SHAPE))
 
 ## the last run as one self-contained HTML file for analysts (the warehouse `make run` left, or WAREHOUSE_URL)
 report: $(VENV)/.installed
@@ -48,5 +48,5 @@ lint: $(VENV)/.installed
 	$(BIN)/sqlfluff lint dbt_project/models
 
 clean:
-	-$(BIN)/python -c "from recsys.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
+	-$(BIN)/python -c "from recsys.db.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
 	rm -rf .local dbt_project/target dbt_project/logs reports site

@@ -4,7 +4,7 @@ promotions -> gate -> publish.
 Publishing is atomic: the ``publish`` group builds the recs models and their tests in the build
 schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
 transaction, so readers see the previous run or the new one, never a mix. ``push_online`` then copies
-the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.online``).
+the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.serving.online``).
 
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
 The two quality gates (Great Expectations, ``dbt source freshness``) stop the
@@ -37,7 +37,7 @@ DBT_ENV = {
 }
 AS_OF = "{{ data_interval_end.isoformat() }}"
 RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
-BUILD_SCHEMA = "recs_build"  # recsys.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
+BUILD_SCHEMA = "recs_build"  # recsys.serving.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
 
 
 def dbt_group(
@@ -93,63 +93,63 @@ def recsys_pipeline():
     @task
     def load(params=None, data_interval_start=None) -> dict:
         """Load the interval's landing batch into raw (COPY, bad rows quarantined, re-load replaces)."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.load_batch(params["landing_dir"], data_interval_start.strftime("%Y-%m-%d"))
 
     @task
     def check_raw(data_interval_start=None, data_interval_end=None) -> dict:
         """Quality gate on the batch just loaded: schema, nulls, ids, ranges, timestamps, duplicates, freshness."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.check_raw(data_interval_start.strftime("%Y-%m-%d"), data_interval_end)
 
     @task
     def train_and_evaluate(data_interval_start=None, data_interval_end=None) -> dict:
         """Fit every model before the evaluation cutoff, score them on the days after it, pick the champion."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.train_and_evaluate(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
     def evaluate_search(data_interval_end=None) -> dict:
         """Fit the search ranker before the test cutoff; MRR/NDCG of held-out searches before and after re-ranking."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_end)
 
     @task
     def recommend(data_interval_end=None) -> dict:
         """Refit the champion on all data and write every user's list, similar items and cold-start lists to ml."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.generate_recommendations(tasks.run_id_for(data_interval_end), data_interval_end)
 
     @task
     def target_promotions(data_interval_end=None) -> dict:
         """Rank users by propensity to redeem each active promotion; evaluate on held-out promotions."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.target_promotions(tasks.run_id_for(data_interval_end), data_interval_end)
 
     @task
     def check_marts_and_recs(data_interval_end=None) -> dict:
         """Quality gate on the profiles and the run about to be published (ml.*), before recs.* is built."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.check_marts_and_recs(data_interval_end)
 
     @task
     def swap_recs(data_interval_end=None) -> dict:
         """Swap the build schema (tested by the publish group) in for recs in one transaction: atomic publish."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.swap_recs(data_interval_end)
 
     @task
     def push_online(data_interval_end=None) -> dict:
         """Copy the published run to Redis (when REDIS_URL is set), then flip the store's pointer to it."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.push_online(data_interval_end)
 

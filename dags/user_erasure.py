@@ -3,7 +3,7 @@
 Trigger with the shop's own user id, e.g.
 ``airflow dags trigger user_erasure --conf '{"shop_user_id": "U000123"}'``.
 The pseudonymization key comes from ``RECSYS_PSEUDONYM_KEY`` or the Airflow
-connection ``pseudonym_key`` (its password). Wiring only: see ``recsys.erasure``.
+connection ``pseudonym_key`` (its password). Wiring only: see ``recsys.quality.erasure``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def user_erasure():
     @task
     def erase(params=None) -> dict:
         """One transaction: delete the user's rows everywhere, add them to quality.erased_users, audit."""
-        from recsys import tasks
+        from recsys.orchestration import tasks
 
         return tasks.erase_user(params["shop_user_id"])
 

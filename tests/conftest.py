@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
-from recsys.warehouse import EmbeddedPostgres, create_database
+from recsys.db.warehouse import EmbeddedPostgres, create_database
 
 # Airflow reads its settings once, at first import: give the test session its own home first.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-test-airflow-")
@@ -73,7 +73,7 @@ def database(fresh_database):
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory):
     """A small simulated shop (landing directory) shared by the session."""
-    from recsys.simulate import simulate
+    from recsys.dev.simulate import simulate
 
     out = tmp_path_factory.mktemp("shop")
     simulate(out, **TEST_SHOP)
@@ -83,7 +83,7 @@ def shop(tmp_path_factory):
 @pytest.fixture
 def no_rerank(tmp_path, monkeypatch) -> None:
     """Business rules with the diversity re-rank off (``RECSYS_BUSINESS_RULES``), for planted known answers."""
-    from recsys import rules
+    from recsys.serving import rules
 
     text = re.sub(r"(?m)^strength = .*$", "strength = 0.0", rules.RULES_FILE.read_text())
     (tmp_path / "business_rules.toml").write_text(text)

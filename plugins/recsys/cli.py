@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from recsys.local import DEFAULT_SHOP
+from recsys.dev.local import DEFAULT_SHOP
 
 
 def _print(result: object) -> None:
@@ -17,11 +17,11 @@ def _print(result: object) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     if args.shape == "invoices":
-        from recsys.simulate_invoices import simulate_invoices
+        from recsys.dev.simulate_invoices import simulate_invoices
 
         _print(simulate_invoices(Path(args.out), args.users, args.items, args.days, args.seed))
         return
-    from recsys.simulate import simulate
+    from recsys.dev.simulate import simulate
 
     _print(
         simulate(
@@ -31,10 +31,10 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from recsys import importers
+    from recsys.ingest import importers
 
     if args.source == "mysql":
-        from recsys.mysql_import import import_mysql
+        from recsys.ingest.mysql_import import import_mysql
 
         _print(import_mysql(args.url, Path(args.out), chunk_rows=args.chunk_rows))
     elif args.source == "online-retail":
@@ -57,30 +57,30 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_warehouse_url(args: argparse.Namespace) -> None:
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
 
     print(warehouse_url())
 
 
 def cmd_load(args: argparse.Namespace) -> None:
-    from recsys.load import load_landing
-    from recsys.warehouse import connect
+    from recsys.db.warehouse import connect
+    from recsys.ingest.load import load_landing
 
     with connect() as conn:
         _print(load_landing(conn, Path(args.landing_dir), args.batch_id))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from recsys.report import export_recommendations
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.reporting.report import export_recommendations
 
     rows = export_recommendations(warehouse_url(), Path(args.out))
     print(f"wrote {rows} recommendations to {args.out}")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from recsys.report import explain_user
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.reporting.report import explain_user
 
     print(explain_user(warehouse_url(), args.shop_user_id))
 
@@ -88,8 +88,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def cmd_search(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from recsys.search import search
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.usecases.search import search
 
     results = search(warehouse_url(), args.user, args.query, n=args.n)
     if results.empty:
@@ -101,8 +101,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_diversity_sweep(args: argparse.Namespace) -> None:
-    from recsys.training import diversity_sweep
-    from recsys.warehouse import connect
+    from recsys.db.warehouse import connect
+    from recsys.orchestration.training import diversity_sweep
 
     columns = ["ndcg", "precision", "recall", "hit_rate", "diversity", "category_coverage", "novelty", "coverage"]
     with connect() as conn:
@@ -111,22 +111,22 @@ def cmd_diversity_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from recsys.report import print_summary
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.reporting.report import print_summary
 
     print_summary(warehouse_url())
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from recsys.html_report import write_report
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.reporting.html_report import write_report
 
     print(f"wrote {write_report(warehouse_url(), Path(args.out) if args.out else None)}")
 
 
 def cmd_docs(args: argparse.Namespace) -> None:
-    from recsys.html_report import DOCS_DIR, build_dbt_docs
-    from recsys.warehouse import warehouse_url
+    from recsys.db.warehouse import warehouse_url
+    from recsys.reporting.html_report import DOCS_DIR, build_dbt_docs
 
     static = build_dbt_docs(warehouse_url(), Path(args.out) if args.out else DOCS_DIR)
     print(f"dbt docs: {static.parent / 'index.html'} (with manifest.json, catalog.json)")
@@ -134,10 +134,10 @@ def cmd_docs(args: argparse.Namespace) -> None:
 
 
 def cmd_erase_user(args: argparse.Namespace) -> None:
-    from recsys.erasure import erase_user, person_keys
-    from recsys.local import existing_pseudonym_key
-    from recsys.tasks import forget_online
-    from recsys.warehouse import connect
+    from recsys.db.warehouse import connect
+    from recsys.dev.local import existing_pseudonym_key
+    from recsys.orchestration.tasks import forget_online
+    from recsys.quality.erasure import erase_user, person_keys
 
     key = existing_pseudonym_key()
     with connect() as conn:
@@ -152,9 +152,9 @@ def cmd_erase_user(args: argparse.Namespace) -> None:
 def cmd_target_promotions(args: argparse.Namespace) -> None:
     from datetime import datetime
 
-    from recsys.promotions import target_promotions
-    from recsys.tasks import run_id_for
-    from recsys.warehouse import connect
+    from recsys.db.warehouse import connect
+    from recsys.orchestration.tasks import run_id_for
+    from recsys.usecases.promotions import target_promotions
 
     as_of = datetime.fromisoformat(args.as_of)
     if as_of.tzinfo is None:
@@ -164,7 +164,7 @@ def cmd_target_promotions(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from recsys.local import main
+    from recsys.dev.local import main
 
     sys.exit(main(args.data))
 

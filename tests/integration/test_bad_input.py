@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from recsys import cli
-from recsys.load import LandingError, load_landing
+from recsys.ingest.load import LandingError, load_landing
 
 BATCH = "2026-01-06"
 HUGE = 10 * 1024 * 1024  # a 10 MB value
@@ -241,7 +241,7 @@ def test_huge_rejected_value_is_stored_shortened(database, tmp_path):
 
 
 def test_a_record_larger_than_the_read_block_is_a_clear_error(database, tmp_path, monkeypatch):
-    monkeypatch.setattr("recsys.load.BLOCK_SIZE", 1 << 20)
+    monkeypatch.setattr("recsys.ingest.load.BLOCK_SIZE", 1 << 20)
     events = (EVENTS + VIEW + "U1,,search,2026-01-05T10:00:00Z," + "x" * (2 << 20) + ",\n").encode()
     with pytest.raises(LandingError, match=r"events.csv: cannot be read as CSV .* longer than 1 MB"):
         load(database, write_landing(tmp_path / "landing", events))

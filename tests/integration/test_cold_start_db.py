@@ -21,8 +21,9 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import cold_start, training
-from recsys.interactions import load_interactions
+from recsys.features.interactions import load_interactions
+from recsys.orchestration import training
+from recsys.usecases import cold_start
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -213,7 +214,7 @@ def simulated_warehouse(dsn: str, landing) -> datetime:
 
 
 def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path) -> None:
-    from recsys.simulate import CATEGORIES, GENDERS, simulate
+    from recsys.dev.simulate import CATEGORIES, GENDERS, simulate
 
     # RECSYS_COLD_START_USERS: a larger shop for the measurement in docs/benchmarks.md (more new users, less noise)
     simulate(

@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from recsys import cli
-from recsys.load import load_landing
+from recsys.ingest.load import load_landing
 
 DROP = "'; drop table raw.events; --"
 HOSTILE = [

@@ -19,8 +19,8 @@ from xml.etree import ElementTree
 import psycopg2
 import pytest
 
-from recsys.load import QUALITY_DDL
-from recsys.quality import RESULTS_DDL
+from recsys.ingest.load import QUALITY_DDL
+from recsys.quality.gates import RESULTS_DDL
 
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 HOSTILE = '<script>alert("pwned")</script> & <b>bold</b>'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from recsys.load import LandingError, load_landing
+from recsys.ingest.load import LandingError, load_landing
 
 USERS = (
     "user_id,signup_at,gender,is_personalization_allowed,favourite_colour\n"

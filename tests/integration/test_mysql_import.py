@@ -16,8 +16,8 @@ import pymysql
 import pytest
 
 from recsys import cli
-from recsys.load import load_landing
-from recsys.mysql_import import parse_url
+from recsys.ingest.load import load_landing
+from recsys.ingest.mysql_import import parse_url
 
 SERVER_URL = os.environ.get("RECSYS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 

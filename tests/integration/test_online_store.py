@@ -1,4 +1,4 @@
-"""``recsys.online`` against the real Redis (``RECSYS_TEST_REDIS_URL``, default 127.0.0.1:6379 db 15) and Postgres.
+"""``recsys.serving.online`` against the real Redis (``RECSYS_TEST_REDIS_URL``, default db 15) and Postgres.
 
 A throwaway database gets hand-built ``recs`` and ``analytics`` tables holding one published run with known rows
 (:func:`planted_run`). Run A is pushed and every key checked; then run B is pushed while a reader thread follows
@@ -19,7 +19,8 @@ import psycopg2
 import pytest
 from psycopg2.extras import execute_values
 
-from recsys import online, tasks
+from recsys.orchestration import tasks
+from recsys.serving import online
 
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 RUN_A = "run_20260301T000000"
@@ -252,7 +253,7 @@ def test_push_refuses_a_run_recs_does_not_publish(warehouse, redis_client, prefi
 def test_task_skips_the_online_store_without_redis_url(monkeypatch, caplog):
     monkeypatch.delenv("REDIS_URL", raising=False)
 
-    with caplog.at_level(logging.INFO, logger="recsys.tasks"):
+    with caplog.at_level(logging.INFO, logger="recsys.orchestration.tasks"):
         assert tasks.push_online(datetime(2026, 3, 2, tzinfo=UTC)) == {"skipped": True}
 
     assert "REDIS_URL not set: skipping the online store" in caplog.text

@@ -16,8 +16,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys.local import environment, prepare_airflow, run_dag
-from recsys.search import search
+from recsys.dev.local import environment, prepare_airflow, run_dag
+from recsys.usecases.search import search
 
 CONTRACTS = {
     "analytics.dim_users": [
@@ -168,7 +168,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "select distinct model_name, variant, segment from recs.model_evaluations "
         "where variant in ('all_items', 'new_items', 'business_rules', 'reranked')",
     )
-    cold = evaluated[evaluated["segment"] == "new_users"]  # recsys.cold_start: users who signed up in the test week
+    cold = evaluated[evaluated["segment"] == "new_users"]  # cold start: users who signed up in the test week
     assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic"}
     evaluated = evaluated[evaluated["segment"] != "new_users"]
     layered = evaluated[evaluated["variant"].isin(["business_rules", "reranked"])]

@@ -20,10 +20,12 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import landing, load, promotions, training
-from recsys.local import BIN, environment
-from recsys.simulate import simulate
-from recsys.warehouse import REPO_ROOT, connect
+from recsys.db.warehouse import REPO_ROOT, connect
+from recsys.dev.local import BIN, environment
+from recsys.dev.simulate import simulate
+from recsys.ingest import landing, load
+from recsys.orchestration import training
+from recsys.usecases import promotions
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
 SENSITIVE = [f"s{number:02d}" for number in range(20)]

@@ -13,8 +13,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import quality
-from recsys.load import load_landing
+from recsys.ingest.load import load_landing
+from recsys.quality import gates
 
 BATCH = "2026-03-01"
 END = datetime(2026, 3, 2, tzinfo=UTC)
@@ -78,7 +78,7 @@ def load_batch(url, directory):
 def check_raw(url, freshness=False):
     conn = psycopg2.connect(url)
     try:
-        return quality.check_raw(conn, url, RUN, BATCH, END, freshness=freshness)
+        return gates.check_raw(conn, url, RUN, BATCH, END, freshness=freshness)
     finally:
         conn.close()
 
@@ -103,7 +103,7 @@ def test_a_clean_batch_passes_with_one_result_row_per_expectation_and_fresh_sour
 
     outcome = check_raw(database, freshness=True)
 
-    suites = quality.raw_suites(BATCH, END, ["users", "items", "events"])
+    suites = gates.raw_suites(BATCH, END, ["users", "items", "events"])
     n_expectations = sum(len(suite.expectations) for suite in suites)
     stored = results(database)
     gx_rows = stored[stored["suite"] != "dbt_source_freshness"]
@@ -147,7 +147,7 @@ def test_b_a_critical_problem_fails_the_gate_naming_the_expectation(
 ):
     load_batch(database, landing_files(tmp_path / "landing", change))
 
-    with pytest.raises(quality.QualityGateError) as failure:
+    with pytest.raises(gates.QualityGateError) as failure:
         check_raw(database)
 
     message = str(failure.value)
@@ -199,7 +199,7 @@ def test_duplicated_events_are_one_linear_check_graded_by_their_share(database, 
     load_batch(database, landing_files(tmp_path / "landing", change))
 
     if severity == "critical":
-        with pytest.raises(quality.QualityGateError, match="rows unique on"):
+        with pytest.raises(gates.QualityGateError, match="rows unique on"):
             check_raw(database)
     else:
         check_raw(database)
@@ -249,7 +249,7 @@ GOOD_RECS = [
 
 
 def make_recs_warehouse(url, recommendations):
-    from recsys.training import ML_DDL
+    from recsys.orchestration.training import ML_DDL
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(MARTS + ML_DDL)
@@ -273,7 +273,7 @@ def make_recs_warehouse(url, recommendations):
 def check_recs(url):
     conn = psycopg2.connect(url)
     try:
-        return quality.check_marts_and_recs(conn, url, RUN)
+        return gates.check_marts_and_recs(conn, url, RUN)
     finally:
         conn.close()
 
@@ -284,7 +284,7 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
     outcome = check_recs(database)
 
     stored = results(database)
-    suites = quality.marts_and_recs_suites(RUN) + quality.identity_suites()
+    suites = gates.marts_and_recs_suites(RUN) + gates.identity_suites()
     n_expectations = sum(len(suite.expectations) for suite in suites)
     assert len(stored) == n_expectations and stored["success"].all()
     assert set(stored["gate"]) == {"marts_and_recs"} and stored["batch_id"].isna().all()
@@ -306,7 +306,7 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
         cur.execute("insert into analytics.dim_users values ('u9', true), ('optout', false)")
         cur.execute("insert into ml.promotion_targets values (%s, 'P1', %s, %s, %s)", (RUN, *target))
 
-    with pytest.raises(quality.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
+    with pytest.raises(gates.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
         check_recs(database)
 
     assert f"ml.promotion_targets [ml_promotion_targets]: unexpected_rows_expectation: {expectation}" in str(
@@ -354,7 +354,7 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
 def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation):
     make_recs_warehouse(database, recommendations)
 
-    with pytest.raises(quality.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
+    with pytest.raises(gates.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
         check_recs(database)
 
     assert expectation in str(failure.value)
@@ -377,7 +377,7 @@ def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, 
     assert set(stale["suite"]) == {"dbt_source_freshness"} and set(stale["severity"]) == {"warning"}
 
     age_loads(60)
-    with pytest.raises(quality.QualityGateError, match=r"3 critical expectation\(s\) failed") as failure:
+    with pytest.raises(gates.QualityGateError, match=r"3 critical expectation\(s\) failed") as failure:
         check_raw(database, freshness=True)
     assert "raw.events [dbt_source_freshness]: dbt_source_freshness(_loaded_at)" in str(failure.value)
     assert '"status": "error"' in str(failure.value)
@@ -386,7 +386,7 @@ def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, 
 def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from recsys import tasks
+    from recsys.orchestration import tasks
 
     make_recs_warehouse(database, [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)])
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", database)
@@ -397,14 +397,14 @@ def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, 
 
 def test_an_invoice_export_passes_the_raw_gate(database, tmp_path):
     """Wholesale quantities, two lines of one item on an invoice, no sessions or platforms: no critical failure."""
-    from recsys.simulate_invoices import simulate_invoices
+    from recsys.dev.simulate_invoices import simulate_invoices
 
     shop = tmp_path / "invoices"
     simulate_invoices(shop, customers=200, products=150, days=60, seed=5)
     conn = psycopg2.connect(database)
     try:
         load_landing(conn, shop, BATCH)
-        outcome = quality.check_raw(conn, database, RUN, BATCH, datetime(2011, 12, 10, tzinfo=UTC), freshness=False)
+        outcome = gates.check_raw(conn, database, RUN, BATCH, datetime(2011, 12, 10, tzinfo=UTC), freshness=False)
     finally:
         conn.close()
     assert outcome["failed_critical"] == 0

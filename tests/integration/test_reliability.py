@@ -2,7 +2,8 @@
 
 A full DAG run takes 3-4 minutes here, so these tests run the DAG's steps in sequence with the same code the
 tasks call (:func:`run_interval`): the loader, ``dbt build`` of the transform models, training and
-recommendations, ``dbt build`` of the publish models into the build schema, and :func:`recsys.publish.swap_recs`.
+recommendations, ``dbt build`` of the publish models into the build schema, and
+:func:`recsys.serving.publish.swap_recs`.
 Only the two quality gates are left out: they write ``quality.check_results`` and change no contract table.
 ``tests/integration/test_pipeline_e2e.py`` runs the real DAG, which ends with the same swap.
 """
@@ -24,10 +25,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from recsys import load, publish, training
-from recsys.local import BIN, environment
-from recsys.simulate import simulate
-from recsys.warehouse import REPO_ROOT, connect
+from recsys.db.warehouse import REPO_ROOT, connect
+from recsys.dev.local import BIN, environment
+from recsys.dev.simulate import simulate
+from recsys.ingest import load
+from recsys.orchestration import training
+from recsys.serving import publish
 
 SHOP = {"users": 1_000, "items": 200, "days": 45, "seed": 5}
 #: the public contract tables (docs/CONTRACTS.md) compared between runs
@@ -53,7 +56,7 @@ ALL_RUNS_TABLES = {"recs.model_evaluations", "recs.model_search", "recs.runs"}
 
 
 def run_id_for(day: date) -> str:
-    """The run id of the daily interval holding ``day`` (as ``recsys.tasks.run_id_for`` of its end)."""
+    """The run id of the daily interval holding ``day`` (as ``recsys.orchestration.tasks.run_id_for`` of its end)."""
     return f"run_{day + timedelta(days=1):%Y%m%dT%H%M%S}"
 
 

@@ -1,4 +1,4 @@
-"""``recsys.search`` against real Postgres: a hand-computed tiny warehouse, then the simulated shop.
+"""``recsys.usecases.search`` against real Postgres: a hand-computed tiny warehouse, then the simulated shop.
 
 The tiny warehouse (as of 2026-03-01; "-30d" events decay to half):
 
@@ -28,10 +28,12 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import load, search, training
-from recsys.local import BIN, environment
-from recsys.simulate import simulate
-from recsys.warehouse import connect
+from recsys.db.warehouse import connect
+from recsys.dev.local import BIN, environment
+from recsys.dev.simulate import simulate
+from recsys.ingest import load
+from recsys.orchestration import training
+from recsys.usecases import search
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 RECSYS = str(Path(sys.executable).parent / "recsys")

@@ -1,4 +1,4 @@
-"""``recsys.training`` against a real Postgres with a small planted warehouse.
+"""``recsys.orchestration.training`` against a real Postgres with a small planted warehouse.
 
 A throwaway database gets hand-built ``analytics`` tables. The planted shop:
 
@@ -33,7 +33,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys import rules, training
+from recsys.orchestration import training
+from recsys.serving import rules
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
 START = END - timedelta(days=1)

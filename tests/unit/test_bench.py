@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.bench import (
+from recsys.dev.bench import (
     COLUMNS,
     EASERecommender,
     bench_models,
@@ -19,9 +19,9 @@ from recsys.bench import (
     run_bench,
     without_purchased,
 )
-from recsys.interactions import Interactions
-from recsys.recommenders import ALSRecommender
-from recsys.simulate import simulate
+from recsys.dev.simulate import simulate
+from recsys.features.interactions import Interactions
+from recsys.models.recommenders import ALSRecommender
 
 NUMERIC = [column for column in COLUMNS if column not in ("model", "note")]
 

@@ -1,10 +1,10 @@
-"""``recsys.bench_scale``: tasks grouped into stages, and the table's machine-readable last line."""
+"""``recsys.dev.bench_scale``: tasks grouped into stages, and the table's machine-readable last line."""
 
 from __future__ import annotations
 
 import re
 
-from recsys import bench_scale
+from recsys.dev import bench_scale
 
 LAYERS = {"stg_shop__users": "staging", "int_bot_users": "intermediate", "dim_users": "marts"}
 

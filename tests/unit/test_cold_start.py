@@ -1,4 +1,4 @@
-"""``recsys.cold_start`` on a tiny shop whose answers are computed by hand.
+"""``recsys.usecases.cold_start`` on a tiny shop whose answers are computed by hand.
 
 Items ``a1``, ``a2`` (category A) and ``b1``, ``b2`` (category B); five
 established users, all ``25-34|female``, who only view:
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import cold_start
-from recsys.interactions import Interactions
+from recsys.features.interactions import Interactions
+from recsys.usecases import cold_start
 
 DAY = 86_400.0
 NOW = 100 * DAY

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsys import landing
-from recsys.importers import import_interactions, import_online_retail
+from recsys.ingest import landing
+from recsys.ingest.importers import import_interactions, import_online_retail
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 INTERACTION_COLUMNS = {

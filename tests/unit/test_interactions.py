@@ -1,4 +1,4 @@
-"""Encoding, confidence matrices and the time split of ``recsys.interactions``."""
+"""Encoding, confidence matrices and the time split of ``recsys.features.interactions``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.interactions import (
+from recsys.features.interactions import (
     EVENT_WEIGHTS,
     SECONDS_PER_DAY,
     STRENGTH_NAMES,

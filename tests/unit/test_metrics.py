@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.metrics import (
+from recsys.evaluation.metrics import (
     catalogue_coverage,
     evaluate,
     f1_at_k,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recsys import training
-from recsys.ranker import NeuralRanker
+from recsys.models.ranker import NeuralRanker
+from recsys.orchestration import training
 
 SMALL = """
 [evaluation]

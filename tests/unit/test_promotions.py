@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.promotions import (
+from recsys.usecases.promotions import (
     Promotion,
     active_promotions,
     feature_frame,

@@ -6,12 +6,13 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from recsys import landing, quality
+from recsys.ingest import landing
+from recsys.quality import gates
 
 
 def test_every_landing_table_has_a_schema_and_a_batch_suite_with_known_severities():
-    suites = quality.raw_suites("2026-01-01", datetime(2026, 1, 2, tzinfo=UTC), list(landing.FILES))
-    suites += quality.marts_and_recs_suites("run_20260102T000000")
+    suites = gates.raw_suites("2026-01-01", datetime(2026, 1, 2, tzinfo=UTC), list(landing.FILES))
+    suites += gates.marts_and_recs_suites("run_20260102T000000")
     names = {suite.name for suite in suites}
     assert {f"raw_{name}" for name in landing.FILES} | {f"raw_{name}_schema" for name in landing.FILES} <= names
     severities = {expectation.severity.value for suite in suites for expectation in suite.expectations}
@@ -24,11 +25,14 @@ def test_every_landing_table_has_a_schema_and_a_batch_suite_with_known_severitie
 
 
 def test_literals_are_quoted():
-    suites = quality.raw_suites("it's", datetime(2026, 1, 2, tzinfo=UTC), ["users"])
+    suites = gates.raw_suites("it's", datetime(2026, 1, 2, tzinfo=UTC), ["users"])
     assert suites[1].query.endswith("where _batch_id = 'it''s'")
 
 
 def test_importing_the_task_module_loads_neither_great_expectations_nor_dbt():
-    code = "import sys, recsys.tasks, recsys.quality; print(sorted({'great_expectations', 'dbt'} & set(sys.modules)))"
+    code = (
+        "import sys, recsys.orchestration.tasks, recsys.quality.gates;"
+        " print(sorted({'great_expectations', 'dbt'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
-from recsys.metrics import evaluate, roc_auc
-from recsys.ranker import NeuralRanker
-from recsys.recommenders import ItemKNNRecommender, PopularityRecommender
+from recsys.evaluation.metrics import evaluate, roc_auc
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
+from recsys.models.ranker import NeuralRanker
+from recsys.models.recommenders import ItemKNNRecommender, PopularityRecommender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEEK = 7 * SECONDS_PER_DAY

@@ -18,9 +18,9 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from recsys.interactions import SECONDS_PER_DAY, Interactions
-from recsys.ranker import NeuralRanker
-from recsys.recommenders import (
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.models.ranker import NeuralRanker
+from recsys.models.recommenders import (
     ALSRecommender,
     ItemKNNRecommender,
     PopularityRecommender,

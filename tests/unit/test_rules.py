@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys import reasons, rules
-from recsys.interactions import Interactions
-from recsys.metrics import category_coverage, per_user_category_coverage, per_user_diversity
-from recsys.recommenders import ItemKNNRecommender
+from recsys.evaluation.metrics import category_coverage, per_user_category_coverage, per_user_diversity
+from recsys.features.interactions import Interactions
+from recsys.models.recommenders import ItemKNNRecommender
+from recsys.serving import reasons, rules
 
 DAY = 86_400.0
 END = 1_000 * DAY

@@ -1,4 +1,4 @@
-"""Ranking, metrics and the ranker of ``recsys.search`` on hand-computed cases (no database)."""
+"""Ranking, metrics and the ranker of ``recsys.usecases.search`` on hand-computed cases (no database)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.search import FEATURES, SearchRanker, _reasons, rank_metrics, rerank
+from recsys.usecases.search import FEATURES, SearchRanker, _reasons, rank_metrics, rerank
 
 
 def test_rank_metrics_of_hand_computed_ranks():

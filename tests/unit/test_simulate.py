@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import landing
-from recsys.simulate import CATEGORIES, DIRT_RATES, simulate
+from recsys.dev.simulate import CATEGORIES, DIRT_RATES, simulate
+from recsys.ingest import landing
 
 END = pd.Timestamp("2026-10-31T23:59:59", tz="UTC")
 CONSUMABLES = {category.name for category in CATEGORIES if category.repurchase_days > 0}

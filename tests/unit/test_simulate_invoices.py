@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys.simulate_invoices import MAX_LINES, simulate_invoices
+from recsys.dev.simulate_invoices import MAX_LINES, simulate_invoices
 
 
 def test_an_invoice_export_has_the_shape_of_real_feeds(tmp_path) -> None:

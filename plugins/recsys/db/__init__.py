@@ -1,0 +1,1 @@
+"""Database access: the warehouse connection (embedded or a server), frame I/O."""

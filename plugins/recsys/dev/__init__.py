@@ -1,0 +1,1 @@
+"""Development tools, not product code: the shop simulator, benchmarks and the local run."""

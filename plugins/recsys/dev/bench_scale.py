@@ -1,0 +1,270 @@
+"""``make bench-scale``: the whole DAG once, from an empty warehouse, at a chosen size; one table per stage.
+
+``python -m recsys.dev.bench_scale --size M`` (or ``--data DIR`` for a landing
+directory of your own) simulates the shop (cached under ``.local/bench``),
+creates a new database for it on the warehouse server (the embedded one, or
+the server of ``WAREHOUSE_URL``), gives Airflow a new home, runs the main DAG
+once with ``airflow dags test`` and samples the resident memory of that
+process tree every half second. It then reads the task instances from the
+Airflow metadata DB and prints, per stage (a task, or a dbt layer's tasks
+together), the wall seconds, the peak RSS while the stage ran and the rows it
+reported (the counts a Python task returns, the rows in the layer's tables
+for dbt). The last line reads exactly::
+
+    DAG wall <seconds> s, work <seconds> s, overhead <percent> %, peak RSS <MB> MB
+
+where *work* is the sum of the task durations and *overhead* is wall minus
+work in percent of wall (DAG parsing, task start-up, scheduling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import psycopg2
+from psycopg2 import sql
+
+from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, connect, create_database, warehouse_url
+from recsys.dev import local
+from recsys.dev.simulate import simulate
+from recsys.dev.simulate_invoices import simulate_invoices
+
+logger = logging.getLogger(__name__)
+
+#: simulated shop per size (``recsys.dev.simulate.simulate`` arguments)
+SIZES: dict[str, dict[str, int]] = {
+    "S": {"users": 20_000, "items": 2_000, "days": 90, "seed": 7},
+    "M": {"users": 100_000, "items": 20_000, "days": 90, "seed": 7},
+    "L": {"users": 1_000_000, "items": 100_000, "days": 90, "seed": 7},
+}
+#: invoice-shaped shop per size (``recsys.dev.simulate_invoices.simulate_invoices``): S is the UCI Online Retail
+#: data set's size (about 4,000 customers, 500,000 invoice lines a year)
+INVOICE_SIZES: dict[str, dict[str, int]] = {
+    "S": {"customers": 4_000, "products": 4_000, "days": 365, "seed": 7},
+    "M": {"customers": 20_000, "products": 20_000, "days": 365, "seed": 7},
+    "L": {"customers": 200_000, "products": 100_000, "days": 365, "seed": 7},
+}
+#: the order stages are printed in; anything else follows
+STAGE_ORDER = (
+    "load",
+    "check_raw",
+    "dbt staging",
+    "dbt intermediate",
+    "dbt marts",
+    "dbt other",
+    "train_and_evaluate",
+    "evaluate_search",
+    "recommend",
+    "target_promotions",
+    "check_marts_and_recs",
+    "dbt publish",
+    "swap_recs",
+    "push_online",
+)
+
+
+@dataclass
+class Stage:
+    """One row of the table: tasks of one stage, their summed duration, the peak RSS while any ran."""
+
+    seconds: float = 0.0
+    peak_rss: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+
+
+class RssSampler(threading.Thread):
+    """Sample the summed RSS of this process's children (the DAG run) every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.done.is_set():
+            total = 0
+            for proc in me.children(recursive=True):  # the airflow process and what it starts: a few
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.samples.append((time.time(), total))
+            self.done.wait(self.interval)
+
+    def peak(self, start: float | None = None, end: float | None = None) -> int:
+        """Peak summed RSS in bytes between ``start`` and ``end`` (epoch seconds; default the whole run)."""
+        inside = [rss for at, rss in self.samples if (start is None or at >= start) and (end is None or at <= end)]
+        return max(inside, default=0)
+
+
+def landing_for(size: str, shape: str = "web") -> Path:
+    """The simulated shop of ``size`` and ``shape`` (web shop or invoice export), written once in ``.local/bench``."""
+
+    out = LOCAL_DIR / "bench" / f"{size}-{shape}" / "shop"
+    if not (out / "manifest.json").exists():
+        started = time.perf_counter()
+        if shape == "invoices":
+            simulate_invoices(out, **INVOICE_SIZES[size])
+        else:
+            simulate(out, **SIZES[size])
+        logger.info("simulated %s %s shop in %.0f s: %s", size, shape, time.perf_counter() - started, out)
+    return out
+
+
+def fresh_database(name: str) -> str:
+    """A new empty database ``name`` on the warehouse server (dropped first if it exists)."""
+    server = warehouse_url()
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    admin = psycopg2.connect(urlunsplit(urlsplit(server)._replace(path="/postgres")))
+    try:
+        admin.autocommit = True  # drop database runs outside a transaction
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    finally:
+        admin.close()
+    create_database(url)
+    return url
+
+
+def stage_of(task_id: str, layers: dict[str, str]) -> str:
+    """The stage a task belongs to: its own id, or ``dbt <layer>`` for the tasks of a dbt model or test."""
+    if "." not in task_id:
+        return task_id
+    group, node = task_id.split(".", 1)
+    if group == "publish":
+        return "dbt publish"
+    model = node.split(".")[0].removesuffix("_run").removesuffix("_test").removesuffix("_build")
+    return f"dbt {layers.get(model, 'other')}"
+
+
+def model_layers() -> dict[str, str]:
+    """Model name to its folder under ``models/`` (staging, intermediate, marts, ...), from dbt's manifest."""
+    manifest = json.loads((REPO_ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    return {
+        node["name"]: node["fqn"][1] if len(node["fqn"]) > 2 else "other"
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+
+
+def task_instances(airflow_home: Path) -> list[dict]:
+    """Every task instance of the run (task id, start and end in epoch seconds) and its XCom return value."""
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute(
+            "select task_id, start_date, end_date, duration, state from task_instance where start_date is not null"
+        ).fetchall()
+        values = dict(db.execute("select task_id, value from xcom where key = 'return_value'").fetchall())
+    instances = []
+    for task_id, start, end, duration, state in rows:
+        begin = datetime.fromisoformat(str(start)).timestamp()
+        finish = datetime.fromisoformat(str(end)).timestamp() if end else begin + float(duration or 0)
+        value = values.get(task_id)
+        try:
+            value = json.loads(value) if isinstance(value, str | bytes) else value
+        except ValueError:
+            value = None
+        instances.append(dict(task_id=task_id, start=begin, end=finish, state=state, value=value))
+    return instances
+
+
+def table_rows(url: str) -> dict[str, int]:
+    """Live rows per schema (``pg_stat_user_tables``), after an ``analyze`` so the counts are current."""
+    with connect(url) as conn:
+        with conn.cursor() as cursor:
+            cursor.execute("analyze")
+            cursor.execute("select schemaname, sum(n_live_tup)::bigint from pg_stat_user_tables group by 1")
+            return dict(cursor.fetchall())
+
+
+def _counts(value: object) -> dict[str, int]:
+    """The integer counts of a task's XCom dict (the rows it reports)."""
+    if not isinstance(value, dict):
+        return {}
+    return {key: item for key, item in value.items() if isinstance(item, int) and not isinstance(item, bool)}
+
+
+def stages(instances: list[dict], sampler: RssSampler, layers: dict[str, str]) -> dict[str, Stage]:
+    """Group the task instances into stages."""
+    table: dict[str, Stage] = defaultdict(Stage)
+    for instance in instances:  # one per task: a few dozen
+        stage = table[stage_of(instance["task_id"], layers)]
+        stage.seconds += instance["end"] - instance["start"]
+        stage.peak_rss = max(stage.peak_rss, sampler.peak(instance["start"], instance["end"]))
+        stage.intervals.append((instance["start"], instance["end"]))
+        for key, count in _counts(instance["value"]).items():
+            stage.rows[key] = stage.rows.get(key, 0) + count
+    return table
+
+
+def render(table: dict[str, Stage], schema_rows: dict[str, int], wall: float, peak: int) -> str:
+    """The printed table and the last, machine-readable line."""
+    schema_of = {"dbt staging": "staging", "dbt intermediate": "intermediate", "dbt marts": "analytics"}
+    order = [name for name in STAGE_ORDER if name in table] + sorted(set(table) - set(STAGE_ORDER))
+    lines = [f"{'stage':<22} {'seconds':>9} {'peak RSS MB':>12}  rows", "-" * 80]
+    for name in order:  # a dozen stages
+        stage = table[name]
+        rows = dict(stage.rows)
+        if name in schema_of:
+            rows = {f"rows in {schema_of[name]}": schema_rows.get(schema_of[name], 0)}
+        shown = ", ".join(f"{key} {value:,}" for key, value in list(rows.items())[:4])
+        lines.append(f"{name:<22} {stage.seconds:>9.1f} {stage.peak_rss / 2**20:>12,.0f}  {shown}")
+    work = sum(stage.seconds for stage in table.values())
+    overhead = 100.0 * (wall - work) / wall if wall > 0 else 0.0
+    lines += [
+        "-" * 80,
+        f"DAG wall {wall:.1f} s, work {work:.1f} s, overhead {overhead:.1f} %, peak RSS {peak / 2**20:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def run(landing_dir: Path, name: str) -> str:
+    """Run the DAG once on ``landing_dir`` in a new database ``recsys_bench_<name>``; return the printed table."""
+    url = fresh_database(f"recsys_bench_{name.lower()}")
+    airflow_home = LOCAL_DIR / "bench" / name / "airflow"
+    shutil.rmtree(airflow_home, ignore_errors=True)
+    env = local.environment(url, landing_dir, airflow_home)
+    local.prepare_airflow(env)
+    sampler = RssSampler()
+    sampler.start()
+    started = time.time()
+    try:
+        local.run_dag(env, local.data_day(landing_dir))
+    finally:
+        wall = time.time() - started
+        sampler.done.set()
+        sampler.join()
+    table = stages(task_instances(airflow_home), sampler, model_layers())
+    return render(table, table_rows(url), wall, sampler.peak())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="M", help="simulated shop size (default M)")
+    parser.add_argument("--data", type=Path, help="a landing directory of your own instead of a simulated shop")
+    parser.add_argument("--shape", choices=["web", "invoices"], default="web", help="simulated shop shape")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    landing_dir = args.data.resolve() if args.data else landing_for(args.size, args.shape)
+    name = "data" if args.data else f"{args.size}_{args.shape}"
+    print(f"bench-scale {name} ({landing_dir}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    print(run(landing_dir, name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics over time-split windows."""

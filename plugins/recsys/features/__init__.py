@@ -1,0 +1,1 @@
+"""Features the models read: the interaction matrix and its event weights."""

@@ -1,0 +1,555 @@
+"""Load a landing directory into the ``raw`` schema, one batch at a time.
+
+Each file is streamed with pyarrow's CSV reader (block by block, so memory
+stays flat for any file size), checked row by row in vectorized pandas, and
+written with ``COPY``. Rows that cannot be used as they are land in
+``quality.rejected_rows`` with the reason and the row as JSON:
+
+- a line with the wrong number of fields (an unclosed quote makes one record
+  of the following lines: the reason then says so);
+- the last record of a file that ends inside a quoted field (a truncated file);
+- bytes that are not UTF-8 (the whole file is then decoded leniently and the
+  affected rows rejected);
+- an empty or blank required value;
+- a NUL character, or a value longer than ``landing.MAX_VALUE_CHARS``;
+- a value that does not parse as its column's type (timestamp, numeric,
+  integer, boolean).
+
+The stored row has its PII values (e-mail, phone) redacted and values over the
+length limit shortened. ``line_number`` is the record's number in the file,
+the header being 1 (blank lines and line breaks inside quoted values do not
+count). A file that cannot be read as CSV at all (empty, a header without a
+required column, a record longer than the read block) fails the whole batch
+with a :class:`LandingError` naming the file.
+
+Strings are kept exactly as landed (trimming and normalizing is dbt's job).
+One ``quality.load_audit`` row per file says rows read, loaded and rejected,
+and read = loaded + rejected always holds. A batch is loaded in one
+transaction and loading the same batch again replaces it, so a crash or a
+re-run never leaves half a batch or duplicates.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg2 import sql
+
+from recsys.ingest import landing
+
+log = logging.getLogger(__name__)
+
+PG_TYPES = {"text": "text", "timestamp": "timestamptz", "numeric": "numeric", "integer": "bigint", "boolean": "boolean"}
+META_COLUMNS = (
+    "_batch_id text not null, _source_file text not null, _row_number bigint not null,"
+    " _loaded_at timestamptz not null default now()"
+)
+TRUE_VALUES = {"true", "t", "1", "yes", "y"}
+FALSE_VALUES = {"false", "f", "0", "no", "n"}
+BLOCK_SIZE = 32 << 20
+#: characters of an over-long value kept in ``quality.rejected_rows.raw_record``
+QUARANTINE_VALUE_CHARS = 1_000
+TRUNCATED = "the file ends inside a quoted field: it is probably truncated (deliver the whole file again)"
+
+QUALITY_DDL = """
+create schema if not exists raw;
+create schema if not exists quality;
+create table if not exists quality.load_audit (
+    batch_id text not null,
+    table_name text not null,
+    source_file text not null,
+    rows_read bigint not null,
+    rows_loaded bigint not null,
+    rows_rejected bigint not null,
+    ignored_columns text,
+    loaded_at timestamptz not null default now(),
+    primary key (batch_id, table_name),
+    check (rows_read = rows_loaded + rows_rejected)
+);
+create table if not exists quality.rejected_rows (
+    batch_id text not null,
+    table_name text not null,
+    source_file text not null,
+    line_number bigint,
+    reason text not null,
+    raw_record text
+);
+create index if not exists rejected_rows_batch on quality.rejected_rows (batch_id, table_name);
+"""
+
+
+class LandingError(ValueError):
+    """A landing file that cannot be loaded at all (missing, empty, wrong header)."""
+
+
+@dataclass
+class FileResult:
+    table_name: str
+    source_file: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    rows_erased: int = 0
+
+    @property
+    def rows_rejected(self) -> int:
+        """Quarantined rows, plus the rows of erased users (dropped after parsing, see :func:`_drop_erased`)."""
+        return sum(len(frame) for frame in self.rejected) + self.rows_erased
+
+
+def create_raw_tables(conn) -> None:
+    """Create the ``raw`` and ``quality`` tables from the landing format (idempotent)."""
+    with conn.cursor() as cur:
+        cur.execute(QUALITY_DDL)
+        for spec in landing.FILES.values():
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type]))
+                for column in spec.columns
+            )
+            table = sql.Identifier("raw", spec.name)
+            cur.execute(sql.SQL("create table if not exists {} ({}, {})").format(table, columns, sql.SQL(META_COLUMNS)))
+            for column in spec.columns:  # a column the format gained later (e.g. events.device_id)
+                cur.execute(
+                    sql.SQL("alter table {} add column if not exists {} {}").format(
+                        table, sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type])
+                    )
+                )
+            cur.execute(
+                sql.SQL("create index if not exists {} on {} (_batch_id)").format(
+                    sql.Identifier(f"{spec.name}_batch"), table
+                )
+            )
+
+
+def batch_directory(landing_dir: Path, batch_id: str) -> Path:
+    """The folder holding a batch: ``landing_dir/<batch_id>`` if it exists, else ``landing_dir`` itself."""
+    landing_dir = Path(landing_dir)
+    candidate = landing_dir / batch_id
+    return candidate if candidate.is_dir() else landing_dir
+
+
+def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
+    """Load every landing file of a batch into ``raw``, replacing the batch if it was loaded before.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        Committed once at the end; nothing is visible if any file fails. Every table loses its rows of
+        ``batch_id`` first, so a table whose file the new delivery lacks keeps none.
+    landing_dir : Path
+        A landing directory (see :mod:`recsys.ingest.landing`), or a parent holding ``<batch_id>/`` folders.
+    batch_id : str
+        The batch key, normally the data interval's date.
+
+    Returns
+    -------
+    list of dict
+        One load-audit row per file.
+
+    Raises
+    ------
+    LandingError
+        A required file is missing, a file is empty, its header lacks required columns, or it cannot be read
+        as CSV (a record longer than the read block).
+    """
+    directory = batch_directory(landing_dir, batch_id)
+    landing.read_manifest(directory)
+    create_raw_tables(conn)
+    audits = []
+    erased_orders: list[str] = []
+    try:
+        with conn.cursor() as cur:
+            key = _erasure_key(cur)
+            for spec in landing.FILES.values():
+                path = directory / spec.filename
+                _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
+                if not path.exists():
+                    if spec.required:
+                        raise LandingError(
+                            f"{path}: required landing file is missing (write it with its header row even when"
+                            " it has no rows)"
+                        )
+                    continue
+                result = _load_file(cur, spec, path, batch_id)
+                if key is not None:
+                    result.rows_erased, orders = _drop_erased(cur, spec, batch_id, key, erased_orders)
+                    result.rows_loaded -= result.rows_erased
+                    erased_orders += orders
+                audits.append(_write_audit(cur, result, batch_id))
+                log.info(
+                    "%s: read %d, loaded %d, rejected %d",
+                    path,
+                    result.rows_read,
+                    result.rows_loaded,
+                    result.rows_rejected,
+                )
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    return audits
+
+
+def _delete_batch(cur, table: str, batch_id: str) -> None:
+    cur.execute(sql.SQL("delete from {} where _batch_id = %s").format(sql.Identifier("raw", table)), (batch_id,))
+    cur.execute("delete from quality.rejected_rows where batch_id = %s and table_name = %s", (batch_id, table))
+    cur.execute("delete from quality.load_audit where batch_id = %s and table_name = %s", (batch_id, table))
+
+
+def _read_header(path: Path) -> list[str]:
+    with path.open("rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+    if not first.strip():
+        raise LandingError(
+            f"{path}: the file is empty; a landing file needs at least its header row"
+            " (write the header even when a batch has no rows)"
+        )
+    return [name.strip() for name in next(csv.reader([first]))]
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(BLOCK_SIZE):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> FileResult:
+    header = _read_header(path)
+    if len(set(header)) != len(header):
+        raise LandingError(f"{path}: duplicate column names in header {header}")
+    missing = [column.name for column in spec.columns if column.required and column.name not in header]
+    if missing:
+        raise LandingError(
+            f"{path}: missing required column(s) {missing}; the header has {header}"
+            " (line 1 must name the columns, see the landing format in docs/data/landing-format.md)"
+        )
+    result = FileResult(
+        spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names]
+    )
+    utf8 = _is_utf8(path)
+    if not utf8:
+        log.warning("%s: not valid UTF-8; rows with invalid bytes will be rejected", path)
+
+    bad_lines: list[dict] = []
+
+    def on_invalid_row(row) -> str:
+        lines = row.text.count("\n") + 1
+        reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+        if lines > 1:
+            reason += f"; the record runs over {lines} lines, so a quote is probably not closed"
+        bad_lines.append(
+            {"line_number": row.number if row.number >= 0 else None, "reason": reason, "raw_record": row.text}
+        )
+        return "skip"
+
+    column_type = pa.string() if utf8 else pa.binary()
+    columns = [column for column in spec.columns if column.name in header]
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(  # names as read by _read_header: a name need not be UTF-8
+                column_names=header, skip_rows=1, block_size=BLOCK_SIZE, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
+            ),
+        )
+        for record_batch, is_last in _with_last(reader):
+            frame = record_batch.to_pandas()
+            truncated = is_last and _ends_inside_quotes(path, frame[header[-1]].iloc[-1])
+            if not utf8:
+                frame = _decode_leniently(frame)
+            start = result.rows_read + 1
+            typed, reasons = _check(frame, spec, columns, check_utf8=not utf8)
+            if truncated:
+                reasons.iloc[-1] = TRUNCATED
+            ok = reasons.isna()
+            result.rows_read += len(frame)
+            if (~ok).any():
+                line_numbers = _line_numbers([line["line_number"] for line in bad_lines], start, len(frame))
+                rejected = pd.DataFrame(
+                    {
+                        "line_number": line_numbers[~ok.to_numpy()],
+                        "reason": reasons[~ok].to_numpy(),
+                        "raw_record": _for_quarantine(frame.loc[~ok, header], spec)
+                        .to_json(orient="records", lines=True)
+                        .splitlines(),
+                    }
+                )
+                result.rejected.append(rejected)
+            good = typed.loc[ok].copy()
+            good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
+            _copy_rows(cur, spec, columns, good, batch_id, path.name)
+            result.rows_loaded += len(good)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise LandingError(
+            f"{path}: cannot be read as CSV ({error}); a record longer than {BLOCK_SIZE >> 20} MB (a huge value,"
+            " or a quote that is never closed) causes this: fix the file and load the batch again"
+        ) from error
+    if bad_lines:
+        result.rejected.append(pd.DataFrame(bad_lines))
+        result.rows_read += len(bad_lines)
+    if result.rejected:
+        _copy_rejects(cur, result, batch_id)
+    return result
+
+
+def _erasure_key(cur) -> str | None:
+    """The pseudonymization key if any user was erased (``quality.erased_users``), else None.
+
+    Raises
+    ------
+    LandingError
+        Users were erased but ``RECSYS_PSEUDONYM_KEY`` is not set: their rows could not be recognized.
+    """
+    cur.execute("select to_regclass('quality.erased_users') is not null")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("select exists (select from quality.erased_users)")
+    if not cur.fetchone()[0]:
+        return None
+    key = os.environ.get("RECSYS_PSEUDONYM_KEY")
+    if not key:
+        raise LandingError(
+            "users were erased (quality.erased_users) and RECSYS_PSEUDONYM_KEY is not set: without the key their"
+            " rows in this delivery cannot be recognized and dropped"
+        )
+    return key
+
+
+def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, key: str, erased_orders: list[str]) -> tuple[int, list]:
+    """Delete the batch's rows of erased users from ``raw`` and log them as rejected ``erased_user`` without content.
+
+    A row is an erased user's if the keyed hash of its ``user_id`` (as the dbt
+    macro ``pseudonymize`` computes it) is in ``quality.erased_users``; order
+    lines go with their order (orders are loaded before order lines).
+
+    Returns
+    -------
+    int, list of str
+        Rows dropped, and the order ids of the dropped orders.
+    """
+    names = spec.column_names
+    if "user_id" in names:
+        condition = sql.SQL(
+            "encode(sha256(convert_to({key} || ':' || nullif(trim(dropped.user_id), ''), 'UTF8')), 'hex')"
+            " in (select user_key from quality.erased_users)"
+        ).format(key=sql.Literal(key))
+    elif "order_id" in names and erased_orders:
+        condition = sql.SQL("dropped.order_id = any({})").format(sql.Literal(erased_orders))
+    else:
+        return 0, []
+    order_id = sql.SQL("dropped.order_id" if "order_id" in names else "null::text")
+    cur.execute(
+        sql.SQL(
+            "with dropped as (delete from {table} as dropped where dropped._batch_id = {batch} and {condition}"
+            " returning dropped._source_file, {order_id} as order_id),"
+            " logged as (insert into quality.rejected_rows (batch_id, table_name, source_file, reason)"
+            " select {batch}, {name}, _source_file, 'erased_user' from dropped)"
+            " select order_id from dropped"
+        ).format(
+            table=sql.Identifier("raw", spec.name),
+            batch=sql.Literal(batch_id),
+            condition=condition,
+            order_id=order_id,
+            name=sql.Literal(spec.name),
+        )
+    )
+    dropped = [row[0] for row in cur.fetchall()]
+    if dropped:
+        log.info("%s: dropped %d rows of erased users", spec.name, len(dropped))
+    return len(dropped), [order for order in dropped if order is not None]
+
+
+def _with_last(iterable):
+    """Yield ``(item, is_last)`` pairs, reading one item ahead."""
+    iterator = iter(iterable)
+    previous = next(iterator, None)
+    for item in iterator:
+        yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True
+
+
+def _ends_inside_quotes(path: Path, last_value: object) -> bool:
+    """Whether the file ends inside a quoted field: its last bytes are an opening quote and the last value read.
+
+    A quoted field the file closes ends in ``"`` (and maybe a line break); a truncated one ends in the value
+    itself, which the CSV reader took up to the end of the file.
+    """
+    if not isinstance(last_value, (str, bytes)):
+        return False
+    tail = b'"' + (last_value.encode() if isinstance(last_value, str) else last_value)
+    size = path.stat().st_size
+    if size < len(tail):
+        return False
+    with path.open("rb") as handle:
+        handle.seek(size - len(tail))
+        return handle.read() == tail
+
+
+def _line_numbers(invalid: list, start: int, count: int) -> np.ndarray:
+    """Record numbers (header = 1) of the parsed rows ``start .. start + count - 1``.
+
+    The parsed rows take the record numbers the invalid records (skipped by the reader) leave free, in order.
+    """
+    invalid = np.array([number for number in invalid if number is not None], dtype=np.int64)
+    candidates = np.arange(2, start + count + len(invalid) + 1)
+    return candidates[~np.isin(candidates, invalid)][start - 1 : start - 1 + count]
+
+
+def _for_quarantine(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
+    """Rejected rows as stored: PII values (e-mail, phone) redacted, values over the length limit shortened."""
+    too_long = rows.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).fillna(False).astype(bool)
+    rows = rows.mask(too_long, rows.apply(lambda column: column.str.slice(0, QUARANTINE_VALUE_CHARS) + "..."))
+    return _redact(rows, spec)
+
+
+def _redact(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
+    """Rejected rows without their PII values (e-mail, phone): ``quality`` must not hold raw PII."""
+    pii = [column.name for column in spec.columns if column.pii and column.name in rows]
+    return rows.assign(**{name: rows[name].where(rows[name].isna(), "<redacted>") for name in pii})
+
+
+def _decode_leniently(frame: pd.DataFrame) -> pd.DataFrame:
+    """Decode binary columns as UTF-8, marking cells with invalid bytes by a U+FFFD replacement character."""
+    return frame.apply(lambda column: column.str.decode("utf-8", errors="replace"))
+
+
+def _check(frame: pd.DataFrame, spec: landing.LandingFile, columns: list[landing.Column], check_utf8: bool):
+    """Parse the typed columns; return the typed frame and a reason per row (NA when the row is fine)."""
+    reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
+
+    def flag(mask: pd.Series, reason: pd.Series | str) -> None:
+        new = mask & reasons.isna()
+        reasons.loc[new] = reason[new] if isinstance(reason, pd.Series) else reason
+
+    typed = pd.DataFrame(index=frame.index)
+    for column in columns:
+        values = frame[column.name]
+        present = values.notna()
+        if check_utf8:
+            flag(values.str.contains("\ufffd", regex=False, na=False), f"{column.name}: invalid UTF-8 bytes")
+        flag(
+            values.str.contains("\x00", regex=False, na=False),
+            f"{column.name}: contains a NUL character, which Postgres text cannot store",
+        )
+        length = values.str.len()
+        flag(
+            length.gt(landing.MAX_VALUE_CHARS).fillna(False).astype(bool),
+            column.name
+            + ": a value of "
+            + length.astype("Int64").astype(str)
+            + f" characters is longer than the limit of {landing.MAX_VALUE_CHARS}",
+        )
+        if column.required:
+            flag(_blank(values), f"missing required value: {column.name}")
+        parsed, failed = _parse(values, column.type)
+        flag(present & failed, column.name + ": cannot parse " + repr_values(values) + f" as {column.type}")
+        typed[column.name] = parsed
+    if spec.name == "events":
+        item = frame["item_id"] if "item_id" in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
+        no_item = frame["event_type"].str.strip().str.lower().ne("search") & _blank(item)
+        flag(no_item, "missing required value: item_id (only search events may omit it)")
+    return typed, reasons
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    """Where a value is missing or only white space."""
+    return values.isna() | values.fillna("").astype(str).str.strip().eq("")
+
+
+def repr_values(values: pd.Series) -> pd.Series:
+    return "'" + values.fillna("").str.slice(0, 80) + "'"
+
+
+def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """Parse a string column as ``kind``; return the parsed values and a mask of unparseable cells."""
+    if kind == "text":
+        return values, pd.Series(False, index=values.index)
+    stripped = values.str.strip()
+    if kind == "timestamp":
+        parsed = pd.to_datetime(stripped, utc=True, errors="coerce", format="ISO8601")
+    elif kind == "numeric":
+        parsed = pd.to_numeric(stripped, errors="coerce")
+        parsed = parsed.where(pd.Series(parsed).abs() < 1e15)
+    elif kind == "integer":
+        number = pd.to_numeric(stripped, errors="coerce")
+        number = number.where((number % 1 == 0) & (number.abs() < 2**62))
+        parsed = number.astype("Int64")
+    elif kind == "boolean":
+        lowered = stripped.str.lower()
+        parsed = lowered.isin(TRUE_VALUES).where(lowered.isin(TRUE_VALUES | FALSE_VALUES)).astype("boolean")
+    else:
+        raise ValueError(f"unknown landing type {kind!r}")
+    return parsed, pd.Series(parsed).isna() & values.notna()
+
+
+def _copy_rows(cur, spec, columns, good: pd.DataFrame, batch_id: str, source_file: str) -> None:
+    if good.empty:
+        return
+    good = good.assign(_batch_id=batch_id, _source_file=source_file)
+    names = [column.name for column in columns] + ["_batch_id", "_source_file", "_row_number"]
+    buffer = io.StringIO()
+    good[names].to_csv(buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+    buffer.seek(0)
+    cur.copy_expert(
+        sql.SQL("copy {} ({}) from stdin with (format csv)")
+        .format(sql.Identifier("raw", spec.name), sql.SQL(", ").join(map(sql.Identifier, names)))
+        .as_string(cur),
+        buffer,
+    )
+
+
+def _copy_rejects(cur, result: FileResult, batch_id: str) -> None:
+    rejected = pd.concat(result.rejected, ignore_index=True)
+    rejected = rejected.assign(batch_id=batch_id, table_name=result.table_name, source_file=result.source_file)
+    names = ["batch_id", "table_name", "source_file", "line_number", "reason", "raw_record"]
+    rejected["line_number"] = rejected["line_number"].astype("Int64")
+    rejected["raw_record"] = rejected["raw_record"].str.replace("\x00", "\\x00", regex=False)  # Postgres has no NUL
+    buffer = io.StringIO()
+    rejected[names].to_csv(buffer, index=False, header=False)
+    buffer.seek(0)
+    statement = sql.SQL("copy quality.rejected_rows ({}) from stdin with (format csv)").format(
+        sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    cur.copy_expert(statement.as_string(cur), buffer)
+
+
+def _write_audit(cur, result: FileResult, batch_id: str) -> dict:
+    row = {
+        "batch_id": batch_id,
+        "table_name": result.table_name,
+        "source_file": result.source_file,
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_rejected": result.rows_rejected,
+        "ignored_columns": ",".join(result.ignored_columns) or None,
+    }
+    cur.execute(
+        "insert into quality.load_audit (batch_id, table_name, source_file, rows_read, rows_loaded, rows_rejected,"
+        " ignored_columns) values (%(batch_id)s, %(table_name)s, %(source_file)s, %(rows_read)s, %(rows_loaded)s,"
+        " %(rows_rejected)s, %(ignored_columns)s)",
+        row,
+    )
+    return row

@@ -1,0 +1,1 @@
+"""The recommenders: baselines, collaborative filtering, matrix factorization, the neural ranker."""

@@ -1,0 +1,503 @@
+"""The neural ranker: an MLP that re-ranks the other models' candidates with the user's profile.
+
+Two stages, as in production recommenders:
+
+1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN,
+   user-KNN, ALS) proposes its top ``candidates_per_model`` items per user;
+   the union is the user's candidate set.
+2. **Ranking.** A scikit-learn :class:`~sklearn.neural_network.MLPClassifier`
+   scores every (user, candidate) pair from features of three kinds:
+
+   * candidate evidence: the reciprocal rank of the item in each model's list;
+   * the profile as it stood at that moment, computed from the events with the
+     definitions of the dbt profile models: the user's interest share in the
+     item's category and brand (time-decayed event weights, like
+     ``user_interest_tags``), the user's price level against the item's price
+     (like ``spending_power``), their activity and recency (like RFM), their
+     own history with the item, and how much the user's demographic segment
+     (age band x gender of ``dim_users``) over-buys the item;
+   * the item: recent purchases and views, trend, age, price level.
+
+Why the profile is recomputed here instead of read from
+``analytics.user_profiles``: those tables describe the users as of the end of
+the run, test window included. A ranker evaluated on that window with those
+features would see the answers. Here every feature is built from the events
+before the moment it is used (the label window's start when training, the
+cutoff when evaluating, "now" when publishing), so evaluation never peeks.
+
+Training is on an earlier window than scoring: with ``reference_time`` t,
+the candidate models and features are fitted on events before
+``t - label_days`` and the labels are the purchases in ``[t - label_days, t)``.
+Negatives are the candidates the user did not buy (the pool the ranker orders
+when serving, not random catalogue items, which would only teach it
+popularity), subsampled uniformly to ``negatives_per_positive`` per positive.
+The candidate models are then refitted on everything before t for scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
+from recsys.models.recommenders import (
+    ALSRecommender,
+    ItemKNNRecommender,
+    PopularityRecommender,
+    Recommender,
+    RepeatPurchaseRecommender,
+    UserKNNRecommender,
+    fill_from_ranking,
+    top_n_per_row,
+)
+
+logger = logging.getLogger(__name__)
+
+#: features of a (user, item) pair besides the reciprocal rank per candidate model, in column order
+PROFILE_FEATURES: tuple[str, ...] = (
+    "user_item_weight",
+    "user_item_purchases",
+    "category_interest",
+    "leaf_interest",
+    "brand_interest",
+    "price_gap",
+    "abs_price_gap",
+    "has_price_level",
+    "user_events",
+    "user_purchases",
+    "user_recency_days",
+    "segment_lift",
+    "item_purchases_30d",
+    "item_views_30d",
+    "item_trend",
+    "item_age_days",
+    "item_log_price",
+)
+
+#: the features of :data:`PROFILE_FEATURES` that describe the item alone (kept with ``profile_features=False``)
+ITEM_FEATURES: tuple[str, ...] = PROFILE_FEATURES[-5:]
+
+
+def default_candidate_models() -> list[Recommender]:
+    """The candidate generators: every single model of the platform."""
+    return [
+        PopularityRecommender(),
+        RepeatPurchaseRecommender(),
+        ItemKNNRecommender(),
+        UserKNNRecommender(),
+        ALSRecommender(random_state=0),
+    ]
+
+
+def _codes(values: pd.Series | None, size: int) -> np.ndarray:
+    """Integer codes of a string column (one code for everything when the column is missing)."""
+    if values is None:
+        return np.zeros(size, dtype=np.int64)
+    return pd.factorize(values.to_numpy(), sort=True)[0].astype(np.int64)
+
+
+def _row_shares(matrix: sp.csr_array) -> sp.csr_array:
+    """Each row divided by its sum (empty rows stay empty)."""
+    totals = np.asarray(matrix.sum(axis=1)).ravel()
+    return sp.csr_array(sp.diags_array(1.0 / np.where(totals > 0, totals, 1.0)) @ matrix)
+
+
+def _one_hot(codes: np.ndarray, n_codes: int) -> sp.csr_array:
+    return sp.csr_array((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), n_codes))
+
+
+@dataclass
+class _Profile:
+    """Everything known at one moment that the features read: fitted candidate models and profile aggregates."""
+
+    models: list[Recommender]
+    user_item: sp.csr_array
+    user_purchases: sp.csr_array
+    user_category: sp.csr_array
+    user_leaf: sp.csr_array
+    user_brand: sp.csr_array
+    user_log_price: np.ndarray
+    user_stats: np.ndarray
+    segment_of_user: np.ndarray
+    segment_lift: np.ndarray
+    item_stats: np.ndarray
+    item_category: np.ndarray
+    item_leaf: np.ndarray
+    item_brand: np.ndarray
+
+
+def _profile(
+    models: list[Recommender], interactions: Interactions, reference: float, half_life_days: float
+) -> _Profile:
+    """Fit the candidate models and compute the profile aggregates from the events before ``reference``."""
+    data = interactions.before(reference)
+    fitted = [clone(model).fit(data, reference) for model in models]
+    n_users, n_items = data.n_users, data.n_items
+    items = interactions.items
+    category = _codes(None if items is None else items["category"], n_items)
+    leaf = _codes(None if items is None else items["category_path"], n_items)
+    brand = _codes(None if items is None else items["brand"], n_items)
+    price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)
+    log_price = np.log1p(np.where(price > 0, price, np.nan))
+
+    user_item = data.to_csr(half_life_days=half_life_days, reference_time=reference, dtype=np.float64)
+    purchases = data.to_csr({"purchase": 1.0}, dtype=np.float64)
+    user_category = _row_shares(sp.csr_array(user_item @ _one_hot(category, int(category.max(initial=0)) + 1)))
+    user_leaf = _row_shares(sp.csr_array(user_item @ _one_hot(leaf, int(leaf.max(initial=0)) + 1)))
+    user_brand = _row_shares(sp.csr_array(user_item @ _one_hot(brand, int(brand.max(initial=0)) + 1)))
+    has_price = np.isfinite(log_price)
+    price_weight = user_item @ has_price.astype(np.float64)
+    user_log_price = np.where(
+        price_weight > 0, (user_item @ np.nan_to_num(log_price)) / np.maximum(price_weight, 1e-12), np.nan
+    )
+
+    last_event = np.full(n_users, -np.inf)
+    np.maximum.at(last_event, data.user_index, data.event_ts)
+    recency = np.where(np.isfinite(last_event), (reference - last_event) / SECONDS_PER_DAY, 365.0)
+    user_stats = np.column_stack(
+        [
+            np.log1p(np.bincount(data.user_index, minlength=n_users)),
+            np.log1p(np.asarray(purchases.sum(axis=1)).ravel()),
+            np.log1p(np.minimum(recency, 365.0)),
+        ]
+    )
+
+    users = interactions.users
+    segment = _codes(None if users is None else users["age_band"] + "|" + users["gender"], n_users)
+    n_segments = int(segment.max(initial=0)) + 1
+    segment_items = (_one_hot(segment, n_segments).T @ purchases).toarray()  # segments x items: a few rows
+    overall = segment_items.sum(axis=0)
+    segment_share = (segment_items + 1.0) / (segment_items.sum(axis=1, keepdims=True) + n_items)
+    segment_lift = np.log(segment_share) - np.log((overall + 1.0) / (overall.sum() + n_items))
+
+    purchase_code, view_code = 3, 0  # EVENT_TYPES order: view, cart, remove_from_cart, purchase
+
+    def recent(code: int, days: float) -> np.ndarray:
+        mask = (data.event_type == code) & (data.event_ts >= reference - days * SECONDS_PER_DAY)
+        return np.bincount(data.item_index[mask], minlength=n_items).astype(np.float64)
+
+    first_seen = np.full(n_items, np.inf)
+    np.minimum.at(first_seen, data.item_index, data.event_ts)
+    age = np.where(np.isfinite(first_seen), (reference - first_seen) / SECONDS_PER_DAY, 0.0)
+    bought_30 = recent(purchase_code, 30)
+    item_stats = np.column_stack(
+        [
+            np.log1p(bought_30),
+            np.log1p(recent(view_code, 30)),
+            (recent(purchase_code, 7) + 1.0) / (bought_30 + 4.0),
+            np.log1p(age),
+            np.nan_to_num(log_price, nan=np.nanmedian(log_price) if has_price.any() else 0.0),
+        ]
+    )
+    return _Profile(
+        models=fitted,
+        user_item=user_item,
+        user_purchases=purchases,
+        user_category=user_category,
+        user_leaf=user_leaf,
+        user_brand=user_brand,
+        user_log_price=user_log_price,
+        user_stats=user_stats,
+        segment_of_user=segment,
+        segment_lift=segment_lift,
+        item_stats=item_stats,
+        item_category=category,
+        item_leaf=leaf,
+        item_brand=brand,
+    )
+
+
+class NeuralRanker(Recommender):
+    """MLP re-ranking of the candidate models' lists with profile features (see the module docstring).
+
+    Parameters
+    ----------
+    candidate_models : list of Recommender, optional
+        Candidate generators (cloned and fitted); default
+        :func:`default_candidate_models`. The first one that is a
+        :class:`~recsys.models.recommenders.PopularityRecommender` also fills short lists.
+    candidates_per_model : int, default 50
+        Items each candidate model proposes per user.
+    label_days : float, default 7
+        Length of a training label window.
+    label_windows : int, default 5
+        Consecutive label windows before the reference time, each with the
+        candidates and features of its own start (more labels for small shops).
+    negatives_per_positive : int, default 20
+        Negatives kept per positive (uniform subsample of the unbought candidates).
+    max_train_users : int, default 20000
+        Users with label purchases sampled for training (bounds time and memory).
+    hidden_layer_sizes : tuple of int, default (64, 32)
+        The MLP's hidden layers.
+    alpha : float, default 1e-3
+        L2 penalty of the MLP.
+    max_iter : int, default 60
+        Maximum epochs (early stopping on a 10% validation split usually ends sooner).
+    half_life_days : float, default 30
+        Decay of the interest features (as ``interest_half_life_days`` of dbt).
+    profile_features : bool, default True
+        Use the user and user-item features; ``False`` keeps only the
+        candidate ranks and the item features (an ablation: what the profile adds).
+    batch_size : int, default 5000
+        Users per scoring batch.
+    random_state : int, optional
+        Seed of the sampling and the MLP.
+
+    Attributes
+    ----------
+    model_ : sklearn.pipeline.Pipeline or None
+        Scaler + MLP; ``None`` when there were no labels to train on (then the
+        candidates are ordered by summed reciprocal rank).
+    profile_ : _Profile
+        Candidate models and aggregates fitted on everything before the reference time.
+    fallback_ : PopularityRecommender
+        Popularity at the reference time (fills short lists).
+    feature_names_ : list of str
+        Column names of the feature matrix.
+    train_rows_, train_positives_ : int
+        Size of the training sample.
+    candidate_recall_ : float
+        Share of the label purchases that were among the candidates.
+    train_seconds_ : float
+        Wall time of the MLP fit.
+    """
+
+    name = "neural_ranker"
+
+    def __init__(
+        self,
+        candidate_models: list[Recommender] | None = None,
+        candidates_per_model: int = 50,
+        label_days: float = 7.0,
+        label_windows: int = 5,
+        negatives_per_positive: int = 20,
+        max_train_users: int = 20_000,
+        hidden_layer_sizes: tuple[int, ...] = (64, 32),
+        alpha: float = 1e-3,
+        max_iter: int = 60,
+        half_life_days: float = 30.0,
+        profile_features: bool = True,
+        batch_size: int = 5_000,
+        random_state: int | None = None,
+    ) -> None:
+        self.candidate_models = candidate_models
+        self.candidates_per_model = candidates_per_model
+        self.label_days = label_days
+        self.label_windows = label_windows
+        self.negatives_per_positive = negatives_per_positive
+        self.max_train_users = max_train_users
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.half_life_days = half_life_days
+        self.profile_features = profile_features
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ candidates and features
+
+    def _candidates(
+        self, profile: _Profile, users: np.ndarray, filter_items: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Union of the candidate lists: row (position in ``users``), item, reciprocal rank per model."""
+        n_items = profile.user_item.shape[1]
+        lists = []
+        for model in profile.models:  # a handful of models, each scoring the whole batch
+            items, _ = model.recommend(users, n=min(self.candidates_per_model, n_items), filter_items=filter_items)
+            rows, ranks = np.nonzero(items >= 0)
+            lists.append(sp.csr_array((1.0 / (ranks + 1.0), (rows, items[rows, ranks])), shape=(len(users), n_items)))
+        union = sp.csr_array(sum(sp.csr_array(matrix != 0, dtype=np.float64) for matrix in lists))
+        union.sum_duplicates()
+        rows = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(union.indptr))
+        cols = union.indices.astype(np.int64)
+        ranks = np.column_stack([lookup(matrix, rows, cols) for matrix in lists])
+        return rows, cols, ranks
+
+    def _features(self, profile: _Profile, users: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        user = users[rows]
+        user_price = profile.user_log_price[user]
+        item_price = profile.item_stats[items, 4]
+        has_price = np.isfinite(user_price)
+        gap = np.where(has_price, item_price - np.nan_to_num(user_price), 0.0)
+        columns = [
+            np.log1p(lookup(profile.user_item, user, items)),
+            np.log1p(lookup(profile.user_purchases, user, items)),
+            lookup(profile.user_category, user, profile.item_category[items]),
+            lookup(profile.user_leaf, user, profile.item_leaf[items]),
+            lookup(profile.user_brand, user, profile.item_brand[items]),
+            gap,
+            np.abs(gap),
+            has_price.astype(np.float64),
+            *profile.user_stats[user].T,
+            profile.segment_lift[profile.segment_of_user[user], items],
+            *profile.item_stats[items].T,
+        ]
+        return np.column_stack(columns)
+
+    def _pairs(
+        self, profile: _Profile, users: np.ndarray, filter_items: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, items, ranks = self._candidates(profile, users, filter_items)
+        features = np.hstack([ranks, self._features(profile, users, rows, items)]).astype(np.float32)
+        if not self.profile_features:
+            item_columns = [ranks.shape[1] + PROFILE_FEATURES.index(name) for name in ITEM_FEATURES]
+            features = features[:, [*range(ranks.shape[1]), *item_columns]]
+        return rows, items, features
+
+    # ------------------------------------------------------------------ fit and score
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        """Train the MLP on the label window before ``reference_time``, then refit the candidates up to it.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Encoded events, ideally with :attr:`~recsys.features.interactions.Interactions.items`
+            and :attr:`~recsys.features.interactions.Interactions.users` (without them the
+            category, brand, price and segment features are constant).
+        reference_time : timestamp, optional
+            "Now"; defaults to the last event.
+
+        Returns
+        -------
+        NeuralRanker
+            ``self``.
+        """
+        reference = self._reference(interactions, reference_time)
+        models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
+        rng = np.random.default_rng(self.random_state)
+        samples, positives, candidates_hit = [], 0, 0
+        for window in range(self.label_windows):  # a few windows back in time, each its own moment
+            label_end = reference - window * self.label_days * SECONDS_PER_DAY
+            label_start = label_end - self.label_days * SECONDS_PER_DAY
+            labels = interactions.to_csr({"purchase": 1.0}, start=label_start, end=label_end)
+            label_users = np.flatnonzero(np.diff(labels.indptr) > 0)
+            if not len(label_users) or not (interactions.event_ts < label_start).any():
+                continue
+            if len(label_users) > self.max_train_users:
+                label_users = np.sort(rng.choice(label_users, self.max_train_users, replace=False))
+            then = _profile(models, interactions, label_start, self.half_life_days)
+            rows, items, features = self._pairs(then, label_users, None)
+            target = lookup(labels, label_users[rows], items) > 0
+            positives += labels[label_users].nnz
+            candidates_hit += int(target.sum())
+            keep_share = min(1.0, self.negatives_per_positive * target.sum() / max(int((~target).sum()), 1))
+            keep = target | (rng.random(len(target)) < keep_share)
+            samples.append((features[keep], target[keep]))
+        self.model_, self.train_rows_, self.train_positives_, self.train_seconds_ = None, 0, 0, 0.0
+        self.candidate_recall_ = candidates_hit / positives if positives else float("nan")
+        if samples:
+            features = np.vstack([sample[0] for sample in samples])
+            target = np.concatenate([sample[1] for sample in samples])
+            if target.any() and (~target).any():
+                started = time.perf_counter()
+                self.model_ = make_pipeline(
+                    StandardScaler(),
+                    MLPClassifier(
+                        hidden_layer_sizes=self.hidden_layer_sizes,
+                        alpha=self.alpha,
+                        batch_size=256,
+                        max_iter=self.max_iter,
+                        early_stopping=True,
+                        n_iter_no_change=10,
+                        random_state=self.random_state,
+                    ),
+                )
+                with threadpool_limits(1, "blas"):  # one BLAS thread: the same floating-point sums on every machine
+                    self.model_.fit(features, target)
+                self.train_seconds_ = time.perf_counter() - started
+                self.train_rows_, self.train_positives_ = len(target), int(target.sum())
+        if self.model_ is None:
+            logger.warning("neural_ranker: no purchases in the label window to train on; ranking by candidate ranks")
+        self.profile_ = _profile(models, interactions, reference, self.half_life_days)
+        self.fallback_ = next(
+            (model for model in self.profile_.models if isinstance(model, PopularityRecommender)),
+            None,
+        ) or PopularityRecommender().fit(interactions.before(reference), reference)
+        profile = PROFILE_FEATURES if self.profile_features else ITEM_FEATURES
+        self.feature_names_ = [f"rank_{model.name}" for model in models] + list(profile)
+        self.reference_time_ = reference
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
+        self.user_items_ = self.profile_.user_item
+        logger.info(
+            "neural_ranker: %d training pairs (%d positives), candidate recall %.3f, MLP fit %.1f s",
+            self.train_rows_,
+            self.train_positives_,
+            self.candidate_recall_,
+            self.train_seconds_,
+        )
+        return self
+
+    def score_candidates(
+        self, user_indices: np.ndarray, filter_items: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate pairs of a batch of users and the ranker's score of each.
+
+        Returns
+        -------
+        rows, items, scores : numpy.ndarray
+            Position of the user in ``user_indices``, item index, score in (0, 1].
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        rows, items, features = self._pairs(self.profile_, users, filter_items)
+        if self.model_ is None:
+            scores = features[:, : len(self.profile_.models)].sum(axis=1) / len(self.profile_.models)
+        else:
+            with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
+                scores = self.model_.predict_proba(features)[:, 1]
+        return rows, items, np.maximum(scores.astype(np.float64), 1e-12)
+
+    def recommend(
+        self,
+        user_indices: np.ndarray,
+        user_items: sp.csr_array | None = None,
+        n: int = 10,
+        exclude_seen: bool = False,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` candidates by the ranker's score, filled from popularity (score 0).
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Fitted users.
+        user_items : scipy.sparse.csr_array, optional
+            Their history, only read with ``exclude_seen`` (the features use the fitted history).
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items the user already interacted with.
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend.
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)`` int64 items and float64 scores.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        items = np.full((len(users), n), -1, dtype=np.int64)
+        values = np.full((len(users), n), np.nan)
+        for start in range(0, len(users), self.batch_size):  # batches of users, each vectorized
+            batch = users[start : start + self.batch_size]
+            rows, cols, scores = self.score_candidates(batch, filter_items)
+            matrix = sp.csr_array((scores, (rows, cols)), shape=(len(batch), self.n_items_))
+            if exclude_seen:
+                matrix = sp.csr_array(matrix - matrix.multiply(history[start : start + len(batch)] != 0))
+                matrix.eliminate_zeros()
+            items[start : start + len(batch)], values[start : start + len(batch)] = top_n_per_row(matrix, n)
+        return fill_from_ranking(
+            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
+        )

@@ -1,0 +1,156 @@
+"""What the Airflow tasks call: thin wrappers that find the warehouse and return small dicts for XCom."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from recsys.db.warehouse import connect, warehouse_url
+from recsys.ingest import load
+
+log = logging.getLogger(__name__)
+
+
+def warehouse_dsn() -> str:
+    """The warehouse DSN: the Airflow connection ``warehouse`` inside Airflow, else ``warehouse_url()``."""
+    try:
+        from airflow.sdk import Connection  # noqa: PLC0415
+    except ImportError:
+        return warehouse_url()
+    return Connection.get("warehouse").get_uri()
+
+
+def run_id_for(data_interval_end: datetime) -> str:
+    """One model run per data interval, so a re-run of the interval replaces its rows."""
+    return f"run_{data_interval_end:%Y%m%dT%H%M%S}"
+
+
+def landing_dir(param: str | None) -> Path:
+    path = param or os.environ.get("RECSYS_LANDING_DIR")
+    if not path:
+        raise ValueError("no landing directory: pass the DAG param landing_dir or set RECSYS_LANDING_DIR")
+    return Path(path)
+
+
+def load_batch(landing_path: str | None, batch_id: str) -> dict:
+    """Load one batch of landing files into ``raw``; return totals per table."""
+    with connect(warehouse_dsn()) as conn:
+        audits = load.load_landing(conn, landing_dir(landing_path), batch_id)
+    return {
+        row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")} for row in audits
+    }
+
+
+def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
+    from recsys.orchestration import training  # noqa: PLC0415  (pulls in implicit and scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
+
+
+def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
+    """Fit the personalized search ranker and score it against text match on held-out searches."""
+    from recsys.usecases import search  # noqa: PLC0415  (pulls in scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return search.evaluate_search(conn, run_id, data_interval_end)
+
+
+def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
+    from recsys.orchestration import training  # noqa: PLC0415
+
+    with connect(warehouse_dsn()) as conn:
+        return training.generate_recommendations(conn, run_id, data_interval_end)
+
+
+def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
+    """Evaluate promotion targeting on held-out promotions and write the active promotions' targets to ml."""
+    from recsys.usecases import promotions  # noqa: PLC0415  (scikit-learn)
+
+    with connect(warehouse_dsn()) as conn:
+        return promotions.target_promotions(conn, run_id, data_interval_end)
+
+
+def _gate(check, *args) -> dict:
+    """Run a quality gate; a failed critical expectation fails the task without retries (it is not transient)."""
+    from recsys.quality.gates import QualityGateError  # noqa: PLC0415
+
+    dsn = warehouse_dsn()
+    with connect(dsn) as conn:
+        try:
+            return check(conn, dsn, *args)
+        except QualityGateError as error:
+            try:
+                from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
+            except ImportError:
+                raise error from None
+            raise AirflowFailException(str(error)) from error
+
+
+def check_raw(batch_id: str, data_interval_end: datetime) -> dict:
+    """The ``raw`` quality gate on the batch just loaded (:mod:`recsys.quality.gates`); fails on a critical check."""
+    from recsys.quality import gates  # noqa: PLC0415  (Great Expectations and dbt load inside)
+
+    return _gate(gates.check_raw, run_id_for(data_interval_end), batch_id, data_interval_end)
+
+
+def check_marts_and_recs(data_interval_end: datetime) -> dict:
+    """The ``marts_and_recs`` quality gate on the marts and the run about to be published."""
+    from recsys.quality import gates  # noqa: PLC0415
+
+    return _gate(gates.check_marts_and_recs, run_id_for(data_interval_end))
+
+
+def swap_recs(data_interval_end: datetime) -> dict:
+    """Publish the run: swap the build schema in for ``recs`` in one transaction (:mod:`recsys.serving.publish`)."""
+    from recsys.serving import publish  # noqa: PLC0415
+
+    with connect(warehouse_dsn()) as conn:
+        return publish.swap_recs(conn, run_id_for(data_interval_end))
+
+
+def pseudonym_key() -> str:
+    """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
+    if os.environ.get("RECSYS_PSEUDONYM_KEY"):
+        return os.environ["RECSYS_PSEUDONYM_KEY"]
+    from airflow.sdk import Connection  # noqa: PLC0415
+
+    return Connection.get("pseudonym_key").password
+
+
+def erase_user(shop_user_id: str) -> dict:
+    """Erase one user from every schema (``recsys.quality.erasure``); return rows deleted per table (no ids)."""
+    from recsys.quality.erasure import erase_user as erase  # noqa: PLC0415
+    from recsys.quality.erasure import person_keys  # noqa: PLC0415
+
+    key = pseudonym_key()
+    with connect(warehouse_dsn()) as conn:
+        user_keys = person_keys(conn, shop_user_id, key)  # before the mapping is erased
+        result = erase(conn, shop_user_id, key)
+    return {**result, "online_keys_deleted": forget_online(user_keys)}
+
+
+def forget_online(user_keys: list[str]) -> int | None:
+    """Delete an erased person's keys (:func:`recsys.quality.erasure.person_keys`) from the online store when
+    ``REDIS_URL`` is set (None: no store)."""
+    from recsys.serving import online  # noqa: PLC0415
+
+    client = online.redis_client()
+    return None if client is None else sum(online.forget_user(client, user_id) for user_id in user_keys)
+
+
+def push_online(data_interval_end: datetime) -> dict:
+    """Copy the published run to the Redis online store (:mod:`recsys.serving.online`) when ``REDIS_URL`` is set."""
+    from recsys.serving import online  # noqa: PLC0415
+
+    client = online.redis_client()
+    if client is None:
+        log.info("REDIS_URL not set: skipping the online store")
+        return {"skipped": True}
+    try:
+        with connect(warehouse_dsn()) as conn:
+            return online.push_online(conn, client, run_id_for(data_interval_end))
+    finally:
+        client.close()

@@ -1,0 +1,1 @@
+"""Quality gates (Great Expectations suites over raw and published tables) and erasure."""

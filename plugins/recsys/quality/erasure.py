@@ -1,0 +1,224 @@
+"""Erase one user: every row in every schema, an audit row without personal data, a suppression list.
+
+``erase_user`` runs in one transaction:
+
+1. The user's pseudonymous key is the keyed hash of their shop id (the same
+   ``sha256('<key>:<id>')`` as the dbt macro ``pseudonymize``). Identity
+   stitching (``identity.user_id_map``) may have merged the account with other
+   accounts of the same person into one profile, which cannot be split again:
+   erasing one account erases the whole person, every account of it (their
+   shop ids, account keys and the person's key).
+2. Every base table of the platform's schemas that has a ``user_id`` column
+   loses the person's rows (``raw`` holds the shop ids, every other schema the
+   keys); tables with ``account_user_id`` or ``shop_user_id`` (``identity.*``)
+   the rows of the accounts; tables keyed by ``order_id`` only (order lines)
+   the rows of the person's orders.
+3. ``quality.rejected_rows`` loses the quarantined records that mention the
+   shop id or one of the user's order ids; ``quality.excluded_rows`` the rows
+   whose ``record_key`` is one of the user's records.
+4. The account keys go into ``quality.erased_users``: the loader drops the
+   accounts' rows from every later delivery (``recsys.ingest.load``), so they never come back.
+5. ``quality.erasure_audit`` gets one row: when, and how many rows per table;
+   no id, hash or other personal data.
+
+Models are refitted from the warehouse on every run and keep no per-user
+state on disk, so the next run's models know nothing of the user; the
+published lists of the current run (``ml.*`` and ``recs.*``) are deleted here.
+Views (``staging.stg_*``) read the base tables and need nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg2 import sql
+
+logger = logging.getLogger(__name__)
+
+#: schemas searched for the user's rows (recs_build: a build a failed publish left, see ``recsys.serving.publish``)
+SCHEMAS: tuple[str, ...] = (
+    "raw",
+    "staging",
+    "intermediate",
+    "analytics",
+    "identity",
+    "ml",
+    "recs",
+    "recs_build",
+    "quality",
+)
+
+ERASURE_DDL = """
+create schema if not exists quality;
+create table if not exists quality.erased_users (
+    user_key text primary key,
+    erased_at timestamptz not null
+);
+create table if not exists quality.erasure_audit (
+    erasure_id bigint generated always as identity primary key,
+    erased_at timestamptz not null,
+    rows_deleted jsonb not null
+);
+"""
+
+
+def pseudonym_key(key: str | None = None) -> str:
+    """The pseudonymization key: ``key``, else ``RECSYS_PSEUDONYM_KEY``; a clear error without one."""
+    key = key or os.environ.get("RECSYS_PSEUDONYM_KEY")
+    if not key:
+        raise RuntimeError("RECSYS_PSEUDONYM_KEY is not set: the key that pseudonymized the user ids is needed")
+    return key
+
+
+def user_key(shop_user_id: str, key: str | None = None) -> str:
+    """The pseudonymous ``user_id`` of a shop user id (as the dbt macro ``pseudonymize`` computes it)."""
+    return hashlib.sha256(f"{pseudonym_key(key)}:{shop_user_id.strip(' ')}".encode()).hexdigest()
+
+
+def _tables_with(cursor: Any, column: str) -> list[tuple[str, str]]:
+    """Base tables of :data:`SCHEMAS` with a column of that name."""
+    cursor.execute(
+        """
+        select columns.table_schema, columns.table_name
+        from information_schema.columns as columns
+        inner join information_schema.tables as tables
+            on tables.table_schema = columns.table_schema and tables.table_name = columns.table_name
+        where columns.column_name = %s and tables.table_type = 'BASE TABLE' and columns.table_schema = any(%s)
+        order by 1, 2""",
+        (column, list(SCHEMAS)),
+    )
+    return cursor.fetchall()
+
+
+def _values(cursor: Any, query: sql.Composable, params: tuple) -> list[str]:
+    cursor.execute(query, params)
+    return [row[0] for row in cursor.fetchall() if row[0] is not None]
+
+
+def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str, Any]:
+    """Remove every trace of one user (see the module docstring) and commit.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        The warehouse; the erasure is one transaction, committed here.
+    shop_user_id : str
+        The shop's own user id (as in the landing files).
+    key : str, optional
+        The pseudonymization key; default ``RECSYS_PSEUDONYM_KEY``.
+
+    Returns
+    -------
+    dict
+        ``rows_deleted`` per table (only tables that had rows) and their ``total``.
+    """
+    shop_id = shop_user_id.strip(" ")
+    if not shop_id:
+        raise ValueError("an empty shop user id cannot be erased")
+    deleted: dict[str, int] = {}
+    with conn.cursor() as cursor:
+        cursor.execute("select pg_advisory_xact_lock(hashtext('recsys.quality.erasure'))")
+        cursor.execute(ERASURE_DDL)
+        shop_ids, person_keys = _person_of(cursor, shop_id)
+        account_keys = sorted({user_key(name, key) for name in shop_ids})
+        keys = sorted(set(account_keys) | person_keys)
+        user_tables = _tables_with(cursor, "user_id")
+        with_orders = set(_tables_with(cursor, "order_id"))
+        order_tables = sorted(with_orders - set(user_tables))
+        keyed = set(_tables_with(cursor, "record_key"))
+
+        def matches(schema: str) -> sql.Composable:
+            """The person's rows: the shop ids in raw (as landed, maybe padded), the keys elsewhere."""
+            return sql.SQL("trim(user_id) = any(%s)" if schema == "raw" else "user_id = any(%s)")
+
+        def value(schema: str) -> list[str]:
+            return shop_ids if schema == "raw" else keys
+
+        # collect what other tables point at before anything is deleted
+        order_ids: set[str] = set()
+        record_keys: set[str] = {*shop_ids, *keys}
+        for schema, table in user_tables:  # a few dozen tables, not rows
+            for column, found in (("order_id", order_ids), ("record_key", record_keys)):
+                if (schema, table) in (with_orders if column == "order_id" else keyed):
+                    query = sql.SQL("select {} from {} where {}").format(
+                        sql.Identifier(column), sql.Identifier(schema, table), matches(schema)
+                    )
+                    found.update(_values(cursor, query, (value(schema),)))
+        for schema, table in order_tables:
+            if (schema, table) in keyed:
+                query = sql.SQL("select record_key from {} where order_id = any(%s)").format(
+                    sql.Identifier(schema, table)
+                )
+                record_keys.update(_values(cursor, query, (sorted(order_ids),)))
+
+        def delete(schema: str, table: str, condition: sql.Composable, params: tuple) -> None:
+            cursor.execute(sql.SQL("delete from {} where {}").format(sql.Identifier(schema, table), condition), params)
+            if cursor.rowcount:
+                deleted[f"{schema}.{table}"] = deleted.get(f"{schema}.{table}", 0) + cursor.rowcount
+
+        for schema, table in user_tables:
+            delete(schema, table, matches(schema), (value(schema),))
+        for schema, table in order_tables:
+            delete(schema, table, sql.SQL("order_id = any(%s)"), (sorted(order_ids),))
+        for schema, table in _tables_with(cursor, "account_user_id"):
+            delete(schema, table, sql.SQL("account_user_id = any(%s)"), (keys,))
+        for schema, table in _tables_with(cursor, "shop_user_id"):
+            delete(schema, table, sql.SQL("shop_user_id = any(%s)"), (shop_ids,))
+        if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
+            # a quarantined record (JSON or the raw line) that names the user or one of their orders
+            # JSON records escape non-ASCII and "/" (pandas): match the id as written and as escaped
+            written = {*shop_ids, *order_ids}
+            escaped = {json.dumps(name)[1:-1].replace("/", "\\/") for name in written}
+            names = "|".join(re.escape(name) for name in sorted(written | escaped))
+            pattern = f"(^|[^A-Za-z0-9_])({names})($|[^A-Za-z0-9_])"
+            delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (pattern,))
+        if ("quality", "excluded_rows") in keyed:
+            delete("quality", "excluded_rows", sql.SQL("record_key = any(%s)"), (sorted(record_keys),))
+
+        now = datetime.now(UTC)
+        cursor.execute(
+            "insert into quality.erased_users (user_key, erased_at) select unnest(%s::text[]), %s"
+            " on conflict (user_key) do nothing",
+            (account_keys, now),
+        )
+        cursor.execute(
+            "insert into quality.erasure_audit (erased_at, rows_deleted) values (%s, %s)",
+            (now, json.dumps(deleted, sort_keys=True)),
+        )
+    conn.commit()
+    total = sum(deleted.values())
+    logger.info("erased one person (%d accounts): %d rows in %d tables", len(shop_ids), total, len(deleted))
+    return {"rows_deleted": deleted, "total": total, "accounts": len(shop_ids)}
+
+
+def person_keys(conn: Any, shop_user_id: str, key: str | None = None) -> list[str]:
+    """Every pseudonymous key of the person a shop user id belongs to: its accounts' and the person's.
+
+    Read before :func:`erase_user` to delete the same keys elsewhere (the online store keys lists by person).
+    """
+    with conn.cursor() as cursor:
+        shop_ids, persons = _person_of(cursor, shop_user_id.strip(" "))
+    return sorted({user_key(name, key) for name in shop_ids} | persons)
+
+
+def _person_of(cursor: Any, shop_id: str) -> tuple[list[str], set[str]]:
+    """The shop ids of every account of the person ``shop_id`` belongs to, and the person's key(s).
+
+    Without ``identity.user_id_map`` (nothing built yet) or without the id in it, the account alone.
+    """
+    cursor.execute("select to_regclass('identity.user_id_map') is not null")
+    if not cursor.fetchone()[0]:
+        return [shop_id], set()
+    cursor.execute(
+        "select shop_user_id, user_id from identity.user_id_map where user_id in"
+        " (select user_id from identity.user_id_map where shop_user_id = %s)",
+        (shop_id,),
+    )
+    rows = cursor.fetchall()
+    return sorted({shop_id, *(row[0] for row in rows)}), {row[1] for row in rows}

@@ -1,0 +1,1 @@
+"""For analysts: the run summary and the self-contained HTML report."""

@@ -1,0 +1,651 @@
+"""For analysts: ``recsys report`` (one self-contained HTML file about the last run) and ``recsys docs`` (dbt docs).
+
+The report reads only published tables (``recs.*``, ``analytics.*``,
+``quality.*``) and renders each section from the evaluation rows the training
+tasks write (``recs.model_evaluations``: variant, segment, metric, k). A
+section whose rows or table are absent says "not computed in this run".
+Charts are small SVGs written here, inline: the file needs no network, no
+JavaScript and no fonts. Every text from the warehouse is HTML-escaped.
+Group counts below ``[privacy] min_segment_users`` (k-anonymity) are not shown.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+from psycopg2 import sql
+
+from recsys.db.warehouse import REPO_ROOT, connect, dbt_env
+from recsys.reporting.report import _frame
+
+log = logging.getLogger(__name__)
+
+REPORTS_DIR = REPO_ROOT / "reports"
+DBT_PROJECT = REPO_ROOT / "dbt_project"
+DOCS_DIR = DBT_PROJECT / "target" / "docs"
+NOT_COMPUTED = "not computed in this run"
+K = 10
+ACCURACY = ["ndcg", "precision", "recall", "hit_rate"]
+BEYOND_ACCURACY = ["coverage", "diversity", "novelty"]
+COUNT_METRICS = {"users", "searches"}
+PROFILE_COLUMNS = ["rfm_segment", "spending_power", "lifecycle_stage"]
+COLD_START_MODELS = ["popularity", "segment_popularity", "cold_start_demographic"]
+SEARCH_MODELS = ["search_text_match", "search_personalized"]
+PROMOTION_MODELS = ["promotion_propensity", "promotion_rfm", "promotion_everyone"]
+PROMOTION_METRICS = ["roc_auc", "precision_top_decile", "lift_top_decile", "base_rate", "users"]
+DIVERSITY_METRICS = [*ACCURACY, *BEYOND_ACCURACY, "category_coverage"]
+DIVERSITY_STAGES = [("all_items", "as trained"), ("business_rules", "business rules"), ("reranked", "re-ranked")]
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+  max-width: 62em; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .6em 0 1em; font-size: .92em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.champion td { background: #fff4d6; font-weight: 600; }
+.absent { color: #8a4b00; font-style: italic; } .note { color: #555; font-size: .9em; }
+.figure { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+svg text { font-family: inherit; font-size: 12px; fill: #222; }
+nav a { margin-right: .8em; }
+"""
+
+
+def _fmt(value: object) -> str:
+    """A cell: ints with thousands separators, floats with four decimals, missing as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (hasattr(value, "dtype") and pd.api.types.is_integer_dtype(value.dtype)):
+        return f"{int(value):,}"
+    if isinstance(value, float | Decimal) or (hasattr(value, "dtype") and pd.api.types.is_float_dtype(value.dtype)):
+        return f"{float(value):.4f}"
+    return str(value)
+
+
+def _text(value: object) -> str:
+    """A scalar as text; timestamps in UTC whatever the session time zone."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "–"
+    if isinstance(value, datetime):
+        return str(pd.Timestamp(value).tz_convert("UTC") if value.tzinfo else pd.Timestamp(value))
+    return str(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) or hasattr(value, "dtype")
+
+
+def table(frame: pd.DataFrame, highlight: str | None = None, key: str | None = None) -> str:
+    """An HTML table of ``frame`` (escaped); the row whose ``key`` column equals ``highlight`` is marked."""
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    rows = []
+    for record in frame.astype(object).to_dict("records"):  # aggregate rows only: a few dozen at most
+        cells = "".join(
+            f'<td class="num">{html.escape(_fmt(value))}</td>'
+            if _is_number(value)
+            else f"<td>{html.escape(_fmt(value))}</td>"
+            for value in record.values()
+        )
+        marked = key is not None and highlight is not None and record.get(key) == highlight
+        rows.append(f'<tr class="champion">{cells}</tr>' if marked else f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def bar_chart(
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
+    title: str,
+    highlight: str | None = None,
+    counts: bool = False,
+) -> str:
+    """Horizontal (grouped) bars as inline SVG: one group per label, one bar per series; NaN bars are left out.
+
+    A single series shares one scale; with several, each group has its own (its longest bar is full width), so
+    metrics of different ranges can sit in one chart and each group compares the series on one metric.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        One group of bars per label, top to bottom.
+    series : dict of str to sequence of float
+        Bar values per series, aligned with ``labels``; more than one series draws a legend.
+    title : str
+        Caption above the chart (also the SVG's accessible title).
+    highlight : str, optional
+        A label drawn in bold with a star (the champion).
+    counts : bool, default False
+        Values are counts: printed as integers.
+    """
+    label_width, bar_width, bar_height, gap = 210, 300, 14, 8
+    grid = pd.DataFrame(
+        {name: pd.to_numeric(pd.Series(list(values)), errors="coerce") for name, values in series.items()}
+    )
+    # one scale per chart for a single series; per group for several (a group compares one quantity)
+    top = grid.clip(lower=0).max(axis=1) if len(series) > 1 else pd.Series(grid.clip(lower=0).max().max(), grid.index)
+    top = top.where(top > 0, 1.0).fillna(1.0)
+    legend_height = 18 if len(series) > 1 else 0
+    group_height = bar_height * len(series) + gap
+    height = 24 + legend_height + group_height * len(labels)
+    width = label_width + bar_width + 80
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><title>{html.escape(title)}</title>',
+        f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    x = label_width
+    for index, name in enumerate(series if len(series) > 1 else []):
+        parts.append(f'<rect x="{x}" y="22" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>')
+        parts.append(f'<text x="{x + 14}" y="31">{html.escape(name)}</text>')
+        x += 30 + 8 * len(name)
+    for row, label in enumerate(labels):
+        y0 = 24 + legend_height + row * group_height
+        bold = ' font-weight="bold"' if label == highlight else ""
+        shown = str(label) if len(str(label)) <= 26 else str(label)[:25] + "…"  # the table beside has it whole
+        shown = f"★ {shown}" if label == highlight else shown
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y0 + bar_height * len(series) / 2 + 4:.0f}" text-anchor="end"{bold}>'
+            f"{html.escape(shown)}</text>"
+        )
+        for index, name in enumerate(series):
+            value = float(grid[name].iloc[row])
+            y = y0 + index * bar_height
+            if math.isnan(value):
+                parts.append(f'<text x="{label_width + 4}" y="{y + 11}">–</text>')
+                continue
+            length = max(0.0, value) / top.iloc[row] * bar_width
+            color = PALETTE[index % len(PALETTE)]
+            parts.append(
+                f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height - 2}" fill="{color}"/>'
+            )
+            shown_value = _fmt(round(value) if counts else value)
+            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{y + 11}">{html.escape(shown_value)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _absent(what: str) -> str:
+    return f'<p class="absent">{html.escape(what)}: {NOT_COMPUTED}.</p>'
+
+
+def _exists(conn, table_name: str) -> bool:
+    return bool(_frame(conn, "select to_regclass(%s) is not null as found", (table_name,))["found"].iloc[0])
+
+
+def _columns(conn, table_name: str) -> list[str]:
+    schema, name = table_name.split(".")
+    return list(
+        _frame(
+            conn,
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
+            "order by ordinal_position",
+            (schema, name),
+        )["column_name"]
+    )
+
+
+def latest_run(conn) -> pd.Series:
+    """The published run of ``recs.runs``, else the latest one.
+
+    Raises
+    ------
+    ValueError
+        No run has been published yet.
+    """
+    if not _exists(conn, "recs.runs"):
+        raise ValueError("no recs.runs in the warehouse: run `make run` first")
+    runs = _frame(
+        conn,
+        "select * from recs.runs order by status = 'published' desc, data_cutoff_at desc nulls last, run_id desc "
+        "limit 1",
+    )
+    if runs.empty:
+        raise ValueError("recs.runs is empty: run `make run` first")
+    return runs.iloc[0]
+
+
+def metric_table(evaluations: pd.DataFrame, columns: Sequence[tuple[str, int]], models: Sequence[str]) -> pd.DataFrame:
+    """One row per model, one column per (metric, k) present: ``metric@k`` (or ``metric`` for k = 0).
+
+    Models listed in ``models`` come first in that order, others after them by name.
+    """
+    wanted = pd.DataFrame(columns, columns=["metric", "k"])
+    rows = evaluations.merge(wanted, on=["metric", "k"])
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(column=rows["metric"].where(rows["k"] == 0, rows["metric"] + "@" + rows["k"].astype(str)))
+    wide = rows.pivot_table(index="model_name", columns="column", values="metric_value", aggfunc="first")
+    order = [f"{metric}@{k}" if k else metric for metric, k in columns]
+    wide = wide[[column for column in order if column in wide.columns]]
+    for column in wide.columns:
+        if column in COUNT_METRICS:
+            wide[column] = wide[column].round().astype("Int64")
+    known = [model for model in models if model in wide.index]
+    wide = wide.loc[known + sorted(set(wide.index) - set(known))]
+    return wide.rename_axis(None, axis=1).reset_index().rename(columns={"model_name": "model"})
+
+
+def _counts(conn, statement: sql.Composable, min_users: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(value, users, share) of every group, and of the groups of at least ``min_users`` only (for charts).
+
+    In the first frame the counts of smaller groups read "fewer than <min_users>" (k-anonymity).
+    """
+    counts = _frame(conn, statement)
+    counts["users"] = counts["users"].astype("int64")
+    counts["share"] = counts["users"] / max(int(counts["users"].sum()), 1)
+    small = counts["users"] < min_users
+    shown = counts[~small]
+    counts = counts.astype({"users": object, "share": object})
+    counts.loc[small, ["users", "share"]] = f"fewer than {min_users}"
+    return counts, shown
+
+
+def _section_run(run: pd.Series, conn) -> str:
+    fields = [
+        "run_id",
+        "status",
+        "champion_model",
+        "champion_reason",
+        "champion_params",
+        "data_interval_start",
+        "data_interval_end",
+        "validation_cutoff_at",
+        "data_cutoff_at",
+        "eval_cutoff_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = [field for field in fields if field in run.index]
+    summary = pd.DataFrame({"field": fields, "value": [_text(run[field]) for field in fields]})
+    counts = {
+        table_name: _frame(
+            conn, sql.SQL("select count(*) as n from {}").format(sql.Identifier(*table_name.split(".")))
+        )["n"].iloc[0]
+        for table_name in ["analytics.user_profiles", "recs.user_recommendations", "recs.cold_start_recommendations"]
+        if _exists(conn, table_name)
+    }
+    rows = pd.DataFrame({"table": list(counts), "rows": [int(n) for n in counts.values()]})
+    windows = pd.DataFrame(
+        {
+            "window": ["selection (validation)", "test"],
+            "models fitted on events before": [
+                _text(run.get("validation_cutoff_at")),
+                _text(run.get("eval_cutoff_at")),
+            ],
+            "scored on purchases from": [_text(run.get("validation_cutoff_at")), _text(run.get("eval_cutoff_at"))],
+            "until": [_text(run.get("eval_cutoff_at")), _text(run.get("data_cutoff_at"))],
+        }
+    )
+    return (
+        table(summary)
+        + "<h3>Time split</h3>"
+        + table(windows)
+        + '<p class="note">Hyperparameters and the champion come from the selection window, the model comparison '
+        "below from the test window; no feature is taken from after a window's start. The published lists come "
+        "from models fitted on everything before <code>data_cutoff_at</code>.</p>" + table(rows)
+    )
+
+
+def _section_profiles(conn, min_users: int) -> str:
+    if not _exists(conn, "analytics.user_profiles"):
+        return _absent("User profiles")
+    parts = []
+    for column in PROFILE_COLUMNS:
+        statement = sql.SQL(
+            "select coalesce({column}::text, '(none)') as {column}, count(*) as users "
+            "from analytics.user_profiles group by 1 order by 2 desc, 1"
+        ).format(column=sql.Identifier(column))
+        counts, shown = _counts(conn, statement, min_users)
+        chart = bar_chart(
+            list(shown[column]), {"users": list(shown["users"].astype(float))}, f"Users by {column}", counts=True
+        )
+        parts.append(f'<h3>{html.escape(column)}</h3><div class="figure">{chart}{table(counts)}</div>')
+    return "".join(parts)
+
+
+def _section_tags(conn, min_users: int, top: int = 20, rank: int = 3) -> str:
+    if not _exists(conn, "analytics.user_interest_tags"):
+        return _absent("Interest tags")
+    tags = _frame(
+        conn,
+        """
+        select tag, count(*) as users, avg(weight)::float as mean_weight
+        from analytics.user_interest_tags
+        where tag_rank <= %s
+        group by tag
+        having count(*) >= %s
+        order by users desc, tag
+        limit %s""",
+        (rank, min_users, top),
+    )
+    if tags.empty:
+        return _absent("Interest tags")
+    tags["users"] = tags["users"].astype("int64")
+    chart = bar_chart(
+        list(tags["tag"]),
+        {"users": list(tags["users"].astype(float))},
+        "Users with the tag in their top 3",
+        counts=True,
+    )
+    note = (
+        f'<p class="note">The {top} tags most often among users\' top {rank} interest tags; '
+        f"tags held by fewer than {min_users} users are not listed.</p>"
+    )
+    return note + f'<div class="figure">{chart}{table(tags)}</div>'
+
+
+def _section_models(evaluations: pd.DataFrame, champion: str | None) -> str:
+    overall = evaluations[(evaluations["segment"] == "all")]
+    parts = []
+    for variant, caption in [("all_items", "All items"), ("new_items", "New items only (prior purchases left out)")]:
+        rows = overall[overall["variant"] == variant]
+        wide = metric_table(rows, [(metric, K) for metric in ACCURACY + BEYOND_ACCURACY], [])
+        if wide.empty:
+            parts.append(_absent(f"Model comparison, {caption.lower()}"))
+            continue
+        chart = ""
+        if f"ndcg@{K}" in wide:
+            wide = wide.sort_values(f"ndcg@{K}", ascending=False, kind="stable")
+            chart = bar_chart(list(wide["model"]), {f"ndcg@{K}": list(wide[f"ndcg@{K}"])}, f"NDCG@{K}", champion)
+        parts.append(
+            f'<h3>{html.escape(caption)}</h3><div class="figure">{chart}</div>'
+            + table(wide, highlight=champion, key="model")
+        )
+    return (
+        '<p class="note">Test window (the time split above), all evaluated users (segment <code>all</code>); '
+        "the champion row is highlighted.</p>" + "".join(parts)
+    )
+
+
+def _section_cold_start(evaluations: pd.DataFrame) -> str:
+    rows = evaluations[(evaluations["segment"] == "new_users") & (evaluations["variant"] == "all_items")]
+    columns = [(metric, k) for metric in ["ndcg"] for k in (5, 10, 20)]
+    columns += [(metric, K) for metric in ["precision", "recall", "hit_rate", "lift_vs_popularity"]] + [("users", 0)]
+    wide = metric_table(rows, columns, COLD_START_MODELS)
+    if wide.empty:
+        return _absent("Cold-start evaluation (segment new_users)")
+    if f"ndcg@{K}" not in wide:
+        return (
+            "<p>Too few new users in the test window to publish their metrics ([privacy] min_segment_users); "
+            "only their number is kept.</p>" + table(wide)
+        )
+    charts = "".join(
+        bar_chart(list(wide["model"]), {column: list(wide[column])}, title)
+        for column, title in [(f"ndcg@{K}", f"NDCG@{K}, new users"), (f"lift_vs_popularity@{K}", "Lift vs popularity")]
+        if column in wide
+    )
+    return (
+        '<p class="note">Users without history before the cutoff, lists from the cold-start models; '
+        "lift = NDCG of the model / NDCG of global popularity.</p>"
+        f'<div class="figure">{charts}</div>' + table(wide)
+    )
+
+
+def _section_search(evaluations: pd.DataFrame) -> str:
+    rows = evaluations[(evaluations["variant"] == "search") & (evaluations["segment"] == "searches")]
+    wide = metric_table(rows, [("mrr", 0), ("ndcg", K), ("hit_rate", K), ("searches", 0)], SEARCH_MODELS)
+    if wide.empty:
+        return _absent("Search evaluation")
+    metrics = [column for column in ["mrr", f"ndcg@{K}", f"hit_rate@{K}"] if column in wide]
+    series = {model: list(values) for model, values in zip(wide["model"], wide[metrics].to_numpy(), strict=True)}
+    summary = ""
+    mrr = wide.set_index("model")["mrr"] if "mrr" in wide else pd.Series(dtype=float)
+    if set(SEARCH_MODELS) <= set(mrr.index):
+        before, after = float(mrr[SEARCH_MODELS[0]]), float(mrr[SEARCH_MODELS[1]])
+        change = f" ({(after / before - 1) * 100:+.1f}%)" if before > 0 else ""
+        summary = f"<p>MRR before (text match) {_fmt(before)} → after (personalized) {_fmt(after)}{change}.</p>"
+    chart = bar_chart(metrics, series, "Search ranking per model")
+    return summary + f'<div class="figure">{chart}</div>' + table(wide)
+
+
+def _section_promotions(evaluations: pd.DataFrame) -> str:
+    rows = evaluations[evaluations["variant"] == "promotion"]
+    columns = [(metric, 0) for metric in PROMOTION_METRICS]
+    wide = metric_table(rows[rows["segment"] == "all"], columns, PROMOTION_MODELS)
+    if wide.empty:
+        return _absent("Promotion targeting evaluation")
+    parts = [
+        '<p class="note">Held-out promotions: users ranked by each model; lift = precision in the top decile / '
+        "base rate of redemption.</p>"
+    ]
+    if "lift_top_decile" in wide:
+        parts.append(bar_chart(list(wide["model"]), {"lift": list(wide["lift_top_decile"])}, "Lift in the top decile"))
+    parts.append(table(wide))
+    per = rows[rows["segment"].str.startswith("promotion:") & (rows["metric"] == "lift_top_decile")]
+    if len(per):
+        lifts = per.pivot_table(index="segment", columns="model_name", values="metric_value", aggfunc="first")
+        lifts = lifts.rename_axis(None, axis=1).reset_index().rename(columns={"segment": "promotion"})
+        parts.append("<h3>Lift in the top decile per held-out promotion</h3>" + table(lifts))
+    return "".join(parts)
+
+
+def _section_diversity(evaluations: pd.DataFrame, champion: str | None) -> str:
+    rows = evaluations[(evaluations["segment"] == "all") & (evaluations["k"] == K)]
+    reranked = rows[rows["variant"] == "reranked"]
+    if reranked.empty:
+        return _absent("Diversity re-ranking")
+    model = champion if champion in set(reranked["model_name"]) else sorted(reranked["model_name"])[0]
+    mine = rows[rows["model_name"] == model]
+    wide = mine.pivot_table(index="metric", columns="variant", values="metric_value", aggfunc="first")
+    stages = [(variant, name) for variant, name in DIVERSITY_STAGES if variant in wide.columns]
+    metrics = [metric for metric in DIVERSITY_METRICS if metric in wide.index]
+    compared = wide.reindex(index=metrics, columns=[variant for variant, _ in stages]).astype(float)
+    compared.columns = [name for _, name in stages]
+    compared["change"] = compared[DIVERSITY_STAGES[-1][1]] - compared.get(DIVERSITY_STAGES[0][1], float("nan"))
+    compared = compared.reset_index(drop=True)
+    compared.insert(0, "metric", [f"{metric}@{K}" for metric in metrics])
+    chart = bar_chart(
+        list(compared["metric"]),
+        {name: list(compared[name]) for _, name in stages},
+        f"{model}: test-window lists per stage",
+    )
+    return (
+        f'<p class="note">{html.escape(model)}\'s test-window lists as trained, after the business rules alone '
+        "(when evaluated) and after business rules and diversity re-ranking; change = after re-ranking minus as "
+        "trained.</p>" + f'<div class="figure">{chart}</div>' + table(compared)
+    )
+
+
+def _section_quality(conn, run_id: str) -> str:
+    parts = []
+    if _exists(conn, "quality.check_results"):
+        checks = _frame(
+            conn,
+            """
+            select gate, severity, count(*) as checks, count(*) filter (where success) as passed,
+                count(*) filter (where not success) as failed
+            from quality.check_results where run_id = %s group by 1, 2 order by 1, 2""",
+            (run_id,),
+        )
+        failed = _frame(
+            conn,
+            """
+            select gate, suite, table_name, expectation_type, column_name, severity, observed_value
+            from quality.check_results where run_id = %s and not success
+            order by severity, gate, suite, expectation_type limit 50""",
+            (run_id,),
+        )
+        parts.append("<h3>Checks of this run</h3>" + (table(checks) if len(checks) else _absent("Quality checks")))
+        if len(failed):
+            parts.append("<h3>Checks that did not pass</h3>" + table(failed))
+    else:
+        parts.append(_absent("Quality checks"))
+    if _exists(conn, "quality.load_audit"):
+        audit = _frame(
+            conn,
+            """
+            select table_name, sum(rows_read)::bigint as rows_read, sum(rows_loaded)::bigint as rows_loaded,
+                sum(rows_rejected)::bigint as rows_rejected
+            from quality.load_audit group by 1 order by 1""",
+        )
+        parts.append("<h3>Loaded and rejected rows (all batches)</h3>" + table(audit))
+    if _exists(conn, "quality.rejected_rows"):
+        reasons = _frame(
+            conn,
+            "select table_name, reason, count(*) as rows from quality.rejected_rows group by 1, 2 "
+            "order by 3 desc, 1, 2 limit 20",
+        )
+        if len(reasons):
+            parts.append("<h3>Most frequent rejection reasons</h3>" + table(reasons))
+    parts.append("<h3>Identity stitching</h3>" + _identity(conn, run_id))
+    return "".join(parts)
+
+
+def _identity(conn, run_id: str) -> str:
+    parts = []
+    if _exists(conn, "quality.identity_stitching_summary"):
+        columns = _columns(conn, "quality.identity_stitching_summary")
+        where, params = (sql.SQL("where run_id = %s"), (run_id,)) if "run_id" in columns else (sql.SQL(""), ())
+        order = sql.SQL("order by as_of desc") if "as_of" in columns else sql.SQL("")
+        summary = _frame(
+            conn,
+            sql.SQL("select * from quality.identity_stitching_summary {} {} limit 1").format(where, order),
+            params,
+        )
+        if len(summary):
+            row = summary.iloc[0]
+            if "merge_rate" in summary and pd.notna(row["merge_rate"]):
+                parts.append(f"<p>Merge rate: <strong>{_fmt(float(row['merge_rate']))}</strong></p>")
+            parts.append(
+                table(
+                    pd.DataFrame(
+                        {
+                            "field": summary.columns,
+                            "value": [_fmt(v) if _is_number(v) else _text(v) for v in row.to_list()],
+                        }
+                    )
+                )
+            )
+    if _exists(conn, "quality.check_results"):
+        checks = _frame(
+            conn,
+            """
+            select suite, expectation_type, column_name, severity, success, observed_value
+            from quality.check_results
+            where run_id = %s and (suite like 'identity\\_%%' or expectation_type like 'identity\\_%%')
+            order by suite, expectation_type, column_name""",
+            (run_id,),
+        )
+        if len(checks):
+            parts.append(table(checks))
+    return "".join(parts) or _absent("Identity stitching")
+
+
+def render(url: str) -> tuple[str, str]:
+    """The report of the last run as one HTML document; returns (run_id, html)."""
+    from recsys.orchestration.training import load_model_config, min_segment_users  # noqa: PLC0415  (numpy/scipy: only here)
+
+    min_users = min_segment_users(load_model_config())
+    with connect(url) as conn:
+        run = latest_run(conn)
+        run_id = str(run["run_id"])
+        champion = None if pd.isna(run.get("champion_model")) else str(run["champion_model"])
+        evaluations = _frame(
+            conn,
+            "select model_name, variant, segment, metric, k, metric_value::float as metric_value "
+            "from recs.model_evaluations where run_id = %s",
+            (run_id,),
+        )
+        evaluations["k"] = evaluations["k"].astype("int64")
+        sections = [
+            ("run", "Run summary", _section_run(run, conn)),
+            ("profiles", "Profile distributions", _section_profiles(conn, min_users)),
+            ("tags", "Top interest tags", _section_tags(conn, min_users)),
+            ("models", "Model comparison", _section_models(evaluations, champion)),
+            ("cold-start", "Cold start: new users", _section_cold_start(evaluations)),
+            ("search", "Search ranking", _section_search(evaluations)),
+            ("promotions", "Promotion targeting", _section_promotions(evaluations)),
+            ("diversity", "Diversity before and after re-ranking", _section_diversity(evaluations, champion)),
+            ("quality", "Data quality", _section_quality(conn, run_id)),
+        ]
+    nav = "".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title, _ in sections)
+    body = "".join(
+        f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{content}</section>'
+        for anchor, title, content in sections
+    )
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>recsys report: {html.escape(run_id)}</title><style>{CSS}</style></head><body>"
+        f"<h1>recsys report: run {html.escape(run_id)}</h1>"
+        f'<p class="note">Champion: <strong>{html.escape(champion or "none")}</strong>. '
+        f"Groups of fewer than {min_users} users are not shown ([privacy] min_segment_users).</p>"
+        f"<nav>{nav}</nav>{body}</body></html>\n"
+    )
+    return run_id, document
+
+
+def write_report(url: str, out: Path | None = None) -> Path:
+    """Write the HTML report of the last run to ``out`` (default ``reports/report-<run_id>.html``); return the path."""
+    run_id, document = render(url)
+    out = Path(out) if out else REPORTS_DIR / f"report-{run_id}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document, encoding="utf-8")
+    log.debug("report of run %s written to %s", run_id, out)
+    return out
+
+
+def _dbt(args: list[str], env: dict[str, str]) -> None:
+    command = [str(Path(sys.executable).parent / "dbt"), *args]
+    log.info("$ %s", " ".join(command))
+    result = subprocess.run(command, env=env, cwd=DBT_PROJECT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
+    """``dbt docs generate --static`` against the warehouse at ``url``; return the single-file ``static_index.html``.
+
+    The models compile with the vars of the last run (``as_of``, ``run_id``) when there is one, else docs are
+    built without compiling. The compiled SQL would hold the pseudonymization key, so dbt sees a placeholder
+    instead: the docs can be shared.
+
+    Raises
+    ------
+    RuntimeError
+        dbt failed; the message holds its output.
+    """
+    run_vars: dict[str, str] = {}
+    with connect(url) as conn:
+        if _exists(conn, "recs.runs"):
+            runs = _frame(conn, "select count(*) as n from recs.runs")
+            if runs["n"].iloc[0]:
+                run = latest_run(conn)
+                if pd.notna(run.get("data_interval_end")):
+                    run_vars = {"as_of": pd.Timestamp(run["data_interval_end"]).isoformat(), "run_id": run["run_id"]}
+    target_dir = Path(target_dir).resolve()
+    common = [
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+        "--target-path",
+        str(target_dir),
+        "--log-path",
+        str(target_dir / "logs"),
+    ]
+    env = {
+        **os.environ,
+        **dbt_env(url),
+        "RECSYS_PSEUDONYM_KEY": "<RECSYS_PSEUDONYM_KEY>",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+    }
+    if run_vars:
+        _dbt(["docs", "generate", "--static", *common, "--vars", json.dumps(run_vars)], env)
+    else:  # `docs generate --no-compile` reads the manifest a parse leaves in the target path
+        _dbt(["parse", *common], env)
+        _dbt(["docs", "generate", "--static", "--no-compile", *common], env)
+    return target_dir / "static_index.html"

@@ -1,0 +1,1 @@
+"""The shop's use cases beyond the home page: search re-ranking, promotion targeting, cold start."""
