@@ -43,9 +43,11 @@ docs: $(VENV)/.installed
 docs-site: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+## lint: ruff (rules, unused noqa, formatting) on the Python, sqlfluff on the dbt SQL; CI runs it before the tests
 lint: $(VENV)/.installed
-	$(BIN)/ruff check dags plugins tests
-	$(BIN)/sqlfluff lint dbt_project/models
+	$(BIN)/ruff check dags plugins tests docs
+	$(BIN)/ruff format --check dags plugins tests docs
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests --disable-progress-bar
 
 clean:
 	-$(BIN)/python -c "from recsys.db.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"

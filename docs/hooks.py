@@ -124,3 +124,29 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, f"{PREFIX}/index.md", content="\n".join(index) + "\n"))
     log.info("API reference: %d modules of %s", len(names), PACKAGE)
     return files
+
+
+#: the marker in ``reference/settings.md`` replaced by the table of :mod:`recsys.models.config`
+SETTINGS_MARKER = "<!-- models.toml settings -->"
+
+
+def settings_table() -> str:
+    """Every section and key of ``models.toml`` with its type, default and meaning, from the typed settings."""
+    from recsys.models import config as model_config
+
+    rows = ["| section | key | type | default | meaning |", "|---|---|---|---|---|"]
+    for section, field in model_config.ModelConfig.model_fields.items():
+        if section == "models":
+            continue
+        for key, info in field.annotation.model_fields.items():
+            kind = getattr(info.annotation, "__name__", str(info.annotation)).replace("|", "or")
+            rows.append(
+                f"| `[{section}]` | `{key}` | {kind} | `{info.get_default(call_default_factory=True)}` | "
+                f"{info.description} |"
+            )
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown: str, page, config: MkDocsConfig, files: Files) -> str:
+    """Fill the settings reference with the table generated from the typed settings."""
+    return markdown.replace(SETTINGS_MARKER, settings_table()) if SETTINGS_MARKER in markdown else markdown

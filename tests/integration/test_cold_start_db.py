@@ -21,6 +21,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from recsys.db import frames
 from recsys.features.interactions import load_interactions
 from recsys.orchestration import training
 from recsys.usecases import cold_start
@@ -64,9 +65,9 @@ def load_warehouse(dsn: str, events: pd.DataFrame, items: pd.DataFrame, users: p
     with psycopg2.connect(dsn) as conn:
         with conn.cursor() as cursor:
             cursor.execute(DDL)
-        training._copy_rows(conn, "analytics.fct_interactions", events)
-        training._copy_rows(conn, "analytics.dim_items", items)
-        training._copy_rows(conn, "analytics.dim_users", users)
+        frames.copy_frame(conn, "analytics.fct_interactions", events)
+        frames.copy_frame(conn, "analytics.dim_items", items)
+        frames.copy_frame(conn, "analytics.dim_users", users)
     conn.close()
 
 

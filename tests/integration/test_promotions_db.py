@@ -20,11 +20,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from recsys.db import frames
 from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import landing, load
-from recsys.orchestration import training
 from recsys.usecases import promotions
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -84,17 +84,17 @@ def planted(database: str) -> str:
     with psycopg2.connect(database) as conn:
         with conn.cursor() as cursor:
             cursor.execute(ANALYTICS_DDL)
-        training._copy_rows(
+        frames.copy_frame(
             conn,
             "analytics.dim_users",
             pd.DataFrame(
                 {"user_id": users, "signup_at": days(-100), "is_personalization_allowed": np.array(users) != "s00"}
             ),
         )
-        training._copy_rows(
+        frames.copy_frame(
             conn, "analytics.dim_items", pd.DataFrame({"item_id": ["b1", "h1"], "category": ["Books", "Home"]})
         )
-        training._copy_rows(
+        frames.copy_frame(
             conn,
             "analytics.dim_promotions",
             pd.DataFrame(
@@ -106,13 +106,13 @@ def planted(database: str) -> str:
                 }
             ),
         )
-        training._copy_rows(
+        frames.copy_frame(
             conn,
             "analytics.fct_interactions",
             pd.DataFrame({"user_id": np.repeat(users, 2), "item_id": ["b1", "h1"] * len(users), "event_at": days(-45)}),
         )
-        training._copy_rows(conn, "analytics.fct_orders", orders)
-        training._copy_rows(conn, "analytics.fct_redemptions", redemptions)
+        frames.copy_frame(conn, "analytics.fct_orders", orders)
+        frames.copy_frame(conn, "analytics.fct_redemptions", redemptions)
     return database
 
 

@@ -284,7 +284,8 @@ def test_readers_see_one_whole_run_while_publishes_swap(backfilled):
 
 
 SWAP_SCRIPT = (
-    "import sys, psycopg2; from recsys import publish; publish.swap_recs(psycopg2.connect(sys.argv[1]), sys.argv[2])"
+    "import sys, psycopg2; from recsys.serving import publish;"
+    " publish.swap_recs(psycopg2.connect(sys.argv[1]), sys.argv[2])"
 )
 
 

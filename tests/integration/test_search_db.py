@@ -28,6 +28,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from recsys.db import frames, runs
 from recsys.db.warehouse import connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
@@ -86,19 +87,27 @@ insert into recs.similar_items values ('k3', 'k1', 0.4), ('l1', 'k1', 0.2);
 
 
 @pytest.fixture
-def tiny(database: str) -> str:
+def tiny(database: str, tmp_path) -> str:
+    """The hand-written tables, and the tokenizer function the dbt project defines."""
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
         cur.execute(TINY_DDL)
+    subprocess.run(
+        [str(BIN / "dbt"), "run-operation", "install_search_tokens", "--project-dir", str(DBT_PROJECT)]
+        + ["--target-path", str(tmp_path / "target")],
+        env=environment(database, airflow_home=tmp_path / "airflow"),
+        check=True,
+        capture_output=True,
+    )
     return database
 
 
 def features(url: str, requests: list[tuple[str, str | None, str]], interests: str | None = None) -> pd.DataFrame:
     with connect(url) as conn:
         with conn.cursor() as cur:
-            cur.execute(search._REQUESTS_DDL)
+            cur.execute(search.REQUESTS_DDL)
             cur.executemany("insert into pg_temp.search_requests values (%s, %s, %s)", requests)
         frame = search.candidate_features(
-            conn, AS_OF, "recs.similar_items", interests or search._INTERESTS_PUBLISHED, in_stock_only=True
+            conn, AS_OF, "recs.similar_items", interests or search.INTERESTS_PUBLISHED, in_stock_only=True
         )
     return frame.set_index(["search_id", "item_id"])
 
@@ -139,7 +148,7 @@ def test_personal_features_are_hand_computed_and_neutral_for_opted_out_and_anony
 def test_point_in_time_interests_only_read_searches_before_as_of(tiny):
     with psycopg2.connect(tiny) as conn, conn.cursor() as cur:
         cur.execute("insert into analytics.fct_searches values ('q1', 'u1', 'kettles', '2026-03-02', 's9')")
-        interests = cur.mogrify(search._INTERESTS_AS_OF, {"as_of": AS_OF, "half_life": 30}).decode()
+        interests = cur.mogrify(search.INTERESTS_AS_OF, {"as_of": AS_OF, "half_life": 30}).decode()
     frame = features(tiny, [("u1", "u1", "kettles lamps")], interests)
     # only "lumen" (before as_of) counts, and it names no category: Lumen items 1, the rest 0
     assert frame.loc["u1"].loc[["k1", "k2", "k3", "l1"], "search_interest"].tolist() == [0, 0, 1, 1]
@@ -147,7 +156,7 @@ def test_point_in_time_interests_only_read_searches_before_as_of(tiny):
 
 def test_search_reranks_with_the_stored_ranker_and_gives_reasons(tiny):
     with connect(tiny) as conn:
-        training.ensure_schema(conn)
+        runs.ensure_schema(conn)
         with conn.cursor() as cur:
             cur.execute(search.SEARCH_DDL)
             # a ranker that only looks at brand affinity
@@ -162,7 +171,7 @@ def test_search_reranks_with_the_stored_ranker_and_gives_reasons(tiny):
             )
             # serving is as of the newest event: drop the one after AS_OF, so k4 (listed later) stays out
             cur.execute("delete from analytics.fct_interactions where event_at > %s", (AS_OF,))
-        training._copy_rows(conn, "ml.search_ranker", ranker)
+        frames.copy_frame(conn, "ml.search_ranker", ranker)
         conn.commit()
     personal = search.search(tiny, "U1", "lumen kettles")
     assert personal["item_id"].tolist() == ["k3", "l1", "k2", "k1"]  # Lumen first, then the text order
@@ -230,7 +239,7 @@ def shop_warehouse(fresh_database, tmp_path_factory):
 
 def evaluations(url: str) -> pd.DataFrame:
     with connect(url) as conn:
-        rows = training._read_query(
+        rows = frames.read_frame(
             conn,
             "select model_name, segment, metric, k, metric_value from ml.model_evaluations "
             "where run_id = 'run_search' and variant = 'search' order by model_name, metric",
@@ -262,7 +271,7 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
     truth = pd.read_csv(shop / "truth" / "user_truth.csv", dtype=str)
     with connect(url) as conn:
         with conn.cursor() as cur:
-            cur.execute(search._REQUESTS_DDL)
+            cur.execute(search.REQUESTS_DDL)
             cur.execute(
                 "insert into pg_temp.search_requests "
                 "select map.shop_user_id, map.user_id, 'headphones' from identity.user_id_map as map"
@@ -274,7 +283,7 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
                 (end - timedelta(days=60),),
             )
             cheap, dear = cur.fetchone()
-        frame = search.candidate_features(conn, end, None, search._INTERESTS_PUBLISHED)
+        frame = search.candidate_features(conn, end, None, search.INTERESTS_PUBLISHED)
     fit = frame[frame["item_id"].isin([cheap, dear])].pivot(index="search_id", columns="item_id", values="price_fit")
     # fit(cheapest) - fit(dearest) = (1 - 2 x the user's band) x shrinkage: > 0 for users of cheap items
     prefers_cheap = (fit[cheap] - fit[dear]).rename("prefers_cheap")
@@ -288,14 +297,14 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
 def test_point_in_time_interests_at_the_run_end_equal_the_dbt_mart(shop_warehouse):
     url, end, _, _ = shop_warehouse
     with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(search._REQUESTS_DDL)
+        cur.execute(search.REQUESTS_DDL)
         cur.execute("insert into pg_temp.search_requests select user_id, user_id, 'x' from analytics.dim_users")
         statement = cur.mogrify(
-            search._INTERESTS_AS_OF,
+            search.INTERESTS_AS_OF,
             {"as_of": end + timedelta(microseconds=1), "half_life": search.HALF_LIFE_DAYS},
         ).decode()
-        recomputed = training._read_query(conn, statement)
-        mart = training._read_query(conn, "select user_id, term, weight from analytics.user_search_interests")
+        recomputed = frames.read_frame(conn, statement)
+        mart = frames.read_frame(conn, "select user_id, term, weight from analytics.user_search_interests")
     joined = mart.merge(recomputed, on=["user_id", "term"], how="outer", suffixes=("_mart", "_pit"))
     assert len(joined) == len(mart) > 1000
     np.testing.assert_allclose(joined["weight_pit"].astype(float), joined["weight_mart"].astype(float), rtol=1e-9)

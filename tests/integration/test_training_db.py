@@ -33,6 +33,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from recsys.db import frames
 from recsys.orchestration import training
 from recsys.serving import rules
 
@@ -140,11 +141,11 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
     with psycopg2.connect(dsn) as conn:
         with conn.cursor() as cursor:
             cursor.execute(ANALYTICS_DDL)
-        training._copy_rows(conn, "analytics.fct_interactions", events)
-        training._copy_rows(conn, "analytics.dim_items", items)
-        training._copy_rows(conn, "analytics.dim_users", users)
-        training._copy_rows(conn, "analytics.user_profiles", profiles)
-        training._copy_rows(conn, "analytics.fct_reviews", reviews)
+        frames.copy_frame(conn, "analytics.fct_interactions", events)
+        frames.copy_frame(conn, "analytics.dim_items", items)
+        frames.copy_frame(conn, "analytics.dim_users", users)
+        frames.copy_frame(conn, "analytics.user_profiles", profiles)
+        frames.copy_frame(conn, "analytics.fct_reviews", reviews)
     conn.close()
 
 

@@ -219,3 +219,25 @@ def test_side_data_is_aligned_to_the_encoding_and_follows_the_time_split() -> No
     assert split.train.ratings[["user_index", "item_index", "rating"]].values.tolist() == [[0, 0, 5], [1, 1, 2]]
     test = split.test_ratings
     assert test[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 3], [2, 2, 1]]
+
+
+def test_event_weights_are_defined_once_in_the_dbt_project(tmp_path):
+    from recsys.features.interactions import DBT_PROJECT_FILE, event_weight_sql, read_event_weights
+
+    assert read_event_weights() == EVENT_WEIGHTS
+    assert event_weight_sql("e.event_type") == (
+        "case e.event_type when 'view' then 1 when 'cart' then 3 when 'remove_from_cart' then 0"
+        " when 'purchase' then 5 else 0 end"
+    )
+    root = DBT_PROJECT_FILE.parents[1]
+    hard_coded = [
+        path.relative_to(root)
+        for folder in ("plugins", "dbt_project/models", "dbt_project/macros")
+        for path in (root / folder).rglob("*")
+        if path.suffix in {".py", ".sql"} and "when 'cart' then 3" in path.read_text()
+    ]
+    assert hard_coded == []
+    negative = tmp_path / "dbt_project.yml"
+    negative.write_text(DBT_PROJECT_FILE.read_text().replace("remove_from_cart: 0", "remove_from_cart: -1"))
+    with pytest.raises(ValueError, match="non-negative"):
+        read_event_weights(negative)

@@ -55,7 +55,7 @@ def test_environment_variable_points_at_another_file(config: dict) -> None:
 
 
 def test_grid_is_every_combination_of_configured_and_searched_values(config: dict) -> None:
-    trials = training._search_trials(config)
+    trials = training.search_trials(config)
     assert trials[:3] == [
         ("popularity", {"window_days": 30}),
         ("user_knn", {"k": 50}),
@@ -77,3 +77,26 @@ def test_an_unknown_model_name_is_a_clear_error(tmp_path) -> None:
     path.write_text("[models.deep_magic]\nparams = {}\n")
     with pytest.raises(ValueError, match=r"unknown models \['deep_magic'\]"):
         training.load_model_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[evaluation]\ntest_dayz = 7\n", r"unknown key 'evaluation.test_dayz'; valid: \['k', 'max_search_trials'"),
+        ("[evalution]\nk = 5\n", r"unknown key 'evalution'; valid: \['champion', 'cold_start', 'evaluation'"),
+        ("[evaluation]\nk = 'ten'\n", r"evaluation.k: Input should be a valid integer"),
+        ("[models.user_knn]\nparams = { kk = 5 }\n", r"unknown parameters \['kk'\] of model 'user_knn'; valid: .*'k'"),
+        ("[models.user_knn]\nsearch = { simillarity = ['pearson'] }\n", r"unknown parameters \['simillarity'\]"),
+    ],
+)
+def test_a_misspelt_key_is_an_error_naming_the_valid_ones(tmp_path, text, message) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(text + ("" if "[models." in text else "[models.popularity]\nparams = {}\n"))
+    with pytest.raises(ValueError, match=message):
+        training.load_model_config(path)
+
+
+def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
+    assert config["evaluation"] == {"test_days": 7, "validation_days": 7, "k": 10, "max_search_trials": 40}
+    assert config["privacy"]["min_segment_users"] == 50
+    assert config["champion"]["baselines"] == ["popularity", "repeat_purchase"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.usecases.search import FEATURES, SearchRanker, _reasons, rank_metrics, rerank
+from recsys.usecases.search import FEATURES, SearchRanker, rank_metrics, reasons_of, rerank
 
 
 def test_rank_metrics_of_hand_computed_ranks():
@@ -49,9 +49,9 @@ def test_reasons_name_the_feature_lifting_the_item_most_above_its_search():
     contributions[1, FEATURES.index("category_affinity")] = 0.2
     contributions[:, FEATURES.index("popularity")] = [0.4, 0.4, 0.1]  # lifts row 0 less than its brand does
     # row 1: category lifts 0.2 - 0.067, popularity 0.4 - 0.3; row 2: nothing above the mean
-    assert _reasons(candidates, contributions).tolist() == [
+    assert reasons_of(candidates, contributions).tolist() == [
         "you like Lumen",
         "you often shop Home",
         "matches your search",
     ]
-    assert _reasons(candidates, None).tolist() == ["matches your search"] * 3
+    assert reasons_of(candidates, None).tolist() == ["matches your search"] * 3

@@ -39,13 +39,7 @@ decayed_user_items as (
         interactions.item_id,
         -- each term in numeric: an exact sum, the same whatever order the rows come in (incremental or full build)
         sum(cast(
-            case interactions.event_type
-                when 'view' then {{ var('event_weight_view') }}
-                when 'cart' then {{ var('event_weight_cart') }}
-                when 'remove_from_cart' then {{ var('event_weight_remove_from_cart') }}
-                when 'purchase' then {{ var('event_weight_purchase') }}
-                else 0
-            end
+            {{ event_weight('interactions.event_type') }}
             * power(
                 cast(0.5 as double precision),
                 extract(epoch from ({{ as_of_timestamp() }} - interactions.event_at))

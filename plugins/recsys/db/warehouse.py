@@ -47,7 +47,7 @@ SERVER_SETTINGS = {
 
 
 def _pginstall() -> Path:
-    import pgserver  # noqa: PLC0415  (the wheel only matters for the embedded default)
+    import pgserver  # imported here: the wheel only matters for the embedded default
 
     return Path(pgserver.__file__).parent / "pginstall"
 

@@ -108,7 +108,7 @@ def main(data: str | None = None) -> int:
     if data:
         landing_dir = Path(data).resolve()
     else:
-        from recsys.dev.simulate import simulate  # noqa: PLC0415
+        from recsys.dev.simulate import simulate
 
         landing_dir = LOCAL_DIR / "shop"
         if not (landing_dir / "manifest.json").exists():
@@ -117,7 +117,7 @@ def main(data: str | None = None) -> int:
     env = environment(url, landing_dir)
     prepare_airflow(env)
     run_dag(env, data_day(landing_dir))
-    from recsys.reporting.report import print_summary  # noqa: PLC0415
+    from recsys.reporting.report import print_summary
 
     print_summary(url)
     return 0
@@ -133,8 +133,8 @@ def data_day(landing_dir: Path) -> str:
 
 def check_published(url: str, run_at: str) -> None:
     """Fail loudly if the run did not publish (``airflow dags test`` exits 0 when it had nothing to run)."""
-    from recsys.db.warehouse import connect  # noqa: PLC0415
-    from recsys.orchestration.tasks import run_id_for  # noqa: PLC0415
+    from recsys.db.warehouse import connect
+    from recsys.orchestration.tasks import run_id_for
 
     run_id = run_id_for(datetime.fromisoformat(run_at))
     with connect(url) as conn, conn.cursor() as cur:
@@ -149,7 +149,7 @@ def check_published(url: str, run_at: str) -> None:
 
 def _latest_event_date(landing_dir: Path) -> str:
     """The day of the newest event in a landing directory without a manifest end date."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     times = pd.read_csv(landing_dir / "events.csv", usecols=["event_at"], dtype=str)["event_at"]
     latest = pd.to_datetime(times, utc=True, errors="coerce", format="ISO8601").max()

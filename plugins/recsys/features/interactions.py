@@ -18,20 +18,51 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import yaml
 from psycopg2 import sql
+
+from recsys.db import frames
+from recsys.ingest import landing
 
 logger = logging.getLogger(__name__)
 
 #: event types the models understand; the index is the ``event_type`` code
-EVENT_TYPES: tuple[str, ...] = ("view", "cart", "remove_from_cart", "purchase")
+EVENT_TYPES: tuple[str, ...] = tuple(name for name in landing.EVENT_TYPES if name != "search")
 
-#: default confidence per event type (``remove_from_cart`` adds nothing)
-EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 3.0, "remove_from_cart": 0.0, "purchase": 5.0}
+#: the dbt project whose var ``event_weights`` is the one definition of event weights
+DBT_PROJECT_FILE = Path(__file__).resolve().parents[3] / "dbt_project" / "dbt_project.yml"
+
+
+def read_event_weights(path: Path = DBT_PROJECT_FILE) -> dict[str, float]:
+    """The var ``event_weights`` of the dbt project: what dbt's interest tags and every model here weigh events by.
+
+    Raises
+    ------
+    ValueError
+        When an event type is unknown or a weight is negative (implicit-feedback confidences add up).
+    """
+    weights = {name: float(value) for name, value in yaml.safe_load(path.read_text())["vars"]["event_weights"].items()}
+    unknown = set(weights) - set(EVENT_TYPES)
+    if unknown or min(weights.values()) < 0:
+        raise ValueError(f"{path}: event_weights needs non-negative weights of {EVENT_TYPES}, got {weights}")
+    return weights
+
+
+#: default confidence per event type (``remove_from_cart`` adds nothing), from the dbt project
+EVENT_WEIGHTS: dict[str, float] = read_event_weights()
+
+
+def event_weight_sql(column: str) -> str:
+    """:data:`EVENT_WEIGHTS` as a SQL ``case`` over ``column`` (the same expression as dbt's ``event_weight`` macro)."""
+    cases = " ".join(f"when '{name}' then {weight:g}" for name, weight in EVENT_WEIGHTS.items())
+    return f"case {column} {cases} else 0 end"
+
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -64,6 +95,11 @@ def to_epoch_seconds(value: Timestamp) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return (stamp - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def as_datetime(value: Timestamp) -> datetime:
+    """A timestamp (epoch seconds, string or datetime) as an aware UTC :class:`datetime.datetime`."""
+    return pd.Timestamp(to_epoch_seconds(value), unit="s", tz="UTC").to_pydatetime()
 
 
 def weight_vector(event_weights: Mapping[str, float] | None = None) -> np.ndarray:
@@ -635,20 +671,6 @@ def read_events(
     return frame
 
 
-def _read_frame(conn: Any, query: sql.Composable) -> pd.DataFrame:
-    """Run a small query through ``COPY ... TO STDOUT`` (CSV) into a frame of strings (empty string = NULL)."""
-    with tempfile.TemporaryFile(mode="w+b") as buffer, conn.cursor() as cursor:
-        cursor.copy_expert(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query), buffer)
-        buffer.seek(0)
-        return pd.read_csv(buffer, dtype=str, keep_default_na=False)
-
-
-def _table_exists(conn: Any, name: str) -> bool:
-    with conn.cursor() as cursor:
-        cursor.execute("select to_regclass(%s) is not null", (name,))
-        return bool(cursor.fetchone()[0])
-
-
 def read_side_data(
     conn: Any, start: Timestamp | None = None, end: Timestamp | None = None
 ) -> dict[str, pd.DataFrame | None]:
@@ -661,17 +683,18 @@ def read_side_data(
         :meth:`Interactions.with_side_data`; ``ratings`` is None when
         ``analytics.fct_reviews`` does not exist.
     """
-    items = _read_frame(conn, sql.SQL("select item_id, category, category_path, brand, price from analytics.dim_items"))
-    users = _read_frame(conn, sql.SQL("select user_id, age_band, gender, region from analytics.dim_users"))
+    items = frames.read_frame(conn, "select item_id, category, category_path, brand, price from analytics.dim_items")
+    users = frames.read_frame(conn, "select user_id, age_band, gender, region from analytics.dim_users")
     users = users.replace("", None)
+    items = items.fillna("")  # attributes of items: a missing one is the empty string
     ratings = None
-    if _table_exists(conn, "analytics.fct_reviews"):
+    if frames.table_exists(conn, "analytics.fct_reviews"):
         conditions = [sql.SQL("true")]
         if start is not None:
             conditions.append(sql.SQL("reviewed_at >= to_timestamp({})").format(sql.Literal(to_epoch_seconds(start))))
         if end is not None:
             conditions.append(sql.SQL("reviewed_at < to_timestamp({})").format(sql.Literal(to_epoch_seconds(end))))
-        ratings = _read_frame(
+        ratings = frames.read_frame(
             conn,
             sql.SQL(
                 "select user_id, item_id, rating, extract(epoch from reviewed_at)::float8 as rated_ts "

@@ -396,7 +396,7 @@ def _read_csv(path: Path | str, columns: list[str]) -> _Source:
         malformed.append({"line": row.number, "reason": reason})
         return "skip"
 
-    utf8 = load._is_utf8(path)
+    utf8 = load.is_utf8(path)
     try:
         table = pacsv.read_csv(
             path,
@@ -418,7 +418,7 @@ def _read_csv(path: Path | str, columns: list[str]) -> _Source:
     rows = table.to_pandas()
     truncated = pd.Series(False, index=rows.index)
     if len(rows):
-        truncated.iloc[-1] = load._ends_inside_quotes(path, rows[names[-1]].iloc[-1])
+        truncated.iloc[-1] = load.ends_inside_quotes(path, rows[names[-1]].iloc[-1])
     latin1 = pd.DataFrame(False, index=rows.index, columns=rows.columns)
     if not utf8:
         utf8_text = rows.apply(lambda column: column.str.decode("utf-8", errors="replace"))
@@ -428,7 +428,7 @@ def _read_csv(path: Path | str, columns: list[str]) -> _Source:
     malformed = pd.DataFrame(malformed, columns=["line", "reason"])
     return _Source(
         rows=rows.apply(lambda column: column.str.strip()),
-        line=pd.Series(load._line_numbers(malformed["line"].tolist(), 1, len(rows)), index=rows.index),
+        line=pd.Series(load.line_numbers(malformed["line"].tolist(), 1, len(rows)), index=rows.index),
         truncated=truncated,
         malformed=malformed,
         latin1_values=int(latin1.to_numpy().sum()),

@@ -219,7 +219,7 @@ def _read_header(path: Path) -> list[str]:
     return [name.strip() for name in next(csv.reader([first]))]
 
 
-def _is_utf8(path: Path) -> bool:
+def is_utf8(path: Path) -> bool:
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as handle:
@@ -244,7 +244,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     result = FileResult(
         spec.name, path.name, ignored_columns=[name for name in header if name not in spec.column_names]
     )
-    utf8 = _is_utf8(path)
+    utf8 = is_utf8(path)
     if not utf8:
         log.warning("%s: not valid UTF-8; rows with invalid bytes will be rejected", path)
 
@@ -275,7 +275,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         )
         for record_batch, is_last in _with_last(reader):
             frame = record_batch.to_pandas()
-            truncated = is_last and _ends_inside_quotes(path, frame[header[-1]].iloc[-1])
+            truncated = is_last and ends_inside_quotes(path, frame[header[-1]].iloc[-1])
             if not utf8:
                 frame = _decode_leniently(frame)
             start = result.rows_read + 1
@@ -285,10 +285,10 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
             ok = reasons.isna()
             result.rows_read += len(frame)
             if (~ok).any():
-                line_numbers = _line_numbers([line["line_number"] for line in bad_lines], start, len(frame))
+                numbers = line_numbers([line["line_number"] for line in bad_lines], start, len(frame))
                 rejected = pd.DataFrame(
                     {
-                        "line_number": line_numbers[~ok.to_numpy()],
+                        "line_number": numbers[~ok.to_numpy()],
                         "reason": reasons[~ok].to_numpy(),
                         "raw_record": _for_quarantine(frame.loc[~ok, header], spec)
                         .to_json(orient="records", lines=True)
@@ -391,7 +391,7 @@ def _with_last(iterable):
         yield previous, True
 
 
-def _ends_inside_quotes(path: Path, last_value: object) -> bool:
+def ends_inside_quotes(path: Path, last_value: object) -> bool:
     """Whether the file ends inside a quoted field: its last bytes are an opening quote and the last value read.
 
     A quoted field the file closes ends in ``"`` (and maybe a line break); a truncated one ends in the value
@@ -408,7 +408,7 @@ def _ends_inside_quotes(path: Path, last_value: object) -> bool:
         return handle.read() == tail
 
 
-def _line_numbers(invalid: list, start: int, count: int) -> np.ndarray:
+def line_numbers(invalid: list, start: int, count: int) -> np.ndarray:
     """Record numbers (header = 1) of the parsed rows ``start .. start + count - 1``.
 
     The parsed rows take the record numbers the invalid records (skipped by the reader) leave free, in order.

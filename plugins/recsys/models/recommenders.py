@@ -1236,7 +1236,7 @@ class ALSRecommender(Recommender):
         )
 
 
-def _top_n_dense(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def top_n_dense(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` columns of every row of a dense block by value (``np.argpartition``), selected ties by column index.
 
     ``-inf`` entries are never returned: a row with fewer finite values is
@@ -1578,7 +1578,7 @@ class SVDRecommender(Recommender):
                 seen_rows = np.repeat(np.arange(len(rows)), np.diff(seen.indptr))
                 seen_columns = column[seen.indices]
                 scores[seen_rows[seen_columns >= 0], seen_columns[seen_columns >= 0]] = -np.inf
-            top, top_scores = _top_n_dense(scores, n)
+            top, top_scores = top_n_dense(scores, n)
             items[rows] = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
             values[rows] = np.clip(top_scores, 1.0, 5.0)
         return fill_from_ranking(

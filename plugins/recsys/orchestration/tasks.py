@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def warehouse_dsn() -> str:
     """The warehouse DSN: the Airflow connection ``warehouse`` inside Airflow, else ``warehouse_url()``."""
     try:
-        from airflow.sdk import Connection  # noqa: PLC0415
+        from airflow.sdk import Connection
     except ImportError:
         return warehouse_url()
     return Connection.get("warehouse").get_uri()
@@ -44,7 +44,7 @@ def load_batch(landing_path: str | None, batch_id: str) -> dict:
 
 
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
-    from recsys.orchestration import training  # noqa: PLC0415  (pulls in implicit and scikit-learn)
+    from recsys.orchestration import training  # imported here: pulls in implicit and scikit-learn
 
     with connect(warehouse_dsn()) as conn:
         return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
@@ -52,14 +52,14 @@ def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval
 
 def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
     """Fit the personalized search ranker and score it against text match on held-out searches."""
-    from recsys.usecases import search  # noqa: PLC0415  (pulls in scikit-learn)
+    from recsys.usecases import search  # imported here: pulls in scikit-learn
 
     with connect(warehouse_dsn()) as conn:
         return search.evaluate_search(conn, run_id, data_interval_end)
 
 
 def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
-    from recsys.orchestration import training  # noqa: PLC0415
+    from recsys.orchestration import training
 
     with connect(warehouse_dsn()) as conn:
         return training.generate_recommendations(conn, run_id, data_interval_end)
@@ -67,7 +67,7 @@ def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
 
 def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
     """Evaluate promotion targeting on held-out promotions and write the active promotions' targets to ml."""
-    from recsys.usecases import promotions  # noqa: PLC0415  (scikit-learn)
+    from recsys.usecases import promotions  # imported here: scikit-learn
 
     with connect(warehouse_dsn()) as conn:
         return promotions.target_promotions(conn, run_id, data_interval_end)
@@ -75,7 +75,7 @@ def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
 
 def _gate(check, *args) -> dict:
     """Run a quality gate; a failed critical expectation fails the task without retries (it is not transient)."""
-    from recsys.quality.gates import QualityGateError  # noqa: PLC0415
+    from recsys.quality.gates import QualityGateError
 
     dsn = warehouse_dsn()
     with connect(dsn) as conn:
@@ -83,7 +83,7 @@ def _gate(check, *args) -> dict:
             return check(conn, dsn, *args)
         except QualityGateError as error:
             try:
-                from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
+                from airflow.sdk.exceptions import AirflowFailException
             except ImportError:
                 raise error from None
             raise AirflowFailException(str(error)) from error
@@ -91,21 +91,21 @@ def _gate(check, *args) -> dict:
 
 def check_raw(batch_id: str, data_interval_end: datetime) -> dict:
     """The ``raw`` quality gate on the batch just loaded (:mod:`recsys.quality.gates`); fails on a critical check."""
-    from recsys.quality import gates  # noqa: PLC0415  (Great Expectations and dbt load inside)
+    from recsys.quality import gates  # imported here: Great Expectations and dbt load inside
 
     return _gate(gates.check_raw, run_id_for(data_interval_end), batch_id, data_interval_end)
 
 
 def check_marts_and_recs(data_interval_end: datetime) -> dict:
     """The ``marts_and_recs`` quality gate on the marts and the run about to be published."""
-    from recsys.quality import gates  # noqa: PLC0415
+    from recsys.quality import gates
 
     return _gate(gates.check_marts_and_recs, run_id_for(data_interval_end))
 
 
 def swap_recs(data_interval_end: datetime) -> dict:
     """Publish the run: swap the build schema in for ``recs`` in one transaction (:mod:`recsys.serving.publish`)."""
-    from recsys.serving import publish  # noqa: PLC0415
+    from recsys.serving import publish
 
     with connect(warehouse_dsn()) as conn:
         return publish.swap_recs(conn, run_id_for(data_interval_end))
@@ -115,15 +115,15 @@ def pseudonym_key() -> str:
     """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
     if os.environ.get("RECSYS_PSEUDONYM_KEY"):
         return os.environ["RECSYS_PSEUDONYM_KEY"]
-    from airflow.sdk import Connection  # noqa: PLC0415
+    from airflow.sdk import Connection
 
     return Connection.get("pseudonym_key").password
 
 
 def erase_user(shop_user_id: str) -> dict:
     """Erase one user from every schema (``recsys.quality.erasure``); return rows deleted per table (no ids)."""
-    from recsys.quality.erasure import erase_user as erase  # noqa: PLC0415
-    from recsys.quality.erasure import person_keys  # noqa: PLC0415
+    from recsys.quality.erasure import erase_user as erase
+    from recsys.quality.erasure import person_keys
 
     key = pseudonym_key()
     with connect(warehouse_dsn()) as conn:
@@ -135,7 +135,7 @@ def erase_user(shop_user_id: str) -> dict:
 def forget_online(user_keys: list[str]) -> int | None:
     """Delete an erased person's keys (:func:`recsys.quality.erasure.person_keys`) from the online store when
     ``REDIS_URL`` is set (None: no store)."""
-    from recsys.serving import online  # noqa: PLC0415
+    from recsys.serving import online
 
     client = online.redis_client()
     return None if client is None else sum(online.forget_user(client, user_id) for user_id in user_keys)
@@ -143,7 +143,7 @@ def forget_online(user_keys: list[str]) -> int | None:
 
 def push_online(data_interval_end: datetime) -> dict:
     """Copy the published run to the Redis online store (:mod:`recsys.serving.online`) when ``REDIS_URL`` is set."""
-    from recsys.serving import online  # noqa: PLC0415
+    from recsys.serving import online
 
     client = online.redis_client()
     if client is None:

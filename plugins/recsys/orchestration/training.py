@@ -11,7 +11,6 @@ replaces them and readers see either the old or the new rows. "Now" is always
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
@@ -19,8 +18,7 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psycopg2
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 import scipy.sparse as sp
-from psycopg2 import sql
 
+from recsys.db import frames, runs
+from recsys.evaluation import windows
 from recsys.evaluation.metrics import (
     METRICS,
     catalogue_coverage,
@@ -50,14 +46,17 @@ from recsys.evaluation.metrics import (
 )
 from recsys.features.interactions import (
     EVENT_WEIGHTS,
+    SECONDS_PER_DAY,
     Interactions,
     TimeSplit,
     Timestamp,
+    as_datetime,
     load_interactions,
     lookup,
     time_split,
     to_epoch_seconds,
 )
+from recsys.models import config as model_config
 from recsys.models.ranker import NeuralRanker
 from recsys.models.recommenders import (
     MODELS,
@@ -102,85 +101,6 @@ CANDIDATE_MODELS: tuple[str, ...] = (
 #: the champion must beat these (``[champion] baselines`` of the configuration)
 BASELINES: tuple[str, ...] = (PopularityRecommender.name, RepeatPurchaseRecommender.name)
 
-ML_DDL = """
-create schema if not exists ml;
-create table if not exists ml.runs (
-    run_id text primary key,
-    data_interval_start timestamptz,
-    data_interval_end timestamptz,
-    eval_cutoff_at timestamptz,
-    data_cutoff_at timestamptz,
-    started_at timestamptz,
-    finished_at timestamptz,
-    status text not null,
-    champion_model text,
-    champion_reason text,
-    champion_params text,
-    validation_cutoff_at timestamptz
-);
-alter table ml.runs add column if not exists champion_params text;
-alter table ml.runs add column if not exists validation_cutoff_at timestamptz;
-alter table ml.runs add column if not exists business_rules_version text;
-create table if not exists ml.model_search (
-    run_id text not null,
-    model_name text not null,
-    trial integer not null,
-    params text not null,
-    fit_seconds double precision,
-    ndcg double precision,
-    ndcg_new_items double precision,
-    is_selected boolean not null,
-    primary key (run_id, model_name, trial)
-);
-alter table ml.model_search add column if not exists ndcg_served double precision;
-create table if not exists ml.model_evaluations (
-    run_id text not null,
-    model_name text not null,
-    variant text not null,
-    segment text not null,
-    metric text not null,
-    k integer not null,
-    metric_value double precision,
-    primary key (run_id, model_name, variant, segment, metric, k)
-);
-create table if not exists ml.recommendations (
-    run_id text not null,
-    user_id text not null,
-    item_rank integer not null,
-    item_id text not null,
-    score double precision,
-    model_name text not null,
-    reason_code text not null,
-    reason_text text,
-    generated_at timestamptz not null,
-    primary key (run_id, user_id, item_rank)
-);
-create table if not exists ml.similar_items (
-    run_id text not null,
-    item_id text not null,
-    item_rank integer not null,
-    similar_item_id text not null,
-    score double precision,
-    primary key (run_id, item_id, item_rank)
-);
-create table if not exists ml.cold_start_recommendations (
-    run_id text not null,
-    segment_key text not null,
-    item_rank integer not null,
-    item_id text not null,
-    score double precision,
-    primary key (run_id, segment_key, item_rank)
-);
-create table if not exists ml.promotion_targets (
-    run_id text not null,
-    promotion_id text not null,
-    user_id text not null,
-    target_rank integer not null,
-    propensity double precision not null,
-    primary key (run_id, promotion_id, user_id),
-    unique (run_id, promotion_id, target_rank)
-);
-"""
 
 #: ``reason_code`` and ``reason_text`` of a row the champion ranked that no grounded reason of
 #: :mod:`recsys.serving.reasons` explains (those come first for every model)
@@ -203,127 +123,6 @@ FALLBACK_TEXTS: dict[str, str] = {
     SVDRecommender.name: "Rated highly by shoppers with your taste",
     NeuralRanker.name: "Picked for you",
 }
-
-
-# --------------------------------------------------------------------------- database plumbing
-
-
-@contextmanager
-def _connection(conn: Any) -> Iterator[Any]:
-    """Yield a connection: the one given, or a new one for a DSN string (closed afterwards)."""
-    if isinstance(conn, str):
-        owned = psycopg2.connect(conn)
-        try:
-            yield owned
-        finally:
-            owned.close()
-    else:
-        yield conn
-
-
-def ensure_schema(conn: Any) -> None:
-    """Create the ``ml`` schema and tables if missing (serialized by an advisory lock), then commit.
-
-    Parameters
-    ----------
-    conn : psycopg2 connection
-        An open connection; its current transaction is committed.
-    """
-    with conn.cursor() as cursor:
-        cursor.execute("select pg_advisory_xact_lock(hashtext('recsys.ml.schema'))")
-        cursor.execute(ML_DDL)
-    conn.commit()
-
-
-def _read_query(conn: Any, query: str) -> pd.DataFrame:
-    """Run ``query`` through ``COPY ... TO STDOUT`` (CSV, NULL as ``\\N``) into a frame of strings."""
-    buffer = io.BytesIO()
-    with conn.cursor() as cursor:
-        cursor.copy_expert(f"copy ({query}) to stdout with (format csv, header true, null '\\N')", buffer)
-    buffer.seek(0)
-    return pd.read_csv(buffer, dtype=str, keep_default_na=False, na_values=["\\N"])
-
-
-def _table_exists(conn: Any, name: str) -> bool:
-    with conn.cursor() as cursor:
-        cursor.execute("select to_regclass(%s) is not null", (name,))
-        return bool(cursor.fetchone()[0])
-
-
-def _copy_rows(conn: Any, table: str, frame: pd.DataFrame) -> int:
-    """Append a frame to ``table`` with ``COPY FROM STDIN`` (columns by name); return rows written.
-
-    The CSV is written by Arrow's C++ writer (strings quoted, nulls as
-    unquoted empty fields: exactly Postgres' CSV convention).
-    """
-    if frame.empty:
-        return 0
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), sink, pa_csv.WriteOptions(include_header=False))
-    schema, name = table.split(".")
-    statement = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    )
-    with conn.cursor() as cursor:
-        cursor.copy_expert(statement.as_string(cursor), pa.BufferReader(sink.getvalue()))
-    return len(frame)
-
-
-def _delete_run(conn: Any, tables: Sequence[str], run_id: str) -> None:
-    with conn.cursor() as cursor:
-        for table in tables:  # a few tables, not rows
-            schema, name = table.split(".")
-            cursor.execute(sql.SQL("delete from {} where run_id = %s").format(sql.Identifier(schema, name)), (run_id,))
-
-
-def _upsert_run(conn: Any, run_id: str, keep_existing: Sequence[str] = (), **columns: Any) -> None:
-    """Insert or update the ``ml.runs`` row of ``run_id``.
-
-    Only the given columns change; those named in ``keep_existing`` are only
-    filled where the row has no value yet.
-    """
-    names = list(columns)
-
-    def update(name: str) -> sql.Composable:
-        if name in keep_existing:
-            return sql.SQL("{0} = coalesce(ml.runs.{0}, excluded.{0})").format(sql.Identifier(name))
-        return sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name))
-
-    statement = sql.SQL(
-        "insert into ml.runs (run_id, {columns}) values (%s, {values}) on conflict (run_id) do update set {updates}"
-    ).format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, names)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
-        updates=sql.SQL(", ").join(update(name) for name in names),
-    )
-    with conn.cursor() as cursor:
-        cursor.execute(statement, [run_id, *columns.values()])
-
-
-def _mark_failed(conn: Any, run_id: str, started_at: datetime) -> None:
-    """Record a failed step in ``ml.runs`` in its own transaction (best effort: the caller re-raises).
-
-    The champion and its reason of an earlier successful step stay; the error
-    itself is in the task log.
-    """
-    try:
-        conn.rollback()
-        _upsert_run(
-            conn,
-            run_id,
-            keep_existing=("started_at",),
-            status="failed",
-            started_at=started_at,
-            finished_at=datetime.now(UTC),
-        )
-        conn.commit()
-    except psycopg2.Error:
-        logger.exception("could not record the failure of run %s", run_id)
-        conn.rollback()
-
-
-def _as_datetime(value: Timestamp) -> datetime:
-    return pd.Timestamp(to_epoch_seconds(value), unit="s", tz="UTC").to_pydatetime()
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -358,15 +157,11 @@ def load_model_config(path: str | Path | None = None) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        For a model name that is not in :data:`ESTIMATORS`.
+        For an unknown section, key, model or model parameter (see :mod:`recsys.models.config`).
     """
     path = Path(path or os.environ.get("RECSYS_MODEL_CONFIG") or MODEL_CONFIG)
     with path.open("rb") as handle:
-        config = tomllib.load(handle)
-    unknown = set(config.get("models", {})) - set(ESTIMATORS)
-    if unknown:
-        raise ValueError(f"{path}: unknown models {sorted(unknown)}; known: {sorted(ESTIMATORS)}")
-    return config
+        return model_config.validate(tomllib.load(handle), path, ESTIMATORS)
 
 
 def min_segment_users(config: dict[str, Any]) -> int:
@@ -397,7 +192,7 @@ def default_models(config: dict[str, Any] | None = None) -> list[Recommender]:
     return [build_model(name, spec.get("params", {}), config) for name, spec in config["models"].items()]
 
 
-def _search_trials(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def search_trials(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every model's ``params``, then its grid, in file order.
 
     The grid of a model is every combination of, for each parameter in its
@@ -424,10 +219,10 @@ def _segmentations(conn: Any, user_ids: np.ndarray, prior_purchases: np.ndarray)
     """
     returning = (prior_purchases > 0).astype(np.int64)
     segmentations = [(returning, ["user_type=new", "user_type=returning"])]
-    if not _table_exists(conn, "analytics.user_profiles"):
+    if not frames.table_exists(conn, "analytics.user_profiles"):
         logger.warning("analytics.user_profiles is missing: no lifecycle or spending segments")
         return segmentations
-    profiles = _read_query(conn, "select user_id, lifecycle_stage, spending_power from analytics.user_profiles")
+    profiles = frames.read_frame(conn, "select user_id, lifecycle_stage, spending_power from analytics.user_profiles")
     position = pd.Index(profiles["user_id"]).get_indexer(pd.Index(user_ids))
     for column in ("lifecycle_stage", "spending_power"):  # two profile columns
         values = profiles[column].fillna("unknown").to_numpy()
@@ -644,7 +439,7 @@ def _select(
     ties or without validation users) and the chosen models' per-user served
     NDCG@k, which the champion gate compares.
     """
-    planned = _search_trials(config)
+    planned = search_trials(config)
     limit = max(int(config["evaluation"].get("max_search_trials", len(planned))), len(config["models"]))
     if len(planned) > limit:
         logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
@@ -792,14 +587,12 @@ def train_and_evaluate(
     evaluation = config["evaluation"]
     k = int(evaluation.get("k", 10))
     ks = tuple(sorted({*EVAL_KS, k}))
-    end = to_epoch_seconds(data_interval_end)
-    test_cutoff = end - float(evaluation.get("test_days", 7)) * 86_400.0
-    validation_cutoff = test_cutoff - float(evaluation.get("validation_days", 7)) * 86_400.0
+    validation_cutoff, test_cutoff, end = windows.cutoffs(config, data_interval_end)
     gate = config.get("champion", {})
-    with _connection(conn) as connection:
-        try:
-            ensure_schema(connection)
-            start = None if history_days is None else end - history_days * 86_400.0
+    with frames.connection(conn) as connection:
+        with runs.run_step(connection, run_id, started_at):
+            runs.ensure_schema(connection)
+            start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, side_data=True)
 
             validation = _Window.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks)
@@ -875,18 +668,18 @@ def train_and_evaluate(
             )
             evaluations.insert(0, "run_id", run_id)
             trials.insert(0, "run_id", run_id)
-            _delete_run(connection, ["ml.model_evaluations", "ml.model_search"], run_id)
-            written = _copy_rows(connection, "ml.model_evaluations", evaluations)
-            _copy_rows(connection, "ml.model_search", trials)
+            runs.delete_run(connection, ["ml.model_evaluations", "ml.model_search"], run_id)
+            written = frames.copy_frame(connection, "ml.model_evaluations", evaluations)
+            frames.copy_frame(connection, "ml.model_search", trials)
             champion_params = chosen.get(champion, config["models"].get(champion, {}).get("params", {}))
-            _upsert_run(
+            runs.upsert_run(
                 connection,
                 run_id,
-                data_interval_start=_as_datetime(data_interval_start),
-                data_interval_end=_as_datetime(end),
-                validation_cutoff_at=_as_datetime(validation_cutoff),
-                eval_cutoff_at=_as_datetime(test_cutoff),
-                data_cutoff_at=_as_datetime(end),
+                data_interval_start=as_datetime(data_interval_start),
+                data_interval_end=as_datetime(end),
+                validation_cutoff_at=as_datetime(validation_cutoff),
+                eval_cutoff_at=as_datetime(test_cutoff),
+                data_cutoff_at=as_datetime(end),
                 started_at=started_at,
                 finished_at=datetime.now(UTC),
                 status="evaluated",
@@ -894,17 +687,13 @@ def train_and_evaluate(
                 champion_params=json.dumps(champion_params, sort_keys=True),
                 champion_reason=reason,
             )
-            connection.commit()
-        except Exception:
-            _mark_failed(connection, run_id, started_at)
-            raise
     return {
         "run_id": run_id,
         "champion_model": champion,
         "champion_params": champion_params,
         "champion_reason": reason,
-        "validation_cutoff_at": _as_datetime(validation_cutoff).isoformat(),
-        "eval_cutoff_at": _as_datetime(test_cutoff).isoformat(),
+        "validation_cutoff_at": as_datetime(validation_cutoff).isoformat(),
+        "eval_cutoff_at": as_datetime(test_cutoff).isoformat(),
         "n_train_events": int(train.n_events),
         "n_validation_users": int(len(validation.users)),
         "n_test_users": int(len(test.users)),
@@ -1206,8 +995,8 @@ def _reason_data(
 
     category_names = np.unique(layers.categories[layers.categories != ""]).astype(object)
     tags = pd.DataFrame(columns=["user_id", "tag", "tag_rank"])
-    if _table_exists(conn, "analytics.user_interest_tags"):
-        tags = _read_query(
+    if frames.table_exists(conn, "analytics.user_interest_tags"):
+        tags = frames.read_frame(
             conn,
             "select user_id, tag, tag_rank from analytics.user_interest_tags"
             f" where tag like 'category:%' and tag_rank <= {int(rules.interest_tags)}",
@@ -1316,10 +1105,10 @@ def generate_recommendations(
     """
     started_at = datetime.now(UTC)
     end = to_epoch_seconds(data_interval_end)
-    generated_at = _as_datetime(end)
-    with _connection(conn) as connection:
-        try:
-            ensure_schema(connection)
+    generated_at = as_datetime(end)
+    with frames.connection(conn) as connection:
+        with runs.run_step(connection, run_id, started_at):
+            runs.ensure_schema(connection)
             config = load_model_config() if config is None else config
             rules = load_business_rules() if rules is None else rules
             champion, params = (model_name, None) if model_name else _champion_of(connection, run_id)
@@ -1327,14 +1116,14 @@ def generate_recommendations(
                 raise ValueError(f"unknown champion model {champion!r}")
             if params is None:
                 params = config["models"].get(champion, {}).get("params", {})
-            users = _read_query(
+            users = frames.read_frame(
                 connection,
                 "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
             ).drop_duplicates("user_id", ignore_index=True)
-            catalogue = _read_query(
+            catalogue = frames.read_frame(
                 connection, "select item_id, item_name, category, is_in_stock from analytics.dim_items"
             ).drop_duplicates("item_id", ignore_index=True)
-            start = None if history_days is None else end - history_days * 86_400.0
+            start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(
                 connection,
                 start,
@@ -1371,7 +1160,8 @@ def generate_recommendations(
             recent = sp.csr_array(sp.diags_array(consent) @ layers.recent)
             recent.eliminate_zeros()
 
-            _delete_run(connection, ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"], run_id)
+            tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
+            runs.delete_run(connection, tables, run_id)
             wide = n * rules.overfetch
             cold_users = np.flatnonzero(allowed & ~has_history)
             cold = cold_start.serving_lists(
@@ -1448,7 +1238,7 @@ def generate_recommendations(
                         "generated_at": generated_at.isoformat(),
                     }
                 )
-                n_recommendations += _copy_rows(connection, "ml.recommendations", frame)
+                n_recommendations += frames.copy_frame(connection, "ml.recommendations", frame)
 
             similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
             similar, similar_scores, _ = rules_module.apply_layers(
@@ -1462,7 +1252,7 @@ def generate_recommendations(
                 diversify=False,
             )
             item_rows, item_ranks = np.nonzero(similar >= 0)
-            n_similar_rows = _copy_rows(
+            n_similar_rows = frames.copy_frame(
                 connection,
                 "ml.similar_items",
                 pd.DataFrame(
@@ -1477,7 +1267,7 @@ def generate_recommendations(
             )
 
             seg_rows, seg_ranks = np.nonzero(cold_items >= 0)
-            n_cold_rows = _copy_rows(
+            n_cold_rows = frames.copy_frame(
                 connection,
                 "ml.cold_start_recommendations",
                 pd.DataFrame(
@@ -1490,7 +1280,7 @@ def generate_recommendations(
                     }
                 ),
             )
-            _upsert_run(
+            runs.upsert_run(
                 connection,
                 run_id,
                 data_interval_end=generated_at,
@@ -1500,10 +1290,6 @@ def generate_recommendations(
                 champion_model=champion,
                 business_rules_version=rules.version,
             )
-            connection.commit()
-        except Exception:
-            _mark_failed(connection, run_id, started_at)
-            raise
     result = {
         "run_id": run_id,
         "champion_model": champion,

@@ -142,7 +142,7 @@ def unique_rows(columns: list[str], critical_share: float = 0.0, warning_share: 
     Expectations' ``ExpectCompoundColumnsToBeUnique`` took minutes on a few
     hundred thousand rows of a query batch: it is not linear there.)
     """
-    import great_expectations as gx  # noqa: PLC0415
+    import great_expectations as gx
 
     warning_share = critical_share if warning_share is None else warning_share
     keys = ", ".join(columns)
@@ -170,7 +170,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     Row-level rules that staging enforces (and sets rows aside for) are critical with ``mostly=MOSTLY``:
     the simulator's documented dirt passes, a broken feed does not.
     """
-    import great_expectations as gx  # noqa: PLC0415
+    import great_expectations as gx
 
     e = gx.expectations
     latest = data_interval_end + FUTURE_TOLERANCE
@@ -321,9 +321,9 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
     ``rules`` (default :func:`recsys.serving.rules.load_business_rules`) sets the
     minimum mean intra-list diversity of the run's lists (critical).
     """
-    import great_expectations as gx  # noqa: PLC0415
+    import great_expectations as gx
 
-    from recsys.serving.rules import load_business_rules  # noqa: PLC0415
+    from recsys.serving.rules import load_business_rules
 
     e = gx.expectations
     rules = load_business_rules() if rules is None else rules
@@ -446,7 +446,7 @@ def identity_suites() -> list[Suite]:
     distinct persons of ``identity.user_id_map`` (the sum of accounts over persons);
     ``identity_person_size`` (critical): no person has more than :data:`IDENTITY_MAX_PERSON_ACCOUNTS` accounts.
     """
-    import great_expectations as gx  # noqa: PLC0415
+    import great_expectations as gx
 
     e = gx.expectations
     table = "quality.identity_stitching_summary"
@@ -505,8 +505,8 @@ def validate(dsn: str, suites: list[Suite], docs: Path) -> list[dict]:
         observed_value (JSON text), unexpected_count, element_count, details.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx  # noqa: PLC0415
-    from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -632,7 +632,7 @@ def source_freshness(dsn: str, dbt_vars: dict[str, str]) -> list[dict]:
     RuntimeError
         dbt could not run the check at all (e.g. the project does not parse or the warehouse is unreachable).
     """
-    from dbt.cli.main import dbtRunner  # noqa: PLC0415
+    from dbt.cli.main import dbtRunner
 
     with tempfile.TemporaryDirectory(prefix="recsys-freshness-") as target, _environ(dbt_env(dsn)):
         args = ["source", "freshness", "--select", "source:shop", "--project-dir", str(DBT_PROJECT)]

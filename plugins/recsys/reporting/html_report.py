@@ -27,7 +27,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from recsys.db.warehouse import REPO_ROOT, connect, dbt_env
-from recsys.reporting.report import _frame
+from recsys.reporting.report import fetch_frame
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,13 @@ def _absent(what: str) -> str:
 
 
 def _exists(conn, table_name: str) -> bool:
-    return bool(_frame(conn, "select to_regclass(%s) is not null as found", (table_name,))["found"].iloc[0])
+    return bool(fetch_frame(conn, "select to_regclass(%s) is not null as found", (table_name,))["found"].iloc[0])
 
 
 def _columns(conn, table_name: str) -> list[str]:
     schema, name = table_name.split(".")
     return list(
-        _frame(
+        fetch_frame(
             conn,
             "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
             "order by ordinal_position",
@@ -207,7 +207,7 @@ def latest_run(conn) -> pd.Series:
     """
     if not _exists(conn, "recs.runs"):
         raise ValueError("no recs.runs in the warehouse: run `make run` first")
-    runs = _frame(
+    runs = fetch_frame(
         conn,
         "select * from recs.runs order by status = 'published' desc, data_cutoff_at desc nulls last, run_id desc "
         "limit 1",
@@ -243,7 +243,7 @@ def _counts(conn, statement: sql.Composable, min_users: int) -> tuple[pd.DataFra
 
     In the first frame the counts of smaller groups read "fewer than <min_users>" (k-anonymity).
     """
-    counts = _frame(conn, statement)
+    counts = fetch_frame(conn, statement)
     counts["users"] = counts["users"].astype("int64")
     counts["share"] = counts["users"] / max(int(counts["users"].sum()), 1)
     small = counts["users"] < min_users
@@ -271,7 +271,7 @@ def _section_run(run: pd.Series, conn) -> str:
     fields = [field for field in fields if field in run.index]
     summary = pd.DataFrame({"field": fields, "value": [_text(run[field]) for field in fields]})
     counts = {
-        table_name: _frame(
+        table_name: fetch_frame(
             conn, sql.SQL("select count(*) as n from {}").format(sql.Identifier(*table_name.split(".")))
         )["n"].iloc[0]
         for table_name in ["analytics.user_profiles", "recs.user_recommendations", "recs.cold_start_recommendations"]
@@ -319,7 +319,7 @@ def _section_profiles(conn, min_users: int) -> str:
 def _section_tags(conn, min_users: int, top: int = 20, rank: int = 3) -> str:
     if not _exists(conn, "analytics.user_interest_tags"):
         return _absent("Interest tags")
-    tags = _frame(
+    tags = fetch_frame(
         conn,
         """
         select tag, count(*) as users, avg(weight)::float as mean_weight
@@ -462,7 +462,7 @@ def _section_diversity(evaluations: pd.DataFrame, champion: str | None) -> str:
 def _section_quality(conn, run_id: str) -> str:
     parts = []
     if _exists(conn, "quality.check_results"):
-        checks = _frame(
+        checks = fetch_frame(
             conn,
             """
             select gate, severity, count(*) as checks, count(*) filter (where success) as passed,
@@ -470,7 +470,7 @@ def _section_quality(conn, run_id: str) -> str:
             from quality.check_results where run_id = %s group by 1, 2 order by 1, 2""",
             (run_id,),
         )
-        failed = _frame(
+        failed = fetch_frame(
             conn,
             """
             select gate, suite, table_name, expectation_type, column_name, severity, observed_value
@@ -484,7 +484,7 @@ def _section_quality(conn, run_id: str) -> str:
     else:
         parts.append(_absent("Quality checks"))
     if _exists(conn, "quality.load_audit"):
-        audit = _frame(
+        audit = fetch_frame(
             conn,
             """
             select table_name, sum(rows_read)::bigint as rows_read, sum(rows_loaded)::bigint as rows_loaded,
@@ -493,7 +493,7 @@ def _section_quality(conn, run_id: str) -> str:
         )
         parts.append("<h3>Loaded and rejected rows (all batches)</h3>" + table(audit))
     if _exists(conn, "quality.rejected_rows"):
-        reasons = _frame(
+        reasons = fetch_frame(
             conn,
             "select table_name, reason, count(*) as rows from quality.rejected_rows group by 1, 2 "
             "order by 3 desc, 1, 2 limit 20",
@@ -510,7 +510,7 @@ def _identity(conn, run_id: str) -> str:
         columns = _columns(conn, "quality.identity_stitching_summary")
         where, params = (sql.SQL("where run_id = %s"), (run_id,)) if "run_id" in columns else (sql.SQL(""), ())
         order = sql.SQL("order by as_of desc") if "as_of" in columns else sql.SQL("")
-        summary = _frame(
+        summary = fetch_frame(
             conn,
             sql.SQL("select * from quality.identity_stitching_summary {} {} limit 1").format(where, order),
             params,
@@ -530,7 +530,7 @@ def _identity(conn, run_id: str) -> str:
                 )
             )
     if _exists(conn, "quality.check_results"):
-        checks = _frame(
+        checks = fetch_frame(
             conn,
             """
             select suite, expectation_type, column_name, severity, success, observed_value
@@ -546,14 +546,15 @@ def _identity(conn, run_id: str) -> str:
 
 def render(url: str) -> tuple[str, str]:
     """The report of the last run as one HTML document; returns (run_id, html)."""
-    from recsys.orchestration.training import load_model_config, min_segment_users  # noqa: PLC0415  (numpy/scipy: only here)
+    # imported here: numpy and scipy are needed only for this
+    from recsys.orchestration.training import load_model_config, min_segment_users
 
     min_users = min_segment_users(load_model_config())
     with connect(url) as conn:
         run = latest_run(conn)
         run_id = str(run["run_id"])
         champion = None if pd.isna(run.get("champion_model")) else str(run["champion_model"])
-        evaluations = _frame(
+        evaluations = fetch_frame(
             conn,
             "select model_name, variant, segment, metric, k, metric_value::float as metric_value "
             "from recs.model_evaluations where run_id = %s",
@@ -620,7 +621,7 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
     run_vars: dict[str, str] = {}
     with connect(url) as conn:
         if _exists(conn, "recs.runs"):
-            runs = _frame(conn, "select count(*) as n from recs.runs")
+            runs = fetch_frame(conn, "select count(*) as n from recs.runs")
             if runs["n"].iloc[0]:
                 run = latest_run(conn)
                 if pd.notna(run.get("data_interval_end")):

@@ -31,7 +31,7 @@ SUMMARY_TABLES = [
 ]
 
 
-def _frame(conn, statement: str | sql.Composable, params: tuple = ()) -> pd.DataFrame:
+def fetch_frame(conn, statement: str | sql.Composable, params: tuple = ()) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(statement, params)
         return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
@@ -42,18 +42,18 @@ def print_summary(url: str, example_users: int = 3) -> None:
     with connect(url) as conn:
         count = sql.SQL("select count(*) as n from {}")
         counts = {
-            table: _frame(conn, count.format(sql.Identifier(*table.split("."))))["n"].iloc[0]
+            table: fetch_frame(conn, count.format(sql.Identifier(*table.split("."))))["n"].iloc[0]
             for table in SUMMARY_TABLES
         }
         print("\nRows per table")
         print(pd.Series(counts, name="rows").to_string())
-        run = _frame(
+        run = fetch_frame(
             conn,
             "select run_id, status, champion_model, champion_reason from recs.runs "
             "order by data_cutoff_at desc limit 1",
         )
         print("\nLatest run\n" + run.to_string(index=False))
-        evaluations = _frame(
+        evaluations = fetch_frame(
             conn,
             "select model_name, variant, metric, k, round(metric_value::numeric, 4) as value "
             "from recs.model_evaluations where run_id = %s and segment = 'all' and k = 10 "
@@ -62,7 +62,7 @@ def print_summary(url: str, example_users: int = 3) -> None:
         )
         print("\nEvaluation @10 (test window after the cutoff)")
         print(evaluations.pivot_table(index=["variant", "model_name"], columns="metric", values="value").to_string())
-        users = _frame(
+        users = fetch_frame(
             conn,
             """
             select map.shop_user_id, profile.*
@@ -79,7 +79,7 @@ def print_summary(url: str, example_users: int = 3) -> None:
                 f"spending_power={user['spending_power']}, lifecycle={user['lifecycle_stage']}, "
                 f"top_categories={user['top_categories']}, promo_sensitivity={float(user['promo_sensitivity']):.2f}"
             )
-            recs = _frame(
+            recs = fetch_frame(
                 conn,
                 """
                 select recs.item_rank, recs.item_id, items.category, round(recs.score::numeric, 4) as score,
@@ -102,13 +102,13 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
         The shop user id is not in ``identity.user_id_map`` (unknown, erased, or no run published yet).
     """
     with connect(url) as conn:
-        found = _frame(
+        found = fetch_frame(
             conn, "select user_id from identity.user_id_map where shop_user_id = %s", (shop_user_id.strip(),)
         )
         if found.empty:
             raise ValueError(f"user {shop_user_id!r} is not in the warehouse (unknown, erased, or no run yet)")
         user_id = found["user_id"].iloc[0]
-        users = _frame(
+        users = fetch_frame(
             conn,
             """
             select users.age_band, users.gender, users.region, users.is_personalization_allowed,
@@ -119,13 +119,13 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
             where users.user_id = %s""",
             (user_id,),
         )
-        tags = _frame(
+        tags = fetch_frame(
             conn,
             "select tag, round(weight::numeric, 3) as weight from analytics.user_interest_tags"
             " where user_id = %s and tag_rank <= %s order by tag_rank",
             (user_id, n_tags),
         )
-        recs = _frame(
+        recs = fetch_frame(
             conn,
             """
             select recs.item_rank, recs.item_id, items.item_name, items.category, round(recs.score::numeric, 4)

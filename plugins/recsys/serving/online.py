@@ -71,7 +71,7 @@ def redis_client(url: str | None = None):
     url = url or os.environ.get("REDIS_URL")
     if not url:
         return None
-    import redis  # noqa: PLC0415
+    import redis
 
     return redis.Redis.from_url(url)
 

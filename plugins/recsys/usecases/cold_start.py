@@ -39,9 +39,11 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import OneHotEncoder
 
+from recsys.db import frames
 from recsys.evaluation.metrics import evaluate, per_user_metrics
-from recsys.features.interactions import EVENT_TYPES, Interactions, Timestamp, _read_frame, to_epoch_seconds
-from recsys.models.recommenders import PopularityRecommender, _top_n_dense, fill_from_ranking, top_n_per_row
+from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp, to_epoch_seconds
+from recsys.models.config import ColdStart, Privacy
+from recsys.models.recommenders import PopularityRecommender, fill_from_ranking, top_n_dense, top_n_per_row
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def read_demographics(conn: Any, user_ids: np.ndarray) -> pd.DataFrame:
         else sql.SQL("null::text as {}").format(sql.Identifier(name))
         for name in DEMOGRAPHICS
     ]
-    frame = _read_frame(
+    frame = frames.read_frame(
         conn,
         sql.SQL(
             "select user_id, extract(epoch from signup_at)::float8 as signup_ts, {} from analytics.dim_users"
@@ -453,7 +455,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
                 dense[has_segment] += (
                     weight[rows][has_segment, None] * segment_share[segment[rows][has_segment]].toarray()
                 )
-            top, top_scores = _top_n_dense(np.where(dense > 0, dense, -np.inf), n)
+            top, top_scores = top_n_dense(np.where(dense > 0, dense, -np.inf), n)
             items[rows] = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
             scores[rows] = top_scores
         return fill_from_ranking(items, scores, self.popularity_.ranking(filter_items), self.n_items_)
@@ -519,18 +521,18 @@ class DemographicRecommender(SegmentPopularityRecommender):
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """The ``[cold_start]`` section of the model configuration with defaults, plus ``min_segment_users``."""
-    section = dict(config.get("cold_start", {}))
-    truth_events = tuple(section.get("truth_events", ("purchase",)))
+    section = {**ColdStart().model_dump(), **config.get("cold_start", {})}
+    truth_events = tuple(section["truth_events"])
     unknown = set(truth_events) - set(EVENT_TYPES)
     if unknown or not truth_events:
         raise ValueError(f"[cold_start] truth_events must be some of {EVENT_TYPES}, got {list(truth_events)}")
     return {
         "truth_events": truth_events,
-        "window_days": section.get("window_days", 30.0),
-        "alpha": float(section.get("alpha", 1.0)),
-        "segment_weight": float(section.get("segment_weight", 0.5)),
-        "first_days": float(section.get("first_days", 7.0)),
-        "min_segment_users": int(config.get("privacy", {}).get("min_segment_users", 50)),
+        "window_days": section["window_days"],
+        "alpha": float(section["alpha"]),
+        "segment_weight": float(section["segment_weight"]),
+        "first_days": float(section["first_days"]),
+        "min_segment_users": int(config.get("privacy", {}).get("min_segment_users", Privacy().min_segment_users)),
     }
 
 
@@ -591,7 +593,7 @@ def new_user_truth(
             & (user_signup >= cutoff)
             & (user_signup < end)
             & (data.event_ts >= user_signup)
-            & (data.event_ts < np.minimum(user_signup + first_days * 86_400.0, end))
+            & (data.event_ts < np.minimum(user_signup + first_days * SECONDS_PER_DAY, end))
             & ~had_history[data.user_index]
         )
     truth = sp.coo_array(

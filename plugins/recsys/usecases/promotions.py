@@ -34,7 +34,6 @@ The settings are the ``[promotions]`` section of the model configuration (``mode
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -49,6 +48,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from recsys.db import frames, runs
+from recsys.models.config import Promotions
 from recsys.orchestration import training
 
 logger = logging.getLogger(__name__)
@@ -70,16 +71,8 @@ FEATURES: tuple[str, ...] = (
 #: events of prior weight in ``promotion_time_lift`` (a user with few events is not far from the average)
 PRIOR_EVENTS = 5.0
 #: defaults of the ``[promotions]`` configuration section
-DEFAULTS: dict[str, Any] = {
-    "estimator": "logistic",
-    "history_days": 60,
-    "horizon_days": 7,
-    "holdout_promotions": 3,
-    "max_users_per_promotion": 200_000,
-    "target_share": 0.2,
-    "max_targets": 100_000,
-    "random_state": 0,
-}
+#: the ``[promotions]`` settings when the configuration has none (:class:`recsys.models.config.Promotions`)
+DEFAULTS: dict[str, Any] = Promotions().model_dump()
 
 _FEATURE_QUERY = """
 with
@@ -178,7 +171,7 @@ def settings(config: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def read_promotions(conn: Any) -> list[Promotion]:
     """Every promotion of ``analytics.dim_promotions``, by start."""
-    frame = _read(
+    frame = frames.read_frame(
         conn, "select promotion_id, category, starts_at, ends_at from analytics.dim_promotions order by starts_at"
     )
     return [
@@ -189,16 +182,8 @@ def read_promotions(conn: Any) -> list[Promotion]:
     ]
 
 
-def _read(conn: Any, query: str) -> pd.DataFrame:
-    """Run ``query`` through ``COPY ... TO STDOUT``: ids and text as strings, numbers parsed, booleans as bool."""
-    buffer = io.BytesIO()
-    with conn.cursor() as cursor:
-        cursor.copy_expert(f"copy ({query}) to stdout with (format csv, header true, null '\\N')", buffer)
-    buffer.seek(0)
-    text = {"user_id": str, "promotion_id": str, "category": str, "starts_at": str, "ends_at": str}
-    return pd.read_csv(
-        buffer, dtype=text, keep_default_na=False, na_values=["\\N"], true_values=["t"], false_values=["f"]
-    )
+#: columns of the promotion queries read as text (the others are parsed: numbers, ``t``/``f`` booleans)
+_TEXT = {"user_id": str, "promotion_id": str, "category": str, "starts_at": str, "ends_at": str}
 
 
 def feature_frame(raw: pd.DataFrame, is_sitewide: bool) -> pd.DataFrame:
@@ -295,7 +280,7 @@ def promotion_rows(
                 "sitewide": promotion.category is None,
             },
         ).decode()
-    raw = _read(conn, query)
+    raw = frames.read_frame(conn, query, dtype=_TEXT)
     if max_users is not None and len(raw) > max_users:
         raw = raw.sample(n=max_users, random_state=random_state).sort_index()
     features = feature_frame(raw, promotion.category is None)
@@ -557,20 +542,18 @@ def target_promotions(
     options = settings(config)
     end = pd.Timestamp(data_interval_end).tz_convert("UTC")
     test_days = float(config.get("evaluation", {}).get("test_days", 7))
-    with training._connection(conn) as connection:
-        training.ensure_schema(connection)
+    with frames.connection(conn) as connection, runs.run_step(connection, run_id):
+        runs.ensure_schema(connection)
         evaluations = evaluate(connection, run_id, end, options, test_days, training.min_segment_users(config))
         chosen = targets(connection, end, options).assign(run_id=run_id)
-        with connection.cursor() as cursor:
-            cursor.execute("delete from ml.model_evaluations where run_id = %s and variant = %s", (run_id, VARIANT))
-            cursor.execute("delete from ml.promotion_targets where run_id = %s", (run_id,))
+        runs.delete_run(connection, ["ml.model_evaluations"], run_id, variant=VARIANT)
+        runs.delete_run(connection, ["ml.promotion_targets"], run_id)
         written = {
-            "model_evaluations": training._copy_rows(connection, "ml.model_evaluations", evaluations),
-            "promotion_targets": training._copy_rows(
+            "model_evaluations": frames.copy_frame(connection, "ml.model_evaluations", evaluations),
+            "promotion_targets": frames.copy_frame(
                 connection, "ml.promotion_targets", chosen[list(PROMOTION_TARGETS_COLUMNS)]
             ),
         }
-        connection.commit()
     summary = {}
     if not evaluations.empty:
         overall = evaluations[(evaluations["segment"] == "all") & (evaluations["metric"] != "users")]

@@ -36,15 +36,11 @@ import pandas as pd
 from psycopg2 import sql
 from sklearn.linear_model import LogisticRegression
 
-from recsys.features.interactions import load_interactions, to_epoch_seconds
+from recsys.db import frames, runs
+from recsys.evaluation import windows
+from recsys.features.interactions import as_datetime, event_weight_sql, load_interactions
 from recsys.orchestration.training import (
-    _as_datetime,
-    _connection,
-    _copy_rows,
-    _read_query,
-    _table_exists,
     build_model,
-    ensure_schema,
     load_model_config,
 )
 
@@ -87,28 +83,19 @@ create table if not exists ml.search_ranker (
 );
 """
 
-#: the dbt macro ``search_tokens`` (dbt_project/macros/search.sql) for a SQL expression: keep them equal
-_TOKENS = """lateral (
-    select distinct
-        case
-            when length(raw_token) >= 4
-                then regexp_replace(regexp_replace(raw_token, '(ss|x|ch|sh)es$', '\\1'), '([^s])s$', '\\1')
-            else raw_token
-        end as token
-    from regexp_split_to_table(lower({column}), '[^[:alnum:]]+') as raw_token
-    where length(raw_token) >= 2
-)"""
+#: the distinct search tokens of ``{column}``: the SQL function the dbt project defines once
+#: (``search_tokens_function`` in ``dbt_project/macros/search.sql``, created by its on-run-start hook)
+_TOKENS = "lateral (select analytics.search_tokens({column}) as token)"
 
-_EVENT_WEIGHT = "case {0}.event_type when 'view' then 1 when 'cart' then 3 when 'purchase' then 5 else 0 end"
 
-_REQUESTS_DDL = """
+REQUESTS_DDL = """
 drop table if exists pg_temp.search_requests;
 create temp table search_requests (search_id text primary key, user_id text, query text not null);
 """
 
 #: the search-interest profile of the requesting users from their searches before ``as_of``,
 #: the same weights as the dbt mart ``user_search_interests`` (which is as of the run end)
-_INTERESTS_AS_OF = f"""
+INTERESTS_AS_OF = f"""
 with searches as (
     select searches.search_id, searches.user_id, searches.query,
         power(0.5::double precision,
@@ -138,7 +125,7 @@ user_terms as (select user_id, term, sum(decay) as raw_weight from interests gro
 select user_id, term, raw_weight / max(raw_weight) over (partition by user_id) as weight from user_terms
 """
 
-_INTERESTS_PUBLISHED = "select user_id, term, weight from analytics.user_search_interests"
+INTERESTS_PUBLISHED = "select user_id, term, weight from analytics.user_search_interests"
 
 _FEATURES_SQL = f"""
 with
@@ -194,7 +181,7 @@ text_scores as (
     group by matches.search_id, matches.item_id
 ),
 popularity as (
-    select interactions.item_id, ln(1 + sum({_EVENT_WEIGHT.format("interactions")})) as popularity
+    select interactions.item_id, ln(1 + sum({event_weight_sql("interactions.event_type")})) as popularity
     from analytics.fct_interactions as interactions
     where interactions.event_at >= %(as_of)s - make_interval(days => %(popularity_days)s)
         and interactions.event_at < %(as_of)s
@@ -237,13 +224,13 @@ personalized_users as (
 ),
 user_items as (
     select interactions.user_id, interactions.item_id,
-        sum({_EVENT_WEIGHT.format("interactions")} * power(0.5::double precision,
+        sum({event_weight_sql("interactions.event_type")} * power(0.5::double precision,
             extract(epoch from (%(as_of)s - interactions.event_at)) / 86400.0 / %(half_life)s)) as weight
     from analytics.fct_interactions as interactions
     inner join personalized_users on personalized_users.user_id = interactions.user_id
     where interactions.event_at < %(as_of)s
     group by interactions.user_id, interactions.item_id
-    having sum({_EVENT_WEIGHT.format("interactions")}) > 0
+    having sum({event_weight_sql("interactions.event_type")}) > 0
 ),
 user_item_attributes as (
     select user_items.*, items.category, items.brand, price_bands.price_position
@@ -338,7 +325,7 @@ def candidate_features(
     pandas.DataFrame
         One row per (search_id, item_id): ``base_rank``, ``category``, ``brand`` and :data:`FEATURES`.
     """
-    if similar_table is None or not _table_exists(conn, similar_table):
+    if similar_table is None or not frames.table_exists(conn, similar_table):
         with conn.cursor() as cursor:  # no CF similarity yet (nothing published): every cf_score is 0
             cursor.execute(
                 "create temp table if not exists no_similar_items "
@@ -361,7 +348,7 @@ def candidate_features(
         # row estimates of a fresh temp table are guesses: JIT would compile for seconds to save milliseconds
         cursor.execute("set local jit = off")
         query = cursor.mogrify(statement.as_string(cursor), params).decode()
-    frame = _read_query(conn, query)
+    frame = frames.read_frame(conn, query)
     frame["base_rank"] = frame["base_rank"].astype(np.int64)
     frame[list(FEATURES)] = frame[list(FEATURES)].astype(float)
     return frame
@@ -514,7 +501,7 @@ def _write_similar(conn: Any, as_of: float, config: dict[str, Any]) -> str:
             "drop table if exists pg_temp.search_similar;"
             "create temp table search_similar (item_id text, similar_item_id text, score double precision)"
         )
-    _copy_rows(
+    frames.copy_frame(
         conn,
         "pg_temp.search_similar",
         pd.DataFrame(
@@ -541,9 +528,9 @@ def labelled_searches(
     item is the strongest such event's (purchase > cart > view), the earliest on ties. Returns
     :func:`candidate_features` rows of those searches with a 0/1 column ``chosen``.
     """
-    window = {"start": _as_datetime(start), "stop": _as_datetime(stop), "max_searches": max_searches}
+    window = {"start": as_datetime(start), "stop": as_datetime(stop), "max_searches": max_searches}
     with conn.cursor() as cursor:
-        cursor.execute(_REQUESTS_DDL)
+        cursor.execute(REQUESTS_DDL)
         cursor.execute(
             sql.SQL("insert into pg_temp.search_requests (search_id, user_id, query) {}").format(
                 sql.SQL(_LABELLED_SEARCHES)
@@ -555,10 +542,10 @@ def labelled_searches(
         cursor.execute("analyze pg_temp.search_requests")
     similar = _write_similar(conn, start, config)
     with conn.cursor() as cursor:
-        interests = cursor.mogrify(_INTERESTS_AS_OF, {"as_of": window["start"], "half_life": HALF_LIFE_DAYS}).decode()
+        interests = cursor.mogrify(INTERESTS_AS_OF, {"as_of": window["start"], "half_life": HALF_LIFE_DAYS}).decode()
     candidates = candidate_features(conn, window["start"], similar, interests, n_candidates)
     with conn.cursor() as cursor:
-        follow_ups = _read_query(conn, cursor.mogrify(_FOLLOW_UPS, window).decode())
+        follow_ups = frames.read_frame(conn, cursor.mogrify(_FOLLOW_UPS, window).decode())
     follow_ups = follow_ups.astype({"strength": int, "event_ts": float})
     choices = follow_ups.merge(candidates[["search_id", "item_id"]], on=["search_id", "item_id"])
     choices = choices.sort_values(["search_id", "strength", "event_ts"], ascending=[True, False, True])
@@ -596,26 +583,21 @@ def evaluate_search(
         JSON-safe summary for XCom: searches per window and MRR per model.
     """
     config = load_model_config() if config is None else config
-    evaluation = config["evaluation"]
-    end = to_epoch_seconds(data_interval_end)
-    test_cutoff = end - float(evaluation.get("test_days", 7)) * 86_400.0
-    validation_cutoff = test_cutoff - float(evaluation.get("validation_days", 7)) * 86_400.0
-    with _connection(conn) as connection:
-        ensure_schema(connection)
+    validation_cutoff, test_cutoff, end = windows.cutoffs(config, data_interval_end)
+    with frames.connection(conn) as connection, runs.run_step(connection, run_id):
+        runs.ensure_schema(connection)
         with connection.cursor() as cursor:
             cursor.execute(SEARCH_DDL)
         train = labelled_searches(connection, validation_cutoff, test_cutoff, config, n_candidates, max_searches)
         test = labelled_searches(connection, test_cutoff, end, config, n_candidates, max_searches)
-        with connection.cursor() as cursor:
-            cursor.execute("delete from ml.model_evaluations where run_id = %s and variant = %s", (run_id, VARIANT))
-            cursor.execute("delete from ml.search_ranker where run_id = %s", (run_id,))
+        runs.delete_run(connection, ["ml.model_evaluations"], run_id, variant=VARIANT)
+        runs.delete_run(connection, ["ml.search_ranker"], run_id)
         if train["chosen"].nunique() < 2 or test.empty:  # e.g. a shop without search events
             reason = (
                 f"too few searches followed by a matching choice ({train['search_id'].nunique()} in the "
                 f"validation window, {test['search_id'].nunique()} in the test window): search not evaluated"
             )
             logger.warning("run %s: %s", run_id, reason)
-            connection.commit()
             return {"run_id": run_id, "skipped": reason}
         ranker = SearchRanker().fit(train, train["chosen"].to_numpy())
         chosen = test[test["chosen"] == 1]
@@ -639,9 +621,8 @@ def evaluate_search(
         served = SearchRanker().fit(
             pd.concat([train, test], ignore_index=True), np.r_[train["chosen"].to_numpy(), test["chosen"].to_numpy()]
         )
-        _copy_rows(connection, "ml.model_evaluations", rows)
-        _copy_rows(connection, "ml.search_ranker", served.to_frame(run_id))
-        connection.commit()
+        frames.copy_frame(connection, "ml.model_evaluations", rows)
+        frames.copy_frame(connection, "ml.search_ranker", served.to_frame(run_id))
     logger.info("run %s search MRR: %s", run_id, {name: round(value["mrr"], 4) for name, value in metrics.items()})
     return {
         "run_id": run_id,
@@ -666,7 +647,7 @@ _REASONS = {
 }
 
 
-def _reasons(candidates: pd.DataFrame, contributions: np.ndarray | None) -> pd.Series:
+def reasons_of(candidates: pd.DataFrame, contributions: np.ndarray | None) -> pd.Series:
     """The reason of each row: the feature lifting it most above the other matches of its search.
 
     A contribution counts relative to its search's mean (what moves an item up the list); a row that
@@ -687,9 +668,9 @@ def _reasons(candidates: pd.DataFrame, contributions: np.ndarray | None) -> pd.S
 
 
 def _latest_ranker(conn: Any) -> SearchRanker | None:
-    if not _table_exists(conn, "ml.search_ranker"):
+    if not frames.table_exists(conn, "ml.search_ranker"):
         return None
-    rows = _read_query(
+    rows = frames.read_frame(
         conn,
         """select ranker.feature, ranker.center, ranker.scale, ranker.coefficient from ml.search_ranker as ranker
         where ranker.run_id = (
@@ -735,10 +716,10 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
     """
     if not query or not query.strip():
         raise ValueError("empty search query")
-    with _connection(conn) as connection:
+    with frames.connection(conn) as connection:
         user_id = None
         if shop_user_id is not None:
-            found = _read_query(
+            found = frames.read_frame(
                 connection,
                 sql.SQL("select user_id from identity.user_id_map where shop_user_id = {}")
                 .format(sql.Literal(shop_user_id.strip()))
@@ -748,15 +729,15 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
                 raise ValueError(f"user {shop_user_id!r} is not in the warehouse (unknown, erased, or no run yet)")
             user_id = found["user_id"].iloc[0]
         with connection.cursor() as cursor:
-            cursor.execute(_REQUESTS_DDL)
+            cursor.execute(REQUESTS_DDL)
             cursor.execute("insert into pg_temp.search_requests values ('query', %s, %s)", (user_id, query))
             cursor.execute("analyze pg_temp.search_requests")
             cursor.execute("select max(event_at) + interval '1 microsecond' from analytics.fct_interactions")
             as_of = cursor.fetchone()[0] or datetime.now().astimezone()
         candidates = candidate_features(
-            connection, as_of, "recs.similar_items", _INTERESTS_PUBLISHED, n_candidates, in_stock_only=True
+            connection, as_of, "recs.similar_items", INTERESTS_PUBLISHED, n_candidates, in_stock_only=True
         )
-        items = _read_query(
+        items = frames.read_frame(
             connection,
             sql.SQL("select item_id, item_name, price from analytics.dim_items where item_id in ({})")
             .format(sql.SQL(", ").join(map(sql.Literal, candidates["item_id"].tolist() or [""])))
@@ -771,7 +752,7 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
         contributions = ranker.contributions(candidates)
         scores = contributions.sum(axis=1) + ranker.intercept_
     candidates = candidates.assign(
-        rank=rerank(candidates, scores), score=scores, reason=_reasons(candidates, contributions)
+        rank=rerank(candidates, scores), score=scores, reason=reasons_of(candidates, contributions)
     )
     result = candidates.merge(items, on="item_id", how="left").sort_values("rank").head(n)
     result = result.rename(columns={"base_rank": "text_rank"})
