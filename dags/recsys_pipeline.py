@@ -9,8 +9,8 @@ the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
 The two quality gates (Great Expectations, ``dbt source freshness``) stop the
 run when a critical expectation fails, so nothing bad reaches the next layer.
-dbt runs through astronomer-cosmos, one Airflow task per model with its tests,
-rendered from the dbt manifest (``dbt parse`` writes it; no dbt call at import).
+dbt runs through astronomer-cosmos, one ``dbt build`` task per layer (staging, intermediate,
+marts, publish) in process: no dbt start-up per model; dbt orders models and tests inside a layer.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import BaseOperator, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
+from cosmos import ProfileConfig
+from cosmos.constants import InvocationMode
+from cosmos.operators.local import DbtBuildLocalOperator
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -40,36 +41,36 @@ RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
 BUILD_SCHEMA = "recs_build"  # recsys.serving.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
 
 
-def dbt_group(
-    group_id: str, select: list[str] | None = None, exclude: list[str] | None = None, extra_vars: dict | None = None
-) -> DbtTaskGroup:
-    return DbtTaskGroup(
-        group_id=group_id,
-        project_config=ProjectConfig(DBT_PROJECT, manifest_path=DBT_PROJECT / "target" / "manifest.json"),
+# dbt by layer: one ``dbt build`` (models, then their tests) per layer, in process (dbt's runner).
+# identity and quality sit with staging: staging reads identity, quality reads only staging.
+DBT_LAYERS = {
+    "staging": "path:models/staging path:models/identity path:models/quality",
+    "intermediate": "path:models/intermediate",
+    "marts": "path:models/marts",
+}
+
+
+def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: dict | None = None) -> BaseOperator:
+    """One Airflow task running ``dbt build`` on a layer; its log lists each model and test with its result."""
+    return DbtBuildLocalOperator(
+        task_id=f"dbt_{layer}",
+        doc_md=f"dbt build of the {layer} layer (``--select {select}``): each model, then its tests.",
+        project_dir=str(DBT_PROJECT),
         profile_config=ProfileConfig(
             profile_name="recsys", target_name="warehouse", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
         ),
-        execution_config=ExecutionConfig(
-            dbt_executable_path=os.environ.get("RECSYS_DBT_EXECUTABLE", "dbt"),
-            invocation_mode=InvocationMode.DBT_RUNNER,
-            # a model's task runs only the tests of that model alone; tests of two models are detached below
-            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
-        ),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.AFTER_EACH,
-            select=select or [],
-            exclude=exclude or [],
-            # a test that reads two models (relationships) runs after both, as its own task
-            should_detach_multiple_parents_tests=True,
-            emit_datasets=False,
-        ),
-        operator_args={
-            "vars": {"as_of": AS_OF, "run_id": RUN_ID, **(extra_vars or {})},
-            "env": DBT_ENV,
-            "install_deps": False,
-        },
-        default_args={"retries": 0},
+        dbt_executable_path=os.environ.get("RECSYS_DBT_EXECUTABLE", "dbt"),
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        select=select,
+        exclude=exclude,
+        # a test runs in the first layer where all the models it reads are built (relationships across layers)
+        indirect_selection="buildable",
+        vars={"as_of": AS_OF, "run_id": RUN_ID, **(extra_vars or {})},
+        env=DBT_ENV,
+        append_env=True,
+        install_deps=False,
+        emit_datasets=False,
+        retries=0,
     )
 
 
@@ -153,13 +154,15 @@ def recsys_pipeline():
 
         return tasks.push_online(data_interval_end)
 
-    transform = dbt_group("transform", exclude=["tag:publish"])
+    layers = [dbt_build(layer, select, exclude="tag:publish") for layer, select in DBT_LAYERS.items()]
     # the recs models are built and tested in the build schema; swap_recs then publishes them all at once
-    publish = dbt_group("publish", select=["tag:publish"], extra_vars={"recs_schema": BUILD_SCHEMA})
+    publish = dbt_build("publish", "tag:publish", extra_vars={"recs_schema": BUILD_SCHEMA})
     (
         load()
         >> check_raw()
-        >> transform
+        >> layers[0]
+        >> layers[1]
+        >> layers[2]
         >> train_and_evaluate()
         >> evaluate_search()
         >> recommend()

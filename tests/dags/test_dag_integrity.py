@@ -37,11 +37,14 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     dag = dagbag.dags["recsys_pipeline"]
     ids = set(dag.task_ids)
     assert {"load", "check_raw", "train_and_evaluate", "recommend", "target_promotions", "check_marts_and_recs"} <= ids
-    transform = {task_id for task_id in ids if task_id.startswith("transform.")}
-    publish = {task_id for task_id in ids if task_id.startswith("publish.")}
-    # one task per dbt model, and its tests, in each group
-    assert {"transform.dim_users.run", "transform.user_profiles.test"} <= transform
-    assert "publish.user_recommendations.run" in publish
+    layers = ["dbt_staging", "dbt_intermediate", "dbt_marts"]
+    transform, publish = set(layers), {"dbt_publish"}
+    # one dbt build task per layer, in layer order, each building its models and then their tests
+    for upstream, layer in zip(layers, layers[1:], strict=False):
+        assert dag.get_task(layer).upstream_task_ids == {upstream}
+    assert all(dag.get_task(task_id).task_type == "DbtBuildLocalOperator" for task_id in transform | publish)
+    assert dag.get_task("dbt_publish").select == "tag:publish"
+    assert all(dag.get_task(layer).exclude == "tag:publish" for layer in layers)
 
     def downstream(task_id: str) -> set[str]:
         return dag.get_task(task_id).get_flat_relative_ids(upstream=False)
@@ -72,3 +75,10 @@ def test_dag_files_hold_no_sql_or_heavy_imports():
         text = path.read_text().lower()
         assert not re.search(r"\bselect\b[^\n]*\bfrom\b|\binsert\s+into\b|\bcreate\s+table\b", text), path
         assert "\nimport pandas" not in text and "\nimport psycopg2" not in text, path
+
+
+def test_airflow_loads_no_module_of_the_package_as_a_plugin():
+    """plugins/.airflowignore keeps recsys out of Airflow's plugin loading: a task starts without importing it."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    assert list(find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")) == []
