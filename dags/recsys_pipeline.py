@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import BaseOperator, Param, dag, task
+from airflow.sdk import Asset, BaseOperator, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
@@ -38,7 +38,18 @@ DBT_ENV = {
 }
 AS_OF = "{{ data_interval_end.isoformat() }}"
 RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
+# the Asset a shop's or analyst's DAG schedules on: updated each time swap_recs publishes a run into recs.*
+RECS_PUBLISHED = Asset(name="recs_published", uri="recsys://warehouse/recs")
 BUILD_SCHEMA = "recs_build"  # recsys.serving.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
+
+
+
+
+def notify_failure(context: dict) -> None:
+    """on_failure_callback: post the failure to ``RECSYS_ALERT_WEBHOOK_URL`` (see ``recsys.orchestration.notify``)."""
+    from recsys.orchestration import notify
+
+    notify.notify_failure(context)
 
 
 # dbt by layer: one ``dbt build`` (models, then their tests) per layer, in process (dbt's runner).
@@ -80,7 +91,13 @@ def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: d
     catchup=False,
     max_active_runs=1,
     tags=["recsys", "pipeline"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-platform"},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "owner": "data-platform",
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": notify_failure,
+    },
     params={
         "landing_dir": Param(
             None, type=["null", "string"], description="landing directory; default env RECSYS_LANDING_DIR"
@@ -140,7 +157,7 @@ def recsys_pipeline():
 
         return tasks.check_marts_and_recs(data_interval_end)
 
-    @task
+    @task(outlets=[RECS_PUBLISHED])
     def swap_recs(data_interval_end=None) -> dict:
         """Swap the build schema (tested by the publish group) in for recs in one transaction: atomic publish."""
         from recsys.orchestration import tasks
@@ -164,9 +181,9 @@ def recsys_pipeline():
         >> layers[1]
         >> layers[2]
         >> train_and_evaluate()
-        >> evaluate_search()
+        # search and promotions read the run's features, not each other's rows: they run side by side
+        >> [evaluate_search(), target_promotions()]
         >> recommend()
-        >> target_promotions()
         >> check_marts_and_recs()
         >> publish
         >> swap_recs()

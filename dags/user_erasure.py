@@ -14,12 +14,25 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 
+def notify_failure(context: dict) -> None:
+    """on_failure_callback: post the failure to ``RECSYS_ALERT_WEBHOOK_URL`` (see ``recsys.orchestration.notify``)."""
+    from recsys.orchestration import notify
+
+    notify.notify_failure(context)
+
+
 @dag(
     schedule=None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     tags=["recsys", "privacy"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-platform"},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "owner": "data-platform",
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": notify_failure,
+    },
     params={"shop_user_id": Param(type="string", minLength=1, description="the shop's own user id")},
     doc_md=__doc__,
 )

@@ -53,9 +53,10 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert dag.get_task("check_raw").upstream_task_ids == {"load"}
     assert transform <= downstream("check_raw") and "train_and_evaluate" in downstream("check_raw")
     assert not transform & dag.get_task("check_raw").get_flat_relative_ids(upstream=True)
-    # recommend -> target_promotions -> check_marts_and_recs -> publish: nothing reaches recs.* before the gate
-    assert dag.get_task("target_promotions").upstream_task_ids == {"recommend"}
-    assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"target_promotions"}
+    # train_and_evaluate -> (evaluate_search beside target_promotions) -> recommend -> check_marts_and_recs -> publish
+    assert dag.get_task("target_promotions").upstream_task_ids == {"train_and_evaluate"}
+    assert dag.get_task("recommend").upstream_task_ids == {"evaluate_search", "target_promotions"}
+    assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"recommend"}
     assert publish <= downstream("check_marts_and_recs")
     # publish -> swap_recs: recs.* changes only in the swap, after every recs model and test passed
     assert publish <= dag.get_task("swap_recs").get_flat_relative_ids(upstream=True)
@@ -65,10 +66,20 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert dag.get_task("push_online").upstream_task_ids == {"swap_recs"}
     assert not dag.get_task("push_online").downstream_task_ids
     assert "recommend" not in dag.get_task("train_and_evaluate").get_flat_relative_ids(upstream=True)
-    # train_and_evaluate -> evaluate_search -> recommend: search rows are in ml before the publish
     assert dag.get_task("evaluate_search").upstream_task_ids == {"train_and_evaluate"}
-    assert dag.get_task("recommend").upstream_task_ids == {"evaluate_search"}
+    assert "target_promotions" not in dag.get_task("evaluate_search").get_flat_relative_ids(upstream=True)
 
+
+def test_every_task_has_a_timeout_and_the_failure_notifier(dagbag):
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, task.task_id
+            assert [callback.__name__ for callback in task.on_failure_callback] == ["notify_failure"], task.task_id
+
+
+def test_swap_recs_publishes_the_recs_asset(dagbag):
+    outlets = dagbag.dags["recsys_pipeline"].get_task("swap_recs").outlets
+    assert [(asset.name, asset.uri) for asset in outlets] == [("recs_published", "recsys://warehouse/recs")]
 
 def test_dag_files_hold_no_sql_or_heavy_imports():
     for path in (REPO / "dags").glob("*.py"):
