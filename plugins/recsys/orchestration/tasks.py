@@ -28,9 +28,22 @@ def run_id_for(data_interval_end: datetime) -> str:
 
 
 def landing_dir(param: str | None) -> Path:
+    """The landing directory to load: the DAG param, else ``RECSYS_LANDING_DIR``; inside ``RECSYS_LANDING_ROOT``.
+
+    A deployment sets ``RECSYS_LANDING_ROOT`` (docker-compose: ``/opt/landing``) so that a user who can
+    trigger the DAG cannot make a worker read any other path; symlinks and ``..`` are resolved first.
+
+    Raises
+    ------
+    ValueError
+        No directory given, or one outside the configured root.
+    """
     path = param or os.environ.get("RECSYS_LANDING_DIR")
     if not path:
         raise ValueError("no landing directory: pass the DAG param landing_dir or set RECSYS_LANDING_DIR")
+    root = os.environ.get("RECSYS_LANDING_ROOT")
+    if root and not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"landing_dir {path!r} is outside the landing root {root!r} (RECSYS_LANDING_ROOT)")
     return Path(path)
 
 
