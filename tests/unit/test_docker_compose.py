@@ -1,4 +1,5 @@
-"""docker-compose.yml: no Docker engine here, so check what `docker compose config` would reject.
+"""docker-compose.yml: no Compose implementation installs here offline, so check what `docker compose config`
+would reject, and the deployment's security defaults.
 
 Checked against the Compose specification: known service keys only, every
 depends_on target exists with a valid condition, environment values are
@@ -7,12 +8,21 @@ scalars, named volumes are declared, and the paths the services use exist.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_KEYS = {"build", "image", "environment", "volumes", "depends_on", "command", "ports", "healthcheck", "restart"}
+SECRETS = [
+    "RECSYS_PSEUDONYM_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_FERNET_KEY",
+    "WAREHOUSE_PASSWORD",
+    "AIRFLOW_DB_PASSWORD",
+    "REDIS_PASSWORD",
+]
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -49,5 +59,51 @@ def test_airflow_services_run_the_same_dags_with_a_warehouse_connection_and_work
         assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
         assert "${RECSYS_PSEUDONYM_KEY:?" in env["RECSYS_PSEUDONYM_KEY"]  # a secret from .env, never the repo
     assert {"warehouse", "airflow-db", "redis"} <= set(services)
-    for path in ("dags", "plugins", "dbt_project", "requirements.txt"):
+    for path in ("dags", "plugins", "dbt_project", "requirements.txt", "Dockerfile"):
         assert (REPO / path).exists()
+
+
+def test_airflow_services_restart_and_report_health_with_dags_and_dbt_mounted():
+    services = load()["services"]
+    for name, service in services.items():
+        if name == "airflow-init":
+            assert service["restart"] == "no"
+            continue
+        assert service["restart"] == "always", name
+        assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
+        if "build" in service:
+            assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name  # no dockerfile_inline
+            assert {"./dags:/opt/recsys/dags:ro", "./dbt_project:/opt/recsys/dbt_project"} <= set(service["volumes"])
+
+
+def test_ports_are_bound_to_localhost_and_secrets_have_no_defaults():
+    text = (REPO / "docker-compose.yml").read_text()
+    for service in load()["services"].values():
+        assert all(port.startswith("127.0.0.1:") for port in service.get("ports", []))
+    for name in SECRETS:
+        assert f"${{{name}:?" in text, name
+        assert not re.search(rf"\${{{name}:?-", text), name  # no ${VAR:-default} / ${VAR-default}
+        assert re.search(rf"(?m)^{name}=$", (REPO / ".env.example").read_text()), name  # no placeholder to keep
+
+
+def test_celery_broker_and_online_store_use_separate_redis_databases_with_a_password():
+    services = load()["services"]
+    env = services["airflow-worker"]["environment"]
+    broker, store = env["AIRFLOW__CELERY__BROKER_URL"], env["REDIS_URL"]
+    assert broker.startswith("redis://:${REDIS_PASSWORD:?") and broker.endswith("@redis:6379/0")
+    assert store.startswith("redis://:${REDIS_PASSWORD:?") and store.endswith("@redis:6379/1")
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW_FERNET_KEY:?")
+    assert env["RECSYS_LANDING_ROOT"] == "/opt/landing"
+
+
+def test_the_image_leaves_out_secrets_local_state_and_test_tools():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".env", ".local/", ".venv/", "target/", "logs/", "site/", "dbt_project/target/"} <= set(ignored)
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "requirements-dev-only.txt" in dockerfile and "COPY . " not in dockerfile
+    pinned = {
+        line.split("==")[0].lower() for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line
+    }
+    dev_only = set((REPO / "requirements-dev-only.txt").read_text().split())
+    assert {"pytest", "ruff", "sqlfluff", "mkdocs"} <= dev_only <= pinned
