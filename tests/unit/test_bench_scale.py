@@ -6,16 +6,12 @@ import re
 
 from recsys.dev import bench_scale
 
-LAYERS = {"stg_shop__users": "staging", "int_bot_users": "intermediate", "dim_users": "marts"}
-
 
 def test_tasks_are_grouped_into_stages_by_dbt_layer() -> None:
-    assert bench_scale.stage_of("load", LAYERS) == "load"
-    assert bench_scale.stage_of("transform.stg_shop__users_run", LAYERS) == "dbt staging"
-    assert bench_scale.stage_of("transform.int_bot_users.run", LAYERS) == "dbt intermediate"
-    assert bench_scale.stage_of("transform.dim_users_test", LAYERS) == "dbt marts"
-    assert bench_scale.stage_of("transform.some_detached_test", LAYERS) == "dbt other"
-    assert bench_scale.stage_of("publish.user_recommendations_run", LAYERS) == "dbt publish"
+    assert bench_scale.stage_of("load") == "load"
+    assert bench_scale.stage_of("dbt_staging") == "dbt staging"
+    assert bench_scale.stage_of("dbt_marts") == "dbt marts"
+    assert bench_scale.stage_of("dbt_publish") == "dbt publish"
 
 
 def test_stages_sum_durations_take_the_peak_rss_inside_them_and_the_last_line_is_exact() -> None:
@@ -23,10 +19,9 @@ def test_stages_sum_durations_take_the_peak_rss_inside_them_and_the_last_line_is
     sampler.samples = [(0.5, 100 * 2**20), (1.5, 300 * 2**20), (2.5, 200 * 2**20), (9.0, 900 * 2**20)]
     instances = [
         dict(task_id="load", start=0.0, end=1.0, value={"rows_read": 10, "rows_loaded": 9, "ok": True}),
-        dict(task_id="transform.stg_shop__users_run", start=1.0, end=2.0, value=None),
-        dict(task_id="transform.stg_shop__users_test", start=2.0, end=3.0, value=None),
+        dict(task_id="dbt_staging", start=1.0, end=3.0, value=None),
     ]
-    table = bench_scale.stages(instances, sampler, LAYERS)
+    table = bench_scale.stages(instances, sampler)
     assert set(table) == {"load", "dbt staging"}
     assert table["load"].seconds == 1.0 and table["load"].peak_rss == 100 * 2**20
     assert table["load"].rows == {"rows_read": 10, "rows_loaded": 9}, "booleans are not counts"

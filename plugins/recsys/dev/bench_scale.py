@@ -36,7 +36,7 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
-from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, connect, create_database, warehouse_url
+from recsys.db.warehouse import LOCAL_DIR, connect, create_database, warehouse_url
 from recsys.dev import local
 from recsys.dev.simulate import simulate
 from recsys.dev.simulate_invoices import simulate_invoices
@@ -141,25 +141,9 @@ def fresh_database(name: str) -> str:
     return url
 
 
-def stage_of(task_id: str, layers: dict[str, str]) -> str:
-    """The stage a task belongs to: its own id, or ``dbt <layer>`` for the tasks of a dbt model or test."""
-    if "." not in task_id:
-        return task_id
-    group, node = task_id.split(".", 1)
-    if group == "publish":
-        return "dbt publish"
-    model = node.split(".")[0].removesuffix("_run").removesuffix("_test").removesuffix("_build")
-    return f"dbt {layers.get(model, 'other')}"
-
-
-def model_layers() -> dict[str, str]:
-    """Model name to its folder under ``models/`` (staging, intermediate, marts, ...), from dbt's manifest."""
-    manifest = json.loads((REPO_ROOT / "dbt_project" / "target" / "manifest.json").read_text())
-    return {
-        node["name"]: node["fqn"][1] if len(node["fqn"]) > 2 else "other"
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model"
-    }
+def stage_of(task_id: str) -> str:
+    """The stage a task belongs to: its own id, or ``dbt <layer>`` for the DAG's ``dbt_<layer>`` build tasks."""
+    return f"dbt {task_id.removeprefix('dbt_')}" if task_id.startswith("dbt_") else task_id
 
 
 def task_instances(airflow_home: Path) -> list[dict]:
@@ -198,11 +182,11 @@ def _counts(value: object) -> dict[str, int]:
     return {key: item for key, item in value.items() if isinstance(item, int) and not isinstance(item, bool)}
 
 
-def stages(instances: list[dict], sampler: RssSampler, layers: dict[str, str]) -> dict[str, Stage]:
+def stages(instances: list[dict], sampler: RssSampler) -> dict[str, Stage]:
     """Group the task instances into stages."""
     table: dict[str, Stage] = defaultdict(Stage)
     for instance in instances:  # one per task: a few dozen
-        stage = table[stage_of(instance["task_id"], layers)]
+        stage = table[stage_of(instance["task_id"])]
         stage.seconds += instance["end"] - instance["start"]
         stage.peak_rss = max(stage.peak_rss, sampler.peak(instance["start"], instance["end"]))
         stage.intervals.append((instance["start"], instance["end"]))
@@ -248,7 +232,7 @@ def run(landing_dir: Path, name: str) -> str:
         wall = time.time() - started
         sampler.done.set()
         sampler.join()
-    table = stages(task_instances(airflow_home), sampler, model_layers())
+    table = stages(task_instances(airflow_home), sampler)
     return render(table, table_rows(url), wall, sampler.peak())
 
 
