@@ -1,10 +1,11 @@
 """The main pipeline: load -> quality gate -> dbt build (with tests) -> train, evaluate, recommend, target
 promotions -> gate -> publish.
 
-Publishing is atomic: the ``publish`` group builds the recs models and their tests in the build
+Publishing is atomic: ``dbt_publish`` builds the recs models and their tests in the build
 schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
 transaction, so readers see the previous run or the new one, never a mix. ``push_online`` then copies
 the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.serving.online``).
+``swap_recs`` updates the Asset ``recs_published``: schedule a downstream DAG on it.
 
 Wiring only: every task calls into the ``recsys`` package (``plugins/recsys``).
 The two quality gates (Great Expectations, ``dbt source freshness``) stop the
