@@ -642,8 +642,9 @@ def source_freshness(dsn: str, dbt_vars: dict[str, str]) -> list[dict]:
     if outcome.result is None:
         raise RuntimeError(f"dbt source freshness did not run: {outcome.exception}")
     rows = []
-    # the results also hold the project's on-run-start hooks: only sources have a freshness
-    for result in (result for result in outcome.result.results if hasattr(result.node, "freshness")):
+    for result in outcome.result.results:
+        if str(result.node.resource_type) != "source":  # the project's on-run-start hooks report here too
+            continue
         status = str(getattr(result.status, "value", result.status))
         freshness = result.node.freshness
         observed = {
