@@ -24,7 +24,7 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
-os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "test-only-key")
+os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "test-only-pseudonymization-key-not-a-secret-0123456789")
 
 TEST_SHOP = {"users": 1_500, "items": 300, "days": 60, "seed": 11}
 

@@ -1,10 +1,9 @@
 {#-
-    Keyed hash of a (trimmed) text expression: hex sha256 of
-    '<RECSYS_PSEUDONYM_KEY>:<value>'. Null or empty input gives null.
-    Uses Postgres' built-in sha256 (pgcrypto is not available).
-    The key comes from the environment and never from committed files.
+    Keyed hash of a (trimmed) text expression: hex sha256 of '<key>:<value>'; null or empty input gives
+    null. The key is read from the table keystore.pseudonym_key (a scalar subquery, evaluated once per
+    query), where the loader stored it (recsys.db.keystore): it never becomes SQL text, so it is not in
+    compiled SQL, target/, logs or the database's statement views. Postgres' built-in sha256 (no pgcrypto).
 -#}
 {% macro pseudonymize(column) -%}
-    {%- set key = env_var('RECSYS_PSEUDONYM_KEY') | replace("'", "''") -%}
-    encode(sha256(convert_to('{{ key }}' || ':' || nullif(trim({{ column }}), ''), 'UTF8')), 'hex')
+    encode(sha256(convert_to((select key from keystore.pseudonym_key) || ':' || nullif(trim({{ column }}), ''), 'UTF8')), 'hex')
 {%- endmacro %}

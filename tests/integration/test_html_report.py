@@ -297,7 +297,8 @@ def test_report_without_a_run_is_a_clear_error(database, tmp_path):
 
 
 def test_dbt_docs_are_built_against_the_warehouse_without_the_pseudonym_key(warehouse, tmp_path):
-    env = {**os.environ, "WAREHOUSE_URL": warehouse, "PYTHONPATH": PLUGINS, "RECSYS_PSEUDONYM_KEY": "s3cret-key-42"}
+    secret = "s3cret-key-42-long-enough-for-the-keystore-check"
+    env = {**os.environ, "WAREHOUSE_URL": warehouse, "PYTHONPATH": PLUGINS, "RECSYS_PSEUDONYM_KEY": secret}
     result = subprocess.run(
         [sys.executable, "-m", "recsys.cli", "docs", "--out", str(tmp_path / "docs")],
         env=env,
@@ -316,7 +317,7 @@ def test_dbt_docs_are_built_against_the_warehouse_without_the_pseudonym_key(ware
     assert "user_profiles" in page and "catalog" in page
     # models compiled with the published run's vars, and the key replaced by a placeholder
     assert "run_new" in (tmp_path / "docs" / "manifest.json").read_text()
-    assert "s3cret-key-42" not in page and "<RECSYS_PSEUDONYM_KEY>" in page
+    assert secret not in page and "<RECSYS_PSEUDONYM_KEY>" in page
 
 
 def test_dbt_docs_without_a_run_are_built_without_compiling(database, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import psycopg2
 import pytest
 
@@ -128,6 +131,18 @@ def test_missing_required_file_is_an_error(database, tmp_path):
 def test_header_only_file_loads_zero_rows(database, tmp_path):
     audit = load(database, write_landing(tmp_path / "landing", events=EVENTS.splitlines()[0] + "\n"))
     assert (audit["events"]["rows_read"], audit["events"]["rows_loaded"]) == (0, 0)
+
+
+def test_a_line_that_does_not_parse_keeps_only_its_hash_when_the_file_has_pii(database, tmp_path):
+    bad = "U3,2026-01-01,bob@example.com,+1 555 0199,extra"
+    users = f"user_id,signup_at,email,phone\nU1,2026-01-01,,\n{bad}\n"
+    audit = load(database, write_landing(tmp_path / "landing", users=users))
+    assert (audit["users"]["rows_read"], audit["users"]["rows_rejected"]) == (2, 1)
+    [(reason, record)] = query(
+        database, "select reason, raw_record from quality.rejected_rows where table_name = 'users'"
+    )
+    assert reason == "expected 4 fields, got 5"
+    assert json.loads(record) == {"sha256": hashlib.sha256(bad.encode()).hexdigest(), "chars": len(bad)}
 
 
 def test_rejected_rows_keep_no_raw_pii(database, tmp_path):

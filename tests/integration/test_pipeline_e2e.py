@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,7 @@ def pipeline(fresh_database, shop, tmp_path_factory):
     """Run the main DAG once on the test shop; return (warehouse URL, landing dir, env)."""
     url = fresh_database()
     env = environment(url, shop, airflow_home=tmp_path_factory.mktemp("airflow"))
+    env["RECSYS_PSEUDONYM_KEY"] = secrets.token_hex(32)  # in no file: the search below must find it nowhere
     env["RECSYS_GX_DOCS_DIR"] = str(tmp_path_factory.mktemp("gx_docs"))
     prepare_airflow(env)
     end_date = json.loads((shop / "manifest.json").read_text())["end_date"]
@@ -429,3 +431,26 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     assert dict(zip(dropped["table_name"], dropped["n"], strict=True))["users"] == 2  # both erased users
     audit = frame(url, "select rows_read, rows_loaded, rows_rejected from quality.load_audit")
     assert (audit["rows_read"] == audit["rows_loaded"] + audit["rows_rejected"]).all()
+
+
+REPO = Path(__file__).resolve().parents[2]
+#: the key's own stores: the local key file and the embedded warehouse (``keystore.pseudonym_key``); the venv
+KEY_STORES = {".local", ".venv", ".git"}
+
+
+def test_the_pseudonymization_key_is_in_no_artefact_nor_statement(pipeline):
+    url, _, env = pipeline
+    key = env["RECSYS_PSEUDONYM_KEY"]
+    roots = [REPO, Path(env["AIRFLOW_HOME"]), Path(env["RECSYS_GX_DOCS_DIR"])]
+    files = [
+        path
+        for root in roots
+        for path in root.rglob("*")
+        if path.is_file() and not KEY_STORES & set(path.relative_to(root).parts)
+    ]
+    assert any(path.suffix == ".db" for path in files), "the Airflow metadata DB is among the files searched"
+    assert [str(path) for path in files if key.encode() in path.read_bytes()] == []
+    statements = frame(url, "select coalesce(query, '') as query from pg_stat_activity")["query"]
+    assert not statements.str.contains(key, regex=False).any()
+    # the key is where the loader put it, and only there
+    assert frame(url, "select key from keystore.pseudonym_key")["key"].tolist() == [key]

@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys.db import frames
+from recsys.db import frames, keystore
 from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
@@ -231,7 +231,6 @@ def test_on_the_simulated_shop_propensity_beats_rfm_and_everyone(shop_warehouse)
     truth = pd.read_csv(directory / landing.TRUTH_FILE, dtype={"user_id": str})
     humans = truth[truth["is_bot"].astype(str).str.lower() == "false"]
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-        cursor.execute("select set_config('recsys.key', %s, false)", (environment(url)["RECSYS_PSEUDONYM_KEY"],))
         cursor.execute("create temp table truth (shop_user_id text, promo_sensitivity double precision)")
         buffer = io.StringIO(humans[["user_id", "promo_sensitivity"]].to_csv(index=False, header=False))
         cursor.copy_expert("copy truth from stdin with (format csv)", buffer)
@@ -239,7 +238,7 @@ def test_on_the_simulated_shop_propensity_beats_rfm_and_everyone(shop_warehouse)
             "select avg(truth.promo_sensitivity) filter (where targets.user_id is not null),"
             " avg(truth.promo_sensitivity) filter (where targets.user_id is null)"
             " from truth left join ml.promotion_targets as targets on targets.run_id = 'run_shop' and targets.user_id"
-            " = encode(sha256(convert_to(current_setting('recsys.key') || ':' || truth.shop_user_id, 'UTF8')), 'hex')"
+            " = " + keystore.PSEUDONYMIZE_SQL.format("truth.shop_user_id")
         )
         targeted, others = cursor.fetchone()
     assert targeted > others + 0.05, (targeted, others)

@@ -249,7 +249,7 @@ GOOD_RECS = [
 
 
 def make_recs_warehouse(url, recommendations):
-    from recsys.orchestration.training import ML_DDL
+    from recsys.db.runs import ML_DDL
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(MARTS + ML_DDL)

@@ -201,9 +201,9 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
 
     assert result["champion_model"] == "item_knn"
     assert result["n_test_users"] == 60 and result["n_validation_users"] == 60
-    runs = query(warehouse, "select * from ml.runs")
-    assert len(runs) == 1
-    run = runs.iloc[0]
+    ml_runs = query(warehouse, "select * from ml.runs")
+    assert len(ml_runs) == 1
+    run = ml_runs.iloc[0]
     assert (run.run_id, run.status, run.champion_model) == ("run_1", "evaluated", "item_knn")
     assert run.eval_cutoff_at == CUTOFF and run.data_cutoff_at == END
     assert run.validation_cutoff_at == VALIDATION_CUTOFF

@@ -16,11 +16,13 @@ written with ``COPY``. Rows that cannot be used as they are land in
   integer, boolean).
 
 The stored row has its PII values (e-mail, phone) redacted and values over the
-length limit shortened. ``line_number`` is the record's number in the file,
-the header being 1 (blank lines and line breaks inside quoted values do not
-count). A file that cannot be read as CSV at all (empty, a header without a
-required column, a record longer than the read block) fails the whole batch
-with a :class:`LandingError` naming the file.
+length limit shortened; a line that does not parse, of a file with PII columns, is
+stored as its SHA-256 and length only (its fields cannot be told apart).
+``line_number`` is the record's number in the file, the header being 1 (blank
+lines and line breaks inside quoted values do not count). A file that cannot be
+read as CSV at all (empty, a header without a required column, a record longer
+than the read block) fails the whole batch with a :class:`LandingError` naming
+the file.
 
 Strings are kept exactly as landed (trimming and normalizing is dbt's job).
 One ``quality.load_audit`` row per file says rows read, loaded and rejected,
@@ -33,9 +35,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
+import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
+from recsys.db import keystore
 from recsys.ingest import landing
 
 log = logging.getLogger(__name__)
@@ -140,7 +144,7 @@ def batch_directory(landing_dir: Path, batch_id: str) -> Path:
     return candidate if candidate.is_dir() else landing_dir
 
 
-def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
+def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None) -> list[dict]:
     """Load every landing file of a batch into ``raw``, replacing the batch if it was loaded before.
 
     Parameters
@@ -152,6 +156,9 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
         A landing directory (see :mod:`recsys.ingest.landing`), or a parent holding ``<batch_id>/`` folders.
     batch_id : str
         The batch key, normally the data interval's date.
+    key : str, optional
+        The pseudonymization key (default ``RECSYS_PSEUDONYM_KEY``): stored in the warehouse's keystore
+        (:func:`recsys.db.keystore.install_key`) for dbt, and used to drop erased users' re-delivered rows.
 
     Returns
     -------
@@ -163,15 +170,18 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
     LandingError
         A required file is missing, a file is empty, its header lacks required columns, or it cannot be read
         as CSV (a record longer than the read block).
+    ValueError
+        No usable key (:func:`recsys.db.keystore.check_key`), or not the key the warehouse was built with.
     """
     directory = batch_directory(landing_dir, batch_id)
     landing.read_manifest(directory)
+    keystore.install_key(conn, key or keystore.key_from_environment())
     create_raw_tables(conn)
     audits = []
     erased_orders: list[str] = []
     try:
         with conn.cursor() as cur:
-            key = _erasure_key(cur)
+            erasures = _has_erasures(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename
                 _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
@@ -183,8 +193,8 @@ def load_landing(conn, landing_dir: Path, batch_id: str) -> list[dict]:
                         )
                     continue
                 result = _load_file(cur, spec, path, batch_id)
-                if key is not None:
-                    result.rows_erased, orders = _drop_erased(cur, spec, batch_id, key, erased_orders)
+                if erasures:
+                    result.rows_erased, orders = _drop_erased(cur, spec, batch_id, erased_orders)
                     result.rows_loaded -= result.rows_erased
                     erased_orders += orders
                 audits.append(_write_audit(cur, result, batch_id))
@@ -256,7 +266,11 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         if lines > 1:
             reason += f"; the record runs over {lines} lines, so a quote is probably not closed"
         bad_lines.append(
-            {"line_number": row.number if row.number >= 0 else None, "reason": reason, "raw_record": row.text}
+            {
+                "line_number": row.number if row.number >= 0 else None,
+                "reason": reason,
+                "raw_record": _unparsed_for_quarantine(row.text, spec),
+            }
         )
         return "skip"
 
@@ -313,34 +327,20 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     return result
 
 
-def _erasure_key(cur) -> str | None:
-    """The pseudonymization key if any user was erased (``quality.erased_users``), else None.
-
-    Raises
-    ------
-    LandingError
-        Users were erased but ``RECSYS_PSEUDONYM_KEY`` is not set: their rows could not be recognized.
-    """
+def _has_erasures(cur) -> bool:
+    """Whether any user was erased (``quality.erased_users`` has rows)."""
     cur.execute("select to_regclass('quality.erased_users') is not null")
     if not cur.fetchone()[0]:
-        return None
+        return False
     cur.execute("select exists (select from quality.erased_users)")
-    if not cur.fetchone()[0]:
-        return None
-    key = os.environ.get("RECSYS_PSEUDONYM_KEY")
-    if not key:
-        raise LandingError(
-            "users were erased (quality.erased_users) and RECSYS_PSEUDONYM_KEY is not set: without the key their"
-            " rows in this delivery cannot be recognized and dropped"
-        )
-    return key
+    return bool(cur.fetchone()[0])
 
 
-def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, key: str, erased_orders: list[str]) -> tuple[int, list]:
+def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, erased_orders: list[str]) -> tuple[int, list]:
     """Delete the batch's rows of erased users from ``raw`` and log them as rejected ``erased_user`` without content.
 
     A row is an erased user's if the keyed hash of its ``user_id`` (as the dbt
-    macro ``pseudonymize`` computes it) is in ``quality.erased_users``; order
+    macro ``pseudonymize`` computes it, with the key of ``keystore``) is in ``quality.erased_users``; order
     lines go with their order (orders are loaded before order lines).
 
     Returns
@@ -350,10 +350,8 @@ def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, key: str, erased
     """
     names = spec.column_names
     if "user_id" in names:
-        condition = sql.SQL(
-            "encode(sha256(convert_to({key} || ':' || nullif(trim(dropped.user_id), ''), 'UTF8')), 'hex')"
-            " in (select user_key from quality.erased_users)"
-        ).format(key=sql.Literal(key))
+        pseudonym = keystore.PSEUDONYMIZE_SQL.format("dropped.user_id")
+        condition = sql.SQL(pseudonym + " in (select user_key from quality.erased_users)")
     elif "order_id" in names and erased_orders:
         condition = sql.SQL("dropped.order_id = any({})").format(sql.Literal(erased_orders))
     else:
@@ -423,6 +421,18 @@ def _for_quarantine(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFra
     too_long = rows.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).fillna(False).astype(bool)
     rows = rows.mask(too_long, rows.apply(lambda column: column.str.slice(0, QUARANTINE_VALUE_CHARS) + "..."))
     return _redact(rows, spec)
+
+
+def _unparsed_for_quarantine(text: str, spec: landing.LandingFile) -> str:
+    """A line that does not parse, as stored: verbatim, or for a file with PII columns only its hash and length.
+
+    Its fields cannot be told apart (a missing or extra field shifts the others), so an e-mail or phone
+    could be anywhere in it: such a line keeps ``{"sha256": ..., "chars": ...}``, enough to find it in the
+    delivered file and nothing more.
+    """
+    if not any(column.pii for column in spec.columns):
+        return text
+    return json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text)})
 
 
 def _redact(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from recsys.db import keystore
 from recsys.db.warehouse import connect, warehouse_url
 from recsys.ingest import load
 
@@ -37,7 +38,7 @@ def landing_dir(param: str | None) -> Path:
 def load_batch(landing_path: str | None, batch_id: str) -> dict:
     """Load one batch of landing files into ``raw``; return totals per table."""
     with connect(warehouse_dsn()) as conn:
-        audits = load.load_landing(conn, landing_dir(landing_path), batch_id)
+        audits = load.load_landing(conn, landing_dir(landing_path), batch_id, key=pseudonym_key())
     return {
         row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")} for row in audits
     }
@@ -112,12 +113,12 @@ def swap_recs(data_interval_end: datetime) -> dict:
 
 
 def pseudonym_key() -> str:
-    """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key``."""
+    """``RECSYS_PSEUDONYM_KEY``, else the password of the Airflow connection ``pseudonym_key`` (checked)."""
     if os.environ.get("RECSYS_PSEUDONYM_KEY"):
-        return os.environ["RECSYS_PSEUDONYM_KEY"]
+        return keystore.check_key(os.environ["RECSYS_PSEUDONYM_KEY"])
     from airflow.sdk import Connection
 
-    return Connection.get("pseudonym_key").password
+    return keystore.check_key(Connection.get("pseudonym_key").password)
 
 
 def erase_user(shop_user_id: str) -> dict:

@@ -39,6 +39,8 @@ from typing import Any
 
 from psycopg2 import sql
 
+from recsys.db import keystore
+
 logger = logging.getLogger(__name__)
 
 #: schemas searched for the user's rows (recs_build: a build a failed publish left, see ``recsys.serving.publish``)
@@ -69,11 +71,8 @@ create table if not exists quality.erasure_audit (
 
 
 def pseudonym_key(key: str | None = None) -> str:
-    """The pseudonymization key: ``key``, else ``RECSYS_PSEUDONYM_KEY``; a clear error without one."""
-    key = key or os.environ.get("RECSYS_PSEUDONYM_KEY")
-    if not key:
-        raise RuntimeError("RECSYS_PSEUDONYM_KEY is not set: the key that pseudonymized the user ids is needed")
-    return key
+    """The pseudonymization key: ``key``, else ``RECSYS_PSEUDONYM_KEY``; a clear error without a usable one."""
+    return keystore.check_key(key or os.environ.get("RECSYS_PSEUDONYM_KEY"))
 
 
 def user_key(shop_user_id: str, key: str | None = None) -> str:

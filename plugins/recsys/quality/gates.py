@@ -643,7 +643,7 @@ def source_freshness(dsn: str, dbt_vars: dict[str, str]) -> list[dict]:
         raise RuntimeError(f"dbt source freshness did not run: {outcome.exception}")
     rows = []
     for result in outcome.result.results:
-        if not hasattr(result.node, "freshness"):  # the project's on-run-start hook runs with the sources
+        if str(result.node.resource_type) != "source":  # the project's on-run-start hooks report here too
             continue
         status = str(getattr(result.status, "value", result.status))
         freshness = result.node.freshness

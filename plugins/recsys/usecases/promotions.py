@@ -445,7 +445,7 @@ def _rows(
 
     Training rows drop ``user_id`` (the largest column) as each promotion is read, to bound memory.
     """
-    frames = [
+    parts = [
         promotion_rows(
             conn,
             promotion,
@@ -457,7 +457,7 @@ def _rows(
         ).drop(columns=[] if keep_user_ids else ["user_id"])
         for promotion in promotions  # a handful of promotions; each query is set-based
     ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 # --------------------------------------------------------------------------- targets
@@ -504,17 +504,17 @@ def targets(conn: Any, end: pd.Timestamp, options: dict[str, Any]) -> pd.DataFra
         logger.warning("no past promotion with redeemers and non-redeemers before %s: no promotion targets", end)
         return pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
     model = PromotionPropensity(options["estimator"], int(options["random_state"])).fit(train)
-    frames = []
+    parts = []
     for promotion in active:  # a few active promotions; every user of one is scored in one call
         scored = promotion_rows(conn, promotion, end, end, float(options["history_days"]))
-        frames.append(
+        parts.append(
             rank_targets(
                 scored.assign(propensity=model.predict(scored)),
                 float(options["target_share"]),
                 int(options["max_targets"]),
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
 
 
 def target_promotions(
