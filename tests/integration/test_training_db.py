@@ -547,6 +547,20 @@ def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_
     assert [json.loads(params)["window_days"] for params in trials.params[7:]] == [7, 90]
 
 
+def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample(
+    warehouse: str, tmp_path, monkeypatch
+) -> None:
+    """``max_users = 25`` of the 60 purchasers per window: 25 evaluated, the same sample and metrics every run."""
+    text = (tmp_path / "models.toml").read_text().replace("max_users = 50000", "max_users = 25")
+    (tmp_path / "models.toml").write_text(text)
+    metrics = []
+    for run_id in ("run_1", "run_2"):
+        result = training.train_and_evaluate(warehouse, run_id, START, END)
+        assert result["n_test_users"] == result["n_validation_users"] == 25
+        metrics.append(result["metrics"])
+    assert metrics[0] == metrics[1]
+
+
 @pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker"])
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)

@@ -97,6 +97,12 @@ def test_a_misspelt_key_is_an_error_naming_the_valid_ones(tmp_path, text, messag
 
 
 def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
-    assert config["evaluation"] == {"test_days": 7, "validation_days": 7, "k": 10, "max_search_trials": 40}
+    assert config["evaluation"] == {
+        "test_days": 7,
+        "validation_days": 7,
+        "k": 10,
+        "max_search_trials": 40,
+        "max_users": 50_000,
+    }
     assert config["privacy"]["min_segment_users"] == 50
     assert config["champion"]["baselines"] == ["popularity", "repeat_purchase"]

@@ -24,6 +24,9 @@ class Evaluation(_Section):
     validation_days: float = Field(7, gt=0, description="days of the validation window, before the test window")
     k: int = Field(10, ge=1, description="list length of the champion's metric (NDCG@k)")
     max_search_trials: int = Field(40, ge=1, description="trials of the grid search in all, in file order")
+    max_users: int = Field(
+        50_000, ge=1, description="users evaluated per window at most: a sample with a fixed seed beyond that"
+    )
 
 
 class Champion(_Section):

@@ -98,6 +98,9 @@ CANDIDATE_MODELS: tuple[str, ...] = (
     ALSRecommender.name,
 )
 
+#: seed of the evaluated users' sample when a window has more than ``[evaluation] max_users`` of them
+EVALUATION_SEED = 0
+
 #: the champion must beat these (``[champion] baselines`` of the configuration)
 BASELINES: tuple[str, ...] = (PopularityRecommender.name, RepeatPurchaseRecommender.name)
 
@@ -369,9 +372,13 @@ class _Window:
     wide: int
 
     @classmethod
-    def of(cls, data: Interactions, cutoff: float, end: float, ks: tuple[int, ...]) -> _Window:
+    def of(
+        cls, data: Interactions, cutoff: float, end: float, ks: tuple[int, ...], max_users: int | None = None
+    ) -> _Window:
         split = time_split(data, cutoff, end)
         users = split.test_users if split.train.n_events else split.test_users[:0]
+        if max_users is not None and len(users) > max_users:  # a fixed-seed sample: the same users on every machine
+            users = np.sort(np.random.default_rng(EVALUATION_SEED).choice(users, max_users, replace=False))
         truth = split.truth[users]
         prior = split.train.to_csr({"purchase": 1.0})[users]
         truth_new = _without_prior(truth, prior)
@@ -527,7 +534,9 @@ def train_and_evaluate(
     1. **Selection.** Every model of the configuration is fitted on the events
        before the validation cutoff with its ``params``, then the points of
        its ``search`` grid up to ``max_search_trials``; each ranks items for
-       the users with a purchase in ``[validation_cutoff, test_cutoff)``, and
+       the users with a purchase in ``[validation_cutoff, test_cutoff)`` (at most
+       ``[evaluation] max_users`` of them: a sample with the fixed seed
+       :data:`EVALUATION_SEED` when there are more; the test window likewise), and
        the lists pass the serving layers (business rules, re-rank, fill).
        Every trial goes to ``ml.model_search``; the best parameters per model
        and the champion (:func:`champion_gate`) are chosen by NDCG@k of the
@@ -595,14 +604,15 @@ def train_and_evaluate(
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, side_data=True)
 
-            validation = _Window.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks)
+            max_users = int(evaluation.get("max_users", 50_000))
+            validation = _Window.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = _select(validation, config, k, batch_size, rules)
             champion, reason = champion_gate(
                 validation_ndcg, gate.get("baselines", list(BASELINES)), k, float(gate.get("min_z", 1.645))
             )
             logger.info("run %s champion: %s", run_id, reason)
 
-            test = _Window.of(data, test_cutoff, end, ks)
+            test = _Window.of(data, test_cutoff, end, ks, max_users)
             train = test.split.train
             prior_purchases = np.diff(test.prior.indptr)
             segmentations = _segmentations(connection, train.user_ids[test.users], prior_purchases)
