@@ -44,8 +44,6 @@ RECS_PUBLISHED = Asset(name="recs_published", uri="recsys://warehouse/recs")
 BUILD_SCHEMA = "recs_build"  # recsys.serving.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
 
 
-
-
 def notify_failure(context: dict) -> None:
     """on_failure_callback: post the failure to ``RECSYS_ALERT_WEBHOOK_URL`` (see ``recsys.orchestration.notify``)."""
     from recsys.orchestration import notify

@@ -81,6 +81,7 @@ def test_swap_recs_publishes_the_recs_asset(dagbag):
     outlets = dagbag.dags["recsys_pipeline"].get_task("swap_recs").outlets
     assert [(asset.name, asset.uri) for asset in outlets] == [("recs_published", "recsys://warehouse/recs")]
 
+
 def test_dag_files_hold_no_sql_or_heavy_imports():
     for path in (REPO / "dags").glob("*.py"):
         text = path.read_text().lower()

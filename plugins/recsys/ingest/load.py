@@ -265,13 +265,8 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
         if lines > 1:
             reason += f"; the record runs over {lines} lines, so a quote is probably not closed"
-        bad_lines.append(
-            {
-                "line_number": row.number if row.number >= 0 else None,
-                "reason": reason,
-                "raw_record": _unparsed_for_quarantine(row.text, spec),
-            }
-        )
+        number = row.number if row.number >= 0 else None
+        bad_lines.append({"line_number": number, "reason": reason, "raw_record": _unparsed(row.text, spec)})
         return "skip"
 
     column_type = pa.string() if utf8 else pa.binary()
@@ -423,7 +418,7 @@ def _for_quarantine(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFra
     return _redact(rows, spec)
 
 
-def _unparsed_for_quarantine(text: str, spec: landing.LandingFile) -> str:
+def _unparsed(text: str, spec: landing.LandingFile) -> str:
     """A line that does not parse, as stored: verbatim, or for a file with PII columns only its hash and length.
 
     Its fields cannot be told apart (a missing or extra field shifts the others), so an e-mail or phone
