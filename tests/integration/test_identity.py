@@ -128,9 +128,24 @@ def test_a_person_has_one_profile_built_from_all_their_accounts(hand_made):
 
 def test_erasing_one_account_erases_the_whole_person(hand_made):
     keys = {erasure.user_key(name) for name in "ABC"}
+    quarantined = [
+        '{"user_id":"B","item_id":"I1","event_at":"bad"}',  # B's row: erased with the person
+        "C,I2,view,bad,app,extra,field",  # a raw line of C's: erased
+        '{"user_id":"D","item_id":"C","event_at":"bad"}',  # D's row with an item "C": kept (was deleted)
+        "D,C,view,bad,app,extra,field",  # a raw line's columns cannot be told apart: a field "C" erases it
+        '{"user_id":"D","item_id":"I1","price":"CC"}',  # "C" inside another value: kept
+    ]
+    with connect(hand_made) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "insert into quality.rejected_rows values ('b2', 'events', 'events.csv', 2, 'bad', %s)",
+            [(record,) for record in quarantined],
+        )
+        conn.commit()
     with connect(hand_made) as conn:
         assert erasure.person_keys(conn, " C ") == sorted(keys)  # what the online store forgets
         result = erasure.erase_user(conn, "C")
+    left = frame(hand_made, "select raw_record from quality.rejected_rows where batch_id = 'b2'")["raw_record"]
+    assert left.tolist() == [quarantined[2], quarantined[4]]
     assert result["accounts"] == 3
     assert frame(hand_made, "select shop_user_id from identity.user_id_map order by 1")["shop_user_id"].tolist() == [
         "D",

@@ -70,6 +70,26 @@ create table if not exists quality.erasure_audit (
 """
 
 
+def _quarantine_pattern(shop_ids: list[str], order_ids: list[str]) -> str:
+    """A regex for the quarantined records of these users: whole fields, never a value of another column.
+
+    A JSON record (a row that parsed) names the user in its ``user_id`` field or an order in its
+    ``order_id`` field; pandas escapes non-ASCII and ``/``, so the id is matched as written and as
+    escaped. A raw line (one that did not parse; its columns cannot be told apart) is matched when one
+    of its comma-separated fields is the id, quoted or not.
+    """
+
+    def alternatives(names: set[str]) -> str:
+        escaped = names | {json.dumps(name)[1:-1].replace("/", "\\/") for name in names}
+        return "|".join(re.escape(name) for name in sorted(escaped))
+
+    parts = [f'"user_id":" *({alternatives(set(shop_ids))}) *"']
+    if order_ids:
+        parts.append(f'"order_id":"({alternatives(set(order_ids))})"')
+    parts.append(f'^(?!\\{{)(.*,)?"? *({alternatives(set(shop_ids) | set(order_ids))}) *"?(,|$)')
+    return "|".join(f"({part})" for part in parts)
+
+
 def pseudonym_key(key: str | None = None) -> str:
     """The pseudonymization key: ``key``, else ``RECSYS_PSEUDONYM_KEY``; a clear error without a usable one."""
     return keystore.check_key(key or os.environ.get("RECSYS_PSEUDONYM_KEY"))
@@ -170,13 +190,7 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
         for schema, table in _tables_with(cursor, "shop_user_id"):
             delete(schema, table, sql.SQL("shop_user_id = any(%s)"), (shop_ids,))
         if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
-            # a quarantined record (JSON or the raw line) that names the user or one of their orders
-            # JSON records escape non-ASCII and "/" (pandas): match the id as written and as escaped
-            written = {*shop_ids, *order_ids}
-            escaped = {json.dumps(name)[1:-1].replace("/", "\\/") for name in written}
-            names = "|".join(re.escape(name) for name in sorted(written | escaped))
-            pattern = f"(^|[^A-Za-z0-9_])({names})($|[^A-Za-z0-9_])"
-            delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (pattern,))
+            delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (_quarantine_pattern(shop_ids, order_ids),))
         if ("quality", "excluded_rows") in keyed:
             delete("quality", "excluded_rows", sql.SQL("record_key = any(%s)"), (sorted(record_keys),))
 
