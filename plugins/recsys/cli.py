@@ -136,17 +136,13 @@ def cmd_docs(args: argparse.Namespace) -> None:
 def cmd_erase_user(args: argparse.Namespace) -> None:
     from recsys.db.warehouse import connect
     from recsys.dev.local import existing_pseudonym_key
-    from recsys.orchestration.tasks import forget_online
-    from recsys.quality.erasure import erase_user, person_keys
+    from recsys.orchestration.tasks import erase_and_forget
 
-    key = existing_pseudonym_key()
     with connect() as conn:
-        user_keys = person_keys(conn, args.shop_user_id, key)  # before the mapping is erased
-        result = erase_user(conn, args.shop_user_id, key)
+        result = erase_and_forget(conn, args.shop_user_id, existing_pseudonym_key())
     print(f"erased: {result['total']} rows in {len(result['rows_deleted'])} tables; later loads will drop the user")
-    online_keys = forget_online(user_keys)
-    if online_keys is not None:
-        print(f"online store: {online_keys} keys deleted")
+    if result["online_keys_deleted"] is not None:
+        print(f"online store: {result['online_keys_deleted']} keys deleted")
 
 
 def cmd_target_promotions(args: argparse.Namespace) -> None:

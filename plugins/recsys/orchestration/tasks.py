@@ -136,14 +136,20 @@ def pseudonym_key() -> str:
 
 def erase_user(shop_user_id: str) -> dict:
     """Erase one user from every schema (``recsys.quality.erasure``); return rows deleted per table (no ids)."""
-    from recsys.quality.erasure import erase_user as erase
-    from recsys.quality.erasure import person_keys
-
-    key = pseudonym_key()
     with connect(warehouse_dsn()) as conn:
-        user_keys = person_keys(conn, shop_user_id, key)  # before the mapping is erased
-        result = erase(conn, shop_user_id, key)
-    return {**result, "online_keys_deleted": forget_online(user_keys)}
+        return erase_and_forget(conn, shop_user_id, pseudonym_key())
+
+
+def erase_and_forget(conn, shop_user_id: str, key: str) -> dict:
+    """Erase the person in the warehouse, then delete their online store keys recorded by the erasure."""
+    from recsys.quality import erasure
+
+    result = erasure.erase_user(conn, shop_user_id, key)
+    # the person's keys were recorded in the erasure's transaction: a retry after a crash here finds them
+    user_keys = erasure.pending_online_keys(conn)
+    deleted = forget_online(user_keys)
+    erasure.online_keys_forgotten(conn, user_keys)
+    return {**result, "online_keys_deleted": deleted}
 
 
 def forget_online(user_keys: list[str]) -> int | None:

@@ -62,6 +62,11 @@ create table if not exists quality.erased_users (
     user_key text primary key,
     erased_at timestamptz not null
 );
+-- the online store keys of erased persons not yet deleted there: written with the erasure, in its transaction,
+-- and cleared once the store has forgotten them (a retry after a crash in between still knows them)
+create table if not exists quality.erased_online_keys (
+    user_key text primary key
+);
 create table if not exists quality.erasure_audit (
     erasure_id bigint generated always as identity primary key,
     erased_at timestamptz not null,
@@ -201,6 +206,10 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             (account_keys, now),
         )
         cursor.execute(
+            "insert into quality.erased_online_keys (user_key) select unnest(%s::text[]) on conflict do nothing",
+            (keys,),
+        )
+        cursor.execute(
             "insert into quality.erasure_audit (erased_at, rows_deleted) values (%s, %s)",
             (now, json.dumps(deleted, sort_keys=True)),
         )
@@ -208,6 +217,23 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
     total = sum(deleted.values())
     logger.info("erased one person (%d accounts): %d rows in %d tables", len(shop_ids), total, len(deleted))
     return {"rows_deleted": deleted, "total": total, "accounts": len(shop_ids)}
+
+
+def pending_online_keys(conn: Any) -> list[str]:
+    """Keys of erased persons the online store may still hold (``quality.erased_online_keys``)."""
+    with conn.cursor() as cursor:
+        cursor.execute("select to_regclass('quality.erased_online_keys') is not null")
+        if not cursor.fetchone()[0]:
+            return []
+        cursor.execute("select user_key from quality.erased_online_keys order by 1")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def online_keys_forgotten(conn: Any, keys: list[str]) -> None:
+    """Clear ``keys`` from ``quality.erased_online_keys`` once the online store deleted them; commits."""
+    with conn.cursor() as cursor:
+        cursor.execute("delete from quality.erased_online_keys where user_key = any(%s)", (keys,))
+    conn.commit()
 
 
 def person_keys(conn: Any, shop_user_id: str, key: str | None = None) -> list[str]:
