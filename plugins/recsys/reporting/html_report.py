@@ -610,8 +610,8 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
     """``dbt docs generate --static`` against the warehouse at ``url``; return the single-file ``static_index.html``.
 
     The models compile with the vars of the last run (``as_of``, ``run_id``) when there is one, else docs are
-    built without compiling. The compiled SQL would hold the pseudonymization key, so dbt sees a placeholder
-    instead: the docs can be shared.
+    built without compiling. The compiled SQL reads the pseudonymization key from ``keystore.pseudonym_key``, so
+    the key is not in the docs: they can be shared.
 
     Raises
     ------
@@ -640,7 +640,6 @@ def build_dbt_docs(url: str, target_dir: Path = DOCS_DIR) -> Path:
     env = {
         **os.environ,
         **dbt_env(url),
-        "RECSYS_PSEUDONYM_KEY": "<RECSYS_PSEUDONYM_KEY>",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
