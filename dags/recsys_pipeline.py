@@ -157,11 +157,11 @@ def recsys_pipeline():
         return tasks.check_marts_and_recs(data_interval_end)
 
     @task(outlets=[RECS_PUBLISHED])
-    def swap_recs(data_interval_end=None) -> dict:
+    def swap_recs(data_interval_end=None, dag_run=None) -> dict:
         """Swap the build schema (tested by the publish group) in for recs in one transaction: atomic publish."""
         from recsys.orchestration import tasks
 
-        return tasks.swap_recs(data_interval_end)
+        return tasks.swap_recs(data_interval_end, dag_run.start_date if dag_run else None)
 
     @task
     def push_online(data_interval_end=None) -> dict:

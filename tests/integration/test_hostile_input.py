@@ -186,12 +186,13 @@ def test_export_to_a_hostile_path_keeps_hostile_ids(database, tmp_path, monkeypa
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
         cur.execute(
             "create schema recs; create schema identity;"
-            " create table identity.user_id_map (user_id text, shop_user_id text);"
+            " create table identity.published_user_id_map (user_id text, shop_user_id text);"
             " create table recs.user_recommendations (user_id text, item_rank int, item_id text, score float8,"
             " model_name text, reason_code text, reason_text text, run_id text, generated_at timestamptz)"
         )
         cur.executemany(
-            "insert into identity.user_id_map values (%s, %s)", [(f"p{n}", value) for n, value in enumerate(HOSTILE)]
+            "insert into identity.published_user_id_map values (%s, %s)",
+            [(f"p{n}", value) for n, value in enumerate(HOSTILE)],
         )
         cur.executemany(
             "insert into recs.user_recommendations values (%s, 1, %s, 0.5, 'popularity', 'popular', %s, %s, now())",

@@ -57,7 +57,7 @@ create table analytics.fct_searches (
 );
 create table analytics.item_search_tokens (item_id text, token text);
 create table analytics.user_search_interests (user_id text, term text, weight double precision);
-create table identity.user_id_map (shop_user_id text, user_id text);
+create table identity.published_user_id_map (shop_user_id text, user_id text);
 create table recs.similar_items (item_id text, similar_item_id text, score double precision);
 insert into analytics.dim_items values
     ('k1', 'Hearthly Kettles', 'Home', 'Home > Kitchen > Kettles', 'Hearthly', 10, true, null),
@@ -73,7 +73,7 @@ select item_id, unnest(string_to_array(tokens, ' ')) from (values
     ('l1', 'lumen lamp home decor'),
     ('k4', 'acme kettle home kitchen')) as tokens (item_id, tokens);
 insert into analytics.dim_users values ('u1', true), ('u2', true), ('u3', true), ('u4', false);
-insert into identity.user_id_map values ('U1', 'u1'), ('U2', 'u2'), ('U3', 'u3'), ('U4', 'u4');
+insert into identity.published_user_id_map values ('U1', 'u1'), ('U2', 'u2'), ('U3', 'u3'), ('U4', 'u4');
 insert into analytics.fct_interactions values
     ('u1', 'k3', 'purchase', '2026-01-30', 's1'), ('u1', 'l1', 'view', '2026-01-30', 's1'),
     ('u4', 'k3', 'purchase', '2026-01-30', 's4'), ('u4', 'l1', 'view', '2026-01-30', 's4'),
@@ -233,6 +233,8 @@ def shop_warehouse(fresh_database, tmp_path_factory):
         capture_output=True,
     )
     with connect(url) as conn:
+        with conn.cursor() as cur:  # the map serving reads, as a publish leaves it
+            cur.execute("create table identity.published_user_id_map as select * from identity.user_id_map")
         result = search.evaluate_search(conn, "run_search", end)
     return url, end, out, result
 

@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
-from recsys.db import keystore
+from recsys.db import keystore, locks
 from recsys.ingest import landing
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
     erased_orders: list[str] = []
     try:
         with conn.cursor() as cur:
+            locks.hold_off_erasure(cur)  # an erasure in flight commits first: its users are dropped below
             erasures = _has_erasures(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename

@@ -117,12 +117,16 @@ def check_marts_and_recs(data_interval_end: datetime) -> dict:
     return _gate(gates.check_marts_and_recs, run_id_for(data_interval_end))
 
 
-def swap_recs(data_interval_end: datetime) -> dict:
-    """Publish the run: swap the build schema in for ``recs`` in one transaction (:mod:`recsys.serving.publish`)."""
+def swap_recs(data_interval_end: datetime, started_at: datetime | None = None) -> dict:
+    """Publish the run: swap the build schema in for ``recs`` in one transaction (:mod:`recsys.serving.publish`).
+
+    Rows of persons erased since ``started_at`` (the DAG run's start; every erased person when ``None``) that
+    the run wrote anyway are swept first.
+    """
     from recsys.serving import publish
 
     with connect(warehouse_dsn()) as conn:
-        return publish.swap_recs(conn, run_id_for(data_interval_end))
+        return publish.swap_recs(conn, run_id_for(data_interval_end), erased_since=started_at)
 
 
 def pseudonym_key() -> str:

@@ -16,15 +16,18 @@
 3. ``quality.rejected_rows`` loses the quarantined records that mention the
    shop id or one of the user's order ids; ``quality.excluded_rows`` the rows
    whose ``record_key`` is one of the user's records.
-4. The account keys go into ``quality.erased_users``: the loader drops the
-   accounts' rows from every later delivery (``recsys.ingest.load``), so they never come back.
+4. The person's keys (of its accounts and of the person) go into
+   ``quality.erased_users``: the loader drops the accounts' rows from every later
+   delivery (``recsys.ingest.load``), and the publish sweeps rows a run in flight
+   wrote for them after the erasure (:func:`sweep_erased`), so they never come back.
 5. ``quality.erasure_audit`` gets one row: when, and how many rows per table;
    no id, hash or other personal data.
 
 Models are refitted from the warehouse on every run and keep no per-user
 state on disk, so the next run's models know nothing of the user; the
 published lists of the current run (``ml.*`` and ``recs.*``) are deleted here.
-Views (``staging.stg_*``) read the base tables and need nothing.
+Views (``staging.stg_*``) read the base tables and need nothing. The erasure holds the advisory lock of
+:mod:`recsys.db.locks` exclusively: it waits for loads, publishes and online pushes in flight.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from recsys.db import keystore
+from recsys.db import keystore, locks
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
         raise ValueError("an empty shop user id cannot be erased")
     deleted: dict[str, int] = {}
     with conn.cursor() as cursor:
-        cursor.execute("select pg_advisory_xact_lock(hashtext('recsys.quality.erasure'))")
+        locks.lock_for_erasure(cursor)
         cursor.execute(ERASURE_DDL)
         shop_ids, person_keys = _person_of(cursor, shop_id)
         account_keys = sorted({user_key(name, key) for name in shop_ids})
@@ -203,7 +206,7 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
         cursor.execute(
             "insert into quality.erased_users (user_key, erased_at) select unnest(%s::text[]), %s"
             " on conflict (user_key) do nothing",
-            (account_keys, now),
+            (keys, now),
         )
         cursor.execute(
             "insert into quality.erased_online_keys (user_key) select unnest(%s::text[]) on conflict do nothing",
@@ -217,6 +220,44 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
     total = sum(deleted.values())
     logger.info("erased one person (%d accounts): %d rows in %d tables", len(shop_ids), total, len(deleted))
     return {"rows_deleted": deleted, "total": total, "accounts": len(shop_ids)}
+
+
+def sweep_erased(cursor: Any, since: datetime | None = None) -> dict[str, int]:
+    """Delete the rows of persons erased at or after ``since`` (every erased person when ``None``) again.
+
+    A run that read a person before the erasure committed may write their rows after it (models, lists,
+    the build schema). The publish calls this in its transaction, holding :func:`recsys.db.locks.hold_off_erasure`,
+    so nothing of them is published. Every base table of :data:`SCHEMAS` but ``raw`` (shop ids, handled by the
+    loader) loses its rows whose ``user_id`` or ``account_user_id`` is an erased key.
+
+    Returns
+    -------
+    dict
+        Rows deleted per table (only tables that had rows).
+    """
+    cursor.execute("select to_regclass('quality.erased_users') is not null")
+    if not cursor.fetchone()[0]:
+        return {}
+    cursor.execute(
+        "select coalesce(array_agg(user_key), '{}') from quality.erased_users where erased_at >= %s",
+        (since or datetime.min.replace(tzinfo=UTC),),
+    )
+    keys = cursor.fetchone()[0]
+    deleted: dict[str, int] = {}
+    for column in ("user_id", "account_user_id") if keys else ():
+        for schema, table in _tables_with(cursor, column):
+            if schema != "raw":
+                cursor.execute(
+                    sql.SQL("delete from {} where {} = any(%s)").format(
+                        sql.Identifier(schema, table), sql.Identifier(column)
+                    ),
+                    (keys,),
+                )
+                if cursor.rowcount:
+                    deleted[f"{schema}.{table}"] = cursor.rowcount
+    if deleted:
+        logger.info("swept rows of erased persons written after their erasure: %s", deleted)
+    return deleted
 
 
 def pending_online_keys(conn: Any) -> list[str]:

@@ -67,7 +67,7 @@ def print_summary(url: str, example_users: int = 3) -> None:
             """
             select map.shop_user_id, profile.*
             from analytics.user_profiles as profile
-            inner join identity.user_id_map as map on map.user_id = profile.user_id
+            inner join identity.published_user_id_map as map on map.user_id = profile.user_id
             where profile.frequency > 1
             order by profile.user_id
             limit %s""",
@@ -99,11 +99,11 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
     Raises
     ------
     ValueError
-        The shop user id is not in ``identity.user_id_map`` (unknown, erased, or no run published yet).
+        The shop user id is not in ``identity.published_user_id_map`` (unknown, erased, or no run published yet).
     """
     with connect(url) as conn:
         found = fetch_frame(
-            conn, "select user_id from identity.user_id_map where shop_user_id = %s", (shop_user_id.strip(),)
+            conn, "select user_id from identity.published_user_id_map where shop_user_id = %s", (shop_user_id.strip(),)
         )
         if found.empty:
             raise ValueError(f"user {shop_user_id!r} is not in the warehouse (unknown, erased, or no run yet)")
@@ -150,14 +150,14 @@ def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written.
 
     One list per shop account: the accounts identity stitching merged into one person
-    (``identity.user_id_map``) each get that person's list.
+    (``identity.published_user_id_map``, the map published with the run) each get that person's list.
     """
     statement = """
         copy (
             select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
                 recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
             from recs.user_recommendations as recs
-            inner join identity.user_id_map as map on map.user_id = recs.user_id
+            inner join identity.published_user_id_map as map on map.user_id = recs.user_id
             order by map.shop_user_id, recs.item_rank
         ) to stdout with (format csv, header true)"""
     out = Path(out)

@@ -35,6 +35,8 @@ import os
 
 from psycopg2 import sql
 
+from recsys.db import locks
+
 log = logging.getLogger(__name__)
 
 PREFIX = "recsys"
@@ -164,14 +166,15 @@ def push_online(
     try:
         with conn.cursor() as cur:
             cur.execute("set transaction isolation level repeatable read, read only")
+            locks.hold_off_erasure(cur)  # an erasure waits until the push is done, then deletes what it wrote
             _check_published(cur, run_id)
         client.sadd(f"{prefix}:runs", run_id)
         counts = {kind: _write_kind(conn, client, run_id, kind, prefix, batch_rows) for kind in _KINDS}
+        meta = {"run_id": run_id, "users": counts["recs"], "profiles": counts["profile"], "items": counts["similar"]}
+        client.set(f"{prefix}:{run_id}:meta", json.dumps(meta))
+        previous = client.set(f"{prefix}:current", run_id, get=True)
     finally:
         conn.rollback()
-    meta = {"run_id": run_id, "users": counts["recs"], "profiles": counts["profile"], "items": counts["similar"]}
-    client.set(f"{prefix}:{run_id}:meta", json.dumps(meta))
-    previous = client.set(f"{prefix}:current", run_id, get=True)
     previous = previous.decode() if previous is not None else None
     for stale in {member.decode() for member in client.smembers(f"{prefix}:runs")} - {run_id}:
         expired = _expire_run(client, stale, prefix, grace_seconds)

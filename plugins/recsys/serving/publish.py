@@ -2,13 +2,16 @@
 
 The ``publish`` dbt group builds the recs models (and runs their tests) in the build schema
 :data:`BUILD_SCHEMA` (dbt var ``recs_schema``), never in ``recs`` itself. Only when all of them
-passed, :func:`swap_recs` checks the build schema holds the run being published and then, in one
-transaction:
+passed, :func:`swap_recs` copies the run's identity map (``identity.user_id_map``, rebuilt at the start
+of the run) to a staging table and then, in one transaction:
 
-1. locks every relation of ``recs`` (``access exclusive``, with a short ``lock_timeout`` and retries,
+1. holds off erasures (:mod:`recsys.db.locks`) and sweeps out the rows of persons erased while the run was
+   in flight (:func:`recsys.quality.erasure.sweep_erased`), then checks the build schema holds the run,
+2. locks every relation of ``recs`` (``access exclusive``, with a short ``lock_timeout`` and retries,
    so it never holds some locks while a reader waits for them long enough to deadlock it),
-2. renames ``recs`` to :data:`PREVIOUS_SCHEMA` and the build schema to ``recs``,
-3. drops the previous schema.
+3. renames ``recs`` to :data:`PREVIOUS_SCHEMA` and the build schema to ``recs``, and the staged map to
+   :data:`PUBLISHED_MAP`: the map serving and export read always belongs to the published lists,
+4. drops the previous schema.
 
 A reader's statement therefore sees every ``recs`` table of the old run or every table of the new one:
 a statement that started on the old tables holds them until it ends, which the swap waits for; a
@@ -21,14 +24,21 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from psycopg2 import errors, sql
+
+from recsys.db import locks
+from recsys.quality import erasure
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMA = "recs"
 BUILD_SCHEMA = "recs_build"
 PREVIOUS_SCHEMA = "recs_previous"
+#: the shop id → pseudonymous ``user_id`` map of the published run: what serving and export look ids up in
+PUBLISHED_MAP = "identity.published_user_id_map"
+_STAGED_MAP = "user_id_map_staged"
 #: tables every published run has (the recs models); the swap refuses a build schema without one of them
 RECS_TABLES = (
     "cold_start_recommendations",
@@ -88,6 +98,7 @@ def swap_recs(
     build_schema: str = BUILD_SCHEMA,
     lock_timeout_ms: int = 200,
     attempts: int = 50,
+    erased_since: datetime | None = None,
 ) -> dict:
     """Publish ``run_id``: swap ``build_schema`` in for ``recs`` in one transaction and drop the old ``recs``.
 
@@ -104,15 +115,20 @@ def swap_recs(
         (default 1 s), so that a reader waiting for a lock the swap holds is never aborted as a deadlock.
     attempts : int
         How many times to try to take the locks before giving up.
+    erased_since : datetime, optional
+        When the run started: rows of persons erased since then are swept (default: of every erased person).
 
     Returns
     -------
     dict
         ``run_id``, ``schema`` and the rows per run table, for XCom.
     """
+    has_map = _stage_identity_map(conn)
     for attempt in range(1, attempts + 1):
         try:
             with conn.cursor() as cur:
+                locks.hold_off_erasure(cur)
+                swept = erasure.sweep_erased(cur, erased_since)
                 counts = check_build(cur, run_id, build_schema)
                 cur.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
                 cur.execute(
@@ -141,6 +157,9 @@ def swap_recs(
                     )
                 )
                 cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(PREVIOUS_SCHEMA)))
+                if has_map:
+                    cur.execute(f"drop table if exists {PUBLISHED_MAP}")
+                    cur.execute(f"alter table identity.{_STAGED_MAP} rename to {PUBLISHED_MAP.split('.')[1]}")
             conn.commit()
         except errors.LockNotAvailable:
             conn.rollback()
@@ -151,5 +170,23 @@ def swap_recs(
             conn.rollback()
             raise
         log.info("published run %s: %s", run_id, counts)
-        return {"run_id": run_id, "schema": PUBLISHED_SCHEMA, **counts}
+        return {"run_id": run_id, "schema": PUBLISHED_SCHEMA, **counts, "rows_swept": sum(swept.values())}
     raise PublishError(f"could not lock {PUBLISHED_SCHEMA} in {attempts} attempts; readers hold it")
+
+
+def _stage_identity_map(conn) -> bool:
+    """Copy ``identity.user_id_map`` to ``identity.user_id_map_staged`` (committed); ``False`` without a map."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('identity.user_id_map') is not null")
+        if not cur.fetchone()[0]:
+            conn.rollback()
+            return False
+        cur.execute(f"drop table if exists identity.{_STAGED_MAP}")
+        cur.execute(
+            f"create table identity.{_STAGED_MAP} as select user_id, shop_user_id, account_user_id"
+            " from identity.user_id_map"
+        )
+        cur.execute(f"create unique index on identity.{_STAGED_MAP} (shop_user_id)")
+        cur.execute(f"create index on identity.{_STAGED_MAP} (user_id)")
+    conn.commit()
+    return True

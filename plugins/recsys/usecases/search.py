@@ -695,7 +695,7 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
     conn : psycopg2 connection or str
         Warehouse connection or DSN.
     shop_user_id : str or None
-        The shop's own user id (resolved through ``identity.user_id_map``).
+        The shop's own user id (resolved through ``identity.published_user_id_map``).
     query : str
         Free search text.
     n : int, default 20
@@ -721,7 +721,7 @@ def search(conn: Any, shop_user_id: str | None, query: str, n: int = 20, n_candi
         if shop_user_id is not None:
             found = frames.read_frame(
                 connection,
-                sql.SQL("select user_id from identity.user_id_map where shop_user_id = {}")
+                sql.SQL("select user_id from identity.published_user_id_map where shop_user_id = {}")
                 .format(sql.Literal(shop_user_id.strip()))
                 .as_string(connection),
             )
