@@ -19,7 +19,7 @@ from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import landing, load
-from recsys.quality import erasure, gates
+from recsys.quality import erasure, gates, suites
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 #: the models identity stitching feeds, with everything they need
@@ -224,7 +224,7 @@ def test_the_summary_reconciles_and_the_shared_devices_are_reported(simulated):
 def test_the_marts_gate_records_identity_checks(simulated, tmp_path, monkeypatch):
     url, _ = simulated
     monkeypatch.setenv("RECSYS_GX_DOCS_DIR", str(tmp_path))
-    rows = gates.validate(url, gates.identity_suites(), tmp_path)
+    rows = gates.validate(url, suites.identity_suites(), tmp_path)
     by_suite = {row["suite"]: row for row in rows}
     assert set(by_suite) == {"identity_merge_rate", "identity_accounts_reconcile", "identity_person_size"}
     assert [row for row in rows if not row["success"]] == []
@@ -234,5 +234,5 @@ def test_the_marts_gate_records_identity_checks(simulated, tmp_path, monkeypatch
     # a summary that no longer reconciles with identity.user_id_map fails the gate
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("update quality.identity_stitching_summary set accounts = accounts + 1")
-    rows = gates.validate(url, gates.identity_suites(), tmp_path)
+    rows = gates.validate(url, suites.identity_suites(), tmp_path)
     assert [row["suite"] for row in rows if not row["success"]] == ["identity_accounts_reconcile"]

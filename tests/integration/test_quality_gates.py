@@ -6,6 +6,7 @@ recs gate are made by hand.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,7 +15,7 @@ import psycopg2
 import pytest
 
 from recsys.ingest.load import load_landing
-from recsys.quality import gates
+from recsys.quality import gates, suites
 
 BATCH = "2026-03-01"
 END = datetime(2026, 3, 2, tzinfo=UTC)
@@ -103,12 +104,12 @@ def test_a_clean_batch_passes_with_one_result_row_per_expectation_and_fresh_sour
 
     outcome = check_raw(database, freshness=True)
 
-    suites = gates.raw_suites(BATCH, END, ["users", "items", "events"])
-    n_expectations = sum(len(suite.expectations) for suite in suites)
+    declared = suites.raw_suites(BATCH, END, ["users", "items", "events"])
+    n_expectations = sum(len(suite.expectations) for suite in declared)
     stored = results(database)
     gx_rows = stored[stored["suite"] != "dbt_source_freshness"]
     assert len(gx_rows) == n_expectations and gx_rows["success"].all()
-    assert set(gx_rows["suite"]) == {suite.name for suite in suites}
+    assert set(gx_rows["suite"]) == {suite.name for suite in declared}
     assert (stored[["run_id", "batch_id", "gate"]].drop_duplicates().to_numpy() == [[RUN, BATCH, "raw"]]).all()
     # dbt source freshness of the three required sources, at the warn and the error level, all just loaded
     freshness = stored[stored["suite"] == "dbt_source_freshness"]
@@ -158,6 +159,31 @@ def test_b_a_critical_problem_fails_the_gate_naming_the_expectation(
     # 30% of the events: 120 of 400 rows, or 1 of the 3 files (events) over the reject share
     expected = [120, N_EVENTS] if suite == "raw_events" else [1, 3]
     assert failed[["unexpected_count", "element_count"]].to_numpy().tolist() == [expected]
+
+
+def test_data_docs_show_counts_never_the_values_that_failed(database, tmp_path, docs):
+    email = "alice.example@shop.test"
+
+    def emails_as_event_types(events):
+        return events.assign(event_type=np.where(np.arange(len(events)) % 10 < 3, email, events["event_type"]))
+
+    load_batch(database, landing_files(tmp_path / "landing", emails_as_event_types))
+    with pytest.raises(gates.QualityGateError):
+        check_raw(database)
+    pages = [path for path in (docs / RUN / "raw").rglob("*") if path.is_file()]
+    (validation,) = [path for path in pages if "validations" in path.parts and "raw_events" in path.parts]
+    assert "120 unexpected values found" in " ".join(validation.read_text().split())
+    assert not [path for path in pages if email in path.read_text(errors="replace")]
+
+
+def test_only_the_data_docs_of_the_newest_runs_are_kept(database, tmp_path, docs, monkeypatch):
+    monkeypatch.setenv("RECSYS_GX_DOCS_KEEP_RUNS", "2")
+    for n, name in enumerate(["run_a", "run_b", "run_c"]):
+        (docs / name / "raw").mkdir(parents=True)
+        os.utime(docs / name, (n, n))  # written in this order
+    load_batch(database, landing_files(tmp_path / "landing"))
+    check_raw(database)  # writes the docs of RUN: the newest
+    assert sorted(path.name for path in docs.iterdir()) == [RUN, "run_c"]
 
 
 def test_c_a_warning_only_problem_passes_and_is_recorded(database, tmp_path):
@@ -284,8 +310,8 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
     outcome = check_recs(database)
 
     stored = results(database)
-    suites = gates.marts_and_recs_suites(RUN) + gates.identity_suites()
-    n_expectations = sum(len(suite.expectations) for suite in suites)
+    declared = suites.marts_and_recs_suites(RUN) + suites.identity_suites()
+    n_expectations = sum(len(suite.expectations) for suite in declared)
     assert len(stored) == n_expectations and stored["success"].all()
     assert set(stored["gate"]) == {"marts_and_recs"} and stored["batch_id"].isna().all()
     assert outcome["failed_critical"] == 0 and (docs / RUN / "marts_and_recs" / "index.html").exists()
