@@ -1,9 +1,10 @@
-"""Erase one user on request (right to erasure): every schema, an audit row, kept out of later loads.
+"""Erase the users whose erasure was requested: every schema, an audit row, kept out of later loads.
 
-Trigger with the shop's own user id, e.g.
-``airflow dags trigger user_erasure --conf '{"shop_user_id": "U000123"}'``.
-The pseudonymization key comes from ``RECSYS_PSEUDONYM_KEY`` or the Airflow
-connection ``pseudonym_key`` (its password). Wiring only: see ``recsys.quality.erasure``.
+Queue a request with ``recsys erase-user <shop user id> --queue`` (it waits in ``quality.erasure_requests``);
+this DAG erases every queued person hourly, or at once with ``airflow dags trigger user_erasure``. The id never
+goes into the DAG run's conf, which Airflow keeps for good. The pseudonymization key comes from
+``RECSYS_PSEUDONYM_KEY`` or the Airflow connection ``pseudonym_key`` (its password). Wiring only: see
+``recsys.quality.erasure``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 
 def notify_failure(context: dict) -> None:
@@ -22,9 +23,10 @@ def notify_failure(context: dict) -> None:
 
 
 @dag(
-    schedule=None,
+    schedule="@hourly",
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
+    max_active_runs=1,
     tags=["recsys", "privacy"],
     default_args={
         "retries": 2,
@@ -33,18 +35,17 @@ def notify_failure(context: dict) -> None:
         "execution_timeout": timedelta(minutes=30),
         "on_failure_callback": notify_failure,
     },
-    params={"shop_user_id": Param(type="string", minLength=1, description="the shop's own user id")},
     doc_md=__doc__,
 )
 def user_erasure():
-    """Remove one user from raw, staging, marts, recs and ml; audit without personal data."""
+    """Remove the requested users from every schema and the online store; audit without personal data."""
 
     @task
-    def erase(params=None) -> dict:
-        """One transaction: delete the user's rows everywhere, add them to quality.erased_users, audit."""
+    def erase() -> dict:
+        """One transaction per request: delete the person's rows everywhere and the request, audit; then Redis."""
         from recsys.orchestration import tasks
 
-        return tasks.erase_user(params["shop_user_id"])
+        return tasks.erase_requested()
 
     erase()
 

@@ -138,6 +138,13 @@ def cmd_erase_user(args: argparse.Namespace) -> None:
     from recsys.dev.local import existing_pseudonym_key
     from recsys.orchestration.tasks import erase_and_forget
 
+    if args.queue:
+        from recsys.quality.erasure import request_erasure
+
+        with connect() as conn:
+            request_erasure(conn, args.shop_user_id)
+        print("queued: the user_erasure DAG erases the user on its next run")
+        return
     with connect() as conn:
         result = erase_and_forget(conn, args.shop_user_id, existing_pseudonym_key())
     print(f"erased: {result['total']} rows in {len(result['rows_deleted'])} tables; later loads will drop the user")
@@ -258,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
         "erase-user", help="remove a user from every schema and keep them out of later loads (audited)"
     )
     erase.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
+    erase.add_argument(
+        "--queue", action="store_true", help="queue the request for the user_erasure DAG instead of erasing now"
+    )
     erase.set_defaults(func=cmd_erase_user)
 
     promotions = commands.add_parser(

@@ -412,14 +412,21 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     audit = frame(url, "select erased_at, rows_deleted from quality.erasure_audit")
     assert len(audit) == 1 and audit["rows_deleted"].iloc[0]["raw.users"] == 1
 
-    # the user_erasure DAG does the same for a second user
+    # the user_erasure DAG does the same for a second user, whose request was queued: the id stays out of
+    # the DAG run's conf, and so out of Airflow's metadata database
     second = sorted(set(orders["user_id"]) - {shop_id})[0]
-    conf = json.dumps({"shop_user_id": second})
+    queued = subprocess.run(
+        [recsys, "erase-user", second, "--queue"], env={**env, "WAREHOUSE_URL": url}, check=True, capture_output=True
+    )
+    assert queued.stdout.startswith(b"queued")
     airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "dags", "test", "user_erasure", "-c", conf], env=env, check=True, capture_output=True)
+    subprocess.run([airflow, "dags", "test", "user_erasure"], env=env, check=True, capture_output=True)
     assert frame(url, "select count(*) as n from identity.user_id_map where shop_user_id = %s", (second,))["n"][0] == 0
     assert frame(url, "select count(*) as n from raw.users where user_id = %s", (second,))["n"][0] == 0
+    assert frame(url, "select count(*) as n from quality.erasure_requests")["n"][0] == 0
     assert len(frame(url, "select erasure_id from quality.erasure_audit")) == 2
+    metadata = list(Path(env["AIRFLOW_HOME"]).glob("airflow.db*"))  # the SQLite file and its journal
+    assert metadata and not [path for path in metadata if second.encode() in path.read_bytes()]
 
     # the same delivery again: the user's rows are dropped at load, counted as rejected, stored without content
     batch_id = frame(url, "select distinct batch_id from quality.load_audit")["batch_id"].iloc[0]

@@ -138,10 +138,20 @@ def pseudonym_key() -> str:
     return keystore.check_key(Connection.get("pseudonym_key").password)
 
 
-def erase_user(shop_user_id: str) -> dict:
-    """Erase one user from every schema (``recsys.quality.erasure``); return rows deleted per table (no ids)."""
+def erase_requested() -> dict:
+    """Erase every person queued in ``quality.erasure_requests`` (``recsys erase-user --queue``), oldest first.
+
+    Each erasure deletes its request in its own transaction, so a retry goes on where a failure stopped.
+    Returns counts only: no id reaches XCom or the log.
+    """
+    from recsys.quality import erasure
+
+    erased, rows = 0, 0
     with connect(warehouse_dsn()) as conn:
-        return erase_and_forget(conn, shop_user_id, pseudonym_key())
+        while (shop_user_id := erasure.next_request(conn)) is not None:
+            rows += erase_and_forget(conn, shop_user_id, pseudonym_key())["total"]
+            erased += 1
+    return {"requests_erased": erased, "rows_deleted": rows}
 
 
 def erase_and_forget(conn, shop_user_id: str, key: str) -> dict:

@@ -70,6 +70,12 @@ create table if not exists quality.erased_users (
 create table if not exists quality.erased_online_keys (
     user_key text primary key
 );
+-- erasures requested for the user_erasure DAG: the shop id waits here, not in the DAG run's conf (Airflow
+-- keeps that for good); the erasure deletes the request with the person's other rows
+create table if not exists quality.erasure_requests (
+    shop_user_id text primary key,
+    requested_at timestamptz not null default now()
+);
 create table if not exists quality.erasure_audit (
     erasure_id bigint generated always as identity primary key,
     erased_at timestamptz not null,
@@ -258,6 +264,32 @@ def sweep_erased(cursor: Any, since: datetime | None = None) -> dict[str, int]:
     if deleted:
         logger.info("swept rows of erased persons written after their erasure: %s", deleted)
     return deleted
+
+
+def request_erasure(conn: Any, shop_user_id: str) -> None:
+    """Queue an erasure for the ``user_erasure`` DAG (``quality.erasure_requests``); commits."""
+    shop_id = shop_user_id.strip(" ")
+    if not shop_id:
+        raise ValueError("an empty shop user id cannot be erased")
+    with conn.cursor() as cursor:
+        cursor.execute(ERASURE_DDL)
+        cursor.execute(
+            "insert into quality.erasure_requests (shop_user_id) values (%s) on conflict do nothing", (shop_id,)
+        )
+    conn.commit()
+
+
+def next_request(conn: Any) -> str | None:
+    """The oldest queued erasure's shop user id, or ``None`` when the queue is empty."""
+    with conn.cursor() as cursor:
+        cursor.execute("select to_regclass('quality.erasure_requests') is not null")
+        if not cursor.fetchone()[0]:
+            conn.rollback()
+            return None
+        cursor.execute("select shop_user_id from quality.erasure_requests order by requested_at, shop_user_id limit 1")
+        row = cursor.fetchone()
+    conn.rollback()
+    return row[0] if row else None
 
 
 def pending_online_keys(conn: Any) -> list[str]:
