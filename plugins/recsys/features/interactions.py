@@ -39,6 +39,11 @@ EVENT_TYPES: tuple[str, ...] = tuple(name for name in landing.EVENT_TYPES if nam
 DBT_PROJECT_FILE = Path(__file__).resolve().parents[3] / "dbt_project" / "dbt_project.yml"
 
 
+def dbt_vars(path: Path = DBT_PROJECT_FILE) -> dict:
+    """The ``vars`` of the dbt project: the definitions dbt and the Python tasks share."""
+    return yaml.safe_load(path.read_text())["vars"]
+
+
 def read_event_weights(path: Path = DBT_PROJECT_FILE) -> dict[str, float]:
     """The var ``event_weights`` of the dbt project: what dbt's interest tags and every model here weigh events by.
 
@@ -47,7 +52,7 @@ def read_event_weights(path: Path = DBT_PROJECT_FILE) -> dict[str, float]:
     ValueError
         When an event type is unknown or a weight is negative (implicit-feedback confidences add up).
     """
-    weights = {name: float(value) for name, value in yaml.safe_load(path.read_text())["vars"]["event_weights"].items()}
+    weights = {name: float(value) for name, value in dbt_vars(path)["event_weights"].items()}
     unknown = set(weights) - set(EVENT_TYPES)
     if unknown or min(weights.values()) < 0:
         raise ValueError(f"{path}: event_weights needs non-negative weights of {EVENT_TYPES}, got {weights}")

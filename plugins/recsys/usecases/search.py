@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression
 
 from recsys.db import frames, runs
 from recsys.evaluation import windows
-from recsys.features.interactions import as_datetime, event_weight_sql, load_interactions
+from recsys.features.interactions import as_datetime, dbt_vars, event_weight_sql, load_interactions
 from recsys.orchestration.training import (
     build_model,
     load_model_config,
@@ -67,8 +67,8 @@ FUZZY_MIN_LENGTH = 5
 POPULARITY_DAYS = 30
 #: shrinkage of the user's affinities and price band towards "no preference", in event weights (3 views)
 PRIOR_WEIGHT = 3.0
-#: half-life of the user's event weights (dbt var interest_half_life_days)
-HALF_LIFE_DAYS = 30
+#: half-life of the user's event and search weights (dbt var interest_half_life_days)
+HALF_LIFE_DAYS = float(dbt_vars()["interest_half_life_days"])
 #: neighbours per item of the CF similarity table built for evaluation (as ``recs.similar_items``)
 N_SIMILAR = 20
 
@@ -93,37 +93,13 @@ drop table if exists pg_temp.search_requests;
 create temp table search_requests (search_id text primary key, user_id text, query text not null);
 """
 
-#: the search-interest profile of the requesting users from their searches before ``as_of``,
-#: the same weights as the dbt mart ``user_search_interests`` (which is as of the run end)
-INTERESTS_AS_OF = f"""
-with searches as (
-    select searches.search_id, searches.user_id, searches.query,
-        power(0.5::double precision,
-            extract(epoch from (%(as_of)s - searches.searched_at)) / 86400.0 / %(half_life)s) as decay
-    from analytics.fct_searches as searches
-    inner join analytics.dim_users as users on users.user_id = searches.user_id
-    where users.is_personalization_allowed and searches.searched_at < %(as_of)s
-        and searches.user_id in (select user_id from pg_temp.search_requests)
-),
-search_terms as (
-    select searches.search_id, searches.user_id, tokens.token, searches.decay
-    from searches cross join {_TOKENS.format(column="searches.query")} as tokens
-),
-category_tokens as (
-    select distinct items.category, tokens.token
-    from analytics.dim_items as items
-    cross join {_TOKENS.format(column="concat_ws(' ', items.category_path, items.category)")} as tokens
-),
-interests as (
-    select search_id, user_id, 'term:' || token as term, decay from search_terms
-    union all
-    select distinct search_terms.search_id, search_terms.user_id, 'category:' || category_tokens.category,
-        search_terms.decay
-    from search_terms inner join category_tokens on category_tokens.token = search_terms.token
-),
-user_terms as (select user_id, term, sum(decay) as raw_weight from interests group by user_id, term)
-select user_id, term, raw_weight / max(raw_weight) over (partition by user_id) as weight from user_terms
-"""
+#: the search-interest profile from the searches before ``as_of`` (point in time): the dbt macro
+#: ``search_interests`` (the mart ``user_search_interests``) as the SQL function its on-run-start hook creates;
+#: the function counts searches up to and including its as_of, and a search at the cutoff is a test search
+INTERESTS_AS_OF = (
+    "select user_id, term, weight from analytics.user_search_interests_as_of("
+    "%(as_of)s::timestamptz - interval '1 microsecond', %(half_life)s)"
+)
 
 INTERESTS_PUBLISHED = "select user_id, term, weight from analytics.user_search_interests"
 
