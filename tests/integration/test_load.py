@@ -91,6 +91,14 @@ def test_loading_a_batch_again_replaces_it(database, tmp_path):
     ]
 
 
+def test_a_second_shop_is_refused_and_the_first_stays_as_it_was(database, tmp_path):
+    load(database, write_landing(tmp_path / "shop_a"))
+    with pytest.raises(LandingError, match=r"holds the shop loaded from .*shop_a.*its own database"):
+        load(database, write_landing(tmp_path / "shop_b"), batch_id="2026-01-07")
+    assert query(database, "select _batch_id, count(*) from raw.events group by 1") == [("2026-01-06", 3)]
+    load(database, tmp_path / "shop_a", batch_id="2026-01-07")  # more batches of the same shop load
+
+
 def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):
     root = write_landing(tmp_path / "landing")
     write_landing(root / "2026-01-06", events=EVENTS.splitlines()[0] + "\nU9,I9,cart,2026-01-06T01:00:00Z,1,3\n")

@@ -9,6 +9,10 @@ run as root, so under root the server runs as an unprivileged OS user
 (``RECSYS_PG_OS_USER``, default ``postgres`` if it exists, else ``nobody``),
 and because that user may not be allowed into the repository's folders, its
 binaries and data then live in ``$TMPDIR/recsys-pg-<hash of the repo path>``.
+
+One database per shop: ``make run`` builds the simulated shop in ``recsys``, and ``make run DATA=<dir>`` the
+shop of that landing directory in a database of its own (:func:`database_for`), so two shops never mix. The
+database of the last run is remembered, so ``recsys report``, ``export`` and the rest read that shop.
 """
 
 from __future__ import annotations
@@ -127,12 +131,24 @@ class EmbeddedPostgres:
             and self._run([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
         )
 
+    def _state(self) -> dict:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
     @property
     def port(self) -> int | None:
-        return json.loads(self.state_file.read_text())["port"] if self.state_file.exists() else None
+        return self._state().get("port")
+
+    @property
+    def database(self) -> str:
+        """The database of the last run (:data:`DATABASE` until a run chose another)."""
+        return self._state().get("database", DATABASE)
+
+    def use(self, database: str) -> None:
+        """Remember ``database`` as the one later commands read."""
+        self.state_file.write_text(json.dumps({**self._state(), "database": database}) + "\n")
 
     def start(self) -> str:
-        """Start the server if it is not running; return the URL of the ``recsys`` database."""
+        """Start the server if it is not running; return the URL of the current database (:attr:`database`)."""
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         if not self.is_running():
@@ -160,15 +176,25 @@ class EmbeddedPostgres:
             )
             if result.returncode != 0:
                 raise RuntimeError(f"embedded PostgreSQL did not start (see {self.log_file}):\n{result.stderr}")
-            self.state_file.write_text(json.dumps({"port": port}) + "\n")
+            self.state_file.write_text(json.dumps({**self._state(), "port": port}) + "\n")
             log.info("embedded PostgreSQL started on 127.0.0.1:%s (data in %s)", port, self.data_dir)
-        url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
         create_database(url)
         return url
 
     def stop(self) -> None:
         if self.is_running():
             self._run([self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast"])
+
+
+def database_for(landing_dir: Path | None) -> str:
+    """The embedded database of a shop: :data:`DATABASE` for the simulated one (``None``), else one per landing
+    directory, e.g. ``recsys_online_retail_3f2a9c1e`` (its name and a hash of its full path)."""
+    if landing_dir is None:
+        return DATABASE
+    path = Path(landing_dir).resolve()
+    slug = "".join(char if char.isalnum() else "_" for char in path.name.lower())[:30].strip("_") or "shop"
+    return f"{DATABASE}_{slug}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
 def _shared_server_dir(root: Path) -> Path:
@@ -210,7 +236,7 @@ def warehouse_url(start: bool = True) -> str:
         return embedded.start()
     if not embedded.port:
         raise RuntimeError("the embedded warehouse has never been started: run `make run` first")
-    return f"postgresql://postgres@127.0.0.1:{embedded.port}/{DATABASE}"
+    return f"postgresql://postgres@127.0.0.1:{embedded.port}/{embedded.database}"
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, dbt_env, warehouse_url
+from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, EmbeddedPostgres, database_for, dbt_env
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,19 @@ def run_dag(env: dict[str, str], data_day: str) -> None:
     check_published(env["AIRFLOW_CONN_WAREHOUSE"], run_at)
 
 
+def shop_warehouse(landing_dir: Path | None) -> str:
+    """``WAREHOUSE_URL`` if set; else the embedded database of this shop (:func:`database_for`), now current."""
+    if os.environ.get("WAREHOUSE_URL"):
+        return os.environ["WAREHOUSE_URL"]
+    embedded = EmbeddedPostgres()
+    embedded.use(database_for(landing_dir))
+    return embedded.start()
+
+
 def main(data: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    url = warehouse_url()
+    url = shop_warehouse(Path(data) if data else None)
+    log.info("warehouse: %s", url)
     if data:
         landing_dir = Path(data).resolve()
     else:

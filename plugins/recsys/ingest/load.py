@@ -89,6 +89,12 @@ create table if not exists quality.rejected_rows (
     raw_record text
 );
 create index if not exists rejected_rows_batch on quality.rejected_rows (batch_id, table_name);
+-- one shop per warehouse: the landing directory its batches come from (see _check_source)
+create table if not exists quality.landing_source (
+    only_row boolean primary key default true check (only_row),
+    landing_dir text not null,
+    first_loaded_at timestamptz not null default now()
+);
 """
 
 
@@ -182,6 +188,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
     try:
         with conn.cursor() as cur:
             locks.hold_off_erasure(cur)  # an erasure in flight commits first: its users are dropped below
+            _check_source(cur, Path(landing_dir))
             erasures = _has_erasures(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename
@@ -211,6 +218,24 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
         conn.rollback()
         raise
     return audits
+
+
+def _check_source(cur, landing_dir: Path) -> None:
+    """Record the warehouse's landing directory at its first load; refuse batches of another one.
+
+    Two shops in one warehouse would mix their users, items and models (shop ids may even collide).
+    """
+    source = str(landing_dir.resolve())
+    cur.execute("insert into quality.landing_source (landing_dir) values (%s) on conflict do nothing", (source,))
+    cur.execute("select landing_dir from quality.landing_source")
+    recorded = cur.fetchone()[0]
+    if recorded != source:
+        raise LandingError(
+            f"{source}: this warehouse holds the shop loaded from {recorded}, and one warehouse holds one shop."
+            " Load this one into its own database: set WAREHOUSE_URL to another database (`make run DATA=<dir>`"
+            " without WAREHOUSE_URL does that by itself). If it is the same shop in a new folder, run"
+            f" `update quality.landing_source set landing_dir = '{source}'` in the warehouse first."
+        )
 
 
 def _delete_batch(cur, table: str, batch_id: str) -> None:

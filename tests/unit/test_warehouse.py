@@ -1,0 +1,21 @@
+"""One embedded database per shop: the simulated shop in ``recsys``, each landing directory in its own."""
+
+from __future__ import annotations
+
+from recsys.db.warehouse import DATABASE, EmbeddedPostgres, database_for
+
+
+def test_each_landing_directory_gets_its_own_database(tmp_path):
+    shop_a, shop_b = tmp_path / "Online Retail", tmp_path / "other" / "Online Retail"
+    assert database_for(None) == DATABASE
+    assert database_for(shop_a).startswith("recsys_online_retail_")
+    assert database_for(shop_a) == database_for(tmp_path / "x" / ".." / "Online Retail")  # the same folder
+    assert database_for(shop_a) != database_for(shop_b)  # same name, another folder
+    assert len(database_for(tmp_path / ("long" * 40))) < 63  # Postgres truncates names at 63 bytes
+
+
+def test_the_database_of_the_last_run_is_remembered(tmp_path):
+    embedded = EmbeddedPostgres(tmp_path)
+    assert embedded.database == DATABASE
+    embedded.use("recsys_shop_1234abcd")
+    assert EmbeddedPostgres(tmp_path).database == "recsys_shop_1234abcd"
