@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 import psycopg2
 import pytest
 
-from recsys.ingest.load import QUALITY_DDL
+from recsys.ingest.raw_tables import QUALITY_DDL
 from recsys.quality.gates import RESULTS_DDL
 
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")

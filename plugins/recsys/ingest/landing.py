@@ -33,6 +33,10 @@ MAX_VALUE_CHARS = 65_536
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search")
 
 
+class LandingError(ValueError):
+    """A landing file that cannot be loaded at all (missing, empty, wrong header)."""
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

@@ -50,56 +50,17 @@ from psycopg2 import sql
 
 from recsys.db import keystore, locks
 from recsys.ingest import landing
+from recsys.ingest.landing import LandingError
+from recsys.ingest.raw_tables import create_raw_tables
 
 log = logging.getLogger(__name__)
 
-PG_TYPES = {"text": "text", "timestamp": "timestamptz", "numeric": "numeric", "integer": "bigint", "boolean": "boolean"}
-META_COLUMNS = (
-    "_batch_id text not null, _source_file text not null, _row_number bigint not null,"
-    " _loaded_at timestamptz not null default now()"
-)
 TRUE_VALUES = {"true", "t", "1", "yes", "y"}
 FALSE_VALUES = {"false", "f", "0", "no", "n"}
 BLOCK_SIZE = 32 << 20
 #: characters of an over-long value kept in ``quality.rejected_rows.raw_record``
 QUARANTINE_VALUE_CHARS = 1_000
 TRUNCATED = "the file ends inside a quoted field: it is probably truncated (deliver the whole file again)"
-
-QUALITY_DDL = """
-create schema if not exists raw;
-create schema if not exists quality;
-create table if not exists quality.load_audit (
-    batch_id text not null,
-    table_name text not null,
-    source_file text not null,
-    rows_read bigint not null,
-    rows_loaded bigint not null,
-    rows_rejected bigint not null,
-    ignored_columns text,
-    loaded_at timestamptz not null default now(),
-    primary key (batch_id, table_name),
-    check (rows_read = rows_loaded + rows_rejected)
-);
-create table if not exists quality.rejected_rows (
-    batch_id text not null,
-    table_name text not null,
-    source_file text not null,
-    line_number bigint,
-    reason text not null,
-    raw_record text
-);
-create index if not exists rejected_rows_batch on quality.rejected_rows (batch_id, table_name);
--- one shop per warehouse: the landing directory its batches come from (see _check_source)
-create table if not exists quality.landing_source (
-    only_row boolean primary key default true check (only_row),
-    landing_dir text not null,
-    first_loaded_at timestamptz not null default now()
-);
-"""
-
-
-class LandingError(ValueError):
-    """A landing file that cannot be loaded at all (missing, empty, wrong header)."""
 
 
 @dataclass
@@ -117,30 +78,6 @@ class FileResult:
     def rows_rejected(self) -> int:
         """Quarantined rows, plus the rows of erased users (dropped after parsing, see :func:`_drop_erased`)."""
         return sum(len(frame) for frame in self.rejected) + self.rows_erased
-
-
-def create_raw_tables(conn) -> None:
-    """Create the ``raw`` and ``quality`` tables from the landing format (idempotent)."""
-    with conn.cursor() as cur:
-        cur.execute(QUALITY_DDL)
-        for spec in landing.FILES.values():
-            columns = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type]))
-                for column in spec.columns
-            )
-            table = sql.Identifier("raw", spec.name)
-            cur.execute(sql.SQL("create table if not exists {} ({}, {})").format(table, columns, sql.SQL(META_COLUMNS)))
-            for column in spec.columns:  # a column the format gained later (e.g. events.device_id)
-                cur.execute(
-                    sql.SQL("alter table {} add column if not exists {} {}").format(
-                        table, sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type])
-                    )
-                )
-            cur.execute(
-                sql.SQL("create index if not exists {} on {} (_batch_id)").format(
-                    sql.Identifier(f"{spec.name}_batch"), table
-                )
-            )
 
 
 def batch_directory(landing_dir: Path, batch_id: str) -> Path:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from recsys.serving.rules import BusinessRules
 
 TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
-#: how SQLAlchemy names the Postgres types the loader creates (``recsys.ingest.load.PG_TYPES``)
+#: how SQLAlchemy names the Postgres types the loader creates (``recsys.ingest.raw_tables.PG_TYPES``)
 GX_TYPES = {"text": "TEXT", "timestamp": TIMESTAMPTZ, "numeric": "NUMERIC", "integer": "BIGINT", "boolean": "BOOLEAN"}
 META_COLUMNS = {"_batch_id": "TEXT", "_source_file": "TEXT", "_row_number": "BIGINT", "_loaded_at": TIMESTAMPTZ}
 #: share of a batch's rows a critical row-level rule tolerates: 4x the largest planted dirt rate of the
