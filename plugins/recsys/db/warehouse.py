@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_DIR = Path(os.environ.get("RECSYS_LOCAL_DIR", REPO_ROOT / ".local"))
 DATABASE = "recsys"
+#: the dbt project, whose ``vars`` hold the definitions dbt and the Python tasks share (e.g. event weights)
+DBT_PROJECT_FILE = REPO_ROOT / "dbt_project" / "dbt_project.yml"
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "unix_socket_directories": "",
@@ -248,6 +250,13 @@ def connect(url: str | None = None):
             yield conn
     finally:
         conn.close()
+
+
+def dbt_vars(path: Path = DBT_PROJECT_FILE) -> dict:
+    """The ``vars`` of the dbt project (``dbt_project.yml``)."""
+    import yaml
+
+    return yaml.safe_load(path.read_text())["vars"]
 
 
 def dbt_env(url: str) -> dict[str, str]:

@@ -24,24 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import yaml
 from psycopg2 import sql
 
 from recsys.db import frames
+from recsys.db.warehouse import DBT_PROJECT_FILE, dbt_vars
 from recsys.ingest import landing
 
 logger = logging.getLogger(__name__)
 
 #: event types the models understand; the index is the ``event_type`` code
 EVENT_TYPES: tuple[str, ...] = tuple(name for name in landing.EVENT_TYPES if name != "search")
-
-#: the dbt project whose var ``event_weights`` is the one definition of event weights
-DBT_PROJECT_FILE = Path(__file__).resolve().parents[3] / "dbt_project" / "dbt_project.yml"
-
-
-def dbt_vars(path: Path = DBT_PROJECT_FILE) -> dict:
-    """The ``vars`` of the dbt project: the definitions dbt and the Python tasks share."""
-    return yaml.safe_load(path.read_text())["vars"]
 
 
 def read_event_weights(path: Path = DBT_PROJECT_FILE) -> dict[str, float]:

@@ -37,8 +37,9 @@ from psycopg2 import sql
 from sklearn.linear_model import LogisticRegression
 
 from recsys.db import frames, runs
+from recsys.db.warehouse import dbt_vars
 from recsys.evaluation import windows
-from recsys.features.interactions import as_datetime, dbt_vars, event_weight_sql, load_interactions
+from recsys.features.interactions import as_datetime, event_weight_sql, load_interactions
 from recsys.orchestration.training import (
     build_model,
     load_model_config,
