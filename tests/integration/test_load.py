@@ -26,6 +26,8 @@ EVENTS = (
     "U1,,view,2026-01-05T10:02:00Z,,\n"
     'U1,I1,purchase,2026-01-05T10:03:00+01:00,2,"12.50"\n'
 )
+#: the next day's delivery: one more event
+NEXT_DAY_EVENTS = EVENTS + "U1,I1,view,2026-01-06T10:00:00Z,,\n"
 
 
 def write_landing(directory, users=USERS, items=ITEMS, events=EVENTS, extra=None):
@@ -84,10 +86,14 @@ def test_loading_a_batch_again_replaces_it(database, tmp_path):
     load(database, directory)
     assert query(database, "select count(*) from raw.events") == [(3,)]
     assert query(database, "select count(*) from quality.rejected_rows") == [(7,)]
+    # the same events file as another batch is yesterday's data passed off as today's: refused
+    with pytest.raises(LandingError, match="the same file was loaded as batch '2026-01-06'"):
+        load(database, directory, batch_id="2026-01-07")
+    write_landing(directory, events=NEXT_DAY_EVENTS)
     load(database, directory, batch_id="2026-01-07")
     assert query(database, "select _batch_id, count(*) from raw.events group by 1 order by 1") == [
         ("2026-01-06", 3),
-        ("2026-01-07", 3),
+        ("2026-01-07", 4),
     ]
 
 
@@ -96,7 +102,7 @@ def test_a_second_shop_is_refused_and_the_first_stays_as_it_was(database, tmp_pa
     with pytest.raises(LandingError, match=r"holds the shop loaded from .*shop_a.*its own database"):
         load(database, write_landing(tmp_path / "shop_b"), batch_id="2026-01-07")
     assert query(database, "select _batch_id, count(*) from raw.events group by 1") == [("2026-01-06", 3)]
-    load(database, tmp_path / "shop_a", batch_id="2026-01-07")  # more batches of the same shop load
+    load(database, write_landing(tmp_path / "shop_a", events=NEXT_DAY_EVENTS), batch_id="2026-01-07")  # same shop
 
 
 def test_a_load_does_not_wait_for_readers_of_the_raw_tables(database, tmp_path):
@@ -109,12 +115,12 @@ def test_a_load_does_not_wait_for_readers_of_the_raw_tables(database, tmp_path):
         # the loader gives up on any lock it waits for: it must need none that a reader holds
         loader = psycopg2.connect(database, options="-c lock_timeout=2000")
         try:
-            load_landing(loader, directory, "2026-01-07")
+            load_landing(loader, write_landing(directory, events=NEXT_DAY_EVENTS), "2026-01-07")
         finally:
             loader.close()
     finally:
         reader.close()
-    assert query(database, "select count(*) from raw.events") == [(6,)]
+    assert query(database, "select count(*) from raw.events") == [(7,)]
 
 
 def test_schema_changes_give_up_on_a_busy_table_with_a_clear_error(database, tmp_path, monkeypatch):
@@ -123,6 +129,7 @@ def test_schema_changes_give_up_on_a_busy_table_with_a_clear_error(database, tmp
     with psycopg2.connect(database) as conn, conn.cursor() as cur:  # as if the format gained the column since
         cur.execute("alter table raw.events drop column device_id")
     monkeypatch.setattr("recsys.ingest.raw_tables.DDL_LOCK_TIMEOUT", "200ms")
+    write_landing(directory, events=NEXT_DAY_EVENTS)
     reader = psycopg2.connect(database)
     try:
         with reader.cursor() as cur:
@@ -132,7 +139,7 @@ def test_schema_changes_give_up_on_a_busy_table_with_a_clear_error(database, tmp
     finally:
         reader.close()
     load(database, directory, batch_id="2026-01-07")  # the reader is gone: the column is added, the batch loads
-    assert query(database, "select count(*) from raw.events where _batch_id = '2026-01-07'") == [(3,)]
+    assert query(database, "select count(*) from raw.events where _batch_id = '2026-01-07'") == [(4,)]
 
 
 def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):

@@ -46,7 +46,8 @@ def landing_files(directory, events_change=None):
             "created_at": "2025-12-01T00:00:00Z",
         }
     )
-    event_at = pd.Timestamp("2026-02-01", tz="UTC") + pd.to_timedelta(np.arange(N_EVENTS) * 600, unit="s")
+    # the last 66 hours before the data interval's end (END), the newest 5 hours before it: a fresh batch
+    event_at = pd.Timestamp("2026-02-27", tz="UTC") + pd.to_timedelta(np.arange(N_EVENTS) * 600, unit="s")
     events = pd.DataFrame(
         {
             "event_id": [f"E{i:04d}" for i in range(N_EVENTS)],
@@ -407,6 +408,27 @@ def test_stale_sources_warn_after_26_hours_and_fail_the_gate_after_50(database, 
         check_raw(database, freshness=True)
     assert "raw.events [dbt_source_freshness]: dbt_source_freshness(_loaded_at)" in str(failure.value)
     assert '"status": "error"' in str(failure.value)
+
+
+def older_by(hours):
+    def change(events):
+        shifted = pd.to_datetime(events["event_at"]) - pd.Timedelta(hours=hours)
+        return events.assign(event_at=shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    return change
+
+
+def test_a_batch_of_old_events_is_stale_on_event_time(database, tmp_path):
+    """Freshness on event time: the newest event 27 h before the interval's end warns, 51 h fails."""
+    load_batch(database, landing_files(tmp_path / "landing", older_by(22)))  # newest event 5 + 22 = 27 h old
+    assert check_raw(database)["failed_warnings"] == 1
+    stale = results(database, "not success")
+    assert stale[["expectation_type", "column_name", "severity"]].to_numpy().tolist() == [
+        ["expect_column_max_to_be_between", "event_at", "warning"]
+    ]
+    load_batch(database, landing_files(tmp_path / "landing", older_by(46)))  # 51 h old: a feed that stopped
+    with pytest.raises(gates.QualityGateError, match=r"expect_column_max_to_be_between\(event_at\)"):
+        check_raw(database)
 
 
 def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch):

@@ -73,6 +73,7 @@ class FileResult:
     ignored_columns: list[str] = field(default_factory=list)
 
     rows_erased: int = 0
+    sha256: str | None = None
 
     @property
     def rows_rejected(self) -> int:
@@ -137,7 +138,11 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
                             " it has no rows)"
                         )
                     continue
+                digest = file_sha256(path)
+                if spec.name == "events":
+                    _refuse_redelivery(cur, path, digest, batch_id)
                 result = _load_file(cur, spec, path, batch_id)
+                result.sha256 = digest
                 if erasures:
                     result.rows_erased, orders = _drop_erased(cur, spec, batch_id, erased_orders)
                     result.rows_loaded -= result.rows_erased
@@ -172,6 +177,31 @@ def _check_source(cur, landing_dir: Path) -> None:
             " Load this one into its own database: set WAREHOUSE_URL to another database (`make run DATA=<dir>`"
             " without WAREHOUSE_URL does that by itself). If it is the same shop in a new folder, run"
             f" `update quality.landing_source set landing_dir = '{source}'` in the warehouse first."
+        )
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _refuse_redelivery(cur, path: Path, digest: str, batch_id: str) -> None:
+    """Refuse an events file byte-identical to one loaded as another batch: yesterday's data, not today's."""
+    cur.execute(
+        "select batch_id from quality.load_audit where table_name = 'events' and file_sha256 = %s and batch_id <> %s"
+        " order by loaded_at limit 1",
+        (digest, batch_id),
+    )
+    found = cur.fetchone()
+    if found:
+        raise LandingError(
+            f"{path}: the same file was loaded as batch {found[0]!r}; loading it as batch {batch_id!r} would pass"
+            " old events off as new. Deliver the new day's files (or each day in DIR/<YYYY-MM-DD>/), or load it"
+            f" again as batch {found[0]!r} to replace that batch"
         )
 
 
@@ -513,11 +543,12 @@ def _write_audit(cur, result: FileResult, batch_id: str) -> dict:
         "rows_loaded": result.rows_loaded,
         "rows_rejected": result.rows_rejected,
         "ignored_columns": ",".join(result.ignored_columns) or None,
+        "file_sha256": result.sha256,
     }
     cur.execute(
         "insert into quality.load_audit (batch_id, table_name, source_file, rows_read, rows_loaded, rows_rejected,"
-        " ignored_columns) values (%(batch_id)s, %(table_name)s, %(source_file)s, %(rows_read)s, %(rows_loaded)s,"
-        " %(rows_rejected)s, %(ignored_columns)s)",
+        " ignored_columns, file_sha256) values (%(batch_id)s, %(table_name)s, %(source_file)s, %(rows_read)s,"
+        " %(rows_loaded)s, %(rows_rejected)s, %(ignored_columns)s, %(file_sha256)s)",
         row,
     )
     return row

@@ -38,6 +38,7 @@ create table if not exists quality.rejected_rows (
     reason text not null,
     raw_record text
 );
+alter table quality.load_audit add column if not exists file_sha256 text;
 create index if not exists rejected_rows_batch on quality.rejected_rows (batch_id, table_name);
 -- one shop per warehouse: the landing directory its batches come from (recsys.ingest.load)
 create table if not exists quality.landing_source (
@@ -102,7 +103,7 @@ def _missing_raw_objects(conn) -> bool:
         present |= {row[0] for row in cur.fetchall()}
     conn.rollback()
     wanted = {f"quality.{table}.batch_id" for table in ("load_audit", "rejected_rows")}
-    wanted |= {"quality.landing_source.landing_dir", "quality.rejected_rows_batch"}
+    wanted |= {"quality.landing_source.landing_dir", "quality.rejected_rows_batch", "quality.load_audit.file_sha256"}
     for spec in landing.FILES.values():
         wanted |= {f"raw.{spec.name}.{column.name}" for column in spec.columns} | {f"raw.{spec.name}_batch"}
     return bool(wanted - present)

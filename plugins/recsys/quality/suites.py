@@ -28,6 +28,9 @@ MOSTLY_OPTIONAL = 0.9
 #: the oldest plausible timestamp (the DAG's start_date) and how far past the interval end a timestamp may be
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
+#: a batch whose newest event is older than this before its data interval's end is stale (warning, critical)
+STALE_WARNING = timedelta(hours=26)
+STALE_CRITICAL = timedelta(hours=50)
 #: share of a file's rows the loader may reject (critical) / before a warning
 MAX_REJECTED_SHARE = 0.05
 WARN_REJECTED_SHARE = 0.01
@@ -155,6 +158,12 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
                 column="event_type_normalized", value_set=list(landing.EVENT_TYPES), mostly=MOSTLY
             ),
             when("event_at"),
+            # freshness on event time: the batch's newest event against the end of its data interval, so a
+            # re-delivered old file or a feed that stopped fails (load time would say "fresh" for both)
+            e.ExpectColumnMaxToBeBetween(
+                column="event_at", min_value=data_interval_end - STALE_WARNING, severity="warning"
+            ),
+            e.ExpectColumnMaxToBeBetween(column="event_at", min_value=data_interval_end - STALE_CRITICAL),
             e.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True, mostly=MOSTLY),
             e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY, mostly=MOSTLY),
             # exact re-deliveries: both copies count, so the simulator's 2% duplicates show as ~4% (a warning).
