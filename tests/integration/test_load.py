@@ -142,6 +142,27 @@ def test_schema_changes_give_up_on_a_busy_table_with_a_clear_error(database, tmp
     assert query(database, "select count(*) from raw.events where _batch_id = '2026-01-07'") == [(4,)]
 
 
+def test_quarantined_lines_are_written_in_batches_with_their_line_numbers(database, tmp_path, monkeypatch):
+    monkeypatch.setattr("recsys.ingest.load.QUARANTINE_BATCH_ROWS", 2)  # flush every second bad line
+    header, *good = EVENTS.splitlines()
+    lines = [header]
+    for n, line in enumerate(good * 2):  # 8 good lines, a line of 2 fields after each
+        lines += [line, f"U{n},oops"]
+    audit = load(database, write_landing(tmp_path / "landing", events="\n".join(lines) + "\n"))
+    assert (audit["events"]["rows_read"], audit["events"]["rows_rejected"]) == (
+        16,
+        8 + 2,
+    )  # and 2 views lack their item
+    bad = query(
+        database,
+        "select line_number from quality.rejected_rows where table_name = 'events' and starts_with(reason, 'expected')"
+        " order by 1",
+    )
+    assert [row[0] for row in bad] == list(range(3, 19, 2))  # line 1 is the header
+    numbers = query(database, "select _row_number from raw.events order by 1")
+    assert [row[0] for row in numbers] == [1, 2, 4, 5, 6, 8]  # the parsed rows kept (a view lacks its item)
+
+
 def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):
     root = write_landing(tmp_path / "landing")
     write_landing(root / "2026-01-06", events=EVENTS.splitlines()[0] + "\nU9,I9,cart,2026-01-06T01:00:00Z,1,3\n")

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 TRUE_VALUES = {"true", "t", "1", "yes", "y"}
 FALSE_VALUES = {"false", "f", "0", "no", "n"}
 BLOCK_SIZE = 32 << 20
+#: quarantined lines that did not parse are written in batches of this many rows
+QUARANTINE_BATCH_ROWS = 10_000
 #: characters of an over-long value kept in ``quality.rejected_rows.raw_record``
 QUARANTINE_VALUE_CHARS = 1_000
 TRUNCATED = "the file ends inside a quoted field: it is probably truncated (deliver the whole file again)"
@@ -69,7 +71,7 @@ class FileResult:
     source_file: str
     rows_read: int = 0
     rows_loaded: int = 0
-    rejected: list[pd.DataFrame] = field(default_factory=list)
+    rows_quarantined: int = 0
     ignored_columns: list[str] = field(default_factory=list)
 
     rows_erased: int = 0
@@ -78,7 +80,7 @@ class FileResult:
     @property
     def rows_rejected(self) -> int:
         """Quarantined rows, plus the rows of erased users (dropped after parsing, see :func:`_drop_erased`)."""
-        return sum(len(frame) for frame in self.rejected) + self.rows_erased
+        return self.rows_quarantined + self.rows_erased
 
 
 def batch_directory(landing_dir: Path, batch_id: str) -> Path:
@@ -251,7 +253,8 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
     if not utf8:
         log.warning("%s: not valid UTF-8; rows with invalid bytes will be rejected", path)
 
-    bad_lines: list[dict] = []
+    bad_numbers: list[int | None] = []  # line numbers of the lines that did not parse, to number the others
+    bad_lines: list[dict] = []  # their quarantine rows, written every QUARANTINE_BATCH_ROWS: memory stays bounded
 
     def on_invalid_row(row) -> str:
         lines = row.text.count("\n") + 1
@@ -259,7 +262,11 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
         if lines > 1:
             reason += f"; the record runs over {lines} lines, so a quote is probably not closed"
         number = row.number if row.number >= 0 else None
+        bad_numbers.append(number)
         bad_lines.append({"line_number": number, "reason": reason, "raw_record": _unparsed(row.text, spec)})
+        if len(bad_lines) >= QUARANTINE_BATCH_ROWS:
+            _copy_rejects(cur, result, pd.DataFrame(bad_lines), batch_id)
+            bad_lines.clear()
         return "skip"
 
     column_type = pa.string() if utf8 else pa.binary()
@@ -287,7 +294,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
             ok = reasons.isna()
             result.rows_read += len(frame)
             if (~ok).any():
-                numbers = line_numbers([line["line_number"] for line in bad_lines], start, len(frame))
+                numbers = line_numbers(bad_numbers, start, len(frame))
                 rejected = pd.DataFrame(
                     {
                         "line_number": numbers[~ok.to_numpy()],
@@ -297,7 +304,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
                         .splitlines(),
                     }
                 )
-                result.rejected.append(rejected)
+                _copy_rejects(cur, result, rejected, batch_id)
             good = typed.loc[ok].copy()
             good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
             _copy_rows(cur, spec, columns, good, batch_id, path.name)
@@ -308,10 +315,8 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
             " or a quote that is never closed) causes this: fix the file and load the batch again"
         ) from error
     if bad_lines:
-        result.rejected.append(pd.DataFrame(bad_lines))
-        result.rows_read += len(bad_lines)
-    if result.rejected:
-        _copy_rejects(cur, result, batch_id)
+        _copy_rejects(cur, result, pd.DataFrame(bad_lines), batch_id)
+    result.rows_read += len(bad_numbers)
     return result
 
 
@@ -519,8 +524,9 @@ def _copy_rows(cur, spec, columns, good: pd.DataFrame, batch_id: str, source_fil
     )
 
 
-def _copy_rejects(cur, result: FileResult, batch_id: str) -> None:
-    rejected = pd.concat(result.rejected, ignore_index=True)
+def _copy_rejects(cur, result: FileResult, rejected: pd.DataFrame, batch_id: str) -> None:
+    """Write quarantined rows to ``quality.rejected_rows`` with ``COPY`` and count them in ``result``."""
+    result.rows_quarantined += len(rejected)
     rejected = rejected.assign(batch_id=batch_id, table_name=result.table_name, source_file=result.source_file)
     names = ["batch_id", "table_name", "source_file", "line_number", "reason", "raw_record"]
     rejected["line_number"] = rejected["line_number"].astype("Int64")
