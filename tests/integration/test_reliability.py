@@ -325,17 +325,18 @@ def test_a_crash_before_or_during_the_swap_keeps_the_previous_run(backfilled):
 
 def test_a_load_killed_mid_copy_leaves_nothing_and_a_reload_loads_one_copy(database, shop, tmp_path):
     # a landing directory with a big events file: the shop's events repeated
-    landing = tmp_path / "landing"
-    shutil.copytree(shop, landing)
+    landing = tmp_path / "landing"  # one shop: the batch "base" as delivered, the batch "big" with more events
+    shutil.copytree(shop, landing / "base")
+    shutil.copytree(shop, landing / "big")
     lines = (shop / "events.csv").read_text(encoding="utf-8").split("\n", 1)
     body = lines[1] if lines[1].endswith("\n") else lines[1] + "\n"
-    with (landing / "events.csv").open("w", encoding="utf-8") as handle:
+    with (landing / "big" / "events.csv").open("w", encoding="utf-8") as handle:
         handle.write(lines[0] + "\n")
         copies = max(1, 600_000 // body.count("\n"))
         for _ in range(copies):
             handle.write(body)
     with connect(database) as conn:
-        load.load_landing(conn, shop, "base")
+        load.load_landing(conn, landing, "base")
     base = query(database, "select count(*) from raw.events")[0][0]
     loader = subprocess.Popen(
         [sys.executable, "-c", "from recsys.cli import main; main()", "load", str(landing), "--batch-id", "big"],
@@ -372,6 +373,6 @@ def test_a_load_killed_mid_copy_leaves_nothing_and_a_reload_loads_one_copy(datab
             database, "select count(*) from quality.rejected_rows where batch_id = 'big' and table_name = %s", (table,)
         ) == [(rejected,)]
     events = dict((row[0], row[1]) for row in audit)["events"]
-    with (landing / "events.csv").open(newline="", encoding="utf-8", errors="replace") as handle:
+    with (landing / "big" / "events.csv").open(newline="", encoding="utf-8", errors="replace") as handle:
         assert events == sum(1 for _ in csv.reader(handle)) - 1
     assert query(database, "select count(*) from raw.events where _batch_id = 'base'") == [(base,)]
