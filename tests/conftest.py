@@ -88,3 +88,42 @@ def no_rerank(tmp_path, monkeypatch) -> None:
     text = re.sub(r"(?m)^strength = .*$", "strength = 0.0", rules.RULES_FILE.read_text())
     (tmp_path / "business_rules.toml").write_text(text)
     monkeypatch.setenv("RECSYS_BUSINESS_RULES", str(tmp_path / "business_rules.toml"))
+
+
+#: the schema of each dbt model folder (dbt_project.yml)
+MODEL_SCHEMAS = {"marts": "analytics", "recs": "recs", "identity": "identity", "quality": "quality"}
+DBT_MODELS = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
+
+
+def contract_table_ddl(model: str, schema: str | None = None) -> str:
+    """``create table`` for a dbt model from its yml: every column with its declared ``data_type``.
+
+    Integration tests that build a small warehouse by hand create the contract tables with this, so their
+    tables cannot drift from what dbt builds.
+    """
+    import yaml
+
+    for path in DBT_MODELS.rglob(f"{model}.yml"):
+        (spec,) = [entry for entry in yaml.safe_load(path.read_text())["models"] if entry["name"] == model]
+        untyped = [column["name"] for column in spec["columns"] if "data_type" not in column]
+        assert not untyped, f"{path}: columns without data_type: {untyped}"
+        schema = schema or MODEL_SCHEMAS[path.relative_to(DBT_MODELS).parts[0]]
+        columns = ", ".join(f'"{column["name"]}" {column["data_type"]}' for column in spec["columns"])
+        return f'create schema if not exists "{schema}"; create table "{schema}"."{model}" ({columns});'
+    raise AssertionError(f"no yml for dbt model {model}")
+
+
+@pytest.fixture
+def contract_tables():
+    """``contract_tables(url, *models, schema=None)``: create the models' tables as their dbt contracts declare."""
+
+    def create(url: str, *models: str, schema: str | None = None) -> None:
+        conn = psycopg2.connect(url)
+        try:
+            with conn, conn.cursor() as cur:
+                for model in models:
+                    cur.execute(contract_table_ddl(model, schema))
+        finally:
+            conn.close()
+
+    return create

@@ -181,21 +181,18 @@ def test_online_retail_import_keeps_hostile_names_and_regions(database, tmp_path
     assert query(database, "select region from raw.users order by user_id") == [(value,) for value in HOSTILE]
 
 
-def test_export_to_a_hostile_path_keeps_hostile_ids(database, tmp_path, monkeypatch, capsys):
+def test_export_to_a_hostile_path_keeps_hostile_ids(database, tmp_path, monkeypatch, capsys, contract_tables):
     monkeypatch.setenv("WAREHOUSE_URL", database)
+    contract_tables(database, "user_id_map", "user_recommendations")
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute(
-            "create schema recs; create schema identity;"
-            " create table identity.published_user_id_map (user_id text, shop_user_id text);"
-            " create table recs.user_recommendations (user_id text, item_rank int, item_id text, score float8,"
-            " model_name text, reason_code text, reason_text text, run_id text, generated_at timestamptz)"
-        )
+        cur.execute("alter table identity.user_id_map rename to published_user_id_map")  # as swap_recs publishes it
         cur.executemany(
-            "insert into identity.published_user_id_map values (%s, %s)",
+            "insert into identity.published_user_id_map (user_id, shop_user_id) values (%s, %s)",
             [(f"p{n}", value) for n, value in enumerate(HOSTILE)],
         )
         cur.executemany(
-            "insert into recs.user_recommendations values (%s, 1, %s, 0.5, 'popularity', 'popular', %s, %s, now())",
+            "insert into recs.user_recommendations (user_id, item_rank, item_id, score, model_name, reason_code,"
+            " reason_text, run_id, generated_at) values (%s, 1, %s, 0.5, 'popularity', 'popular', %s, %s, now())",
             [(f"p{n}", value, value, DROP) for n, value in enumerate(HOSTILE)],
         )
     out = tmp_path / 'exports; it\'s "quoted"' / "recs $(rm -rf x).csv"

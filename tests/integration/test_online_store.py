@@ -30,23 +30,10 @@ ITEMS = [f"i{number:03d}" for number in range(100)]
 K = 5
 GRACE = 600
 
-DDL = """
-create schema recs;
-create schema analytics;
-create table recs.runs (run_id text primary key, is_published boolean not null);
-create table recs.user_recommendations (
-    user_id text, item_rank integer, item_id text, score double precision, model_name text,
-    reason_code text, reason_text text, run_id text, primary key (user_id, item_rank)
-);
-create table recs.similar_items (
-    item_id text, item_rank integer, similar_item_id text, score double precision, run_id text,
-    primary key (item_id, item_rank)
-);
-create table analytics.user_profiles (
-    user_id text primary key, recency_days integer, rfm_segment text, spending_power text,
-    lifecycle_stage text, top_categories text
-);
-"""
+#: the columns of the contract tables the test writes (the tables come from their dbt contracts)
+RECS_COLUMNS = "user_id, item_rank, item_id, score, model_name, reason_code, reason_text, run_id"
+SIMILAR_COLUMNS = "item_id, item_rank, similar_item_id, score, run_id"
+PROFILE_COLUMNS = "user_id, recency_days, rfm_segment, spending_power, lifecycle_stage, top_categories"
 
 
 def planted_run(run_id: str, offset: int) -> dict:
@@ -91,10 +78,16 @@ def publish(url: str, run: dict) -> None:
     """Replace the warehouse's published run by ``run`` (what ``swap_recs`` leaves behind)."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("truncate recs.runs, recs.user_recommendations, recs.similar_items, analytics.user_profiles")
-        cur.execute("insert into recs.runs values ('run_older', false), (%s, true)", (run["run_id"],))
-        execute_values(cur, "insert into recs.user_recommendations values %s", run["recs"], page_size=5_000)
-        execute_values(cur, "insert into recs.similar_items values %s", run["similar"])
-        execute_values(cur, "insert into analytics.user_profiles values %s", run["profiles"], page_size=5_000)
+        cur.execute(
+            "insert into recs.runs (run_id, is_published) values ('run_older', false), (%s, true)", (run["run_id"],)
+        )
+        execute_values(
+            cur, f"insert into recs.user_recommendations ({RECS_COLUMNS}) values %s", run["recs"], page_size=5_000
+        )
+        execute_values(cur, f"insert into recs.similar_items ({SIMILAR_COLUMNS}) values %s", run["similar"])
+        execute_values(
+            cur, f"insert into analytics.user_profiles ({PROFILE_COLUMNS}) values %s", run["profiles"], page_size=5_000
+        )
     conn.close()
 
 
@@ -148,10 +141,8 @@ def prefix(redis_client):
 
 
 @pytest.fixture
-def warehouse(database):
-    with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute(DDL)
-    conn.close()
+def warehouse(database, contract_tables):
+    contract_tables(database, "runs", "user_recommendations", "similar_items", "user_profiles")
     return database
 
 

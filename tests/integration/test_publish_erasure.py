@@ -1,8 +1,9 @@
 """An erasure against a run in flight, and the identity map published with the run (real Postgres).
 
-The warehouse here is hand-made and small: the identity map, one analytics and one ml table, and a build
-schema with the recs tables :func:`recsys.serving.publish.check_build` requires. The pipeline writes the same
-shapes (``tests/integration/test_pipeline_e2e.py`` runs the real DAG, which ends with the same swap).
+The warehouse here is small: the identity map, one analytics and one ml table, and a build schema with the
+recs tables :func:`recsys.serving.publish.check_build` requires, created from their dbt contracts (the
+``contract_tables`` fixture). ``tests/integration/test_pipeline_e2e.py`` runs the real DAG, which ends with
+the same swap.
 """
 
 from __future__ import annotations
@@ -35,44 +36,37 @@ def rows(url: str, statement: str, params: tuple = ()) -> list[tuple]:
     return found
 
 
-def build(url: str, run_id: str, users: list[str]) -> None:
+def build(url: str, run_id: str, users: list[str], contract_tables) -> None:
     """A build schema holding ``run_id``: one list row per user, one similar item, one cold-start row."""
+    execute(url, "drop schema if exists recs_build cascade")
+    contract_tables(url, *publish.RECS_TABLES, schema=publish.BUILD_SCHEMA)
     execute(
         url,
         """
-        drop schema if exists recs_build cascade;
-        create schema recs_build;
-        create table recs_build.runs (run_id text, is_published boolean);
-        create table recs_build.user_recommendations (user_id text, item_rank int, item_id text, score float8,
-            model_name text, reason_code text, reason_text text, run_id text, generated_at timestamptz);
-        create table recs_build.similar_items (item_id text, run_id text);
-        create table recs_build.cold_start_recommendations (segment_key text, run_id text);
-        create table recs_build.promotion_targets (user_id text, run_id text);
-        create table recs_build.model_evaluations (run_id text);
-        create table recs_build.model_search (run_id text);
-        insert into recs_build.runs values (%(run)s, true);
-        insert into recs_build.similar_items values ('i1', %(run)s);
-        insert into recs_build.cold_start_recommendations values ('all', %(run)s);
-        insert into recs_build.user_recommendations
-            select user_id, 1, 'i1', 1.0, 'popularity', 'popular', 'popular', %(run)s, now()
-            from unnest(%(users)s::text[]) as user_id;
-        insert into recs_build.promotion_targets select user_id, %(run)s from unnest(%(users)s::text[]) as user_id;
+        insert into recs_build.runs (run_id, is_published) values (%(run)s, true);
+        insert into recs_build.similar_items (item_id, item_rank, similar_item_id, run_id)
+            values ('i1', 1, 'i2', %(run)s);
+        insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, run_id)
+            values ('all', 1, 'i1', %(run)s);
+        insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, model_name, run_id)
+            select user_id, 1, 'i1', 1.0, 'popularity', %(run)s from unnest(%(users)s::text[]) as user_id;
+        insert into recs_build.promotion_targets (promotion_id, user_id, target_rank, run_id)
+            select 'p1', user_id, 1, %(run)s from unnest(%(users)s::text[]) as user_id;
         """,
         {"run": run_id, "users": users},
     )
 
 
 @pytest.fixture
-def warehouse(database):
+def warehouse(database, contract_tables):
     """Two shop accounts, A and B, each its own person; the run's tables hold both."""
     key_a, key_b = erasure.user_key("A", KEY), erasure.user_key("B", KEY)
+    contract_tables(database, "user_id_map", "user_profiles")
     execute(
         database,
         """
-        create schema identity; create schema analytics; create schema ml;
-        create table identity.user_id_map (user_id text, shop_user_id text, account_user_id text);
         insert into identity.user_id_map values (%(a)s, 'A', %(a)s), (%(b)s, 'B', %(b)s);
-        create table analytics.user_profiles (user_id text, rfm_segment text);
+        create schema ml;
         create table ml.recommendations (run_id text, user_id text, item_id text);
         """,
         {"a": key_a, "b": key_b},
@@ -80,19 +74,19 @@ def warehouse(database):
     return database, key_a, key_b
 
 
-def write_run_outputs(url: str, users: list[str]) -> None:
+def write_run_outputs(url: str, users: list[str], contract_tables) -> None:
     """What a run that read ``users`` before an erasure writes afterwards: profiles, model lists, the build."""
-    execute(url, "insert into analytics.user_profiles select unnest(%s::text[]), 'loyal'", (users,))
+    execute(url, "insert into analytics.user_profiles (user_id) select unnest(%s::text[])", (users,))
     execute(url, "insert into ml.recommendations select %s, unnest(%s::text[]), 'i1'", (RUN, users))
-    build(url, RUN, users)
+    build(url, RUN, users, contract_tables)
 
 
-def test_rows_an_in_flight_run_writes_after_an_erasure_are_not_published(warehouse):
+def test_rows_an_in_flight_run_writes_after_an_erasure_are_not_published(warehouse, contract_tables):
     url, key_a, key_b = warehouse
     started = datetime.now(UTC)
     with psycopg2.connect(url) as conn:
         erasure.erase_user(conn, "A", KEY)  # commits while the run is between reading users and writing
-        write_run_outputs(url, [key_a, key_b])  # the run read A before the erasure
+        write_run_outputs(url, [key_a, key_b], contract_tables)  # the run read A before the erasure
         result = publish.swap_recs(conn, RUN, erased_since=started)
     conn.close()
     assert result["rows_swept"] == 4  # profile, ml list, build list, promotion target
@@ -102,9 +96,9 @@ def test_rows_an_in_flight_run_writes_after_an_erasure_are_not_published(warehou
     assert rows(url, "select shop_user_id from identity.published_user_id_map") == [("B",)]
 
 
-def test_a_publish_waits_for_an_erasure_in_flight_and_then_sweeps_it(warehouse):
+def test_a_publish_waits_for_an_erasure_in_flight_and_then_sweeps_it(warehouse, contract_tables):
     url, key_a, key_b = warehouse
-    write_run_outputs(url, [key_a, key_b])
+    write_run_outputs(url, [key_a, key_b], contract_tables)
     eraser = psycopg2.connect(url)
     done: dict = {}
     try:
@@ -134,9 +128,11 @@ def test_a_publish_waits_for_an_erasure_in_flight_and_then_sweeps_it(warehouse):
     assert rows(url, "select user_id from recs.user_recommendations") == [(key_b,)]
 
 
-def test_export_reads_the_map_published_with_the_run_not_the_one_a_later_run_rebuilt(warehouse, tmp_path):
+def test_export_reads_the_map_published_with_the_run_not_the_one_a_later_run_rebuilt(
+    warehouse, tmp_path, contract_tables
+):
     url, key_a, key_b = warehouse
-    build(url, RUN, [key_a, key_b])
+    build(url, RUN, [key_a, key_b], contract_tables)
     with psycopg2.connect(url) as conn:
         publish.swap_recs(conn, RUN)
     conn.close()
