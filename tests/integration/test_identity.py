@@ -236,3 +236,26 @@ def test_the_marts_gate_records_identity_checks(simulated, tmp_path, monkeypatch
         cur.execute("update quality.identity_stitching_summary set accounts = accounts + 1")
     rows = gates.validate(url, suites.identity_suites(), tmp_path)
     assert [row["suite"] for row in rows if not row["success"]] == ["identity_accounts_reconcile"]
+
+
+def test_the_batch_that_arrived_last_wins_whatever_its_id(fresh_database, tmp_path_factory):
+    """An opt-out delivered as batch 2024-06-01 after a batch called initial-load is the user's latest version."""
+    url = fresh_database()
+    root = tmp_path_factory.mktemp("batches")
+    for batch, allowed, day in (("initial-load", "true", "01"), ("2024-06-01", "false", "02")):
+        (root / batch).mkdir()
+        users = f"user_id,signup_at,is_personalization_allowed\nA,2026-01-01T00:00:00Z,{allowed}\n"
+        (root / batch / "users.csv").write_text(users)
+        (root / batch / "items.csv").write_text(ITEMS)
+        (root / batch / "events.csv").write_text(
+            f"user_id,item_id,event_type,event_at\nA,I1,view,2026-10-{day}T00:00:00Z\n"
+        )
+        with connect(url) as conn:
+            load.load_landing(conn, root, batch)
+    env = environment(url, airflow_home=tmp_path_factory.mktemp("airflow"))
+    env["TARGET"] = str(tmp_path_factory.mktemp("dbt_target"))
+    dbt(env, "run", "--select", "base_shop__users", "--vars", json.dumps({"as_of": AS_OF.isoformat()}))
+    latest = frame(
+        url, "select batch_id, is_personalization_allowed from staging.base_shop__users where not is_duplicate"
+    )
+    assert latest.to_dict("records") == [{"batch_id": "2024-06-01", "is_personalization_allowed": False}]

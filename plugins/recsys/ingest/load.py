@@ -129,6 +129,12 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
         with conn.cursor() as cur:
             locks.hold_off_erasure(cur)  # an erasure in flight commits first: its users are dropped below
             _check_source(cur, Path(landing_dir))
+            cur.execute(
+                "insert into quality.batches (batch_id) values (%s) on conflict do nothing;"
+                " select load_seq from quality.batches where batch_id = %s",
+                (batch_id, batch_id),
+            )
+            load_seq = cur.fetchone()[0]
             erasures = _has_erasures(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename
@@ -143,7 +149,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
                 digest = file_sha256(path)
                 if spec.name == "events":
                     _refuse_redelivery(cur, path, digest, batch_id)
-                result = _load_file(cur, spec, path, batch_id)
+                result = _load_file(cur, spec, path, batch_id, load_seq)
                 result.sha256 = digest
                 if erasures:
                     result.rows_erased, orders = _drop_erased(cur, spec, batch_id, erased_orders)
@@ -236,7 +242,7 @@ def is_utf8(path: Path) -> bool:
     return True
 
 
-def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> FileResult:
+def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str, load_seq: int) -> FileResult:
     header = _read_header(path)
     if len(set(header)) != len(header):
         raise LandingError(f"{path}: duplicate column names in header {header}")
@@ -307,7 +313,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str) -> Fil
                 _copy_rejects(cur, result, rejected, batch_id)
             good = typed.loc[ok].copy()
             good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
-            _copy_rows(cur, spec, columns, good, batch_id, path.name)
+            _copy_rows(cur, spec, columns, good.assign(_load_seq=load_seq), batch_id, path.name)
             result.rows_loaded += len(good)
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
         raise LandingError(
@@ -512,7 +518,7 @@ def _copy_rows(cur, spec, columns, good: pd.DataFrame, batch_id: str, source_fil
     if good.empty:
         return
     good = good.assign(_batch_id=batch_id, _source_file=source_file)
-    names = [column.name for column in columns] + ["_batch_id", "_source_file", "_row_number"]
+    names = [column.name for column in columns] + ["_batch_id", "_source_file", "_row_number", "_load_seq"]
     buffer = io.StringIO()
     good[names].to_csv(buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
     buffer.seek(0)

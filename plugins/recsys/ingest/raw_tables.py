@@ -10,8 +10,10 @@ from recsys.ingest.landing import LandingError
 PG_TYPES = {"text": "text", "timestamp": "timestamptz", "numeric": "numeric", "integer": "bigint", "boolean": "boolean"}
 META_COLUMNS = (
     "_batch_id text not null, _source_file text not null, _row_number bigint not null,"
-    " _loaded_at timestamptz not null default now()"
+    " _loaded_at timestamptz not null default now(), _load_seq bigint"
 )
+#: the column of the batch's load sequence (``quality.batches.load_seq``), added to tables made before it
+LOAD_SEQ = ("_load_seq", "bigint")
 #: how long schema changes of the raw tables wait for readers before the load gives up
 DDL_LOCK_TIMEOUT = "10s"
 
@@ -40,6 +42,13 @@ create table if not exists quality.rejected_rows (
 );
 alter table quality.load_audit add column if not exists file_sha256 text;
 create index if not exists rejected_rows_batch on quality.rejected_rows (batch_id, table_name);
+-- every batch id gets a sequence number at its first load, kept when the batch is delivered again: "the latest
+-- batch wins" in staging means the latest to arrive, whatever the batch ids are called
+create table if not exists quality.batches (
+    batch_id text primary key,
+    load_seq bigint generated always as identity,
+    first_loaded_at timestamptz not null default now()
+);
 -- one shop per warehouse: the landing directory its batches come from (recsys.ingest.load)
 create table if not exists quality.landing_source (
     only_row boolean primary key default true check (only_row),
@@ -71,10 +80,11 @@ def create_raw_tables(conn) -> None:
                 cur.execute(
                     sql.SQL("create table if not exists {} ({}, {})").format(table, columns, sql.SQL(META_COLUMNS))
                 )
-                for column in spec.columns:  # a column the format gained later (e.g. events.device_id)
+                # a column the format gained later (e.g. events.device_id), and the load sequence
+                for name, type_ in [*((column.name, PG_TYPES[column.type]) for column in spec.columns), LOAD_SEQ]:
                     cur.execute(
                         sql.SQL("alter table {} add column if not exists {} {}").format(
-                            table, sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type])
+                            table, sql.Identifier(name), sql.SQL(type_)
                         )
                     )
                 cur.execute(
@@ -104,6 +114,8 @@ def _missing_raw_objects(conn) -> bool:
     conn.rollback()
     wanted = {f"quality.{table}.batch_id" for table in ("load_audit", "rejected_rows")}
     wanted |= {"quality.landing_source.landing_dir", "quality.rejected_rows_batch", "quality.load_audit.file_sha256"}
+    wanted |= {"quality.batches.load_seq"}
     for spec in landing.FILES.values():
         wanted |= {f"raw.{spec.name}.{column.name}" for column in spec.columns} | {f"raw.{spec.name}_batch"}
+        wanted |= {f"raw.{spec.name}._load_seq"}
     return bool(wanted - present)

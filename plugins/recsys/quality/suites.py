@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
 #: how SQLAlchemy names the Postgres types the loader creates (``recsys.ingest.raw_tables.PG_TYPES``)
 GX_TYPES = {"text": "TEXT", "timestamp": TIMESTAMPTZ, "numeric": "NUMERIC", "integer": "BIGINT", "boolean": "BOOLEAN"}
-META_COLUMNS = {"_batch_id": "TEXT", "_source_file": "TEXT", "_row_number": "BIGINT", "_loaded_at": TIMESTAMPTZ}
+META_COLUMNS = {
+    "_batch_id": "TEXT",
+    "_source_file": "TEXT",
+    "_row_number": "BIGINT",
+    "_loaded_at": TIMESTAMPTZ,
+    "_load_seq": "BIGINT",
+}
 #: share of a batch's rows a critical row-level rule tolerates: 4x the largest planted dirt rate of the
 #: simulator (unknown ids 0.5%, bad amounts 0.3%, future timestamps 0.2%), well below a broken feed
 MOSTLY = 0.98

@@ -34,7 +34,8 @@ normalized as materialized (
         _batch_id as batch_id,
         _source_file as source_file,
         _row_number as source_row_number,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        _load_seq as load_seq
     from source
 
 ),
@@ -65,7 +66,7 @@ versioned as (
         *,
         row_number() over (
             partition by order_id, exclusion_reason is null
-            order by batch_id desc, loaded_at desc, source_row_number desc
+            order by load_seq desc nulls last, batch_id desc, loaded_at desc, source_row_number desc
         ) as version_rank
     from classified
 
