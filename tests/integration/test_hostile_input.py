@@ -17,6 +17,7 @@ import pytest
 
 from recsys import cli
 from recsys.ingest.load import load_landing
+from recsys.reporting.report import export_recommendations
 
 DROP = "'; drop table raw.events; --"
 HOSTILE = [
@@ -221,3 +222,41 @@ def test_nul_characters_are_rejected_with_a_reason(database, tmp_path, column):
     assert reason == f"{column}: contains a NUL character, which Postgres text cannot store"
     assert json.loads(record) == {**event, column: "nul\x00" + DROP}
     assert_nothing_executed(database)
+
+
+FORMULAS = {  # as stored -> as exported: a spreadsheet shows the text, it never runs it
+    '=HYPERLINK("http://evil.test","click")': '\'=HYPERLINK("http://evil.test","click")',
+    "+cmd|' /C calc'!A0": "'+cmd|' /C calc'!A0",
+    "-2+3": "'-2+3",
+    "@SUM(1+1)": "'@SUM(1+1)",
+    "\tx": "'\tx",
+    "-42": "-42",  # a plain number stays as it is
+    "plain": "plain",
+}
+
+
+def test_export_neutralises_formulas_and_never_leaves_a_partial_file(database, tmp_path, contract_tables):
+    contract_tables(database, "user_id_map", "user_recommendations")
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("alter table identity.user_id_map rename to published_user_id_map")
+        cur.executemany(
+            "insert into identity.published_user_id_map (user_id, shop_user_id) values (%s, %s)",
+            [(f"p{n}", value) for n, value in enumerate(FORMULAS)],
+        )
+        cur.executemany(
+            "insert into recs.user_recommendations (user_id, item_rank, item_id, score, model_name, reason_code,"
+            " reason_text, run_id) values (%s, 1, %s, 0.5, 'popularity', 'popular', %s, 'run_1')",
+            [(f"p{n}", value, value) for n, value in enumerate(FORMULAS)],
+        )
+    out = tmp_path / "recs.csv"
+    assert export_recommendations(database, out) == len(FORMULAS)
+    exported = pd.read_csv(out, dtype=str, keep_default_na=False)
+    for column in ("user_id", "item_id", "reason_text"):
+        assert sorted(exported[column]) == sorted(FORMULAS.values()), column
+    # a failing export (here: the table is gone) leaves the previous file as it was, and no partial file
+    before = out.read_bytes()
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("drop table recs.user_recommendations")
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        export_recommendations(database, out)
+    assert out.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["recs.csv"]

@@ -146,22 +146,42 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
     return "\n".join(lines)
 
 
+#: a text cell a spreadsheet would run as a formula (OWASP CSV injection) gets a leading apostrophe;
+#: ``+`` and ``-`` only when the cell is not a plain number (a shop id like -42 stays as it is)
+SPREADSHEET_SAFE = (
+    r"case when {0} ~ '^[=@\t\r]' or ({0} ~ '^[+-]' and {0} !~ '^[+-][0-9.]+$') then '''' || {0} else {0} end"
+)
+
+
 def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written.
 
     One list per shop account: the accounts identity stitching merged into one person
-    (``identity.published_user_id_map``, the map published with the run) each get that person's list.
+    (``identity.published_user_id_map``, the map published with the run) each get that person's list. Text
+    cells a spreadsheet would run as a formula are neutralised with a leading apostrophe. The file is written
+    under a temporary name and renamed when complete: a failed export leaves the previous file, no partial one.
     """
-    statement = """
+    safe = {name: SPREADSHEET_SAFE.format(name) for name in ("user_id", "item_id", "reason_code", "reason_text")}
+    statement = f"""
         copy (
-            select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
-                recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
-            from recs.user_recommendations as recs
-            inner join identity.published_user_id_map as map on map.user_id = recs.user_id
-            order by map.shop_user_id, recs.item_rank
+            select {safe["user_id"]} as user_id, item_rank, {safe["item_id"]} as item_id, score, model_name,
+                {safe["reason_code"]} as reason_code, {safe["reason_text"]} as reason_text, run_id, generated_at
+            from (
+                select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
+                    recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
+                from recs.user_recommendations as recs
+                inner join identity.published_user_id_map as map on map.user_id = recs.user_id
+            ) as published
+            order by published.user_id, published.item_rank
         ) to stdout with (format csv, header true)"""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with connect(url) as conn, conn.cursor() as cur, out.open("w", newline="") as handle:
-        cur.copy_expert(statement, handle)
-        return cur.rowcount  # from COPY's command tag
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with connect(url) as conn, conn.cursor() as cur, partial.open("w", newline="") as handle:
+            cur.copy_expert(statement, handle)
+            rows = cur.rowcount  # from COPY's command tag
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
