@@ -64,10 +64,16 @@ def cmd_warehouse_url(args: argparse.Namespace) -> None:
 
 def cmd_load(args: argparse.Namespace) -> None:
     from recsys.db.warehouse import connect
-    from recsys.ingest.load import load_landing
+    from recsys.ingest.load import load_landing, load_new_days
 
+    if bool(args.batch_id) == args.all_days:
+        sys.exit("give either --batch-id or --all-days")
     with connect() as conn:
-        _print(load_landing(conn, Path(args.landing_dir), args.batch_id))
+        if args.all_days:
+            loaded = load_new_days(conn, Path(args.landing_dir))
+            print(f"loaded {len(loaded)} new day folder(s): {', '.join(loaded) or 'none'}")
+        else:
+            _print(load_landing(conn, Path(args.landing_dir), args.batch_id))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -221,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = commands.add_parser("load", help="load a landing directory into raw as one batch")
     load.add_argument("landing_dir")
-    load.add_argument("--batch-id", required=True)
+    load.add_argument("--batch-id", help="the batch to load: the folder <landing_dir>/<batch id>, else the directory")
+    load.add_argument(
+        "--all-days", action="store_true", help="load every <landing_dir>/<YYYY-MM-DD>/ not loaded yet, oldest first"
+    )
     load.set_defaults(func=cmd_load)
 
     export = commands.add_parser("export", help="export published tables")

@@ -224,3 +224,31 @@ def test_rejected_rows_keep_no_raw_pii(database, tmp_path):
     load(database, write_landing(tmp_path / "landing", users=users))
     records = query(database, "select raw_record from quality.rejected_rows where table_name = 'users'")
     assert records == [('{"user_id":"U1","signup_at":"not-a-date","email":"<redacted>","phone":"<redacted>"}',)]
+
+
+def test_every_day_folder_not_loaded_yet_is_loaded_oldest_first(database, tmp_path):
+    """The documented daily layout DIR/<YYYY-MM-DD>/: a backfill loads each new day as its own batch."""
+    from recsys.dev.local import data_day
+    from recsys.ingest.load import load_new_days
+
+    def deliver(day: str, events: str) -> None:
+        write_landing(tmp_path / "shop" / day, events=events)
+
+    deliver("2026-01-05", EVENTS)
+    deliver("2026-01-06", NEXT_DAY_EVENTS)
+    (tmp_path / "shop" / "notes").mkdir()  # not a day: ignored
+    conn = psycopg2.connect(database)
+    try:
+        assert load_new_days(conn, tmp_path / "shop") == ["2026-01-05", "2026-01-06"]
+        assert load_new_days(conn, tmp_path / "shop") == []  # nothing new
+        deliver("2026-01-07", NEXT_DAY_EVENTS + "U1,I1,cart,2026-01-07T10:00:00Z,1,\n")
+        assert data_day(tmp_path / "shop") == "2026-01-07"  # make run DATA=shop runs the DAG for the last day
+        assert load_new_days(conn, tmp_path / "shop", before="2026-01-07") == []  # which the DAG loads itself
+        assert load_new_days(conn, tmp_path / "shop") == ["2026-01-07"]
+    finally:
+        conn.close()
+    assert query(database, "select _batch_id, count(*) from raw.events group by 1 order by 1") == [
+        ("2026-01-05", 3),
+        ("2026-01-06", 4),
+        ("2026-01-07", 5),
+    ]

@@ -16,7 +16,8 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, EmbeddedPostgres, database_for, dbt_env
+from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, EmbeddedPostgres, connect, database_for, dbt_env
+from recsys.ingest.load import day_folders, load_new_days
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,10 @@ def main(data: str | None = None) -> int:
             simulate(landing_dir, **DEFAULT_SHOP)
     env = environment(url, landing_dir)
     prepare_airflow(env)
-    run_dag(env, data_day(landing_dir))
+    day = data_day(landing_dir)
+    with connect(url) as conn:  # daily folders: every day before the run's own, which the DAG loads
+        load_new_days(conn, landing_dir, env["RECSYS_PSEUDONYM_KEY"], before=day)
+    run_dag(env, day)
     from recsys.reporting.report import print_summary
 
     print_summary(url)
@@ -134,7 +138,11 @@ def main(data: str | None = None) -> int:
 
 
 def data_day(landing_dir: Path) -> str:
-    """The last day of a landing directory: its manifest's ``end_date``, else the day of its newest event."""
+    """The last day of a landing directory: its newest day folder, its manifest's ``end_date``, else the day of
+    its newest event."""
+    days = day_folders(landing_dir)
+    if days:
+        return days[-1]
     manifest = (
         json.loads((landing_dir / "manifest.json").read_text()) if (landing_dir / "manifest.json").exists() else {}
     )
@@ -143,7 +151,6 @@ def data_day(landing_dir: Path) -> str:
 
 def check_published(url: str, run_at: str) -> None:
     """Fail loudly if the run did not publish (``airflow dags test`` exits 0 when it had nothing to run)."""
-    from recsys.db.warehouse import connect
     from recsys.orchestration.tasks import run_id_for
 
     run_id = run_id_for(datetime.fromisoformat(run_at))

@@ -40,6 +40,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,38 @@ def batch_directory(landing_dir: Path, batch_id: str) -> Path:
     landing_dir = Path(landing_dir)
     candidate = landing_dir / batch_id
     return candidate if candidate.is_dir() else landing_dir
+
+
+def day_folders(landing_dir: Path) -> list[str]:
+    """The daily delivery folders ``landing_dir/<YYYY-MM-DD>/``, oldest first (empty for a flat directory)."""
+    days = []
+    for path in Path(landing_dir).iterdir():
+        try:
+            if path.is_dir() and date.fromisoformat(path.name).isoformat() == path.name:
+                days.append(path.name)
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def load_new_days(conn, landing_dir: Path, key: str | None = None, before: str | None = None) -> list[str]:
+    """Load every day folder of ``landing_dir`` not loaded yet (``quality.batches``), oldest first.
+
+    Each day is its own batch, named by its date. ``before`` (a date) stops at that day: the DAG run that
+    follows loads it itself. Returns the batch ids loaded.
+    """
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('quality.batches') is not null")
+        loaded = set()
+        if cur.fetchone()[0]:
+            cur.execute("select batch_id from quality.batches")
+            loaded = {row[0] for row in cur.fetchall()}
+    conn.rollback()
+    days = [day for day in day_folders(landing_dir) if day not in loaded and (before is None or day < before)]
+    for day in days:
+        load_landing(conn, landing_dir, day, key)
+        log.info("loaded the day folder %s", day)
+    return days
 
 
 def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None) -> list[dict]:
