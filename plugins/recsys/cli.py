@@ -274,9 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "erase-user", help="remove a user from every schema and keep them out of later loads (audited)"
     )
     erase.add_argument("shop_user_id", help="the shop's own user id, as in users.csv")
-    erase.add_argument(
-        "--queue", action="store_true", help="queue the request for the user_erasure DAG instead of erasing now"
-    )
+    erase.add_argument("--queue", action="store_true", help="queue it for the user_erasure DAG, not erase now")
     erase.set_defaults(func=cmd_erase_user)
 
     promotions = commands.add_parser(

@@ -252,3 +252,15 @@ def test_every_day_folder_not_loaded_yet_is_loaded_oldest_first(database, tmp_pa
         ("2026-01-06", 4),
         ("2026-01-07", 5),
     ]
+
+
+def test_a_file_shorter_than_its_manifest_says_is_refused(database, tmp_path):
+    from recsys.ingest import landing
+
+    directory = write_landing(tmp_path / "landing")
+    landing.write_manifest(directory, rows={"users": 5, "items": 4, "events": 5})  # events.csv lost a row
+    with pytest.raises(LandingError, match=r"events.csv: the manifest says 5 rows, the file has 4"):
+        load(database, directory)
+    assert query(database, "select count(*) from raw.users") == [(0,)]  # nothing of the batch kept
+    landing.write_manifest(directory, rows={"users": 5, "items": 4, "events": 4})
+    assert load(database, directory)["events"]["rows_read"] == 4

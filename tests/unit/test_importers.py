@@ -38,7 +38,8 @@ def assert_landing_files(directory: Path, report: dict) -> None:
         frame = read(directory, name)
         assert list(frame.columns) == landing.FILES[name].column_names
         assert len(frame) == count
-    assert landing.read_manifest(directory)["format_version"] == landing.FORMAT_VERSION
+    manifest = landing.read_manifest(directory)
+    assert manifest["format_version"] == landing.FORMAT_VERSION and manifest["rows"] == report["files"]
     assert json.loads((directory / "import_report.json").read_text()) == report
 
 
@@ -232,3 +233,26 @@ def test_interactions_unknown_default_event_type(tmp_path):
             time_col="ts",
             default_event_type="like",
         )
+
+
+def test_a_failed_import_leaves_the_previous_output_and_no_partial_folder(tmp_path, monkeypatch):
+    out = tmp_path / "landing"
+    report = import_online_retail(FIXTURES / "online_retail_small.csv", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(landing, "write_manifest", fail)  # the last step of the import
+    with pytest.raises(OSError, match="disk full"):
+        import_online_retail(FIXTURES / "online_retail_small.csv", out)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["landing"]
+    assert report["files"]["events"] == len(read(out, "events"))
+
+
+def test_an_import_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "mine.txt").write_text("not an import")
+    with pytest.raises(ValueError, match="not an earlier import's output"):
+        import_online_retail(FIXTURES / "online_retail_small.csv", tmp_path)
+    assert (tmp_path / "mine.txt").exists()

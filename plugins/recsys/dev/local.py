@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from recsys.db.warehouse import LOCAL_DIR, REPO_ROOT, EmbeddedPostgres, connect, database_for, dbt_env
-from recsys.ingest.load import day_folders, load_new_days
+from recsys.ingest.deliveries import day_folders
+from recsys.ingest.load import load_new_days
 
 log = logging.getLogger(__name__)
 

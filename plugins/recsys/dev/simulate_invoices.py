@@ -25,6 +25,8 @@ What is planted, and why it matters for the models:
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -73,11 +75,13 @@ def simulate_invoices(
     """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
-    (out_dir / "source").mkdir(parents=True, exist_ok=True)
     export = invoice_lines(rng, customers, products, days, end_date)
-    path = out_dir / "source" / "online_retail.csv"
-    export.to_csv(path, index=False, lineterminator="\n")
-    report = import_online_retail(path, out_dir)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as scratch:
+        path = Path(scratch) / "online_retail.csv"
+        export.to_csv(path, index=False, lineterminator="\n")
+        report = import_online_retail(path, out_dir)  # replaces out_dir whole: the export joins it afterwards
+        (out_dir / "source").mkdir()
+        shutil.move(path, out_dir / "source" / "online_retail.csv")
     report["export_rows"] = len(export)
     return report
 

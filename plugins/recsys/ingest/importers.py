@@ -567,12 +567,13 @@ def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str
 
 
 def _write(out_dir: Path | str, tables: dict[str, pd.DataFrame], report: dict, generator: str) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in tables.items():
-        spec = landing.FILES[name]
-        frame.reindex(columns=spec.column_names, fill_value="").to_csv(
-            out_dir / spec.filename, index=False, lineterminator="\n"
-        )
-    landing.write_manifest(out_dir, generator=generator, source=report["source"])
-    (out_dir / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    """Write the landing files, the report and, last, the manifest with the rows per file; swap them in whole."""
+    with landing.output_directory(out_dir) as partial:
+        for name, frame in tables.items():
+            spec = landing.FILES[name]
+            frame.reindex(columns=spec.column_names, fill_value="").to_csv(
+                partial / spec.filename, index=False, lineterminator="\n"
+            )
+        (partial / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        rows = {name: len(frame) for name, frame in tables.items()}
+        landing.write_manifest(partial, rows=rows, generator=generator, source=report["source"])

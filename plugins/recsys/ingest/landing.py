@@ -21,6 +21,9 @@ creates the ``raw`` tables from it and the table of docs/data/landing-format.md 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,10 +197,47 @@ TRUTH_FILE = "truth/user_truth.csv"
 PERSONS_TRUTH_FILE = "truth/persons.csv"
 
 
-def write_manifest(directory: Path, **extra: object) -> None:
-    """Write ``manifest.json`` with the format version into a landing directory."""
-    manifest = {"format_version": FORMAT_VERSION, **extra}
+def write_manifest(directory: Path, rows: dict[str, int] | None = None, **extra: object) -> None:
+    """Write ``manifest.json`` with the format version into a landing directory; write it last.
+
+    ``rows`` (data rows per landing file, by table name) lets the loader refuse a file that lost rows on the
+    way (:func:`recsys.ingest.load.load_landing`).
+    """
+    manifest = {"format_version": FORMAT_VERSION, **extra, **({"rows": rows} if rows is not None else {})}
     (Path(directory) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@contextmanager
+def output_directory(out_dir: Path | str) -> Iterator[Path]:
+    """A temporary sibling folder to write an import into, swapped in for ``out_dir`` when the import succeeds.
+
+    A failed import leaves ``out_dir`` as it was. ``out_dir`` is replaced whole, so it must be missing, empty
+    or an earlier import's output (with ``import_report.json``).
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` holds something else.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "import_report.json").exists():
+        raise ValueError(
+            f"{out_dir}: not empty and not an earlier import's output; the import replaces its output folder"
+            " whole, so choose a new --out folder"
+        )
+    partial, old = (out_dir.with_name(f".{out_dir.name}.{suffix}") for suffix in ("partial", "old"))
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    partial.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(directory: Path) -> dict:

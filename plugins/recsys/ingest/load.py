@@ -40,7 +40,6 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from recsys.db import keystore, locks
-from recsys.ingest import landing
+from recsys.ingest import deliveries, landing
 from recsys.ingest.landing import LandingError
 from recsys.ingest.raw_tables import create_raw_tables
 
@@ -91,18 +90,6 @@ def batch_directory(landing_dir: Path, batch_id: str) -> Path:
     return candidate if candidate.is_dir() else landing_dir
 
 
-def day_folders(landing_dir: Path) -> list[str]:
-    """The daily delivery folders ``landing_dir/<YYYY-MM-DD>/``, oldest first (empty for a flat directory)."""
-    days = []
-    for path in Path(landing_dir).iterdir():
-        try:
-            if path.is_dir() and date.fromisoformat(path.name).isoformat() == path.name:
-                days.append(path.name)
-        except ValueError:
-            continue
-    return sorted(days)
-
-
 def load_new_days(conn, landing_dir: Path, key: str | None = None, before: str | None = None) -> list[str]:
     """Load every day folder of ``landing_dir`` not loaded yet (``quality.batches``), oldest first.
 
@@ -116,7 +103,9 @@ def load_new_days(conn, landing_dir: Path, key: str | None = None, before: str |
             cur.execute("select batch_id from quality.batches")
             loaded = {row[0] for row in cur.fetchall()}
     conn.rollback()
-    days = [day for day in day_folders(landing_dir) if day not in loaded and (before is None or day < before)]
+    days = [
+        day for day in deliveries.day_folders(landing_dir) if day not in loaded and (before is None or day < before)
+    ]
     for day in days:
         load_landing(conn, landing_dir, day, key)
         log.info("loaded the day folder %s", day)
@@ -153,7 +142,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
         No usable key (:func:`recsys.db.keystore.check_key`), or not the key the warehouse was built with.
     """
     directory = batch_directory(landing_dir, batch_id)
-    landing.read_manifest(directory)
+    expected_rows = landing.read_manifest(directory).get("rows", {})
     keystore.install_key(conn, key or keystore.key_from_environment())
     create_raw_tables(conn)
     audits = []
@@ -161,29 +150,29 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
     try:
         with conn.cursor() as cur:
             locks.hold_off_erasure(cur)  # an erasure in flight commits first: its users are dropped below
-            _check_source(cur, Path(landing_dir))
-            cur.execute(
-                "insert into quality.batches (batch_id) values (%s) on conflict do nothing;"
-                " select load_seq from quality.batches where batch_id = %s",
-                (batch_id, batch_id),
-            )
-            load_seq = cur.fetchone()[0]
+            deliveries.check_source(cur, Path(landing_dir))
+            load_seq = deliveries.load_sequence(cur, batch_id)
             erasures = _has_erasures(cur)
             for spec in landing.FILES.values():
                 path = directory / spec.filename
                 _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
                 if not path.exists():
-                    if spec.required:
+                    if spec.required or expected_rows.get(spec.name):
                         raise LandingError(
                             f"{path}: required landing file is missing (write it with its header row even when"
                             " it has no rows)"
                         )
                     continue
-                digest = file_sha256(path)
+                digest = deliveries.file_sha256(path)
                 if spec.name == "events":
-                    _refuse_redelivery(cur, path, digest, batch_id)
+                    deliveries.refuse_redelivery(cur, path, digest, batch_id)
                 result = _load_file(cur, spec, path, batch_id, load_seq)
                 result.sha256 = digest
+                if spec.name in expected_rows and expected_rows[spec.name] != result.rows_read:
+                    raise LandingError(
+                        f"{path}: the manifest says {expected_rows[spec.name]} rows, the file has {result.rows_read}:"
+                        " the delivery is incomplete or was changed after it was written; deliver it again"
+                    )
                 if erasures:
                     result.rows_erased, orders = _drop_erased(cur, spec, batch_id, erased_orders)
                     result.rows_loaded -= result.rows_erased
@@ -201,49 +190,6 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
         conn.rollback()
         raise
     return audits
-
-
-def _check_source(cur, landing_dir: Path) -> None:
-    """Record the warehouse's landing directory at its first load; refuse batches of another one.
-
-    Two shops in one warehouse would mix their users, items and models (shop ids may even collide).
-    """
-    source = str(landing_dir.resolve())
-    cur.execute("insert into quality.landing_source (landing_dir) values (%s) on conflict do nothing", (source,))
-    cur.execute("select landing_dir from quality.landing_source")
-    recorded = cur.fetchone()[0]
-    if recorded != source:
-        raise LandingError(
-            f"{source}: this warehouse holds the shop loaded from {recorded}, and one warehouse holds one shop."
-            " Load this one into its own database: set WAREHOUSE_URL to another database (`make run DATA=<dir>`"
-            " without WAREHOUSE_URL does that by itself). If it is the same shop in a new folder, run"
-            f" `update quality.landing_source set landing_dir = '{source}'` in the warehouse first."
-        )
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _refuse_redelivery(cur, path: Path, digest: str, batch_id: str) -> None:
-    """Refuse an events file byte-identical to one loaded as another batch: yesterday's data, not today's."""
-    cur.execute(
-        "select batch_id from quality.load_audit where table_name = 'events' and file_sha256 = %s and batch_id <> %s"
-        " order by loaded_at limit 1",
-        (digest, batch_id),
-    )
-    found = cur.fetchone()
-    if found:
-        raise LandingError(
-            f"{path}: the same file was loaded as batch {found[0]!r}; loading it as batch {batch_id!r} would pass"
-            " old events off as new. Deliver the new day's files (or each day in DIR/<YYYY-MM-DD>/), or load it"
-            f" again as batch {found[0]!r} to replace that batch"
-        )
 
 
 def _delete_batch(cur, table: str, batch_id: str) -> None:
@@ -291,7 +237,6 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str, load_s
     utf8 = is_utf8(path)
     if not utf8:
         log.warning("%s: not valid UTF-8; rows with invalid bytes will be rejected", path)
-
     bad_numbers: list[int | None] = []  # line numbers of the lines that did not parse, to number the others
     bad_lines: list[dict] = []  # their quarantine rows, written every QUARANTINE_BATCH_ROWS: memory stays bounded
 

@@ -265,8 +265,9 @@ def import_mysql(url: str, out_dir: Path | str, chunk_rows: int = CHUNK_ROWS) ->
         ``mysql://user[:password]@host[:port]/database``; without a password in the URL, ``MYSQL_PASSWORD``
         (else none) is used. Only the URL without the password is logged or written.
     out_dir : path
-        Landing directory to write (created if missing). The landing files of the tables read are replaced;
-        that of a skipped optional table is removed, so the directory holds this extraction only.
+        Landing directory to write: missing, empty or an earlier import's output. It is replaced whole when
+        the extraction succeeds (written into a temporary sibling first), so it holds this extraction only,
+        and a failed extraction leaves it as it was.
     chunk_rows : int
         Rows fetched per round trip from the server-side cursor.
 
@@ -304,31 +305,29 @@ def import_mysql(url: str, out_dir: Path | str, chunk_rows: int = CHUNK_ROWS) ->
     try:
         present = _source_columns(conn, target.database)
         plan, skipped = _plan(present, target)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with conn.cursor() as cursor:  # one snapshot for every table (InnoDB): orders and their items agree
-            cursor.execute("start transaction with consistent snapshot, read only")
-        tables = {}
-        for spec, missing in plan:
-            with conn.cursor(pymysql.cursors.SSCursor) as cursor:
-                tables[spec.landing] = _extract(cursor, spec, missing, out_dir, chunk_rows)
-        for spec in skipped:
-            (out_dir / landing.FILES[spec.landing].filename).unlink(missing_ok=True)
+        with landing.output_directory(out_dir) as partial:  # a failed extraction leaves out_dir as it was
+            with conn.cursor() as cursor:  # one snapshot for every table (InnoDB): orders and their items agree
+                cursor.execute("start transaction with consistent snapshot, read only")
+            tables = {}
+            for spec, missing in plan:
+                with conn.cursor(pymysql.cursors.SSCursor) as cursor:
+                    tables[spec.landing] = _extract(cursor, spec, missing, partial, chunk_rows)
+            report = {
+                "importer": "mysql",
+                "source": target.redacted,
+                "rows_read": sum(table["rows_read"] for table in tables.values()),
+                "rows_used": sum(table["rows_used"] for table in tables.values()),
+                "rows_rejected": sum(table["rows_rejected"] for table in tables.values()),
+                "tables": tables,
+                "skipped_tables": [spec.table for spec in skipped],
+                "files": {name: table.pop("rows_written") for name, table in tables.items()},
+            }
+            (partial / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            landing.write_manifest(
+                partial, rows=report["files"], generator="recsys import_mysql", source=target.redacted
+            )
     finally:
         conn.close()
-
-    report = {
-        "importer": "mysql",
-        "source": target.redacted,
-        "rows_read": sum(table["rows_read"] for table in tables.values()),
-        "rows_used": sum(table["rows_used"] for table in tables.values()),
-        "rows_rejected": sum(table["rows_rejected"] for table in tables.values()),
-        "tables": tables,
-        "skipped_tables": [spec.table for spec in skipped],
-        "files": {name: table.pop("rows_written") for name, table in tables.items()},
-    }
-    landing.write_manifest(out_dir, generator="recsys import_mysql", source=target.redacted)
-    (out_dir / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.info(
         "imported %s: %d rows read, %d used, %d rejected; skipped tables %s",
         target.redacted,

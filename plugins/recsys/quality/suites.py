@@ -111,6 +111,21 @@ def unique_rows(columns: list[str], critical_share: float = 0.0, warning_share: 
     )
 
 
+def fresh(column: str, data_interval_end: datetime) -> list:
+    """Freshness on event time: the batch's newest ``column`` against the end of its data interval.
+
+    A re-delivered old file or a feed that stopped fails, where load time would say "fresh" for both:
+    a warning after :data:`STALE_WARNING`, critical after :data:`STALE_CRITICAL`.
+    """
+    import great_expectations as gx
+
+    e = gx.expectations
+    return [
+        e.ExpectColumnMaxToBeBetween(column=column, min_value=data_interval_end - STALE_WARNING, severity="warning"),
+        e.ExpectColumnMaxToBeBetween(column=column, min_value=data_interval_end - STALE_CRITICAL),
+    ]
+
+
 def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) -> list[Suite]:
     """The suites of the ``raw`` gate for the rows of ``batch_id`` in ``tables``.
 
@@ -164,12 +179,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
                 column="event_type_normalized", value_set=list(landing.EVENT_TYPES), mostly=MOSTLY
             ),
             when("event_at"),
-            # freshness on event time: the batch's newest event against the end of its data interval, so a
-            # re-delivered old file or a feed that stopped fails (load time would say "fresh" for both)
-            e.ExpectColumnMaxToBeBetween(
-                column="event_at", min_value=data_interval_end - STALE_WARNING, severity="warning"
-            ),
-            e.ExpectColumnMaxToBeBetween(column="event_at", min_value=data_interval_end - STALE_CRITICAL),
+            *fresh("event_at", data_interval_end),
             e.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True, mostly=MOSTLY),
             e.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY, mostly=MOSTLY),
             # exact re-deliveries: both copies count, so the simulator's 2% duplicates show as ~4% (a warning).
