@@ -38,7 +38,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
         _print(import_mysql(args.url, Path(args.out), chunk_rows=args.chunk_rows))
     elif args.source == "online-retail":
-        _print(importers.import_online_retail(Path(args.path), Path(args.out)))
+        _print(importers.import_online_retail(Path(args.path), Path(args.out), date_format=args.date_format))
     else:
         _print(
             importers.import_interactions(
@@ -52,6 +52,7 @@ def cmd_import(args: argparse.Namespace) -> None:
                 price_col=args.price_col,
                 category_col=args.category_col,
                 default_event_type=args.default_event_type,
+                date_format=args.date_format,
             )
         )
 
@@ -178,23 +179,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     sys.exit(main(args.data))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    simulate = commands.add_parser("simulate", help="write a simulated shop in the landing format")
-    for name, default in DEFAULT_SHOP.items():  # the shop `make run` simulates
-        simulate.add_argument(f"--{name}", type=int, default=default)
-    simulate.add_argument("--clean", action="store_true", help="no dirty rows")
-    simulate.add_argument(
-        "--shape",
-        choices=["web", "invoices"],
-        default="web",
-        help="web: a web shop with sessions and categories; invoices: a wholesale/retail invoice export, imported",
-    )
-    simulate.add_argument("--out", required=True)
-    simulate.set_defaults(func=cmd_simulate)
-
+def _add_import_parser(commands) -> None:
+    """``recsys import interactions|online-retail|mysql``."""
     importer = commands.add_parser("import", help="convert a data set into the landing format")
     sources = importer.add_subparsers(dest="source", required=True)
     interactions = sources.add_parser("interactions", help="a generic interactions CSV")
@@ -213,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (interactions, retail):
         sub.add_argument("path")
         sub.add_argument("--out", required=True)
+        sub.add_argument(
+            "--date-format", help="strftime format of the dates, e.g. '%%d/%%m/%%Y %%H:%%M' (default: detected)"
+        )
         sub.set_defaults(func=cmd_import)
     mysql = sources.add_parser("mysql", help="a shop's MySQL/MariaDB database (the schema: docs/data/importers.md)")
     mysql.add_argument(
@@ -221,6 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
     mysql.add_argument("--out", required=True)
     mysql.add_argument("--chunk-rows", type=int, default=10_000, help="rows fetched per round trip")
     mysql.set_defaults(func=cmd_import)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser("simulate", help="write a simulated shop in the landing format")
+    for name, default in DEFAULT_SHOP.items():  # the shop `make run` simulates
+        simulate.add_argument(f"--{name}", type=int, default=default)
+    simulate.add_argument("--clean", action="store_true", help="no dirty rows")
+    simulate.add_argument(
+        "--shape",
+        choices=["web", "invoices"],
+        default="web",
+        help="web: a web shop with sessions and categories; invoices: a wholesale/retail invoice export, imported",
+    )
+    simulate.add_argument("--out", required=True)
+    simulate.set_defaults(func=cmd_simulate)
+
+    _add_import_parser(commands)
 
     url = commands.add_parser("warehouse-url", help="print the warehouse's postgresql:// URL (starts the embedded one)")
     url.set_defaults(func=cmd_warehouse_url)

@@ -260,7 +260,8 @@ INTERACTIONS = "user,item,type,ts,price\n"
 INTERACTION_ARGS = ["--user-col", "user", "--item-col", "item", "--time-col", "ts", "--event-type-col", "type"]
 INTERACTION_ARGS += ["--price-col", "price"]
 RETAIL = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-SALE = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n"
+#: month/day/year as in the UCI layout: the 13 tells the importer the order (12/1/2010 alone could be either)
+SALE = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/13/2010 8:26,2.55,17850.0,United Kingdom\n"
 
 
 @dataclass
@@ -271,7 +272,7 @@ class ImportCase:
     used: int = 0
     rejected: dict[str, list[int]] = field(default_factory=dict)  # reason -> line numbers
     events: list[tuple] = field(default_factory=list)  # (user_id, item_id, event_type, event_at, price) as landed
-    latin1: int = 0
+    legacy: int = 0  # values read as Windows-1252
     imports: int = 1
 
 
@@ -302,7 +303,7 @@ INTERACTION_CASES = {
         + "u1,naïve,view,2026-01-05T11:00:00Z,\n".encode(),
         read=2,
         used=2,
-        latin1=1,
+        legacy=1,
         events=[
             ("u1", "café", "view", "2026-01-05T10:00:00Z", ""),
             ("u1", "naïve", "view", "2026-01-05T11:00:00Z", ""),
@@ -349,6 +350,22 @@ INTERACTION_CASES = {
         used=5,
         rejected={"unparseable_timestamp": [7]},
         events=[("u1", "p1", "view", f"2026-01-05T{hour}:00:00Z", "") for hour in range(10, 15)],
+    ),
+    "Windows-1252 bytes": ImportCase(
+        INTERACTIONS.encode() + b"u1,\x93mug\x94 \x80 5,view,2026-01-05T10:00:00Z,\n",
+        read=1,
+        used=1,
+        legacy=1,
+        events=[("u1", "\u201cmug\u201d \u20ac 5", "view", "2026-01-05T10:00:00Z", "")],
+    ),
+    "UTF-16 file": ImportCase(
+        (INTERACTIONS + "u1,p1,view,2026-01-05T10:00:00Z,\n").encode("utf-16"), error="the file is UTF-16"
+    ),
+    "compact dates and microsecond epochs": ImportCase(
+        (INTERACTIONS + "u1,p1,view,20260105,\nu1,p2,view,1767607200000000,\n").encode(),
+        read=2,
+        used=2,
+        events=[("u1", "p1", "view", "2026-01-05T00:00:00Z", ""), ("u1", "p2", "view", "2026-01-05T10:00:00Z", "")],
     ),
     "future dates": ImportCase(
         (INTERACTIONS + "u1,p1,view,2099-01-01T00:00:00Z,\n").encode(),
@@ -409,10 +426,10 @@ RETAIL_CASES = {
         (RETAIL + SALE + "536366,22633,HAND WARMER,6\n").encode(), read=2, used=1, rejected={"wrong_field_count": [3]}
     ),
     "non-UTF-8 bytes": ImportCase(
-        RETAIL.encode() + b"536365,85123A,CAF\xc9 MUG,6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n",
+        RETAIL.encode() + b"536365,85123A,CAF\xc9 MUG,6,12/13/2010 8:26,2.55,17850.0,United Kingdom\n",
         read=1,
         used=1,
-        latin1=1,
+        legacy=1,
     ),
     "empty file (0 bytes)": ImportCase(b"", error="the file is empty; it needs a header row"),
     "header only": ImportCase(RETAIL.encode()),
@@ -420,15 +437,15 @@ RETAIL_CASES = {
         (
             RETAIL
             + SALE
-            + "536366,22633,HAND WARMER,6,12/1/2010 8:28,1.85,abc,United Kingdom\n"
-            + "536367,22633,HAND WARMER,6,12/1/2010 8:28,1.85,1.785e4,United Kingdom\n"
+            + "536366,22633,HAND WARMER,6,12/13/2010 8:28,1.85,abc,United Kingdom\n"
+            + "536367,22633,HAND WARMER,6,12/13/2010 8:28,1.85,1.785e4,United Kingdom\n"
         ).encode(),
         read=3,
         used=1,
         rejected={"invalid_customer_id": [3, 4]},
     ),
     "prices as text": ImportCase(
-        (RETAIL + SALE + "536366,22633,HAND WARMER,6,12/1/2010 8:28,£1.85,17850.0,United Kingdom\n").encode(),
+        (RETAIL + SALE + "536366,22633,HAND WARMER,6,12/13/2010 8:28,£1.85,17850.0,United Kingdom\n").encode(),
         read=2,
         used=1,
         rejected={"invalid_unit_price": [3]},
@@ -438,30 +455,47 @@ RETAIL_CASES = {
             RETAIL
             + SALE
             + "536366,22633,HAND WARMER,6,2010-12-01T08:28:00Z,1.85,17850.0,United Kingdom\n"
-            + "536367,22633,HAND WARMER,6,13/1/2010 8:28,1.85,17850.0,United Kingdom\n"
+            + "536367,22633,HAND WARMER,6,2/30/2010 8:28,1.85,17850.0,United Kingdom\n"
         ).encode(),
         read=3,
         used=2,
         rejected={"unparseable_invoice_date": [4]},
     ),
+    "day-first dates (a UK export)": ImportCase(
+        (
+            RETAIL
+            + "536365,85123A,MUG,6,01/12/2010 08:26,2.55,17850.0,United Kingdom\n"
+            + "536366,22633,HAND WARMER,6,13/12/2010 09:00,1.85,17850.0,United Kingdom\n"
+        ).encode(),
+        read=2,
+        used=2,
+        events=[
+            ("17850", "85123A", "purchase", "2010-12-01T08:26:00Z", "2.55"),
+            ("17850", "22633", "purchase", "2010-12-13T09:00:00Z", "1.85"),
+        ],
+    ),
+    "ambiguous day and month": ImportCase(
+        (RETAIL + "536365,85123A,MUG,6,01/12/2010 08:26,2.55,17850.0,United Kingdom\n").encode(),
+        error="can be day/month or month/day",
+    ),
     "future dates": ImportCase(
-        (RETAIL + "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2099 8:26,2.55,17850.0,UK\n").encode(),
+        (RETAIL + "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/13/2099 8:26,2.55,17850.0,UK\n").encode(),
         read=1,
         used=1,
-        events=[("17850", "85123A", "purchase", "2099-12-01T08:26:00Z", "2.55")],
+        events=[("17850", "85123A", "purchase", "2099-12-13T08:26:00Z", "2.55")],
     ),
     "duplicate rows": ImportCase((RETAIL + SALE + SALE).encode(), read=2, used=1, rejected={"duplicate_row": [3]}),
     "truncated mid-line": ImportCase(
         (RETAIL + SALE + "536366,22633,HAND WAR").encode(), read=2, used=1, rejected={"wrong_field_count": [3]}
     ),
     "truncated mid-quoted-field": ImportCase(
-        (RETAIL + SALE + '536366,22633,HAND WARMER,6,12/1/2010 8:28,1.85,17850.0,"United Ki').encode(),
+        (RETAIL + SALE + '536366,22633,HAND WARMER,6,12/13/2010 8:28,1.85,17850.0,"United Ki').encode(),
         read=2,
         used=1,
         rejected={"unclosed_quote": [3]},
     ),
     "huge field (10 MB)": ImportCase(
-        (RETAIL + SALE + "536366,22633," + "x" * HUGE + ",6,12/1/2010 8:28,1.85,17850.0,United Kingdom\n").encode(),
+        (RETAIL + SALE + "536366,22633," + "x" * HUGE + ",6,12/13/2010 8:28,1.85,17850.0,United Kingdom\n").encode(),
         read=2,
         used=1,
         rejected={"value_too_long": [3]},
@@ -497,7 +531,7 @@ def check_import(database, tmp_path, capsys, case: ImportCase, source: str, args
     )
     assert report["rejected_examples"] == case.rejected
     assert report["rejected_by_reason"] == {reason: len(lines) for reason, lines in case.rejected.items()}
-    assert report["values_read_as_latin1"] == case.latin1
+    assert report["values_read_as_windows_1252"] == case.legacy
     # what the importer writes always loads whole
     for _ in range(case.imports):
         audit = load(database, out)

@@ -159,7 +159,7 @@ def test_online_retail_import_keeps_hostile_names_and_regions(database, tmp_path
                 "StockCode": [f"{10000 + number}" for number in range(n)],
                 "Description": HOSTILE,
                 "Quantity": "1",
-                "InvoiceDate": "12/1/2010 8:26",
+                "InvoiceDate": "12/13/2010 8:26",
                 "UnitPrice": "2.5",
                 "CustomerID": [f"{20000 + number}.0" for number in range(n)],
                 "Country": HOSTILE,

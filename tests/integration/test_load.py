@@ -264,3 +264,9 @@ def test_a_file_shorter_than_its_manifest_says_is_refused(database, tmp_path):
     assert query(database, "select count(*) from raw.users") == [(0,)]  # nothing of the batch kept
     landing.write_manifest(directory, rows={"users": 5, "items": 4, "events": 4})
     assert load(database, directory)["events"]["rows_read"] == 4
+
+
+def test_a_utf16_file_is_refused_with_how_to_convert_it(database, tmp_path):
+    directory = write_landing(tmp_path / "landing", events=EVENTS.encode("utf-16"))
+    with pytest.raises(LandingError, match=r"events.csv: the file is UTF-16 .* `iconv -f UTF-16 -t UTF-8"):
+        load(database, directory)

@@ -1,7 +1,8 @@
 """Importers: public interaction data sets into the landing format.
 
 Each importer reads one CSV as text (UTF-8; a value that is not valid UTF-8 is read as
-Latin-1 and counted in the report's ``values_read_as_latin1``), parses every column it
+Windows-1252 and counted in the report's ``values_read_as_windows_1252``; a UTF-16 file is refused with
+how to convert it: :mod:`recsys.ingest.parsing`), parses every column it
 uses explicitly, and writes a landing directory (see :mod:`recsys.ingest.landing`): ``users.csv``,
 ``items.csv``, ``events.csv``, ``orders.csv``, ``order_lines.csv``, ``manifest.json`` and
 ``import_report.json``.
@@ -55,6 +56,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from recsys.ingest import landing, load
+from recsys.ingest.parsing import check_encoding, decode_legacy, parse_times
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class _Source:
     line: pd.Series  # the line number of each row (header = 1)
     truncated: pd.Series  # True for a last row the file cuts off inside a quoted field
     malformed: pd.DataFrame  # records without the header's number of fields: line, reason
-    latin1_values: int  # values that were not UTF-8 and were read as Latin-1
+    legacy_values: int  # values that were not UTF-8 and were read as Windows-1252
 
 
 def import_interactions(
@@ -115,6 +117,7 @@ def import_interactions(
     price_col: str | None = None,
     category_col: str | None = None,
     default_event_type: str = "purchase",
+    date_format: str | None = None,
 ) -> dict:
     """Import a generic interactions CSV (one row per interaction) into a landing directory.
 
@@ -124,9 +127,9 @@ def import_interactions(
     a price, ``orders.csv`` (one completed order per user and timestamp) and
     ``order_lines.csv``.
 
-    Timestamps are ISO 8601 (no offset = UTC) or Unix epoch numbers: seconds, or
-    milliseconds when larger than 10^11. Event types are matched after trimming and
-    lower-casing, with the spellings of :data:`EVENT_TYPE_ALIASES`
+    Timestamps are read by :func:`recsys.ingest.parsing.parse_times` (ISO 8601, compact dates, epochs by
+    magnitude, day/month or month/day decided per file), or with ``date_format``. Event types are matched
+    after trimming and lower-casing, with the spellings of :data:`EVENT_TYPE_ALIASES`
     (``addtocart``, ``transaction``, ...). Cart and purchase events carry the
     quantity (1 for a purchase without one).
 
@@ -142,8 +145,8 @@ def import_interactions(
     path : path
         The CSV file, with a header row.
     out_dir : path
-        Landing directory to write, best an empty one (created if missing; the files
-        written are replaced, other files are left as they are).
+        Landing directory to write: missing, empty or an earlier import's output, replaced whole once the
+        import succeeded (:func:`recsys.ingest.landing.output_directory`).
     user_col, item_col, time_col : str
         Columns holding the user id, the item id and the timestamp.
     event_type_col : str, optional
@@ -153,6 +156,8 @@ def import_interactions(
         (written as ``category_path``; use ``" > "`` between levels).
     default_event_type : str
         Event type of every row when ``event_type_col`` is not given.
+    date_format : str, optional
+        The timestamps' ``strftime`` format, when detection cannot tell (see above).
 
     Returns
     -------
@@ -175,7 +180,7 @@ def import_interactions(
 
     user = source[user_col]
     item = source[item_col]
-    at = _parse_times(source[time_col])
+    at = parse_times(source[time_col], date_format, str(path))
     if event_type_col is None:
         event_type = pd.Series(default_event_type, index=source.index)
     else:
@@ -246,7 +251,7 @@ def import_interactions(
     return report
 
 
-def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
+def import_online_retail(path: Path | str, out_dir: Path | str, date_format: str | None = None) -> dict:
     """Import the UCI Online Retail data set (CSV export) into a landing directory.
 
     The layout is ``InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
@@ -274,9 +279,11 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
     ----------
     path : path
         The CSV file.
+    date_format : str, optional
+        ``InvoiceDate``'s ``strftime`` format, when detection cannot tell day/month from month/day.
     out_dir : path
-        Landing directory to write, best an empty one (created if missing; the files
-        written are replaced, other files are left as they are).
+        Landing directory to write: missing, empty or an earlier import's output, replaced whole once the
+        import succeeded (:func:`recsys.ingest.landing.output_directory`).
 
     Returns
     -------
@@ -296,8 +303,7 @@ def import_online_retail(path: Path | str, out_dir: Path | str) -> dict:
     invoice = source["InvoiceNo"].str.upper()
     code = source["StockCode"].str.upper()
     customer = source["CustomerID"].str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
-    at = pd.to_datetime(source["InvoiceDate"], format="%m/%d/%Y %H:%M", errors="coerce", utc=True)
-    at = at.fillna(_parse_times(source["InvoiceDate"].where(at.isna(), "")))
+    at = parse_times(source["InvoiceDate"], date_format, str(path))
     quantity = _to_number(source["Quantity"])
     price = _to_number(source["UnitPrice"])
     is_cancellation = invoice.str.startswith("C")
@@ -377,6 +383,7 @@ def _read_csv(path: Path | str, columns: list[str]) -> _Source:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    check_encoding(path)
     with path.open("rb") as handle:
         first = handle.readline()
     names = [name.strip() for name in next(csv.reader([_decode(first).lstrip("\ufeff")]), [])]
@@ -419,28 +426,29 @@ def _read_csv(path: Path | str, columns: list[str]) -> _Source:
     truncated = pd.Series(False, index=rows.index)
     if len(rows):
         truncated.iloc[-1] = load.ends_inside_quotes(path, rows[names[-1]].iloc[-1])
-    latin1 = pd.DataFrame(False, index=rows.index, columns=rows.columns)
+    legacy = pd.DataFrame(False, index=rows.index, columns=rows.columns)
     if not utf8:
         utf8_text = rows.apply(lambda column: column.str.decode("utf-8", errors="replace"))
-        latin1 = utf8_text.apply(lambda column: column.str.encode("utf-8")).ne(rows)
-        rows = utf8_text.mask(latin1, rows.apply(lambda column: column.str.decode("latin-1")))
-        logger.warning("%s: %d value(s) are not UTF-8 and were read as Latin-1", path, int(latin1.to_numpy().sum()))
+        legacy = utf8_text.apply(lambda column: column.str.encode("utf-8")).ne(rows)
+        rows = utf8_text.mask(legacy, rows.apply(lambda column: column.map(decode_legacy)))
+        count = int(legacy.to_numpy().sum())
+        logger.warning("%s: %d value(s) are not UTF-8 and were read as Windows-1252", path, count)
     malformed = pd.DataFrame(malformed, columns=["line", "reason"])
     return _Source(
         rows=rows.apply(lambda column: column.str.strip()),
         line=pd.Series(load.line_numbers(malformed["line"].tolist(), 1, len(rows)), index=rows.index),
         truncated=truncated,
         malformed=malformed,
-        latin1_values=int(latin1.to_numpy().sum()),
+        legacy_values=int(legacy.to_numpy().sum()),
     )
 
 
 def _decode(raw: bytes) -> str:
-    """UTF-8, else Latin-1."""
+    """UTF-8, else Windows-1252."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        return decode_legacy(raw)
 
 
 def _read_reasons(read: _Source, columns) -> dict[str, pd.Series]:
@@ -457,14 +465,6 @@ def _to_number(values: pd.Series) -> pd.Series:
     """Numbers, NaN where a value is not a finite number below :data:`_MAX_NUMBER` in size."""
     number = pd.to_numeric(values, errors="coerce")
     return number.where(number.abs() < _MAX_NUMBER)
-
-
-def _parse_times(values: pd.Series) -> pd.Series:
-    """ISO 8601 (no offset = UTC) or Unix epoch seconds/milliseconds; NaT where neither parses."""
-    number = pd.to_numeric(values.where(values.str.fullmatch(r"\d+(\.\d+)?"), None), errors="coerce")
-    epoch = pd.to_datetime(number.where(number <= 1e11, number / 1000), unit="s", utc=True)
-    iso = pd.to_datetime(values.where(number.isna(), None), format="ISO8601", errors="coerce", utc=True)
-    return iso.fillna(epoch)
 
 
 def _parse_optional_number(source: pd.DataFrame, column: str | None) -> tuple[pd.Series, pd.Series]:
@@ -552,7 +552,7 @@ def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str
             name: lines.head(_REPORT_EXAMPLES).astype(int).tolist()
             for name, lines in rejected["line"].groupby(rejected["reason"])
         },
-        "values_read_as_latin1": read.latin1_values,
+        "values_read_as_windows_1252": read.legacy_values,
         "files": {name: len(frame) for name, frame in tables.items()},
     }
     logger.info(

@@ -51,6 +51,7 @@ from psycopg2 import sql
 from recsys.db import keystore, locks
 from recsys.ingest import deliveries, landing
 from recsys.ingest.landing import LandingError
+from recsys.ingest.parsing import check_encoding
 from recsys.ingest.raw_tables import create_raw_tables
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ def _delete_batch(cur, table: str, batch_id: str) -> None:
 
 
 def _read_header(path: Path) -> list[str]:
+    check_encoding(path)  # a UTF-16 file: a clear error, not a garbled header
     with path.open("rb") as handle:
         first = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
     if not first.strip():
