@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -173,6 +174,30 @@ def cmd_target_promotions(args: argparse.Namespace) -> None:
         _print(target_promotions(conn, args.run_id or run_id_for(as_of), as_of))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from recsys.api.app import Settings, create_app
+    from recsys.api.store import Store
+    from recsys.db.warehouse import LOCAL_DIR, warehouse_url
+    from recsys.serving import online
+
+    token = os.environ.get("RECSYS_API_TOKEN")
+    if not token and not args.insecure_local:
+        sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
+    store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"))
+    spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
+    app = create_app(store, Settings(token=None if args.insecure_local else token, spool_dir=spool))
+    uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
+
+
+def cmd_events_drain(args: argparse.Namespace) -> None:
+    from recsys.api.events import drain
+
+    for day, counts in drain(Path(args.spool), Path(args.landing)).items():
+        print(f"{day}: accepted {counts['accepted']}, landed {counts['landed']}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from recsys.dev.local import main
 
@@ -212,6 +237,20 @@ def _add_import_parser(commands) -> None:
     mysql.set_defaults(func=cmd_import)
 
 
+def _add_serving_parsers(commands) -> None:
+    """``recsys serve`` and ``recsys events-drain`` (the serving API, :mod:`recsys.api`)."""
+    serve = commands.add_parser("serve", help="the serving API over the published run (docs/api.md)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--spool", help="where posted events are spooled (default .local/api_spool)")
+    serve.add_argument("--insecure-local", action="store_true", help="no token; listen on 127.0.0.1 only")
+    serve.set_defaults(func=cmd_serve)
+    drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")
+    drain.add_argument("--spool", required=True)
+    drain.add_argument("--landing", required=True, help="the shop's landing directory")
+    drain.set_defaults(func=cmd_events_drain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     _add_import_parser(commands)
+    _add_serving_parsers(commands)
 
     url = commands.add_parser("warehouse-url", help="print the warehouse's postgresql:// URL (starts the embedded one)")
     url.set_defaults(func=cmd_warehouse_url)

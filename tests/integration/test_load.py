@@ -245,12 +245,15 @@ def test_every_day_folder_not_loaded_yet_is_loaded_oldest_first(database, tmp_pa
         assert data_day(tmp_path / "shop") == "2026-01-07"  # make run DATA=shop runs the DAG for the last day
         assert load_new_days(conn, tmp_path / "shop", before="2026-01-07") == []  # which the DAG loads itself
         assert load_new_days(conn, tmp_path / "shop") == ["2026-01-07"]
+        deliver("api-2026-01-07", "user_id,item_id,event_type,event_at\nU1,I1,view,2026-01-07T11:00:00Z\n")
+        assert load_new_days(conn, tmp_path / "shop") == ["api-2026-01-07"]  # the serving API's events of the day
     finally:
         conn.close()
     assert query(database, "select _batch_id, count(*) from raw.events group by 1 order by 1") == [
         ("2026-01-05", 3),
         ("2026-01-06", 4),
         ("2026-01-07", 5),
+        ("api-2026-01-07", 1),
     ]
 
 

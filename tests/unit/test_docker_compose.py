@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICE_KEYS = {"build", "image", "environment", "volumes", "depends_on", "command", "ports", "healthcheck", "restart"}
 SECRETS = [
     "RECSYS_PSEUDONYM_KEY",
+    "RECSYS_API_TOKEN",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_FERNET_KEY",
     "WAREHOUSE_PASSWORD",

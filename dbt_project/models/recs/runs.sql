@@ -22,7 +22,8 @@ final as (
         eval_cutoff_at,
         data_interval_start,
         data_interval_end,
-        run_id = {{ publish_run_id() }} as is_published
+        run_id = {{ publish_run_id() }} as is_published,
+        repeat_purchase_categories
     from runs
 
 )

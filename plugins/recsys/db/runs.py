@@ -37,6 +37,7 @@ create table if not exists ml.runs (
 alter table ml.runs add column if not exists champion_params text;
 alter table ml.runs add column if not exists validation_cutoff_at timestamptz;
 alter table ml.runs add column if not exists business_rules_version text;
+alter table ml.runs add column if not exists repeat_purchase_categories text;
 create table if not exists ml.model_search (
     run_id text not null,
     model_name text not null,

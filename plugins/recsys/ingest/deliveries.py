@@ -13,15 +13,20 @@ import hashlib
 from datetime import date
 from pathlib import Path
 
-from recsys.ingest.landing import LandingError
+from recsys.ingest.landing import API_BATCH_PREFIX, LandingError
 
 
-def day_folders(landing_dir: Path) -> list[str]:
-    """The daily delivery folders ``landing_dir/<YYYY-MM-DD>/``, oldest first (empty for a flat directory)."""
+def day_folders(landing_dir: Path, api: bool = False) -> list[str]:
+    """The daily delivery folders ``landing_dir/<YYYY-MM-DD>/``, oldest first (empty for a flat directory).
+
+    ``api``: the folders of the serving API's events instead, ``api-<YYYY-MM-DD>`` (:mod:`recsys.api.events`).
+    """
+    prefix = API_BATCH_PREFIX if api else ""
     days = []
     for path in Path(landing_dir).iterdir():
+        day = path.name.removeprefix(prefix) if path.name.startswith(prefix) else ""
         try:
-            if path.is_dir() and date.fromisoformat(path.name).isoformat() == path.name:
+            if path.is_dir() and date.fromisoformat(day).isoformat() == day:
                 days.append(path.name)
         except ValueError:
             continue

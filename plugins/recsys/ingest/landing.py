@@ -32,6 +32,9 @@ FORMAT_VERSION = 1
 #: the longest value a landing file may hold, in characters; a longer one is rejected
 MAX_VALUE_CHARS = 65_536
 
+#: the batch (and folder) of a day's events posted to the serving API: ``api-<YYYY-MM-DD>``
+API_BATCH_PREFIX = "api-"
+
 #: event types the platform understands (after trimming and lower-casing)
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search")
 

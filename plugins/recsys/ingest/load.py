@@ -94,8 +94,9 @@ def batch_directory(landing_dir: Path, batch_id: str) -> Path:
 def load_new_days(conn, landing_dir: Path, key: str | None = None, before: str | None = None) -> list[str]:
     """Load every day folder of ``landing_dir`` not loaded yet (``quality.batches``), oldest first.
 
-    Each day is its own batch, named by its date. ``before`` (a date) stops at that day: the DAG run that
-    follows loads it itself. Returns the batch ids loaded.
+    Each day is its own batch, named by its folder: ``<YYYY-MM-DD>``, then the serving API's events of that
+    day, ``api-<YYYY-MM-DD>``. ``before`` (a date) stops at that day: the DAG run that follows loads it
+    itself. Returns the batch ids loaded.
     """
     with conn.cursor() as cur:
         cur.execute("select to_regclass('quality.batches') is not null")
@@ -104,9 +105,12 @@ def load_new_days(conn, landing_dir: Path, key: str | None = None, before: str |
             cur.execute("select batch_id from quality.batches")
             loaded = {row[0] for row in cur.fetchall()}
     conn.rollback()
-    days = [
-        day for day in deliveries.day_folders(landing_dir) if day not in loaded and (before is None or day < before)
-    ]
+    folders = deliveries.day_folders(landing_dir) + deliveries.day_folders(landing_dir, api=True)
+    days = sorted(
+        (folder for folder in folders if folder not in loaded),
+        key=lambda folder: (folder.removeprefix(landing.API_BATCH_PREFIX), folder.startswith(landing.API_BATCH_PREFIX)),
+    )
+    days = [day for day in days if before is None or day.removeprefix(landing.API_BATCH_PREFIX) < before]
     for day in days:
         load_landing(conn, landing_dir, day, key)
         log.info("loaded the day folder %s", day)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recsys.db import keystore
 from recsys.db.warehouse import connect, warehouse_url
-from recsys.ingest import load
+from recsys.ingest import landing, load
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,17 @@ def landing_dir(param: str | None) -> Path:
 
 
 def load_batch(landing_path: str | None, batch_id: str) -> dict:
-    """Load one batch of landing files into ``raw``; return totals per table."""
+    """Load one batch of landing files into ``raw``, and the serving API's events of the day (``api-<batch id>``)
+    when the API drained some; return totals per table."""
+    directory = landing_dir(landing_path)
+    api_batch = f"{landing.API_BATCH_PREFIX}{batch_id}"
+    totals = {}
     with connect(warehouse_dsn()) as conn:
-        audits = load.load_landing(conn, landing_dir(landing_path), batch_id, key=pseudonym_key())
-    return {
-        row["table_name"]: {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")} for row in audits
-    }
+        for batch in [batch_id, *([api_batch] if (directory / api_batch).is_dir() else [])]:
+            for row in load.load_landing(conn, directory, batch, key=pseudonym_key()):
+                name = row["table_name"] if batch == batch_id else f"{api_batch}.{row['table_name']}"
+                totals[name] = {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")}
+    return totals
 
 
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:

@@ -1083,7 +1083,8 @@ def generate_recommendations(
       that model's list (``reason_code`` ``new_user_segment``, "Popular with
       new shoppers like you (<age band>, <region>)") when it beat global
       popularity on the new users; otherwise global popularity.
-    * ``ml.runs``: status ``recommended``, ``finished_at`` and ``business_rules_version``.
+    * ``ml.runs``: status ``recommended``, ``finished_at``, ``business_rules_version`` and the run's
+      ``repeat_purchase_categories`` (``|``-separated; serving keeps a just-bought item of those).
 
     Parameters
     ----------
@@ -1299,6 +1300,7 @@ def generate_recommendations(
                 status="recommended",
                 champion_model=champion,
                 business_rules_version=rules.version,
+                repeat_purchase_categories="|".join(sorted(set(layers.categories[layers.repeat_item]))),
             )
     result = {
         "run_id": run_id,

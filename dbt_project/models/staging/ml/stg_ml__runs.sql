@@ -20,7 +20,8 @@ final as (
         lower(trim(cast(status as text))) as status,
         cast(champion_model as text) as champion_model,
         cast(champion_reason as text) as champion_reason,
-        cast(champion_params as text) as champion_params
+        cast(champion_params as text) as champion_params,
+        cast(repeat_purchase_categories as text) as repeat_purchase_categories
     from source
 
 )

@@ -1,0 +1,153 @@
+"""The serving API (FastAPI): the published run, adjusted to the shopper's live session.
+
+==============================================  ==============================================================
+endpoint                                        answer
+==============================================  ==============================================================
+``GET /v1/healthz``                             ``{"status": "ok", "run_id"}``
+``GET /v1/users/{shop_user_id}/recommendations``  the published list after the live session
+                                                (:func:`recsys.api.events.apply_session`); a shopper without
+                                                one gets the cold-start list; ``?n=`` 1-100 (default 20)
+``GET /v1/items/{item_id}/similar``             the published similar items; ``?n=`` 1-100 (default 10)
+``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
+``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
+                                                in the shopper's next request
+==============================================  ==============================================================
+
+Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` unless the server runs with
+``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces) and a
+client over its rate limit gets 429. An erased shopper gets 404 (told apart when the API has the
+pseudonymization key) and their events are refused; responses hold item ids, scores and reasons only.
+"""
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from recsys.api.events import ID_PATTERN, EventBatch, Sessions, Spool, apply_session
+from recsys.api.store import Store
+
+#: items similar to each recently viewed item that move up in the shopper's list
+SIMILAR_PER_VIEW = 20
+#: the session's viewed or carted items looked at
+RECENT_VIEWS = 5
+
+
+@dataclass
+class Settings:
+    """How the API runs: ``token`` None only for ``--insecure-local``."""
+
+    token: str | None
+    spool_dir: Path
+    requests_per_second: float = 50.0
+    burst: int = 100
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float = field(default_factory=time.monotonic)
+
+
+class RateLimiter:
+    """A token bucket per client: ``rate`` requests per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        with self._lock:
+            bucket = self._buckets.setdefault(client, _Bucket(float(self.burst)))
+            now = time.monotonic()
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.at = now
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True
+
+
+def create_app(store: Store, settings: Settings) -> FastAPI:
+    """The API over ``store`` (see the module docstring)."""
+    app = FastAPI(title="recsys serving API", version="1")
+    sessions, spool = Sessions(), Spool(settings.spool_dir)
+    limiter = RateLimiter(settings.requests_per_second, settings.burst)
+    bearer = HTTPBearer(auto_error=False)
+
+    def client(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        if settings.token is not None:
+            given = credentials.credentials if credentials else ""
+            if not secrets.compare_digest(given.encode(), settings.token.encode()):
+                raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        name = settings.token or (request.client.host if request.client else "local")
+        if not limiter.allow(name):
+            raise HTTPException(429, "too many requests")
+        return name
+
+    def person(shop_user_id: str) -> str | None:
+        if store.is_erased(shop_user_id):
+            raise HTTPException(404, "no such user")
+        return store.person(shop_user_id)
+
+    @app.get("/v1/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "run_id": store.run()["run_id"]}
+
+    @app.get("/v1/users/{shop_user_id}/recommendations", dependencies=[Depends(client)])
+    def recommendations(shop_user_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(20, ge=1, le=100)) -> dict:
+        user_id = person(shop_user_id)
+        published = store.recommendations(user_id) if user_id else None
+        items, source = (published, "personalized") if published else (store.cold_start(), "cold_start")
+        session = sessions.recent(user_id or f"shop:{shop_user_id}")
+        if session:
+            run = store.run()
+            viewed = [event.item_id for event in session if event.event_type in ("view", "cart") and event.item_id]
+            similar = {
+                item["item_id"]
+                for seen in viewed[-RECENT_VIEWS:]
+                for item in (store.similar(seen) or [])[:SIMILAR_PER_VIEW]
+            }
+            bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
+            items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
+        return {"user_id": shop_user_id, "source": source, "items": items[:n]}
+
+    @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
+    def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:
+        items = store.similar(item_id)
+        if items is None:
+            raise HTTPException(404, "no similar items for this item")
+        return {"item_id": item_id, "items": items[:n]}
+
+    @app.get("/v1/search", dependencies=[Depends(client)])
+    def search(
+        q: str = Query(min_length=1, max_length=200),
+        user: str | None = Query(None, pattern=ID_PATTERN),
+        n: int = Query(20, ge=1, le=100),
+    ) -> dict:
+        from recsys.usecases import search as search_module
+
+        if user is not None and (store.is_erased(user) or store.person(user) is None):
+            user = None  # unknown or erased: an anonymous search
+        with store.connection() as conn:
+            found = search_module.search(conn, user, q, n=n)
+        return {"query": q, "items": found[["item_id", "score", "reason"]].to_dict("records")}
+
+    @app.post("/v1/events", dependencies=[Depends(client)])
+    def events(batch: EventBatch) -> dict:
+        for event in batch.events:
+            if store.is_erased(event.user_id):
+                raise HTTPException(404, "no such user")
+        spool.append(batch.events)
+        for event in batch.events:
+            sessions.add(store.person(event.user_id) or f"shop:{event.user_id}", event)
+        return {"accepted": len(batch.events)}
+
+    return app

@@ -1,0 +1,119 @@
+"""What the serving API reads: the published run, from the online store (Redis) when there is one, else the
+warehouse; the shop id map, item categories and the run's repeat-purchase categories from the warehouse.
+
+The shop's own user id is looked up in ``identity.published_user_id_map``, the map swapped in with the
+published lists (:mod:`recsys.serving.publish`), so a lookup always points at a list of the same run.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+from psycopg2 import errors
+from psycopg2.pool import ThreadedConnectionPool
+
+from recsys.quality import erasure
+from recsys.serving import online
+
+#: the cold-start segment every new shopper falls back to
+GLOBAL_SEGMENT = "all"
+
+
+class Store:
+    """The published run for the API (see the module docstring).
+
+    Parameters
+    ----------
+    url : str
+        The warehouse (``postgresql://``).
+    redis_client : redis.Redis, optional
+        The online store; ``None`` reads the lists from the warehouse.
+    pseudonym_key : str, optional
+        The pseudonymization key: with it, erased shoppers are told apart from unknown ones (404).
+    """
+
+    def __init__(self, url: str, redis_client: Any = None, pseudonym_key: str | None = None, max_connections: int = 8):
+        self.pool = ThreadedConnectionPool(1, max_connections, url)
+        self.redis = redis_client
+        self.pseudonym_key = pseudonym_key
+
+    def close(self) -> None:
+        self.pool.closeall()
+
+    @contextmanager
+    def connection(self):
+        """A pooled warehouse connection in autocommit mode (each statement its own snapshot)."""
+        conn = self.pool.getconn()
+        try:
+            conn.autocommit = True
+            yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    def _rows(self, query: str, params: tuple) -> list[tuple]:
+        with self.connection() as conn, conn.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall()
+
+    def run(self) -> dict:
+        """The published run: ``run_id`` and its ``repeat_purchase_categories`` (a set)."""
+        rows = self._rows("select run_id, repeat_purchase_categories from recs.runs where is_published", ())
+        if not rows:
+            return {"run_id": None, "repeat_purchase_categories": set()}
+        run_id, repeat = rows[0]
+        return {"run_id": run_id, "repeat_purchase_categories": set(filter(None, (repeat or "").split("|")))}
+
+    def person(self, shop_user_id: str) -> str | None:
+        """The pseudonymous ``user_id`` of a shop user id in the published map, or ``None``."""
+        rows = self._rows("select user_id from identity.published_user_id_map where shop_user_id = %s", (shop_user_id,))
+        return rows[0][0] if rows else None
+
+    def is_erased(self, shop_user_id: str) -> bool:
+        """Whether the shop user was erased (known only with the pseudonymization key)."""
+        if not self.pseudonym_key:
+            return False
+        key = erasure.user_key(shop_user_id, self.pseudonym_key)
+        try:
+            return bool(self._rows("select 1 from quality.erased_users where user_key = %s", (key,)))
+        except errors.UndefinedTable:  # nobody was ever erased
+            return False
+
+    def recommendations(self, user_id: str) -> list[dict] | None:
+        """The published list of a pseudonymous user in rank order, or ``None`` without one."""
+        if self.redis is not None:
+            return online.get_recommendations(self.redis, user_id)
+        rows = self._rows(
+            "select item_id, score, reason_code, reason_text from recs.user_recommendations where user_id = %s"
+            " order by item_rank",
+            (user_id,),
+        )
+        return [dict(zip(("item_id", "score", "reason_code", "reason_text"), row, strict=True)) for row in rows] or None
+
+    def cold_start(self) -> list[dict]:
+        """The global cold-start list (segment ``all``)."""
+        rows = self._rows(
+            "select item_id, score from recs.cold_start_recommendations where segment_key = %s order by item_rank",
+            (GLOBAL_SEGMENT,),
+        )
+        return [
+            {"item_id": item, "score": score, "reason_code": "popular", "reason_text": "Popular with shoppers"}
+            for item, score in rows
+        ]
+
+    def similar(self, item_id: str) -> list[dict] | None:
+        """Items similar to ``item_id``, most similar first, or ``None`` for an item without any."""
+        if self.redis is not None:
+            return online.read_current(self.redis, "similar", item_id)[1]
+        rows = self._rows(
+            "select similar_item_id, score from recs.similar_items where item_id = %s order by item_rank", (item_id,)
+        )
+        return [{"item_id": item, "score": score} for item, score in rows] or None
+
+    def categories(self, item_ids: list[str]) -> dict[str, str]:
+        """The top-level category of each item (items without one are left out)."""
+        rows = self._rows(
+            "select item_id, category from analytics.dim_items where item_id = any(%s) and category is not null",
+            (list(item_ids),),
+        )
+        return dict(rows)

@@ -1,0 +1,155 @@
+"""The serving API against a real Postgres (and Redis) holding a small published run with known lists.
+
+Shopper A has the published list i1..i4; anyone else gets the cold-start list i9, i8. Items i1 and i3 are
+Home, i2 Grocery (the run's repeat-purchase category), i4 Toys; i5 is similar to i3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psycopg2
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from recsys.api.app import Settings, create_app
+from recsys.api.events import drain
+from recsys.api.store import Store
+from recsys.ingest.load import load_landing
+from recsys.serving import online, publish
+
+TOKEN = "test-token-not-a-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RUN = "run_20261101T000000"
+REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@pytest.fixture
+def warehouse(database, contract_tables):
+    contract_tables(database, "user_id_map", "dim_items", "user_profiles")
+    contract_tables(database, *publish.RECS_TABLES, schema=publish.BUILD_SCHEMA)
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            insert into identity.user_id_map (user_id, shop_user_id, account_user_id) values ('pA', 'A', 'pA');
+            insert into analytics.dim_items (item_id, category) values
+                ('i1', 'Home'), ('i2', 'Grocery'), ('i3', 'Home'), ('i4', 'Toys'), ('i5', 'Home');
+            insert into recs_build.runs (run_id, is_published, repeat_purchase_categories)
+                values (%(run)s, true, 'Grocery');
+            insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, reason_code,
+                reason_text, run_id)
+                select 'pA', rank, 'i' || rank, 1.0 / rank, 'popular', 'Popular', %(run)s
+                from generate_series(1, 4) as rank;
+            insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
+                values ('i5', 1, 'i3', 0.9, %(run)s), ('i1', 1, 'i2', 0.5, %(run)s);
+            insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, score, run_id)
+                values ('all', 1, 'i9', 0.8, %(run)s), ('all', 2, 'i8', 0.7, %(run)s);
+            """,
+            {"run": RUN},
+        )
+    conn.close()
+    with psycopg2.connect(database) as conn:
+        publish.swap_recs(conn, RUN)
+    conn.close()
+    return database
+
+
+@pytest.fixture
+def api(warehouse, tmp_path):
+    store = Store(warehouse)
+    client = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    yield client
+    store.close()
+
+
+def items(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["item_id"] for item in response.json()["items"]]
+
+
+def test_the_published_list_and_the_cold_start_list(api):
+    response = api.get("/v1/users/A/recommendations?n=3", headers=AUTH)
+    assert items(response) == ["i1", "i2", "i3"] and response.json()["source"] == "personalized"
+    response = api.get("/v1/users/newcomer/recommendations", headers=AUTH)
+    assert items(response) == ["i9", "i8"] and response.json()["source"] == "cold_start"
+    assert items(api.get("/v1/items/i5/similar", headers=AUTH)) == ["i3"]
+    assert api.get("/v1/items/i4/similar", headers=AUTH).status_code == 404
+    assert api.get("/v1/healthz").json() == {"status": "ok", "run_id": RUN}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/v1/users/A/recommendations", {}, 401),
+        ("/v1/users/A/recommendations", {"Authorization": "Bearer wrong"}, 401),
+        ("/v1/users/A/recommendations?n=0", AUTH, 422),
+        ("/v1/users/A/recommendations?n=101", AUTH, 422),
+        ("/v1/users/a%20b/recommendations", AUTH, 422),
+        ("/v1/items/" + "x" * 129 + "/similar", AUTH, 422),
+    ],
+)
+def test_requests_are_authorized_and_validated(api, path, headers, status):
+    assert api.get(path, headers=headers).status_code == status
+
+
+def test_a_purchase_and_a_view_change_the_next_list_within_the_rules(api):
+    events = [
+        {"user_id": "A", "event_type": "purchase", "item_id": "i1", "event_at": "2026-11-02T10:00:00Z"},
+        {"user_id": "A", "event_type": "purchase", "item_id": "i2", "event_at": "2026-11-02T10:01:00Z"},
+        {"user_id": "A", "event_type": "view", "item_id": "i5", "event_at": "2026-11-02T10:02:00Z"},
+    ]
+    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json() == {"accepted": 3}
+    response = api.get("/v1/users/A/recommendations", headers=AUTH)
+    # i1 (Home) was just bought: gone; i2 (Grocery, repeat-purchase) stays; i3, similar to the viewed i5, leads
+    assert items(response) == ["i3", "i2", "i4"]
+    assert response.json()["items"][0]["reason_code"] == "similar_to_session"
+    bad = {"events": [{"user_id": "A", "event_type": "teleport", "item_id": "i1"}]}
+    assert api.post("/v1/events", json=bad, headers=AUTH).status_code == 422
+
+
+def test_posted_events_land_as_a_batch_and_the_counts_reconcile(api, tmp_path, database):
+    events = [
+        {"user_id": "A", "event_type": "view", "item_id": f"i{n}", "event_at": f"2026-11-02T10:0{n}:00Z"}
+        for n in range(1, 6)
+    ] + [{"user_id": "B", "event_type": "search", "query": "red mug", "event_at": "2026-11-03T09:00:00Z"}]
+    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json() == {"accepted": 6}
+    shop = tmp_path / "shop"
+    counts = drain(tmp_path / "spool", shop)
+    assert counts == {"2026-11-02": {"accepted": 5, "landed": 5}, "2026-11-03": {"accepted": 1, "landed": 1}}
+    assert drain(tmp_path / "spool", shop) == counts  # draining again rewrites the same days
+    conn = psycopg2.connect(database)
+    try:
+        audit = {row["table_name"]: row for row in load_landing(conn, shop, "api-2026-11-02")}
+    finally:
+        conn.close()
+    assert (audit["events"]["rows_read"], audit["events"]["rows_loaded"]) == (5, 5)
+
+
+def test_a_client_over_its_rate_limit_gets_429(warehouse, tmp_path):
+    store = Store(warehouse)
+    settings = Settings(token=TOKEN, spool_dir=tmp_path / "spool", requests_per_second=0.001, burst=3)
+    client = TestClient(create_app(store, settings))
+    codes = [client.get("/v1/items/i5/similar", headers=AUTH).status_code for _ in range(4)]
+    store.close()
+    assert codes == [200, 200, 200, 429]
+
+
+def test_the_lists_come_from_redis_when_the_online_store_is_there(warehouse, tmp_path):
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        with psycopg2.connect(warehouse) as conn:
+            online.push_online(conn, client, RUN)
+        with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:  # the warehouse copy changes ...
+            cur.execute("delete from recs.user_recommendations")
+        store = Store(warehouse, client)
+        api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+        # ... but the list is read from the online store
+        assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
+        assert json.loads(client.get(online.run_key(RUN, "recs", "pA")))[0]["item_id"] == "i1"
+        store.close()
+    finally:
+        client.flushdb()
+        client.close()
