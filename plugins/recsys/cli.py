@@ -204,8 +204,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     sys.exit(main(args.data))
 
 
-def _add_import_parser(commands) -> None:
-    """``recsys import interactions|online-retail|mysql``."""
+def _add_ingest_parsers(commands) -> None:
+    """``recsys import interactions|online-retail|mysql`` and ``recsys load``."""
     importer = commands.add_parser("import", help="convert a data set into the landing format")
     sources = importer.add_subparsers(dest="source", required=True)
     interactions = sources.add_parser("interactions", help="a generic interactions CSV")
@@ -235,6 +235,13 @@ def _add_import_parser(commands) -> None:
     mysql.add_argument("--out", required=True)
     mysql.add_argument("--chunk-rows", type=int, default=10_000, help="rows fetched per round trip")
     mysql.set_defaults(func=cmd_import)
+    load = commands.add_parser("load", help="load a landing directory into raw as one batch")
+    load.add_argument("landing_dir")
+    load.add_argument("--batch-id", help="the batch to load: the folder <landing_dir>/<batch id>, else the directory")
+    load.add_argument(
+        "--all-days", action="store_true", help="load every <landing_dir>/<YYYY-MM-DD>/ not loaded yet, oldest first"
+    )
+    load.set_defaults(func=cmd_load)
 
 
 def _add_serving_parsers(commands) -> None:
@@ -268,19 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", required=True)
     simulate.set_defaults(func=cmd_simulate)
 
-    _add_import_parser(commands)
+    _add_ingest_parsers(commands)
     _add_serving_parsers(commands)
 
     url = commands.add_parser("warehouse-url", help="print the warehouse's postgresql:// URL (starts the embedded one)")
     url.set_defaults(func=cmd_warehouse_url)
-
-    load = commands.add_parser("load", help="load a landing directory into raw as one batch")
-    load.add_argument("landing_dir")
-    load.add_argument("--batch-id", help="the batch to load: the folder <landing_dir>/<batch id>, else the directory")
-    load.add_argument(
-        "--all-days", action="store_true", help="load every <landing_dir>/<YYYY-MM-DD>/ not loaded yet, oldest first"
-    )
-    load.set_defaults(func=cmd_load)
 
     export = commands.add_parser("export", help="export published tables")
     export.add_argument("what", choices=["recommendations"])

@@ -43,7 +43,6 @@ LONG_FUNCTIONS = {
     "orchestration/training.py::train_and_evaluate": 125,
     "quality/suites.py::raw_suites": 118,
     "quality/suites.py::marts_and_recs_suites": 115,
-    "cli.py::build_parser": 84,
     "dev/simulate.py::simulate": 85,
     "dev/simulate.py::_browse_and_buy": 85,
 }
