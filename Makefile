@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench bench-scale report docs docs-site clean
+.PHONY: run test lint bench bench-scale bench-serve report docs docs-site clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ SIZE ?= M
 SHAPE ?= web
 bench-scale: $(VENV)/.installed
 	$(BIN)/python -m recsys.dev.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE) --shape $(SHAPE))
+
+## latency and throughput of the serving API on loopback (USERS published shoppers in Redis at REDIS_URL); a table per endpoint
+USERS ?= 1000000
+bench-serve: $(VENV)/.installed
+	$(BIN)/python -m recsys.dev.bench_serve --users $(USERS)
 
 ## the last run as one self-contained HTML file for analysts (the warehouse `make run` left, or WAREHOUSE_URL)
 report: $(VENV)/.installed
