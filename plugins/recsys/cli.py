@@ -187,7 +187,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
     store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"))
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
-    app = create_app(store, Settings(token=None if args.insecure_local else token, spool_dir=spool))
+    settings = Settings(
+        token=None if args.insecure_local else token,
+        spool_dir=spool,
+        requests_per_second=args.rate_limit,
+        burst=args.burst,
+    )
+    app = create_app(store, settings)
     uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
 
 
@@ -251,6 +257,8 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--spool", help="where posted events are spooled (default .local/api_spool)")
     serve.add_argument("--insecure-local", action="store_true", help="no token; listen on 127.0.0.1 only")
+    serve.add_argument("--rate-limit", type=float, default=50.0, help="requests per second per client (then 429)")
+    serve.add_argument("--burst", type=int, default=100, help="requests a client may send at once")
     serve.set_defaults(func=cmd_serve)
     drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")
     drain.add_argument("--spool", required=True)

@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env.pop("RECSYS_PSEUDONYM_KEY", None)
     spool = tempfile.TemporaryDirectory(prefix="recsys-bench-serve-")
     command = [sys.executable, "-m", "recsys.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen([*command, "--spool", spool.name], env=env)
+    limits = ["--rate-limit", str(args.rate * 10), "--burst", str(args.requests)]  # measure serving, not the limiter
+    process = subprocess.Popen([*command, "--spool", spool.name, *limits], env=env)
     rows = []
     try:
         base = f"http://127.0.0.1:{port}"
