@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from recsys.db.settings import check_environment
 from recsys.dev.local import DEFAULT_SHOP
 
 
@@ -350,6 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
+        check_environment()
         args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"recsys: error: {error}", file=sys.stderr)

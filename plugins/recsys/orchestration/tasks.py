@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from recsys.db import keystore
+from recsys.db.settings import check_environment
 from recsys.db.warehouse import connect, warehouse_url
 from recsys.ingest import landing, load
 
@@ -15,7 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def warehouse_dsn() -> str:
-    """The warehouse DSN: the Airflow connection ``warehouse`` inside Airflow, else ``warehouse_url()``."""
+    """The warehouse DSN: the Airflow connection ``warehouse`` inside Airflow, else ``warehouse_url()``.
+
+    Every task starts here, so a misspelt ``RECSYS_*`` variable stops it (:mod:`recsys.db.settings`).
+    """
+    check_environment()
     try:
         from airflow.sdk import Connection
     except ImportError:
