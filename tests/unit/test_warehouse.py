@@ -15,7 +15,7 @@ def test_each_landing_directory_gets_its_own_database(tmp_path):
 
 
 def test_the_database_of_the_last_run_is_remembered(tmp_path):
-    embedded = EmbeddedPostgres(tmp_path)
+    embedded = EmbeddedPostgres(tmp_path / ".local")  # a fresh clone: the folder does not exist yet
     assert embedded.database == DATABASE
     embedded.use("recsys_shop_1234abcd")
-    assert EmbeddedPostgres(tmp_path).database == "recsys_shop_1234abcd"
+    assert EmbeddedPostgres(tmp_path / ".local").database == "recsys_shop_1234abcd"

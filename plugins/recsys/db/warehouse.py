@@ -147,6 +147,7 @@ class EmbeddedPostgres:
 
     def use(self, database: str) -> None:
         """Remember ``database`` as the one later commands read."""
+        self.root.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({**self._state(), "database": database}) + "\n")
 
     def start(self) -> str:
