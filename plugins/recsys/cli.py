@@ -186,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     token = os.environ.get("RECSYS_API_TOKEN")
     if not token and not args.insecure_local:
         sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
-    store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"))
+    store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"), args.redis_prefix)
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
     settings = Settings(
         token=None if args.insecure_local else token,
@@ -260,6 +260,7 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--insecure-local", action="store_true", help="no token; listen on 127.0.0.1 only")
     serve.add_argument("--rate-limit", type=float, default=50.0, help="requests per second per client (then 429)")
     serve.add_argument("--burst", type=int, default=100, help="requests a client may send at once")
+    serve.add_argument("--redis-prefix", default="recsys", help="the online store's key prefix (push_online's)")
     serve.set_defaults(func=cmd_serve)
     drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")
     drain.add_argument("--spool", required=True)

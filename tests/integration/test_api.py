@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import psycopg2
 import pytest
@@ -138,18 +139,20 @@ def test_a_client_over_its_rate_limit_gets_429(warehouse, tmp_path):
 
 def test_the_lists_come_from_redis_when_the_online_store_is_there(warehouse, tmp_path):
     client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
+    prefix = f"test_api_{uuid.uuid4().hex}"  # its own keys: test runs side by side share the Redis
     try:
         with psycopg2.connect(warehouse) as conn:
-            online.push_online(conn, client, RUN)
+            online.push_online(conn, client, RUN, prefix=prefix)
         with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:  # the warehouse copy changes ...
             cur.execute("delete from recs.user_recommendations")
-        store = Store(warehouse, client)
+        store = Store(warehouse, client, prefix=prefix)
         api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
         # ... but the list is read from the online store
         assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
-        assert json.loads(client.get(online.run_key(RUN, "recs", "pA")))[0]["item_id"] == "i1"
+        assert json.loads(client.get(online.run_key(RUN, "recs", "pA", prefix)))[0]["item_id"] == "i1"
         store.close()
     finally:
-        client.flushdb()
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
         client.close()

@@ -31,12 +31,22 @@ class Store:
         The online store; ``None`` reads the lists from the warehouse.
     pseudonym_key : str, optional
         The pseudonymization key: with it, erased shoppers are told apart from unknown ones (404).
+    prefix : str
+        The online store's key prefix (:data:`recsys.serving.online.PREFIX`).
     """
 
-    def __init__(self, url: str, redis_client: Any = None, pseudonym_key: str | None = None, max_connections: int = 8):
+    def __init__(
+        self,
+        url: str,
+        redis_client: Any = None,
+        pseudonym_key: str | None = None,
+        prefix: str = online.PREFIX,
+        max_connections: int = 8,
+    ):
         self.pool = ThreadedConnectionPool(1, max_connections, url)
         self.redis = redis_client
         self.pseudonym_key = pseudonym_key
+        self.prefix = prefix
 
     def close(self) -> None:
         self.pool.closeall()
@@ -82,7 +92,7 @@ class Store:
     def recommendations(self, user_id: str) -> list[dict] | None:
         """The published list of a pseudonymous user in rank order, or ``None`` without one."""
         if self.redis is not None:
-            return online.get_recommendations(self.redis, user_id)
+            return online.get_recommendations(self.redis, user_id, self.prefix)
         rows = self._rows(
             "select item_id, score, reason_code, reason_text from recs.user_recommendations where user_id = %s"
             " order by item_rank",
@@ -104,7 +114,7 @@ class Store:
     def similar(self, item_id: str) -> list[dict] | None:
         """Items similar to ``item_id``, most similar first, or ``None`` for an item without any."""
         if self.redis is not None:
-            return online.read_current(self.redis, "similar", item_id)[1]
+            return online.read_current(self.redis, "similar", item_id, self.prefix)[1]
         rows = self._rows(
             "select similar_item_id, score from recs.similar_items where item_id = %s order by item_rank", (item_id,)
         )

@@ -3,10 +3,11 @@
 ``python -m recsys.dev.bench_serve --users 1000000`` writes a published run of that many shoppers (20 items
 each, contract-shaped rows generated in SQL; the content does not matter for serving) into a new database
 of the warehouse server (the embedded one, or ``WAREHOUSE_URL``'s), pushes it into the Redis online store
-(``REDIS_URL``, default ``redis://127.0.0.1:6379/13``, flushed first), starts ``recsys serve`` with uvicorn
-in a subprocess, and drives it with ``--clients`` threads at a target of ``--rate`` requests per second for
-``--requests`` requests per endpoint (or until ``--time-limit`` seconds): random known shoppers, items and
-event batches. It prints per endpoint the requests, errors, throughput and p50/p95/p99 latency in ms.
+(``REDIS_URL``, default ``redis://127.0.0.1:6379/13``) under a key prefix of its own (both are deleted
+afterwards, so runs side by side do not collide), starts ``recsys serve`` with uvicorn in a subprocess, and
+drives it with ``--clients`` threads at a target of ``--rate`` requests per second for ``--requests``
+requests per endpoint (or until ``--time-limit`` seconds): random known shoppers, items and event batches.
+It prints per endpoint the requests, errors, throughput and p50/p95/p99 latency in ms.
 """
 
 from __future__ import annotations
@@ -75,12 +76,23 @@ def publish_run(url: str, users: int, items: int) -> None:
         publish.swap_recs(conn, RUN)
 
 
-def _drop(server) -> None:
-    """Drop the benchmark's database (``recsys_bench_serve``) on the warehouse server."""
+def _drop(server, name: str) -> None:
+    """Drop the benchmark's database ``name`` on the warehouse server."""
     admin = psycopg2.connect(urlunsplit(server._replace(path="/postgres")))
     admin.autocommit = True
-    admin.cursor().execute("drop database if exists recsys_bench_serve with (force)")
+    admin.cursor().execute(f'drop database if exists "{name}" with (force)')
     admin.close()
+
+
+def _batches(keys, size: int):
+    batch = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _free_port() -> int:
@@ -147,21 +159,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per endpoint at most")
     args = parser.parse_args(argv)
     server = urlsplit(warehouse_url())
-    url = urlunsplit(server._replace(path="/recsys_bench_serve"))
-    _drop(server)
+    name = f"recsys_bench_serve_{os.getpid()}"  # runs side by side on one server or Redis do not collide
+    url = urlunsplit(server._replace(path=f"/{name}"))
+    _drop(server, name)
     create_database(url)
     publish_run(url, args.users, args.items)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
     client = online.redis_client(redis_url)
-    client.flushdb()
+    prefix = f"bench{os.getpid()}"
     with psycopg2.connect(url) as conn:
-        online.push_online(conn, client, RUN)
+        online.push_online(conn, client, RUN, prefix=prefix)
     token, port = "bench-serve-token", _free_port()
     env = {**os.environ, "WAREHOUSE_URL": url, "REDIS_URL": redis_url, "RECSYS_API_TOKEN": token}
     env.pop("RECSYS_PSEUDONYM_KEY", None)
     spool = tempfile.TemporaryDirectory(prefix="recsys-bench-serve-")
     command = [sys.executable, "-m", "recsys.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     limits = ["--rate-limit", str(args.rate * 10), "--burst", str(args.requests)]  # measure serving, not the limiter
+    limits += ["--redis-prefix", prefix]
     process = subprocess.Popen([*command, "--spool", spool.name, *limits], env=env)
     rows = []
     try:
@@ -177,9 +191,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-        client.flushdb()
+        for keys in _batches(client.scan_iter(match=f"{prefix}:*", count=1_000), 1_000):
+            client.delete(*keys)
         spool.cleanup()
-        _drop(server)
+        _drop(server, name)
     print(f"serving API on loopback: {args.users:,} users in Redis, {args.clients} clients, target {args.rate:g}/s")
     print(f"{'endpoint':<16}{'requests':>9}{'errors':>8}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}")
     for row in rows:
