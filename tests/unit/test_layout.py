@@ -30,7 +30,6 @@ LAYERS = {
 OVERSIZE = {
     "models/recommenders.py": 1600,
     "orchestration/training.py": 1320,
-    "usecases/cold_start.py": 830,
     "usecases/search.py": 770,
     "features/interactions.py": 740,
     "reporting/html_report.py": 660,
