@@ -251,7 +251,9 @@ def test_simulated_shop_new_users_and_the_planted_prior(analytics: str, tmp_path
         data = load_interactions(conn, side_data=True)
         people = cold_start.read_demographics(conn, data.user_ids)
     conn.close()
-    model = cold_start.DemographicRecommender(min_segment_users=50).fit(data.before(cutoff), people, cutoff)
+    model = cold_start.DemographicRecommender(min_segment_users=50).fit(
+        cold_start.with_demographics(data.before(cutoff), people), cutoff
+    )
     segment = cold_start.segment_keys(people)
     sizes = pd.Series(segment).value_counts()
     large = people[pd.Series(segment).isin(sizes[sizes >= 500].index) & people.gender.isin(GENDERS[:2])]

@@ -25,17 +25,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import OneHotEncoder
 
 from recsys.features.interactions import Interactions, Timestamp
-from recsys.models.recommenders import PopularityRecommender, fill_from_ranking, top_n_dense, top_n_per_row
+from recsys.models.recommenders import (
+    PopularityRecommender,
+    Recommender,
+    fill_from_ranking,
+    top_n_dense,
+    top_n_per_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,32 @@ _BLOCK_CELLS = 5_000_000
 def segment_keys(demographics: pd.DataFrame) -> np.ndarray:
     """``segment_key`` per row: ``<age_band>|<gender>``."""
     return (demographics["age_band"].astype(str) + "|" + demographics["gender"].astype(str)).to_numpy(dtype=object)
+
+
+def with_demographics(interactions: Interactions, demographics: pd.DataFrame) -> Interactions:
+    """``interactions`` with ``demographics`` (one row per user index, e.g. ``read_demographics``) as its users.
+
+    Raises
+    ------
+    ValueError
+        When ``demographics`` does not have one row per user of ``interactions``.
+    """
+    if len(demographics) != interactions.n_users:
+        raise ValueError(f"demographics needs one row per user ({interactions.n_users}), got {len(demographics)}")
+    return replace(interactions, users=demographics.reset_index(drop=True))
+
+
+def demographics_of(interactions: Interactions) -> pd.DataFrame:
+    """:data:`DEMOGRAPHICS` per user index of ``interactions`` (its ``users``; missing columns read ``unknown``)."""
+    users = interactions.users
+    return pd.DataFrame(
+        {
+            name: users[name].to_numpy(dtype=object)
+            if users is not None and name in users
+            else np.full(interactions.n_users, "unknown", dtype=object)
+            for name in DEMOGRAPHICS
+        }
+    )
 
 
 def _categories(interactions: Interactions) -> np.ndarray:
@@ -74,7 +106,7 @@ def _blocked(n_items: int, filter_items: np.ndarray | None) -> np.ndarray:
     return blocked
 
 
-class SegmentPopularityRecommender(BaseEstimator):
+class SegmentPopularityRecommender(Recommender):
     """Popularity within the ``age_band|gender`` segment, global popularity outside k-anonymous segments.
 
     Parameters
@@ -91,8 +123,12 @@ class SegmentPopularityRecommender(BaseEstimator):
 
     Attributes
     ----------
-    popularity_ : PopularityRecommender
+    fallback_ : PopularityRecommender
         Global popularity over the window.
+    demographics_ : pandas.DataFrame
+        :data:`DEMOGRAPHICS` per fitted user (:func:`demographics_of` the interactions).
+    user_items_ : scipy.sparse.csr_array
+        The fitted users' history up to the reference time (what ``exclude_seen`` drops).
     segment_names_ : numpy.ndarray
         The k-anonymous segment keys, sorted.
     segment_users_ : numpy.ndarray
@@ -101,8 +137,8 @@ class SegmentPopularityRecommender(BaseEstimator):
         ``(n_segments, n_items)`` window popularity per segment.
     segment_of_user_ : numpy.ndarray
         Index into ``segment_names_`` per fitted user, ``-1`` outside them.
-    n_items_ : int
-        Items of the fitted data.
+    n_users_, n_items_ : int
+        Users and items of the fitted data.
     """
 
     name = "segment_popularity"
@@ -119,17 +155,14 @@ class SegmentPopularityRecommender(BaseEstimator):
         self.event_weights = event_weights
         self.random_state = random_state
 
-    def fit(
-        self, interactions: Interactions, demographics: pd.DataFrame, reference_time: Timestamp | None = None
-    ) -> Self:
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
         """Count popularity globally and per segment.
 
         Parameters
         ----------
         interactions : Interactions
-            Events; only those of the window up to ``reference_time`` count.
-        demographics : pandas.DataFrame
-            :data:`DEMOGRAPHICS` per user index of ``interactions`` (see :func:`read_demographics`).
+            Events; only those of the window up to ``reference_time`` count. The users' demographics are
+            :attr:`Interactions.users` (see :func:`with_demographics`; missing ones read ``unknown``).
         reference_time : timestamp, optional
             "Now"; default the last event.
 
@@ -138,12 +171,11 @@ class SegmentPopularityRecommender(BaseEstimator):
         SegmentPopularityRecommender
             ``self``.
         """
-        if len(demographics) != interactions.n_users:
-            raise ValueError(f"demographics needs one row per user ({interactions.n_users}), got {len(demographics)}")
-        self.popularity_ = PopularityRecommender(window_days=self.window_days, event_weights=self.event_weights).fit(
+        demographics = demographics_of(interactions)
+        self.fallback_ = PopularityRecommender(window_days=self.window_days, event_weights=self.event_weights).fit(
             interactions, reference_time
         )
-        window = self.popularity_.window_user_items_
+        window = self.fallback_.window_user_items_
         active = np.diff(window.indptr) > 0
         names, codes = np.unique(segment_keys(demographics).astype(str), return_inverse=True)
         contributors = np.bincount(codes[active], minlength=len(names))
@@ -157,7 +189,9 @@ class SegmentPopularityRecommender(BaseEstimator):
             shape=(len(self.segment_names_), interactions.n_users),
         )
         self.segment_items_ = sp.csr_array(indicator @ window)
-        self.n_items_ = interactions.n_items
+        self.demographics_ = demographics
+        self.user_items_ = self.fallback_.user_items_
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
         logger.info(
             "%s: %d of %d segments have at least %d users with events",
             self.name,
@@ -173,6 +207,52 @@ class SegmentPopularityRecommender(BaseEstimator):
         return position.astype(np.int64)
 
     def recommend(
+        self,
+        user_indices: np.ndarray,
+        user_items: sp.csr_array | None = None,
+        n: int = 10,
+        exclude_seen: bool = False,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` items per fitted user, from their demographics (:meth:`recommend_demographics`).
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Fitted users to recommend for.
+        user_items : scipy.sparse.csr_array, optional
+            Their history rows (only read with ``exclude_seen``); default the fitted history.
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items in the user's history (the list of their demographics, then the global ranking).
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend.
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)`` int64 items and float64 scores, ``-1``/NaN where the catalogue runs out.
+        """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items) if exclude_seen or user_items is not None else None
+        if np.any(users < 0) or np.any(users >= self.n_users_):
+            raise IndexError("user index out of range of the fitted users")
+        people = self.demographics_.iloc[users]
+        if not exclude_seen:
+            return self.recommend_demographics(people, n, filter_items)
+        # a shared list per profile: take enough to drop every user's history, then fill from the ranking
+        width = n + int(np.diff(history.indptr).max(initial=0))
+        items, scores = self.recommend_demographics(people, width, filter_items)
+        rows, cols = np.nonzero(items >= 0)
+        seen = np.zeros(items.shape, dtype=bool)
+        seen[rows, cols] = history[rows, items[rows, cols]] != 0
+        order = np.argsort(seen, axis=1, kind="stable")  # unseen first, in list order
+        items = np.take_along_axis(np.where(seen, -1, items), order, axis=1)[:, :n]
+        scores = np.take_along_axis(np.where(seen, np.nan, scores), order, axis=1)[:, :n]
+        return fill_from_ranking(items, scores, self.fallback_.ranking(filter_items), self.n_items_, exclude=history)
+
+    def recommend_demographics(
         self, demographics: pd.DataFrame, n: int = 10, filter_items: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` items per row of ``demographics``: their segment's list, else global popularity.
@@ -184,7 +264,7 @@ class SegmentPopularityRecommender(BaseEstimator):
             (``0.0`` for items filled from the global ranking).
         """
         segment_items, segment_scores = self._segment_lists(n, filter_items)
-        global_items, global_scores = self.popularity_.recommend(
+        global_items, global_scores = self.fallback_.recommend(
             np.zeros(1, dtype=np.int64), n=n, filter_items=filter_items
         )
         items = np.vstack([segment_items, global_items])
@@ -199,7 +279,7 @@ class SegmentPopularityRecommender(BaseEstimator):
         scores.data[blocked[scores.indices]] = 0.0
         scores.eliminate_zeros()
         items, values = top_n_per_row(scores, n)
-        return fill_from_ranking(items, values, self.popularity_.ranking(filter_items), self.n_items_)
+        return fill_from_ranking(items, values, self.fallback_.ranking(filter_items), self.n_items_)
 
     def segment_recommend(
         self, n: int = 20, filter_items: np.ndarray | None = None
@@ -280,18 +360,15 @@ class DemographicRecommender(SegmentPopularityRecommender):
             frame[column] = frame[column].where(frame[column].isin(levels), "infrequent")
         return frame
 
-    def fit(
-        self, interactions: Interactions, demographics: pd.DataFrame, reference_time: Timestamp | None = None
-    ) -> Self:
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
         """Fit segment popularity and the ridge regression from demographics to category shares.
 
         Parameters
         ----------
         interactions : Interactions
             Events with item side data (``items["category"]``); without it
-            every item is one category and the model is segment popularity.
-        demographics : pandas.DataFrame
-            :data:`DEMOGRAPHICS` per user index of ``interactions``.
+            every item is one category and the model is segment popularity. The users' demographics
+            are :attr:`Interactions.users` (see :func:`with_demographics`).
         reference_time : timestamp, optional
             "Now"; default the last event.
 
@@ -300,8 +377,9 @@ class DemographicRecommender(SegmentPopularityRecommender):
         DemographicRecommender
             ``self``.
         """
-        super().fit(interactions, demographics, reference_time)
-        window = self.popularity_.window_user_items_
+        super().fit(interactions, reference_time)
+        demographics = self.demographics_
+        window = self.fallback_.window_user_items_
         self.item_category_ = _categories(interactions)
         n_categories = int(self.item_category_.max(initial=0)) + 1
         to_category = sp.csr_array(
@@ -311,7 +389,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
         established = np.flatnonzero(np.diff(window.indptr) > 0)
         totals = (window @ to_category)[established].toarray()
         shares = totals / totals.sum(axis=1, keepdims=True)
-        item_scores = self.popularity_.item_scores_
+        item_scores = self.fallback_.item_scores_
         category_scores = np.bincount(self.item_category_, weights=item_scores, minlength=n_categories)
         self.within_category_ = np.divide(
             item_scores,
@@ -377,7 +455,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` per profile (category shares and segment row), in blocks of bounded size."""
         blocked = _blocked(self.n_items_, filter_items)
-        candidates = np.flatnonzero((self.popularity_.item_scores_ > 0) & ~blocked)
+        candidates = np.flatnonzero((self.fallback_.item_scores_ > 0) & ~blocked)
         segment_share = sp.csr_array(self.segment_items_[:, candidates])
         totals = np.asarray(self.segment_items_.sum(axis=1)).ravel()
         segment_share = sp.csr_array(sp.diags_array(1.0 / np.maximum(totals, 1e-300)) @ segment_share)
@@ -398,9 +476,9 @@ class DemographicRecommender(SegmentPopularityRecommender):
             top, top_scores = top_n_dense(np.where(dense > 0, dense, -np.inf), n)
             items[rows] = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
             scores[rows] = top_scores
-        return fill_from_ranking(items, scores, self.popularity_.ranking(filter_items), self.n_items_)
+        return fill_from_ranking(items, scores, self.fallback_.ranking(filter_items), self.n_items_)
 
-    def recommend(
+    def recommend_demographics(
         self, demographics: pd.DataFrame, n: int = 10, filter_items: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` items per row of ``demographics``; rows with the same demographics share one list.
@@ -425,7 +503,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
 
         The ridge model is linear, so the mean of the segment's predictions is
         the prediction at the mean one-hot vector of the segment's users (of
-        ``demographics``, default the users the model was fitted on).
+        ``demographics``, default the users the model was fitted on, :attr:`demographics_`).
 
         Returns
         -------
@@ -433,7 +511,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
             ``segment_names_`` and their ``(n_segments, n)`` lists.
         """
         if demographics is None:
-            raise ValueError("segment_recommend needs the demographics of the segments' users")
+            demographics = self.demographics_
         segment = self.segment_of(demographics)
         members = np.flatnonzero(segment >= 0)
         n_segments = len(self.segment_names_)

@@ -32,6 +32,7 @@ from recsys.models.demographic import (
     DemographicRecommender,
     SegmentPopularityRecommender,
     segment_keys,
+    with_demographics,
 )
 from recsys.models.recommenders import PopularityRecommender
 
@@ -54,6 +55,7 @@ __all__ = [
     "segment_keys",
     "serving_lists",
     "settings",
+    "with_demographics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,23 +143,6 @@ def build_models(config: dict[str, Any]) -> list[PopularityRecommender | Segment
         SegmentPopularityRecommender(**common),
         DemographicRecommender(alpha=options["alpha"], segment_weight=options["segment_weight"], **common),
     ]
-
-
-def _fit_and_recommend(
-    model: PopularityRecommender | SegmentPopularityRecommender,
-    data: Interactions,
-    demographics: pd.DataFrame,
-    reference_time: float,
-    targets: np.ndarray,
-    n: int,
-    filter_items: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``model`` at ``reference_time`` and rank ``n`` items for the user indices ``targets``."""
-    if isinstance(model, SegmentPopularityRecommender):
-        model.fit(data, demographics, reference_time)
-        return model.recommend(demographics.iloc[targets], n, filter_items)
-    model.fit(data, reference_time)
-    return model.recommend(np.zeros(len(targets), dtype=np.int64), n=n, filter_items=filter_items)
 
 
 def new_user_truth(
@@ -270,8 +255,9 @@ def evaluate_new_users(
         return rows, summary
     ks = tuple(sorted({*ks, k}))
     per_user: dict[str, np.ndarray] = {}
-    for model in build_models(config):  # three models
-        recommended, _ = _fit_and_recommend(model, data, demographics, reference, users, max(ks), unknown_items)
+    people = with_demographics(data, demographics)
+    for model in build_models(config):  # three models, one estimator contract
+        recommended, _ = model.fit(people, reference).recommend(users, n=max(ks), filter_items=unknown_items)
         scores = evaluate(recommended, truth, ks)
         rows += [
             dict(common, model_name=model.name, metric=metric, k=cut, metric_value=value)
@@ -380,11 +366,8 @@ def serving_lists(
     demographics = read_demographics(conn, data.user_ids)
     global_model, segment_model, demographic_model = build_models(config)
     model = demographic_model if table_model == demographic_model.name else segment_model
-    model.fit(data, demographics, end_s)
-    if isinstance(model, DemographicRecommender):
-        keys, items, scores = model.segment_recommend(n_table, filter_items, demographics)
-    else:
-        keys, items, scores = model.segment_recommend(n_table, filter_items)
+    model.fit(with_demographics(data, demographics), end_s)
+    keys, items, scores = model.segment_recommend(n_table, filter_items)
     rows, ranks = np.nonzero(items >= 0)
     table = pd.DataFrame(
         {
@@ -399,7 +382,7 @@ def serving_lists(
     user_items = np.full((len(targets), n), -1, dtype=np.int64)
     user_scores = np.full((len(targets), n), np.nan)
     if served.any():
-        user_items[served], user_scores[served] = model.recommend(target_demographics[served], n, filter_items)
+        user_items[served], user_scores[served] = model.recommend(targets[served], n=n, filter_items=filter_items)
     # name what the list depends on: age band and region (demographic model) or age band and gender (segment)
     named = ["age_band", "region" if isinstance(model, DemographicRecommender) else "gender"]
     known = target_demographics[named].where(target_demographics[named] != "unknown")
