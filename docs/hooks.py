@@ -1,14 +1,17 @@
-"""MkDocs hooks: the API reference, one page per module of ``plugins/recsys``, generated at build time.
+"""MkDocs hooks: the API reference, one page per module of ``plugins/recsys``, and the settings tables.
 
 The pages are not committed: every build walks the package tree, so a module that is added, moved
 into a subpackage or removed changes the reference and its navigation with no edit here. Each page
 holds one mkdocstrings directive (``::: recsys.module``) that renders the module's numpy docstrings.
+The settings reference (``reference/settings.md``) holds markers instead of tables: each is filled from the
+settings the code declares (:data:`recsys.db.settings.SETTINGS`, :class:`recsys.models.config.ModelConfig`).
 Declared under ``hooks:`` in ``mkdocs.yml``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -147,6 +150,29 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+#: a marker ``<!-- environment: <section> -->`` in ``reference/settings.md``: the section's variables
+ENVIRONMENT_MARKER = re.compile(r"<!-- environment: (\w+) -->")
+
+
+def environment_table(section: str) -> str:
+    """The variables of one section of :data:`recsys.db.settings.SETTINGS` as a markdown table."""
+    from recsys.db.settings import SETTINGS
+
+    settings = SETTINGS[section]
+    columns = ["variable", "meaning", "default"] + (["read by"] if any(s.read_by for s in settings) else [])
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for setting in settings:
+        cells = [f"`{setting.name}`", setting.meaning, setting.default, setting.read_by][: len(columns)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def settings_page(markdown: str) -> str:
+    """The settings reference with its tables generated: the environment variables and ``models.toml``."""
+    markdown = ENVIRONMENT_MARKER.sub(lambda marker: environment_table(marker.group(1)), markdown)
+    return markdown.replace(SETTINGS_MARKER, settings_table())
+
+
 def on_page_markdown(markdown: str, page, config: MkDocsConfig, files: Files) -> str:
-    """Fill the settings reference with the table generated from the typed settings."""
-    return markdown.replace(SETTINGS_MARKER, settings_table()) if SETTINGS_MARKER in markdown else markdown
+    """Fill the settings reference with the tables generated from the settings of the code."""
+    return settings_page(markdown) if SETTINGS_MARKER in markdown else markdown

@@ -36,6 +36,11 @@ CONTRACT_MODELS = {
     "dim_promotions",
     "fct_redemptions",
     "promotion_targets",
+    "fct_orders",
+    "fct_searches",
+    "item_search_tokens",
+    "user_search_interests",
+    "identity_stitching_summary",
 }
 SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}
 

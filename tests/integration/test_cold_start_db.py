@@ -32,26 +32,12 @@ CUTOFF = END - timedelta(days=7)
 A_ITEMS = [f"a{index:02d}" for index in range(10)]
 B_ITEMS = [f"b{index:02d}" for index in range(10)]
 
-DDL = """
-create schema analytics;
-create table analytics.fct_interactions (
-    event_id text primary key, user_id text not null, item_id text, event_type text not null,
-    event_at timestamptz not null, event_date date not null, session_id text, platform text,
-    quantity integer, price numeric
-);
-create table analytics.dim_items (
-    item_id text primary key, item_name text, category text, subcategory text, category_path text,
-    brand text, price numeric, is_in_stock boolean, created_at timestamptz
-);
-create table analytics.dim_users (
-    user_id text primary key, signup_at timestamptz, age_band text, gender text, region text,
-    platform text, signup_channel text, is_personalization_allowed boolean
-);
-"""
+#: the dbt models the cold-start code reads, created from their contracts (tests/conftest.py)
+TABLES = ("fct_interactions", "dim_items", "dim_users")
 
 
 def load_warehouse(dsn: str, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> None:
-    """Write the three analytics tables the cold-start code reads (events need user, item, type, time)."""
+    """Fill the three analytics tables the cold-start code reads (events need user, item, type, time)."""
     events = events.reset_index(drop=True)
     events = events.assign(
         event_id=[f"e{index:07d}" for index in range(len(events))],
@@ -63,8 +49,6 @@ def load_warehouse(dsn: str, events: pd.DataFrame, items: pd.DataFrame, users: p
     )
     items = items.assign(item_name="Item " + items["item_id"], is_in_stock=True, price=10)
     with psycopg2.connect(dsn) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute(DDL)
         frames.copy_frame(conn, "analytics.fct_interactions", events)
         frames.copy_frame(conn, "analytics.dim_items", items)
         frames.copy_frame(conn, "analytics.dim_users", users)
@@ -125,9 +109,16 @@ pytestmark = pytest.mark.usefixtures("no_rerank")
 
 
 @pytest.fixture
-def planted(database: str) -> str:
-    load_warehouse(database, *planted_shop())
+def analytics(database: str, contract_tables) -> str:
+    """A fresh database with the empty analytics tables of :data:`TABLES`."""
+    contract_tables(database, *TABLES)
     return database
+
+
+@pytest.fixture
+def planted(analytics: str) -> str:
+    load_warehouse(analytics, *planted_shop())
+    return analytics
 
 
 def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> None:
@@ -214,21 +205,21 @@ def simulated_warehouse(dsn: str, landing) -> datetime:
     return end
 
 
-def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path) -> None:
+def test_simulated_shop_new_users_and_the_planted_prior(analytics: str, tmp_path) -> None:
     from recsys.dev.simulate import CATEGORIES, GENDERS, simulate
 
     # RECSYS_COLD_START_USERS: a larger shop for the measurement in docs/benchmarks.md (more new users, less noise)
     simulate(
         tmp_path, users=int(os.environ.get("RECSYS_COLD_START_USERS", 60_000)), items=500, days=21, seed=7, dirty=False
     )
-    end = simulated_warehouse(database, tmp_path)
+    end = simulated_warehouse(analytics, tmp_path)
     cutoff = end - timedelta(days=7)
     config = small_config(min_segment_users=20)
-    result = training.train_and_evaluate(database, "sim", end - timedelta(days=1), end, config=config)
+    result = training.train_and_evaluate(analytics, "sim", end - timedelta(days=1), end, config=config)
 
     # the evaluated users, counted independently: signed up in the test week, a purchase in their first 7 days
-    users = query(database, "select user_id, signup_at from analytics.dim_users")
-    events = query(database, "select user_id, event_type, event_at from analytics.fct_interactions")
+    users = query(analytics, "select user_id, signup_at from analytics.dim_users")
+    events = query(analytics, "select user_id, event_type, event_at from analytics.fct_interactions")
     events = events.merge(users, on="user_id")
     seen_before = set(events.loc[events.event_at < cutoff, "user_id"])
     first_week = (
@@ -240,7 +231,7 @@ def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path)
     expected = events.loc[first_week, "user_id"].nunique()
     assert result["cold_start"]["users"] == expected >= 20
 
-    rows = query(database, "select * from ml.model_evaluations where run_id = 'sim' and segment = 'new_users'")
+    rows = query(analytics, "select * from ml.model_evaluations where run_id = 'sim' and segment = 'new_users'")
     value = rows.set_index(["model_name", "metric", "k"]).metric_value
     for model in ("popularity", "segment_popularity", "cold_start_demographic"):
         assert value[model, "users", 0] == expected
@@ -256,11 +247,13 @@ def test_simulated_shop_new_users_and_the_planted_prior(database: str, tmp_path)
 
     # the known answer: each age band x gender segment's planted category prior, as a deviation from the average
     # segment, is what the model predicts from demographics (global popularity predicts no deviation at all)
-    with psycopg2.connect(database) as conn:
+    with psycopg2.connect(analytics) as conn:
         data = load_interactions(conn, side_data=True)
         people = cold_start.read_demographics(conn, data.user_ids)
     conn.close()
-    model = cold_start.DemographicRecommender(min_segment_users=50).fit(data.before(cutoff), people, cutoff)
+    model = cold_start.DemographicRecommender(min_segment_users=50).fit(
+        cold_start.with_demographics(data.before(cutoff), people), cutoff
+    )
     segment = cold_start.segment_keys(people)
     sizes = pd.Series(segment).value_counts()
     large = people[pd.Series(segment).isin(sizes[sizes >= 500].index) & people.gender.isin(GENDERS[:2])]

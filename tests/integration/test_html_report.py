@@ -26,22 +26,12 @@ PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 HOSTILE = '<script>alert("pwned")</script> & <b>bold</b>'
 HOSTILE_TAG = "brand:<img src=x onerror=alert(1)>"
 
-SCHEMA = """
-create schema recs;
-create schema analytics;
-create table recs.runs (
-    run_id text, started_at timestamptz, finished_at timestamptz, status text, champion_model text,
-    champion_reason text, champion_params text, validation_cutoff_at timestamptz, data_cutoff_at timestamptz,
-    eval_cutoff_at timestamptz, data_interval_start timestamptz, data_interval_end timestamptz
-);
-create table recs.model_evaluations (
-    run_id text, model_name text, variant text, segment text, metric text, k integer, metric_value double precision
-);
-create table analytics.user_profiles (
-    user_id text, rfm_segment text, spending_power text, lifecycle_stage text
-);
-create table analytics.user_interest_tags (user_id text, tag text, weight double precision, tag_rank integer);
-"""
+#: the dbt models the report reads, created from their contracts (tests/conftest.py)
+TABLES = ("runs", "model_evaluations", "user_profiles", "user_interest_tags")
+EVALUATION_ROW = (
+    "insert into recs.model_evaluations (run_id, model_name, variant, segment, metric, k, metric_value)"
+    " values (%s, %s, %s, %s, %s, %s, %s)"
+)
 
 # (model, variant, segment, metric, k, value) of the published run
 EVALUATIONS = [
@@ -85,9 +75,14 @@ def execute(url: str, statement: str, params: tuple | list = ()) -> None:
 
 
 @pytest.fixture
-def warehouse(database: str) -> str:
-    execute(database, SCHEMA + QUALITY_DDL + RESULTS_DDL)
-    runs = "insert into recs.runs values (%s, now(), now(), %s, %s, %s, '{}', %s, %s, %s, %s, %s)"
+def warehouse(database: str, contract_tables) -> str:
+    contract_tables(database, *TABLES)
+    execute(database, QUALITY_DDL + RESULTS_DDL)
+    runs = (
+        "insert into recs.runs (run_id, started_at, finished_at, status, champion_model, champion_reason,"
+        " champion_params, validation_cutoff_at, data_cutoff_at, eval_cutoff_at, data_interval_start,"
+        " data_interval_end) values (%s, now(), now(), %s, %s, %s, '{}', %s, %s, %s, %s, %s)"
+    )
     execute(
         database,
         runs,
@@ -97,12 +92,12 @@ def warehouse(database: str) -> str:
         ],
     )
     rows = [("run_new", *row) for row in EVALUATIONS] + [("run_old", "item_knn", "all_items", "all", "ndcg", 10, 0.9)]
-    execute(database, "insert into recs.model_evaluations values (%s, %s, %s, %s, %s, %s, %s)", rows)
+    execute(database, EVALUATION_ROW, rows)
     # 120 champions, 60 loyal, 10 lost (fewer than min_segment_users = 50: not shown)
     execute(
         database,
         """
-        insert into analytics.user_profiles
+        insert into analytics.user_profiles (user_id, rfm_segment, spending_power, lifecycle_stage)
         select 'u' || n, case when n <= 120 then 'champions' when n <= 180 then 'loyal' else 'lost' end,
             case when n <= 100 then 'high' end, 'active'
         from generate_series(1, 190) as n""",
@@ -110,7 +105,7 @@ def warehouse(database: str) -> str:
     execute(
         database,
         """
-        insert into analytics.user_interest_tags
+        insert into analytics.user_interest_tags (user_id, tag, weight, tag_rank)
         select 'u' || n, 'category:shoes', 0.5, 1 from generate_series(1, 100) as n
         union all select 'u' || n, %s, 0.25, 2 from generate_series(1, 70) as n
         union all select 'u' || n, 'brand:rare', 0.1, 3 from generate_series(1, 5) as n
@@ -247,21 +242,20 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert html.escape(HOSTILE) in document
 
 
-def test_search_and_identity_sections_render_once_their_rows_exist(warehouse, tmp_path):
+def test_search_and_identity_sections_render_once_their_rows_exist(warehouse, tmp_path, contract_tables):
     rows = [
         ("run_new", "search_text_match", "search", "searches", "mrr", 0, 0.2),
         ("run_new", "search_personalized", "search", "searches", "mrr", 0, 0.3),
         ("run_new", "search_personalized", "search", "searches", "ndcg", 10, 0.4),
         ("run_new", "search_personalized", "search", "searches", "searches", 0, 1234.0),
     ]
-    execute(warehouse, "insert into recs.model_evaluations values (%s, %s, %s, %s, %s, %s, %s)", rows)
+    execute(warehouse, EVALUATION_ROW, rows)
+    contract_tables(warehouse, "identity_stitching_summary")
     execute(
         warehouse,
         """
-        create table quality.identity_stitching_summary as
-        select '2026-11-01'::timestamptz as as_of, 10 as accounts, 10 as persons, 0 as merged_accounts,
-            0::numeric as merge_rate
-        union all select '2026-12-02', 200, 180, 20, round(20::numeric / 200, 6)""",
+        insert into quality.identity_stitching_summary (as_of, accounts, persons, merged_accounts, merge_rate)
+        values ('2026-11-01', 10, 10, 0, 0), ('2026-12-02', 200, 180, 20, round(20::numeric / 200, 6))""",
     )
     execute(
         warehouse,

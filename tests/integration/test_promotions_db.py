@@ -35,19 +35,8 @@ CONFIG = {
     "privacy": {"min_segment_users": 10},
     "promotions": {"holdout_promotions": 1, "target_share": 0.25, "max_targets": 100},
 }
-ANALYTICS_DDL = """
-create schema analytics;
-create table analytics.dim_users (user_id text primary key, signup_at timestamptz, is_personalization_allowed boolean);
-create table analytics.dim_items (item_id text primary key, category text);
-create table analytics.dim_promotions (
-    promotion_id text primary key, category text, starts_at timestamptz, ends_at timestamptz
-);
-create table analytics.fct_interactions (user_id text, item_id text, event_at timestamptz);
-create table analytics.fct_orders (
-    user_id text, ordered_at timestamptz, is_completed boolean, has_promotion boolean, net_amount numeric
-);
-create table analytics.fct_redemptions (promotion_id text, user_id text, redeemed_at timestamptz);
-"""
+#: the dbt models promotion targeting reads, created from their contracts (tests/conftest.py)
+TABLES = ("dim_users", "dim_items", "dim_promotions", "fct_interactions", "fct_orders", "fct_redemptions")
 
 
 def days(number: float) -> datetime:
@@ -61,7 +50,7 @@ def query(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
 
 
 @pytest.fixture
-def planted(database: str) -> str:
+def planted(database: str, contract_tables) -> str:
     users = SENSITIVE + OTHERS
     is_sensitive = np.isin(users, SENSITIVE)
     order_days = {"P0": -39, "P1": -19, "P2": -9}
@@ -81,9 +70,8 @@ def planted(database: str) -> str:
             "redeemed_at": np.tile([days(day) for day in order_days.values()], len(SENSITIVE)),
         }
     )
+    contract_tables(database, *TABLES)
     with psycopg2.connect(database) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute(ANALYTICS_DDL)
         frames.copy_frame(
             conn,
             "analytics.dim_users",

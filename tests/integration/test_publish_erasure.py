@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
+from recsys.db import runs
 from recsys.quality import erasure
 from recsys.reporting.report import export_recommendations
 from recsys.serving import publish
@@ -65,10 +66,10 @@ def warehouse(database, contract_tables):
     execute(
         database,
         """
-        insert into identity.user_id_map values (%(a)s, 'A', %(a)s), (%(b)s, 'B', %(b)s);
-        create schema ml;
-        create table ml.recommendations (run_id text, user_id text, item_id text);
-        """,
+        insert into identity.user_id_map (user_id, shop_user_id, account_user_id)
+        values (%(a)s, 'A', %(a)s), (%(b)s, 'B', %(b)s);
+        """
+        + runs.ML_DDL,
         {"a": key_a, "b": key_b},
     )
     return database, key_a, key_b
@@ -77,7 +78,12 @@ def warehouse(database, contract_tables):
 def write_run_outputs(url: str, users: list[str], contract_tables) -> None:
     """What a run that read ``users`` before an erasure writes afterwards: profiles, model lists, the build."""
     execute(url, "insert into analytics.user_profiles (user_id) select unnest(%s::text[])", (users,))
-    execute(url, "insert into ml.recommendations select %s, unnest(%s::text[]), 'i1'", (RUN, users))
+    execute(
+        url,
+        "insert into ml.recommendations (run_id, user_id, item_rank, item_id, model_name, reason_code, generated_at)"
+        " select %s, unnest(%s::text[]), 1, 'i1', 'popularity', 'popular', now()",
+        (RUN, users),
+    )
     build(url, RUN, users, contract_tables)
 
 

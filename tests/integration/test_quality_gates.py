@@ -242,28 +242,27 @@ def test_duplicated_events_are_one_linear_check_graded_by_their_share(database, 
         assert float(check["observed_value"]) == pytest.approx(share, abs=1e-4)
 
 
-MARTS = """
-create schema if not exists analytics;
-create table analytics.dim_users (user_id text, is_personalization_allowed boolean);
-create table analytics.dim_items (item_id text, category text, is_in_stock boolean);
-create table analytics.user_profiles (user_id text);
-create table analytics.user_interest_tags (user_id text, tag text, weight double precision, tag_rank integer);
-insert into analytics.dim_users values ('u1', true), ('u2', true);
-insert into analytics.dim_items values ('i1', 'Home', true), ('i2', 'Toys', true), ('i3', 'Books', true),
+#: the dbt models the gate on marts and recs reads, created from their contracts (tests/conftest.py)
+MART_TABLES = (
+    "dim_users",
+    "dim_items",
+    "user_profiles",
+    "user_interest_tags",
+    "user_id_map",
+    "identity_stitching_summary",
+)
+MART_ROWS = """
+insert into analytics.dim_users (user_id, is_personalization_allowed) values ('u1', true), ('u2', true);
+insert into analytics.dim_items (item_id, category, is_in_stock) values
+    ('i1', 'Home', true), ('i2', 'Toys', true), ('i3', 'Books', true),
     ('i4', 'Home', false), ('i5', 'Home', true), ('i6', 'Home', true);
-insert into analytics.user_profiles values ('u1'), ('u2');
-insert into analytics.user_interest_tags values ('u1', 'category:Home', 0.75, 1), ('u1', 'brand:Acme', 0.25, 2),
-    ('u2', 'category:Home', 1.0, 1);
-create schema if not exists identity;
-create table identity.user_id_map (user_id text, shop_user_id text, account_user_id text);
-insert into identity.user_id_map values ('u1', 's1', 'u1'), ('u1', 's3', 'u3'), ('u2', 's2', 'u2'), ('u4', 's4', 'u4'),
-    ('u5', 's5', 'u5');
-create schema if not exists quality;
-create table quality.identity_stitching_summary (
-    as_of timestamptz, accounts bigint, persons bigint, merged_accounts bigint, merge_rate double precision,
-    largest_person_accounts bigint
-);
-insert into quality.identity_stitching_summary values (now(), 5, 4, 2, 0.4, 2);
+insert into analytics.user_profiles (user_id) values ('u1'), ('u2');
+insert into analytics.user_interest_tags (user_id, tag, weight, tag_rank) values
+    ('u1', 'category:Home', 0.75, 1), ('u1', 'brand:Acme', 0.25, 2), ('u2', 'category:Home', 1.0, 1);
+insert into identity.user_id_map (user_id, shop_user_id, account_user_id) values
+    ('u1', 's1', 'u1'), ('u1', 's3', 'u3'), ('u2', 's2', 'u2'), ('u4', 's4', 'u4'), ('u5', 's5', 'u5');
+insert into quality.identity_stitching_summary
+    (as_of, accounts, persons, merged_accounts, merge_rate, largest_person_accounts) values (now(), 5, 4, 2, 0.4, 2);
 """
 #: user, item_rank, item_id, score: in stock, no item twice, scores non-increasing (ties allowed)
 GOOD_RECS = [
@@ -275,11 +274,12 @@ GOOD_RECS = [
 ]
 
 
-def make_recs_warehouse(url, recommendations):
+def make_recs_warehouse(url, recommendations, contract_tables):
     from recsys.db.runs import ML_DDL
 
+    contract_tables(url, *MART_TABLES)
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(MARTS + ML_DDL)
+        cur.execute(MART_ROWS + ML_DDL)
         rows = [(RUN, user, rank, item, score) for user, rank, item, score in recommendations]
         # an earlier run's rows are not the candidate's business: a broken old run does not fail this one
         rows += [("run_20260301T000000", "u1", 1, "i4", 0.1), ("run_20260301T000000", "u1", 2, "i4", 0.9)]
@@ -305,8 +305,8 @@ def check_recs(url):
         conn.close()
 
 
-def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
-    make_recs_warehouse(database, GOOD_RECS)
+def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs, contract_tables):
+    make_recs_warehouse(database, GOOD_RECS, contract_tables)
 
     outcome = check_recs(database)
 
@@ -327,10 +327,13 @@ def test_d_the_recs_gate_passes_a_good_candidate_run(database, docs):
     ],
     ids=["opted_out", "unknown_user", "propensity_increases"],
 )
-def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectation):
-    make_recs_warehouse(database, GOOD_RECS)
+def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectation, contract_tables):
+    make_recs_warehouse(database, GOOD_RECS, contract_tables)
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("insert into analytics.dim_users values ('u9', true), ('optout', false)")
+        cur.execute(
+            "insert into analytics.dim_users (user_id, is_personalization_allowed)"
+            " values ('u9', true), ('optout', false)"
+        )
         cur.execute("insert into ml.promotion_targets values (%s, 'P1', %s, %s, %s)", (RUN, *target))
 
     with pytest.raises(gates.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
@@ -378,8 +381,8 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
     ],
     ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20", "not_diverse"],
 )
-def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation):
-    make_recs_warehouse(database, recommendations)
+def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation, contract_tables):
+    make_recs_warehouse(database, recommendations, contract_tables)
 
     with pytest.raises(gates.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
         check_recs(database)
@@ -431,12 +434,12 @@ def test_a_batch_of_old_events_is_stale_on_event_time(database, tmp_path):
         check_raw(database)
 
 
-def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch):
+def test_the_airflow_task_fails_without_retries_on_a_critical_failure(database, monkeypatch, contract_tables):
     from airflow.sdk.exceptions import AirflowFailException
 
     from recsys.orchestration import tasks
 
-    make_recs_warehouse(database, [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)])
+    make_recs_warehouse(database, [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)], contract_tables)
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", database)
 
     with pytest.raises(AirflowFailException, match="is in stock"):

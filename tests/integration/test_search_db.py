@@ -40,57 +40,64 @@ AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 RECSYS = str(Path(sys.executable).parent / "recsys")
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
-TINY_DDL = """
-create schema analytics;
-create schema identity;
-create schema recs;
-create table analytics.dim_items (
-    item_id text primary key, item_name text, category text, category_path text, brand text,
-    price numeric, is_in_stock boolean, created_at timestamptz
-);
-create table analytics.dim_users (user_id text primary key, is_personalization_allowed boolean);
-create table analytics.fct_interactions (
-    user_id text, item_id text, event_type text, event_at timestamptz, session_id text
-);
-create table analytics.fct_searches (
-    search_id text, user_id text, query text, searched_at timestamptz, session_id text
-);
-create table analytics.item_search_tokens (item_id text, token text);
-create table analytics.user_search_interests (user_id text, term text, weight double precision);
-create table identity.published_user_id_map (shop_user_id text, user_id text);
-create table recs.similar_items (item_id text, similar_item_id text, score double precision);
-insert into analytics.dim_items values
+#: the dbt models the search reads, created from their contracts (tests/conftest.py)
+TABLES = (
+    "dim_items",
+    "dim_users",
+    "fct_interactions",
+    "fct_searches",
+    "item_search_tokens",
+    "user_search_interests",
+    "user_id_map",
+    "similar_items",
+)
+TINY_ROWS = """
+insert into analytics.dim_items
+    (item_id, item_name, category, category_path, brand, price, is_in_stock, created_at) values
     ('k1', 'Hearthly Kettles', 'Home', 'Home > Kitchen > Kettles', 'Hearthly', 10, true, null),
     ('k2', 'Kettleby Kettles', 'Home', 'Home > Kitchen > Kettles', 'Kettleby', 20, true, null),
     ('k3', 'Lumen Kettles', 'Home', 'Home > Kitchen > Kettles', 'Lumen', 30, true, null),
     ('l1', 'Lumen Lamps', 'Home', 'Home > Decor > Lamps', 'Lumen', 40, true, null),
     ('k4', 'Acme Kettles', 'Home', 'Home > Kitchen > Kettles', 'Acme', 50, true, '2026-03-02');
-insert into analytics.item_search_tokens
+insert into analytics.item_search_tokens (item_id, token)
 select item_id, unnest(string_to_array(tokens, ' ')) from (values
     ('k1', 'hearthly kettle home kitchen'),
     ('k2', 'kettleby kettle home kitchen'),
     ('k3', 'lumen kettle home kitchen'),
     ('l1', 'lumen lamp home decor'),
     ('k4', 'acme kettle home kitchen')) as tokens (item_id, tokens);
-insert into analytics.dim_users values ('u1', true), ('u2', true), ('u3', true), ('u4', false);
-insert into identity.published_user_id_map values ('U1', 'u1'), ('U2', 'u2'), ('U3', 'u3'), ('U4', 'u4');
-insert into analytics.fct_interactions values
+insert into analytics.dim_users (user_id, is_personalization_allowed) values
+    ('u1', true), ('u2', true), ('u3', true), ('u4', false);
+insert into identity.user_id_map (shop_user_id, user_id) values ('U1', 'u1'), ('U2', 'u2'), ('U3', 'u3'), ('U4', 'u4');
+insert into analytics.fct_interactions (user_id, item_id, event_type, event_at, session_id) values
     ('u1', 'k3', 'purchase', '2026-01-30', 's1'), ('u1', 'l1', 'view', '2026-01-30', 's1'),
     ('u4', 'k3', 'purchase', '2026-01-30', 's4'), ('u4', 'l1', 'view', '2026-01-30', 's4'),
     ('u2', 'k1', 'view', '2026-02-28', 's2'), ('u2', 'k1', 'view', '2026-02-28', 's2'),
     ('u2', 'k1', 'view', '2026-02-28', 's2'), ('u3', 'k2', 'purchase', '2026-02-27', 's3'),
     ('u3', 'k1', 'view', '2026-03-05', 's5');
-insert into analytics.fct_searches values ('q0', 'u1', 'lumen', '2026-01-30', 's1');
-insert into analytics.user_search_interests values ('u1', 'term:lumen', 1.0), ('u1', 'category:Home', 0.5);
-insert into recs.similar_items values ('k3', 'k1', 0.4), ('l1', 'k1', 0.2);
+insert into analytics.fct_searches (search_id, user_id, query, searched_at, session_id) values
+    ('q0', 'u1', 'lumen', '2026-01-30', 's1');
+insert into analytics.user_search_interests (user_id, term, weight) values
+    ('u1', 'term:lumen', 1.0), ('u1', 'category:Home', 0.5);
+insert into recs.similar_items (item_id, similar_item_id, score) values ('k3', 'k1', 0.4), ('l1', 'k1', 0.2);
 """
 
 
+def publish_identity_map(url: str) -> None:
+    """Copy ``identity.user_id_map`` to the map serving reads, as a publish leaves it."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("create table identity.published_user_id_map as select * from identity.user_id_map")
+    conn.close()
+
+
 @pytest.fixture
-def tiny(database: str, tmp_path) -> str:
-    """The hand-written tables, and the tokenizer function the dbt project defines."""
+def tiny(database: str, tmp_path, contract_tables) -> str:
+    """The hand-written rows in the contract tables, and the tokenizer function the dbt project defines."""
+    contract_tables(database, *TABLES)
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute(TINY_DDL)
+        cur.execute(TINY_ROWS)
+    conn.close()
+    publish_identity_map(database)
     subprocess.run(
         [str(BIN / "dbt"), "run-operation", "install_search_tokens", "--project-dir", str(DBT_PROJECT)]
         + ["--target-path", str(tmp_path / "target")],
@@ -147,7 +154,10 @@ def test_personal_features_are_hand_computed_and_neutral_for_opted_out_and_anony
 
 def test_point_in_time_interests_only_read_searches_before_as_of(tiny):
     with psycopg2.connect(tiny) as conn, conn.cursor() as cur:
-        cur.execute("insert into analytics.fct_searches values ('q1', 'u1', 'kettles', '2026-03-02', 's9')")
+        cur.execute(
+            "insert into analytics.fct_searches (search_id, user_id, query, searched_at, session_id)"
+            " values ('q1', 'u1', 'kettles', '2026-03-02', 's9')"
+        )
         interests = cur.mogrify(search.INTERESTS_AS_OF, {"as_of": AS_OF, "half_life": 30}).decode()
     frame = features(tiny, [("u1", "u1", "kettles lamps")], interests)
     # only "lumen" (before as_of) counts, and it names no category: Lumen items 1, the rest 0
@@ -232,9 +242,8 @@ def shop_warehouse(fresh_database, tmp_path_factory):
         check=True,
         capture_output=True,
     )
+    publish_identity_map(url)
     with connect(url) as conn:
-        with conn.cursor() as cur:  # the map serving reads, as a publish leaves it
-            cur.execute("create table identity.published_user_id_map as select * from identity.user_id_map")
         result = search.evaluate_search(conn, "run_search", end)
     return url, end, out, result
 

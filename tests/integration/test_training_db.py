@@ -48,29 +48,8 @@ A_USERS = [f"ua{index:02d}" for index in range(30)]
 B_USERS = [f"ub{index:02d}" for index in range(30)]
 EXTRA_USERS = ["viewer", "buyer", "carter", "loner", "optout", "cold"]
 
-ANALYTICS_DDL = """
-create schema analytics;
-create table analytics.fct_interactions (
-    event_id text primary key, user_id text not null, item_id text, event_type text not null,
-    event_at timestamptz not null, event_date date not null, session_id text, platform text,
-    quantity integer, price numeric
-);
-create table analytics.dim_items (
-    item_id text primary key, item_name text, category text, subcategory text, category_path text,
-    brand text, price numeric, is_in_stock boolean, created_at timestamptz
-);
-create table analytics.dim_users (
-    user_id text primary key, signup_at timestamptz, age_band text, gender text, region text,
-    platform text, is_personalization_allowed boolean
-);
-create table analytics.user_profiles (
-    user_id text primary key, spending_power text, lifecycle_stage text, top_categories text
-);
-create table analytics.fct_reviews (
-    review_id text primary key, user_id text not null, item_id text not null, rating integer not null,
-    reviewed_at timestamptz not null
-);
-"""
+#: the dbt models training reads, created from their contracts (tests/conftest.py)
+TABLES = ("fct_interactions", "dim_items", "dim_users", "user_profiles", "fct_reviews")
 
 
 def planted_events() -> pd.DataFrame:
@@ -139,8 +118,6 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
         }
     )
     with psycopg2.connect(dsn) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute(ANALYTICS_DDL)
         frames.copy_frame(conn, "analytics.fct_interactions", events)
         frames.copy_frame(conn, "analytics.dim_items", items)
         frames.copy_frame(conn, "analytics.dim_users", users)
@@ -162,8 +139,9 @@ pytestmark = pytest.mark.usefixtures("no_rerank")
 
 
 @pytest.fixture
-def empty_database(database: str) -> str:
-    """A fresh database from tests/conftest.py (the embedded warehouse unless RECSYS_TEST_SERVER_URL)."""
+def empty_database(database: str, contract_tables) -> str:
+    """A fresh database (tests/conftest.py) with the empty analytics tables of :data:`TABLES`."""
+    contract_tables(database, *TABLES)
     return database
 
 

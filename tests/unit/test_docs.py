@@ -63,10 +63,15 @@ def environment_variables_read() -> set[str]:
     return {name for path in files for name in pattern.findall(path.read_text())}
 
 
+def settings_page() -> str:
+    """``reference/settings.md`` as the site renders it: with the tables the hooks generate."""
+    return _hooks().settings_page((DOCS / "reference" / "settings.md").read_text())
+
+
 def test_settings_page_names_every_environment_variable_the_code_reads():
     names = environment_variables_read()
     assert {"WAREHOUSE_URL", "REDIS_URL", "RECSYS_PSEUDONYM_KEY", "RECSYS_PGDATABASE"} <= names
-    page = (DOCS / "reference" / "settings.md").read_text()
+    page = settings_page()
     assert sorted(name for name in names if f"`{name}`" not in page) == []
 
 

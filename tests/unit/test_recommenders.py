@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
 from recsys.models.ranker import NeuralRanker
 from recsys.models.recommenders import (
     ALSRecommender,
@@ -98,6 +99,10 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     ),
     "als": lambda: ALSRecommender(factors=4, iterations=10, batch_size=5, random_state=0),
     "svd": lambda: SVDRecommender(factors=4, epochs=50, batch_size=8, dense_limit=30, random_state=0),
+    # the cold-start models: the fixture has no demographics, so everyone is in the segment unknown|unknown
+    "segment_popularity": lambda: SegmentPopularityRecommender(window_days=None, min_segment_users=5, random_state=0),
+    "segment_popularity_too_small": lambda: SegmentPopularityRecommender(min_segment_users=50, random_state=0),
+    "cold_start_demographic": lambda: DemographicRecommender(window_days=None, min_segment_users=5, random_state=0),
     # no purchases in its label window here: it orders the candidates by their summed reciprocal ranks
     "neural_ranker": lambda: NeuralRanker(
         candidate_models=[PopularityRecommender(window_days=None), ItemKNNRecommender(k=20)],
