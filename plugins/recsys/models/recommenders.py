@@ -82,13 +82,13 @@ def _nth_largest_per_row(scores: sp.csr_array, n: int) -> np.ndarray:
     return threshold
 
 
-def top_n_per_row(scores: sp.csr_array, n: int) -> tuple[np.ndarray, np.ndarray]:
+def top_n_per_row(scores: sp.csr_array, n: int, unique: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` stored entries of every row of a sparse matrix.
 
     Rows are ranked by value (descending), ties by column index (ascending).
     Entries below each row's ``n``-th largest value are dropped first (a
     per-row partition), then the few survivors are ordered with one
-    ``np.lexsort``.
+    ``np.lexsort``. The column order inside a row does not matter.
 
     Parameters
     ----------
@@ -96,6 +96,9 @@ def top_n_per_row(scores: sp.csr_array, n: int) -> tuple[np.ndarray, np.ndarray]
         Candidate scores; only stored entries are candidates.
     n : int
         Number of entries per row.
+    unique : bool, default False
+        The caller guarantees no repeated (row, column) entry, as in the result of a sparse
+        product: the duplicates are not summed, which skips sorting every row's columns.
 
     Returns
     -------
@@ -106,7 +109,8 @@ def top_n_per_row(scores: sp.csr_array, n: int) -> tuple[np.ndarray, np.ndarray]
         Float64 ``(n_rows, n)`` values, ``nan`` where ``items`` is ``-1``.
     """
     scores = sp.csr_array(scores)
-    scores.sum_duplicates()
+    if not unique:
+        scores.sum_duplicates()
     n_rows = scores.shape[0]
     items = np.full((n_rows, n), -1, dtype=np.int64)
     values = np.full((n_rows, n), np.nan, dtype=np.float64)
@@ -638,10 +642,9 @@ class ItemKNNRecommender(Recommender):
         scores = sp.csr_array(history @ self.similarity_)
         if exclude_seen:  # subtract the scores of seen items (two linear sparse merges)
             scores = sp.csr_array(scores - scores.multiply(history != 0))
-        scores.sum_duplicates()
         scores.data[self._blocked(filter_items)[scores.indices]] = 0.0
         scores.eliminate_zeros()
-        items, values = top_n_per_row(scores, n)
+        items, values = top_n_per_row(scores, n, unique=True)  # a product: no repeated entries
         ranking = self.fallback_.ranking(filter_items)
         return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
 
@@ -864,7 +867,8 @@ def _normalized_rows(matrix: sp.csr_array, center: bool) -> sp.csr_array:
 
 
 def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_array:
-    """Keep the ``k`` largest positive entries of every row (argpartition on a dense block when it is small)."""
+    """Keep the ``k`` largest positive entries of every row (argpartition on a dense block when it is small);
+    ``similarity`` is a sparse product (no repeated entries, columns unsorted)."""
     n_rows, n_cols = similarity.shape
     if n_rows * n_cols <= dense_limit:
         block = similarity.toarray()
@@ -874,7 +878,7 @@ def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_
             columns = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
         values = np.take_along_axis(block, columns, axis=1)
     else:
-        columns, values = top_n_per_row(similarity, k)
+        columns, values = top_n_per_row(similarity, k, unique=True)
     keep = (columns >= 0) & (values > 0)
     rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
     return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
@@ -993,8 +997,8 @@ class UserKNNRecommender(Recommender):
         history = self._history(users, user_items)
         center = self.similarity == "pearson"
         normalized = self.normalized_[users] if user_items is None else _normalized_rows(history, center)
+        # a sparse product has no repeated entries: its columns stay unsorted (sorting cost more than the product)
         similarity = sp.csr_array(normalized @ self.normalized_.T)
-        similarity.sum_duplicates()
         entry_rows = np.repeat(np.arange(len(users)), np.diff(similarity.indptr))
         is_self = similarity.indices == users[entry_rows]
         similarity.data[is_self | (similarity.data < 1e-12)] = 0.0  # rounding noise of orthogonal rows
@@ -1045,10 +1049,9 @@ class UserKNNRecommender(Recommender):
             scores = sp.csr_array(neighbours @ self.user_items_)
             if exclude_seen:
                 scores = sp.csr_array(scores - scores.multiply(batch_history != 0))
-            scores.sum_duplicates()
             scores.data[blocked[scores.indices]] = 0.0
             scores.eliminate_zeros()
-            items[start:stop], values[start:stop] = top_n_per_row(scores, n)
+            items[start:stop], values[start:stop] = top_n_per_row(scores, n, unique=True)  # a product
         return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
 
 

@@ -107,11 +107,13 @@ INTERESTS_PUBLISHED = "select user_id, term, weight from analytics.user_search_i
 _FEATURES_SQL = f"""
 with
 requests as (select search_id, user_id, query from pg_temp.search_requests),
+-- text match and the base order depend on the query alone: computed once per distinct query, not per search
+queries as (select distinct query from requests),
 query_tokens as (
-    select distinct requests.search_id, tokens.token
-    from requests cross join {_TOKENS.format(column="requests.query")} as tokens
+    select distinct queries.query, tokens.token
+    from queries cross join {_TOKENS.format(column="queries.query")} as tokens
 ),
-query_sizes as (select search_id, count(*) as n_tokens from query_tokens group by search_id),
+query_sizes as (select query, count(*) as n_tokens from query_tokens group by query),
 fuzzy_query_tokens as (
     select distinct token from query_tokens where length(token) >= %(fuzzy_min)s
 ),
@@ -144,18 +146,18 @@ token_matches as (
     where vocabulary_variants.token <> variants.token
 ),
 token_item_matches as (
-    select query_tokens.search_id, item_tokens.item_id, query_tokens.token,
+    select query_tokens.query, item_tokens.item_id, query_tokens.token,
         max(token_matches.match_weight) as match_weight
     from query_tokens
     inner join token_matches on token_matches.query_token = query_tokens.token
     inner join analytics.item_search_tokens as item_tokens on item_tokens.token = token_matches.item_token
-    group by query_tokens.search_id, item_tokens.item_id, query_tokens.token
+    group by query_tokens.query, item_tokens.item_id, query_tokens.token
 ),
 text_scores as (
-    select matches.search_id, matches.item_id, sum(matches.match_weight) / min(query_sizes.n_tokens) as text_score
+    select matches.query, matches.item_id, sum(matches.match_weight) / min(query_sizes.n_tokens) as text_score
     from token_item_matches as matches
-    inner join query_sizes on query_sizes.search_id = matches.search_id
-    group by matches.search_id, matches.item_id
+    inner join query_sizes on query_sizes.query = matches.query
+    group by matches.query, matches.item_id
 ),
 popularity as (
     select interactions.item_id, ln(1 + sum({event_weight_sql("interactions.event_type")})) as popularity
@@ -174,12 +176,12 @@ price_bands as (
     where items.price is not null and (items.created_at is null or items.created_at < %(as_of)s)
 ),
 ranked as (
-    select text_scores.search_id, text_scores.item_id, text_scores.text_score,
+    select text_scores.query, text_scores.item_id, text_scores.text_score,
         coalesce(popularity.popularity, 0) as popularity,
         items.category, items.brand,
         price_bands.price_position,
         row_number() over (
-            partition by text_scores.search_id
+            partition by text_scores.query
             order by text_scores.text_score desc, coalesce(popularity.popularity, 0) desc, text_scores.item_id
         ) as base_rank
     from text_scores
@@ -190,8 +192,10 @@ ranked as (
         and (items.is_in_stock or not %(in_stock_only)s)
 ),
 candidates as (
-    select ranked.*, requests.user_id from ranked
-    inner join requests on requests.search_id = ranked.search_id
+    select requests.search_id, requests.user_id, ranked.item_id, ranked.text_score, ranked.popularity,
+        ranked.category, ranked.brand, ranked.price_position, ranked.base_rank
+    from ranked
+    inner join requests on requests.query = ranked.query
     where ranked.base_rank <= %(n_candidates)s
 ),
 personalized_users as (
