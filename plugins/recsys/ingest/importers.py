@@ -202,7 +202,7 @@ def import_interactions(
             run.lines.add(purchases[["order_key", "item_id", "quantity", "price"]], _bucket(purchases["user_id"]))
         orders = _or_empty(orders, ["order_key", "user_id", "at"]).sort_values(["at", "user_id"])
         orders["order_id"] = "O" + pd.Series(np.arange(1, len(orders) + 1), index=orders.index).astype(str).str.zfill(7)
-        item_table = pd.DataFrame({"item_id": items.to_numpy()})
+        item_table = pd.DataFrame({"item_id": np.sort(items.to_numpy(dtype=object))})
         item_table["category_path"] = item_table["item_id"].map(categories.most_frequent())
         item_table["price"] = item_table["item_id"].map(prices.median().round(4))
         run.write("users", _first_seen_users(first_seen))
