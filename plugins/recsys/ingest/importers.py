@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.ingest import landing, load
+from recsys.ingest import landing, sources
 from recsys.ingest.parsing import parse_times
 from recsys.ingest.sources import Block, KeyCounts, Rejections, SeenRows, SourceCsv, Spill
 
@@ -117,7 +117,7 @@ def import_interactions(
     category_col: str | None = None,
     default_event_type: str = "purchase",
     date_format: str | None = None,
-    block_size: int = load.BLOCK_SIZE,
+    block_size: int = sources.BLOCK_SIZE,
 ) -> dict:
     """Import a generic interactions CSV (one row per interaction) into a landing directory.
 
@@ -159,7 +159,7 @@ def import_interactions(
     date_format : str, optional
         The timestamps' ``strftime`` format, when detection cannot tell (see above).
     block_size : int
-        Bytes of the source read at a time (default :data:`recsys.ingest.load.BLOCK_SIZE`); the output does not
+        Bytes of the source read at a time (default :data:`recsys.ingest.sources.BLOCK_SIZE`); the output does not
         depend on it.
 
     Returns
@@ -260,7 +260,7 @@ def _interaction_rows(block: Block, run: _Run, columns: list, default_event_type
 
 
 def import_online_retail(
-    path: Path | str, out_dir: Path | str, date_format: str | None = None, block_size: int = load.BLOCK_SIZE
+    path: Path | str, out_dir: Path | str, date_format: str | None = None, block_size: int = sources.BLOCK_SIZE
 ) -> dict:
     """Import the UCI Online Retail data set (CSV export) into a landing directory.
 
@@ -295,7 +295,7 @@ def import_online_retail(
         Landing directory to write: missing, empty or an earlier import's output, replaced whole once the
         import succeeded (:func:`recsys.ingest.landing.output_directory`).
     block_size : int
-        Bytes of the source read at a time (default :data:`recsys.ingest.load.BLOCK_SIZE`); the output does not
+        Bytes of the source read at a time (default :data:`recsys.ingest.sources.BLOCK_SIZE`); the output does not
         depend on it.
 
     Returns

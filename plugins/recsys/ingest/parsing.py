@@ -29,12 +29,17 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recsys.ingest.landing import LandingError
 
 #: how many times closer together the dates of one reading must be to settle day/month without a field > 12
 SPAN_RATIO = 5
-_DAY_MONTH = r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
+#: d/m/yyyy or m/d/yyyy with an optional time; groups 0-5: the two fields, the year, hour, minute, second
+_DAY_MONTH = (
+    r"^(?P<0>\d{1,2})[/.-](?P<1>\d{1,2})[/.-](?P<2>\d{4})(?:[ T](?P<3>\d{1,2}):(?P<4>\d{2})(?::(?P<5>\d{2}))?)?$"
+)
 _BOMS = {
     codecs.BOM_UTF32_LE: "UTF-32",
     codecs.BOM_UTF32_BE: "UTF-32",
@@ -77,7 +82,7 @@ def parse_times(
     number = pd.to_numeric(values.where(values.str.fullmatch(r"\d+(?:\.\d+)?") & ~compact), errors="coerce")
     unit = np.select([number < 1e11, number < 1e14, number < 1e17], [1.0, 1e3, 1e6], 1e9)
     parsed = parsed.fillna(pd.to_datetime(number / unit, unit="s", utc=True, errors="coerce"))
-    parts = values.str.extract(_DAY_MONTH)
+    parts = _day_month_parts(values)
     slashed = parts[0].notna()
     if slashed.any() and order != "unparsed":
         first, second = parts.loc[slashed, 0].astype(int), parts.loc[slashed, 1].astype(int)
@@ -114,7 +119,7 @@ class DateEvidence:
     def add(self, values: pd.Series) -> DateEvidence:
         """Count the evidence of one block of trimmed text ``values``; returns ``self``."""
         self.values += int(values.ne("").sum())
-        parts = values.str.extract(_DAY_MONTH).dropna(subset=[0])
+        parts = _day_month_parts(values).dropna(subset=[0])
         if parts.empty:
             return self
         first, second = parts[0].astype(int), parts[1].astype(int)
@@ -164,6 +169,17 @@ class DateEvidence:
             f"{name}: dates like {self.sample} can be day/month or month/day and no day is above 12;"
             " give the format, e.g. --date-format '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"
         )
+
+
+def _day_month_parts(values: pd.Series) -> pd.DataFrame:
+    """The :data:`_DAY_MONTH` groups of ``values`` (columns 0-5; missing where a value or group does not match).
+
+    pyarrow's RE2 does it in C++ (pandas' ``str.extract`` runs the regex in Python, value by value).
+    """
+    groups = pc.extract_regex(pa.array(values.to_numpy(dtype=object), type=pa.string()), _DAY_MONTH).flatten()
+    parts = pd.DataFrame({number: group.to_pandas() for number, group in enumerate(groups)})
+    parts.index = values.index
+    return parts.where(parts != "")  # an optional group that did not take part is empty
 
 
 def _read_day_month(parts: pd.DataFrame, day: pd.Series, month: pd.Series) -> pd.Series:

@@ -5,7 +5,7 @@
   UTF-8 is read as Windows-1252 (:func:`recsys.ingest.parsing.decode_legacy`).
 * :class:`Rejections`: the rejected rows' count per reason and the first line numbers of each.
 * :class:`SeenRows`: which rows repeat an earlier row, by a 128-bit hash of their values (16 bytes per
-  distinct row are kept, not the rows).
+  distinct row are kept, not the rows; a block's hashes are merged into the sorted ones kept).
 * :class:`Spill`: rows set aside on disk under an integer key (a month, a bucket of orders) and read back
   one key at a time, in key order and, within a key, in the order they were added.
 * :class:`KeyCounts`: how often each (key, value) pair occurs, merged block by block: the most frequent
@@ -32,6 +32,9 @@ from recsys.ingest.parsing import DateEvidence, DateOrder, check_encoding, decod
 
 logger = logging.getLogger(__name__)
 
+#: bytes of a source read at a time: a block is in memory as text a few times over while it is converted; a
+#: record must fit in one (a longer one is an error naming the file)
+BLOCK_SIZE = 8 << 20
 #: first line numbers kept per rejection reason
 REPORT_EXAMPLES = 5
 _HASH_KEYS = ("recsys-dupes-one", "recsys-dupes-two")  # two 64-bit hashes of a row: 128 bits
@@ -85,7 +88,7 @@ class SourceCsv:
         If the file is empty, its header repeats or lacks one of ``columns``; the message names the file.
     """
 
-    def __init__(self, path: Path | str, columns: list[str], block_size: int = load.BLOCK_SIZE) -> None:
+    def __init__(self, path: Path | str, columns: list[str], block_size: int = BLOCK_SIZE) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such file")
@@ -199,17 +202,23 @@ class SeenRows:
     """Which rows repeat an earlier one (of this block or an earlier block), by a 128-bit hash of their values."""
 
     def __init__(self) -> None:
-        self.hashes = np.empty(0, dtype="V16")  # sorted
+        self.first = np.empty(0, dtype=np.uint64)  # the hashes' first halves, sorted
+        self.second = np.empty(0, dtype=np.uint64)  # their second halves, in the same order
 
     def duplicated(self, rows: pd.DataFrame) -> pd.Series:
-        halves = [pd.util.hash_pandas_object(rows, index=False, hash_key=key).to_numpy() for key in _HASH_KEYS]
-        keys = np.ascontiguousarray(np.column_stack(halves)).view("V16").ravel()
-        first = np.zeros(len(keys), dtype=bool)
-        first[np.unique(keys, return_index=True)[1]] = True
-        position = np.minimum(np.searchsorted(self.hashes, keys), max(len(self.hashes) - 1, 0))
-        seen = self.hashes[position] == keys if len(self.hashes) else np.zeros(len(keys), dtype=bool)
-        self.hashes = np.sort(np.concatenate([self.hashes, keys[first & ~seen]]))
-        return pd.Series(~first | seen, index=rows.index)
+        first, second = (pd.util.hash_pandas_object(rows, index=False, hash_key=key).to_numpy() for key in _HASH_KEYS)
+        repeat = pd.DataFrame({"first": first, "second": second}).duplicated().to_numpy()
+        left, right = np.searchsorted(self.first, first, "left"), np.searchsorted(self.first, first, "right")
+        seen = np.zeros(len(rows), dtype=bool)
+        single = right - left == 1
+        seen[single] = self.second[left[single]] == second[single]
+        for row in np.flatnonzero(right - left > 1):  # different rows with the same first half: practically never
+            seen[row] = bool((self.second[left[row] : right[row]] == second[row]).any())
+        new = np.flatnonzero(~repeat & ~seen)
+        new = new[np.argsort(first[new], kind="stable")]
+        at = np.searchsorted(self.first, first[new])
+        self.first, self.second = np.insert(self.first, at, first[new]), np.insert(self.second, at, second[new])
+        return pd.Series(repeat | seen, index=rows.index)
 
 
 class Spill:
