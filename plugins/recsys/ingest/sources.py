@@ -32,9 +32,10 @@ from recsys.ingest.parsing import DateEvidence, DateOrder, check_encoding, decod
 
 logger = logging.getLogger(__name__)
 
-#: bytes of a source read at a time: a block is in memory as text a few times over while it is converted; a
-#: record must fit in one (a longer one is an error naming the file)
-BLOCK_SIZE = 8 << 20
+#: bytes of a source read at a time: a block is in memory as text a few times over while it is converted, and
+#: pyarrow's reader reads a number of blocks ahead; a record must fit in one (a longer one is an error naming
+#: the file)
+BLOCK_SIZE = 4 << 20
 #: first line numbers kept per rejection reason
 REPORT_EXAMPLES = 5
 _HASH_KEYS = ("recsys-dupes-one", "recsys-dupes-two")  # two 64-bit hashes of a row: 128 bits
