@@ -94,7 +94,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", [*CASES, "planted retail", "planted interactions"])
-def test_the_output_does_not_depend_on_the_block_size(tmp_path, case):
+def test_the_output_does_not_depend_on_the_block_size(tmp_path, caplog, case):
+    caplog.set_level("INFO")
     if case == "planted retail":
         importer, source, options = import_online_retail, tmp_path / "retail.csv", {}
         planted_retail(source)
@@ -113,6 +114,20 @@ def test_the_output_does_not_depend_on_the_block_size(tmp_path, case):
         assert report == results[0][0]
         assert files == results[0][1]
     assert not any(name.startswith(".") for name in results[0][1]), "nothing set aside is left in the output"
+    assert "does not fit" not in caplog.text, "the small blocks were read as they are"
+
+
+def test_a_record_longer_than_the_block_is_read_with_larger_blocks(tmp_path, caplog):
+    caplog.set_level("INFO")
+    source = tmp_path / "retail.csv"
+    long_name = "LONG " * 400  # a 2,000-character description, within the value limit
+    line = f"540001,21000,{long_name},1,12/13/2011 9:00,1.00,12346.0,France\n"
+    source.write_bytes(RETAIL_HEADER + b"540000,21000,THING,1,12/13/2011 9:00,1.00,12346.0,France\n" + line.encode())
+    small = import_online_retail(source, tmp_path / "small", block_size=256)
+    assert "does not fit in a block; reading blocks of 1024 bytes" in caplog.text
+    whole = import_online_retail(source, tmp_path / "whole", block_size=1 << 20)
+    assert small == whole and small["rows_used"] == 2
+    assert outputs(tmp_path / "small") == outputs(tmp_path / "whole")
 
 
 def test_planted_retail_rejections_and_the_late_evidence_of_month_first(tmp_path):
@@ -143,7 +158,9 @@ def test_date_evidence_gathered_in_blocks_decides_as_the_whole_column():
     values = pd.Series(["1/2/2011 10:00", "3/4/2011 10:00", "5/6/2011", "2011-05-01", "13/1/2011 9:00"])
     whole = DateEvidence().add(values)
     blocks = DateEvidence().add(values[:2]).add(values[2:4]).add(values[4:])
-    assert whole == blocks and blocks.order() == "day_first"
+    assert whole.order() == blocks.order() == "day_first"
+    undecided = pd.Series(["1/2/2011", "2/2/2011", "1/3/2011", "4/2/2011"])  # valid both ways: the spans decide
+    assert DateEvidence().add(undecided) == DateEvidence().add(undecided[:1]).add(undecided[1:3]).add(undecided[3:])
     assert parse_times(values[:1], order=blocks.order()).iloc[0] == pd.Timestamp("2011-02-01 10:00", tz="UTC")
     with pytest.raises(AmbiguousDates, match="can be day/month or month/day"):
         DateEvidence().add(values[:2]).order()

@@ -104,6 +104,7 @@ class DateEvidence:
     """What decides day/month against month/day, gathered block by block over a whole file (see the module).
 
     ``DateEvidence().add(block_1).add(block_2)...order(name)`` decides as one look at the whole column would.
+    Once a field above 12 was seen, the valid dates and spans no longer decide and are not counted further.
     """
 
     values: int = 0  # non-empty values
@@ -127,12 +128,14 @@ class DateEvidence:
         self.first_above_12 |= bool((first > 12).any())
         self.second_above_12 |= bool((second > 12).any())
         self.fields_equal &= bool((first == second).all())
+        if self.sample is None:
+            self.sample = "/".join(parts.iloc[0, :3].astype(str))
+        if self.first_above_12 or self.second_above_12:
+            return self  # decided by the fields above 12 (or refused for both): the readings no longer count
         readings = (_read_day_month(parts, first, second), _read_day_month(parts, second, first))
         self.valid = tuple(count + int(dates.notna().sum()) for count, dates in zip(self.valid, readings, strict=True))
         self.low = tuple(pd.Series([old, dates.min()]).min() for old, dates in zip(self.low, readings, strict=True))
         self.high = tuple(pd.Series([old, dates.max()]).max() for old, dates in zip(self.high, readings, strict=True))
-        if self.sample is None:
-            self.sample = "/".join(parts.iloc[0, :3].astype(str))
         return self
 
     def order(self, name: str = "the file") -> DateOrder | None:

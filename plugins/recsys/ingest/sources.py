@@ -32,9 +32,9 @@ from recsys.ingest.parsing import DateEvidence, DateOrder, check_encoding, decod
 
 logger = logging.getLogger(__name__)
 
-#: bytes of a source read at a time: a block is in memory as text a few times over while it is converted, and
-#: pyarrow's reader reads a number of blocks ahead; a record must fit in one (a longer one is an error naming
-#: the file)
+#: bytes of a source read at a time, at first: a block is in memory as text a few times over while it is
+#: converted, and pyarrow's reader reads a number of blocks ahead; a file with a longer record is read in
+#: larger blocks (:meth:`SourceCsv.date_order`)
 BLOCK_SIZE = 4 << 20
 #: first line numbers kept per rejection reason
 REPORT_EXAMPLES = 5
@@ -112,13 +112,32 @@ class SourceCsv:
         self.legacy_values = 0
 
     def date_order(self, column: str, date_format: str | None) -> DateOrder | None:
-        """The day/month order of ``column``'s dates over the whole file: a first pass reading that column only."""
-        if date_format:
-            return None
-        evidence = DateEvidence()
-        for block in self.blocks(include=[column]):
-            evidence.add(block.rows[column])
-        return evidence.order(str(self.path))
+        """The day/month order of ``column``'s dates over the whole file: a first pass reading that column only.
+
+        The pass also fits the block size: if a record does not fit in a block (or a quoted line break
+        crosses a block's end), it is read again with blocks four times larger, up to
+        :data:`recsys.ingest.load.BLOCK_SIZE`; the second pass reads the same blocks.
+
+        Raises
+        ------
+        ValueError
+            A record does not fit even then.
+        """
+        while True:
+            evidence = DateEvidence()
+            try:
+                for block in self.blocks(include=[column]):
+                    if not date_format:
+                        evidence.add(block.rows[column])
+                break
+            except ValueError:
+                if self.block_size >= load.BLOCK_SIZE:
+                    raise
+                self.block_size = min(self.block_size * 4, load.BLOCK_SIZE)
+                logger.info(
+                    "%s: a record does not fit in a block; reading blocks of %d bytes", self.path, self.block_size
+                )
+        return None if date_format else evidence.order(str(self.path))
 
     def blocks(self, rejections: Rejections | None = None, include: list[str] | None = None) -> Iterator[Block]:
         """The file's blocks (only the ``include`` columns, if given); malformed records go to ``rejections``.
@@ -248,27 +267,42 @@ class Spill:
 
 
 class KeyCounts:
-    """How often each non-empty (key, value) pair occurs, merged block by block."""
+    """How often each non-empty (key, value) pair occurs, merged block by block.
+
+    A block's counts wait in a list until they outnumber the merged ones (then all are merged): merging
+    costs about as much as the counts it adds, and memory stays within twice the distinct pairs.
+    """
 
     def __init__(self, key: str, value: str) -> None:
         self.key, self.value = key, value
-        self.counts: pd.DataFrame | None = None
+        self.merged = pd.DataFrame(columns=[key, value, "count"])
+        self.pending: list[pd.DataFrame] = []
 
     def add(self, rows: pd.DataFrame) -> None:
         present = rows[rows[self.value].notna() & (rows[self.value] != "")]
-        counts = present.groupby([self.key, self.value]).size().rename("count").reset_index()
-        both = counts if self.counts is None else pd.concat([self.counts, counts], ignore_index=True)
-        self.counts = both.groupby([self.key, self.value], as_index=False)["count"].sum()
+        self.pending.append(present.groupby([self.key, self.value]).size().rename("count").reset_index())
+        if sum(len(counts) for counts in self.pending) > max(len(self.merged), 10_000):
+            self._merge()
+
+    @property
+    def counts(self) -> pd.DataFrame:
+        self._merge()
+        return self.merged
+
+    def _merge(self) -> None:
+        if self.pending:
+            both = pd.concat([self.merged, *self.pending] if len(self.merged) else self.pending, ignore_index=True)
+            self.merged = both.groupby([self.key, self.value], as_index=False)["count"].sum()
+            self.pending = []
 
     def most_frequent(self) -> pd.Series:
         """The most frequent value per key (ties: the smallest)."""
-        counts = self.counts if self.counts is not None else pd.DataFrame(columns=[self.key, self.value, "count"])
-        best = counts.sort_values([self.key, "count", self.value], ascending=[True, False, True])
+        best = self.counts.sort_values([self.key, "count", self.value], ascending=[True, False, True])
         return best.drop_duplicates(self.key).set_index(self.key)[self.value]
 
     def median(self) -> pd.Series:
         """The median value per key: the middle value, or the mean of the two middle values."""
-        if self.counts is None or self.counts.empty:
+        if self.counts.empty:
             return pd.Series(dtype="float64")
         counts = self.counts.sort_values([self.key, self.value], ignore_index=True)
         by_key = counts.groupby(self.key)["count"]
