@@ -10,7 +10,8 @@ uses explicitly, and writes a landing directory (see :mod:`recsys.ingest.landing
 Memory
 ------
 An importer streams its source (:mod:`recsys.ingest.sources`): a first pass reads the date column only, to
-decide day/month against month/day on the whole file; the second reads the file block by block
+decide day/month against month/day on the whole file (and to fit the block size to the longest record:
+:meth:`recsys.ingest.sources.SourceCsv.date_order`); the second reads the file block by block
 (``block_size`` bytes), rejects and converts each block, and sets the events (by month) and the purchase rows
 (by :data:`LINE_BUCKETS` buckets of orders) aside on disk in the temporary output folder. What stays in
 memory is one block and, per distinct key, the aggregates of the users, items and orders (first seen, the
