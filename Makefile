@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?=
 
-.PHONY: run test lint bench bench-scale bench-serve report docs docs-site clean
+.PHONY: run test lint bench bench-scale bench-import bench-serve report docs docs-site clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ SIZE ?= M
 SHAPE ?= web
 bench-scale: $(VENV)/.installed
 	$(BIN)/python -m recsys.dev.bench_scale $(if $(DATA),--data $(DATA),--size $(SIZE) --shape $(SHAPE))
+
+## wall and CPU seconds and peak RSS of `recsys import online-retail` on an invoice export of CUSTOMERS customers (20,000: about 2.7M lines)
+CUSTOMERS ?= 20000
+bench-import: $(VENV)/.installed
+	$(BIN)/python -m recsys.dev.bench_import --customers $(CUSTOMERS)
 
 ## latency and throughput of the serving API on loopback (USERS published shoppers in Redis at REDIS_URL); a table per endpoint
 USERS ?= 1000000

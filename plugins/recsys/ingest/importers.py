@@ -7,12 +7,24 @@ uses explicitly, and writes a landing directory (see :mod:`recsys.ingest.landing
 ``items.csv``, ``events.csv``, ``orders.csv``, ``order_lines.csv``, ``manifest.json`` and
 ``import_report.json``.
 
+Memory
+------
+An importer streams its source (:mod:`recsys.ingest.sources`): a first pass reads the date column only, to
+decide day/month against month/day on the whole file (and to fit the block size to the longest record:
+:meth:`recsys.ingest.sources.SourceCsv.date_order`); the second reads the file block by block
+(``block_size`` bytes), rejects and converts each block, and sets the events (by month) and the purchase rows
+(by :data:`LINE_BUCKETS` buckets of orders) aside on disk in the temporary output folder. What stays in
+memory is one block and, per distinct key, the aggregates of the users, items and orders (first seen, the
+counts behind the most frequent value and the median price), plus 16 bytes per distinct source row for
+``duplicate_row``. The landing files are then written one month of events and one bucket of order lines at a
+time. The output does not depend on ``block_size``.
+
 Rejected rows
 -------------
 A source row that cannot be represented in the landing format (no user, no item,
 a timestamp that does not parse, ...) is **not written**: it is counted under one
 reason (the first that applies, in the order the importer documents) and the
-report lists the reasons, their counts and the first few line numbers (the header
+report lists the reasons, their counts and the first five line numbers (the header
 is line 1; blank lines and line breaks inside quoted values do not count). Every
 importer first rejects, in this order:
 
@@ -44,19 +56,17 @@ Common rules
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from recsys.ingest import landing, load
-from recsys.ingest.parsing import check_encoding, decode_legacy, parse_times
+from recsys.ingest import landing, sources
+from recsys.ingest.parsing import parse_times
+from recsys.ingest.sources import Block, KeyCounts, Rejections, SeenRows, SourceCsv, Spill
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +100,10 @@ ONLINE_RETAIL_COLUMNS = (
 #: everything else (POST, M, D, DOT, BANK CHARGES, C2, AMAZONFEE, PADS, S, CRUK, gift_0001_10, ...)
 #: is postage, a fee, a manual adjustment or a voucher
 PRODUCT_STOCK_CODE = r"^\d{5}[A-Z]*$"
-_REPORT_EXAMPLES = 5
+#: buckets the order lines are set aside in (by a hash of the order): one is in memory at a time at the end
+LINE_BUCKETS = 16
 #: numbers at or above this are not plausible quantities or prices (and overflow the warehouse's types)
 _MAX_NUMBER = 1e15
-
-
-@dataclass
-class _Source:
-    """A source CSV as read: text rows, where each came from, and what could not be read as a row."""
-
-    rows: pd.DataFrame  # every column as trimmed text, one row per record that has the header's fields
-    line: pd.Series  # the line number of each row (header = 1)
-    truncated: pd.Series  # True for a last row the file cuts off inside a quoted field
-    malformed: pd.DataFrame  # records without the header's number of fields: line, reason
-    legacy_values: int  # values that were not UTF-8 and were read as Windows-1252
 
 
 def import_interactions(
@@ -118,6 +118,7 @@ def import_interactions(
     category_col: str | None = None,
     default_event_type: str = "purchase",
     date_format: str | None = None,
+    block_size: int = sources.BLOCK_SIZE,
 ) -> dict:
     """Import a generic interactions CSV (one row per interaction) into a landing directory.
 
@@ -158,6 +159,9 @@ def import_interactions(
         Event type of every row when ``event_type_col`` is not given.
     date_format : str, optional
         The timestamps' ``strftime`` format, when detection cannot tell (see above).
+    block_size : int
+        Bytes of the source read at a time (default :data:`recsys.ingest.sources.BLOCK_SIZE`); the output does not
+        depend on it.
 
     Returns
     -------
@@ -175,12 +179,52 @@ def import_interactions(
     if default_event_type not in landing.EVENT_TYPES:
         raise ValueError(f"default_event_type {default_event_type!r} is not one of {landing.EVENT_TYPES}")
     columns = [user_col, item_col, time_col, event_type_col, quantity_col, price_col, category_col]
-    read = _read_csv(path, [column for column in columns if column is not None])
-    source = read.rows
+    source = SourceCsv(path, [column for column in columns if column is not None], block_size)
+    order = source.date_order(time_col, date_format)
+    items, categories, prices = (
+        pd.Index([], dtype=str),
+        KeyCounts("item_id", "category_path"),
+        KeyCounts("item_id", "price"),
+    )
+    first_seen, orders = pd.Series(dtype="datetime64[ns, UTC]"), None
+    with landing.output_directory(out_dir) as partial:
+        run = _Run(partial)
+        for block in source.blocks(run.rejections):
+            rows = _interaction_rows(block, run, columns, default_event_type, (order, date_format, str(path)))
+            with_item = rows[rows["item_id"] != ""]
+            items = items.union(pd.Index(with_item["item_id"].unique()))
+            categories.add(with_item)
+            prices.add(with_item)
+            first_seen = _earliest(first_seen, rows)
+            run.events.add(rows[_EVENT_COLUMNS], _month(rows["at"]))
+            purchases = rows[(rows["event_type"] == "purchase") & rows["price"].notna()]
+            purchases = purchases.assign(order_key=purchases["user_id"] + "\x1f" + _iso(purchases["at"]))
+            orders = _stack(orders, purchases[["order_key", "user_id", "at"]]).drop_duplicates("order_key")
+            run.lines.add(purchases[["order_key", "item_id", "quantity", "price"]], _bucket(purchases["user_id"]))
+        orders = _or_empty(orders, ["order_key", "user_id", "at"]).sort_values(["at", "user_id"])
+        orders["order_id"] = "O" + pd.Series(np.arange(1, len(orders) + 1), index=orders.index).astype(str).str.zfill(7)
+        item_table = pd.DataFrame({"item_id": np.sort(items.to_numpy(dtype=object))})
+        item_table["category_path"] = item_table["item_id"].map(categories.most_frequent())
+        item_table["price"] = item_table["item_id"].map(prices.median().round(4))
+        run.write("users", _first_seen_users(first_seen))
+        run.write("items", item_table)
+        run.write_events()
+        order_ids = orders.set_index("order_key")["order_id"]
+        run.write("orders", _orders(orders, "completed"))
+        for lines in run.lines.groups():
+            run.write("order_lines", _order_lines(lines.assign(order_id=lines["order_key"].map(order_ids))))
+        run.finish(_report("interactions", path, source, run), generator="recsys import_interactions")
+    return run.report
 
+
+def _interaction_rows(block: Block, run: _Run, columns: list, default_event_type: str, dates: tuple) -> pd.DataFrame:
+    """The used rows of one block of an interactions CSV; its rejected rows counted in ``run``."""
+    user_col, item_col, time_col, event_type_col, quantity_col, price_col, category_col = columns
+    source = block.rows
     user = source[user_col]
     item = source[item_col]
-    at = parse_times(source[time_col], date_format, str(path))
+    order, date_format, name = dates
+    at = parse_times(source[time_col], date_format, name, order=order)
     if event_type_col is None:
         event_type = pd.Series(default_event_type, index=source.index)
     else:
@@ -189,23 +233,21 @@ def import_interactions(
     bad_quantity |= quantity.notna() & ((quantity <= 0) | (quantity % 1 != 0))
     price, bad_price = _parse_optional_number(source, price_col)
     bad_price |= price < 0
-
-    reason = _first_reason(
+    used = run.judge(
+        block,
+        columns,
         {
-            **_read_reasons(read, columns),
             "missing_user": user == "",
             "missing_item": (item == "") & (event_type != "search"),
             "unparseable_timestamp": at.isna(),
             "unknown_event_type": event_type.isna(),
             "invalid_quantity": bad_quantity,
             "invalid_price": bad_price,
-            "duplicate_row": source.duplicated(),
-        }
+        },
     )
-    used = reason.isna()
     quantity = quantity.where(event_type.isin(["cart", "purchase"]))
     quantity = quantity.mask(quantity.isna() & (event_type == "purchase"), 1)
-    rows = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": user,
             "item_id": item,
@@ -217,41 +259,10 @@ def import_interactions(
         }
     )[used]
 
-    with_item = rows[rows["item_id"] != ""]
-    items = pd.DataFrame({"item_id": np.sort(with_item["item_id"].unique())})
-    items["category_path"] = items["item_id"].map(_most_frequent(with_item, "item_id", "category_path"))
-    items["price"] = items["item_id"].map(with_item.groupby("item_id")["price"].median().round(4))
 
-    purchases = rows[(rows["event_type"] == "purchase") & rows["price"].notna()]
-    order_key = purchases["user_id"] + "\x1f" + _iso(purchases["at"])
-    orders = (
-        purchases.assign(order_key=order_key)
-        .drop_duplicates("order_key")
-        .sort_values(["at", "user_id"])[["order_key", "user_id", "at"]]
-    )
-    orders["order_id"] = "O" + pd.Series(np.arange(1, len(orders) + 1), index=orders.index).astype(str).str.zfill(7)
-    lines = purchases.assign(order_id=order_key.map(orders.set_index("order_key")["order_id"]))
-
-    tables = {
-        "users": _first_seen_users(rows),
-        "items": items,
-        "events": _events(rows),
-        "orders": pd.DataFrame(
-            {
-                "order_id": orders["order_id"],
-                "user_id": orders["user_id"],
-                "ordered_at": _iso(orders["at"]),
-                "status": "completed",
-            }
-        ),
-        "order_lines": _order_lines(lines),
-    }
-    report = _report("interactions", path, reason, tables, read)
-    _write(out_dir, tables, report, generator="recsys import_interactions")
-    return report
-
-
-def import_online_retail(path: Path | str, out_dir: Path | str, date_format: str | None = None) -> dict:
+def import_online_retail(
+    path: Path | str, out_dir: Path | str, date_format: str | None = None, block_size: int = sources.BLOCK_SIZE
+) -> dict:
     """Import the UCI Online Retail data set (CSV export) into a landing directory.
 
     The layout is ``InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
@@ -284,6 +295,9 @@ def import_online_retail(path: Path | str, out_dir: Path | str, date_format: str
     out_dir : path
         Landing directory to write: missing, empty or an earlier import's output, replaced whole once the
         import succeeded (:func:`recsys.ingest.landing.output_directory`).
+    block_size : int
+        Bytes of the source read at a time (default :data:`recsys.ingest.sources.BLOCK_SIZE`); the output does not
+        depend on it.
 
     Returns
     -------
@@ -298,33 +312,80 @@ def import_online_retail(path: Path | str, out_dir: Path | str, date_format: str
     ValueError
         If a column of the layout is missing.
     """
-    read = _read_csv(path, list(ONLINE_RETAIL_COLUMNS))
-    source = read.rows
+    source = SourceCsv(path, list(ONLINE_RETAIL_COLUMNS), block_size)
+    order = source.date_order("InvoiceDate", date_format)
+    names, regions, prices = KeyCounts("item_id", "name"), KeyCounts("user_id", "region"), KeyCounts("item_id", "price")
+    first_seen, orders = pd.Series(dtype="datetime64[ns, UTC]"), None
+    codes, purchase_rows, cancellation_rows = np.array([], dtype=object), 0, 0
+    with landing.output_directory(out_dir) as partial:
+        run = _Run(partial)
+        for block in source.blocks(run.rejections):
+            rows, excluded = _retail_rows(block, run, (order, date_format, str(path)))
+            codes = np.union1d(codes, excluded)
+            names.add(rows)
+            regions.add(rows)
+            prices.add(rows)
+            first_seen = _earliest(first_seen, rows)
+            orders = _stack(orders, rows[_ORDER_STATE]).sort_values(["at", "line"], kind="stable")
+            orders = orders.drop_duplicates("order_id")
+            purchases = rows[~rows["is_cancellation"]]
+            purchase_rows, cancellation_rows = (
+                purchase_rows + len(purchases),
+                cancellation_rows + len(rows) - len(purchases),
+            )
+            run.events.add(purchases.assign(event_type="purchase")[_EVENT_COLUMNS], _month(purchases["at"]))
+            run.lines.add(rows[["order_id", "item_id", "quantity", "price"]], _bucket(rows["order_id"]))
+        items = pd.DataFrame({"item_id": prices.median().index.to_numpy()})
+        items["name"] = items["item_id"].map(names.most_frequent())
+        items["price"] = items["item_id"].map(prices.median().round(4))
+        users = _first_seen_users(first_seen)
+        users["region"] = users["user_id"].map(regions.most_frequent())
+        run.write("users", users)
+        run.write("items", items)
+        run.write_events()
+        orders = _or_empty(orders, _ORDER_STATE).sort_values(["at", "order_id"])
+        run.write("orders", _orders(orders, np.where(orders["is_cancellation"].astype(bool), "cancelled", "completed")))
+        for lines in run.lines.groups():
+            run.write("order_lines", _order_lines(lines))
+        report = _report("online_retail", path, source, run)
+        report["purchase_rows"] = purchase_rows
+        report["cancellation_rows"] = cancellation_rows
+        report["non_product_stock_codes"] = [str(code) for code in codes]
+        run.finish(report, generator="recsys import_online_retail")
+    return run.report
+
+
+#: what an event is set aside with
+_EVENT_COLUMNS = ["user_id", "item_id", "event_type", "at", "quantity", "price"]
+#: what is kept per order while reading: its earliest row (ties: the first in the file)
+_ORDER_STATE = ["order_id", "at", "line", "user_id", "is_cancellation"]
+
+
+def _retail_rows(block: Block, run: _Run, dates: tuple) -> tuple[pd.DataFrame, np.ndarray]:
+    """The used rows of one block of an Online Retail export, and the non-product stock codes it excluded."""
+    source = block.rows
     invoice = source["InvoiceNo"].str.upper()
     code = source["StockCode"].str.upper()
     customer = source["CustomerID"].str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
-    at = parse_times(source["InvoiceDate"], date_format, str(path))
+    order, date_format, name = dates
+    at = parse_times(source["InvoiceDate"], date_format, name, order=order)
     quantity = _to_number(source["Quantity"])
     price = _to_number(source["UnitPrice"])
     is_cancellation = invoice.str.startswith("C")
     is_product = code.str.fullmatch(PRODUCT_STOCK_CODE)
-
-    reason = _first_reason(
-        {
-            **_read_reasons(read, ONLINE_RETAIL_COLUMNS),
-            "missing_customer_id": customer == "",
-            "invalid_customer_id": ~customer.str.fullmatch(r"\d+"),
-            "unparseable_invoice_date": at.isna(),
-            "invalid_quantity": quantity.isna() | (quantity % 1 != 0),
-            "invalid_unit_price": price.isna(),
-            "non_product_stock_code": ~is_product,
-            "zero_quantity": quantity == 0,
-            "negative_quantity": (quantity < 0) & ~is_cancellation,
-            "non_positive_unit_price": price <= 0,
-            "duplicate_row": source.duplicated(),
-        }
-    )
-    used = reason.isna()
+    conditions = {
+        "missing_customer_id": customer == "",
+        "invalid_customer_id": ~customer.str.fullmatch(r"\d+"),
+        "unparseable_invoice_date": at.isna(),
+        "invalid_quantity": quantity.isna() | (quantity % 1 != 0),
+        "invalid_unit_price": price.isna(),
+        "non_product_stock_code": ~is_product,
+        "zero_quantity": quantity == 0,
+        "negative_quantity": (quantity < 0) & ~is_cancellation,
+        "non_positive_unit_price": price <= 0,
+    }
+    used = run.judge(block, ONLINE_RETAIL_COLUMNS, conditions)
+    excluded = code[run.last_reason == "non_product_stock_code"].unique()
     rows = pd.DataFrame(
         {
             "order_id": invoice,
@@ -333,132 +394,73 @@ def import_online_retail(path: Path | str, out_dir: Path | str, date_format: str
             "name": source["Description"],
             "region": source["Country"].replace("Unspecified", ""),
             "at": at,
+            "line": block.line,
             "quantity": quantity.abs(),
             "price": price,
             "is_cancellation": is_cancellation,
         }
     )[used]
-    purchases = rows[~rows["is_cancellation"]]
+    return rows, np.asarray(excluded, dtype=object)
 
-    items = pd.DataFrame({"item_id": np.sort(rows["item_id"].unique())})
-    items["name"] = items["item_id"].map(_most_frequent(rows, "item_id", "name"))
-    items["price"] = items["item_id"].map(rows.groupby("item_id")["price"].median().round(4))
-    users = _first_seen_users(rows)
-    users["region"] = users["user_id"].map(_most_frequent(rows, "user_id", "region"))
-    orders = rows.sort_values(["at", "order_id"]).drop_duplicates("order_id")
 
-    tables = {
-        "users": users,
-        "items": items,
-        "events": _events(purchases.assign(event_type="purchase")),
-        "orders": pd.DataFrame(
+class _Run:
+    """One import being written: the rejections, the rows seen, the spills and the landing files' rows."""
+
+    def __init__(self, partial: Path) -> None:
+        self.partial = partial
+        self.rejections = Rejections()
+        self.seen = SeenRows()
+        self.events = Spill(partial / ".spill" / "events")
+        self.lines = Spill(partial / ".spill" / "order_lines")
+        self.files = {name: 0 for name in ("users", "items", "events", "orders", "order_lines")}
+        self.rows_used = 0
+        self.last_reason = pd.Series(dtype=object)
+        self.report: dict = {}
+        for name in self.files:
+            self.write(name, pd.DataFrame())
+
+    def judge(self, block: Block, columns, conditions: dict[str, pd.Series]) -> pd.Series:
+        """Which rows of ``block`` are used: no reason of the module's, nor of ``conditions``, applies."""
+        used_columns = block.rows[list(dict.fromkeys(column for column in columns if column is not None))]
+        reason = _first_reason(
             {
-                "order_id": orders["order_id"],
-                "user_id": orders["user_id"],
-                "ordered_at": _iso(orders["at"]),
-                "status": np.where(orders["is_cancellation"], "cancelled", "completed"),
-            }
-        ),
-        "order_lines": _order_lines(rows),
-    }
-    report = _report("online_retail", path, reason, tables, read)
-    report["purchase_rows"] = len(purchases)
-    report["cancellation_rows"] = len(rows) - len(purchases)
-    report["non_product_stock_codes"] = sorted(code[reason == "non_product_stock_code"].unique())
-    _write(out_dir, tables, report, generator="recsys import_online_retail")
-    return report
-
-
-def _read_csv(path: Path | str, columns: list[str]) -> _Source:
-    """Read every value as trimmed text; check that ``columns`` exist.
-
-    Raises
-    ------
-    FileNotFoundError
-        If there is no such file.
-    ValueError
-        If the file is empty, its header repeats or lacks a column, or it cannot be read as CSV; the message
-        names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    check_encoding(path)
-    with path.open("rb") as handle:
-        first = handle.readline()
-    names = [name.strip() for name in next(csv.reader([_decode(first).lstrip("\ufeff")]), [])]
-    if not any(names):
-        raise ValueError(f"{path}: the file is empty; it needs a header row naming the columns, then the data")
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise ValueError(f"{path}: column(s) {duplicated} appear more than once in the header; rename them")
-    missing = [column for column in columns if column not in names]
-    if missing:
-        raise ValueError(f"{path}: column(s) {missing} not found; the file has columns {names}")
-
-    malformed: list[dict] = []
-
-    def on_invalid_row(row) -> str:
-        reason = "unclosed_quote" if "\n" in row.text else "wrong_field_count"
-        malformed.append({"line": row.number, "reason": reason})
-        return "skip"
-
-    utf8 = load.is_utf8(path)
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1, block_size=load.BLOCK_SIZE, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() if utf8 else pa.binary() for name in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+                "unclosed_quote": block.truncated,
+                "nul_character": used_columns.apply(lambda column: column.str.contains("\x00", regex=False)).any(
+                    axis=1
+                ),
+                "value_too_long": used_columns.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).any(
+                    axis=1
+                ),
+                **conditions,
+                "duplicate_row": self.seen.duplicated(block.rows),
+            },
+            block.rows.index,
         )
-    except pa.ArrowInvalid as error:
-        raise ValueError(
-            f"{path}: cannot be read as CSV ({error}); a record longer than {load.BLOCK_SIZE >> 20} MB (a huge value,"
-            " or a quote that is never closed) causes this: fix the file and import it again"
-        ) from error
-    rows = table.to_pandas()
-    truncated = pd.Series(False, index=rows.index)
-    if len(rows):
-        truncated.iloc[-1] = load.ends_inside_quotes(path, rows[names[-1]].iloc[-1])
-    legacy = pd.DataFrame(False, index=rows.index, columns=rows.columns)
-    if not utf8:
-        utf8_text = rows.apply(lambda column: column.str.decode("utf-8", errors="replace"))
-        legacy = utf8_text.apply(lambda column: column.str.encode("utf-8")).ne(rows)
-        rows = utf8_text.mask(legacy, rows.apply(lambda column: column.map(decode_legacy)))
-        count = int(legacy.to_numpy().sum())
-        logger.warning("%s: %d value(s) are not UTF-8 and were read as Windows-1252", path, count)
-    malformed = pd.DataFrame(malformed, columns=["line", "reason"])
-    return _Source(
-        rows=rows.apply(lambda column: column.str.strip()),
-        line=pd.Series(load.line_numbers(malformed["line"].tolist(), 1, len(rows)), index=rows.index),
-        truncated=truncated,
-        malformed=malformed,
-        legacy_values=int(legacy.to_numpy().sum()),
-    )
+        self.rejections.add(reason, block.line)
+        self.last_reason = reason
+        self.rows_used += int(reason.isna().sum())
+        return reason.isna()
 
+    def write(self, name: str, frame: pd.DataFrame) -> None:
+        """Append ``frame`` to the landing file ``name`` (the header with the first, empty, frame)."""
+        spec = landing.FILES[name]
+        path = self.partial / spec.filename
+        frame.reindex(columns=spec.column_names, fill_value="").to_csv(
+            path, mode="a", header=not path.exists(), index=False, lineterminator="\n"
+        )
+        self.files[name] += len(frame)
 
-def _decode(raw: bytes) -> str:
-    """UTF-8, else Windows-1252."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return decode_legacy(raw)
+    def write_events(self) -> None:
+        """``events.csv``, one month at a time, in time order (ties: in the order of the source)."""
+        for month in self.events.groups():
+            self.write("events", _events(month))
 
-
-def _read_reasons(read: _Source, columns) -> dict[str, pd.Series]:
-    """The reasons every importer checks first, for the rows it read (see the module docstring)."""
-    used = read.rows[list(dict.fromkeys(column for column in columns if column is not None))]
-    return {
-        "unclosed_quote": read.truncated,
-        "nul_character": used.apply(lambda column: column.str.contains("\x00", regex=False)).any(axis=1),
-        "value_too_long": used.apply(lambda column: column.str.len() > landing.MAX_VALUE_CHARS).any(axis=1),
-    }
+    def finish(self, report: dict, generator: str) -> None:
+        """Write the report and, last, the manifest with the rows per file."""
+        shutil.rmtree(self.partial / ".spill")
+        self.report = report
+        (self.partial / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        landing.write_manifest(self.partial, rows=dict(self.files), generator=generator, source=report["source"])
 
 
 def _to_number(values: pd.Series) -> pd.Series:
@@ -475,26 +477,55 @@ def _parse_optional_number(source: pd.DataFrame, column: str | None) -> tuple[pd
     return number, number.isna() & (source[column] != "")
 
 
-def _first_reason(conditions: dict[str, pd.Series]) -> pd.Series:
+def _first_reason(conditions: dict[str, pd.Series], index: pd.Index) -> pd.Series:
     """The first condition that is true per row (in dict order), NaN where none is."""
     names = list(conditions)
     matrix = np.column_stack([condition.fillna(False).to_numpy(dtype=bool) for condition in conditions.values()])
     first = matrix.argmax(axis=1)
-    index = next(iter(conditions.values())).index
     return pd.Series(np.array(names, dtype=object)[first], index=index).where(matrix.any(axis=1))
 
 
-def _most_frequent(rows: pd.DataFrame, key: str, column: str) -> pd.Series:
-    """The most frequent non-empty ``column`` value per ``key`` (ties: alphabetical)."""
-    present = rows[rows[column] != ""]
-    counts = present.groupby([key, column]).size().rename("count").reset_index()
-    best = counts.sort_values([key, "count", column], ascending=[True, False, True]).drop_duplicates(key)
-    return best.set_index(key)[column]
+def _earliest(first_seen: pd.Series, rows: pd.DataFrame) -> pd.Series:
+    """Each user's earliest time so far: ``first_seen`` and the block's ``rows``."""
+    block = rows.groupby("user_id")["at"].min()
+    return block if first_seen.empty else pd.concat([first_seen, block]).groupby(level=0).min()
 
 
-def _first_seen_users(rows: pd.DataFrame) -> pd.DataFrame:
-    first_seen = rows.groupby("user_id")["at"].min()
-    return pd.DataFrame({"user_id": first_seen.index, "signup_at": _iso(first_seen).to_numpy()})
+def _stack(state: pd.DataFrame | None, block: pd.DataFrame) -> pd.DataFrame:
+    """The rows kept so far, then the block's."""
+    return block if state is None else pd.concat([state, block], ignore_index=True)
+
+
+def _or_empty(state: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    """The rows kept, or none (a file without rows)."""
+    if state is not None:
+        return state
+    types = {"at": "datetime64[ns, UTC]", "line": "int64", "is_cancellation": bool}
+    return pd.DataFrame({column: pd.Series(dtype=types.get(column, str)) for column in columns})
+
+
+def _month(at: pd.Series) -> pd.Series:
+    return at.dt.year * 12 + at.dt.month
+
+
+def _bucket(keys: pd.Series) -> pd.Series:
+    """One of :data:`LINE_BUCKETS` buckets per key (a stable hash: the same on every run)."""
+    return pd.Series(pd.util.hash_array(keys.to_numpy(dtype=object)) % LINE_BUCKETS, index=keys.index)
+
+
+def _first_seen_users(first_seen: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": first_seen.index.to_numpy(), "signup_at": _iso(first_seen).to_numpy()})
+
+
+def _orders(orders: pd.DataFrame, status) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "order_id": orders["order_id"],
+            "user_id": orders["user_id"],
+            "ordered_at": _iso(orders["at"]),
+            "status": status,
+        }
+    )
 
 
 def _events(rows: pd.DataFrame) -> pd.DataFrame:
@@ -531,29 +562,17 @@ def _iso(at: pd.Series) -> pd.Series:
     return at.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str, pd.DataFrame], read: _Source) -> dict:
-    rejected = pd.concat(
-        [
-            pd.DataFrame({"reason": reason.dropna(), "line": read.line[reason.notna()]}),
-            read.malformed,
-        ],
-        ignore_index=True,
-    ).sort_values("line", kind="stable")
+def _report(importer: str, path: Path | str, source: SourceCsv, run: _Run) -> dict:
     report = {
         "importer": importer,
         "source": str(path),
-        "rows_read": len(reason) + len(read.malformed),
-        "rows_used": int(reason.isna().sum()),
-        "rows_rejected": len(rejected),
-        "rejected_by_reason": {
-            name: int(count) for name, count in rejected["reason"].value_counts().sort_index().items()
-        },
-        "rejected_examples": {
-            name: lines.head(_REPORT_EXAMPLES).astype(int).tolist()
-            for name, lines in rejected["line"].groupby(rejected["reason"])
-        },
-        "values_read_as_windows_1252": read.legacy_values,
-        "files": {name: len(frame) for name, frame in tables.items()},
+        "rows_read": source.rows_read,
+        "rows_used": run.rows_used,
+        "rows_rejected": run.rejections.total,
+        "rejected_by_reason": run.rejections.by_reason(),
+        "rejected_examples": run.rejections.first_lines(),
+        "values_read_as_windows_1252": source.legacy_values,
+        "files": dict(run.files),
     }
     logger.info(
         "imported %s: %d rows read, %d used, %d rejected %s",
@@ -564,16 +583,3 @@ def _report(importer: str, path: Path | str, reason: pd.Series, tables: dict[str
         report["rejected_by_reason"],
     )
     return report
-
-
-def _write(out_dir: Path | str, tables: dict[str, pd.DataFrame], report: dict, generator: str) -> None:
-    """Write the landing files, the report and, last, the manifest with the rows per file; swap them in whole."""
-    with landing.output_directory(out_dir) as partial:
-        for name, frame in tables.items():
-            spec = landing.FILES[name]
-            frame.reindex(columns=spec.column_names, fill_value="").to_csv(
-                partial / spec.filename, index=False, lineterminator="\n"
-            )
-        (partial / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        rows = {name: len(frame) for name, frame in tables.items()}
-        landing.write_manifest(partial, rows=rows, generator=generator, source=report["source"])

@@ -272,7 +272,7 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str, load_s
                 column_types={name: column_type for name in header}, null_values=[""], strings_can_be_null=True
             ),
         )
-        for record_batch, is_last in _with_last(reader):
+        for record_batch, is_last in with_last(reader):
             frame = record_batch.to_pandas()
             truncated = is_last and ends_inside_quotes(path, frame[header[-1]].iloc[-1])
             if not utf8:
@@ -361,7 +361,7 @@ def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, erased_orders: l
     return len(dropped), [order for order in dropped if order is not None]
 
 
-def _with_last(iterable):
+def with_last(iterable):
     """Yield ``(item, is_last)`` pairs, reading one item ahead."""
     iterator = iter(iterable)
     previous = next(iterator, None)

@@ -23,16 +23,23 @@ is refused with how to convert it.
 from __future__ import annotations
 
 import codecs
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recsys.ingest.landing import LandingError
 
 #: how many times closer together the dates of one reading must be to settle day/month without a field > 12
 SPAN_RATIO = 5
-_DAY_MONTH = r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
+#: d/m/yyyy or m/d/yyyy with an optional time; groups 0-5: the two fields, the year, hour, minute, second
+_DAY_MONTH = (
+    r"^(?P<0>\d{1,2})[/.-](?P<1>\d{1,2})[/.-](?P<2>\d{4})(?:[ T](?P<3>\d{1,2}):(?P<4>\d{2})(?::(?P<5>\d{2}))?)?$"
+)
 _BOMS = {
     codecs.BOM_UTF32_LE: "UTF-32",
     codecs.BOM_UTF32_BE: "UTF-32",
@@ -45,7 +52,9 @@ class AmbiguousDates(LandingError):
     """A file's dates read as day/month and as month/day alike."""
 
 
-def parse_times(values: pd.Series, date_format: str | None = None, name: str = "the file") -> pd.Series:
+def parse_times(
+    values: pd.Series, date_format: str | None = None, name: str = "the file", order: DateOrder | None = None
+) -> pd.Series:
     """Timestamps (UTC) of trimmed text ``values``; NaT where a value is none of the formats above.
 
     Parameters
@@ -55,6 +64,9 @@ def parse_times(values: pd.Series, date_format: str | None = None, name: str = "
         A ``strftime`` format that every value follows (``--date-format``): no detection then.
     name : str
         The file, for the error message.
+    order : DateOrder, optional
+        The day/month order decided on the whole file (:meth:`DateEvidence.order`), when ``values`` are one
+        block of it; without it the order is decided on ``values``.
 
     Raises
     ------
@@ -63,49 +75,121 @@ def parse_times(values: pd.Series, date_format: str | None = None, name: str = "
     """
     if date_format:
         return pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
+    if order is None:
+        order = DateEvidence().add(values).order(name)
     compact = values.str.fullmatch(r"(?:19|20)\d{6}")
     parsed = pd.to_datetime(values.where(compact), format="%Y%m%d", errors="coerce", utc=True)
     number = pd.to_numeric(values.where(values.str.fullmatch(r"\d+(?:\.\d+)?") & ~compact), errors="coerce")
     unit = np.select([number < 1e11, number < 1e14, number < 1e17], [1.0, 1e3, 1e6], 1e9)
     parsed = parsed.fillna(pd.to_datetime(number / unit, unit="s", utc=True, errors="coerce"))
-    parts = values.str.extract(_DAY_MONTH)
+    parts = _day_month_parts(values)
     slashed = parts[0].notna()
-    if slashed.any():
-        try:
-            parsed = parsed.fillna(_day_month(parts[slashed], name))
-        except AmbiguousDates:
-            if slashed.sum() * 2 > values.ne("").sum():  # the file's own format: refuse the file
-                raise  # else a few stray values among other formats: not parsed, rejected as such
+    if slashed.any() and order != "unparsed":
+        first, second = parts.loc[slashed, 0].astype(int), parts.loc[slashed, 1].astype(int)
+        day_first = order == "day_first"
+        parsed = parsed.fillna(
+            _read_day_month(parts[slashed], first if day_first else second, second if day_first else first)
+        )
     rest = parsed.isna() & ~slashed & number.isna() & ~compact
     return parsed.fillna(pd.to_datetime(values.where(rest), format="ISO8601", errors="coerce", utc=True))
 
 
-def _day_month(parts: pd.DataFrame, name: str) -> pd.Series:
-    """The ``d/m/yyyy`` or ``m/d/yyyy`` timestamps of regex ``parts``, the order decided as the module says."""
-    first, second = parts[0].astype(int), parts[1].astype(int)
+#: how the ``d/m/yyyy``-like values of a file are read: day first, month first, or (a few stray values among
+#: another format that cannot be told apart) not at all
+DateOrder = Literal["day_first", "month_first", "unparsed"]
 
-    def read(day: pd.Series, month: pd.Series) -> pd.Series:
-        text = parts[2] + "-" + month.astype(str) + "-" + day.astype(str) + " " + parts[3].fillna("0") + ":"
-        text += parts[4].fillna("00") + ":" + parts[5].fillna("00")
-        return pd.to_datetime(text, format="%Y-%m-%d %H:%M:%S", errors="coerce", utc=True)
 
-    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
-    if day_first and month_first:
-        raise AmbiguousDates(f"{name}: some dates are day/month and others month/day; give --date-format")
-    if day_first or month_first:
-        return read(first, second) if day_first else read(second, first)
-    as_day_first, as_month_first = read(first, second), read(second, first)
-    valid = [dates.notna().sum() for dates in (as_day_first, as_month_first)]
-    spans = [(dates.max() - dates.min()) / pd.Timedelta(days=1) for dates in (as_day_first, as_month_first)]
-    if (first == second).all() or valid[1] > valid[0] or (valid[1] == valid[0] and spans[1] * SPAN_RATIO < spans[0]):
-        return as_month_first
-    if valid[0] > valid[1] or spans[0] * SPAN_RATIO < spans[1]:
-        return as_day_first
-    sample = "/".join(parts.iloc[0, :3].astype(str))
-    raise AmbiguousDates(
-        f"{name}: dates like {sample} can be day/month or month/day and no day is above 12;"
-        " give the format, e.g. --date-format '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"
-    )
+@dataclass
+class DateEvidence:
+    """What decides day/month against month/day, gathered block by block over a whole file (see the module).
+
+    ``DateEvidence().add(block_1).add(block_2)...order(name)`` decides as one look at the whole column would.
+    Once a field above 12 was seen, the valid dates and spans no longer decide and are not counted further.
+    """
+
+    values: int = 0  # non-empty values
+    slashed: int = 0  # values like d/m/yyyy or m/d/yyyy
+    first_above_12: bool = False
+    second_above_12: bool = False
+    fields_equal: bool = True  # every slashed value has day == month
+    valid: tuple[int, int] = (0, 0)  # valid dates read day first, month first
+    low: tuple = (pd.NaT, pd.NaT)  # earliest date of each reading
+    high: tuple = (pd.NaT, pd.NaT)  # latest date of each reading
+    sample: str | None = None  # the first slashed value, for the error message
+
+    def add(self, values: pd.Series) -> DateEvidence:
+        """Count the evidence of one block of trimmed text ``values``; returns ``self``."""
+        self.values += int(values.ne("").sum())
+        parts = _day_month_parts(values).dropna(subset=[0])
+        if parts.empty:
+            return self
+        first, second = parts[0].astype(int), parts[1].astype(int)
+        self.slashed += len(parts)
+        self.first_above_12 |= bool((first > 12).any())
+        self.second_above_12 |= bool((second > 12).any())
+        self.fields_equal &= bool((first == second).all())
+        if self.sample is None:
+            self.sample = "/".join(parts.iloc[0, :3].astype(str))
+        if self.first_above_12 or self.second_above_12:
+            return self  # decided by the fields above 12 (or refused for both): the readings no longer count
+        readings = (_read_day_month(parts, first, second), _read_day_month(parts, second, first))
+        self.valid = tuple(count + int(dates.notna().sum()) for count, dates in zip(self.valid, readings, strict=True))
+        self.low = tuple(pd.Series([old, dates.min()]).min() for old, dates in zip(self.low, readings, strict=True))
+        self.high = tuple(pd.Series([old, dates.max()]).max() for old, dates in zip(self.high, readings, strict=True))
+        return self
+
+    def order(self, name: str = "the file") -> DateOrder | None:
+        """The order of the file's slashed dates (None: there are none), decided as the module says.
+
+        Raises
+        ------
+        AmbiguousDates
+            The file's own format (over half of its values) cannot be told apart, or has both orders.
+        """
+        if not self.slashed:
+            return None
+        try:
+            return self._decide(name)
+        except AmbiguousDates:
+            if self.slashed * 2 > self.values:  # the file's own format: refuse the file
+                raise
+            return "unparsed"  # a few stray values among other formats: not parsed, rejected as such
+
+    def _decide(self, name: str) -> DateOrder:
+        if self.first_above_12 and self.second_above_12:
+            raise AmbiguousDates(f"{name}: some dates are day/month and others month/day; give --date-format")
+        if self.first_above_12 or self.second_above_12:
+            return "day_first" if self.first_above_12 else "month_first"
+        valid, spans = (
+            self.valid,
+            [(high - low) / pd.Timedelta(days=1) for low, high in zip(self.low, self.high, strict=True)],
+        )
+        if self.fields_equal or valid[1] > valid[0] or (valid[1] == valid[0] and spans[1] * SPAN_RATIO < spans[0]):
+            return "month_first"
+        if valid[0] > valid[1] or spans[0] * SPAN_RATIO < spans[1]:
+            return "day_first"
+        raise AmbiguousDates(
+            f"{name}: dates like {self.sample} can be day/month or month/day and no day is above 12;"
+            " give the format, e.g. --date-format '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"
+        )
+
+
+def _day_month_parts(values: pd.Series) -> pd.DataFrame:
+    """The :data:`_DAY_MONTH` groups of ``values`` (columns 0-5; missing where a value or group does not match).
+
+    pyarrow's RE2 does it in C++ (pandas' ``str.extract`` runs the regex in Python, value by value).
+    """
+    groups = pc.extract_regex(pa.array(values.to_numpy(dtype=object), type=pa.string()), _DAY_MONTH).flatten()
+    parts = pd.DataFrame({number: group.to_pandas() for number, group in enumerate(groups)})
+    parts.index = values.index
+    return parts.where(parts != "")  # an optional group that did not take part is empty
+
+
+def _read_day_month(parts: pd.DataFrame, day: pd.Series, month: pd.Series) -> pd.Series:
+    """The timestamps of regex ``parts`` with ``day`` and ``month`` (NaT where they make no date)."""
+    text = parts[2] + "-" + month.astype(str) + "-" + day.astype(str) + " " + parts[3].fillna("0") + ":"
+    text += parts[4].fillna("00") + ":" + parts[5].fillna("00")
+    return pd.to_datetime(text, format="%Y-%m-%d %H:%M:%S", errors="coerce", utc=True)
 
 
 def check_encoding(path: Path) -> None:
