@@ -156,3 +156,16 @@ def test_the_lists_come_from_redis_when_the_online_store_is_there(warehouse, tmp
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def test_without_redis_the_lists_come_from_the_warehouse(warehouse, tmp_path):
+    """A Redis that refuses connections (nothing listens on port 1): the API answers from the warehouse."""
+    refusing = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    store = Store(warehouse, refusing)
+    api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    try:
+        assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
+        assert items(api.get("/v1/items/i5/similar", headers=AUTH)) == ["i3"]
+        assert items(api.get("/v1/users/A/recommendations?n=1", headers=AUTH)) == ["i1"]  # still, while it is down
+    finally:
+        store.close()

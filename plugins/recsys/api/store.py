@@ -1,12 +1,17 @@
 """What the serving API reads: the published run, from the online store (Redis) when there is one, else the
 warehouse; the shop id map, item categories and the run's repeat-purchase categories from the warehouse.
 
+When the online store fails (refused, timed out) or holds no published run yet, the lists are read from the
+warehouse, and Redis is left alone for :data:`REDIS_RETRY_SECONDS` before it is tried again.
+
 The shop's own user id is looked up in ``identity.published_user_id_map``, the map swapped in with the
 published lists (:mod:`recsys.serving.publish`), so a lookup always points at a list of the same run.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,8 +21,14 @@ from psycopg2.pool import ThreadedConnectionPool
 from recsys.quality import erasure
 from recsys.serving import online
 
+logger = logging.getLogger(__name__)
+
 #: the cold-start segment every new shopper falls back to
 GLOBAL_SEGMENT = "all"
+#: seconds the API reads the warehouse only, after the online store failed
+REDIS_RETRY_SECONDS = 30.0
+#: a sentinel: the online store could not answer
+_UNAVAILABLE = object()
 
 
 class Store:
@@ -47,6 +58,25 @@ class Store:
         self.redis = redis_client
         self.pseudonym_key = pseudonym_key
         self.prefix = prefix
+        self._redis_down_until = 0.0
+
+    def _online(self, kind: str, entity_id: str) -> object:
+        """The online store's current value of (``kind``, ``entity_id``), or :data:`_UNAVAILABLE`.
+
+        Unavailable: no online store, none published there yet, or it failed (then not tried again for
+        :data:`REDIS_RETRY_SECONDS`).
+        """
+        if self.redis is None or time.monotonic() < self._redis_down_until:
+            return _UNAVAILABLE
+        import redis
+
+        try:
+            run_id, value = online.read_current(self.redis, kind, entity_id, self.prefix)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            logger.warning("online store unavailable (%s): reading the warehouse for %ss", error, REDIS_RETRY_SECONDS)
+            return _UNAVAILABLE
+        return _UNAVAILABLE if run_id is None else value
 
     def close(self) -> None:
         self.pool.closeall()
@@ -91,8 +121,8 @@ class Store:
 
     def recommendations(self, user_id: str) -> list[dict] | None:
         """The published list of a pseudonymous user in rank order, or ``None`` without one."""
-        if self.redis is not None:
-            return online.get_recommendations(self.redis, user_id, self.prefix)
+        if (value := self._online("recs", user_id)) is not _UNAVAILABLE:
+            return value
         rows = self._rows(
             "select item_id, score, reason_code, reason_text from recs.user_recommendations where user_id = %s"
             " order by item_rank",
@@ -113,8 +143,8 @@ class Store:
 
     def similar(self, item_id: str) -> list[dict] | None:
         """Items similar to ``item_id``, most similar first, or ``None`` for an item without any."""
-        if self.redis is not None:
-            return online.read_current(self.redis, "similar", item_id, self.prefix)[1]
+        if (value := self._online("similar", item_id)) is not _UNAVAILABLE:
+            return value
         rows = self._rows(
             "select similar_item_id, score from recs.similar_items where item_id = %s order by item_rank", (item_id,)
         )
