@@ -186,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     token = os.environ.get("RECSYS_API_TOKEN")
     if not token and not args.insecure_local:
         sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
-    store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"), args.redis_prefix)
+    store = Store(warehouse_url(), online.redis_client(), prefix=args.redis_prefix)
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
     settings = Settings(
         token=None if args.insecure_local else token,

@@ -18,12 +18,15 @@ from fastapi.testclient import TestClient
 from recsys.api.app import Settings, create_app
 from recsys.api.events import drain
 from recsys.api.store import Store
+from recsys.db import keystore
 from recsys.ingest.load import load_landing
+from recsys.quality.erasure import erase_user
 from recsys.serving import online, publish
 
 TOKEN = "test-token-not-a-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RUN = "run_20261101T000000"
+KEY = "test-api-pseudonymization-key-not-a-secret-0123456789"
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -167,5 +170,24 @@ def test_without_redis_the_lists_come_from_the_warehouse(warehouse, tmp_path):
         assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
         assert items(api.get("/v1/items/i5/similar", headers=AUTH)) == ["i3"]
         assert items(api.get("/v1/users/A/recommendations?n=1", headers=AUTH)) == ["i1"]  # still, while it is down
+    finally:
+        store.close()
+
+
+def test_an_erased_shopper_gets_404_and_their_events_are_not_spooled(warehouse, tmp_path, monkeypatch):
+    """A is erased (the keystore holds the key); the API runs without RECSYS_PSEUDONYM_KEY and still knows."""
+    with psycopg2.connect(warehouse) as conn:
+        keystore.install_key(conn, KEY)
+        erase_user(conn, "A", KEY)
+    monkeypatch.delenv("RECSYS_PSEUDONYM_KEY", raising=False)
+    store = Store(warehouse)
+    api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    try:
+        assert api.get("/v1/users/A/recommendations", headers=AUTH).status_code == 404
+        assert api.get("/v1/users/%20A/recommendations", headers=AUTH).status_code == 422
+        events = [{"user_id": "B", "event_type": "view", "item_id": "i1"}, {"user_id": "A", "event_type": "view"}]
+        assert api.post("/v1/events", json={"events": events}, headers=AUTH).status_code == 404
+        assert list((tmp_path / "spool").glob("*.jsonl")) == []  # nothing of the batch was spooled
+        assert items(api.get("/v1/users/B/recommendations", headers=AUTH)) == ["i9", "i8"]  # never erased: cold start
     finally:
         store.close()

@@ -15,8 +15,9 @@ endpoint                                        answer
 
 Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` unless the server runs with
 ``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces) and a
-client over its rate limit gets 429. An erased shopper gets 404 (told apart when the API has the
-pseudonymization key) and their events are refused; responses hold item ids, scores and reasons only.
+client over its rate limit gets 429. An erased shopper gets 404 (checked in the warehouse, which holds the
+key: :meth:`recsys.api.store.Store.erased`) and a batch of events with one of theirs is refused, nothing of it
+spooled; responses hold item ids, scores and reasons only.
 """
 
 import secrets
@@ -142,9 +143,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
 
     @app.post("/v1/events", dependencies=[Depends(client)])
     def events(batch: EventBatch) -> dict:
-        for event in batch.events:
-            if store.is_erased(event.user_id):
-                raise HTTPException(404, "no such user")
+        if store.erased([event.user_id for event in batch.events]):
+            raise HTTPException(404, "no such user")  # the whole batch is refused: nothing of it is spooled
         spool.append(batch.events)
         for event in batch.events:
             sessions.add(store.person(event.user_id) or f"shop:{event.user_id}", event)

@@ -18,7 +18,7 @@ from typing import Any
 from psycopg2 import errors
 from psycopg2.pool import ThreadedConnectionPool
 
-from recsys.quality import erasure
+from recsys.db import keystore
 from recsys.serving import online
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ class Store:
         The warehouse (``postgresql://``).
     redis_client : redis.Redis, optional
         The online store; ``None`` reads the lists from the warehouse.
-    pseudonym_key : str, optional
-        The pseudonymization key: with it, erased shoppers are told apart from unknown ones (404).
     prefix : str
         The online store's key prefix (:data:`recsys.serving.online.PREFIX`).
     """
@@ -50,13 +48,11 @@ class Store:
         self,
         url: str,
         redis_client: Any = None,
-        pseudonym_key: str | None = None,
         prefix: str = online.PREFIX,
         max_connections: int = 8,
     ):
         self.pool = ThreadedConnectionPool(1, max_connections, url)
         self.redis = redis_client
-        self.pseudonym_key = pseudonym_key
         self.prefix = prefix
         self._redis_down_until = 0.0
 
@@ -109,15 +105,25 @@ class Store:
         rows = self._rows("select user_id from identity.published_user_id_map where shop_user_id = %s", (shop_user_id,))
         return rows[0][0] if rows else None
 
-    def is_erased(self, shop_user_id: str) -> bool:
-        """Whether the shop user was erased (known only with the pseudonymization key)."""
-        if not self.pseudonym_key:
-            return False
-        key = erasure.user_key(shop_user_id, self.pseudonym_key)
+    def erased(self, shop_user_ids: list[str]) -> set[str]:
+        """The shop user ids of ``shop_user_ids`` that were erased.
+
+        Checked in the warehouse: their keyed hash (the key read from :mod:`recsys.db.keystore` inside the
+        statement) against ``quality.erased_users``, so this process never holds the pseudonymization key.
+        """
+        key = keystore.PSEUDONYMIZE_SQL.format("requested.shop_user_id")
+        query = (
+            "select requested.shop_user_id from unnest(%s::text[]) as requested (shop_user_id)"
+            f" where exists (select from quality.erased_users as erased where erased.user_key = {key})"
+        )
         try:
-            return bool(self._rows("select 1 from quality.erased_users where user_key = %s", (key,)))
-        except errors.UndefinedTable:  # nobody was ever erased
-            return False
+            return {row[0] for row in self._rows(query, (sorted(set(shop_user_ids)),))}
+        except errors.UndefinedTable:  # nobody was ever erased (or nothing was ever pseudonymized)
+            return set()
+
+    def is_erased(self, shop_user_id: str) -> bool:
+        """Whether the shop user was erased (:meth:`erased`)."""
+        return bool(self.erased([shop_user_id]))
 
     def recommendations(self, user_id: str) -> list[dict] | None:
         """The published list of a pseudonymous user in rank order, or ``None`` without one."""
