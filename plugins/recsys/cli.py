@@ -186,11 +186,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     token = os.environ.get("RECSYS_API_TOKEN")
     if not token and not args.insecure_local:
         sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
+    profile_token = os.environ.get("RECSYS_API_PROFILE_TOKEN") or None
+    if profile_token and profile_token == token:
+        sys.exit("RECSYS_API_PROFILE_TOKEN must differ from RECSYS_API_TOKEN (the profile is for fewer callers)")
     store = Store(warehouse_url(), online.redis_client(), prefix=args.redis_prefix)
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
     settings = Settings(
         token=None if args.insecure_local else token,
         spool_dir=spool,
+        profile_token=profile_token,
         requests_per_second=args.rate_limit,
         burst=args.burst,
     )

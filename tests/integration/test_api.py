@@ -191,3 +191,63 @@ def test_an_erased_shopper_gets_404_and_their_events_are_not_spooled(warehouse, 
         assert items(api.get("/v1/users/B/recommendations", headers=AUTH)) == ["i9", "i8"]  # never erased: cold start
     finally:
         store.close()
+
+
+PROFILE_TOKEN = "test-profile-token-not-a-secret"
+
+
+@pytest.fixture
+def profiles(warehouse, contract_tables):
+    """A's profile: RFM 5-4-3 'champions', high spending power, two interest tags (Home, then Toys)."""
+    contract_tables(warehouse, "dim_users", "user_interest_tags")
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            insert into analytics.dim_users (user_id, signup_at, signup_date, age_band, gender, region, platform,
+                is_personalization_allowed, has_email, has_phone)
+                values ('pA', '2026-01-02T00:00:00Z', '2026-01-02', '25-34', 'f', 'north', 'app', true, true, true);
+            insert into analytics.user_profiles (user_id, recency_days, frequency, monetary, r_score, f_score, m_score,
+                rfm_segment, spending_power, price_sensitivity, promo_sensitivity, lifecycle_stage, top_categories)
+                values ('pA', 3, 7, 412.50, 5, 4, 3, 'champions', 'high', 0.25, 0.5, 'active', 'Home|Toys');
+            insert into analytics.user_interest_tags (user_id, tag, tag_type, weight, tag_rank, raw_weight)
+                values ('pA', 'Toys', 'category', 0.4, 2, 2.0), ('pA', 'Home', 'category', 1.0, 1, 5.0);
+            """
+        )
+    conn.close()
+    return warehouse
+
+
+def test_the_profile_is_for_the_profile_token_only(profiles, tmp_path):
+    store = Store(profiles)
+    settings = Settings(token=TOKEN, spool_dir=tmp_path / "spool", profile_token=PROFILE_TOKEN)
+    api = TestClient(create_app(store, settings))
+    without = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    profile_auth = {"Authorization": f"Bearer {PROFILE_TOKEN}"}
+    try:
+        response = api.get("/v1/users/A/profile", headers=profile_auth)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["user_id"] == "A"
+        assert {
+            key: body["profile"][key] for key in ("rfm_segment", "r_score", "lifecycle_stage", "spending_power")
+        } == {
+            "rfm_segment": "champions",
+            "r_score": 5,
+            "lifecycle_stage": "active",
+            "spending_power": "high",
+        }
+        assert (body["profile"]["monetary"], body["profile"]["price_sensitivity"]) == (412.5, 0.25)
+        assert [tag["tag"] for tag in body["interest_tags"]] == ["Home", "Toys"]
+        assert [(item["item_id"], item["reason_code"]) for item in body["recommendations"]][:2] == [
+            ("i1", "popular"),
+            ("i2", "popular"),
+        ]
+        assert not {"gender", "has_email", "has_phone", "email", "phone", "name"} & set(body["profile"])
+        assert api.get("/v1/users/A/profile", headers=AUTH).status_code == 403  # the ordinary token
+        assert api.get("/v1/users/A/profile").status_code == 401
+        assert api.get("/v1/users/nobody/profile", headers=profile_auth).status_code == 404
+        assert api.get("/v1/users/A/recommendations", headers=profile_auth).status_code == 401  # profile only
+        for headers in (AUTH, profile_auth, {}):  # no profile token configured: no profile endpoint
+            assert without.get("/v1/users/A/profile", headers=headers).status_code == 404
+    finally:
+        store.close()

@@ -11,9 +11,12 @@ endpoint                                        answer
 ``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
 ``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
                                                 in the shopper's next request
+``GET /v1/users/{shop_user_id}/profile``        the shopper's profile and the reasons of their published list;
+                                                only with ``RECSYS_API_PROFILE_TOKEN`` (else 404)
 ==============================================  ==============================================================
 
-Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` unless the server runs with
+Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` (the profile: ``Bearer
+<RECSYS_API_PROFILE_TOKEN>``, a token of its own; the ordinary one gets 403 there) unless the server runs with
 ``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces) and a
 client over its rate limit gets 429. An erased shopper gets 404 (checked in the warehouse, which holds the
 key: :meth:`recsys.api.store.Store.erased`) and a batch of events with one of theirs is refused, nothing of it
@@ -42,10 +45,11 @@ RECENT_VIEWS = 5
 
 @dataclass
 class Settings:
-    """How the API runs: ``token`` None only for ``--insecure-local``."""
+    """How the API runs: ``token`` None only for ``--insecure-local``; ``profile_token`` None: no profile endpoint."""
 
     token: str | None
     spool_dir: Path
+    profile_token: str | None = None
     requests_per_second: float = 50.0
     burst: int = 100
 
@@ -93,6 +97,20 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             raise HTTPException(429, "too many requests")
         return name
 
+    def profile_client(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if not settings.profile_token:
+            raise HTTPException(404, "Not Found")  # as if there were no such endpoint
+        given = (credentials.credentials if credentials else "").encode()
+        if not secrets.compare_digest(given, settings.profile_token.encode()):
+            if settings.token is not None and secrets.compare_digest(given, settings.token.encode()):
+                raise HTTPException(403, "the profile needs the profile token")
+            raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if not limiter.allow(settings.profile_token):
+            raise HTTPException(429, "too many requests")
+        return settings.profile_token
+
     def person(shop_user_id: str) -> str | None:
         if store.is_erased(shop_user_id):
             raise HTTPException(404, "no such user")
@@ -119,6 +137,23 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
             items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
         return {"user_id": shop_user_id, "source": source, "items": items[:n]}
+
+    @app.get("/v1/users/{shop_user_id}/profile", dependencies=[Depends(profile_client)])
+    def profile(shop_user_id: str = PathParam(pattern=ID_PATTERN)) -> dict:
+        user_id = person(shop_user_id)
+        found = store.profile(user_id) if user_id else None
+        if found is None:
+            raise HTTPException(404, "no such user")
+        reasons = [
+            {key: item[key] for key in ("item_id", "reason_code", "reason_text")}
+            for item in store.recommendations(user_id) or []
+        ]
+        return {
+            "user_id": shop_user_id,
+            "profile": found,
+            "interest_tags": store.interest_tags(user_id),
+            "recommendations": reasons,
+        }
 
     @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
     def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:

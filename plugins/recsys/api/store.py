@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 from psycopg2 import errors
@@ -25,6 +26,30 @@ logger = logging.getLogger(__name__)
 
 #: the cold-start segment every new shopper falls back to
 GLOBAL_SEGMENT = "all"
+#: what the profile endpoint tells of a shopper: ``analytics.user_profiles`` and a few of ``analytics.dim_users``
+#: (no contact data, no gender or age: those are not needed to explain a list)
+PROFILE_COLUMNS = {
+    "profiles": (
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_segment",
+        "spending_power",
+        "average_relative_price",
+        "price_sensitivity",
+        "promo_sensitivity",
+        "lifecycle_stage",
+        "last_activity_at",
+        "days_since_last_activity",
+        "top_categories",
+    ),
+    "users": ("signup_date", "region", "platform", "is_personalization_allowed"),
+}
+#: interest tags the profile endpoint lists (the strongest first)
+PROFILE_TAGS = 20
 #: seconds the API reads the warehouse only, after the online store failed
 REDIS_RETRY_SECONDS = 30.0
 #: a sentinel: the online store could not answer
@@ -124,6 +149,33 @@ class Store:
     def is_erased(self, shop_user_id: str) -> bool:
         """Whether the shop user was erased (:meth:`erased`)."""
         return bool(self.erased([shop_user_id]))
+
+    def profile(self, user_id: str) -> dict | None:
+        """The profile of a pseudonymous user (:data:`PROFILE_COLUMNS`), or ``None`` without one."""
+        columns = ", ".join(f"{table}.{column}" for table, names in PROFILE_COLUMNS.items() for column in names)
+        with self.connection() as conn, conn.cursor() as cursor:
+            cursor.execute(
+                f"select {columns} from analytics.user_profiles as profiles"
+                " left join analytics.dim_users as users on users.user_id = profiles.user_id"
+                " where profiles.user_id = %s",
+                (user_id,),
+            )
+            row = cursor.fetchone()
+            names = [column.name for column in cursor.description]
+        if row is None:
+            return None
+        return {
+            name: float(value) if isinstance(value, Decimal) else value for name, value in zip(names, row, strict=True)
+        }
+
+    def interest_tags(self, user_id: str) -> list[dict]:
+        """The user's :data:`PROFILE_TAGS` strongest interest tags (``analytics.user_interest_tags``)."""
+        rows = self._rows(
+            "select tag, tag_type, weight, tag_rank from analytics.user_interest_tags where user_id = %s"
+            " order by tag_rank, tag limit %s",
+            (user_id, PROFILE_TAGS),
+        )
+        return [dict(zip(("tag", "tag_type", "weight", "tag_rank"), row, strict=True)) for row in rows]
 
     def recommendations(self, user_id: str) -> list[dict] | None:
         """The published list of a pseudonymous user in rank order, or ``None`` without one."""

@@ -33,6 +33,7 @@ ENVIRONMENT: dict[str, str] = {
     "RECSYS_ALERT_WEBHOOK_URL": "where failed tasks are posted",
     "RECSYS_COLD_START_USERS": "users of the simulated shop of the cold-start test (tests only)",
     "RECSYS_API_TOKEN": "the serving API's bearer token",
+    "RECSYS_API_PROFILE_TOKEN": "the serving API's bearer token of the profile endpoint",
     "RECSYS_LANDING_HOST_DIR": "the host folder docker compose mounts as the landing root (compose only)",
 }
 #: prefixes of variables that are not settings of the platform
