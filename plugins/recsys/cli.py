@@ -197,6 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         profile_token=profile_token,
         requests_per_second=args.rate_limit,
         burst=args.burst,
+        session_events=args.session_events,
+        sessions=args.sessions,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
@@ -206,7 +208,7 @@ def cmd_events_drain(args: argparse.Namespace) -> None:
     from recsys.api.events import drain
 
     for day, counts in drain(Path(args.spool), Path(args.landing)).items():
-        print(f"{day}: accepted {counts['accepted']}, landed {counts['landed']}")
+        print(f"{day}: read {counts['read']}, landed {counts['landed']}, duplicates {counts['duplicates']}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -264,6 +266,8 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--insecure-local", action="store_true", help="no token; listen on 127.0.0.1 only")
     serve.add_argument("--rate-limit", type=float, default=50.0, help="requests per second per client (then 429)")
     serve.add_argument("--burst", type=int, default=100, help="requests a client may send at once")
+    serve.add_argument("--session-events", type=int, default=50, help="events kept per shopper's live session")
+    serve.add_argument("--sessions", type=int, default=100_000, help="live sessions kept (least recent out)")
     serve.add_argument("--redis-prefix", default="recsys", help="the online store's key prefix (push_online's)")
     serve.set_defaults(func=cmd_serve)
     drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")

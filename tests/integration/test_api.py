@@ -16,7 +16,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from recsys.api.app import Settings, create_app
-from recsys.api.events import drain
+from recsys.api.events import Sessions, drain
 from recsys.api.store import Store
 from recsys.db import keystore
 from recsys.ingest.load import load_landing
@@ -104,7 +104,7 @@ def test_a_purchase_and_a_view_change_the_next_list_within_the_rules(api):
         {"user_id": "A", "event_type": "purchase", "item_id": "i2", "event_at": "2026-11-02T10:01:00Z"},
         {"user_id": "A", "event_type": "view", "item_id": "i5", "event_at": "2026-11-02T10:02:00Z"},
     ]
-    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json() == {"accepted": 3}
+    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 3
     response = api.get("/v1/users/A/recommendations", headers=AUTH)
     # i1 (Home) was just bought: gone; i2 (Grocery, repeat-purchase) stays; i3, similar to the viewed i5, leads
     assert items(response) == ["i3", "i2", "i4"]
@@ -118,10 +118,13 @@ def test_posted_events_land_as_a_batch_and_the_counts_reconcile(api, tmp_path, d
         {"user_id": "A", "event_type": "view", "item_id": f"i{n}", "event_at": f"2026-11-02T10:0{n}:00Z"}
         for n in range(1, 6)
     ] + [{"user_id": "B", "event_type": "search", "query": "red mug", "event_at": "2026-11-03T09:00:00Z"}]
-    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json() == {"accepted": 6}
+    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 6
     shop = tmp_path / "shop"
     counts = drain(tmp_path / "spool", shop)
-    assert counts == {"2026-11-02": {"accepted": 5, "landed": 5}, "2026-11-03": {"accepted": 1, "landed": 1}}
+    assert counts == {
+        "2026-11-02": {"read": 5, "landed": 5, "duplicates": 0},
+        "2026-11-03": {"read": 1, "landed": 1, "duplicates": 0},
+    }
     assert drain(tmp_path / "spool", shop) == counts  # draining again rewrites the same days
     conn = psycopg2.connect(database)
     try:
@@ -251,3 +254,60 @@ def test_the_profile_is_for_the_profile_token_only(profiles, tmp_path):
             assert without.get("/v1/users/A/profile", headers=headers).status_code == 404
     finally:
         store.close()
+
+
+def test_a_retried_post_is_accepted_once_and_lands_once(api, tmp_path, warehouse):
+    """e1 and e2 (twice in the batch): 2 accepted, 1 duplicate; the retry: 0 accepted, 3 duplicates.
+
+    After a restart (the API's memory of ids is gone) the retry is spooled again, and the drain drops it:
+    2 events land, and read = landed + duplicates + quarantined.
+    """
+    events = [
+        {"event_id": "e1", "user_id": "A", "event_type": "view", "item_id": "i1", "event_at": "2026-11-02T10:00:00Z"},
+        {"event_id": "e2", "user_id": "A", "event_type": "view", "item_id": "i2", "event_at": "2026-11-02T10:01:00Z"},
+        {"event_id": "e2", "user_id": "A", "event_type": "view", "item_id": "i2", "event_at": "2026-11-02T10:01:00Z"},
+    ]
+    answer = api.post("/v1/events", json={"events": events}, headers=AUTH).json()
+    assert answer == {"accepted": 2, "duplicates": 1, "duplicate_event_ids": ["e2"]}
+    answer = api.post("/v1/events", json={"events": events}, headers=AUTH).json()
+    assert answer == {"accepted": 0, "duplicates": 3, "duplicate_event_ids": ["e1", "e2", "e2"]}
+    no_id = {"user_id": "A", "event_type": "view", "item_id": "i3", "event_at": "2026-11-02T10:02:00Z"}
+    assert api.post("/v1/events", json={"events": [no_id]}, headers=AUTH).json()["accepted"] == 1
+    store = Store(warehouse)
+    restarted = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    assert restarted.post("/v1/events", json={"events": events[:2]}, headers=AUTH).json()["accepted"] == 2
+    store.close()
+    counts = drain(tmp_path / "spool", tmp_path / "shop")
+    assert counts == {"2026-11-02": {"read": 5, "landed": 3, "duplicates": 2}}
+    landed = (tmp_path / "shop" / "api-2026-11-02" / "events.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in landed] == ["event_id", "e1", "e2", ""]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/v1/users/a%01b/recommendations", None),
+        ("get", "/v1/items/i%7F1/similar", None),
+        ("get", "/v1/search?q=red%1Bmug", None),
+        ("get", "/v1/search?q=mug&user=a%C2%85b", None),  # U+0085, a C1 control
+        ("post", "/v1/events", {"user_id": "a\x01b", "event_type": "view", "item_id": "i1"}),
+        ("post", "/v1/events", {"event_id": "e\x00", "user_id": "A", "event_type": "view", "item_id": "i1"}),
+        ("post", "/v1/events", {"user_id": "A", "event_type": "search", "query": "red\u0007mug"}),
+        ("post", "/v1/events", {"user_id": "A", "event_type": "view", "item_id": "i1", "session_id": "s\n1"}),
+    ],
+)
+def test_control_characters_in_ids_and_queries_are_refused(api, tmp_path, method, path, body):
+    response = api.get(path, headers=AUTH) if body is None else api.post(path, json={"events": [body]}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+
+
+def test_live_sessions_keep_the_last_events_of_the_most_recent_shoppers():
+    """3 events per shopper, 2 shoppers: u1's oldest 2 of 5 events go; u2, the least recent, goes for u3."""
+    sessions = Sessions(max_events=3, max_users=2)
+    for n in range(5):
+        sessions.add("u1", f"event{n}")
+    sessions.add("u2", "event-u2")
+    assert sessions.recent("u1") == ["event2", "event3", "event4"]  # and u1 is now the most recent
+    sessions.add("u3", "event-u3")
+    assert (sessions.recent("u2"), sessions.recent("u3"), len(sessions)) == ([], ["event-u3"], 2)

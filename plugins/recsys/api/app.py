@@ -10,17 +10,19 @@ endpoint                                        answer
 ``GET /v1/items/{item_id}/similar``             the published similar items; ``?n=`` 1-100 (default 10)
 ``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
 ``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
-                                                in the shopper's next request
+                                                in the shopper's next request; an ``event_id`` seen before
+                                                is a duplicate, accepted once
 ``GET /v1/users/{shop_user_id}/profile``        the shopper's profile and the reasons of their published list;
                                                 only with ``RECSYS_API_PROFILE_TOKEN`` (else 404)
 ==============================================  ==============================================================
 
 Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` (the profile: ``Bearer
 <RECSYS_API_PROFILE_TOKEN>``, a token of its own; the ordinary one gets 403 there) unless the server runs with
-``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces) and a
-client over its rate limit gets 429. An erased shopper gets 404 (checked in the warehouse, which holds the
-key: :meth:`recsys.api.store.Store.erased`) and a batch of events with one of theirs is refused, nothing of it
-spooled; responses hold item ids, scores and reasons only.
+``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces, no
+control characters; queries: no control characters) and a client over its rate limit gets 429. An erased
+shopper gets 404 (checked in the warehouse, which holds the key: :meth:`recsys.api.store.Store.erased`) and a
+batch of events with one of theirs is refused, nothing of it spooled. The live sessions keep the last
+``session_events`` events of at most ``sessions`` shoppers (:class:`recsys.api.events.Sessions`).
 """
 
 import secrets
@@ -34,7 +36,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from recsys.api.events import ID_PATTERN, EventBatch, Sessions, Spool, apply_session
+from recsys.api.events import ID_PATTERN, TEXT_PATTERN, EventBatch, Sessions, Spool, apply_session
 from recsys.api.store import Store
 
 #: items similar to each recently viewed item that move up in the shopper's list
@@ -52,6 +54,8 @@ class Settings:
     profile_token: str | None = None
     requests_per_second: float = 50.0
     burst: int = 100
+    session_events: int = 50
+    sessions: int = 100_000
 
 
 @dataclass
@@ -83,7 +87,7 @@ class RateLimiter:
 def create_app(store: Store, settings: Settings) -> FastAPI:
     """The API over ``store`` (see the module docstring)."""
     app = FastAPI(title="recsys serving API", version="1")
-    sessions, spool = Sessions(), Spool(settings.spool_dir)
+    sessions, spool = Sessions(settings.session_events, settings.sessions), Spool(settings.spool_dir)
     limiter = RateLimiter(settings.requests_per_second, settings.burst)
     bearer = HTTPBearer(auto_error=False)
 
@@ -164,7 +168,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
 
     @app.get("/v1/search", dependencies=[Depends(client)])
     def search(
-        q: str = Query(min_length=1, max_length=200),
+        q: str = Query(min_length=1, max_length=200, pattern=TEXT_PATTERN),
         user: str | None = Query(None, pattern=ID_PATTERN),
         n: int = Query(20, ge=1, le=100),
     ) -> dict:
@@ -180,9 +184,9 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     def events(batch: EventBatch) -> dict:
         if store.erased([event.user_id for event in batch.events]):
             raise HTTPException(404, "no such user")  # the whole batch is refused: nothing of it is spooled
-        spool.append(batch.events)
-        for event in batch.events:
+        accepted, duplicates = spool.append(batch.events)
+        for event in accepted:
             sessions.add(store.person(event.user_id) or f"shop:{event.user_id}", event)
-        return {"accepted": len(batch.events)}
+        return {"accepted": len(accepted), "duplicates": len(duplicates), "duplicate_event_ids": duplicates}
 
     return app
