@@ -206,9 +206,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_events_drain(args: argparse.Namespace) -> None:
     from recsys.api.events import drain
+    from recsys.db.warehouse import connect
 
-    for day, counts in drain(Path(args.spool), Path(args.landing)).items():
-        print(f"{day}: read {counts['read']}, landed {counts['landed']}, duplicates {counts['duplicates']}")
+    with connect() as conn:
+        counts = drain(Path(args.spool), Path(args.landing), conn)
+    for day, day_counts in counts.items():
+        print(f"{day}: " + ", ".join(f"{name} {value}" for name, value in day_counts.items()))
 
 
 def cmd_run(args: argparse.Namespace) -> None:

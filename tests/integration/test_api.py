@@ -6,6 +6,7 @@ Home, i2 Grocery (the run's repeat-purchase category), i4 Toys; i5 is similar to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -120,13 +121,13 @@ def test_posted_events_land_as_a_batch_and_the_counts_reconcile(api, tmp_path, d
     ] + [{"user_id": "B", "event_type": "search", "query": "red mug", "event_at": "2026-11-03T09:00:00Z"}]
     assert api.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 6
     shop = tmp_path / "shop"
-    counts = drain(tmp_path / "spool", shop)
-    assert counts == {
-        "2026-11-02": {"read": 5, "landed": 5, "duplicates": 0},
-        "2026-11-03": {"read": 1, "landed": 1, "duplicates": 0},
-    }
-    assert drain(tmp_path / "spool", shop) == counts  # draining again rewrites the same days
     conn = psycopg2.connect(database)
+    counts = drain(tmp_path / "spool", shop, conn)
+    assert counts == {
+        "2026-11-02": {"read": 5, "landed": 5, "duplicates": 0, "quarantined": 0},
+        "2026-11-03": {"read": 1, "landed": 1, "duplicates": 0, "quarantined": 0},
+    }
+    assert drain(tmp_path / "spool", shop, conn) == counts  # draining again rewrites the same days
     try:
         audit = {row["table_name"]: row for row in load_landing(conn, shop, "api-2026-11-02")}
     finally:
@@ -277,8 +278,10 @@ def test_a_retried_post_is_accepted_once_and_lands_once(api, tmp_path, warehouse
     restarted = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
     assert restarted.post("/v1/events", json={"events": events[:2]}, headers=AUTH).json()["accepted"] == 2
     store.close()
-    counts = drain(tmp_path / "spool", tmp_path / "shop")
-    assert counts == {"2026-11-02": {"read": 5, "landed": 3, "duplicates": 2}}
+    with psycopg2.connect(warehouse) as conn:
+        counts = drain(tmp_path / "spool", tmp_path / "shop", conn)
+    conn.close()
+    assert counts == {"2026-11-02": {"read": 5, "landed": 3, "duplicates": 2, "quarantined": 0}}
     landed = (tmp_path / "shop" / "api-2026-11-02" / "events.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in landed] == ["event_id", "e1", "e2", ""]
 
@@ -311,3 +314,47 @@ def test_live_sessions_keep_the_last_events_of_the_most_recent_shoppers():
     assert sessions.recent("u1") == ["event2", "event3", "event4"]  # and u1 is now the most recent
     sessions.add("u3", "event-u3")
     assert (sessions.recent("u2"), sessions.recent("u3"), len(sessions)) == ([], ["event-u3"], 2)
+
+
+def test_a_torn_spool_line_is_quarantined_and_the_other_events_land(api, tmp_path, warehouse):
+    """The API was killed mid-write twice: in 11-02 before one more event came, in 11-03 as the last line.
+
+    11-02: e1, e2, the torn line 3, e4 (spooled on a line of its own) -> 3 land, 1 quarantined.
+    11-03: e5, then a torn last line -> 1 lands, 1 quarantined.
+    """
+    view = {"user_id": "A", "event_type": "view", "item_id": "i1"}
+    events = [view | {"event_id": f"e{n}", "event_at": f"2026-11-02T10:0{n}:00Z"} for n in (1, 2)]
+    events.append(view | {"event_id": "e5", "event_at": "2026-11-03T08:00:00Z"})
+    assert api.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 3
+    spool = tmp_path / "spool"
+    with (spool / "2026-11-02.jsonl").open("a") as handle:
+        handle.write('{"event_id":"e3","user_id":"A","event_ty')
+    e4 = view | {"event_id": "e4", "event_at": "2026-11-02T10:04:00Z"}
+    assert api.post("/v1/events", json={"events": [e4]}, headers=AUTH).json()["accepted"] == 1
+    with (spool / "2026-11-03.jsonl").open("a") as handle:
+        handle.write('{"event_id":"e6","user_id":"A"')
+    with psycopg2.connect(warehouse) as conn:
+        counts = drain(spool, tmp_path / "shop", conn)
+        assert drain(spool, tmp_path / "shop", conn) == counts  # again: the same, quarantined once
+        with conn.cursor() as cur:
+            cur.execute(
+                "select batch_id, table_name, source_file, line_number, reason, raw_record from quality.rejected_rows"
+                " order by batch_id"
+            )
+            rejected = cur.fetchall()
+    conn.close()
+    assert counts == {
+        "2026-11-02": {"read": 4, "landed": 3, "duplicates": 0, "quarantined": 1},
+        "2026-11-03": {"read": 2, "landed": 1, "duplicates": 0, "quarantined": 1},
+    }
+    landed = (tmp_path / "shop" / "api-2026-11-02" / "events.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in landed] == ["event_id", "e1", "e2", "e4"]
+    assert [row[:4] for row in rejected] == [
+        ("api-2026-11-02", "api_spool", "2026-11-02.jsonl", 3),
+        ("api-2026-11-03", "api_spool", "2026-11-03.jsonl", 2),
+    ]
+    assert all(row[4].startswith("torn") for row in rejected)
+    assert json.loads(rejected[1][5]) == {
+        "sha256": hashlib.sha256(b'{"event_id":"e6","user_id":"A"').hexdigest(),
+        "chars": 30,
+    }

@@ -9,29 +9,36 @@
   header-only ``users.csv`` and ``items.csv``) in the shop's own landing directory, beside its daily
   folders: batch ``api-<day>``, which the load of that day loads too, and which never replaces the shop's
   own batch of the day. It rewrites the whole day from the spool each time, so draining again is idempotent
-  and nothing accepted is lost; a duplicate ``event_id`` of the day lands once; the counts reconcile
-  (read = landed + duplicates).
+  and nothing accepted is lost; a duplicate ``event_id`` of the day lands once, a line torn by a kill
+  mid-write is quarantined in ``quality.rejected_rows``; the counts reconcile
+  (read = landed + duplicates + quarantined).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import threading
 from collections import OrderedDict, defaultdict, deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from recsys.ingest import landing
+from recsys.ingest import landing, raw_tables
 
 #: an id: 1-128 characters, no white space and no control character (C0, DEL, C1)
 ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$"
 #: free text (a search query, a session id): no control character
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+#: the ``table_name`` of torn spool lines in ``quality.rejected_rows``
+QUARANTINE_TABLE = "api_spool"
+#: the reason of a torn spool line
+TORN_REASON = "torn: not a whole JSON record (a write cut short, e.g. the API killed mid-write)"
 #: event ids the API remembers to answer a retried POST (the most recent ones)
 REMEMBERED_EVENT_IDS = 100_000
 #: the batch of a day's API events: ``api-<YYYY-MM-DD>``
@@ -98,8 +105,11 @@ class Spool:
             at = event.event_at if event.event_at.tzinfo else event.event_at.replace(tzinfo=UTC)
             by_day[at.astimezone(UTC).date().isoformat()].append(event.model_dump_json())
         for day, lines in by_day.items():
-            with (self.directory / f"{day}.jsonl").open("a", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
+            with (self.directory / f"{day}.jsonl").open("a+b") as handle:
+                end = handle.tell()
+                # a line torn by a kill mid-write stays a line of its own (the drain quarantines it)
+                torn = end > 0 and os.pread(handle.fileno(), 1, end - 1) != b"\n"
+                handle.write((("\n" if torn else "") + "\n".join(lines) + "\n").encode())
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -160,18 +170,63 @@ def apply_session(
     return boosted + [item for item in kept if item["item_id"] not in similar_to_viewed]
 
 
-def drain(spool_dir: Path | str, landing_dir: Path | str) -> dict[str, dict[str, int]]:
-    """Write every spooled day as a landing batch; return ``{day: {"read", "landed", "duplicates"}}``.
+def read_spool(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events of one spool file, and its lines that are not one (``line_number``, ``reason``, ``raw_record``).
+
+    A line that is not a whole JSON record was torn by a write cut short (the API killed mid-write). It is
+    kept as its hash and length only, as the loader keeps unparsed lines that could hold personal data.
+    """
+    records, rejected = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+            continue
+        raw = json.dumps({"sha256": hashlib.sha256(line.encode()).hexdigest(), "chars": len(line)})
+        rejected.append({"line_number": number, "reason": TORN_REASON, "raw_record": raw})
+    events = pd.DataFrame(records, columns=list(Event.model_fields))
+    return events, pd.DataFrame(rejected, columns=["line_number", "reason", "raw_record"])
+
+
+def quarantine(conn: Any, day: str, source_file: str, rejected: pd.DataFrame) -> None:
+    """Replace the quarantined spool lines of ``day`` in ``quality.rejected_rows`` (table ``api_spool``); commit."""
+    raw_tables.create_raw_tables(conn)
+    batch_id = f"{API_BATCH_PREFIX}{day}"
+    buffer = io.StringIO()
+    rejected.assign(batch_id=batch_id, table_name=QUARANTINE_TABLE, source_file=source_file)[
+        ["batch_id", "table_name", "source_file", "line_number", "reason", "raw_record"]
+    ].to_csv(buffer, index=False, header=False)
+    buffer.seek(0)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "delete from quality.rejected_rows where batch_id = %s and table_name = %s", (batch_id, QUARANTINE_TABLE)
+        )
+        cursor.copy_expert(
+            "copy quality.rejected_rows (batch_id, table_name, source_file, line_number, reason, raw_record)"
+            " from stdin with (format csv)",
+            buffer,
+        )
+    conn.commit()
+
+
+def drain(spool_dir: Path | str, landing_dir: Path | str, conn: Any) -> dict[str, dict[str, int]]:
+    """Write every spooled day as a landing batch; return ``{day: {"read", "landed", "duplicates", "quarantined"}}``.
 
     An event whose ``event_id`` came earlier in the day is a duplicate (a retry the API spooled again after a
-    restart): it is left out. ``read = landed + duplicates``.
+    restart): it is left out. A torn line (:func:`read_spool`) goes to ``quality.rejected_rows`` of the
+    warehouse ``conn`` (:func:`quarantine`). ``read = landed + duplicates + quarantined``.
     """
     spec = landing.FILES["events"]
     counts = {}
     for path in sorted(Path(spool_dir).glob("*.jsonl")):
         day = path.stem
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        events = pd.DataFrame([json.loads(line) for line in lines], columns=list(Event.model_fields))
+        events, rejected = read_spool(path)
+        quarantine(conn, day, path.name, rejected)
         duplicate = events["event_id"].notna() & events.duplicated(subset="event_id")
         events = events[~duplicate]
         events["event_at"] = pd.to_datetime(events["event_at"], utc=True, format="ISO8601").dt.strftime(
@@ -185,5 +240,10 @@ def drain(spool_dir: Path | str, landing_dir: Path | str) -> dict[str, dict[str,
         partial.replace(out / spec.filename)
         for name in ("users", "items"):  # required files of a batch: this one has no rows of them
             (out / landing.FILES[name].filename).write_text(",".join(landing.FILES[name].column_names) + "\n")
-        counts[day] = {"read": len(lines), "landed": len(events), "duplicates": int(duplicate.sum())}
+        counts[day] = {
+            "read": len(events) + int(duplicate.sum()) + len(rejected),
+            "landed": len(events),
+            "duplicates": int(duplicate.sum()),
+            "quarantined": len(rejected),
+        }
     return counts
