@@ -116,9 +116,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         return settings.profile_token
 
     def person(shop_user_id: str) -> str | None:
-        if store.is_erased(shop_user_id):
+        erased, user_id = store.lookup(shop_user_id)
+        if erased:
             raise HTTPException(404, "no such user")
-        return store.person(shop_user_id)
+        return user_id
 
     @app.get("/v1/healthz")
     def healthz() -> dict:
@@ -174,8 +175,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     ) -> dict:
         from recsys.usecases import search as search_module
 
-        if user is not None and (store.is_erased(user) or store.person(user) is None):
-            user = None  # unknown or erased: an anonymous search
+        if user is not None:
+            erased, user_id = store.lookup(user)
+            if erased or user_id is None:
+                user = None  # unknown or erased: an anonymous search
         with store.connection() as conn:
             found = search_module.search(conn, user, q, n=n)
         return {"query": q, "items": found[["item_id", "score", "reason"]].to_dict("records")}

@@ -52,6 +52,10 @@ PROFILE_COLUMNS = {
 PROFILE_TAGS = 20
 #: seconds the API reads the warehouse only, after the online store failed
 REDIS_RETRY_SECONDS = 30.0
+#: seconds before the erasure tables are looked for again, after a warehouse without them
+ERASURE_RECHECK_SECONDS = 60.0
+#: a condition: the shop user id (the expression ``{}``) was erased (its keyed hash is in ``quality.erased_users``)
+ERASED_SQL = f"exists (select from quality.erased_users as erased where erased.user_key = {keystore.PSEUDONYMIZE_SQL})"
 #: a sentinel: the online store could not answer
 _UNAVAILABLE = object()
 
@@ -80,6 +84,7 @@ class Store:
         self.redis = redis_client
         self.prefix = prefix
         self._redis_down_until = 0.0
+        self._no_erasures_until = 0.0
 
     def _online(self, kind: str, entity_id: str) -> object:
         """The online store's current value of (``kind``, ``entity_id``), or :data:`_UNAVAILABLE`.
@@ -136,19 +141,38 @@ class Store:
         Checked in the warehouse: their keyed hash (the key read from :mod:`recsys.db.keystore` inside the
         statement) against ``quality.erased_users``, so this process never holds the pseudonymization key.
         """
-        key = keystore.PSEUDONYMIZE_SQL.format("requested.shop_user_id")
         query = (
-            "select requested.shop_user_id from unnest(%s::text[]) as requested (shop_user_id)"
-            f" where exists (select from quality.erased_users as erased where erased.user_key = {key})"
+            "select requested.shop_user_id from unnest(%(ids)s::text[]) as requested (shop_user_id)"
+            f" where {ERASED_SQL.format('requested.shop_user_id')}"
         )
-        try:
-            return {row[0] for row in self._rows(query, (sorted(set(shop_user_ids)),))}
-        except errors.UndefinedTable:  # nobody was ever erased (or nothing was ever pseudonymized)
-            return set()
+        rows = self._erasure_rows(query, {"ids": sorted(set(shop_user_ids))})
+        return {row[0] for row in rows or ()}
 
-    def is_erased(self, shop_user_id: str) -> bool:
-        """Whether the shop user was erased (:meth:`erased`)."""
-        return bool(self.erased([shop_user_id]))
+    def lookup(self, shop_user_id: str) -> tuple[bool, str | None]:
+        """Whether the shop user was erased (:meth:`erased`), and their pseudonymous ``user_id`` (:meth:`person`).
+
+        One round trip to the warehouse.
+        """
+        query = (
+            f"select {ERASED_SQL.format('%(id)s')},"
+            " (select user_id from identity.published_user_id_map where shop_user_id = %(id)s)"
+        )
+        rows = self._erasure_rows(query, {"id": shop_user_id})
+        return (bool(rows[0][0]), rows[0][1]) if rows else (False, self.person(shop_user_id))
+
+    def _erasure_rows(self, query: str, params: dict) -> list[tuple] | None:
+        """The rows of a query that reads the erasures; ``None`` when the warehouse has no erasure tables yet.
+
+        Then nobody was ever erased (or pseudonymized); the tables are looked for again after
+        :data:`ERASURE_RECHECK_SECONDS`.
+        """
+        if time.monotonic() < self._no_erasures_until:
+            return None
+        try:
+            return self._rows(query, params)
+        except errors.UndefinedTable:
+            self._no_erasures_until = time.monotonic() + ERASURE_RECHECK_SECONDS
+            return None
 
     def profile(self, user_id: str) -> dict | None:
         """The profile of a pseudonymous user (:data:`PROFILE_COLUMNS`), or ``None`` without one."""
