@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -101,25 +101,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             raise HTTPException(429, "too many requests")
         return name
 
-    def profile_client(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> str:
-        if not settings.profile_token:
-            raise HTTPException(404, "Not Found")  # as if there were no such endpoint
-        given = (credentials.credentials if credentials else "").encode()
-        if not secrets.compare_digest(given, settings.profile_token.encode()):
-            if settings.token is not None and secrets.compare_digest(given, settings.token.encode()):
-                raise HTTPException(403, "the profile needs the profile token")
-            raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
-        if not limiter.allow(settings.profile_token):
-            raise HTTPException(429, "too many requests")
-        return settings.profile_token
-
     def person(shop_user_id: str) -> str | None:
-        erased, user_id = store.lookup(shop_user_id)
-        if erased:
-            raise HTTPException(404, "no such user")
-        return user_id
+        return shopper(store, shop_user_id)
 
     @app.get("/v1/healthz")
     def healthz() -> dict:
@@ -142,23 +125,6 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
             items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
         return {"user_id": shop_user_id, "source": source, "items": items[:n]}
-
-    @app.get("/v1/users/{shop_user_id}/profile", dependencies=[Depends(profile_client)])
-    def profile(shop_user_id: str = PathParam(pattern=ID_PATTERN)) -> dict:
-        user_id = person(shop_user_id)
-        found = store.profile(user_id) if user_id else None
-        if found is None:
-            raise HTTPException(404, "no such user")
-        reasons = [
-            {key: item[key] for key in ("item_id", "reason_code", "reason_text")}
-            for item in store.recommendations(user_id) or []
-        ]
-        return {
-            "user_id": shop_user_id,
-            "profile": found,
-            "interest_tags": store.interest_tags(user_id),
-            "recommendations": reasons,
-        }
 
     @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
     def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:
@@ -192,4 +158,50 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             sessions.add(store.person(event.user_id) or f"shop:{event.user_id}", event)
         return {"accepted": len(accepted), "duplicates": len(duplicates), "duplicate_event_ids": duplicates}
 
+    app.include_router(profile_router(store, settings, limiter))
     return app
+
+
+def shopper(store: Store, shop_user_id: str) -> str | None:
+    """The pseudonymous ``user_id`` of a shop user id (``None``: unknown); 404 for an erased shopper."""
+    erased, user_id = store.lookup(shop_user_id)
+    if erased:
+        raise HTTPException(404, "no such user")
+    return user_id
+
+
+def profile_router(store: Store, settings: Settings, limiter: RateLimiter) -> APIRouter:
+    """``GET /v1/users/{shop_user_id}/profile``: only with ``settings.profile_token``, which only it accepts."""
+    router = APIRouter()
+    bearer = HTTPBearer(auto_error=False)
+
+    def profile_client(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        if not settings.profile_token:
+            raise HTTPException(404, "Not Found")  # as if there were no such endpoint
+        given = (credentials.credentials if credentials else "").encode()
+        if not secrets.compare_digest(given, settings.profile_token.encode()):
+            if settings.token is not None and secrets.compare_digest(given, settings.token.encode()):
+                raise HTTPException(403, "the profile needs the profile token")
+            raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if not limiter.allow(settings.profile_token):
+            raise HTTPException(429, "too many requests")
+        return settings.profile_token
+
+    @router.get("/v1/users/{shop_user_id}/profile", dependencies=[Depends(profile_client)])
+    def profile(shop_user_id: str = PathParam(pattern=ID_PATTERN)) -> dict:
+        user_id = shopper(store, shop_user_id)
+        found = store.profile(user_id) if user_id else None
+        if found is None:
+            raise HTTPException(404, "no such user")
+        reasons = [
+            {key: item[key] for key in ("item_id", "reason_code", "reason_text")}
+            for item in store.recommendations(user_id) or []
+        ]
+        return {
+            "user_id": shop_user_id,
+            "profile": found,
+            "interest_tags": store.interest_tags(user_id),
+            "recommendations": reasons,
+        }
+
+    return router
