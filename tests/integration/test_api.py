@@ -319,7 +319,8 @@ def test_live_sessions_keep_the_last_events_of_the_most_recent_shoppers():
 def test_a_torn_spool_line_is_quarantined_and_the_other_events_land(api, tmp_path, warehouse):
     """The API was killed mid-write twice: in 11-02 before one more event came, in 11-03 as the last line.
 
-    11-02: e1, e2, the torn line 3, e4 (spooled on a line of its own) -> 3 land, 1 quarantined.
+    11-02: e1, e2, the torn line 3 (cut inside a UTF-8 character), e4 (spooled on a line of its own) -> 3 land,
+    1 quarantined.
     11-03: e5, then a torn last line -> 1 lands, 1 quarantined.
     """
     view = {"user_id": "A", "event_type": "view", "item_id": "i1"}
@@ -327,8 +328,8 @@ def test_a_torn_spool_line_is_quarantined_and_the_other_events_land(api, tmp_pat
     events.append(view | {"event_id": "e5", "event_at": "2026-11-03T08:00:00Z"})
     assert api.post("/v1/events", json={"events": events}, headers=AUTH).json()["accepted"] == 3
     spool = tmp_path / "spool"
-    with (spool / "2026-11-02.jsonl").open("a") as handle:
-        handle.write('{"event_id":"e3","user_id":"A","event_ty')
+    with (spool / "2026-11-02.jsonl").open("ab") as handle:
+        handle.write('{"event_id":"e3","user_id":"A","event_type":"search","query":"café'.encode()[:-1])  # mid-é
     e4 = view | {"event_id": "e4", "event_at": "2026-11-02T10:04:00Z"}
     assert api.post("/v1/events", json={"events": [e4]}, headers=AUTH).json()["accepted"] == 1
     with (spool / "2026-11-03.jsonl").open("a") as handle:

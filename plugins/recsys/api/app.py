@@ -51,11 +51,11 @@ class Settings:
 
     token: str | None
     spool_dir: Path
-    profile_token: str | None = None
     requests_per_second: float = 50.0
     burst: int = 100
     session_events: int = 50
     sessions: int = 100_000
+    profile_token: str | None = None
 
 
 @dataclass

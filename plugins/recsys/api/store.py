@@ -5,7 +5,10 @@ When the online store fails (refused, timed out) or holds no published run yet, 
 warehouse, and Redis is left alone for :data:`REDIS_RETRY_SECONDS` before it is tried again.
 
 The shop's own user id is looked up in ``identity.published_user_id_map``, the map swapped in with the
-published lists (:mod:`recsys.serving.publish`), so a lookup always points at a list of the same run.
+published lists (:mod:`recsys.serving.publish`), so a lookup always points at a list of the same run. In the
+same statement the warehouse tells whether that shop user was erased (:meth:`Store.lookup`), hashing the id
+with the key of its keystore (:mod:`recsys.db.keystore`): this process never holds the key. The profile
+endpoint reads :data:`PROFILE_COLUMNS` of ``analytics.user_profiles`` and ``analytics.dim_users``.
 """
 
 from __future__ import annotations
