@@ -292,7 +292,7 @@ def test_a_retried_post_is_accepted_once_and_lands_once(api, tmp_path, warehouse
         ("get", "/v1/users/a%01b/recommendations", None),
         ("get", "/v1/items/i%7F1/similar", None),
         ("get", "/v1/search?q=red%1Bmug", None),
-        ("get", "/v1/search?q=mug&user=a%C2%85b", None),  # U+0085, a C1 control
+        ("get", "/v1/search?q=mug&user=a%C2%90b", None),  # U+0090, a C1 control
         ("post", "/v1/events", {"user_id": "a\x01b", "event_type": "view", "item_id": "i1"}),
         ("post", "/v1/events", {"event_id": "e\x00", "user_id": "A", "event_type": "view", "item_id": "i1"}),
         ("post", "/v1/events", {"user_id": "A", "event_type": "search", "query": "red\u0007mug"}),
@@ -359,3 +359,16 @@ def test_a_torn_spool_line_is_quarantined_and_the_other_events_land(api, tmp_pat
         "sha256": hashlib.sha256(b'{"event_id":"e6","user_id":"A"').hexdigest(),
         "chars": 30,
     }
+
+
+def test_a_redis_without_a_published_run_yet_leaves_the_lists_to_the_warehouse(warehouse, tmp_path):
+    """Redis answers, but nothing was pushed under this prefix: A still gets the published list i1, i2."""
+    client = redis.Redis.from_url(REDIS_URL)
+    store = Store(warehouse, client, prefix=f"test_api_empty_{uuid.uuid4().hex}")
+    api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
+    try:
+        response = api.get("/v1/users/A/recommendations?n=2", headers=AUTH)
+        assert items(response) == ["i1", "i2"] and response.json()["source"] == "personalized"
+    finally:
+        store.close()
+        client.close()
