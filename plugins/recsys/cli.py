@@ -179,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from recsys.api.app import Settings, create_app
-    from recsys.api.store import Store
+    from recsys.api.store import REDIS_TIMEOUT_SECONDS, Store
     from recsys.db.warehouse import LOCAL_DIR, warehouse_url
     from recsys.serving import online
 
@@ -189,7 +189,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     profile_token = os.environ.get("RECSYS_API_PROFILE_TOKEN") or None
     if profile_token and profile_token == token:
         sys.exit("RECSYS_API_PROFILE_TOKEN must differ from RECSYS_API_TOKEN (the profile is for fewer callers)")
-    store = Store(warehouse_url(), online.redis_client(), prefix=args.redis_prefix)
+    # a Redis that hangs times out quickly: the API then answers from the warehouse (recsys.api.store)
+    timeouts = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
+    store = Store(warehouse_url(), online.redis_client(**timeouts), prefix=args.redis_prefix)
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
     settings = Settings(
         token=None if args.insecure_local else token,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import uuid
 
 import psycopg2
@@ -165,10 +166,14 @@ def test_the_lists_come_from_redis_when_the_online_store_is_there(warehouse, tmp
         client.close()
 
 
-def test_without_redis_the_lists_come_from_the_warehouse(warehouse, tmp_path):
-    """A Redis that refuses connections (nothing listens on port 1): the API answers from the warehouse."""
-    refusing = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    store = Store(warehouse, refusing)
+@pytest.mark.parametrize("listens", [False, True], ids=["refuses", "hangs"])
+def test_without_redis_the_lists_come_from_the_warehouse(warehouse, tmp_path, listens):
+    """A Redis that refuses connections (nothing listens), or that never answers (a socket that accepts and
+    says nothing, read with a short timeout): the API answers from the warehouse."""
+    silent = socket.create_server(("127.0.0.1", 0))  # listening, never answering
+    port = silent.getsockname()[1] if listens else 1
+    broken = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5, socket_timeout=0.5)
+    store = Store(warehouse, broken)
     api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
     try:
         assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
@@ -176,6 +181,7 @@ def test_without_redis_the_lists_come_from_the_warehouse(warehouse, tmp_path):
         assert items(api.get("/v1/users/A/recommendations?n=1", headers=AUTH)) == ["i1"]  # still, while it is down
     finally:
         store.close()
+        silent.close()
 
 
 def test_an_erased_shopper_gets_404_and_their_events_are_not_spooled(warehouse, tmp_path, monkeypatch):

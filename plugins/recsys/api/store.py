@@ -53,6 +53,8 @@ PROFILE_COLUMNS = {
 }
 #: interest tags the profile endpoint lists (the strongest first)
 PROFILE_TAGS = 20
+#: seconds the API waits for the online store (to connect, for an answer) before it reads the warehouse
+REDIS_TIMEOUT_SECONDS = 1.0
 #: seconds the API reads the warehouse only, after the online store failed
 REDIS_RETRY_SECONDS = 30.0
 #: seconds before the erasure tables are looked for again, after a warehouse without them
