@@ -18,7 +18,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from recsys.api.app import Settings, create_app
-from recsys.api.events import Sessions, drain
+from recsys.api.events import Event, Sessions, Spool, drain
 from recsys.api.store import Store
 from recsys.db import keystore
 from recsys.ingest.load import load_landing
@@ -266,8 +266,8 @@ def test_the_profile_is_for_the_profile_token_only(profiles, tmp_path):
 def test_a_retried_post_is_accepted_once_and_lands_once(api, tmp_path, warehouse):
     """e1 and e2 (twice in the batch): 2 accepted, 1 duplicate; the retry: 0 accepted, 3 duplicates.
 
-    After a restart (the API's memory of ids is gone) the retry is spooled again, and the drain drops it:
-    2 events land, and read = landed + duplicates + quarantined.
+    After a restart the API reads the ids back from the spool: the retry is still a duplicate. 3 events
+    land (e1, e2, one without an id), read = landed + duplicates + quarantined.
     """
     events = [
         {"event_id": "e1", "user_id": "A", "event_type": "view", "item_id": "i1", "event_at": "2026-11-02T10:00:00Z"},
@@ -282,12 +282,12 @@ def test_a_retried_post_is_accepted_once_and_lands_once(api, tmp_path, warehouse
     assert api.post("/v1/events", json={"events": [no_id]}, headers=AUTH).json()["accepted"] == 1
     store = Store(warehouse)
     restarted = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
-    assert restarted.post("/v1/events", json={"events": events[:2]}, headers=AUTH).json()["accepted"] == 2
+    assert restarted.post("/v1/events", json={"events": events[:2]}, headers=AUTH).json()["duplicates"] == 2
     store.close()
     with psycopg2.connect(warehouse) as conn:
         counts = drain(tmp_path / "spool", tmp_path / "shop", conn)
     conn.close()
-    assert counts == {"2026-11-02": {"read": 5, "landed": 3, "duplicates": 2, "quarantined": 0}}
+    assert counts == {"2026-11-02": {"read": 3, "landed": 3, "duplicates": 0, "quarantined": 0}}
     landed = (tmp_path / "shop" / "api-2026-11-02" / "events.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in landed] == ["event_id", "e1", "e2", ""]
 
@@ -378,3 +378,22 @@ def test_a_redis_without_a_published_run_yet_leaves_the_lists_to_the_warehouse(w
     finally:
         store.close()
         client.close()
+
+
+def test_the_spool_remembers_its_event_ids_across_a_restart_and_the_drain_drops_older_repeats(tmp_path, database):
+    """Ids with a quote and a backslash are read back; an id beyond what the spool remembers is spooled again
+    (remembered_ids=2: after e1, 'q"1\\', e3 only the last two), and the drain lands it once."""
+    at = "2026-11-02T10:00:00Z"
+    events = [
+        Event(event_id=name, user_id="A", event_type="view", item_id="i1", event_at=at)
+        for name in ("e1", 'q"1\\', "e3")
+    ]
+    anonymous = Event(user_id="A", event_type="view", item_id="i1", event_at=at)
+    assert Spool(tmp_path, remembered_ids=2).append([*events, anonymous]) == ([*events, anonymous], [])
+    restarted = Spool(tmp_path, remembered_ids=2)
+    new, duplicates = restarted.append([*events, anonymous])
+    assert ([event.event_id for event in new], duplicates) == (["e1", None], ['q"1\\', "e3"])
+    with psycopg2.connect(database) as conn:
+        counts = drain(tmp_path, tmp_path / "shop", conn)
+    conn.close()
+    assert counts == {"2026-11-02": {"read": 6, "landed": 5, "duplicates": 1, "quarantined": 0}}

@@ -2,7 +2,8 @@
 
 - :class:`Spool` appends every accepted event to ``<spool>/<YYYY-MM-DD>.jsonl`` (the event's day, UTC) and
   fsyncs before the API answers, so an accepted event survives a restart. An event with a client
-  ``event_id`` the spool has seen (the last :data:`REMEMBERED_EVENT_IDS`) is a duplicate, not spooled again.
+  ``event_id`` the spool has seen (the last :data:`REMEMBERED_EVENT_IDS`, read back at start) is a duplicate,
+  not spooled again.
 - :class:`Sessions` keeps each shopper's last events in memory for the next request (see
   :func:`apply_session`), for a bounded number of shoppers (least recently used first out).
 - :func:`drain` writes each spooled day as a landing batch ``<landing>/api-<YYYY-MM-DD>/events.csv`` (with
@@ -39,6 +40,8 @@ TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 QUARANTINE_TABLE = "api_spool"
 #: the reason of a torn spool line
 TORN_REASON = "torn: not a whole JSON record (a write cut short, e.g. the API killed mid-write)"
+#: bytes read from the end of each spool file for the event ids at start
+SPOOL_TAIL_BYTES = 32 * 1024 * 1024
 #: event ids the API remembers to answer a retried POST (the most recent ones)
 REMEMBERED_EVENT_IDS = 100_000
 #: the batch of a day's API events: ``api-<YYYY-MM-DD>``
@@ -69,15 +72,16 @@ class EventBatch(BaseModel):
 class Spool:
     """Append-only JSON lines per day; every append is flushed and fsynced before it returns.
 
-    It remembers the last ``remembered_ids`` event ids it spooled (in this process): an event whose id it
-    has seen is a duplicate, not spooled again.
+    It remembers the last ``remembered_ids`` event ids spooled, read back from the spool when it starts
+    (:func:`spooled_event_ids`), so a retry is a duplicate after a restart too: an event whose id it has
+    seen is not spooled again.
     """
 
     def __init__(self, directory: Path | str, remembered_ids: int = REMEMBERED_EVENT_IDS):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.remembered_ids = remembered_ids
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict.fromkeys(spooled_event_ids(self.directory, remembered_ids))
         self._lock = threading.Lock()
 
     def append(self, events: list[Event]) -> tuple[list[Event], list[str]]:
@@ -112,6 +116,25 @@ class Spool:
                 handle.write((("\n" if torn else "") + "\n".join(lines) + "\n").encode())
                 handle.flush()
                 os.fsync(handle.fileno())
+
+
+def spooled_event_ids(directory: Path, limit: int) -> list[str]:
+    """The ids of the last ``limit`` events with one in the spool files, oldest first.
+
+    Files are read newest (last written) first, each from at most its last :data:`SPOOL_TAIL_BYTES`; an
+    event's id is the first field of its line (``Event.model_dump_json``), so a regex finds it.
+    """
+    found: list[str] = []
+    for path in sorted(directory.glob("*.jsonl"), key=lambda path: path.stat().st_mtime, reverse=True):
+        with path.open("rb") as handle:
+            start = max(0, handle.seek(0, os.SEEK_END) - SPOOL_TAIL_BYTES)
+            handle.seek(start)
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()[1 if start else 0 :]
+        ids = pd.Series(lines, dtype="object").str.extract(r'^\{"event_id":("(?:[^"\\]|\\.)*")', expand=False)
+        found.extend(ids.dropna().map(json.loads).tolist()[::-1])
+        if len(found) >= limit:
+            break
+    return found[:limit][::-1]
 
 
 class Sessions:
@@ -217,8 +240,8 @@ def quarantine(conn: Any, day: str, source_file: str, rejected: pd.DataFrame) ->
 def drain(spool_dir: Path | str, landing_dir: Path | str, conn: Any) -> dict[str, dict[str, int]]:
     """Write every spooled day as a landing batch; return ``{day: {"read", "landed", "duplicates", "quarantined"}}``.
 
-    An event whose ``event_id`` came earlier in the day is a duplicate (a retry the API spooled again after a
-    restart): it is left out. A torn line (:func:`read_spool`) goes to ``quality.rejected_rows`` of the
+    An event whose ``event_id`` came earlier in the day is a duplicate (a retry of an event older than the API
+    remembered): it is left out. A torn line (:func:`read_spool`) goes to ``quality.rejected_rows`` of the
     warehouse ``conn`` (:func:`quarantine`). ``read = landed + duplicates + quarantined``.
     """
     spec = landing.FILES["events"]
