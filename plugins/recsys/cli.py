@@ -179,20 +179,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from recsys.api.app import Settings, create_app
-    from recsys.api.store import Store
+    from recsys.api.store import REDIS_TIMEOUT_SECONDS, Store
     from recsys.db.warehouse import LOCAL_DIR, warehouse_url
     from recsys.serving import online
 
     token = os.environ.get("RECSYS_API_TOKEN")
     if not token and not args.insecure_local:
         sys.exit("set RECSYS_API_TOKEN (clients send it as a bearer token), or run with --insecure-local")
-    store = Store(warehouse_url(), online.redis_client(), os.environ.get("RECSYS_PSEUDONYM_KEY"), args.redis_prefix)
+    profile_token = os.environ.get("RECSYS_API_PROFILE_TOKEN") or None
+    if profile_token and profile_token == token:
+        sys.exit("RECSYS_API_PROFILE_TOKEN must differ from RECSYS_API_TOKEN (the profile is for fewer callers)")
+    # a Redis that hangs times out quickly: the API then answers from the warehouse (recsys.api.store)
+    timeouts = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
+    store = Store(warehouse_url(), online.redis_client(**timeouts), prefix=args.redis_prefix)
     spool = Path(args.spool) if args.spool else LOCAL_DIR / "api_spool"
     settings = Settings(
         token=None if args.insecure_local else token,
         spool_dir=spool,
+        profile_token=profile_token,
         requests_per_second=args.rate_limit,
         burst=args.burst,
+        session_events=args.session_events,
+        sessions=args.sessions,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
@@ -200,9 +208,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_events_drain(args: argparse.Namespace) -> None:
     from recsys.api.events import drain
+    from recsys.db.warehouse import connect
 
-    for day, counts in drain(Path(args.spool), Path(args.landing)).items():
-        print(f"{day}: accepted {counts['accepted']}, landed {counts['landed']}")
+    with connect() as conn:
+        counts = drain(Path(args.spool), Path(args.landing), conn)
+    for day, day_counts in counts.items():
+        print(f"{day}: " + ", ".join(f"{name} {value}" for name, value in day_counts.items()))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -260,6 +271,8 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--insecure-local", action="store_true", help="no token; listen on 127.0.0.1 only")
     serve.add_argument("--rate-limit", type=float, default=50.0, help="requests per second per client (then 429)")
     serve.add_argument("--burst", type=int, default=100, help="requests a client may send at once")
+    serve.add_argument("--session-events", type=int, default=50, help="events kept per shopper's live session")
+    serve.add_argument("--sessions", type=int, default=100_000, help="live sessions kept (least recent out)")
     serve.add_argument("--redis-prefix", default="recsys", help="the online store's key prefix (push_online's)")
     serve.set_defaults(func=cmd_serve)
     drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")

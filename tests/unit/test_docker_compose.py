@@ -90,6 +90,12 @@ def test_ports_are_bound_to_localhost_and_secrets_have_no_defaults():
         assert re.search(rf"(?m)^{name}=$", (REPO / ".env.example").read_text()), name  # no placeholder to keep
 
 
+def test_the_serving_api_runs_without_the_pseudonymization_key():
+    """The API checks erasures in the warehouse (its keystore): the key stays out of the API's process."""
+    env = load()["services"]["recsys-api"]["environment"]
+    assert "RECSYS_PSEUDONYM_KEY" not in env and "${RECSYS_API_TOKEN:?" in env["RECSYS_API_TOKEN"]
+
+
 def test_celery_broker_and_online_store_use_separate_redis_databases_with_a_password():
     services = load()["services"]
     env = services["airflow-worker"]["environment"]

@@ -10,13 +10,19 @@ endpoint                                        answer
 ``GET /v1/items/{item_id}/similar``             the published similar items; ``?n=`` 1-100 (default 10)
 ``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
 ``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
-                                                in the shopper's next request
+                                                in the shopper's next request; an ``event_id`` seen before
+                                                is a duplicate, accepted once
+``GET /v1/users/{shop_user_id}/profile``        the shopper's profile and the reasons of their published list;
+                                                only with ``RECSYS_API_PROFILE_TOKEN`` (else 404)
 ==============================================  ==============================================================
 
-Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` unless the server runs with
-``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces) and a
-client over its rate limit gets 429. An erased shopper gets 404 (told apart when the API has the
-pseudonymization key) and their events are refused; responses hold item ids, scores and reasons only.
+Every request needs ``Authorization: Bearer <RECSYS_API_TOKEN>`` (the profile: ``Bearer
+<RECSYS_API_PROFILE_TOKEN>``, a token of its own; the ordinary one gets 403 there) unless the server runs with
+``--insecure-local`` (then it listens on 127.0.0.1 only). Ids are checked (1-128 characters, no spaces, no
+control characters; queries: no control characters) and a client over its rate limit gets 429. An erased
+shopper gets 404 (checked in the warehouse, which holds the key: :meth:`recsys.api.store.Store.erased`) and a
+batch of events with one of theirs is refused, nothing of it spooled. The live sessions keep the last
+``session_events`` events of at most ``sessions`` shoppers (:class:`recsys.api.events.Sessions`).
 """
 
 import secrets
@@ -26,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from recsys.api.events import ID_PATTERN, EventBatch, Sessions, Spool, apply_session
+from recsys.api.events import ID_PATTERN, TEXT_PATTERN, EventBatch, Sessions, Spool, apply_session
 from recsys.api.store import Store
 
 #: items similar to each recently viewed item that move up in the shopper's list
@@ -41,12 +47,15 @@ RECENT_VIEWS = 5
 
 @dataclass
 class Settings:
-    """How the API runs: ``token`` None only for ``--insecure-local``."""
+    """How the API runs: ``token`` None only for ``--insecure-local``; ``profile_token`` None: no profile endpoint."""
 
     token: str | None
     spool_dir: Path
     requests_per_second: float = 50.0
     burst: int = 100
+    session_events: int = 50
+    sessions: int = 100_000
+    profile_token: str | None = None
 
 
 @dataclass
@@ -78,7 +87,7 @@ class RateLimiter:
 def create_app(store: Store, settings: Settings) -> FastAPI:
     """The API over ``store`` (see the module docstring)."""
     app = FastAPI(title="recsys serving API", version="1")
-    sessions, spool = Sessions(), Spool(settings.spool_dir)
+    sessions, spool = Sessions(settings.session_events, settings.sessions), Spool(settings.spool_dir)
     limiter = RateLimiter(settings.requests_per_second, settings.burst)
     bearer = HTTPBearer(auto_error=False)
 
@@ -93,9 +102,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         return name
 
     def person(shop_user_id: str) -> str | None:
-        if store.is_erased(shop_user_id):
-            raise HTTPException(404, "no such user")
-        return store.person(shop_user_id)
+        return shopper(store, shop_user_id)
 
     @app.get("/v1/healthz")
     def healthz() -> dict:
@@ -128,26 +135,73 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
 
     @app.get("/v1/search", dependencies=[Depends(client)])
     def search(
-        q: str = Query(min_length=1, max_length=200),
+        q: str = Query(min_length=1, max_length=200, pattern=TEXT_PATTERN),
         user: str | None = Query(None, pattern=ID_PATTERN),
         n: int = Query(20, ge=1, le=100),
     ) -> dict:
         from recsys.usecases import search as search_module
 
-        if user is not None and (store.is_erased(user) or store.person(user) is None):
-            user = None  # unknown or erased: an anonymous search
+        if user is not None:
+            erased, user_id = store.lookup(user)
+            if erased or user_id is None:
+                user = None  # unknown or erased: an anonymous search
         with store.connection() as conn:
             found = search_module.search(conn, user, q, n=n)
         return {"query": q, "items": found[["item_id", "score", "reason"]].to_dict("records")}
 
     @app.post("/v1/events", dependencies=[Depends(client)])
     def events(batch: EventBatch) -> dict:
-        for event in batch.events:
-            if store.is_erased(event.user_id):
-                raise HTTPException(404, "no such user")
-        spool.append(batch.events)
-        for event in batch.events:
+        if store.erased([event.user_id for event in batch.events]):
+            raise HTTPException(404, "no such user")  # the whole batch is refused: nothing of it is spooled
+        accepted, duplicates = spool.append(batch.events)
+        for event in accepted:
             sessions.add(store.person(event.user_id) or f"shop:{event.user_id}", event)
-        return {"accepted": len(batch.events)}
+        return {"accepted": len(accepted), "duplicates": len(duplicates), "duplicate_event_ids": duplicates}
 
+    app.include_router(profile_router(store, settings, limiter))
     return app
+
+
+def shopper(store: Store, shop_user_id: str) -> str | None:
+    """The pseudonymous ``user_id`` of a shop user id (``None``: unknown); 404 for an erased shopper."""
+    erased, user_id = store.lookup(shop_user_id)
+    if erased:
+        raise HTTPException(404, "no such user")
+    return user_id
+
+
+def profile_router(store: Store, settings: Settings, limiter: RateLimiter) -> APIRouter:
+    """``GET /v1/users/{shop_user_id}/profile``: only with ``settings.profile_token``, which only it accepts."""
+    router = APIRouter()
+    bearer = HTTPBearer(auto_error=False)
+
+    def profile_client(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        if not settings.profile_token:
+            raise HTTPException(404, "Not Found")  # as if there were no such endpoint
+        given = (credentials.credentials if credentials else "").encode()
+        if not secrets.compare_digest(given, settings.profile_token.encode()):
+            if settings.token is not None and secrets.compare_digest(given, settings.token.encode()):
+                raise HTTPException(403, "the profile needs the profile token")
+            raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if not limiter.allow(settings.profile_token):
+            raise HTTPException(429, "too many requests")
+        return settings.profile_token
+
+    @router.get("/v1/users/{shop_user_id}/profile", dependencies=[Depends(profile_client)])
+    def profile(shop_user_id: str = PathParam(pattern=ID_PATTERN)) -> dict:
+        user_id = shopper(store, shop_user_id)
+        found = store.profile(user_id) if user_id else None
+        if found is None:
+            raise HTTPException(404, "no such user")
+        reasons = [
+            {key: item[key] for key in ("item_id", "reason_code", "reason_text")}
+            for item in store.recommendations(user_id) or []
+        ]
+        return {
+            "user_id": shop_user_id,
+            "profile": found,
+            "interest_tags": store.interest_tags(user_id),
+            "recommendations": reasons,
+        }
+
+    return router

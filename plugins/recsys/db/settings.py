@@ -180,6 +180,16 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             read_by="`recsys.cli`",
         ),
         Setting(
+            "RECSYS_API_PROFILE_TOKEN",
+            meaning=(
+                "the bearer token of `GET /v1/users/{id}/profile` "
+                "([Serving API](../operate/serving-api.md#the-profile-endpoint)), which the ordinary token cannot "
+                "read (403); must differ from `RECSYS_API_TOKEN`"
+            ),
+            default="unset: no profile endpoint (404)",
+            read_by="`recsys.cli`",
+        ),
+        Setting(
             "RECSYS_GX_DOCS_KEEP_RUNS",
             meaning="data docs of how many runs to keep (the newest; older ones are deleted after each gate)",
             default="`14`",
@@ -210,8 +220,14 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     "compose": (
         Setting(
             "RECSYS_PSEUDONYM_KEY",
-            meaning="as above",
+            meaning="as above; given to the Airflow services, not to `recsys-api`",
             default="none (required)",
+        ),
+        Setting("RECSYS_API_TOKEN", meaning="as above (the `recsys-api` service)", default="none (required)"),
+        Setting(
+            "RECSYS_API_PROFILE_TOKEN",
+            meaning="as above (the `recsys-api` service)",
+            default="empty: no profile endpoint",
         ),
         Setting(
             "AIRFLOW_JWT_SECRET",

@@ -68,14 +68,17 @@ class OnlineStoreError(RuntimeError):
     """``recs`` does not hold exactly the run to push."""
 
 
-def redis_client(url: str | None = None):
-    """A Redis client for ``url`` (default ``REDIS_URL``), or ``None`` when no URL is set."""
+def redis_client(url: str | None = None, **options):
+    """A Redis client for ``url`` (default ``REDIS_URL``), or ``None`` when no URL is set.
+
+    ``options`` go to ``redis.Redis.from_url`` (e.g. ``socket_timeout``).
+    """
     url = url or os.environ.get("REDIS_URL")
     if not url:
         return None
     import redis
 
-    return redis.Redis.from_url(url)
+    return redis.Redis.from_url(url, **options)
 
 
 def run_key(run_id: str, kind: str, entity_id: str, prefix: str = PREFIX) -> str:
