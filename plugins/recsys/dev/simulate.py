@@ -1387,7 +1387,8 @@ def _add_linked_accounts(
 
 def _write_csv(out_dir: Path, name: str, frame: pd.DataFrame) -> int:
     spec = landing.FILES[name]
-    frame[spec.column_names].to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
+    out = frame.reindex(columns=spec.column_names)  # columns it does not simulate (request_id) are empty
+    out.to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
     return len(frame)
 
 
@@ -1479,7 +1480,7 @@ def _append_malformed_lines(rng: np.random.Generator, out_dir: Path, events: pd.
     n = max(1, round(DIRT_RATES["malformed_lines"] * len(events)))
     sample = events.iloc[rng.integers(0, len(events), n)]
     short = sample["event_id"] + "," + sample["user_id"] + "," + sample["item_id"] + ",view"
-    long = short + ",2026-01-01T00:00:00Z,,web,,1,9.99,extra,columns"
+    long = short + ",2026-01-01T00:00:00Z,,web,,1,9.99,extra,columns,more"
     lines = np.where(rng.random(n) < 0.5, short, long)
     with open(out_dir / landing.FILES["events"].filename, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
