@@ -30,7 +30,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from recsys.api import experiments
 from recsys.api.events import ID_PATTERN, EventBatch, Sessions, Spool, apply_session
+from recsys.api.impressions import ImpressionLog
 from recsys.api.store import Store
 
 #: items similar to each recently viewed item that move up in the shopper's list
@@ -47,6 +49,7 @@ class Settings:
     spool_dir: Path
     requests_per_second: float = 50.0
     burst: int = 100
+    experiment: experiments.Experiment | None = None  # an A/B test of a challenger (recsys.api.experiments)
 
 
 @dataclass
@@ -79,6 +82,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     """The API over ``store`` (see the module docstring)."""
     app = FastAPI(title="recsys serving API", version="1")
     sessions, spool = Sessions(), Spool(settings.spool_dir)
+    impressions = ImpressionLog(settings.spool_dir, settings.experiment)
     limiter = RateLimiter(settings.requests_per_second, settings.burst)
     bearer = HTTPBearer(auto_error=False)
 
@@ -102,9 +106,14 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         return {"status": "ok", "run_id": store.run()["run_id"]}
 
     @app.get("/v1/users/{shop_user_id}/recommendations", dependencies=[Depends(client)])
-    def recommendations(shop_user_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(20, ge=1, le=100)) -> dict:
+    def recommendations(
+        shop_user_id: str = PathParam(pattern=ID_PATTERN),
+        n: int = Query(20, ge=1, le=100),
+        placement: str = Query("home", pattern=ID_PATTERN),
+    ) -> dict:
         user_id = person(shop_user_id)
-        published = store.recommendations(user_id) if user_id else None
+        served = experiments.serve(store, settings.experiment, user_id)  # the shopper's arm of an A/B test
+        published = served.items
         items, source = (published, "personalized") if published else (store.cold_start(), "cold_start")
         session = sessions.recent(user_id or f"shop:{shop_user_id}")
         if session:
@@ -117,7 +126,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             }
             bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
             items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
-        return {"user_id": shop_user_id, "source": source, "items": items[:n]}
+        request_id = impressions.record(shop_user_id, items[:n], served, source, placement) if user_id else None
+        return {"user_id": shop_user_id, "source": source, "items": items[:n], "request_id": request_id}
 
     @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
     def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:
