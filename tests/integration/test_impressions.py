@@ -10,6 +10,7 @@ purchases go back through the API, are drained and loaded with the impressions, 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ from recsys.dev.local import BIN, environment
 from recsys.dev.shoppers import Shoppers
 from recsys.evaluation.online import evaluate_online
 from recsys.ingest import load
+from recsys.quality import erasure
 from recsys.reporting.online import arm_comparison
 from recsys.serving import publish
 
@@ -169,3 +171,92 @@ def test_the_closed_loop_serve_log_click_land_evaluate(staged_shop, tmp_path):
         " and k > 0 group by k order by k",
     )
     assert by_position == [(position, float(tally["position", position])) for position in range(1, 6)]
+
+
+@pytest.fixture
+def small_run(database, contract_tables):
+    """A hand-made published run: shopper A has the list c1..c3 (no dbt), and shopper E was erased."""
+    contract_tables(database, "user_id_map", "dim_items")
+    contract_tables(database, *publish.RECS_TABLES, schema=publish.BUILD_SCHEMA)
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute(erasure.ERASURE_DDL)
+        cur.execute(
+            """
+            insert into identity.user_id_map (user_id, shop_user_id, account_user_id) values ('pA', 'A', 'pA');
+            insert into quality.erased_users (user_key, erased_at) values (%(erased)s, now());
+            insert into recs_build.runs (run_id, is_published, champion_model) values (%(run)s, true, 'als');
+            insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, reason_code, run_id)
+                select 'pA', rank, 'c' || rank, 1.0 / rank, 'popular', %(run)s from generate_series(1, 3) as rank;
+            insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, score, run_id)
+                values ('all', 1, 'c9', 0.8, %(run)s);
+            insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
+                values ('c1', 1, 'c2', 0.5, %(run)s);
+            """,
+            {"run": RUN, "erased": erasure.user_key("E", os.environ["RECSYS_PSEUDONYM_KEY"])},
+        )
+    conn.close()
+    with psycopg2.connect(database) as conn:
+        publish.swap_recs(conn, RUN)
+    conn.close()
+    return database
+
+
+def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small_run, tmp_path):
+    store = Store(small_run, pseudonym_key=os.environ["RECSYS_PSEUDONYM_KEY"])
+    api = TestClient(create_app(store, Settings(TOKEN, tmp_path / "spool")))  # no A/B test
+    shown = api.get("/v1/users/A/recommendations?n=2&placement=cart_page", headers=AUTH).json()
+    assert [item["item_id"] for item in shown["items"]] == ["c1", "c2"] and len(shown["request_id"]) == 32
+    assert api.get("/v1/users/E/recommendations", headers=AUTH).status_code == 404  # erased
+    assert api.get("/v1/users/newcomer/recommendations", headers=AUTH).json()["request_id"] is None
+    assert api.get("/v1/users/A/recommendations?placement=a%20b", headers=AUTH).status_code == 422
+    click = {"user_id": "A", "event_type": "click", "item_id": "c2", "request_id": shown["request_id"]}
+    assert api.post("/v1/events", json={"events": [click]}, headers=AUTH).json() == {"accepted": 1}
+    store.close()
+
+    shop = tmp_path / "shop"
+    (day,) = impressions.drain(tmp_path / "spool", shop)
+    events.drain(tmp_path / "spool", shop)
+    landed = (shop / f"api-{day}" / "impressions.csv").read_text().splitlines()
+    header = "request_id,user_id,item_id,position,shown_at,run_id,model_name,arm,experiment,challenger_share,placement"
+    assert landed[0] == header
+    fields = [line.split(",") for line in landed[1:]]
+    assert [(row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[10]) for row in fields] == [
+        (shown["request_id"], "A", f"c{n}", str(n), RUN, "als", "", "cart_page") for n in (1, 2)
+    ]
+    with (shop / f"api-{day}" / "events.csv").open() as handle:
+        (landed_click,) = csv.DictReader(handle)
+    assert (landed_click["event_type"], landed_click["item_id"]) == ("click", "c2")
+    assert landed_click["request_id"] == shown["request_id"]  # the click names the list it came from
+
+
+def test_bad_impression_rows_are_quarantined_with_reasons_and_the_counts_reconcile(database, tmp_path):
+    batch = tmp_path / "shop" / "api-2026-11-03"
+    batch.mkdir(parents=True)
+    for name, header in [
+        ("users", "user_id,signup_at"),
+        ("items", "item_id"),
+        ("events", "user_id,event_type,event_at"),
+    ]:
+        (batch / f"{name}.csv").write_text(header + "\n")
+    (batch / "impressions.csv").write_text(
+        "request_id,user_id,item_id,position,shown_at,arm\n"
+        "r1,A,c1,1,2026-11-03T10:00:00Z,champion\n"
+        "r1,A,c2,first,2026-11-03T10:00:00Z,champion\n"
+        ",A,c3,3,2026-11-03T10:00:00Z,champion\n"
+        "r1,A,c4,4,yesterday,champion\n"
+        "r1,A,c5,5\n"
+    )
+    with connect(database) as conn:
+        (audit,) = [
+            row for row in load.load_landing(conn, tmp_path / "shop", batch.name) if row["table_name"] == "impressions"
+        ]
+    assert (audit["rows_read"], audit["rows_loaded"], audit["rows_rejected"]) == (5, 1, 4)
+    reasons = rows(
+        database, "select line_number, reason from quality.rejected_rows where table_name = 'impressions' order by 1"
+    )
+    assert reasons == [
+        (3, "position: cannot parse 'first' as integer"),
+        (4, "missing required value: request_id"),
+        (5, "shown_at: cannot parse 'yesterday' as timestamp"),
+        (6, "expected 6 fields, got 4"),
+    ]
