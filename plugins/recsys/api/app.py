@@ -113,8 +113,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     ) -> dict:
         user_id = person(shop_user_id)
         served = experiments.serve(store, settings.experiment, user_id)  # the shopper's arm of an A/B test
-        published = served.items
-        items, source = (published, "personalized") if published else (store.cold_start(), "cold_start")
+        items, source = (served.items, "personalized") if served.items else (store.cold_start(), "cold_start")
         session = sessions.recent(user_id or f"shop:{shop_user_id}")
         if session:
             run = store.run()

@@ -63,6 +63,11 @@ def online_rows(conn: Any, run_ids: list[str] | None = None) -> pd.DataFrame:
 
 def evaluate_online(conn: Any, run_ids: list[str] | None = None) -> dict[str, int]:
     """Write the online rows of ``run_ids`` (None: every run in ``fct_impressions``); return rows per run."""
+    with conn.cursor() as cursor:
+        cursor.execute("select to_regclass('analytics.fct_impressions') is not null")
+        if not cursor.fetchone()[0]:  # dbt has not built the impressions yet
+            conn.rollback()
+            return {}
     runs.ensure_schema(conn)
     rows = online_rows(conn, run_ids)
     with conn.cursor() as cursor:
