@@ -194,15 +194,35 @@ def cmd_serve(args: argparse.Namespace) -> None:
         requests_per_second=args.rate_limit,
         burst=args.burst,
     )
+    if args.experiment:
+        from recsys.api.experiments import Experiment
+
+        if not args.challenger:
+            sys.exit("--experiment needs --challenger: the model whose lists the challenger arm serves")
+
+        settings.experiment = Experiment(args.experiment, args.challenger, args.challenger_share)
     app = create_app(store, settings)
     uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
 
 
 def cmd_events_drain(args: argparse.Namespace) -> None:
+    from recsys.api import impressions
     from recsys.api.events import drain
 
     for day, counts in drain(Path(args.spool), Path(args.landing)).items():
         print(f"{day}: accepted {counts['accepted']}, landed {counts['landed']}")
+    for day, counts in impressions.drain(Path(args.spool), Path(args.landing)).items():
+        print(f"{day}: impressions logged {counts['logged']}, landed {counts['landed']}")
+
+
+def cmd_evaluate_online(args: argparse.Namespace) -> None:
+    from recsys.db.warehouse import connect, warehouse_url
+    from recsys.evaluation.online import evaluate_online
+    from recsys.reporting.online import arm_comparison
+
+    with connect(warehouse_url()) as conn:
+        _print(evaluate_online(conn, args.run_id))
+        print(arm_comparison(conn, args.run_id[0] if args.run_id else None, table="ml.model_evaluations").to_string())
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -261,11 +281,21 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--rate-limit", type=float, default=50.0, help="requests per second per client (then 429)")
     serve.add_argument("--burst", type=int, default=100, help="requests a client may send at once")
     serve.add_argument("--redis-prefix", default="recsys", help="the online store's key prefix (push_online's)")
+    serve.add_argument("--experiment", help="an A/B test's name: its arms are drawn by a hash of it and the shopper")
+    serve.add_argument("--challenger", help="the A/B test's challenger model ([experiment] challenger of the run)")
+    serve.add_argument("--challenger-share", type=float, default=0.5, help="the shoppers the challenger gets (0-1)")
     serve.set_defaults(func=cmd_serve)
-    drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")
+    drain = commands.add_parser(
+        "events-drain", help="write the API's spooled events and impressions as landing batches api-<day>"
+    )
     drain.add_argument("--spool", required=True)
     drain.add_argument("--landing", required=True, help="the shop's landing directory")
     drain.set_defaults(func=cmd_events_drain)
+    online = commands.add_parser(
+        "evaluate-online", help="click-through and conversion of the served lists into ml.model_evaluations"
+    )
+    online.add_argument("--run-id", action="append", help="a run that served lists (repeatable; default every run)")
+    online.set_defaults(func=cmd_evaluate_online)
 
 
 def build_parser() -> argparse.ArgumentParser:
