@@ -6,7 +6,10 @@ endpoint                                        answer
 ``GET /v1/healthz``                             ``{"status": "ok", "run_id"}``
 ``GET /v1/users/{shop_user_id}/recommendations``  the published list after the live session
                                                 (:func:`recsys.api.events.apply_session`); a shopper without
-                                                one gets the cold-start list; ``?n=`` 1-100 (default 20)
+                                                one gets the cold-start list; ``?n=`` 1-100 (default 20);
+                                                what was shown is logged under the answer's ``request_id``
+                                                (:mod:`recsys.api.impressions`), the list is the shopper's
+                                                A/B arm's (:mod:`recsys.api.experiments`)
 ``GET /v1/items/{item_id}/similar``             the published similar items; ``?n=`` 1-100 (default 10)
 ``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
 ``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
