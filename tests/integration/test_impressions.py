@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys import cli
 from recsys.api import events, impressions
 from recsys.api.app import Settings, create_app
 from recsys.api.experiments import Experiment
@@ -201,7 +202,7 @@ def small_run(database, contract_tables):
     return database
 
 
-def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small_run, tmp_path):
+def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small_run, tmp_path, capsys):
     store = Store(small_run, pseudonym_key=os.environ["RECSYS_PSEUDONYM_KEY"])
     api = TestClient(create_app(store, Settings(TOKEN, tmp_path / "spool")))  # no A/B test
     shown = api.get("/v1/users/A/recommendations?n=2&placement=cart_page", headers=AUTH).json()
@@ -214,8 +215,12 @@ def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small
     store.close()
 
     shop = tmp_path / "shop"
-    (day,) = impressions.drain(tmp_path / "spool", shop)
-    events.drain(tmp_path / "spool", shop)
+    cli.main(["events-drain", "--spool", str(tmp_path / "spool"), "--landing", str(shop)])
+    (day,) = [path.name.removeprefix("api-") for path in shop.iterdir()]
+    assert capsys.readouterr().out.splitlines() == [
+        f"{day}: accepted 1, landed 1",
+        f"{day}: impressions logged 2, landed 2",
+    ]
     landed = (shop / f"api-{day}" / "impressions.csv").read_text().splitlines()
     header = "request_id,user_id,item_id,position,shown_at,run_id,model_name,arm,experiment,challenger_share,placement"
     assert landed[0] == header
