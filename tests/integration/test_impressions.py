@@ -132,8 +132,10 @@ def test_the_closed_loop_serve_log_click_land_evaluate(staged_shop, tmp_path):
     assert (audits["impressions"]["rows_read"], audits["impressions"]["rows_loaded"]) == (shown, shown)
     as_of = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     dbt(env, "run", "--select", "+fct_impressions", "--vars", json.dumps({"as_of": as_of}))
-    # their data tests, and fct_impressions' unit test of the attribution window and last touch
-    dbt(env, "test", "--select", "stg_shop__impressions", "fct_impressions", "--vars", json.dumps({"as_of": as_of}))
+    # their data tests, fct_impressions' unit test of the attribution window and last touch, and the staging
+    # policy's unit test (a click with a request_id stays a click)
+    selected = ["stg_shop__impressions", "fct_impressions", "base_shop__events,test_type:unit"]
+    dbt(env, "test", "--select", *selected, "--vars", json.dumps({"as_of": as_of}))
 
     # every shopper is in the arm the hash says, with what the simulator saw, clicked and bought
     arm_of = {
