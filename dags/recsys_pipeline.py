@@ -164,6 +164,13 @@ def recsys_pipeline():
         return tasks.swap_recs(data_interval_end, dag_run.start_date if dag_run else None)
 
     @task
+    def evaluate_online() -> dict:
+        """Click-through and conversion of what the API served (analytics.fct_impressions), per model, arm, position."""
+        from recsys.orchestration import tasks
+
+        return tasks.evaluate_online()
+
+    @task
     def push_online(data_interval_end=None) -> dict:
         """Copy the published run to Redis (when REDIS_URL is set), then flip the store's pointer to it."""
         from recsys.orchestration import tasks
@@ -180,8 +187,8 @@ def recsys_pipeline():
         >> layers[1]
         >> layers[2]
         >> train_and_evaluate()
-        # search and promotions read the run's features, not each other's rows: they run side by side
-        >> [evaluate_search(), target_promotions()]
+        # search, promotions and the online evaluation read the run's features, not each other's rows
+        >> [evaluate_search(), target_promotions(), evaluate_online()]
         >> recommend()
         >> check_marts_and_recs()
         >> publish

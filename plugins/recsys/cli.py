@@ -202,11 +202,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
         session_events=args.session_events,
         sessions=args.sessions,
     )
+    if args.experiment:
+        from recsys.api.experiments import Experiment
+
+        if not args.challenger:
+            sys.exit("--experiment needs --challenger: the model whose lists the challenger arm serves")
+
+        settings.experiment = Experiment(args.experiment, args.challenger, args.challenger_share)
     app = create_app(store, settings)
     uvicorn.run(app, host="127.0.0.1" if args.insecure_local else args.host, port=args.port, log_level="warning")
 
 
 def cmd_events_drain(args: argparse.Namespace) -> None:
+    from recsys.api import impressions
     from recsys.api.events import drain
     from recsys.db.warehouse import connect
 
@@ -214,6 +222,18 @@ def cmd_events_drain(args: argparse.Namespace) -> None:
         counts = drain(Path(args.spool), Path(args.landing), conn)
     for day, day_counts in counts.items():
         print(f"{day}: " + ", ".join(f"{name} {value}" for name, value in day_counts.items()))
+    for day, day_counts in impressions.drain(Path(args.spool), Path(args.landing)).items():
+        print(f"{day}: impressions logged {day_counts['logged']}, landed {day_counts['landed']}")
+
+
+def cmd_evaluate_online(args: argparse.Namespace) -> None:
+    from recsys.db.warehouse import connect, warehouse_url
+    from recsys.evaluation.online import evaluate_online
+    from recsys.reporting.online import arm_comparison
+
+    with connect(warehouse_url()) as conn:
+        _print(evaluate_online(conn, args.run_id))
+        print(arm_comparison(conn, args.run_id[0] if args.run_id else None, table="ml.model_evaluations").to_string())
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -274,11 +294,21 @@ def _add_serving_parsers(commands) -> None:
     serve.add_argument("--session-events", type=int, default=50, help="events kept per shopper's live session")
     serve.add_argument("--sessions", type=int, default=100_000, help="live sessions kept (least recent out)")
     serve.add_argument("--redis-prefix", default="recsys", help="the online store's key prefix (push_online's)")
+    serve.add_argument("--experiment", help="an A/B test's name: its arms are drawn by a hash of it and the shopper")
+    serve.add_argument("--challenger", help="the A/B test's challenger model ([experiment] challenger of the run)")
+    serve.add_argument("--challenger-share", type=float, default=0.5, help="the shoppers the challenger gets (0-1)")
     serve.set_defaults(func=cmd_serve)
-    drain = commands.add_parser("events-drain", help="write the API's spooled events as landing batches api-<day>")
+    drain = commands.add_parser(
+        "events-drain", help="write the API's spooled events and impressions as landing batches api-<day>"
+    )
     drain.add_argument("--spool", required=True)
     drain.add_argument("--landing", required=True, help="the shop's landing directory")
     drain.set_defaults(func=cmd_events_drain)
+    online = commands.add_parser(
+        "evaluate-online", help="click-through and conversion of the served lists into ml.model_evaluations"
+    )
+    online.add_argument("--run-id", action="append", help="a run that served lists (repeatable; default every run)")
+    online.set_defaults(func=cmd_evaluate_online)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,7 +55,9 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     assert not transform & dag.get_task("check_raw").get_flat_relative_ids(upstream=True)
     # train_and_evaluate -> (evaluate_search beside target_promotions) -> recommend -> check_marts_and_recs -> publish
     assert dag.get_task("target_promotions").upstream_task_ids == {"train_and_evaluate"}
-    assert dag.get_task("recommend").upstream_task_ids == {"evaluate_search", "target_promotions"}
+    assert dag.get_task("recommend").upstream_task_ids == {"evaluate_search", "target_promotions", "evaluate_online"}
+    # the online evaluation of the served lists reads fct_impressions (dbt_marts) and lands before the publish
+    assert dag.get_task("evaluate_online").upstream_task_ids == {"train_and_evaluate"}
     assert dag.get_task("check_marts_and_recs").upstream_task_ids == {"recommend"}
     assert publish <= downstream("check_marts_and_recs")
     # publish -> swap_recs: recs.* changes only in the swap, after every recs model and test passed

@@ -189,4 +189,5 @@ def test_tricky_logic_has_unit_tests(manifest):
         "user_interest_tags",
         "base_shop__events",
         "fct_reviews",
+        "fct_impressions",
     } <= unit_tested

@@ -327,3 +327,33 @@ def test_dbt_docs_without_a_run_are_built_without_compiling(database, tmp_path):
     assert (tmp_path / "docs" / "static_index.html").exists() and (tmp_path / "docs" / "index.html").exists()
     manifest = (tmp_path / "docs" / "manifest.json").read_text()
     assert '"model.recsys.user_profiles"' in manifest and '"compiled_code"' not in manifest
+
+
+def test_the_ab_section_shows_each_arm_and_the_z_test(warehouse, tmp_path):
+    """10 of 100 champion impressions clicked against 20 of 100 challenger ones: pooled p = 0.15, z = 1.980,
+    two-sided p = 0.0477 (by hand): the challenger's click-through is higher, significant at 0.05."""
+    out = tmp_path / "report.html"
+    assert report(warehouse, out).returncode == 0
+    assert "No A/B test served lists yet" in section(out.read_text(), "online")
+    counts = {"champion": ("popularity", 100, 10, 2), "challenger": ("item_knn", 100, 20, 5)}
+    rows = [
+        ("run_new", model, "online", f"arm={arm}", metric, 0, value)
+        for arm, (model, shown, clicks, purchases) in counts.items()
+        for metric, value in [
+            ("impressions", shown),
+            ("clicks", clicks),
+            ("purchases", purchases),
+            ("ctr", clicks / shown),
+            ("conversion_rate", purchases / shown),
+        ]
+    ]
+    execute(warehouse, "insert into recs.model_evaluations values (%s, %s, %s, %s, %s, %s, %s)", rows)
+    assert report(warehouse, out).returncode == 0
+    online = section(out.read_text(), "online")
+    assert "the challenger's click-through is higher than the champion's" in online
+    assert "p = 0.0477: significant at 0.05" in online
+    table = table_rows(online)
+    assert [row[:3] for row in table[1:]] == [
+        ["champion", "run_new", "popularity"],
+        ["challenger", "run_new", "item_knn"],
+    ]

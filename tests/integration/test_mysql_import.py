@@ -115,12 +115,12 @@ EXPECTED = {
     ],
     "events": [
         ["event_id", "user_id", "item_id", "event_type", "event_at", "session_id", "platform", "query", "quantity"]
-        + ["price", "device_id"],  # the shop schema has no device id: written empty
-        ["1000", "1", "10", "view", "2026-01-05T09:58:12Z", "s1", "web", "", "", "12.50", ""],
-        ["1001", "1", "10", "cart", "2026-01-05T09:59:00Z", "s1", "web", "", "2", "12.50", ""],
-        ["1002", "1", "", "search", "2026-01-05T09:57:00Z", "s1", "web", "schüssel, blau", "", "", ""],
-        ["1004", "1", "10", "purchase", "2026-01-05T10:01:00Z", "s1", "web", "", "3", "11.83", ""],
-        ["1005", "1", "11", "purchase", "2026-01-05T10:01:00Z", "s1", "web", "", "1", "30.00", ""],
+        + ["price", "device_id", "request_id"],  # the shop schema has no device id nor request id: written empty
+        ["1000", "1", "10", "view", "2026-01-05T09:58:12Z", "s1", "web", "", "", "12.50", "", ""],
+        ["1001", "1", "10", "cart", "2026-01-05T09:59:00Z", "s1", "web", "", "2", "12.50", "", ""],
+        ["1002", "1", "", "search", "2026-01-05T09:57:00Z", "s1", "web", "schüssel, blau", "", "", "", ""],
+        ["1004", "1", "10", "purchase", "2026-01-05T10:01:00Z", "s1", "web", "", "3", "11.83", "", ""],
+        ["1005", "1", "11", "purchase", "2026-01-05T10:01:00Z", "s1", "web", "", "1", "30.00", "", ""],
     ],
     "reviews": [
         ["review_id", "user_id", "item_id", "rating", "reviewed_at", "review_text"],

@@ -129,7 +129,7 @@ def test_a_clean_batch_passes_with_one_result_row_per_expectation_and_fresh_sour
 
 
 def unknown_event_types(events):
-    return events.assign(event_type=np.where(np.arange(len(events)) % 10 < 3, "click", events["event_type"]))
+    return events.assign(event_type=np.where(np.arange(len(events)) % 10 < 3, "hover", events["event_type"]))
 
 
 def missing_user_ids(events):

@@ -34,7 +34,7 @@ import psycopg2
 import pytest
 
 from recsys.db import frames
-from recsys.orchestration import training
+from recsys.orchestration import challenger, training
 from recsys.serving import rules
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -665,3 +665,45 @@ def test_the_champion_is_evaluated_after_the_rules_and_the_rerank(warehouse: str
     assert reranked[("ndcg", 5)] < rules_only[("ndcg", 5)] and reranked[("hit_rate", 10)] == 1.0
     before = evaluation(warehouse, "run_5", "all_items")
     assert ("category_coverage", 10) in before.index and ("ndcg", 10) in before.index
+
+
+def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) -> None:
+    """item_knn is the champion; popularity, the challenger, recommends the dominant B items to everybody."""
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    training.generate_recommendations(warehouse, "run_1", END, n=5)
+    champion = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    result = challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5)
+
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
+    lists = query(warehouse, "select * from ml.challenger_recommendations where run_id = 'run_1'")
+    assert result["challenger_recommendations"] == len(lists) == users * 5
+    assert set(lists.model_name) == {"popularity"}
+    # the lists the one definition of serving makes for popularity with the parameters the run chose for it
+    config = training.load_model_config()
+    with psycopg2.connect(warehouse) as conn:
+        params = challenger.selected_params(conn, "run_1", "popularity")
+    conn.close()
+    assert params is not None
+    config["models"]["popularity"]["params"] = params
+    training.generate_recommendations(warehouse, "run_2", END, n=5, model_name="popularity", config=config)
+    popular = query(warehouse, "select * from ml.recommendations where run_id = 'run_2'")
+
+    def by_user(frame: pd.DataFrame) -> dict:
+        return frame.sort_values("item_rank").groupby("user_id").item_id.agg(list).to_dict()
+
+    assert by_user(lists) == by_user(popular)
+    assert by_user(lists)["ua00"] != by_user(champion)["ua00"]  # the champion gives ua00 cluster-A items
+    # the champion's lists and the run are as they were; nothing of the shadow run is left
+    after = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    assert (
+        after.sort_values(["user_id", "item_rank"]).item_id.tolist()
+        == champion.sort_values(["user_id", "item_rank"]).item_id.tolist()
+    )
+    shadow = challenger.shadow_run_id("run_1", "popularity")
+    assert query(warehouse, "select count(*) as n from ml.runs where run_id = %s", (shadow,)).n.iloc[0] == 0
+    assert (
+        query(warehouse, "select champion_model from ml.runs where run_id = 'run_1'").champion_model.iloc[0]
+        == "item_knn"
+    )
+    # writing again replaces the rows
+    assert challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5) == result

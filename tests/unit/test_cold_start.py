@@ -151,7 +151,7 @@ def test_new_user_truth_keeps_first_days_purchases_of_users_who_signed_up_in_the
 def test_configuration_errors_are_clear() -> None:
     assert cold_start.settings({})["truth_events"] == ("purchase",)
     with pytest.raises(ValueError, match="truth_events must be some of"):
-        cold_start.settings({"cold_start": {"truth_events": ["click"]}})
+        cold_start.settings({"cold_start": {"truth_events": ["wishlist"]}})
     with pytest.raises(ValueError, match="one row per user"):
         data = Interactions.from_frame(
             pd.DataFrame({"user_id": ["u"], "item_id": ["a1"], "event_type": ["view"], "event_ts": [0.0]})

@@ -89,7 +89,7 @@ def test_confidence_sums_weights_per_pair(events: Interactions) -> None:
 
 def test_unknown_weight_names_are_rejected(events: Interactions) -> None:
     with pytest.raises(ValueError, match="unknown event types"):
-        events.to_csr({"click": 1.0})
+        events.to_csr({"wishlist": 1.0})
 
 
 def test_time_decay_halves_the_weight_per_half_life() -> None:

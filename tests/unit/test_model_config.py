@@ -106,3 +106,13 @@ def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
     }
     assert config["privacy"]["min_segment_users"] == 50
     assert config["champion"]["baselines"] == ["popularity", "repeat_purchase"]
+
+
+def test_the_ab_challenger_is_unset_by_default_and_must_be_a_known_model(tmp_path) -> None:
+    assert training.load_model_config(training.MODEL_CONFIG)["experiment"] == {"challenger": None}
+    path = tmp_path / "models.toml"
+    path.write_text(SMALL + '\n[experiment]\nchallenger = "user_knn"\n')
+    assert training.load_model_config(path)["experiment"]["challenger"] == "user_knn"
+    path.write_text(SMALL + '\n[experiment]\nchallenger = "magic"\n')
+    with pytest.raises(ValueError, match="unknown \\[experiment\\] challenger 'magic'"):
+        training.load_model_config(path)

@@ -6,7 +6,10 @@ endpoint                                        answer
 ``GET /v1/healthz``                             ``{"status": "ok", "run_id"}``
 ``GET /v1/users/{shop_user_id}/recommendations``  the published list after the live session
                                                 (:func:`recsys.api.events.apply_session`); a shopper without
-                                                one gets the cold-start list; ``?n=`` 1-100 (default 20)
+                                                one gets the cold-start list; ``?n=`` 1-100 (default 20);
+                                                what was shown is logged under the answer's ``request_id``
+                                                (:mod:`recsys.api.impressions`), the list is the shopper's
+                                                A/B arm's (:mod:`recsys.api.experiments`)
 ``GET /v1/items/{item_id}/similar``             the published similar items; ``?n=`` 1-100 (default 10)
 ``GET /v1/search?q=&user=``                     personalized search (:func:`recsys.usecases.search.search`)
 ``POST /v1/events``                             a batch of shopper events: spooled durably, then reflected
@@ -36,7 +39,9 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from recsys.api import experiments
 from recsys.api.events import ID_PATTERN, TEXT_PATTERN, EventBatch, Sessions, Spool, apply_session
+from recsys.api.impressions import ImpressionLog
 from recsys.api.store import Store
 
 #: items similar to each recently viewed item that move up in the shopper's list
@@ -56,6 +61,7 @@ class Settings:
     session_events: int = 50
     sessions: int = 100_000
     profile_token: str | None = None
+    experiment: experiments.Experiment | None = None  # an A/B test of a challenger (recsys.api.experiments)
 
 
 @dataclass
@@ -88,6 +94,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     """The API over ``store`` (see the module docstring)."""
     app = FastAPI(title="recsys serving API", version="1")
     sessions, spool = Sessions(settings.session_events, settings.sessions), Spool(settings.spool_dir)
+    impressions = ImpressionLog(settings.spool_dir, settings.experiment)
     limiter = RateLimiter(settings.requests_per_second, settings.burst)
     bearer = HTTPBearer(auto_error=False)
 
@@ -109,10 +116,14 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         return {"status": "ok", "run_id": store.run()["run_id"]}
 
     @app.get("/v1/users/{shop_user_id}/recommendations", dependencies=[Depends(client)])
-    def recommendations(shop_user_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(20, ge=1, le=100)) -> dict:
+    def recommendations(
+        shop_user_id: str = PathParam(pattern=ID_PATTERN),
+        n: int = Query(20, ge=1, le=100),
+        placement: str = Query("home", pattern=ID_PATTERN),
+    ) -> dict:
         user_id = person(shop_user_id)
-        published = store.recommendations(user_id) if user_id else None
-        items, source = (published, "personalized") if published else (store.cold_start(), "cold_start")
+        served = experiments.serve(store, settings.experiment, user_id)  # the shopper's arm of an A/B test
+        items, source = (served.items, "personalized") if served.items else (store.cold_start(), "cold_start")
         session = sessions.recent(user_id or f"shop:{shop_user_id}")
         if session:
             run = store.run()
@@ -124,7 +135,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             }
             bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
             items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
-        return {"user_id": shop_user_id, "source": source, "items": items[:n]}
+        request_id = impressions.record(shop_user_id, items[:n], served, source, placement) if user_id else None
+        return {"user_id": shop_user_id, "source": source, "items": items[:n], "request_id": request_id}
 
     @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
     def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:

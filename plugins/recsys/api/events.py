@@ -56,13 +56,14 @@ class Event(BaseModel):
 
     event_id: str | None = Field(default=None, pattern=ID_PATTERN)
     user_id: str = Field(pattern=ID_PATTERN)
-    event_type: Literal["view", "cart", "remove_from_cart", "purchase", "search"]
+    event_type: Literal[landing.EVENT_TYPES]  # type: ignore[valid-type]  # the one list of event types
     item_id: str | None = Field(default=None, pattern=ID_PATTERN)
     event_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     session_id: str | None = Field(default=None, max_length=128, pattern=TEXT_PATTERN)
     query: str | None = Field(default=None, max_length=1_000, pattern=TEXT_PATTERN)
     quantity: int | None = Field(default=None, ge=1, le=1_000_000)
     price: float | None = Field(default=None, ge=0)
+    request_id: str | None = Field(default=None, pattern=ID_PATTERN)  # a click: the list's ``request_id``
 
 
 class EventBatch(BaseModel):

@@ -97,6 +97,18 @@ create table if not exists ml.promotion_targets (
     primary key (run_id, promotion_id, user_id),
     unique (run_id, promotion_id, target_rank)
 );
+-- an A/B test's challenger: its lists for the run, served to its arm (recsys.orchestration.challenger)
+create table if not exists ml.challenger_recommendations (
+    run_id text not null,
+    model_name text not null,
+    user_id text not null,
+    item_rank integer not null,
+    item_id text not null,
+    score double precision,
+    reason_code text not null,
+    reason_text text,
+    primary key (run_id, model_name, user_id, item_rank)
+);
 """
 
 

@@ -49,7 +49,7 @@ def publish_run(url: str, users: int, items: int) -> None:
             create table analytics.user_profiles (user_id text, rfm_segment text, spending_power text,
                 lifecycle_stage text, top_categories text);
             create table recs_build.runs as select %(run)s as run_id, true as is_published, 'cat1' as
-                repeat_purchase_categories;
+                repeat_purchase_categories, 'item_knn' as champion_model;
             create table recs_build.user_recommendations as
                 select 'p' || n as user_id, rank as item_rank, 'I' || (1 + (n * 7 + rank * 13) %% %(items)s) as item_id,
                     1.0 / rank as score, 'item_knn' as model_name, 'popular' as reason_code,

@@ -36,7 +36,8 @@ MAX_VALUE_CHARS = 65_536
 API_BATCH_PREFIX = "api-"
 
 #: event types the platform understands (after trimming and lower-casing)
-EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search")
+#: ``click``: a shopper opened an item of a served list; it carries the list's ``request_id`` (the serving API)
+EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search", "click")
 
 
 class LandingError(ValueError):
@@ -112,7 +113,7 @@ FILES: dict[str, LandingFile] = {
                 C("event_id", "text", description="the shop's event id, if it has one"),
                 C("user_id", "text", True),
                 C("item_id", "text", description="required for every type but search"),
-                C("event_type", "text", True, "view, cart, remove_from_cart, purchase or search"),
+                C("event_type", "text", True, "view, cart, remove_from_cart, purchase, search or click"),
                 C("event_at", "timestamp", True),
                 C("session_id", "text"),
                 C("platform", "text", description="web, app or mini_program"),
@@ -125,6 +126,7 @@ FILES: dict[str, LandingFile] = {
                     description="the device or browser id the event came from; links a person's accounts",
                     pii=True,
                 ),
+                C("request_id", "text", description="the serving API's list the event came from (click events)"),
             ),
         ),
         LandingFile(
@@ -192,6 +194,31 @@ FILES: dict[str, LandingFile] = {
         ),
     )
 }
+
+#: files only the serving API writes, into its ``api-<YYYY-MM-DD>`` batches (:mod:`recsys.api.impressions`)
+API_FILES: dict[str, LandingFile] = {
+    "impressions": LandingFile(
+        "impressions",
+        False,
+        "What the serving API showed: one row per item of a served list (request x position).",
+        (
+            C("request_id", "text", True, "the response's id, sent back with the click events"),
+            C("user_id", "text", True, "the shop's own user id the list was served to"),
+            C("item_id", "text", True),
+            C("position", "integer", True, "1 = the first item shown"),
+            C("shown_at", "timestamp", True),
+            C("run_id", "text", description="the published run that served the list"),
+            C("model_name", "text", description="the model whose list was served (cold_start for a new shopper)"),
+            C("arm", "text", description="champion or challenger in an A/B test; empty outside one"),
+            C("experiment", "text", description="the A/B test's name"),
+            C("challenger_share", "numeric", description="the share of shoppers the test gives the challenger"),
+            C("placement", "text", description="where the list was shown, e.g. home"),
+        ),
+    ),
+}
+
+#: every landing file the loader knows: the shop's, then the serving API's
+ALL_FILES: dict[str, LandingFile] = {**FILES, **API_FILES}
 
 #: the planted truth of a simulated shop; never loaded into the warehouse
 TRUTH_FILE = "truth/user_truth.csv"
@@ -264,7 +291,7 @@ def read_manifest(directory: Path) -> dict:
 def format_markdown() -> str:
     """The landing format as Markdown tables, for docs/data/landing-format.md."""
     lines = []
-    for spec in FILES.values():
+    for spec in ALL_FILES.values():
         lines.append(f"**`{spec.filename}`** ({'required' if spec.required else 'optional'}): {spec.description}\n")
         lines.append("| column | type | required | notes |")
         lines.append("|---|---|---|---|")

@@ -158,7 +158,7 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
             deliveries.check_source(cur, Path(landing_dir))
             load_seq = deliveries.load_sequence(cur, batch_id)
             erasures = _has_erasures(cur)
-            for spec in landing.FILES.values():
+            for spec in landing.ALL_FILES.values():
                 path = directory / spec.filename
                 _delete_batch(cur, spec.name, batch_id)  # a re-delivery replaces the whole batch, every table
                 if not path.exists():

@@ -71,7 +71,7 @@ def create_raw_tables(conn) -> None:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(DDL_LOCK_TIMEOUT)))
             cur.execute(QUALITY_DDL)
-            for spec in landing.FILES.values():
+            for spec in landing.ALL_FILES.values():
                 columns = sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(PG_TYPES[column.type]))
                     for column in spec.columns
@@ -115,7 +115,7 @@ def _missing_raw_objects(conn) -> bool:
     wanted = {f"quality.{table}.batch_id" for table in ("load_audit", "rejected_rows")}
     wanted |= {"quality.landing_source.landing_dir", "quality.rejected_rows_batch", "quality.load_audit.file_sha256"}
     wanted |= {"quality.batches.load_seq"}
-    for spec in landing.FILES.values():
+    for spec in landing.ALL_FILES.values():
         wanted |= {f"raw.{spec.name}.{column.name}" for column in spec.columns} | {f"raw.{spec.name}_batch"}
         wanted |= {f"raw.{spec.name}._load_seq"}
     return bool(wanted - present)

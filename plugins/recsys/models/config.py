@@ -65,6 +65,14 @@ class Promotions(_Section):
     random_state: int = Field(0, description="seed of the sampling and the estimator")
 
 
+class Experiment(_Section):
+    """``[experiment]``: the serving API's A/B test (``recsys serve --experiment``)."""
+
+    challenger: str | None = Field(
+        None, description="a model of [models] whose lists every run writes for the challenger arm; none: no A/B lists"
+    )
+
+
 class ModelSpec(_Section):
     """``[models.<name>]``: one estimator's parameters and its search grid."""
 
@@ -80,6 +88,7 @@ class ModelConfig(_Section):
     privacy: Privacy = Privacy()
     cold_start: ColdStart = ColdStart()
     promotions: Promotions = Promotions()
+    experiment: Experiment = Experiment()
     models: dict[str, ModelSpec] = Field(min_length=1)
 
 
@@ -121,6 +130,10 @@ def validate(raw: dict[str, Any], path: str | Path, estimators: dict[str, type])
     unknown = set(config.models) - set(estimators)
     if unknown:
         raise ValueError(f"{path}: unknown models {sorted(unknown)}; known: {sorted(estimators)}")
+    if config.experiment.challenger not in (None, *estimators):
+        raise ValueError(
+            f"{path}: unknown [experiment] challenger {config.experiment.challenger!r}; known: {sorted(estimators)}"
+        )
     for name, spec in config.models.items():
         valid = set(estimators[name]().get_params(deep=False))
         wrong = (set(spec.params) | set(spec.search)) - valid

@@ -83,10 +83,23 @@ def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
 
 
 def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
-    from recsys.orchestration import training
+    """The run's lists; with ``[experiment] challenger`` in models.toml, the challenger's lists too."""
+    from recsys.orchestration import challenger, training
 
     with connect(warehouse_dsn()) as conn:
-        return training.generate_recommendations(conn, run_id, data_interval_end)
+        result = training.generate_recommendations(conn, run_id, data_interval_end)
+        model = training.load_model_config()["experiment"]["challenger"]
+        if model:
+            result |= challenger.recommend_challenger(conn, run_id, data_interval_end, model)
+        return result
+
+
+def evaluate_online() -> dict:
+    """Click-through and conversion of the served lists (``analytics.fct_impressions``) in ``ml.model_evaluations``."""
+    from recsys.evaluation import online
+
+    with connect(warehouse_dsn()) as conn:
+        return online.evaluate_online(conn)
 
 
 def target_promotions(run_id: str, data_interval_end: datetime) -> dict:

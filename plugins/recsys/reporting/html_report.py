@@ -27,6 +27,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from recsys.db.warehouse import REPO_ROOT, connect, dbt_env
+from recsys.reporting import online
 from recsys.reporting.report import fetch_frame
 
 log = logging.getLogger(__name__)
@@ -571,6 +572,7 @@ def render(url: str) -> tuple[str, str]:
             ("promotions", "Promotion targeting", _section_promotions(evaluations)),
             ("diversity", "Diversity before and after re-ranking", _section_diversity(evaluations, champion)),
             ("quality", "Data quality", _section_quality(conn, run_id)),
+            ("online", "Online evaluation: the A/B test", online.section(conn, table)),
         ]
     nav = "".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title, _ in sections)
     body = "".join(

@@ -27,6 +27,7 @@ final as (
         base.query,
         base.quantity,
         base.price,
+        base.request_id,
         base.batch_id,
         base.loaded_at
     from base

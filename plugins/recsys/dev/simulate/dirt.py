@@ -162,7 +162,7 @@ def append_malformed_lines(rng: np.random.Generator, out_dir: Path, events: pd.D
     n = max(1, round(DIRT_RATES["malformed_lines"] * len(events)))
     sample = events.iloc[rng.integers(0, len(events), n)]
     short = sample["event_id"] + "," + sample["user_id"] + "," + sample["item_id"] + ",view"
-    long = short + ",2026-01-01T00:00:00Z,,web,,1,9.99,extra,columns"
+    long = short + ",2026-01-01T00:00:00Z,,web,,1,9.99,extra,columns,more"
     lines = np.where(rng.random(n) < 0.5, short, long)
     with open(out_dir / landing.FILES["events"].filename, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")

@@ -141,7 +141,8 @@ def make_truth(people: People, is_bot: np.ndarray) -> pd.DataFrame:
 def write_csv(out_dir: Path, name: str, frame: pd.DataFrame) -> int:
     """Write one landing table as its CSV file; returns the rows written."""
     spec = landing.FILES[name]
-    frame[spec.column_names].to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
+    out = frame.reindex(columns=spec.column_names)  # columns it does not simulate (request_id) are empty
+    out.to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
     return len(frame)
 
 

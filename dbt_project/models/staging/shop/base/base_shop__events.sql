@@ -42,7 +42,12 @@ normalized as materialized (
         {{ clean_text('user_id') }} as shop_user_id,
         {{ pseudonymize('user_id') }} as user_id,
         {{ clean_text('item_id') }} as item_id,
-        {{ normalize_event_type('event_type') }} as event_type,
+        -- a click on a served list carries its request_id; a shop's own click without one is a view, as always
+        case
+            when lower(trim(event_type)) = 'click' and nullif(trim(request_id), '') is not null then 'click'
+            else {{ normalize_event_type('event_type') }}
+        end as event_type,
+        {{ clean_text('request_id') }} as request_id,
         event_at,
         {{ clean_text('session_id') }} as session_id,
         {{ normalize_platform('platform') }} as platform,
@@ -75,7 +80,8 @@ keyed as (
                 platform,
                 query,
                 quantity,
-                price
+                price,
+                request_id
             ))
         ) as event_id
     from normalized
@@ -90,7 +96,7 @@ classified as (
             when keyed.shop_user_id is null then 'missing_user_id'
             when keyed.event_type is null then 'missing_event_type'
             when
-                keyed.event_type not in ('view', 'cart', 'remove_from_cart', 'purchase', 'search')
+                keyed.event_type not in ('view', 'cart', 'remove_from_cart', 'purchase', 'search', 'click')
                 then 'unknown_event_type'
             when keyed.event_at is null then 'missing_event_at'
             when keyed.event_at > {{ as_of_timestamp() }} then 'event_after_as_of'
@@ -141,6 +147,7 @@ final as (
         end as quantity,
         price,
         device_hash,
+        request_id,
         batch_id,
         source_file,
         source_row_number,
