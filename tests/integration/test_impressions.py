@@ -25,7 +25,7 @@ from recsys.api import events, impressions
 from recsys.api.app import Settings, create_app
 from recsys.api.experiments import Experiment
 from recsys.api.store import Store
-from recsys.db import runs
+from recsys.db import keystore, runs
 from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.shoppers import Shoppers
@@ -116,14 +116,15 @@ def staged_shop(database, contract_tables, tmp_path):
 
 def test_the_closed_loop_serve_log_click_land_evaluate(staged_shop, tmp_path):
     url, env, shop = staged_shop
-    store = Store(url, pseudonym_key=os.environ["RECSYS_PSEUDONYM_KEY"])
+    store = Store(url)
     settings = Settings(TOKEN, tmp_path / "spool", requests_per_second=1e6, burst=10**6, experiment=EXPERIMENT)
     shoppers = Shoppers(SHOPPERS, liked={f"k{n}" for n in range(1, 6)}, seed=3)
     tally = shoppers.play(TestClient(create_app(store, settings)), AUTH, rounds=3, n=5)
     store.close()
 
     logged = impressions.drain(tmp_path / "spool", shop)
-    events.drain(tmp_path / "spool", shop)
+    with connect(url) as conn:
+        events.drain(tmp_path / "spool", shop, conn)
     (day,) = logged
     shown = sum(tally[user, "impressions"] for user in SHOPPERS)  # a list loses what its shopper just bought
     assert logged[day] == {"logged": shown, "landed": shown}
@@ -182,6 +183,7 @@ def small_run(database, contract_tables):
     contract_tables(database, "user_id_map", "dim_items")
     contract_tables(database, *publish.RECS_TABLES, schema=publish.BUILD_SCHEMA)
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        keystore.install_key(conn, os.environ["RECSYS_PSEUDONYM_KEY"])  # the API checks erasures with it in SQL
         cur.execute(erasure.ERASURE_DDL)
         cur.execute(
             """
@@ -205,7 +207,7 @@ def small_run(database, contract_tables):
 
 
 def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small_run, tmp_path, capsys):
-    store = Store(small_run, pseudonym_key=os.environ["RECSYS_PSEUDONYM_KEY"])
+    store = Store(small_run)
     api = TestClient(create_app(store, Settings(TOKEN, tmp_path / "spool")))  # no A/B test
     shown = api.get("/v1/users/A/recommendations?n=2&placement=cart_page", headers=AUTH).json()
     assert [item["item_id"] for item in shown["items"]] == ["c1", "c2"] and len(shown["request_id"]) == 32
@@ -213,14 +215,14 @@ def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small
     assert api.get("/v1/users/newcomer/recommendations", headers=AUTH).json()["request_id"] is None
     assert api.get("/v1/users/A/recommendations?placement=a%20b", headers=AUTH).status_code == 422
     click = {"user_id": "A", "event_type": "click", "item_id": "c2", "request_id": shown["request_id"]}
-    assert api.post("/v1/events", json={"events": [click]}, headers=AUTH).json() == {"accepted": 1}
+    assert api.post("/v1/events", json={"events": [click]}, headers=AUTH).json()["accepted"] == 1
     store.close()
 
     shop = tmp_path / "shop"
     cli.main(["events-drain", "--spool", str(tmp_path / "spool"), "--landing", str(shop)])
     (day,) = [path.name.removeprefix("api-") for path in shop.iterdir()]
     assert capsys.readouterr().out.splitlines() == [
-        f"{day}: accepted 1, landed 1",
+        f"{day}: read 1, landed 1, duplicates 0, quarantined 0",
         f"{day}: impressions logged 2, landed 2",
     ]
     landed = (shop / f"api-{day}" / "impressions.csv").read_text().splitlines()
