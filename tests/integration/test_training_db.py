@@ -255,7 +255,7 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     per_model = evaluations.groupby("model_name").metric.agg(set)
     ranking = {"precision", "recall", "ndcg", "hit_rate", "f1", "map", "coverage", "diversity", "novelty"}
     assert set(per_model.index) == set(names) and all(ranking <= metrics for metrics in per_model)
-    assert "roc_auc" in per_model["neural_ranker"] and {"rmse", "mae"} <= per_model["svd"]
+    assert {"roc_auc"} <= per_model["neural_ranker"] & per_model["lgbm_ranker"] and {"rmse", "mae"} <= per_model["svd"]
     assert set(evaluations.k) == {0, 5, 10, 20}
     assert set(evaluations[evaluations.k == 0].metric) == {"roc_auc", "rmse", "mae"}
     assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"}
@@ -561,7 +561,7 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
     assert metrics[0] == metrics[1]
 
 
-@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker"])
+@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker"])
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
     result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
