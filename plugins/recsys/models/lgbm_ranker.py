@@ -28,11 +28,13 @@ from recsys.models.recommenders import Recommender
 class LightGBMRanker(CandidateRanker):
     """LambdaMART re-ranking of the candidate models' lists with profile features (see the module docstring).
 
+    ``candidate_models``, ``candidates_per_model``, ``label_days``, ``label_windows``,
+    ``negatives_per_positive``, ``max_train_users``, ``half_life_days``, ``profile_features`` and
+    ``batch_size`` are those of :class:`~recsys.models.ranker.NeuralRanker`, with the same defaults:
+    the candidates, the label windows and the features.
+
     Parameters
     ----------
-    candidate_models, candidates_per_model, label_days, label_windows, negatives_per_positive, max_train_users, \
-half_life_days, profile_features, batch_size
-        As :class:`~recsys.models.ranker.NeuralRanker`: the candidates, the label windows and the features.
     n_estimators : int, default 200
         Boosting rounds.
     learning_rate : float, default 0.05
@@ -52,7 +54,7 @@ half_life_days, profile_features, batch_size
         The fitted LambdaMART; ``None`` when there were no labels to train on.
         The other attributes are those of :class:`~recsys.models.ranker.CandidateRanker`.
     train_queries_ : int
-        Queries (user x label window with a bought candidate) it was trained on.
+        Queries (user x label window with a bought candidate) it was trained on; set when it trained.
     """
 
     name = "lgbm_ranker"
