@@ -35,11 +35,11 @@ class LightGBMRanker(CandidateRanker):
 
     Parameters
     ----------
-    n_estimators : int, default 200
+    n_estimators : int, default 100
         Boosting rounds.
     learning_rate : float, default 0.05
         Shrinkage of each tree.
-    num_leaves : int, default 31
+    num_leaves : int, default 15
         Leaves per tree.
     min_child_samples : int, default 20
         Training pairs per leaf at least.
@@ -67,9 +67,9 @@ class LightGBMRanker(CandidateRanker):
         label_windows: int = 5,
         negatives_per_positive: int = 20,
         max_train_users: int = 20_000,
-        n_estimators: int = 200,
+        n_estimators: int = 100,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
+        num_leaves: int = 15,
         min_child_samples: int = 20,
         half_life_days: float = 30.0,
         profile_features: bool = True,
