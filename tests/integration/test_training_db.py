@@ -233,7 +233,7 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     per_model = evaluations.groupby("model_name").metric.agg(set)
     ranking = {"precision", "recall", "ndcg", "hit_rate", "f1", "map", "coverage", "diversity", "novelty"}
     assert set(per_model.index) == set(names) and all(ranking <= metrics for metrics in per_model)
-    assert "roc_auc" in per_model["neural_ranker"] and {"rmse", "mae"} <= per_model["svd"]
+    assert {"roc_auc"} <= per_model["neural_ranker"] & per_model["lgbm_ranker"] and {"rmse", "mae"} <= per_model["svd"]
     assert set(evaluations.k) == {0, 5, 10, 20}
     assert set(evaluations[evaluations.k == 0].metric) == {"roc_auc", "rmse", "mae"}
     assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"}
@@ -514,15 +514,15 @@ def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None
 
 
 def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_path, monkeypatch) -> None:
-    """``max_search_trials = 9``: the 7 models' params, then the first 2 grid points (popularity's), every time."""
-    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 9")
+    """``max_search_trials = 10``: the 8 models' params, then the first 2 grid points (popularity's), every time."""
+    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 10")
     assert "search_budget_seconds" not in text
     (tmp_path / "models.toml").write_text(text)
     result = training.train_and_evaluate(warehouse, "run_1", START, END)
     trials = query(warehouse, "select model_name, params from ml.model_search order by trial")
-    assert result["search_trials"] == len(trials) == 9
-    assert trials.model_name.tolist()[7:] == ["popularity", "popularity"]
-    assert [json.loads(params)["window_days"] for params in trials.params[7:]] == [7, 90]
+    assert result["search_trials"] == len(trials) == 10
+    assert trials.model_name.tolist()[8:] == ["popularity", "popularity"]
+    assert [json.loads(params)["window_days"] for params in trials.params[8:]] == [7, 90]
 
 
 def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample(
@@ -539,7 +539,7 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
     assert metrics[0] == metrics[1]
 
 
-@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker"])
+@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker"])
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
     result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.ranker import NeuralRanker
 from recsys.orchestration import training
 
@@ -42,6 +43,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "als",
         "svd",
         "neural_ranker",
+        "lgbm_ranker",
     ]
 
 
@@ -52,6 +54,14 @@ def test_environment_variable_points_at_another_file(config: dict) -> None:
     # the ranker's candidates are the configured candidate models, with their params
     assert [model.name for model in ranker.candidate_models] == ["popularity", "user_knn"]
     assert ranker.candidate_models[1].k == 50
+
+
+def test_the_lgbm_ranker_takes_the_same_configured_candidates(tmp_path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(SMALL + "\n[models.lgbm_ranker]\nparams = { num_leaves = 7, random_state = 3 }\n")
+    neural, lgbm = training.default_models(training.load_model_config(path))[-2:]
+    assert isinstance(lgbm, LightGBMRanker) and (lgbm.num_leaves, lgbm.random_state) == (7, 3)
+    assert repr(lgbm.candidate_models) == repr(neural.candidate_models)
 
 
 def test_grid_is_every_combination_of_configured_and_searched_values(config: dict) -> None:

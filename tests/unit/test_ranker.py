@@ -1,11 +1,11 @@
-"""The neural ranker on a planted shop where the profile decides what a user buys next.
+"""The learned rankers (the MLP and LightGBM's LambdaMART) on a planted shop where the profile decides.
 
 400 users, 60 items in 3 categories of 20. Every user has one favourite
 category and buys in it 9 times out of 10, a new item each week for 8 weeks,
 after viewing it. Which items of the category they buy is random: there is no
 item-to-item structure for collaborative filtering beyond the category, and
 popularity is flat. A ranker that reads the user's category interest must put
-the favourite category's unbought items first.
+the favourite category's unbought items first; both rankers must.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from recsys.evaluation.metrics import evaluate, roc_auc
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
+from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.ranker import NeuralRanker
 from recsys.models.recommenders import ItemKNNRecommender, PopularityRecommender
 
@@ -132,3 +134,65 @@ def test_profile_ablation_keeps_only_candidate_and_item_features(split) -> None:
         "item_log_price",
     ]
     assert model.model_.n_features_in_ == len(model.feature_names_)
+
+
+# ----------------------------------------------------------------------------- LightGBM's LambdaMART
+
+
+def lgbm_ranker(**params) -> LightGBMRanker:
+    defaults = dict(candidates_per_model=60, label_windows=3, n_estimators=50, random_state=0)
+    return LightGBMRanker(candidate_models=[PopularityRecommender(), ItemKNNRecommender(k=20)], **(defaults | params))
+
+
+@pytest.fixture(scope="module")
+def fitted_lgbm(split) -> LightGBMRanker:
+    return lgbm_ranker().fit(split.train, split.cutoff)
+
+
+def test_lgbm_it_learns_the_planted_category_interest(fitted_lgbm: LightGBMRanker, shop, split) -> None:
+    _, favourite = shop
+    assert fitted_lgbm.model_ is not None and fitted_lgbm.train_positives_ > 500
+    # one query per user and label window with a bought candidate: at most 400 users x 3 windows
+    assert 0 < fitted_lgbm.train_queries_ <= 3 * 400
+    users = split.test_users
+    items, _ = fitted_lgbm.recommend(users, n=5, exclude_seen=True)
+    item_category = np.array([int(name[1:]) % N_CATEGORIES for name in split.train.item_ids])
+    in_favourite = item_category[items] == favourite[users][:, None]
+    assert in_favourite.mean() > 0.9, "unbought items of the favourite category come first"
+    gain = fitted_lgbm.model_.booster_.feature_importance("gain")
+    ordered = [fitted_lgbm.feature_names_[index] for index in np.argsort(-gain)]
+    assert ordered[0] == "category_interest", "the planted feature carries the most gain"
+    assert gain.max() > 3 * np.sort(gain)[-2], "by far"
+
+
+def test_lgbm_it_beats_popularity_on_the_next_week(fitted_lgbm: LightGBMRanker, split) -> None:
+    users = split.test_users
+    truth = split.truth[users]
+    ranked, _ = fitted_lgbm.recommend(users, n=10)
+    popular, _ = PopularityRecommender().fit(split.train, split.cutoff).recommend(users, n=10)
+    assert evaluate(ranked, truth, (10,))[("ndcg", 10)] > 2 * evaluate(popular, truth, (10,))[("ndcg", 10)]
+    rows, candidates, scores = fitted_lgbm.score_candidates(users)
+    assert np.all((scores > 0) & (scores < 1))
+    assert roc_auc(scores, lookup(truth, rows, candidates) > 0) > 0.75
+
+
+def test_lgbm_two_fits_give_identical_scores(fitted_lgbm: LightGBMRanker, split) -> None:
+    users = split.test_users
+    again = clone(fitted_lgbm).fit(split.train, split.cutoff)
+    first, second = fitted_lgbm.score_candidates(users), again.score_candidates(users)
+    for one, other in zip(first, second, strict=True):
+        np.testing.assert_array_equal(one, other)
+
+
+def test_lgbm_more_threads_give_the_same_scores(fitted_lgbm: LightGBMRanker, split) -> None:
+    """``deterministic`` with row-wise histograms: two threads build the same trees as one."""
+    users = split.test_users
+    threaded = clone(fitted_lgbm).set_params(n_jobs=2).fit(split.train, split.cutoff)
+    np.testing.assert_array_equal(fitted_lgbm.score_candidates(users)[2], threaded.score_candidates(users)[2])
+
+
+def test_lgbm_without_labels_it_falls_back_to_rank_fusion(split) -> None:
+    model = lgbm_ranker(label_windows=1).fit(split.train.before(T0 + 3 * SECONDS_PER_DAY), T0 + 3 * SECONDS_PER_DAY)
+    assert model.model_ is None and model.train_rows_ == 0
+    items, scores = model.recommend(np.arange(10), n=5)
+    assert np.all(items >= 0) and np.all(np.diff(scores, axis=1) <= 0)

@@ -20,7 +20,8 @@ from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
-from recsys.models.ranker import NeuralRanker
+from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.ranker import CandidateRanker, NeuralRanker
 from recsys.models.recommenders import (
     ALSRecommender,
     ItemKNNRecommender,
@@ -111,6 +112,23 @@ MODELS: dict[str, Callable[[], Recommender]] = {
         batch_size=4,
         random_state=0,
     ),
+    "lgbm_ranker": lambda: LightGBMRanker(
+        candidate_models=[PopularityRecommender(window_days=None), ItemKNNRecommender(k=20)],
+        label_days=0.5,
+        label_windows=1,
+        batch_size=4,
+        random_state=0,
+    ),
+    # labels here: the last 19 hours before the reference hold purchases of ua5 and ub5-ub9 (trained LambdaMART)
+    "lgbm_ranker_trained": lambda: LightGBMRanker(
+        candidate_models=[PopularityRecommender(window_days=None), ItemKNNRecommender(k=20)],
+        label_days=19 / 24,
+        label_windows=1,
+        min_child_samples=1,
+        n_estimators=20,
+        batch_size=4,
+        random_state=0,
+    ),
 }
 
 
@@ -193,6 +211,12 @@ def test_cold_user_gets_the_popularity_ranking(fitted: Recommender, data: Intera
     cold = np.array([user(data, "cold")])
     items, _ = fitted.recommend(cold, n=4)
     popularity = fitted if isinstance(fitted, PopularityRecommender) else fitted.fallback_
+    if isinstance(fitted, CandidateRanker) and fitted.model_ is not None:
+        # a trained ranker re-orders the cold user's only candidates (popularity's list) by its learned score
+        _, candidates, scores = fitted.score_candidates(cold)
+        assert set(candidates) == set(popularity.ranking_[: fitted.candidates_per_model])
+        np.testing.assert_array_equal(items[0], candidates[np.lexsort((candidates, -scores))][:4])
+        return
     np.testing.assert_array_equal(items[0], popularity.ranking_[:4])
 
 

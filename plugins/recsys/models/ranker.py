@@ -1,12 +1,15 @@
-"""The neural ranker: an MLP that re-ranks the other models' candidates with the user's profile.
+"""The learned rankers' shared machinery, and the neural ranker: an MLP over candidates and profile features.
 
-Two stages, as in production recommenders:
+:class:`CandidateRanker` holds what every learned ranker shares: the
+candidates, the features, the training pairs and the scoring.
+:class:`NeuralRanker` learns with an MLP; :class:`recsys.models.lgbm_ranker.LightGBMRanker`
+with LightGBM's lambdarank, over the same pairs. Two stages, as in production recommenders:
 
 1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN,
    user-KNN, ALS) proposes its top ``candidates_per_model`` items per user;
    the union is the user's candidate set.
-2. **Ranking.** A scikit-learn :class:`~sklearn.neural_network.MLPClassifier`
-   scores every (user, candidate) pair from features of three kinds:
+2. **Ranking.** A learned model (the MLP, or LightGBM) scores every
+   (user, candidate) pair from features of three kinds:
 
    * candidate evidence: the reciprocal rank of the item in each model's list;
    * the profile as it stood at that moment, computed from the events with the
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Self
 
@@ -87,6 +91,16 @@ PROFILE_FEATURES: tuple[str, ...] = (
 
 #: the features of :data:`PROFILE_FEATURES` that describe the item alone (kept with ``profile_features=False``)
 ITEM_FEATURES: tuple[str, ...] = PROFILE_FEATURES[-5:]
+
+
+#: names of the models a ranker takes candidates from when they are configured (see :func:`default_candidate_models`)
+CANDIDATE_MODELS: tuple[str, ...] = (
+    PopularityRecommender.name,
+    RepeatPurchaseRecommender.name,
+    ItemKNNRecommender.name,
+    UserKNNRecommender.name,
+    ALSRecommender.name,
+)
 
 
 def default_candidate_models() -> list[Recommender]:
@@ -218,46 +232,18 @@ def _profile(
     )
 
 
-class NeuralRanker(Recommender):
-    """MLP re-ranking of the candidate models' lists with profile features (see the module docstring).
+class CandidateRanker(Recommender):
+    """A learned re-ranking of the candidate models' lists with profile features (see the module docstring).
 
-    Parameters
-    ----------
-    candidate_models : list of Recommender, optional
-        Candidate generators (cloned and fitted); default
-        :func:`default_candidate_models`. The first one that is a
-        :class:`~recsys.models.recommenders.PopularityRecommender` also fills short lists.
-    candidates_per_model : int, default 50
-        Items each candidate model proposes per user.
-    label_days : float, default 7
-        Length of a training label window.
-    label_windows : int, default 5
-        Consecutive label windows before the reference time, each with the
-        candidates and features of its own start (more labels for small shops).
-    negatives_per_positive : int, default 20
-        Negatives kept per positive (uniform subsample of the unbought candidates).
-    max_train_users : int, default 20000
-        Users with label purchases sampled for training (bounds time and memory).
-    hidden_layer_sizes : tuple of int, default (64, 32)
-        The MLP's hidden layers.
-    alpha : float, default 1e-3
-        L2 penalty of the MLP.
-    max_iter : int, default 60
-        Maximum epochs (early stopping on a 10% validation split usually ends sooner).
-    half_life_days : float, default 30
-        Decay of the interest features (as ``interest_half_life_days`` of dbt).
-    profile_features : bool, default True
-        Use the user and user-item features; ``False`` keeps only the
-        candidate ranks and the item features (an ablation: what the profile adds).
-    batch_size : int, default 5000
-        Users per scoring batch.
-    random_state : int, optional
-        Seed of the sampling and the MLP.
+    The candidates, the features, the training pairs and the scoring are the same for every learned
+    ranker; a subclass sets :attr:`name`, lists the shared parameters of :class:`NeuralRanker` (but its
+    learner's) in its ``__init__`` (scikit-learn reads the parameters from the signature) and implements
+    :meth:`_train` and :meth:`_predict`.
 
     Attributes
     ----------
-    model_ : sklearn.pipeline.Pipeline or None
-        Scaler + MLP; ``None`` when there were no labels to train on (then the
+    model_ : object or None
+        The learner; ``None`` when there were no labels to train on (then the
         candidates are ordered by summed reciprocal rank).
     profile_ : _Profile
         Candidate models and aggregates fitted on everything before the reference time.
@@ -270,40 +256,27 @@ class NeuralRanker(Recommender):
     candidate_recall_ : float
         Share of the label purchases that were among the candidates.
     train_seconds_ : float
-        Wall time of the MLP fit.
+        Wall time of the learner's fit.
     """
 
-    name = "neural_ranker"
+    candidate_models: list[Recommender] | None
+    candidates_per_model: int
+    label_days: float
+    label_windows: int
+    negatives_per_positive: int
+    max_train_users: int
+    half_life_days: float
+    profile_features: bool
+    batch_size: int
+    random_state: int | None
 
-    def __init__(
-        self,
-        candidate_models: list[Recommender] | None = None,
-        candidates_per_model: int = 50,
-        label_days: float = 7.0,
-        label_windows: int = 5,
-        negatives_per_positive: int = 20,
-        max_train_users: int = 20_000,
-        hidden_layer_sizes: tuple[int, ...] = (64, 32),
-        alpha: float = 1e-3,
-        max_iter: int = 60,
-        half_life_days: float = 30.0,
-        profile_features: bool = True,
-        batch_size: int = 5_000,
-        random_state: int | None = None,
-    ) -> None:
-        self.candidate_models = candidate_models
-        self.candidates_per_model = candidates_per_model
-        self.label_days = label_days
-        self.label_windows = label_windows
-        self.negatives_per_positive = negatives_per_positive
-        self.max_train_users = max_train_users
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.half_life_days = half_life_days
-        self.profile_features = profile_features
-        self.batch_size = batch_size
-        self.random_state = random_state
+    @abstractmethod
+    def _train(self, features: np.ndarray, target: np.ndarray, query: np.ndarray) -> object:
+        """The learner fitted on the training pairs (``query``: one id per user and label window, contiguous)."""
+
+    @abstractmethod
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        """Score of every pair by :attr:`model_`, in (0, 1], higher is better."""
 
     # ------------------------------------------------------------------ candidates and features
 
@@ -355,29 +328,15 @@ class NeuralRanker(Recommender):
             features = features[:, [*range(ranks.shape[1]), *item_columns]]
         return rows, items, features
 
-    # ------------------------------------------------------------------ fit and score
+    def _training_pairs(
+        self, interactions: Interactions, reference: float, models: list[Recommender]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features, labels and query ids of the label windows before ``reference``; sets ``candidate_recall_``.
 
-    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
-        """Train the MLP on the label window before ``reference_time``, then refit the candidates up to it.
-
-        Parameters
-        ----------
-        interactions : Interactions
-            Encoded events, ideally with :attr:`~recsys.features.interactions.Interactions.items`
-            and :attr:`~recsys.features.interactions.Interactions.users` (without them the
-            category, brand, price and segment features are constant).
-        reference_time : timestamp, optional
-            "Now"; defaults to the last event.
-
-        Returns
-        -------
-        NeuralRanker
-            ``self``.
+        A query is one user in one label window; its rows are contiguous (windows in turn, users in index order).
         """
-        reference = self._reference(interactions, reference_time)
-        models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
         rng = np.random.default_rng(self.random_state)
-        samples, positives, candidates_hit = [], 0, 0
+        samples, positives, candidates_hit, queries = [], 0, 0, 0
         for window in range(self.label_windows):  # a few windows back in time, each its own moment
             label_end = reference - window * self.label_days * SECONDS_PER_DAY
             label_start = label_end - self.label_days * SECONDS_PER_DAY
@@ -394,32 +353,44 @@ class NeuralRanker(Recommender):
             candidates_hit += int(target.sum())
             keep_share = min(1.0, self.negatives_per_positive * target.sum() / max(int((~target).sum()), 1))
             keep = target | (rng.random(len(target)) < keep_share)
-            samples.append((features[keep], target[keep]))
-        self.model_, self.train_rows_, self.train_positives_, self.train_seconds_ = None, 0, 0, 0.0
+            samples.append((features[keep], target[keep], queries + rows[keep]))
+            queries += len(label_users)
         self.candidate_recall_ = candidates_hit / positives if positives else float("nan")
-        if samples:
-            features = np.vstack([sample[0] for sample in samples])
-            target = np.concatenate([sample[1] for sample in samples])
-            if target.any() and (~target).any():
-                started = time.perf_counter()
-                self.model_ = make_pipeline(
-                    StandardScaler(),
-                    MLPClassifier(
-                        hidden_layer_sizes=self.hidden_layer_sizes,
-                        alpha=self.alpha,
-                        batch_size=256,
-                        max_iter=self.max_iter,
-                        early_stopping=True,
-                        n_iter_no_change=10,
-                        random_state=self.random_state,
-                    ),
-                )
-                with threadpool_limits(1, "blas"):  # one BLAS thread: the same floating-point sums on every machine
-                    self.model_.fit(features, target)
-                self.train_seconds_ = time.perf_counter() - started
-                self.train_rows_, self.train_positives_ = len(target), int(target.sum())
+        if not samples:
+            return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+        features, target, query = (np.concatenate([sample[part] for sample in samples]) for part in range(3))
+        return features, target, query
+
+    # ------------------------------------------------------------------ fit and score
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        """Train the learner on the label windows before ``reference_time``, then refit the candidates up to it.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Encoded events, ideally with :attr:`~recsys.features.interactions.Interactions.items`
+            and :attr:`~recsys.features.interactions.Interactions.users` (without them the
+            category, brand, price and segment features are constant).
+        reference_time : timestamp, optional
+            "Now"; defaults to the last event.
+
+        Returns
+        -------
+        CandidateRanker
+            ``self``.
+        """
+        reference = self._reference(interactions, reference_time)
+        models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
+        features, target, query = self._training_pairs(interactions, reference, models)
+        self.model_, self.train_rows_, self.train_positives_, self.train_seconds_ = None, 0, 0, 0.0
+        if target.any() and (~target).any():
+            started = time.perf_counter()
+            self.model_ = self._train(features, target, query)
+            self.train_seconds_ = time.perf_counter() - started
+            self.train_rows_, self.train_positives_ = len(target), int(target.sum())
         if self.model_ is None:
-            logger.warning("neural_ranker: no purchases in the label window to train on; ranking by candidate ranks")
+            logger.warning("%s: no purchases in the label window to train on; ranking by candidate ranks", self.name)
         self.profile_ = _profile(models, interactions, reference, self.half_life_days)
         self.fallback_ = next(
             (model for model in self.profile_.models if isinstance(model, PopularityRecommender)),
@@ -431,7 +402,8 @@ class NeuralRanker(Recommender):
         self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
         self.user_items_ = self.profile_.user_item
         logger.info(
-            "neural_ranker: %d training pairs (%d positives), candidate recall %.3f, MLP fit %.1f s",
+            "%s: %d training pairs (%d positives), candidate recall %.3f, fit %.1f s",
+            self.name,
             self.train_rows_,
             self.train_positives_,
             self.candidate_recall_,
@@ -454,8 +426,7 @@ class NeuralRanker(Recommender):
         if self.model_ is None:
             scores = features[:, : len(self.profile_.models)].sum(axis=1) / len(self.profile_.models)
         else:
-            with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
-                scores = self.model_.predict_proba(features)[:, 1]
+            scores = self._predict(features)
         return rows, items, np.maximum(scores.astype(np.float64), 1e-12)
 
     def recommend(
@@ -501,3 +472,100 @@ class NeuralRanker(Recommender):
         return fill_from_ranking(
             items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
         )
+
+
+class NeuralRanker(CandidateRanker):
+    """MLP re-ranking of the candidate models' lists with profile features (see the module docstring).
+
+    Parameters
+    ----------
+    candidate_models : list of Recommender, optional
+        Candidate generators (cloned and fitted); default
+        :func:`default_candidate_models`. The first one that is a
+        :class:`~recsys.models.recommenders.PopularityRecommender` also fills short lists.
+    candidates_per_model : int, default 50
+        Items each candidate model proposes per user.
+    label_days : float, default 7
+        Length of a training label window.
+    label_windows : int, default 5
+        Consecutive label windows before the reference time, each with the
+        candidates and features of its own start (more labels for small shops).
+    negatives_per_positive : int, default 20
+        Negatives kept per positive (uniform subsample of the unbought candidates).
+    max_train_users : int, default 20000
+        Users with label purchases sampled for training (bounds time and memory).
+    hidden_layer_sizes : tuple of int, default (64, 32)
+        The MLP's hidden layers.
+    alpha : float, default 1e-3
+        L2 penalty of the MLP.
+    max_iter : int, default 60
+        Maximum epochs (early stopping on a 10% validation split usually ends sooner).
+    half_life_days : float, default 30
+        Decay of the interest features (as ``interest_half_life_days`` of dbt).
+    profile_features : bool, default True
+        Use the user and user-item features; ``False`` keeps only the
+        candidate ranks and the item features (an ablation: what the profile adds).
+    batch_size : int, default 5000
+        Users per scoring batch.
+    random_state : int, optional
+        Seed of the sampling and the MLP.
+
+    Attributes
+    ----------
+    model_ : sklearn.pipeline.Pipeline or None
+        Scaler + MLP; ``None`` when there were no labels to train on. The
+        other attributes are those of :class:`CandidateRanker`.
+    """
+
+    name = "neural_ranker"
+
+    def __init__(
+        self,
+        candidate_models: list[Recommender] | None = None,
+        candidates_per_model: int = 50,
+        label_days: float = 7.0,
+        label_windows: int = 5,
+        negatives_per_positive: int = 20,
+        max_train_users: int = 20_000,
+        hidden_layer_sizes: tuple[int, ...] = (64, 32),
+        alpha: float = 1e-3,
+        max_iter: int = 60,
+        half_life_days: float = 30.0,
+        profile_features: bool = True,
+        batch_size: int = 5_000,
+        random_state: int | None = None,
+    ) -> None:
+        self.candidate_models = candidate_models
+        self.candidates_per_model = candidates_per_model
+        self.label_days = label_days
+        self.label_windows = label_windows
+        self.negatives_per_positive = negatives_per_positive
+        self.max_train_users = max_train_users
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.half_life_days = half_life_days
+        self.profile_features = profile_features
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _train(self, features: np.ndarray, target: np.ndarray, query: np.ndarray) -> object:
+        """Scaler + MLP on the pairs as independent examples (the query is not used)."""
+        model = make_pipeline(
+            StandardScaler(),
+            MLPClassifier(
+                hidden_layer_sizes=self.hidden_layer_sizes,
+                alpha=self.alpha,
+                batch_size=256,
+                max_iter=self.max_iter,
+                early_stopping=True,
+                n_iter_no_change=10,
+                random_state=self.random_state,
+            ),
+        )
+        with threadpool_limits(1, "blas"):  # one BLAS thread: the same floating-point sums on every machine
+            return model.fit(features, target)
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
+            return self.model_.predict_proba(features)[:, 1]

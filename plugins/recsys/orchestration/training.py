@@ -57,7 +57,8 @@ from recsys.features.interactions import (
     to_epoch_seconds,
 )
 from recsys.models import config as model_config
-from recsys.models.ranker import NeuralRanker
+from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.ranker import CANDIDATE_MODELS, CandidateRanker, NeuralRanker
 from recsys.models.recommenders import (
     MODELS,
     ALSRecommender,
@@ -87,16 +88,11 @@ NEW_ITEMS_VARIANT = "new_items"
 MODEL_CONFIG = Path(__file__).parents[1] / "models" / "models.toml"
 
 #: every estimator a configuration can name
-ESTIMATORS: dict[str, type[Recommender]] = {**MODELS, NeuralRanker.name: NeuralRanker}
-
-#: models the neural ranker takes candidates from (when they are configured)
-CANDIDATE_MODELS: tuple[str, ...] = (
-    PopularityRecommender.name,
-    RepeatPurchaseRecommender.name,
-    ItemKNNRecommender.name,
-    UserKNNRecommender.name,
-    ALSRecommender.name,
-)
+ESTIMATORS: dict[str, type[Recommender]] = {
+    **MODELS,
+    NeuralRanker.name: NeuralRanker,
+    LightGBMRanker.name: LightGBMRanker,
+}
 
 #: seed of the evaluated users' sample when a window has more than ``[evaluation] max_users`` of them
 EVALUATION_SEED = 0
@@ -114,6 +110,7 @@ REASON_CODES: dict[str, str] = {
     ALSRecommender.name: "matrix_factorization",
     SVDRecommender.name: "rated_by_similar_shoppers",
     NeuralRanker.name: "profile_match",
+    LightGBMRanker.name: "profile_match",
 }
 #: where a position of a list came from, carried through the business rules and the re-rank
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
@@ -125,6 +122,7 @@ FALLBACK_TEXTS: dict[str, str] = {
     ALSRecommender.name: "Matches your taste",
     SVDRecommender.name: "Rated highly by shoppers with your taste",
     NeuralRanker.name: "Picked for you",
+    LightGBMRanker.name: "Picked for you",
 }
 
 
@@ -178,14 +176,14 @@ def _params(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(name: str, params: dict[str, Any], config: dict[str, Any]) -> Recommender:
-    """One estimator from its name and parameters; the neural ranker gets the other models as candidates."""
-    if name == NeuralRanker.name:
+    """One estimator from its name and parameters; a learned ranker gets the other models as candidates."""
+    if issubclass(ESTIMATORS[name], CandidateRanker):
         candidates = [
             build_model(other, spec.get("params", {}), config)
             for other, spec in config["models"].items()
             if other in CANDIDATE_MODELS
         ]
-        return NeuralRanker(candidate_models=candidates, **_params(params))
+        return ESTIMATORS[name](candidate_models=candidates, **_params(params))
     return ESTIMATORS[name](**_params(params))
 
 
@@ -832,7 +830,7 @@ def _pair_rows(model: Recommender, window: _Window) -> list[dict[str, Any]]:
     """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0)."""
     common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)
     values: dict[str, float] = {}
-    if isinstance(model, NeuralRanker):
+    if isinstance(model, CandidateRanker):
         rows, items, scores = model.score_candidates(window.users)
         labels = lookup(window.truth, rows, items) > 0
         values["roc_auc"] = roc_auc(scores, labels)
