@@ -42,6 +42,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "als",
         "svd",
         "neural_ranker",
+        "sequence",
     ]
 
 

@@ -69,6 +69,7 @@ from recsys.models.recommenders import (
     UserKNNRecommender,
     fill_from_ranking,
 )
+from recsys.models.sequence import SequenceRecommender
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
 from recsys.serving.rules import BusinessRules, load_business_rules
@@ -87,7 +88,7 @@ NEW_ITEMS_VARIANT = "new_items"
 MODEL_CONFIG = Path(__file__).parents[1] / "models" / "models.toml"
 
 #: every estimator a configuration can name
-ESTIMATORS: dict[str, type[Recommender]] = {**MODELS, NeuralRanker.name: NeuralRanker}
+ESTIMATORS: dict[str, type[Recommender]] = {**MODELS, **{cls.name: cls for cls in (NeuralRanker, SequenceRecommender)}}
 
 #: models the neural ranker takes candidates from (when they are configured)
 CANDIDATE_MODELS: tuple[str, ...] = (
@@ -114,6 +115,7 @@ REASON_CODES: dict[str, str] = {
     ALSRecommender.name: "matrix_factorization",
     SVDRecommender.name: "rated_by_similar_shoppers",
     NeuralRanker.name: "profile_match",
+    SequenceRecommender.name: "next_in_sequence",
 }
 #: where a position of a list came from, carried through the business rules and the re-rank
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
@@ -125,6 +127,7 @@ FALLBACK_TEXTS: dict[str, str] = {
     ALSRecommender.name: "Matches your taste",
     SVDRecommender.name: "Rated highly by shoppers with your taste",
     NeuralRanker.name: "Picked for you",
+    SequenceRecommender.name: "Often chosen next after your recent items",
 }
 
 
