@@ -82,15 +82,20 @@ def test_sequences_are_the_last_items_in_time_order_with_repeats_collapsed() -> 
     assert last_two.tolist() == [[b, a], [-1, c]]
 
 
-def test_the_gradient_matches_finite_differences() -> None:
-    """Every partial derivative of a tiny network (3 factors, 6 items, a padded batch) to 1e-6 relative."""
+@pytest.mark.parametrize("negatives", [[0, 1, 2, 3, 4, 5], [0, 2, 5]], ids=["full_softmax", "sampled"])
+def test_the_gradient_matches_finite_differences(negatives: list[int]) -> None:
+    """Every partial derivative of a tiny network (3 factors, 6 items, a padded batch) to 1e-6 relative.
+
+    With every item as negatives the loss is the full softmax; with ``[0, 2, 5]`` some steps' targets are
+    among the negatives (left out of their own softmax) and some are not.
+    """
     rng = np.random.default_rng(0)
     params = init_parameters(6, 3, 0.5, rng, dtype=np.float64)
     params["bias"] += rng.normal(0.0, 0.3, 9)
     params["item_bias"] += rng.normal(0.0, 0.3, 6)
     inputs = np.array([[-1, 0, 1, 2], [3, 4, 5, 0]])
     targets = np.array([[-1, 1, 2, 3], [4, 5, 0, 1]])
-    candidates = np.arange(6)
+    candidates = np.array(negatives)
     _, grads = loss_and_gradients(params, inputs, targets, candidates)
     for name in PARAMETERS:  # six small arrays, entry by entry
         numeric = np.zeros_like(params[name])

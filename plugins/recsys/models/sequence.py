@@ -215,9 +215,13 @@ def gru_backward(params: dict, cache: dict, state_gradient: np.ndarray) -> dict:
 
 
 def loss_and_gradients(
-    params: dict, inputs: np.ndarray, targets: np.ndarray, candidates: np.ndarray
+    params: dict, inputs: np.ndarray, targets: np.ndarray, negatives: np.ndarray
 ) -> tuple[float, dict]:
-    """Mean softmax cross-entropy of the next items over ``candidates``, and its gradients.
+    """Mean sampled-softmax cross-entropy of the next items, and its gradients.
+
+    Every step's softmax runs over its target and the shared ``negatives`` (a
+    negative that is the step's own target is left out), so with every item
+    as ``negatives`` it is the full softmax over the catalogue.
 
     Parameters
     ----------
@@ -226,8 +230,8 @@ def loss_and_gradients(
     inputs, targets : numpy.ndarray
         Int ``(batch, steps)``: the items read and the item that follows each
         (``-1`` where ``inputs`` is padding; every other target is an item).
-    candidates : numpy.ndarray
-        Sorted unique item indices the softmax runs over; holds every target.
+    negatives : numpy.ndarray
+        Sorted unique item indices.
 
     Returns
     -------
@@ -239,22 +243,31 @@ def loss_and_gradients(
     states, cache = gru_forward(params, inputs)
     mask = cache["mask"]
     outputs, target = states[mask], targets[mask]
-    vectors = params["embedding"][candidates]
-    logits = outputs @ vectors.T + params["item_bias"][candidates]
-    logits -= logits.max(axis=1, keepdims=True)
-    probability = np.exp(logits)
-    total = probability.sum(axis=1, keepdims=True)
-    column = np.searchsorted(candidates, target)
-    rows = np.arange(len(target))
-    loss = float(np.mean(np.log(total[:, 0]) - logits[rows, column])) if len(target) else 0.0
-    delta = probability / total
-    delta[rows, column] -= 1.0
+    embedding, item_bias = params["embedding"], params["item_bias"]
+    vectors = embedding[negatives]
+    delta = np.empty((len(target), len(negatives) + 1), dtype=outputs.dtype)  # the logits, then their gradient
+    delta[:, 0] = np.einsum("ij,ij->i", outputs, embedding[target]) + item_bias[target]
+    delta[:, 1:] = outputs @ vectors.T
+    delta[:, 1:] += item_bias[negatives]
+    position = np.minimum(np.searchsorted(negatives, target), len(negatives) - 1)
+    hit = np.flatnonzero(negatives[position] == target)
+    delta[hit, 1 + position[hit]] = -np.inf
+    delta -= delta.max(axis=1, keepdims=True)
+    target_logit = delta[:, 0].copy()
+    np.exp(delta, out=delta)
+    total = delta.sum(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(total[:, 0]) - target_logit)) if len(target) else 0.0
+    delta /= total
+    delta[:, 0] -= 1.0
     delta /= max(len(target), 1)
     state_gradient = np.zeros_like(states)
-    state_gradient[mask] = delta @ vectors
+    state_gradient[mask] = delta[:, :1] * embedding[target] + delta[:, 1:] @ vectors
     grads = gru_backward(params, cache, state_gradient)
-    grads["embedding"][candidates] += delta.T @ outputs
-    grads["item_bias"][candidates] += delta.sum(axis=0)
+    to_targets = sp.csr_array((delta[:, 0], (target, np.arange(len(target)))), shape=(len(embedding), len(target)))
+    grads["embedding"] += to_targets @ outputs
+    grads["embedding"][negatives] += delta[:, 1:].T @ outputs
+    grads["item_bias"] += np.bincount(target, weights=delta[:, 0], minlength=len(embedding)).astype(item_bias.dtype)
+    grads["item_bias"][negatives] += delta[:, 1:].sum(axis=0)
     return loss, grads
 
 
@@ -432,7 +445,8 @@ class SequenceRecommender(Recommender):
                 block = rows[:, rows.shape[1] - int((rows >= 0).sum(axis=1).max()) :]
                 inputs, targets = block[:, :-1], block[:, 1:]
                 sampled = pool[rng.integers(0, len(pool), self.negatives)] if len(pool) > self.negatives else pool
-                loss, grads = loss_and_gradients(params, inputs, targets, np.union1d(targets[targets >= 0], sampled))
+                negatives = np.union1d(targets[targets >= 0], sampled)  # the batch's targets are negatives too
+                loss, grads = loss_and_gradients(params, inputs, targets, negatives)
                 optimizer.step(params, grads)
                 count = int((inputs >= 0).sum())
                 total, steps = total + loss * count, steps + count
