@@ -16,9 +16,10 @@ predicts the next one:
 
 Training is truncated back-propagation through time over each user's last
 ``max_length + 1`` items (inputs: all but the last, targets: the next item at
-every step), with a sampled softmax per mini-batch (the candidates are the
-batch's targets plus ``negatives`` items drawn uniformly from the catalogue;
-the whole catalogue when it is at most that large) and Adam. Mini-batches are
+every step), with a sampled softmax (each step's target against the shared
+negatives of its mini-batch: the batch's other targets plus ``negatives``
+items drawn uniformly from the catalogue, or the whole catalogue when it is at
+most that large; a negative equal to the step's target is left out) and Adam. Mini-batches are
 sequences of similar length (so the time loop stops at the longest one of the
 batch), visited in a seeded random order: a fit is deterministic for a
 ``random_state``, and one BLAS thread makes it the same on every machine.
@@ -312,13 +313,13 @@ class SequenceRecommender(Recommender):
     epochs : int, default 5
         Passes over the users' sequences.
     batch_size : int, default 256
-        Sequences per mini-batch.
-    learning_rate : float, default 0.005
+        Sequences per mini-batch; the batch's targets are each other's
+        negatives, so a larger batch also means more (popular) negatives.
+    learning_rate : float, default 0.01
         Adam's step size.
-    negatives : int, default 1000
-        Items drawn uniformly per mini-batch as the sampled softmax's negatives
-        (besides the batch's own targets); a catalogue of at most this many
-        items uses the full softmax.
+    negatives : int, default 256
+        Items drawn uniformly per mini-batch as more negatives of the sampled
+        softmax; a catalogue of at most this many items uses the full softmax.
     init_std : float, default 0.1
         Standard deviation of the item vectors' normal initialization.
     event_weights : mapping of str to float, optional
@@ -361,8 +362,8 @@ class SequenceRecommender(Recommender):
         max_length: int = 20,
         epochs: int = 5,
         batch_size: int = 256,
-        learning_rate: float = 0.005,
-        negatives: int = 1000,
+        learning_rate: float = 0.01,
+        negatives: int = 256,
         init_std: float = 0.1,
         event_weights: Mapping[str, float] | None = None,
         dense_limit: int = 2**24,
