@@ -592,6 +592,8 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
         assert (recs.model_name == champion).any()
     if champion == "user_knn":
         assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "neighbours of an A user are A users"
+    elif champion == "sequence":
+        assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "in every sequence A items follow A items"
     elif champion == "svd":
         assert set(own.user_id) <= set(A_USERS + B_USERS), "only users who rated something"
     elif champion == "als":
