@@ -44,7 +44,6 @@ from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import Interactions, Timestamp, weight_vector
@@ -421,7 +420,7 @@ class SequenceRecommender(Recommender):
         self.user_state_row_ = np.full(interactions.n_users, -1, dtype=np.int64)
         self.user_state_row_[users] = np.arange(len(users))
         self.user_items_ = interactions.to_csr(end=until)
-        self.fallback_ = clone(PopularityRecommender()).fit(interactions, reference)
+        self.fallback_ = PopularityRecommender().fit(interactions, reference)
         self.reference_time_ = reference
         self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
         logger.info(
