@@ -324,8 +324,8 @@ class SequenceRecommender(Recommender):
     event_weights : mapping of str to float, optional
         Event types with a positive weight are steps of the sequences; default
         :data:`recsys.features.interactions.EVENT_WEIGHTS` (views, carts, purchases).
-    dense_limit : int, default 2 ** 24
-        Largest ``users x items`` score block :meth:`recommend` builds (float64: 128 MB).
+    dense_limit : int, default 2 ** 22
+        Largest ``users x items`` score block :meth:`recommend` builds (float64: 32 MB).
     random_state : int, optional
         Seed of the initialization, the batch order and the negatives.
 
@@ -365,7 +365,7 @@ class SequenceRecommender(Recommender):
         negatives: int = 256,
         init_std: float = 0.1,
         event_weights: Mapping[str, float] | None = None,
-        dense_limit: int = 2**24,
+        dense_limit: int = 2**22,
         random_state: int | None = None,
     ) -> None:
         self.factors = factors
@@ -509,9 +509,10 @@ class SequenceRecommender(Recommender):
         for start in range(0, len(warm), block):  # dense blocks of the users with events
             rows = warm[start : start + block]
             with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
-                logits = (self.user_states_[self.user_state_row_[users[rows]]] @ vectors.T + bias).astype(np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            scores = np.exp(logits)
+                scores = (self.user_states_[self.user_state_row_[users[rows]]] @ vectors.T).astype(np.float64)
+            scores += bias  # the logits, then (in place) their softmax
+            scores -= scores.max(axis=1, keepdims=True)
+            np.exp(scores, out=scores)
             scores /= scores.sum(axis=1, keepdims=True)
             scores[:, ~allowed] = -np.inf
             if exclude_seen:
