@@ -16,13 +16,14 @@ predicts the next one:
 
 Training is truncated back-propagation through time over each user's last
 ``max_length + 1`` items (inputs: all but the last, targets: the next item at
-every step), with a sampled softmax (each step's target against the shared
-negatives of its mini-batch: the batch's other targets plus ``negatives``
-items drawn uniformly from the catalogue, or the whole catalogue when it is at
-most that large; a negative equal to the step's target is left out) and Adam. Mini-batches are
-sequences of similar length (so the time loop stops at the longest one of the
-batch), visited in a seeded random order: a fit is deterministic for a
-``random_state``, and one BLAS thread makes it the same on every machine.
+every step), with a sampled softmax and Adam. Each step's target is scored
+against the shared negatives of its mini-batch: the batch's other targets plus
+``negatives`` items drawn uniformly from the catalogue (or the whole catalogue
+when it is at most that large); a negative equal to the step's own target is
+left out. Mini-batches are sequences of similar length (so the time loop stops
+at the longest one of the batch), visited in a seeded random order: a fit is
+deterministic for a ``random_state``, and one BLAS thread makes it the same on
+every machine.
 
 Why numpy and not a deep-learning framework: torch from the package index
 (CPU wheel and its dependencies) and jax + jaxlib (about 623 MB) each exceed
@@ -118,7 +119,7 @@ def length_batches(sequences: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def init_parameters(n_items: int, factors: int, init_std: float, rng: np.random.Generator, dtype=np.float32) -> dict:
-    """Random item vectors (normal, ``init_std``), Glorot-scaled GRU weights, zero biases."""
+    """Random item vectors (normal, ``init_std``), GRU weights (normal, ``1 / sqrt(factors)``), zero biases."""
     scale = 1.0 / np.sqrt(max(factors, 1))
     return {
         "embedding": rng.normal(0.0, init_std, (n_items, factors)).astype(dtype),
