@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 #: the network's parameter arrays (see the module docstring): ``E``, ``b``, ``W`` = ``[W_z W_r W_n]``,
 #: ``U`` = ``[U_z U_r]``, ``U_n`` and the gate biases ``[b_z b_r b_n]``
 PARAMETERS: tuple[str, ...] = ("embedding", "item_bias", "input_weights", "gate_weights", "candidate_weights", "bias")
+#: the parameter arrays with a row per item
+ITEM_ARRAYS: tuple[str, ...] = ("embedding", "item_bias")
 
 
 # --------------------------------------------------------------------------- sequences
@@ -273,23 +275,29 @@ def loss_and_gradients(
 
 
 class Adam:
-    """Adam (Kingma and Ba 2015) over a dict of arrays, updated in place."""
+    """Adam (Kingma and Ba 2015) over a dict of arrays, updated in place.
+
+    With ``rows``, the per-item arrays (:data:`ITEM_ARRAYS`) change only in those
+    rows, and so do their moments (a "lazy" Adam, as TensorFlow Addons' LazyAdam):
+    a step costs the items a mini-batch touches, not the whole catalogue.
+    """
 
     def __init__(self, params: dict, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999) -> None:
         self.learning_rate, self.beta1, self.beta2, self.steps = learning_rate, beta1, beta2, 0
         self.first = {name: np.zeros_like(value) for name, value in params.items()}
         self.second = {name: np.zeros_like(value) for name, value in params.items()}
 
-    def step(self, params: dict, grads: dict) -> None:
-        """One update of every array of ``params`` from ``grads``."""
+    def step(self, params: dict, grads: dict, rows: np.ndarray | None = None) -> None:
+        """One update of every array of ``params`` from ``grads`` (of the per-item ones, only ``rows``)."""
         self.steps += 1
         rate = float(self.learning_rate * np.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps))
         for name, gradient in grads.items():  # six arrays
-            self.first[name] *= self.beta1
-            self.first[name] += (1 - self.beta1) * gradient
-            self.second[name] *= self.beta2
-            self.second[name] += (1 - self.beta2) * gradient * gradient
-            params[name] -= (rate * self.first[name] / (np.sqrt(self.second[name]) + 1e-8)).astype(params[name].dtype)
+            index = rows if rows is not None and name in ITEM_ARRAYS else slice(None)
+            part = gradient[index]
+            first = self.beta1 * self.first[name][index] + (1 - self.beta1) * part
+            second = self.beta2 * self.second[name][index] + (1 - self.beta2) * part * part
+            self.first[name][index], self.second[name][index] = first, second
+            params[name][index] -= (rate * first / (np.sqrt(second) + 1e-8)).astype(params[name].dtype)
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -448,7 +456,7 @@ class SequenceRecommender(Recommender):
                 sampled = pool[rng.integers(0, len(pool), self.negatives)] if len(pool) > self.negatives else pool
                 negatives = np.union1d(targets[targets >= 0], sampled)  # the batch's targets are negatives too
                 loss, grads = loss_and_gradients(params, inputs, targets, negatives)
-                optimizer.step(params, grads)
+                optimizer.step(params, grads, np.union1d(inputs[inputs >= 0], negatives))  # the items it touched
                 count = int((inputs >= 0).sum())
                 total, steps = total + loss * count, steps + count
             losses[epoch] = total / max(steps, 1)
