@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from recsys.models.ranker import NeuralRanker
 from recsys.orchestration import training
@@ -107,3 +110,15 @@ def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
     }
     assert config["privacy"]["min_segment_users"] == 50
     assert config["champion"]["baselines"] == ["popularity", "repeat_purchase"]
+
+
+def test_every_configured_model_has_a_reason_code_the_recs_contract_accepts() -> None:
+    """A model's own ``reason_code`` (rows no grounded reason explains) must pass the dbt accepted_values test."""
+    path = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "recs" / "user_recommendations.yml"
+    (model,) = yaml.safe_load(path.read_text())["models"]
+    column = next(column for column in model["columns"] if column["name"] == "reason_code")
+    accepted = next(test["accepted_values"] for test in column["data_tests"] if "accepted_values" in test)
+    configured = {model.name for model in training.default_models(training.load_model_config(training.MODEL_CONFIG))}
+    assert configured - {"popularity"} <= set(training.REASON_CODES), "popularity's rows say 'popular'"
+    assert set(training.REASON_CODES.values()) | {"popular"} <= set(accepted["arguments"]["values"])
+    assert training.REASON_CODES["sequence"] == "next_in_sequence"
