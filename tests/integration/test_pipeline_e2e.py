@@ -164,7 +164,17 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     run = frame(url, "select * from recs.runs")
     assert len(run) == 1 and run["status"].iloc[0] == "published"
     run = run.iloc[0]
-    models = {"popularity", "repeat_purchase", "item_knn", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker"}
+    models = {
+        "popularity",
+        "repeat_purchase",
+        "item_knn",
+        "user_knn",
+        "als",
+        "svd",
+        "neural_ranker",
+        "lgbm_ranker",
+        "sequence",
+    }
     evaluated = frame(
         url,
         "select distinct model_name, variant, segment from recs.model_evaluations "

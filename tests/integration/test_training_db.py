@@ -514,15 +514,15 @@ def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None
 
 
 def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_path, monkeypatch) -> None:
-    """``max_search_trials = 10``: the 8 models' params, then the first 2 grid points (popularity's), every time."""
-    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 10")
+    """``max_search_trials = 11``: the 9 models' params, then the first 2 grid points (popularity's), every time."""
+    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 11")
     assert "search_budget_seconds" not in text
     (tmp_path / "models.toml").write_text(text)
     result = training.train_and_evaluate(warehouse, "run_1", START, END)
     trials = query(warehouse, "select model_name, params from ml.model_search order by trial")
-    assert result["search_trials"] == len(trials) == 10
-    assert trials.model_name.tolist()[8:] == ["popularity", "popularity"]
-    assert [json.loads(params)["window_days"] for params in trials.params[8:]] == [7, 90]
+    assert result["search_trials"] == len(trials) == 11
+    assert trials.model_name.tolist()[9:] == ["popularity", "popularity"]
+    assert [json.loads(params)["window_days"] for params in trials.params[9:]] == [7, 90]
 
 
 def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample(
@@ -539,7 +539,9 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
     assert metrics[0] == metrics[1]
 
 
-@pytest.mark.parametrize("champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker"])
+@pytest.mark.parametrize(
+    "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence"]
+)
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
     result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
@@ -570,6 +572,8 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
         assert (recs.model_name == champion).any()
     if champion == "user_knn":
         assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "neighbours of an A user are A users"
+    elif champion == "sequence":
+        assert user_rows("ua00").item_id.str.startswith("a").iloc[:4].all(), "in every sequence A items follow A items"
     elif champion == "svd":
         assert set(own.user_id) <= set(A_USERS + B_USERS), "only users who rated something"
     elif champion == "als":

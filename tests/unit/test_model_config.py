@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.ranker import NeuralRanker
@@ -44,6 +47,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "svd",
         "neural_ranker",
         "lgbm_ranker",
+        "sequence",
     ]
 
 
@@ -126,3 +130,15 @@ def test_the_ab_challenger_is_unset_by_default_and_must_be_a_known_model(tmp_pat
     path.write_text(SMALL + '\n[experiment]\nchallenger = "magic"\n')
     with pytest.raises(ValueError, match="unknown \\[experiment\\] challenger 'magic'"):
         training.load_model_config(path)
+
+
+def test_every_configured_model_has_a_reason_code_the_recs_contract_accepts() -> None:
+    """A model's own ``reason_code`` (rows no grounded reason explains) must pass the dbt accepted_values test."""
+    path = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "recs" / "user_recommendations.yml"
+    (model,) = yaml.safe_load(path.read_text())["models"]
+    column = next(column for column in model["columns"] if column["name"] == "reason_code")
+    accepted = next(test["accepted_values"] for test in column["data_tests"] if "accepted_values" in test)
+    configured = {model.name for model in training.default_models(training.load_model_config(training.MODEL_CONFIG))}
+    assert configured - {"popularity"} <= set(training.REASON_CODES), "popularity's rows say 'popular'"
+    assert set(training.REASON_CODES.values()) | {"popular"} <= set(accepted["arguments"]["values"])
+    assert training.REASON_CODES["sequence"] == "next_in_sequence"

@@ -34,6 +34,7 @@ from recsys.models.recommenders import (
     first_unexcluded,
     top_n_per_row,
 )
+from recsys.models.sequence import SequenceRecommender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CLUSTER_A = [f"a{i}" for i in range(5)]
@@ -129,6 +130,10 @@ MODELS: dict[str, Callable[[], Recommender]] = {
         batch_size=4,
         random_state=0,
     ),
+    "sequence": lambda: SequenceRecommender(
+        factors=4, max_length=4, epochs=20, batch_size=4, negatives=3, dense_limit=30, random_state=0
+    ),
+    "sequence_full_softmax": lambda: SequenceRecommender(factors=4, epochs=3, random_state=0),
 }
 
 

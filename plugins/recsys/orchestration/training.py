@@ -70,6 +70,7 @@ from recsys.models.recommenders import (
     UserKNNRecommender,
     fill_from_ranking,
 )
+from recsys.models.sequence import SequenceRecommender
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
 from recsys.serving.rules import BusinessRules, load_business_rules
@@ -90,8 +91,7 @@ MODEL_CONFIG = Path(__file__).parents[1] / "models" / "models.toml"
 #: every estimator a configuration can name
 ESTIMATORS: dict[str, type[Recommender]] = {
     **MODELS,
-    NeuralRanker.name: NeuralRanker,
-    LightGBMRanker.name: LightGBMRanker,
+    **{cls.name: cls for cls in (NeuralRanker, LightGBMRanker, SequenceRecommender)},
 }
 
 #: seed of the evaluated users' sample when a window has more than ``[evaluation] max_users`` of them
@@ -111,6 +111,7 @@ REASON_CODES: dict[str, str] = {
     SVDRecommender.name: "rated_by_similar_shoppers",
     NeuralRanker.name: "profile_match",
     LightGBMRanker.name: "profile_match",
+    SequenceRecommender.name: "next_in_sequence",
 }
 #: where a position of a list came from, carried through the business rules and the re-rank
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
@@ -123,6 +124,7 @@ FALLBACK_TEXTS: dict[str, str] = {
     SVDRecommender.name: "Rated highly by shoppers with your taste",
     NeuralRanker.name: "Picked for you",
     LightGBMRanker.name: "Picked for you",
+    SequenceRecommender.name: "Often chosen next after your recent items",
 }
 
 
