@@ -21,7 +21,7 @@ from recsys.dev.bench import (
 )
 from recsys.dev.simulate import simulate
 from recsys.features.interactions import Interactions
-from recsys.models.recommenders import ALSRecommender
+from recsys.models.factorization import ALSRecommender
 
 NUMERIC = [column for column in COLUMNS if column not in ("model", "note")]
 

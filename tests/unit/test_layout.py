@@ -28,12 +28,11 @@ LAYERS = {
 }
 #: modules still above the size limit, with the lines they may not grow past (split them, then drop them here)
 OVERSIZE = {
-    "models/recommenders.py": 1600,
     "orchestration/training.py": 1325,
     "usecases/search.py": 770,
     "features/interactions.py": 740,
     "reporting/html_report.py": 660,
-    "dev/bench.py": 650,
+    "dev/bench.py": 630,
 }
 MAX_LINES = 600
 #: functions still above the length limit (code lines, docstring excluded), with the lines they may not grow past

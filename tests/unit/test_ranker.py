@@ -17,9 +17,10 @@ from sklearn.base import clone
 
 from recsys.evaluation.metrics import evaluate, roc_auc
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
+from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranker import NeuralRanker
-from recsys.models.recommenders import ItemKNNRecommender, PopularityRecommender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEEK = 7 * SECONDS_PER_DAY

@@ -19,21 +19,13 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.models.base import Recommender, fill_from_ranking, first_unexcluded, top_n_per_row
 from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
+from recsys.models.factorization import ALSRecommender, SVDRecommender
+from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.ranker import CandidateRanker, NeuralRanker
-from recsys.models.recommenders import (
-    ALSRecommender,
-    ItemKNNRecommender,
-    PopularityRecommender,
-    Recommender,
-    RepeatPurchaseRecommender,
-    SVDRecommender,
-    UserKNNRecommender,
-    fill_from_ranking,
-    first_unexcluded,
-    top_n_per_row,
-)
 from recsys.models.sequence import SequenceRecommender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from recsys.evaluation.metrics import category_coverage, per_user_category_coverage, per_user_diversity
 from recsys.features.interactions import Interactions
-from recsys.models.recommenders import ItemKNNRecommender
+from recsys.models.knn import ItemKNNRecommender
 from recsys.serving import reasons, rules
 
 DAY = 86_400.0

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from recsys.features.interactions import Interactions
-from recsys.models.recommenders import PopularityRecommender
+from recsys.models.popularity import PopularityRecommender
 from recsys.models.sequence import (
     PARAMETERS,
     SequenceRecommender,

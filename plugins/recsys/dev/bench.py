@@ -54,8 +54,8 @@ from sklearn.base import clone
 from recsys.dev.simulate import simulate
 from recsys.evaluation.metrics import catalogue_coverage, evaluate
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, TimeSplit, Timestamp, lookup, time_split
+from recsys.models.base import Recommender, top_n_dense
 from recsys.models.ranker import NeuralRanker
-from recsys.models.recommenders import Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -87,25 +87,6 @@ COLUMNS: tuple[str, ...] = (
 
 
 # --------------------------------------------------------------------------- reference models
-
-
-def _top_n_dense(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``n`` columns of every row of a dense score block, best first (``-1``/``nan`` past the width)."""
-    n_rows, width = scores.shape
-    take = min(n, width)
-    items = np.full((n_rows, n), -1, dtype=np.int64)
-    values = np.full((n_rows, n), np.nan)
-    if take == 0 or n_rows == 0:
-        return items, values
-    if take < width:
-        part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-    else:
-        part = np.tile(np.arange(width), (n_rows, 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores))  # by score, ties by item index (along each row)
-    items[:, :take] = np.take_along_axis(part, order, axis=1)
-    values[:, :take] = np.take_along_axis(part_scores, order, axis=1)
-    return items, values
 
 
 class EASERecommender(Recommender):
@@ -184,9 +165,7 @@ class EASERecommender(Recommender):
             if exclude_seen:
                 block = sp.coo_array(history[rows])
                 scores[block.row, block.col] = -np.inf
-            items[rows], values[rows] = _top_n_dense(scores, n)
-        gone = ~np.isfinite(values)
-        items[gone], values[gone] = -1, np.nan
+            items[rows], values[rows] = top_n_dense(scores, n)
         return items, values
 
 

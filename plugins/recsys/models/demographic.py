@@ -35,13 +35,8 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import OneHotEncoder
 
 from recsys.features.interactions import Interactions, Timestamp
-from recsys.models.recommenders import (
-    PopularityRecommender,
-    Recommender,
-    fill_from_ranking,
-    top_n_dense,
-    top_n_per_row,
-)
+from recsys.models.base import Recommender, fill_from_ranking, top_n_dense, top_n_per_row
+from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +107,7 @@ class SegmentPopularityRecommender(Recommender):
     Parameters
     ----------
     window_days : float or None, default 30
-        Popularity window (see :class:`recsys.models.recommenders.PopularityRecommender`).
+        Popularity window (see :class:`recsys.models.popularity.PopularityRecommender`).
     min_segment_users : int, default 50
         A segment is used only if at least this many of its users have events
         in the window (k-anonymity; ``unknown`` is a value like any other).

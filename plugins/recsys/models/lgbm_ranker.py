@@ -21,8 +21,8 @@ import numpy as np
 from lightgbm import LGBMRanker
 from scipy.special import expit
 
+from recsys.models.base import Recommender
 from recsys.models.ranker import CandidateRanker
-from recsys.models.recommenders import Recommender
 
 
 class LightGBMRanker(CandidateRanker):

@@ -55,16 +55,10 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
-from recsys.models.recommenders import (
-    ALSRecommender,
-    ItemKNNRecommender,
-    PopularityRecommender,
-    Recommender,
-    RepeatPurchaseRecommender,
-    UserKNNRecommender,
-    fill_from_ranking,
-    top_n_per_row,
-)
+from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
+from recsys.models.factorization import ALSRecommender
+from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
+from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -482,7 +476,7 @@ class NeuralRanker(CandidateRanker):
     candidate_models : list of Recommender, optional
         Candidate generators (cloned and fitted); default
         :func:`default_candidate_models`. The first one that is a
-        :class:`~recsys.models.recommenders.PopularityRecommender` also fills short lists.
+        :class:`~recsys.models.popularity.PopularityRecommender` also fills short lists.
     candidates_per_model : int, default 50
         Items each candidate model proposes per user.
     label_days : float, default 7

@@ -48,7 +48,8 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import Interactions, Timestamp, weight_vector
-from recsys.models.recommenders import PopularityRecommender, Recommender, fill_from_ranking, top_n_dense
+from recsys.models.base import Recommender, fill_from_ranking, top_n_dense
+from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
 

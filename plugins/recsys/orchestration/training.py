@@ -57,19 +57,13 @@ from recsys.features.interactions import (
     to_epoch_seconds,
 )
 from recsys.models import config as model_config
+from recsys.models.base import Recommender, fill_from_ranking
+from recsys.models.factorization import ALSRecommender, SVDRecommender
+from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.ranker import CANDIDATE_MODELS, CandidateRanker, NeuralRanker
-from recsys.models.recommenders import (
-    MODELS,
-    ALSRecommender,
-    ItemKNNRecommender,
-    PopularityRecommender,
-    Recommender,
-    RepeatPurchaseRecommender,
-    SVDRecommender,
-    UserKNNRecommender,
-    fill_from_ranking,
-)
+from recsys.models.registry import ESTIMATORS
 from recsys.models.sequence import SequenceRecommender
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
@@ -87,12 +81,6 @@ NEW_ITEMS_VARIANT = "new_items"
 
 #: the models, hyperparameters, search grids and champion rule (override with ``RECSYS_MODEL_CONFIG``)
 MODEL_CONFIG = Path(__file__).parents[1] / "models" / "models.toml"
-
-#: every estimator a configuration can name
-ESTIMATORS: dict[str, type[Recommender]] = {
-    **MODELS,
-    **{cls.name: cls for cls in (NeuralRanker, LightGBMRanker, SequenceRecommender)},
-}
 
 #: seed of the evaluated users' sample when a window has more than ``[evaluation] max_users`` of them
 EVALUATION_SEED = 0

@@ -33,7 +33,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.features.interactions import Interactions, lookup
-from recsys.models.recommenders import ItemKNNRecommender, top_n_per_row
+from recsys.models.base import top_n_per_row
+from recsys.models.knn import ItemKNNRecommender
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from recsys.models.demographic import (
     segment_keys,
     with_demographics,
 )
-from recsys.models.recommenders import PopularityRecommender
+from recsys.models.popularity import PopularityRecommender
 
 __all__ = [
     "COLD_START_MODELS",
