@@ -111,7 +111,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_diversity_sweep(args: argparse.Namespace) -> None:
     from recsys.db.warehouse import connect
-    from recsys.orchestration.training import diversity_sweep
+    from recsys.evaluation.selection import diversity_sweep
 
     columns = ["ndcg", "precision", "recall", "hit_rate", "diversity", "category_coverage", "novelty", "coverage"]
     with connect() as conn:

@@ -23,7 +23,8 @@ import pytest
 
 from recsys.db import frames
 from recsys.features.interactions import load_interactions
-from recsys.orchestration import training
+from recsys.models import registry
+from recsys.orchestration import publishing, training
 from recsys.usecases import cold_start
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -64,7 +65,7 @@ def query(dsn: str, sql: str, params: tuple = ()) -> pd.DataFrame:
 
 
 def small_config(min_segment_users: int) -> dict:
-    config = training.load_model_config()
+    config = registry.load_model_config()
     config["models"] = {name: config["models"][name] for name in ("popularity", "repeat_purchase")}
     config["privacy"] = {"min_segment_users": min_segment_users}
     return config
@@ -144,7 +145,7 @@ def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> No
         "\n" + value.unstack("model_name").loc[[("ndcg", 10), ("hit_rate", 10), ("lift_vs_popularity", 10)]].to_string()
     )
 
-    result = training.generate_recommendations(planted, "run_1", END, n=5, config=config)
+    result = publishing.generate_recommendations(planted, "run_1", END, n=5, config=config)
     assert result["cold_start_model"] == "cold_start_demographic" and result["cold_start_users"] == 2
     recs = query(
         planted, "select * from ml.recommendations where left(user_id, 4) = 'cold' order by user_id, item_rank"
@@ -166,14 +167,14 @@ def test_small_segments_and_few_new_users_stay_private(planted: str) -> None:
     training.train_and_evaluate(planted, "run_1", START, END, config=config)
     rows = query(planted, "select metric, metric_value from ml.model_evaluations where segment = 'new_users'")
     assert set(rows.metric) == {"users"} and (rows.metric_value == 40).all()
-    result = training.generate_recommendations(planted, "run_1", END, n=5, config=config)
+    result = publishing.generate_recommendations(planted, "run_1", END, n=5, config=config)
     # no evaluation to choose on: the segment lists come from segment popularity, new users get global popularity
     assert result["cold_start_model"] == "popularity" and result["cold_start_users"] == 0
     table = query(planted, "select distinct segment_key from ml.cold_start_recommendations")
     assert set(table.segment_key) == {"all", "25-34|female", "25-34|male"}
 
     config = small_config(min_segment_users=71)  # at the end each segment has 70 users with events
-    training.generate_recommendations(planted, "run_1", END, n=5, config=config)
+    publishing.generate_recommendations(planted, "run_1", END, n=5, config=config)
     table = query(planted, "select distinct segment_key from ml.cold_start_recommendations")
     assert set(table.segment_key) == {"all"}
 

@@ -29,7 +29,7 @@ from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
-from recsys.orchestration import training
+from recsys.orchestration import publishing, training
 from recsys.serving import publish
 
 SHOP = {"users": 1_000, "items": 200, "days": 45, "seed": 5}
@@ -88,7 +88,7 @@ def run_interval(url: str, env: dict[str, str], landing_dir: Path, day: date) ->
     with connect(url) as conn:
         training.train_and_evaluate(conn, run_id, start, end)
     with connect(url) as conn:
-        training.generate_recommendations(conn, run_id, end)
+        publishing.generate_recommendations(conn, run_id, end)
     build_recs(env, day)
     with connect(url) as conn:
         publish.swap_recs(conn, run_id)

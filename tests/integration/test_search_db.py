@@ -33,7 +33,7 @@ from recsys.db.warehouse import connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
-from recsys.orchestration import training
+from recsys.models import registry
 from recsys.usecases import search
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
@@ -201,7 +201,7 @@ def test_search_reranks_with_the_stored_ranker_and_gives_reasons(tiny):
 
 def test_a_shop_without_searches_followed_by_a_choice_is_skipped_not_failed(tiny):
     # the only search (q0) has no event after it in its session
-    result = search.evaluate_search(tiny, "run_tiny", AS_OF, config=training.load_model_config())
+    result = search.evaluate_search(tiny, "run_tiny", AS_OF, config=registry.load_model_config())
     assert "skipped" in result
     with psycopg2.connect(tiny) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from ml.model_evaluations union all select count(*) from ml.search_ranker")

@@ -34,7 +34,9 @@ import psycopg2
 import pytest
 
 from recsys.db import frames
-from recsys.orchestration import challenger, training
+from recsys.evaluation import selection
+from recsys.models import registry
+from recsys.orchestration import challenger, publishing, training
 from recsys.serving import rules
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -129,7 +131,7 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
 @pytest.fixture(autouse=True)
 def every_segment(tmp_path, monkeypatch) -> None:
     """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it."""
-    text = training.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
+    text = registry.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
     (tmp_path / "models.toml").write_text(text)
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
 
@@ -195,7 +197,7 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
 
     # the search: every model's configured params, then its grid; one selected trial per model, the best one
     search = query(warehouse, "select * from ml.model_search where run_id = 'run_1'")
-    names = [model.name for model in training.default_models()]
+    names = [model.name for model in registry.default_models()]
     assert set(search.model_name) == set(names)
     selected = search[search.is_selected]
     assert sorted(selected.model_name) == sorted(names)
@@ -261,9 +263,9 @@ def test_rerunning_a_run_replaces_its_rows(warehouse: str) -> None:
     assert counts.n.tolist() == [len(first), len(first)]
     assert query(warehouse, "select count(*) as n from ml.runs").n[0] == 2
 
-    training.generate_recommendations(warehouse, "run_1", END, n=5)
+    publishing.generate_recommendations(warehouse, "run_1", END, n=5)
     first = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
-    result = training.generate_recommendations(warehouse, "run_1", END, n=5)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5)
     second = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
     pd.testing.assert_frame_equal(first, second)
     for table, key in (
@@ -275,7 +277,7 @@ def test_rerunning_a_run_replaces_its_rows(warehouse: str) -> None:
 
 def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
-    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
 
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
     recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
@@ -371,7 +373,7 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     # served it again (no repeat-purchase category yet), so 45 of 60 users are hit at rank 1
     assert ": popularity 0.7500, " in result["champion_reason"]
 
-    training.generate_recommendations(empty_database, "run_1", END, n=3)
+    publishing.generate_recommendations(empty_database, "run_1", END, n=3)
     recs = query(empty_database, "select * from ml.recommendations")
     assert (recs.model_name == "popularity").all()
     assert set(recs.reason_code) == {"buy_again", "popular_segment", "popular"}
@@ -384,13 +386,13 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
 
 def test_a_failed_step_is_recorded_and_raised(warehouse: str) -> None:
     with pytest.raises(LookupError, match="no champion"):
-        training.generate_recommendations(warehouse, "never_evaluated", END)
+        publishing.generate_recommendations(warehouse, "never_evaluated", END)
     assert query(warehouse, "select status from ml.runs where run_id = 'never_evaluated'").status[0] == "failed"
 
     training.train_and_evaluate(warehouse, "run_1", START, END)
     before = query(warehouse, "select * from ml.runs where run_id = 'run_1'").iloc[0]
     with pytest.raises(ValueError, match="unknown champion"):
-        training.generate_recommendations(warehouse, "run_1", END, model_name="no_such_model")
+        publishing.generate_recommendations(warehouse, "run_1", END, model_name="no_such_model")
     after = query(warehouse, "select * from ml.runs where run_id = 'run_1'").iloc[0]
     assert after.status == "failed"
     assert (after.champion_model, after.champion_reason, after.started_at) == (
@@ -410,7 +412,7 @@ def test_no_test_purchases_keeps_the_popularity_baseline(warehouse: str) -> None
 
 
 def test_champion_gate() -> None:
-    gate = training.champion_gate
+    gate = selection.champion_gate
     baselines = ["popularity", "repeat_purchase"]
     ones, zeros = np.ones(50), np.zeros(50)
     noisy = np.tile([0.0, 1.0], 25)  # mean 0.5 with a large spread
@@ -437,7 +439,7 @@ def test_champion_gate() -> None:
 
 
 def only_baselines() -> dict:
-    config = training.load_model_config()
+    config = registry.load_model_config()
     return config | {"models": {name: config["models"][name] for name in ("popularity", "repeat_purchase")}}
 
 
@@ -495,7 +497,7 @@ def test_the_champion_is_chosen_on_the_lists_as_served(empty_database: str) -> N
     assert result["champion_model"] == "popularity"
     assert result["champion_reason"].startswith("popularity (baseline) is best")
 
-    training.generate_recommendations(empty_database, "run_1", END, n=5)
+    publishing.generate_recommendations(empty_database, "run_1", END, n=5)
     published = query(empty_database, "select distinct model_name from ml.recommendations")
     assert set(published.model_name) == {"popularity"}
 
@@ -506,7 +508,7 @@ def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None
         cursor.execute("delete from analytics.dim_users where user_id = 'cold'")
     conn.close()
     training.train_and_evaluate(warehouse, "run_1", START, END)
-    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
     recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS) - 1
     assert result["cold_start_users"] == 0 and result["recommendations"] == len(recs) == users * 5
@@ -544,7 +546,7 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
 )
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
-    result = training.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
     recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
     assert result["recommendations"] == len(recs) == users * 5 and result["champion_model"] == champion
@@ -555,7 +557,7 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
     assert_grounded(warehouse, recs)
     own = recs[recs.model_name == champion]
     grounded = {"buy_again", "similar_to_history", "also_bought", "category_interest"}
-    assert set(own.reason_code) <= grounded | {training.REASON_CODES[champion]}
+    assert set(own.reason_code) <= grounded | {publishing.REASON_CODES[champion]}
     for user_id in ("cold", "optout"):
         assert (recs[recs.user_id == user_id].model_name == "popularity").all()
 
@@ -585,7 +587,7 @@ def test_consumables_are_recommended_again_as_buy_again(warehouse: str, tmp_path
     text = (tmp_path / "business_rules.toml").read_text().replace("\ncategories = []", '\ncategories = ["A"]')
     (tmp_path / "business_rules.toml").write_text(text)
     training.train_and_evaluate(warehouse, "run_1", START, END)
-    training.generate_recommendations(warehouse, "run_1", END, n=5, model_name="repeat_purchase")
+    publishing.generate_recommendations(warehouse, "run_1", END, n=5, model_name="repeat_purchase")
     recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
     assert_grounded(warehouse, recs)
     ua00 = recs[recs.user_id == "ua00"].sort_values("item_rank")
@@ -628,10 +630,10 @@ def assert_grounded(dsn: str, recs: pd.DataFrame) -> None:
 
 
 def test_segments_smaller_than_k_are_suppressed(warehouse: str) -> None:
-    config = training.load_model_config()
+    config = registry.load_model_config()
     config["privacy"] = {"min_segment_users": 16}  # A and B users: 30 each; age band x gender: 15 each, unknown: 3
     training.train_and_evaluate(warehouse, "run_1", START, END, config=config)
-    training.generate_recommendations(warehouse, "run_1", END, n=5, config=config)
+    publishing.generate_recommendations(warehouse, "run_1", END, n=5, config=config)
     segments = set(query(warehouse, "select distinct segment from ml.model_evaluations").segment)
     assert "lifecycle_stage=active" in segments and "spending_power=high" in segments
     cold_start = set(query(warehouse, "select distinct segment_key from ml.cold_start_recommendations").segment_key)
@@ -674,7 +676,7 @@ def test_the_champion_is_evaluated_after_the_rules_and_the_rerank(warehouse: str
 def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) -> None:
     """item_knn is the champion; popularity, the challenger, recommends the dominant B items to everybody."""
     training.train_and_evaluate(warehouse, "run_1", START, END)
-    training.generate_recommendations(warehouse, "run_1", END, n=5)
+    publishing.generate_recommendations(warehouse, "run_1", END, n=5)
     champion = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
     result = challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5)
 
@@ -683,13 +685,13 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     assert result["challenger_recommendations"] == len(lists) == users * 5
     assert set(lists.model_name) == {"popularity"}
     # the lists the one definition of serving makes for popularity with the parameters the run chose for it
-    config = training.load_model_config()
+    config = registry.load_model_config()
     with psycopg2.connect(warehouse) as conn:
         params = challenger.selected_params(conn, "run_1", "popularity")
     conn.close()
     assert params is not None
     config["models"]["popularity"]["params"] = params
-    training.generate_recommendations(warehouse, "run_2", END, n=5, model_name="popularity", config=config)
+    publishing.generate_recommendations(warehouse, "run_2", END, n=5, model_name="popularity", config=config)
     popular = query(warehouse, "select * from ml.recommendations where run_id = 'run_2'")
 
     def by_user(frame: pd.DataFrame) -> dict:

@@ -28,7 +28,6 @@ LAYERS = {
 }
 #: modules still above the size limit, with the lines they may not grow past (split them, then drop them here)
 OVERSIZE = {
-    "orchestration/training.py": 1325,
     "usecases/search.py": 770,
     "features/interactions.py": 740,
     "reporting/html_report.py": 660,
@@ -37,7 +36,7 @@ OVERSIZE = {
 MAX_LINES = 600
 #: functions still above the length limit (code lines, docstring excluded), with the lines they may not grow past
 LONG_FUNCTIONS = {
-    "orchestration/training.py::generate_recommendations": 210,
+    "orchestration/publishing.py::generate_recommendations": 210,
     "orchestration/training.py::train_and_evaluate": 125,
     "quality/suites.py::raw_suites": 118,
     "quality/suites.py::marts_and_recs_suites": 115,

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recsys.models import registry
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.ranker import NeuralRanker
-from recsys.orchestration import training
+from recsys.orchestration import publishing
 
 SMALL = """
 [evaluation]
@@ -33,11 +34,11 @@ def config(tmp_path, monkeypatch) -> dict:
     path = tmp_path / "models.toml"
     path.write_text(SMALL)
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(path))
-    return training.load_model_config()
+    return registry.load_model_config()
 
 
 def test_the_shipped_configuration_builds_every_model() -> None:
-    models = training.default_models(training.load_model_config(training.MODEL_CONFIG))
+    models = registry.default_models(registry.load_model_config(registry.MODEL_CONFIG))
     assert [model.name for model in models] == [
         "popularity",
         "repeat_purchase",
@@ -53,7 +54,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
 
 def test_environment_variable_points_at_another_file(config: dict) -> None:
     assert list(config["models"]) == ["popularity", "user_knn", "neural_ranker"]
-    ranker = training.default_models(config)[-1]
+    ranker = registry.default_models(config)[-1]
     assert isinstance(ranker, NeuralRanker) and ranker.hidden_layer_sizes == (8,)  # TOML arrays become tuples
     # the ranker's candidates are the configured candidate models, with their params
     assert [model.name for model in ranker.candidate_models] == ["popularity", "user_knn"]
@@ -63,13 +64,13 @@ def test_environment_variable_points_at_another_file(config: dict) -> None:
 def test_the_lgbm_ranker_takes_the_same_configured_candidates(tmp_path) -> None:
     path = tmp_path / "models.toml"
     path.write_text(SMALL + "\n[models.lgbm_ranker]\nparams = { num_leaves = 7, random_state = 3 }\n")
-    neural, lgbm = training.default_models(training.load_model_config(path))[-2:]
+    neural, lgbm = registry.default_models(registry.load_model_config(path))[-2:]
     assert isinstance(lgbm, LightGBMRanker) and (lgbm.num_leaves, lgbm.random_state) == (7, 3)
     assert repr(lgbm.candidate_models) == repr(neural.candidate_models)
 
 
 def test_grid_is_every_combination_of_configured_and_searched_values(config: dict) -> None:
-    trials = training.search_trials(config)
+    trials = registry.search_trials(config)
     assert trials[:3] == [
         ("popularity", {"window_days": 30}),
         ("user_knn", {"k": 50}),
@@ -90,7 +91,7 @@ def test_an_unknown_model_name_is_a_clear_error(tmp_path) -> None:
     path = tmp_path / "models.toml"
     path.write_text("[models.deep_magic]\nparams = {}\n")
     with pytest.raises(ValueError, match=r"unknown models \['deep_magic'\]"):
-        training.load_model_config(path)
+        registry.load_model_config(path)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,7 @@ def test_a_misspelt_key_is_an_error_naming_the_valid_ones(tmp_path, text, messag
     path = tmp_path / "models.toml"
     path.write_text(text + ("" if "[models." in text else "[models.popularity]\nparams = {}\n"))
     with pytest.raises(ValueError, match=message):
-        training.load_model_config(path)
+        registry.load_model_config(path)
 
 
 def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
@@ -123,13 +124,13 @@ def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
 
 
 def test_the_ab_challenger_is_unset_by_default_and_must_be_a_known_model(tmp_path) -> None:
-    assert training.load_model_config(training.MODEL_CONFIG)["experiment"] == {"challenger": None}
+    assert registry.load_model_config(registry.MODEL_CONFIG)["experiment"] == {"challenger": None}
     path = tmp_path / "models.toml"
     path.write_text(SMALL + '\n[experiment]\nchallenger = "user_knn"\n')
-    assert training.load_model_config(path)["experiment"]["challenger"] == "user_knn"
+    assert registry.load_model_config(path)["experiment"]["challenger"] == "user_knn"
     path.write_text(SMALL + '\n[experiment]\nchallenger = "magic"\n')
     with pytest.raises(ValueError, match="unknown \\[experiment\\] challenger 'magic'"):
-        training.load_model_config(path)
+        registry.load_model_config(path)
 
 
 def test_every_configured_model_has_a_reason_code_the_recs_contract_accepts() -> None:
@@ -138,7 +139,7 @@ def test_every_configured_model_has_a_reason_code_the_recs_contract_accepts() ->
     (model,) = yaml.safe_load(path.read_text())["models"]
     column = next(column for column in model["columns"] if column["name"] == "reason_code")
     accepted = next(test["accepted_values"] for test in column["data_tests"] if "accepted_values" in test)
-    configured = {model.name for model in training.default_models(training.load_model_config(training.MODEL_CONFIG))}
-    assert configured - {"popularity"} <= set(training.REASON_CODES), "popularity's rows say 'popular'"
-    assert set(training.REASON_CODES.values()) | {"popular"} <= set(accepted["arguments"]["values"])
-    assert training.REASON_CODES["sequence"] == "next_in_sequence"
+    configured = {model.name for model in registry.default_models(registry.load_model_config(registry.MODEL_CONFIG))}
+    assert configured - {"popularity"} <= set(publishing.REASON_CODES), "popularity's rows say 'popular'"
+    assert set(publishing.REASON_CODES.values()) | {"popular"} <= set(accepted["arguments"]["values"])
+    assert publishing.REASON_CODES["sequence"] == "next_in_sequence"

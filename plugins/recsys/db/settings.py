@@ -154,7 +154,7 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "promotions, cold start)"
             ),
             default="`plugins/recsys/models/models.toml`",
-            read_by="`recsys.orchestration.training`",
+            read_by="`recsys.models.registry`",
         ),
         Setting(
             "RECSYS_BUSINESS_RULES",

@@ -1,7 +1,7 @@
 """Benchmark the recommenders on one time split: speed, peak memory and ranking quality.
 
 ``python -m recsys.dev.bench [--sizes small,medium] [--data DIR ...]`` measures every
-model of :func:`recsys.orchestration.training.default_models` (whatever it holds when run) and
+model of :func:`recsys.models.registry.default_models` (whatever it holds when run) and
 two references in the same harness on the same split:
 
 * ``ref_implicit_als``: ``implicit``'s ALS used the plain way (64 factors, 15
@@ -470,9 +470,9 @@ def bench_model(model: Recommender, split: TimeSplit, targets: _Targets, k: int 
 
 
 def bench_models(models: Sequence[Recommender] | None = None) -> list[Recommender]:
-    """The project's :func:`recsys.orchestration.training.default_models`, the ranker without profile, references."""
+    """The project's :func:`recsys.models.registry.default_models`, the ranker without profile, references."""
     if models is None:
-        from recsys.orchestration.training import default_models
+        from recsys.models.registry import default_models
 
         models = default_models()
     ablation = [clone(model).set_params(profile_features=False) for model in models if isinstance(model, NeuralRanker)]

@@ -1,6 +1,6 @@
 """The model configuration (``models.toml``) as typed settings: a misspelt key is an error naming the valid ones.
 
-Every section and its defaults are declared here once; :func:`recsys.orchestration.training.load_model_config`
+Every section and its defaults are declared here once; :func:`recsys.models.registry.load_model_config`
 validates the file against :class:`ModelConfig` and hands the code a plain dict with every default filled in.
 The settings reference of the docs (``docs/reference/settings.md``) lists the same fields.
 """

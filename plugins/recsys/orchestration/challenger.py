@@ -2,7 +2,7 @@
 
 The challenger is another model of the same run (``[experiment] challenger`` in ``models.toml``), with the
 parameters the run chose for it on the validation window (``ml.model_search``). Its lists are made by the
-one definition of a served list, :func:`recsys.orchestration.training.generate_recommendations` (refit on
+one definition of a served list, :func:`recsys.orchestration.publishing.generate_recommendations` (refit on
 all data, business rules, re-rank, fill, reasons), run under a shadow run id; the rows then move to
 ``ml.challenger_recommendations`` of the run and the shadow rows are deleted, in one transaction. The
 challenger's lists are published this way rather than re-ranked at request time because the API holds no
@@ -45,19 +45,20 @@ def selected_params(conn: Any, run_id: str, model_name: str) -> dict[str, Any] |
 def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_name: str, **options: Any) -> dict:
     """Write ``model_name``'s lists of ``run_id`` to ``ml.challenger_recommendations``; return the row count.
 
-    ``options`` go to :func:`recsys.orchestration.training.generate_recommendations` (``n``, ``config``, ...).
+    ``options`` go to :func:`recsys.orchestration.publishing.generate_recommendations` (``n``, ``config``, ...).
     """
-    from recsys.orchestration import training  # imported here: the models
+    from recsys.models import registry
+    from recsys.orchestration import publishing
 
     with frames.connection(conn) as connection:
         runs.ensure_schema(connection)
-        config = options.pop("config", None) or training.load_model_config()
+        config = options.pop("config", None) or registry.load_model_config()
         params = selected_params(connection, run_id, model_name)
         if params is not None:
             models = {**config["models"], model_name: {**config["models"].get(model_name, {}), "params": params}}
             config = {**config, "models": models}
         shadow = shadow_run_id(run_id, model_name)
-        training.generate_recommendations(
+        publishing.generate_recommendations(
             connection, shadow, data_interval_end, model_name=model_name, config=config, **options
         )
         with connection.cursor() as cursor:

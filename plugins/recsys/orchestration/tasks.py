@@ -68,7 +68,9 @@ def load_batch(landing_path: str | None, batch_id: str) -> dict:
 
 
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
-    from recsys.orchestration import training  # imported here: pulls in implicit and scikit-learn
+    from recsys.orchestration import (
+        training,  # imported here: pulls in implicit and scikit-learn
+    )
 
     with connect(warehouse_dsn()) as conn:
         return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
@@ -84,11 +86,12 @@ def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
 
 def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
     """The run's lists; with ``[experiment] challenger`` in models.toml, the challenger's lists too."""
-    from recsys.orchestration import challenger, training
+    from recsys.models import registry
+    from recsys.orchestration import challenger, publishing
 
     with connect(warehouse_dsn()) as conn:
-        result = training.generate_recommendations(conn, run_id, data_interval_end)
-        model = training.load_model_config()["experiment"]["challenger"]
+        result = publishing.generate_recommendations(conn, run_id, data_interval_end)
+        model = registry.load_model_config()["experiment"]["challenger"]
         if model:
             result |= challenger.recommend_challenger(conn, run_id, data_interval_end, model)
         return result

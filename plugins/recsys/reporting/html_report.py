@@ -548,7 +548,7 @@ def _identity(conn, run_id: str) -> str:
 def render(url: str) -> tuple[str, str]:
     """The report of the last run as one HTML document; returns (run_id, html)."""
     # imported here: numpy and scipy are needed only for this
-    from recsys.orchestration.training import load_model_config, min_segment_users
+    from recsys.models.registry import load_model_config, min_segment_users
 
     min_users = min_segment_users(load_model_config())
     with connect(url) as conn:

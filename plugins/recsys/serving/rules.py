@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from recsys.evaluation.metrics import hit_matrix
 from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp, to_epoch_seconds
+from recsys.models.base import fill_from_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -379,3 +380,67 @@ def apply_layers(
     new_scores = monotone_scores(gather(np.asarray(scores, dtype=np.float64), order, np.nan))
     new_extra = None if extra is None else gather(extra, order, np.zeros(1, dtype=extra.dtype)[0])
     return gather(items, order), new_scores, new_extra
+
+
+@dataclass
+class ServingLayers:
+    """Per-item rule inputs of one run (see :mod:`recsys.serving.rules`)."""
+
+    blocked: np.ndarray
+    brands: np.ndarray
+    categories: np.ndarray
+    repeat_item: np.ndarray
+    recent: sp.csr_array
+    brand_codes: np.ndarray
+    category_codes: np.ndarray
+
+    @classmethod
+    def of(cls, data: Interactions, end: float, in_stock: np.ndarray | None, rules: BusinessRules) -> ServingLayers:
+        """The rule inputs at ``end``; ``in_stock`` None: every item (evaluation, where stock is today's)."""
+        in_stock = np.ones(data.n_items, dtype=bool) if in_stock is None else in_stock
+        categories, brands = item_attributes(data)
+        repeat_item = np.isin(categories, repeat_purchase_categories(data, end, rules))
+        blocked = blocked_items(data.item_ids, categories, brands, in_stock, rules)
+        recent = recent_purchases(data, end, rules, repeat_item)
+        logger.info(
+            "business rules %s: %d of %d items blocked, %d recent purchases excluded",
+            rules.version,
+            int(blocked.sum()),
+            len(blocked),
+            recent.nnz,
+        )
+        codes = label_codes(brands), label_codes(categories)
+        return cls(blocked, brands, categories, repeat_item, recent, *codes)
+
+    def serve(
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        rules: BusinessRules,
+        exclude: sp.csr_array | None,
+        ranking: np.ndarray,
+        extra: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The list a shopper sees, from a model's overfetched candidates: the one definition of serving.
+
+        :func:`recsys.serving.rules.apply_layers` (rules, re-rank, cut to ``n``), then
+        a list the rules cut short is filled from ``ranking`` (popularity,
+        rules-filtered, no brand cap), then scores made non-increasing.
+        :func:`generate_recommendations` publishes these lists and the
+        champion gate (:func:`select_models`) scores them, so the champion is
+        chosen on what is served.
+        """
+        items, scores, extra = apply_layers(
+            items,
+            scores,
+            n,
+            rules,
+            self.blocked,
+            self.brand_codes,
+            self.category_codes,
+            exclude,
+            extra=extra,
+        )
+        items, scores = fill_from_ranking(items, scores, ranking, len(self.blocked), exclude)
+        return items, monotone_scores(scores), extra

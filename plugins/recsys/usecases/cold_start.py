@@ -6,7 +6,7 @@ and :class:`~recsys.models.demographic.DemographicRecommender` (``cold_start_dem
 
 :func:`evaluate_new_users` scores both and global popularity on the users who
 signed up in the test window (see its docstring); :func:`serving_lists` gives
-:mod:`recsys.orchestration.training` the lists of ``ml.cold_start_recommendations`` and of
+:mod:`recsys.orchestration.publishing` the lists of ``ml.cold_start_recommendations`` and of
 the users without events.
 """
 
@@ -315,7 +315,7 @@ def choose_models(conn: Any, run_id: str, k: int = 10) -> tuple[str, str]:
 
 @dataclass
 class ColdStartLists:
-    """What :func:`serving_lists` gives :func:`recsys.orchestration.training.generate_recommendations`.
+    """What :func:`serving_lists` gives :func:`recsys.orchestration.publishing.generate_recommendations`.
 
     Attributes
     ----------

@@ -49,8 +49,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from recsys.db import frames, runs
+from recsys.models import registry
 from recsys.models.config import Promotions
-from recsys.orchestration import training
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Promotion:
 
 def settings(config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``[promotions]`` section of the model configuration over :data:`DEFAULTS`."""
-    config = config if config is not None else training.load_model_config()
+    config = config if config is not None else registry.load_model_config()
     return {**DEFAULTS, **config.get("promotions", {})}
 
 
@@ -531,20 +531,20 @@ def target_promotions(
     data_interval_end : datetime
         "Now": features and labels use rows before it; active promotions are judged against it.
     config : dict, optional
-        The model configuration (default :func:`recsys.orchestration.training.load_model_config`).
+        The model configuration (default :func:`recsys.models.registry.load_model_config`).
 
     Returns
     -------
     dict
         Rows written per table, and the held-out metrics of the ``all`` segment (for XCom and logs).
     """
-    config = config if config is not None else training.load_model_config()
+    config = config if config is not None else registry.load_model_config()
     options = settings(config)
     end = pd.Timestamp(data_interval_end).tz_convert("UTC")
     test_days = float(config.get("evaluation", {}).get("test_days", 7))
     with frames.connection(conn) as connection, runs.run_step(connection, run_id):
         runs.ensure_schema(connection)
-        evaluations = evaluate(connection, run_id, end, options, test_days, training.min_segment_users(config))
+        evaluations = evaluate(connection, run_id, end, options, test_days, registry.min_segment_users(config))
         chosen = targets(connection, end, options).assign(run_id=run_id)
         runs.delete_run(connection, ["ml.model_evaluations"], run_id, variant=VARIANT)
         runs.delete_run(connection, ["ml.promotion_targets"], run_id)

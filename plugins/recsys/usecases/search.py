@@ -40,10 +40,7 @@ from recsys.db import frames, runs
 from recsys.db.warehouse import dbt_vars
 from recsys.evaluation import windows
 from recsys.features.interactions import as_datetime, event_weight_sql, load_interactions
-from recsys.orchestration.training import (
-    build_model,
-    load_model_config,
-)
+from recsys.models.registry import build_model, load_model_config
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,310 @@
+"""Choosing what to publish: the search on the validation window, scored on the lists as served; the champion gate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.evaluation.metrics import (
+    category_coverage,
+    evaluate,
+    per_user_metrics,
+)
+from recsys.evaluation.offline import (
+    EVAL_KS,
+    EVAL_VARIANT,
+    EvaluationWindow,
+    evaluation_rows,
+    item_categories,
+    item_popularity,
+    recommend_in_batches,
+    without_items,
+)
+from recsys.features.interactions import (
+    load_interactions,
+    to_epoch_seconds,
+)
+from recsys.models.base import Recommender
+from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
+from recsys.models.registry import (
+    build_model,
+    load_model_config,
+    min_segment_users,
+    search_trials,
+)
+from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
+
+logger = logging.getLogger(__name__)
+
+
+#: the champion must beat these (``[champion] baselines`` of the configuration)
+BASELINES: tuple[str, ...] = (PopularityRecommender.name, RepeatPurchaseRecommender.name)
+
+
+def champion_gate(
+    per_user_ndcg: dict[str, np.ndarray], baselines: Sequence[str], k: int, min_z: float = 1.645
+) -> tuple[str, str]:
+    """Choose the model to publish from the validation users' NDCG@k (one array per model, same users).
+
+    The best model by mean NDCG@k wins if it is a baseline, or if it beats
+    every baseline: the mean of its per-user NDCG@k minus the baseline's is
+    more than ``min_z`` standard errors above zero (a one-sided paired test on
+    the same users). Otherwise the best baseline is published. Ties keep the
+    model listed first (the simpler one).
+
+    Returns
+    -------
+    champion, reason : str
+        The reason states the means and the test, for ``recs.runs``.
+    """
+    means = {name: float(np.mean(values)) if len(values) else float("nan") for name, values in per_user_ndcg.items()}
+    present = [name for name in baselines if name in means] or list(means)[:1]
+    if not any(math.isfinite(value) for value in means.values()):
+        return present[0], f"no purchases in the validation window to choose on; keeping the {present[0]} baseline"
+    ordered = sorted(means, key=lambda name: -(means[name] if math.isfinite(means[name]) else -math.inf))
+    best, best_baseline = ordered[0], next(name for name in ordered if name in present)
+    ranking = ", ".join(f"{name} {means[name]:.4f}" for name in ordered)
+    n_users = len(per_user_ndcg[best])
+    summary = f"validation NDCG@{k} over {n_users} users: {ranking}"
+    if best in present:
+        return best, f"{best} (baseline) is best; {summary}"
+    verdicts = []
+    for baseline in present:  # two baselines
+        difference = per_user_ndcg[best] - per_user_ndcg[baseline]
+        error = float(np.std(difference, ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+        z = float(np.mean(difference) / error) if error > 0 else (math.inf if np.mean(difference) > 0 else 0.0)
+        verdicts.append((baseline, z))
+    tests = ", ".join(f"z={z:.2f} vs {baseline}" for baseline, z in verdicts)
+    if all(z > min_z for _, z in verdicts):
+        return best, f"{best} beats the baselines ({tests}; needs z > {min_z}); {summary}"
+    return best_baseline, (
+        f"{best} is best but not significantly better than every baseline ({tests}; needs z > {min_z}): "
+        f"publishing the best baseline {best_baseline}; {summary}"
+    )
+
+
+@dataclass
+class ServedLists:
+    """The serving layers as known at a window's cutoff, to score lists as a shopper would have seen them.
+
+    Stock is today's, so every item counts as in stock; deny lists, the
+    brand cap, recent purchases before the cutoff (outside repeat-purchase
+    categories derived before it), the re-rank and the popularity fill apply
+    as in :func:`generate_recommendations` (:meth:`ServingLayers.serve`).
+    """
+
+    layers: ServingLayers
+    recent: sp.csr_array
+    ranking: np.ndarray
+    width: int
+
+    @classmethod
+    def of(cls, window: EvaluationWindow, rules: BusinessRules, n: int) -> ServedLists:
+        train, cutoff = window.split.train, window.split.cutoff
+        layers = ServingLayers.of(train, cutoff, None, rules)
+        recent = layers.recent[window.users]
+        ranking = PopularityRecommender().fit(train, cutoff).ranking(np.flatnonzero(layers.blocked))
+        width = min(n * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, n))
+        return cls(layers, recent, ranking, width)
+
+    def lists(self, items: np.ndarray, scores: np.ndarray, n: int, rules: BusinessRules, batch_size: int) -> np.ndarray:
+        """The served top ``n`` of every window user from ``(n_users, >= width)`` candidates, best first."""
+        listed = np.full((len(items), n), -1, dtype=np.int64)
+        for first in range(0, len(items), batch_size):  # batches of users, each fully vectorized
+            part = slice(first, first + batch_size)
+            listed[part], _, _ = self.layers.serve(items[part], scores[part], n, rules, self.recent[part], self.ranking)
+        return listed
+
+
+def select_models(
+    window: EvaluationWindow, config: dict[str, Any], k: int, batch_size: int, rules: BusinessRules
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Grid search on the validation window, decided on the lists as served.
+
+    The trials are every model's ``params``, then the grid points in file
+    order, at most ``[evaluation] max_search_trials`` in all: a count, never
+    a clock, so every machine tries the same trials. Each trial ranks items
+    for the validation users; its lists then pass the serving layers known at
+    the cutoff (:class:`ServedLists`). ``ndcg`` and ``ndcg_new_items`` score
+    the lists as trained, ``ndcg_served`` the served lists.
+
+    Returns the trials (one row per fitted parameter set), the chosen
+    parameters of each model (the best served NDCG@k; the first trial on
+    ties or without validation users) and the chosen models' per-user served
+    NDCG@k, which the champion gate compares.
+    """
+    planned = search_trials(config)
+    limit = max(int(config["evaluation"].get("max_search_trials", len(planned))), len(config["models"]))
+    if len(planned) > limit:
+        logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
+    serving = ServedLists.of(window, rules, k)
+    trials: list[dict[str, Any]] = []
+    chosen: dict[str, tuple[int, dict[str, Any], np.ndarray, float]] = {}  # name -> trial, params, per-user, mean
+    for trial, (name, params) in enumerate(planned[:limit]):  # a few dozen fits at most
+        model = build_model(name, params, config)
+        fit_started = time.perf_counter()
+        ndcg = ndcg_new = ndcg_served = float("nan")
+        per_user_served = np.zeros(0)
+        if len(window.users):
+            items, scores = window.candidates(model, max(window.wide, serving.width), batch_size)
+            recommended = items[:, : window.wide]
+            ndcg = float(per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"].mean())
+            new = window.has_new
+            if new.any():
+                ndcg_new = evaluate(without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[
+                    ("ndcg", k)
+                ]
+            per_user_served = per_user_metrics(serving.lists(items, scores, k, rules, batch_size), window.truth, k)[
+                "ndcg"
+            ]
+            ndcg_served = float(per_user_served.mean())
+        trials.append(
+            dict(
+                model_name=name,
+                trial=trial,
+                params=json.dumps(params, sort_keys=True),
+                fit_seconds=round(time.perf_counter() - fit_started, 3),
+                ndcg=ndcg,
+                ndcg_new_items=ndcg_new,
+                ndcg_served=ndcg_served,
+            )
+        )
+        if name not in chosen or ndcg_served > chosen[name][3]:  # NaN (no validation users) never replaces
+            chosen[name] = (trial, params, per_user_served, ndcg_served)
+        logger.info(
+            "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f",
+            name,
+            params,
+            k,
+            ndcg,
+            ndcg_served,
+            ndcg_new,
+        )
+    frame = pd.DataFrame(
+        trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items", "ndcg_served"]
+    )
+    frame["is_selected"] = frame["trial"].isin([trial for trial, *_ in chosen.values()])
+    return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
+
+
+#: evaluation variant of the champion after the business rules only, and after rules and diversity re-ranking
+RULES_VARIANT = "business_rules"
+
+
+RERANKED_VARIANT = "reranked"
+
+
+def reranked_rows(
+    model: Recommender,
+    window: EvaluationWindow,
+    rules: BusinessRules,
+    ks: tuple[int, ...],
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    item_popularity: np.ndarray,
+    config: dict[str, Any],
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """The champion's test-window metrics after the layers every published list passes through.
+
+    ``model`` is fitted before the cutoff. It ranks ``overfetch * max(ks)``
+    items (plus room for the user's recent purchases); the business rules
+    known at the cutoff apply (deny lists, recent purchases before the cutoff
+    outside repeat-purchase categories derived before the cutoff, brand cap;
+    stock is today's, so not used), then the diversity re-rank, then the
+    popularity fill of lists cut short (:class:`ServedLists`). Variant
+    :data:`RULES_VARIANT` is the rules alone, :data:`RERANKED_VARIANT` rules and
+    re-rank (what is served); both, and the champion's ``all_items`` variant, get
+    ``category_coverage`` (distinct top-level categories per list).
+    """
+    train = window.split.train
+    codes = item_categories(train)
+    top = max(ks)
+    serving = ServedLists.of(window, rules, top)
+    candidates, scores = recommend_in_batches(model, window.users, serving.width, batch_size)
+    before = candidates[:, :top]
+    variants = {
+        variant: serving.lists(candidates, scores, top, replace(rules, diversity_strength=strength), batch_size)
+        for variant, strength in ((RULES_VARIANT, 0.0), (RERANKED_VARIANT, rules.diversity_strength))
+    }
+    rows: list[dict[str, Any]] = []
+    for variant, listed in variants.items():  # two variants
+        variant_rows, scores = evaluation_rows(
+            model.name,
+            variant,
+            listed,
+            window.truth,
+            ks,
+            segmentations,
+            codes,
+            item_popularity,
+            train.n_users,
+            min_segment_users(config),
+        )
+        rows += variant_rows
+        logger.info("%s %s: test NDCG@%d %.4f", model.name, variant, top, scores[("ndcg", top)])
+    for variant, listed in {EVAL_VARIANT: before, **variants}.items():  # three variants
+        rows += [
+            dict(
+                model_name=model.name,
+                variant=variant,
+                segment="all",
+                metric="category_coverage",
+                k=cut,
+                metric_value=category_coverage(listed, codes, cut),
+            )
+            for cut in ks
+        ]
+    return [row for row in rows if math.isfinite(row["metric_value"])]
+
+
+def diversity_sweep(
+    conn: Any, run_id: str, strengths: Sequence[float], k: int = 10, batch_size: int = 5_000
+) -> pd.DataFrame:
+    """The champion's test-week metrics at ``k`` after the rules, for each re-rank strength.
+
+    Refits the run's champion (its chosen parameters) before the run's test
+    cutoff and scores the same lists as :func:`reranked_rows`, once per
+    strength: the accuracy cost of diversity, to choose ``[diversity] strength``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per strength; columns the metrics of segment ``all``.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "select champion_model, champion_params, data_cutoff_at, eval_cutoff_at from ml.runs where run_id = %s",
+            (run_id,),
+        )
+        row = cursor.fetchone()
+    if row is None or row[3] is None:
+        raise LookupError(f"run {run_id!r} has no evaluation in ml.runs: run train_and_evaluate first")
+    champion, params, end, cutoff = row
+    config, rules = load_model_config(), load_business_rules()
+    ks = tuple(sorted({*EVAL_KS, k}))
+    data = load_interactions(conn, None, to_epoch_seconds(end), side_data=True)
+    window = EvaluationWindow.of(data, to_epoch_seconds(cutoff), to_epoch_seconds(end), ks)
+    model = build_model(champion, json.loads(params or "{}"), config).fit(window.split.train, window.split.cutoff)
+    popularity = item_popularity(window.split.train)
+    table = {}
+    for strength in strengths:  # a handful of settings
+        rows = pd.DataFrame(
+            reranked_rows(
+                model, window, replace(rules, diversity_strength=strength), ks, [], popularity, config, batch_size
+            )
+        )
+        chosen = rows[(rows["variant"] == RERANKED_VARIANT) & (rows["segment"] == "all") & (rows["k"] == k)]
+        table[strength] = chosen.set_index("metric")["metric_value"]
+    result = pd.DataFrame(table).T
+    result.index.name = "strength"
+    logger.info("diversity sweep of %s on %d test users", champion, len(window.users))
+    return result

@@ -1,0 +1,478 @@
+"""The publish task: the champion's lists, similar items and cold-start lists written to ``ml`` with their reasons."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.db import frames, runs
+from recsys.features.interactions import (
+    SECONDS_PER_DAY,
+    Interactions,
+    Timestamp,
+    as_datetime,
+    load_interactions,
+    to_epoch_seconds,
+)
+from recsys.models.base import Recommender
+from recsys.models.factorization import ALSRecommender, SVDRecommender
+from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
+from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
+from recsys.models.ranker import NeuralRanker
+from recsys.models.registry import (
+    ESTIMATORS,
+    build_model,
+    load_model_config,
+    min_segment_users,
+)
+from recsys.models.sequence import SequenceRecommender
+from recsys.serving import reasons as reasons_module
+from recsys.serving import rules as rules_module
+from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
+from recsys.usecases import cold_start
+
+logger = logging.getLogger(__name__)
+
+
+#: ``reason_code`` and ``reason_text`` of a row the champion ranked that no grounded reason of
+#: :mod:`recsys.serving.reasons` explains (those come first for every model)
+REASON_CODES: dict[str, str] = {
+    ItemKNNRecommender.name: "similar_items",
+    RepeatPurchaseRecommender.name: "past_purchases",
+    UserKNNRecommender.name: "similar_users",
+    ALSRecommender.name: "matrix_factorization",
+    SVDRecommender.name: "rated_by_similar_shoppers",
+    NeuralRanker.name: "profile_match",
+    LightGBMRanker.name: "profile_match",
+    SequenceRecommender.name: "next_in_sequence",
+}
+
+
+FALLBACK_TEXTS: dict[str, str] = {
+    ItemKNNRecommender.name: "Similar to items you looked at",
+    RepeatPurchaseRecommender.name: "Based on your past purchases",
+    UserKNNRecommender.name: "Popular with shoppers like you",
+    ALSRecommender.name: "Matches your taste",
+    SVDRecommender.name: "Rated highly by shoppers with your taste",
+    NeuralRanker.name: "Picked for you",
+    LightGBMRanker.name: "Picked for you",
+    SequenceRecommender.name: "Often chosen next after your recent items",
+}
+#: where a position of a list came from, carried through the business rules and the re-rank
+_FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
+
+
+def _champion_of(conn: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The champion of a run and its parameters (``None``: the configured ``params``)."""
+    with conn.cursor() as cursor:
+        cursor.execute("select champion_model, champion_params from ml.runs where run_id = %s", (run_id,))
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        raise LookupError(f"run {run_id!r} has no champion in ml.runs: run train_and_evaluate first")
+    return row[0], None if row[1] is None else json.loads(row[1])
+
+
+def _concat(*parts: pd.Series | str) -> pd.Series:
+    """Vectorized string concatenation of Series and constants."""
+    result = None
+    for part in parts:  # a few string pieces, each a whole column
+        result = part if result is None else result + part
+    return result
+
+
+def _popular_text(model: PopularityRecommender) -> str:
+    if model.window_days is None:
+        return "Popular with shoppers"
+    return f"Popular in the last {model.window_days:g} days"
+
+
+def _cold_start_lists(
+    users: pd.DataFrame,
+    data: Interactions,
+    popularity: PopularityRecommender,
+    blocked: np.ndarray,
+    n_cold_start: int,
+    rules: BusinessRules,
+    layers: ServingLayers,
+    config: dict[str, Any],
+    model_lists: pd.DataFrame,
+    has_events: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
+
+    A segment's list is the cold-start model's (``model_lists``: ``segment_key``, ``item_rank``,
+    ``item_id``, ``score`` rows of :func:`recsys.usecases.cold_start.serving_lists`) where it has one, else
+    the segment's popularity. Returns the segment per user (``-1``: none published), the keys,
+    items and scores.
+    """
+    segment_labels = _concat(users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")).to_numpy()
+    segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
+    # k-anonymity: a segment's list is published only if at least min_segment_users of its users have events
+    with_events = np.bincount(segment_of_user, weights=has_events, minlength=len(segment_names))
+    large = with_events >= min_segment_users(config)
+    logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
+    recode = np.where(large, np.cumsum(large) - 1, -1)
+    segment_names = segment_names[large]
+    group_of_user = np.full(data.n_users, -1, dtype=np.int64)
+    group_of_user[: len(users)] = recode[segment_of_user]
+    wide = n_cold_start * rules.overfetch
+    segment_items, segment_scores = popularity.recommend_groups(group_of_user, wide, blocked)
+    all_items, all_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
+    keys = np.concatenate([["all"], segment_names]).astype(object)
+    items, scores = np.vstack([all_items, segment_items]), np.vstack([all_scores, segment_scores])
+    row = pd.Index(keys).get_indexer(model_lists["segment_key"])
+    rank = model_lists["item_rank"].to_numpy() - 1
+    item = pd.Index(data.item_ids).get_indexer(model_lists["item_id"])
+    ok = (row > 0) & (rank < wide) & (item >= 0)  # row 0 ("all") stays global popularity
+    replaced = np.unique(row[ok])
+    items[replaced], scores[replaced] = -1, np.nan
+    items[row[ok], rank[ok]], scores[row[ok], rank[ok]] = item[ok], model_lists["score"].to_numpy()[ok]
+    cold_items, cold_scores, _ = rules_module.apply_layers(
+        items, scores, n_cold_start, rules, layers.blocked, layers.brands, layers.categories
+    )
+    return group_of_user, keys, cold_items, cold_scores
+
+
+def _reason_data(
+    conn: Any,
+    data: Interactions,
+    end: float,
+    knn: ItemKNNRecommender,
+    layers: ServingLayers,
+    rules: BusinessRules,
+    item_names: np.ndarray,
+    consent: np.ndarray,
+    group_of_user: np.ndarray,
+    segment_items: np.ndarray,
+    segment_keys: np.ndarray,
+    popularity: PopularityRecommender,
+) -> reasons_module.ReasonData:
+    """What the run's reasons are grounded in; opted-out users' events are not read (``consent`` 0)."""
+    until = np.nextafter(end, np.inf)
+    only_consenting = sp.diags_array(consent.astype(np.float32))
+
+    def pattern(event: str) -> sp.csr_array:
+        return sp.csr_array(only_consenting @ sp.csr_array(data.to_csr({event: 1.0}, end=until) > 0, dtype=np.float32))
+
+    category_names = np.unique(layers.categories[layers.categories != ""]).astype(object)
+    tags = pd.DataFrame(columns=["user_id", "tag", "tag_rank"])
+    if frames.table_exists(conn, "analytics.user_interest_tags"):
+        tags = frames.read_frame(
+            conn,
+            "select user_id, tag, tag_rank from analytics.user_interest_tags"
+            f" where tag like 'category:%' and tag_rank <= {int(rules.interest_tags)}",
+        )
+    rows, cols = np.nonzero(segment_items >= 0)
+    return reasons_module.ReasonData(
+        item_names=item_names.astype(object),
+        item_categories=layers.categories,
+        repeat_item=layers.repeat_item,
+        purchases=pattern("purchase"),
+        strength=data.strongest_events(),
+        knn=knn,
+        min_similarity=rules.min_similarity,
+        viewed=pattern("view"),
+        also_bought=reasons_module.also_bought_matrix(data, until, rules.min_also_bought_users),
+        interests=reasons_module.interest_matrix(tags, data.user_ids, category_names, rules.interest_tags),
+        category_code=pd.Index(category_names).get_indexer(layers.categories).astype(np.int64),
+        group_of_user=np.where(consent > 0, group_of_user, -1),
+        segment_items=sp.csr_array(
+            (np.ones(len(rows), dtype=np.float32), (rows, segment_items[rows, cols])),
+            shape=(segment_items.shape[0], data.n_items),
+        ),
+        segment_texts=reasons_module.segment_text(segment_keys),
+        popular_text=_popular_text(popularity),
+    )
+
+
+def generate_recommendations(
+    conn: Any,
+    run_id: str,
+    data_interval_end: Timestamp,
+    n: int = 20,
+    batch_size: int = 10_000,
+    n_similar: int = 20,
+    n_cold_start: int = 20,
+    model_name: str | None = None,
+    history_days: float | None = None,
+    config: dict[str, Any] | None = None,
+    rules: BusinessRules | None = None,
+) -> dict[str, Any]:
+    """Refit the champion on all data up to ``data_interval_end`` and write every list of the run.
+
+    Writes, replacing earlier rows of ``run_id``:
+
+    * ``ml.recommendations``: top ``n`` in-stock items for every user of
+      ``analytics.dim_users``. Users with history and
+      ``is_personalization_allowed`` get the list of the champion (any model
+      of :data:`ESTIMATORS`, refitted with the parameters chosen on the
+      validation window); others get popularity. Every list passes the
+      layers of :mod:`recsys.serving.rules` (the business rules file): the model ranks
+      ``overfetch * n`` items, blocked items (out of stock, deny lists), the
+      user's purchases of the last ``recent_purchase_days`` outside
+      repeat-purchase categories and items past ``max_per_brand`` leave it,
+      the MMR diversity re-rank orders the rest, the top ``n`` stay (scores
+      made non-increasing), and a list cut short is filled from the
+      rules-filtered popularity ranking. Rows the champion ranked carry its
+      name as ``model_name``, filled rows ``popularity`` (score 0, or
+      popularity scores for a list of popularity only). Every row gets a
+      grounded reason from :func:`recsys.serving.reasons.reasons`; a champion row
+      none of them explains gets the champion's :data:`REASON_CODES` code and
+      :data:`FALLBACK_TEXTS` text.
+    * ``ml.similar_items``: top ``n_similar`` neighbours of every item from
+      item-KNN (always fitted, whatever the champion), after the blocked
+      items and the brand cap (no re-rank).
+    * ``ml.cold_start_recommendations``: top ``n_cold_start`` items for
+      ``segment_key`` ``all`` (popularity) and for every ``age_band|gender``
+      of ``dim_users`` (missing values read ``unknown``) with at least
+      ``min_segment_users`` users with events (k-anonymity):
+      the list of the better segment-aware cold-start model of the run's
+      ``new_users`` evaluation (:func:`recsys.usecases.cold_start.serving_lists`) where
+      it has the segment, else the segment's popularity; filled from global
+      popularity (score 0) where a segment has too few items, after the rules
+      and the re-rank. Users without events who allow personalization get
+      that model's list (``reason_code`` ``new_user_segment``, "Popular with
+      new shoppers like you (<age band>, <region>)") when it beat global
+      popularity on the new users; otherwise global popularity.
+    * ``ml.runs``: status ``recommended``, ``finished_at``, ``business_rules_version`` and the run's
+      ``repeat_purchase_categories`` (``|``-separated; serving keeps a just-bought item of those).
+
+    Parameters
+    ----------
+    conn : psycopg2 connection or str
+        Warehouse connection or DSN. The work is one transaction, committed here.
+    run_id : str
+        The run evaluated by :func:`train_and_evaluate`.
+    data_interval_end : datetime
+        "Now": events up to here are used; stamped as ``generated_at``.
+    n : int, default 20
+        Items per user.
+    batch_size : int, default 10000
+        Users per batch (bounds memory).
+    n_similar, n_cold_start : int, default 20
+        List lengths of ``ml.similar_items`` and ``ml.cold_start_recommendations``.
+    model_name : str, optional
+        Override the champion recorded in ``ml.runs`` (with its configured ``params``).
+    history_days : float, optional
+        Only use events from ``data_interval_end - history_days`` on.
+    config : dict, optional
+        Model configuration; default :func:`load_model_config`.
+    rules : BusinessRules, optional
+        Default :func:`recsys.serving.rules.load_business_rules`.
+
+    Returns
+    -------
+    dict
+        Row and user counts for XCom.
+    """
+    started_at = datetime.now(UTC)
+    end = to_epoch_seconds(data_interval_end)
+    generated_at = as_datetime(end)
+    with frames.connection(conn) as connection:
+        with runs.run_step(connection, run_id, started_at):
+            runs.ensure_schema(connection)
+            config = load_model_config() if config is None else config
+            rules = load_business_rules() if rules is None else rules
+            champion, params = (model_name, None) if model_name else _champion_of(connection, run_id)
+            if champion not in ESTIMATORS:
+                raise ValueError(f"unknown champion model {champion!r}")
+            if params is None:
+                params = config["models"].get(champion, {}).get("params", {})
+            users = frames.read_frame(
+                connection,
+                "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
+            ).drop_duplicates("user_id", ignore_index=True)
+            catalogue = frames.read_frame(
+                connection, "select item_id, item_name, category, is_in_stock from analytics.dim_items"
+            ).drop_duplicates("item_id", ignore_index=True)
+            start = None if history_days is None else end - history_days * SECONDS_PER_DAY
+            data = load_interactions(
+                connection,
+                start,
+                end,
+                user_ids=users["user_id"].to_numpy(),
+                item_ids=catalogue["item_id"].to_numpy(),
+                side_data=True,
+            )
+
+            knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
+            if champion == ItemKNNRecommender.name:
+                knn_params = params
+            knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)  # similar items, always
+            if champion == ItemKNNRecommender.name:
+                model: Recommender = knn
+            else:
+                model = build_model(champion, params, config).fit(data, end)
+            popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
+            item_names = data.item_ids.copy()
+            item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
+            in_stock = np.zeros(data.n_items, dtype=bool)
+            in_stock[: len(catalogue)] = catalogue["is_in_stock"].to_numpy() == "t"
+            layers = ServingLayers.of(data, end, in_stock, rules)
+            blocked = np.flatnonzero(layers.blocked)
+
+            # users of dim_users are the first rows of the encoding
+            targets = np.arange(len(users), dtype=np.int64)
+            allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
+            has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
+            personalized = allowed & has_history & (champion != PopularityRecommender.name)
+            # opted-out users' purchases are not read, not even to filter their list
+            consent = np.zeros(data.n_users, dtype=np.float32)
+            consent[: len(users)] = allowed
+            recent = sp.csr_array(sp.diags_array(consent) @ layers.recent)
+            recent.eliminate_zeros()
+
+            tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
+            runs.delete_run(connection, tables, run_id)
+            wide = n * rules.overfetch
+            cold_users = np.flatnonzero(allowed & ~has_history)
+            cold = cold_start.serving_lists(
+                connection, run_id, data, end, cold_users, config, wide, n_cold_start * rules.overfetch, blocked
+            )
+            cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
+            cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
+            group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
+                users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table, has_history
+            )
+            reason_data = _reason_data(
+                connection,
+                data,
+                end,
+                knn,
+                layers,
+                rules,
+                item_names,
+                consent,
+                group_of_user,
+                cold_items[1:],
+                keys[1:],
+                popularity,
+            )
+            popular_items, popular_scores = popularity.recommend(
+                np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
+            )
+            ranking = popularity.ranking(blocked)
+            n_recommendations = 0
+            for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
+                batch = targets[first : first + batch_size]
+                items = np.tile(popular_items, (len(batch), 1))
+                scores = np.tile(popular_scores, (len(batch), 1))
+                from_model = np.zeros(items.shape, dtype=bool)
+                mine = np.flatnonzero(personalized[batch])
+                if len(mine):
+                    own_items, own_scores = model.recommend(batch[mine], n=wide, filter_items=blocked)
+                    # every model fills with popularity at score 0 except ALS, which fills cold users only
+                    own = (own_items >= 0) if champion == ALSRecommender.name else own_scores > 0
+                    only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
+                    items[mine] = own_items
+                    from_model[mine] = own
+                    scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
+                new = np.flatnonzero(cold_row[batch] >= 0)  # no events: the cold-start list of the segment
+                items[new], scores[new] = cold.items[cold_row[batch[new]]], cold.scores[cold_row[batch[new]]]
+                source = np.where(from_model, _FROM_MODEL, _FROM_FILL).astype(np.int8)
+                source[new] = np.where(items[new] >= 0, _FROM_COLD_START, _FROM_FILL)
+                items, scores, source = layers.serve(items, scores, n, rules, recent[batch], ranking, extra=source)
+                from_model = source == _FROM_MODEL
+                codes, texts = reasons_module.reasons(
+                    reason_data,
+                    batch,
+                    items,
+                    from_model,
+                    REASON_CODES.get(champion, "popular"),
+                    np.full(items.shape, FALLBACK_TEXTS.get(champion, reason_data.popular_text), dtype=object),
+                )
+                rows, ranks = np.nonzero(items >= 0)
+                is_model, is_cold = from_model[rows, ranks], source[rows, ranks] == _FROM_COLD_START
+                # no cold user served at all (every user has events, as in an invoice export): no texts to index
+                cold_text = cold.reason_text[np.maximum(cold_row[batch[rows]], 0)] if len(cold.reason_text) else ""
+                frame = pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "user_id": users["user_id"].to_numpy()[batch[rows]],
+                        "item_rank": ranks + 1,
+                        "item_id": data.item_ids[items[rows, ranks]],
+                        "score": scores[rows, ranks],
+                        "model_name": np.where(
+                            is_model, champion, np.where(is_cold, cold.model_name, PopularityRecommender.name)
+                        ),
+                        "reason_code": np.where(is_cold, cold_start.REASON_CODE, codes[rows, ranks]),
+                        "reason_text": np.where(is_cold, cold_text, texts[rows, ranks]),
+                        "generated_at": generated_at.isoformat(),
+                    }
+                )
+                n_recommendations += frames.copy_frame(connection, "ml.recommendations", frame)
+
+            similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
+            similar, similar_scores, _ = rules_module.apply_layers(
+                similar,
+                similar_scores,
+                n_similar,
+                rules,
+                layers.blocked,
+                layers.brands,
+                layers.categories,
+                diversify=False,
+            )
+            item_rows, item_ranks = np.nonzero(similar >= 0)
+            n_similar_rows = frames.copy_frame(
+                connection,
+                "ml.similar_items",
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "item_id": data.item_ids[item_rows],
+                        "item_rank": item_ranks + 1,
+                        "similar_item_id": data.item_ids[similar[item_rows, item_ranks]],
+                        "score": similar_scores[item_rows, item_ranks],
+                    }
+                ),
+            )
+
+            seg_rows, seg_ranks = np.nonzero(cold_items >= 0)
+            n_cold_rows = frames.copy_frame(
+                connection,
+                "ml.cold_start_recommendations",
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "segment_key": keys[seg_rows],
+                        "item_rank": seg_ranks + 1,
+                        "item_id": data.item_ids[cold_items[seg_rows, seg_ranks]],
+                        "score": cold_scores[seg_rows, seg_ranks],
+                    }
+                ),
+            )
+            runs.upsert_run(
+                connection,
+                run_id,
+                data_interval_end=generated_at,
+                data_cutoff_at=generated_at,
+                finished_at=datetime.now(UTC),
+                status="recommended",
+                champion_model=champion,
+                business_rules_version=rules.version,
+                repeat_purchase_categories="|".join(sorted(set(layers.categories[layers.repeat_item]))),
+            )
+    result = {
+        "run_id": run_id,
+        "champion_model": champion,
+        "users": int(len(users)),
+        "personalized_users": int(personalized.sum()),
+        "recommendations": n_recommendations,
+        "similar_items": n_similar_rows,
+        "cold_start_recommendations": n_cold_rows,
+        "cold_start_segments": int(len(keys)),
+        "cold_start_model": cold.model_name,
+        "cold_start_users": int(cold.served.sum()),
+        "in_stock_items": int(in_stock.sum()),
+        "business_rules_version": rules.version,
+    }
+    logger.info("run %s recommendations: %s", run_id, result)
+    return result
