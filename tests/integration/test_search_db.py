@@ -34,7 +34,7 @@ from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
 from recsys.models import registry
-from recsys.usecases import search
+from recsys.usecases import search, search_features
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 RECSYS = str(Path(sys.executable).parent / "recsys")
@@ -111,10 +111,10 @@ def tiny(database: str, tmp_path, contract_tables) -> str:
 def features(url: str, requests: list[tuple[str, str | None, str]], interests: str | None = None) -> pd.DataFrame:
     with connect(url) as conn:
         with conn.cursor() as cur:
-            cur.execute(search.REQUESTS_DDL)
+            cur.execute(search_features.REQUESTS_DDL)
             cur.executemany("insert into pg_temp.search_requests values (%s, %s, %s)", requests)
-        frame = search.candidate_features(
-            conn, AS_OF, "recs.similar_items", interests or search.INTERESTS_PUBLISHED, in_stock_only=True
+        frame = search_features.candidate_features(
+            conn, AS_OF, "recs.similar_items", interests or search_features.INTERESTS_PUBLISHED, in_stock_only=True
         )
     return frame.set_index(["search_id", "item_id"])
 
@@ -127,7 +127,7 @@ def test_text_match_scores_tokens_exactly_or_within_one_edit_then_orders_by_popu
     assert frame.loc["plain", "popularity"].to_numpy() == pytest.approx(np.log([11, 6, 4]))
     # "ketltes" -> "ketlte": one swap from "kettle"
     assert frame.loc["typo"].index.tolist() == ["k3", "k2", "k1"]
-    assert frame.loc["typo", "text_score"].tolist() == pytest.approx([search.FUZZY_WEIGHT] * 3)
+    assert frame.loc["typo", "text_score"].tolist() == pytest.approx([search_features.FUZZY_WEIGHT] * 3)
     # two tokens: k3 matches both, the others one of two
     assert frame.loc["two"].index.tolist() == ["k3", "k2", "k1", "l1"]
     assert frame.loc["two", "text_score"].tolist() == [1.0, 0.5, 0.5, 0.5]
@@ -158,7 +158,7 @@ def test_point_in_time_interests_only_read_searches_before_as_of(tiny):
             "insert into analytics.fct_searches (search_id, user_id, query, searched_at, session_id)"
             " values ('q1', 'u1', 'kettles', '2026-03-02', 's9')"
         )
-        interests = cur.mogrify(search.INTERESTS_AS_OF, {"as_of": AS_OF, "half_life": 30}).decode()
+        interests = cur.mogrify(search_features.INTERESTS_AS_OF, {"as_of": AS_OF, "half_life": 30}).decode()
     frame = features(tiny, [("u1", "u1", "kettles lamps")], interests)
     # only "lumen" (before as_of) counts, and it names no category: Lumen items 1, the rest 0
     assert frame.loc["u1"].loc[["k1", "k2", "k3", "l1"], "search_interest"].tolist() == [0, 0, 1, 1]
@@ -168,15 +168,16 @@ def test_search_reranks_with_the_stored_ranker_and_gives_reasons(tiny):
     with connect(tiny) as conn:
         runs.ensure_schema(conn)
         with conn.cursor() as cur:
-            cur.execute(search.SEARCH_DDL)
+            cur.execute(search_features.SEARCH_DDL)
             # a ranker that only looks at brand affinity
             ranker = pd.DataFrame(
                 {
                     "run_id": "run_x",
-                    "feature": [*search.FEATURES, "intercept"],
+                    "feature": [*search_features.FEATURES, "intercept"],
                     "center": 0.0,
                     "scale": 1.0,
-                    "coefficient": [1.0 if name == "brand_affinity" else 0.0 for name in search.FEATURES] + [0],
+                    "coefficient": [1.0 if name == "brand_affinity" else 0.0 for name in search_features.FEATURES]
+                    + [0],
                 }
             )
             # serving is as of the newest event: drop the one after AS_OF, so k4 (listed later) stays out
@@ -282,7 +283,7 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
     truth = pd.read_csv(shop / "truth" / "user_truth.csv", dtype=str)
     with connect(url) as conn:
         with conn.cursor() as cur:
-            cur.execute(search.REQUESTS_DDL)
+            cur.execute(search_features.REQUESTS_DDL)
             cur.execute(
                 "insert into pg_temp.search_requests "
                 "select map.shop_user_id, map.user_id, 'headphones' from identity.user_id_map as map"
@@ -294,7 +295,7 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
                 (end - timedelta(days=60),),
             )
             cheap, dear = cur.fetchone()
-        frame = search.candidate_features(conn, end, None, search.INTERESTS_PUBLISHED)
+        frame = search_features.candidate_features(conn, end, None, search_features.INTERESTS_PUBLISHED)
     fit = frame[frame["item_id"].isin([cheap, dear])].pivot(index="search_id", columns="item_id", values="price_fit")
     # fit(cheapest) - fit(dearest) = (1 - 2 x the user's band) x shrinkage: > 0 for users of cheap items
     prefers_cheap = (fit[cheap] - fit[dear]).rename("prefers_cheap")
@@ -308,11 +309,11 @@ def test_user_price_band_recovers_the_planted_spending_tier(shop_warehouse):
 def test_point_in_time_interests_at_the_run_end_equal_the_dbt_mart(shop_warehouse):
     url, end, _, _ = shop_warehouse
     with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(search.REQUESTS_DDL)
+        cur.execute(search_features.REQUESTS_DDL)
         cur.execute("insert into pg_temp.search_requests select user_id, user_id, 'x' from analytics.dim_users")
         statement = cur.mogrify(
-            search.INTERESTS_AS_OF,
-            {"as_of": end + timedelta(microseconds=1), "half_life": search.HALF_LIFE_DAYS},
+            search_features.INTERESTS_AS_OF,
+            {"as_of": end + timedelta(microseconds=1), "half_life": search_features.HALF_LIFE_DAYS},
         ).decode()
         recomputed = frames.read_frame(conn, statement)
         mart = frames.read_frame(conn, "select user_id, term, weight from analytics.user_search_interests")
