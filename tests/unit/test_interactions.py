@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recsys.evaluation.windows import time_split
 from recsys.features.interactions import (
     EVENT_WEIGHTS,
     SECONDS_PER_DAY,
     STRENGTH_NAMES,
     Interactions,
     lookup,
-    time_split,
     to_epoch_seconds,
 )
 

@@ -16,7 +16,8 @@ import pytest
 from sklearn.base import clone
 
 from recsys.evaluation.metrics import evaluate, roc_auc
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup, time_split
+from recsys.evaluation.windows import time_split
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender

@@ -14,7 +14,7 @@ Data sets are the simulated shop (clean, at the sizes of :data:`SIZES`) and
 landing directories (``events.csv`` read directly with pandas: the bench
 measures models, not the pipeline). The split is by time: ``cutoff = last
 event - test_days``, train on the events before it, truth = the purchases
-after it (:func:`recsys.features.interactions.time_split`).
+after it (:func:`recsys.evaluation.windows.time_split`).
 
 Two evaluation variants, both at ``k``:
 
@@ -53,7 +53,8 @@ from sklearn.base import clone
 
 from recsys.dev.simulate import simulate
 from recsys.evaluation.metrics import catalogue_coverage, evaluate
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions, TimeSplit, Timestamp, lookup, time_split
+from recsys.evaluation.windows import TimeSplit, time_split
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
 from recsys.models.base import Recommender, top_n_dense
 from recsys.models.ranker import NeuralRanker
 

@@ -25,13 +25,8 @@ from recsys.evaluation.metrics import (
     rmse,
     roc_auc,
 )
-from recsys.features.interactions import (
-    EVENT_WEIGHTS,
-    Interactions,
-    TimeSplit,
-    lookup,
-    time_split,
-)
+from recsys.evaluation.windows import TimeSplit, time_split
+from recsys.features.interactions import EVENT_WEIGHTS, Interactions, lookup
 from recsys.models.base import Recommender
 from recsys.models.factorization import SVDRecommender
 from recsys.models.ranker import CandidateRanker

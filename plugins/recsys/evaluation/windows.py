@@ -1,4 +1,4 @@
-"""The evaluation windows of a run: one definition of its cutoffs, used by every evaluation.
+"""The evaluation windows of a run: one definition of its cutoffs, and the split of the events at one.
 
 With ``end = data_interval_end``: models are tuned on ``[validation_cutoff, test_cutoff)`` after training
 before ``validation_cutoff``, and evaluated on ``[test_cutoff, end)`` after training before ``test_cutoff``
@@ -7,9 +7,17 @@ before ``validation_cutoff``, and evaluated on ``[test_cutoff, end)`` after trai
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from recsys.features.interactions import SECONDS_PER_DAY, Timestamp, to_epoch_seconds
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp, to_epoch_seconds
+
+logger = logging.getLogger(__name__)
 
 
 class Cutoffs(NamedTuple):
@@ -26,3 +34,147 @@ def cutoffs(config: dict[str, Any], data_interval_end: Timestamp) -> Cutoffs:
     end = to_epoch_seconds(data_interval_end)
     test = end - float(evaluation.get("test_days", 7)) * SECONDS_PER_DAY
     return Cutoffs(test - float(evaluation.get("validation_days", 7)) * SECONDS_PER_DAY, test, end)
+
+
+@dataclass
+class TimeSplit:
+    """A train/test split by time, aligned to one encoding.
+
+    Attributes
+    ----------
+    train : Interactions
+        Events before the cutoff. Its users are the train users (sorted) and
+        then the users who only appear in the test window (sorted), so those
+        test users have empty train rows and get what a model gives cold
+        users. Its items are the train items only: a model can never
+        recommend an item it had no data for.
+    truth : scipy.sparse.csr_array
+        Purchases in ``[cutoff, end)`` per user, shape ``(train.n_users,
+        n_truth_items)``. Columns ``< train.n_items`` are train items; the
+        items first seen in the test window follow, so they count in the
+        recall denominator and can only be misses.
+    truth_item_ids : numpy.ndarray
+        Ids of the truth columns (train items first).
+    test_users : numpy.ndarray
+        Int64 indices of the users with at least one test purchase.
+    cutoff, end : float
+        The split times, epoch seconds.
+    test_ratings : pandas.DataFrame, optional
+        Ratings given in ``[cutoff, end)`` (columns of
+        :attr:`Interactions.ratings`, indices in the train encoding; items
+        first seen in the test window have indices ``>= train.n_items``).
+    """
+
+    train: Interactions
+    truth: sp.csr_array
+    truth_item_ids: np.ndarray
+    test_users: np.ndarray
+    cutoff: float
+    end: float
+    test_ratings: pd.DataFrame | None = None
+
+
+def _reencode(old_index: np.ndarray, in_first: np.ndarray, in_second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order old codes: those in ``in_first`` (ascending), then those only in ``in_second``.
+
+    Returns the new -> old table and the old -> new map (``-1`` for unused codes).
+    """
+    first = np.flatnonzero(in_first)
+    second = np.flatnonzero(in_second & ~in_first)
+    new_to_old = np.concatenate([first, second])
+    old_to_new = np.full(len(old_index), -1, dtype=np.int64)
+    old_to_new[new_to_old] = np.arange(len(new_to_old))
+    return new_to_old, old_to_new
+
+
+def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) -> TimeSplit:
+    """Split events by time: train before ``cutoff``, truth = purchases in ``[cutoff, end)``.
+
+    Parameters
+    ----------
+    interactions : Interactions
+        Events up to at least ``end``.
+    cutoff, end : timestamp
+        The evaluation cutoff and the end of the test window.
+
+    Returns
+    -------
+    TimeSplit
+        See :class:`TimeSplit` for how users and items unseen in train are
+        encoded.
+    """
+    cutoff_s, end_s = to_epoch_seconds(cutoff), to_epoch_seconds(end)
+    if not cutoff_s < end_s:
+        raise ValueError("cutoff must be before end")
+    is_train = interactions.event_ts < cutoff_s
+    is_test = (
+        (interactions.event_ts >= cutoff_s)
+        & (interactions.event_ts < end_s)
+        & (interactions.event_type == EVENT_TYPES.index("purchase"))
+    )
+
+    def seen(index: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+        return np.bincount(index[mask], minlength=size) > 0
+
+    n_users, n_items = interactions.n_users, interactions.n_items
+    train_users = seen(interactions.user_index, is_train, n_users)
+    train_items = seen(interactions.item_index, is_train, n_items)
+    test_users = seen(interactions.user_index, is_test, n_users)
+    test_items = seen(interactions.item_index, is_test, n_items)
+    user_new_to_old, user_old_to_new = _reencode(interactions.user_ids, train_users, test_users)
+    item_new_to_old, item_old_to_new = _reencode(interactions.item_ids, train_items, test_items)
+    n_train_items = int(train_items.sum())
+
+    train = Interactions(
+        user_ids=interactions.user_ids[user_new_to_old],
+        item_ids=interactions.item_ids[item_new_to_old[:n_train_items]],
+        user_index=user_old_to_new[interactions.user_index[is_train]].astype(np.int32),
+        item_index=item_old_to_new[interactions.item_index[is_train]].astype(np.int32),
+        event_type=interactions.event_type[is_train],
+        event_ts=interactions.event_ts[is_train],
+    )
+    if interactions.items is not None:
+        train.items = interactions.items.iloc[item_new_to_old[:n_train_items]].reset_index(drop=True)
+    if interactions.users is not None:
+        train.users = interactions.users.iloc[user_new_to_old].reset_index(drop=True)
+    test_ratings = None
+    if interactions.ratings is not None:
+        ratings = interactions.ratings.assign(
+            user_index=user_old_to_new[interactions.ratings["user_index"].to_numpy()],
+            item_index=item_old_to_new[interactions.ratings["item_index"].to_numpy()],
+        )
+        rated_ts = ratings["rated_ts"].to_numpy()
+        known = (ratings["user_index"].to_numpy() >= 0) & (ratings["item_index"].to_numpy() >= 0)
+        train_known = known & (ratings["item_index"].to_numpy() < n_train_items) & (rated_ts < cutoff_s)
+        train.ratings = ratings[train_known].astype({"user_index": np.int32, "item_index": np.int32})
+        train.ratings = train.ratings.reset_index(drop=True)
+        in_test = known & (rated_ts >= cutoff_s) & (rated_ts < end_s)
+        test_ratings = ratings[in_test].astype({"user_index": np.int32, "item_index": np.int32}).reset_index(drop=True)
+    truth = sp.coo_array(
+        (
+            np.ones(int(is_test.sum()), dtype=np.float32),
+            (user_old_to_new[interactions.user_index[is_test]], item_old_to_new[interactions.item_index[is_test]]),
+        ),
+        shape=(len(user_new_to_old), len(item_new_to_old)),
+    ).tocsr()
+    truth.sum_duplicates()
+    evaluated = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    logger.info(
+        "time split at %s: %d train events, %d test purchases by %d users (%d without train history), "
+        "%d test items unseen in train",
+        pd.Timestamp(cutoff_s, unit="s", tz="UTC"),
+        train.n_events,
+        int(is_test.sum()),
+        len(evaluated),
+        int((test_users & ~train_users).sum()),
+        int((test_items & ~train_items).sum()),
+    )
+    return TimeSplit(
+        train=train,
+        truth=truth,
+        truth_item_ids=interactions.item_ids[item_new_to_old],
+        test_users=evaluated,
+        cutoff=cutoff_s,
+        end=end_s,
+        test_ratings=test_ratings,
+    )
