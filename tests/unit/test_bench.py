@@ -11,15 +11,15 @@ import scipy.sparse as sp
 
 from recsys.dev.bench import (
     COLUMNS,
-    EASERecommender,
     bench_models,
     format_table,
     main,
     read_landing_events,
     run_bench,
-    without_purchased,
 )
+from recsys.dev.reference_models import EASERecommender
 from recsys.dev.simulate import simulate
+from recsys.evaluation.offline import without_items
 from recsys.features.interactions import Interactions
 from recsys.models.factorization import ALSRecommender
 
@@ -105,11 +105,11 @@ def test_ease_ranks_the_users_cluster_first() -> None:
     assert np.all(np.diag(model.weights_) == 0)
 
 
-def test_without_purchased_drops_and_compacts() -> None:
+def test_without_items_drops_and_compacts() -> None:
     recommended = np.array([[3, 1, 4, 0, -1], [2, 0, 1, 3, 4]])
     purchased = sp.csr_array(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]]))
 
-    assert without_purchased(recommended, purchased, 3).tolist() == [[4, 0, -1], [2, 0, 1]]
+    assert without_items(recommended, purchased, 3).tolist() == [[4, 0, -1], [2, 0, 1]]
 
 
 def test_read_landing_events_keeps_clean_item_events(tmp_path: Path) -> None:
