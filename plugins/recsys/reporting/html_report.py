@@ -14,13 +14,10 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +25,7 @@ from psycopg2 import sql
 
 from recsys.db.warehouse import REPO_ROOT, connect, dbt_env
 from recsys.reporting import online
+from recsys.reporting.markup import CSS, bar_chart, fmt, is_number, table, text
 from recsys.reporting.report import fetch_frame
 
 log = logging.getLogger(__name__)
@@ -47,135 +45,6 @@ PROMOTION_MODELS = ["promotion_propensity", "promotion_rfm", "promotion_everyone
 PROMOTION_METRICS = ["roc_auc", "precision_top_decile", "lift_top_decile", "base_rate", "users"]
 DIVERSITY_METRICS = [*ACCURACY, *BEYOND_ACCURACY, "category_coverage"]
 DIVERSITY_STAGES = [("all_items", "as trained"), ("business_rules", "business rules"), ("reranked", "re-ranked")]
-PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-  max-width: 62em; color: #222; line-height: 1.4; padding: 0 1em; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .6em 0 1em; font-size: .92em; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.champion td { background: #fff4d6; font-weight: 600; }
-.absent { color: #8a4b00; font-style: italic; } .note { color: #555; font-size: .9em; }
-.figure { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
-svg text { font-family: inherit; font-size: 12px; fill: #222; }
-nav a { margin-right: .8em; }
-"""
-
-
-def _fmt(value: object) -> str:
-    """A cell: ints with thousands separators, floats with four decimals, missing as an en dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int) or (hasattr(value, "dtype") and pd.api.types.is_integer_dtype(value.dtype)):
-        return f"{int(value):,}"
-    if isinstance(value, float | Decimal) or (hasattr(value, "dtype") and pd.api.types.is_float_dtype(value.dtype)):
-        return f"{float(value):.4f}"
-    return str(value)
-
-
-def _text(value: object) -> str:
-    """A scalar as text; timestamps in UTC whatever the session time zone."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "–"
-    if isinstance(value, datetime):
-        return str(pd.Timestamp(value).tz_convert("UTC") if value.tzinfo else pd.Timestamp(value))
-    return str(value)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) or hasattr(value, "dtype")
-
-
-def table(frame: pd.DataFrame, highlight: str | None = None, key: str | None = None) -> str:
-    """An HTML table of ``frame`` (escaped); the row whose ``key`` column equals ``highlight`` is marked."""
-    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
-    rows = []
-    for record in frame.astype(object).to_dict("records"):  # aggregate rows only: a few dozen at most
-        cells = "".join(
-            f'<td class="num">{html.escape(_fmt(value))}</td>'
-            if _is_number(value)
-            else f"<td>{html.escape(_fmt(value))}</td>"
-            for value in record.values()
-        )
-        marked = key is not None and highlight is not None and record.get(key) == highlight
-        rows.append(f'<tr class="champion">{cells}</tr>' if marked else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def bar_chart(
-    labels: Sequence[str],
-    series: dict[str, Sequence[float]],
-    title: str,
-    highlight: str | None = None,
-    counts: bool = False,
-) -> str:
-    """Horizontal (grouped) bars as inline SVG: one group per label, one bar per series; NaN bars are left out.
-
-    A single series shares one scale; with several, each group has its own (its longest bar is full width), so
-    metrics of different ranges can sit in one chart and each group compares the series on one metric.
-
-    Parameters
-    ----------
-    labels : sequence of str
-        One group of bars per label, top to bottom.
-    series : dict of str to sequence of float
-        Bar values per series, aligned with ``labels``; more than one series draws a legend.
-    title : str
-        Caption above the chart (also the SVG's accessible title).
-    highlight : str, optional
-        A label drawn in bold with a star (the champion).
-    counts : bool, default False
-        Values are counts: printed as integers.
-    """
-    label_width, bar_width, bar_height, gap = 210, 300, 14, 8
-    grid = pd.DataFrame(
-        {name: pd.to_numeric(pd.Series(list(values)), errors="coerce") for name, values in series.items()}
-    )
-    # one scale per chart for a single series; per group for several (a group compares one quantity)
-    top = grid.clip(lower=0).max(axis=1) if len(series) > 1 else pd.Series(grid.clip(lower=0).max().max(), grid.index)
-    top = top.where(top > 0, 1.0).fillna(1.0)
-    legend_height = 18 if len(series) > 1 else 0
-    group_height = bar_height * len(series) + gap
-    height = 24 + legend_height + group_height * len(labels)
-    width = label_width + bar_width + 80
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}"><title>{html.escape(title)}</title>',
-        f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>',
-    ]
-    x = label_width
-    for index, name in enumerate(series if len(series) > 1 else []):
-        parts.append(f'<rect x="{x}" y="22" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>')
-        parts.append(f'<text x="{x + 14}" y="31">{html.escape(name)}</text>')
-        x += 30 + 8 * len(name)
-    for row, label in enumerate(labels):
-        y0 = 24 + legend_height + row * group_height
-        bold = ' font-weight="bold"' if label == highlight else ""
-        shown = str(label) if len(str(label)) <= 26 else str(label)[:25] + "…"  # the table beside has it whole
-        shown = f"★ {shown}" if label == highlight else shown
-        parts.append(
-            f'<text x="{label_width - 6}" y="{y0 + bar_height * len(series) / 2 + 4:.0f}" text-anchor="end"{bold}>'
-            f"{html.escape(shown)}</text>"
-        )
-        for index, name in enumerate(series):
-            value = float(grid[name].iloc[row])
-            y = y0 + index * bar_height
-            if math.isnan(value):
-                parts.append(f'<text x="{label_width + 4}" y="{y + 11}">–</text>')
-                continue
-            length = max(0.0, value) / top.iloc[row] * bar_width
-            color = PALETTE[index % len(PALETTE)]
-            parts.append(
-                f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height - 2}" fill="{color}"/>'
-            )
-            shown_value = _fmt(round(value) if counts else value)
-            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{y + 11}">{html.escape(shown_value)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _absent(what: str) -> str:
@@ -270,7 +139,7 @@ def _section_run(run: pd.Series, conn) -> str:
         "finished_at",
     ]
     fields = [field for field in fields if field in run.index]
-    summary = pd.DataFrame({"field": fields, "value": [_text(run[field]) for field in fields]})
+    summary = pd.DataFrame({"field": fields, "value": [text(run[field]) for field in fields]})
     counts = {
         table_name: fetch_frame(
             conn, sql.SQL("select count(*) as n from {}").format(sql.Identifier(*table_name.split(".")))
@@ -283,11 +152,11 @@ def _section_run(run: pd.Series, conn) -> str:
         {
             "window": ["selection (validation)", "test"],
             "models fitted on events before": [
-                _text(run.get("validation_cutoff_at")),
-                _text(run.get("eval_cutoff_at")),
+                text(run.get("validation_cutoff_at")),
+                text(run.get("eval_cutoff_at")),
             ],
-            "scored on purchases from": [_text(run.get("validation_cutoff_at")), _text(run.get("eval_cutoff_at"))],
-            "until": [_text(run.get("eval_cutoff_at")), _text(run.get("data_cutoff_at"))],
+            "scored on purchases from": [text(run.get("validation_cutoff_at")), text(run.get("eval_cutoff_at"))],
+            "until": [text(run.get("eval_cutoff_at")), text(run.get("data_cutoff_at"))],
         }
     )
     return (
@@ -407,7 +276,7 @@ def _section_search(evaluations: pd.DataFrame) -> str:
     if set(SEARCH_MODELS) <= set(mrr.index):
         before, after = float(mrr[SEARCH_MODELS[0]]), float(mrr[SEARCH_MODELS[1]])
         change = f" ({(after / before - 1) * 100:+.1f}%)" if before > 0 else ""
-        summary = f"<p>MRR before (text match) {_fmt(before)} → after (personalized) {_fmt(after)}{change}.</p>"
+        summary = f"<p>MRR before (text match) {fmt(before)} → after (personalized) {fmt(after)}{change}.</p>"
     chart = bar_chart(metrics, series, "Search ranking per model")
     return summary + f'<div class="figure">{chart}</div>' + table(wide)
 
@@ -519,13 +388,13 @@ def _identity(conn, run_id: str) -> str:
         if len(summary):
             row = summary.iloc[0]
             if "merge_rate" in summary and pd.notna(row["merge_rate"]):
-                parts.append(f"<p>Merge rate: <strong>{_fmt(float(row['merge_rate']))}</strong></p>")
+                parts.append(f"<p>Merge rate: <strong>{fmt(float(row['merge_rate']))}</strong></p>")
             parts.append(
                 table(
                     pd.DataFrame(
                         {
                             "field": summary.columns,
-                            "value": [_fmt(v) if _is_number(v) else _text(v) for v in row.to_list()],
+                            "value": [fmt(v) if is_number(v) else text(v) for v in row.to_list()],
                         }
                     )
                 )
