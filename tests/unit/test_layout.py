@@ -27,15 +27,12 @@ LAYERS = {
     "dev",
 }
 #: modules still above the size limit, with the lines they may not grow past (split them, then drop them here)
-OVERSIZE = {
-}
+OVERSIZE: dict[str, int] = {}
 MAX_LINES = 600
 #: functions still above the length limit (code lines, docstring excluded), with the lines they may not grow past
 LONG_FUNCTIONS = {
     "orchestration/publishing.py::generate_recommendations": 210,
     "orchestration/training.py::train_and_evaluate": 125,
-    "quality/suites.py::raw_suites": 118,
-    "quality/suites.py::marts_and_recs_suites": 115,
 }
 MAX_FUNCTION_LINES = 80
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from recsys.ingest import landing
 
@@ -137,6 +138,49 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     import great_expectations as gx
 
     e = gx.expectations
+    rules = _raw_rules(e, data_interval_end)
+    derived = {
+        "events": ", lower(btrim(event_type)) as event_type_normalized",
+        "orders": ", lower(btrim(coalesce(status, 'completed'))) as status_normalized",
+    }
+    suites = []
+    for name in tables:
+        spec = landing.FILES[name]
+        types = {column.name: GX_TYPES[column.type] for column in spec.columns} | META_COLUMNS
+        schema = [e.ExpectTableColumnsToMatchSet(column_set=list(types), exact_match=True)]
+        schema += [e.ExpectColumnValuesToBeOfType(column=column, type_=type_) for column, type_ in types.items()]
+        required = [e.ExpectColumnValuesToNotBeNull(column=column.name) for column in spec.columns if column.required]
+        suites += [
+            Suite(f"raw_{name}_schema", f"raw.{name}", schema),
+            Suite(
+                f"raw_{name}",
+                f"raw.{name}",
+                [e.ExpectTableRowCountToBeBetween(min_value=1), *required, *rules[name]],
+                f"select *{derived.get(name, '')} from raw.{name} where _batch_id = {_literal(batch_id)}",
+            ),
+        ]
+    audit = (
+        "select table_name, rows_read, rows_rejected, rows_rejected::float / nullif(rows_read, 0) as rejected_share"
+        f" from quality.load_audit where batch_id = {_literal(batch_id)}"
+    )
+    suites.append(
+        Suite(
+            "load_audit",
+            "quality.load_audit",
+            [
+                e.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=MAX_REJECTED_SHARE),
+                e.ExpectColumnValuesToBeBetween(
+                    column="rejected_share", max_value=WARN_REJECTED_SHARE, severity="warning"
+                ),
+            ],
+            audit,
+        )
+    )
+    return suites
+
+
+def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
+    """The row-level expectations of each raw table's batch (``e``: ``great_expectations.expectations``)."""
     latest = data_interval_end + FUTURE_TOLERANCE
 
     def when(column: str, severity: str = "critical"):
@@ -151,7 +195,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     def optional(column: str):
         return e.ExpectColumnValuesToNotBeNull(column=column, mostly=MOSTLY_OPTIONAL, severity="warning")
 
-    rules = {
+    return {
         "users": [
             id_format("user_id"),
             e.ExpectColumnProportionOfUniqueValuesToBeBetween(column="user_id", min_value=MOSTLY),
@@ -214,44 +258,6 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
         ],
         "redemptions": [when("redeemed_at")],
     }
-    derived = {
-        "events": ", lower(btrim(event_type)) as event_type_normalized",
-        "orders": ", lower(btrim(coalesce(status, 'completed'))) as status_normalized",
-    }
-    suites = []
-    for name in tables:
-        spec = landing.FILES[name]
-        types = {column.name: GX_TYPES[column.type] for column in spec.columns} | META_COLUMNS
-        schema = [e.ExpectTableColumnsToMatchSet(column_set=list(types), exact_match=True)]
-        schema += [e.ExpectColumnValuesToBeOfType(column=column, type_=type_) for column, type_ in types.items()]
-        required = [e.ExpectColumnValuesToNotBeNull(column=column.name) for column in spec.columns if column.required]
-        suites += [
-            Suite(f"raw_{name}_schema", f"raw.{name}", schema),
-            Suite(
-                f"raw_{name}",
-                f"raw.{name}",
-                [e.ExpectTableRowCountToBeBetween(min_value=1), *required, *rules[name]],
-                f"select *{derived.get(name, '')} from raw.{name} where _batch_id = {_literal(batch_id)}",
-            ),
-        ]
-    audit = (
-        "select table_name, rows_read, rows_rejected, rows_rejected::float / nullif(rows_read, 0) as rejected_share"
-        f" from quality.load_audit where batch_id = {_literal(batch_id)}"
-    )
-    suites.append(
-        Suite(
-            "load_audit",
-            "quality.load_audit",
-            [
-                e.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=MAX_REJECTED_SHARE),
-                e.ExpectColumnValuesToBeBetween(
-                    column="rejected_share", max_value=WARN_REJECTED_SHARE, severity="warning"
-                ),
-            ],
-            audit,
-        )
-    )
-    return suites
 
 
 def min_diversity_query(min_diversity: float, k: int) -> str:
@@ -292,43 +298,10 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
 
     e = gx.expectations
     rules = load_business_rules() if rules is None else rules
-
-    def rows(description: str, query: str, severity: str = "critical"):
-        return e.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description, severity=severity)
-
-    def in_stock(column: str):
-        return rows(
-            f"every {column} exists in analytics.dim_items and is in stock",
-            f"select batch.* from {{batch}} as batch left join analytics.dim_items as items"
-            f" on items.item_id = batch.{column} where items.is_in_stock is not true",
-        )
-
-    def scores_follow_ranks(key: str):
-        return rows(
-            "scores do not increase with item_rank",
-            f"select * from (select {key}, item_rank, score, lag(score) over (partition by {key} order by item_rank)"
-            " as previous_score from {batch}) as ranked where score > previous_score",
-        )
-
+    rows, in_stock, scores_follow_ranks = (partial(check, e) for check in (_rows, _in_stock, _scores_follow_ranks))
     run = _literal(run_id)
     return [
-        Suite(
-            "analytics_user_profiles",
-            "analytics.user_profiles",
-            [
-                e.ExpectTableRowCountToBeBetween(min_value=1),
-                e.ExpectColumnValuesToNotBeNull(column="user_id"),
-                e.ExpectColumnValuesToBeUnique(column="user_id"),
-            ],
-        ),
-        Suite(
-            "analytics_user_interest_tags",
-            "analytics.user_interest_tags",
-            [
-                unique_rows(["user_id", "tag"]),
-                e.ExpectColumnValuesToBeBetween(column="weight", min_value=0, max_value=1, strict_min=True),
-            ],
-        ),
+        *_analytics_suites(e),
         Suite(
             "ml_recommendations",
             "ml.recommendations",
@@ -380,26 +353,7 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
             ],
             f"select * from ml.cold_start_recommendations where run_id = {run}",
         ),
-        Suite(
-            "ml_promotion_targets",
-            "ml.promotion_targets",
-            [
-                unique_rows(["promotion_id", "user_id"]),
-                e.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1),
-                rows(
-                    "propensity does not increase with target_rank",
-                    "select * from (select promotion_id, target_rank, propensity, lag(propensity) over"
-                    " (partition by promotion_id order by target_rank) as previous from {batch}) as ranked"
-                    " where propensity > previous",
-                ),
-                rows(
-                    "every target is a user of analytics.dim_users who allows personalization",
-                    "select batch.* from {batch} as batch left join analytics.dim_users as users"
-                    " on users.user_id = batch.user_id where users.is_personalization_allowed is not true",
-                ),
-            ],
-            f"select * from ml.promotion_targets where run_id = {run}",
-        ),
+        _promotion_targets_suite(e, run),
     ]
 
 
@@ -448,3 +402,72 @@ def identity_suites() -> list[Suite]:
             ],
         ),
     ]
+
+
+def _rows(e: Any, description: str, query: str, severity: str = "critical"):
+    return e.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description, severity=severity)
+
+
+def _in_stock(e: Any, column: str):
+    return _rows(
+        e,
+        f"every {column} exists in analytics.dim_items and is in stock",
+        f"select batch.* from {{batch}} as batch left join analytics.dim_items as items"
+        f" on items.item_id = batch.{column} where items.is_in_stock is not true",
+    )
+
+
+def _scores_follow_ranks(e: Any, key: str):
+    return _rows(
+        e,
+        "scores do not increase with item_rank",
+        f"select * from (select {key}, item_rank, score, lag(score) over (partition by {key} order by item_rank)"
+        " as previous_score from {batch}) as ranked where score > previous_score",
+    )
+
+
+def _analytics_suites(e: Any) -> list[Suite]:
+    """The profile marts every published list is built from."""
+    return [
+        Suite(
+            "analytics_user_profiles",
+            "analytics.user_profiles",
+            [
+                e.ExpectTableRowCountToBeBetween(min_value=1),
+                e.ExpectColumnValuesToNotBeNull(column="user_id"),
+                e.ExpectColumnValuesToBeUnique(column="user_id"),
+            ],
+        ),
+        Suite(
+            "analytics_user_interest_tags",
+            "analytics.user_interest_tags",
+            [
+                unique_rows(["user_id", "tag"]),
+                e.ExpectColumnValuesToBeBetween(column="weight", min_value=0, max_value=1, strict_min=True),
+            ],
+        ),
+    ]
+
+
+def _promotion_targets_suite(e: Any, run: str) -> Suite:
+    rows = partial(_rows, e)
+    return Suite(
+        "ml_promotion_targets",
+        "ml.promotion_targets",
+        [
+            unique_rows(["promotion_id", "user_id"]),
+            e.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1),
+            rows(
+                "propensity does not increase with target_rank",
+                "select * from (select promotion_id, target_rank, propensity, lag(propensity) over"
+                " (partition by promotion_id order by target_rank) as previous from {batch}) as ranked"
+                " where propensity > previous",
+            ),
+            rows(
+                "every target is a user of analytics.dim_users who allows personalization",
+                "select batch.* from {batch} as batch left join analytics.dim_users as users"
+                " on users.user_id = batch.user_id where users.is_personalization_allowed is not true",
+            ),
+        ],
+        f"select * from ml.promotion_targets where run_id = {run}",
+    )
