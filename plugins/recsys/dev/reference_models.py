@@ -14,6 +14,7 @@ from recsys.models.base import Recommender, top_n_dense
 
 logger = logging.getLogger(__name__)
 
+
 class EASERecommender(Recommender):
     """EASE: ``B = argmin ||X - XB||² + λ||B||²`` with ``diag(B) = 0``, in closed form (Steck 2019).
 
