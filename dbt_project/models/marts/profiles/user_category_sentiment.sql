@@ -1,0 +1,58 @@
+with
+
+reviews as (
+
+    select * from {{ ref('fct_reviews') }}
+
+),
+
+sentiment as (
+
+    select * from {{ ref('stg_features__review_sentiment') }}
+
+),
+
+items as (
+
+    select * from {{ ref('dim_items') }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_users') }}
+
+),
+
+scored_reviews as (
+
+    select
+        reviews.user_id,
+        items.category,
+        reviews.rating,
+        sentiment.sentiment
+    from reviews
+    inner join sentiment
+        on reviews.review_id = sentiment.review_id
+    inner join items
+        on reviews.item_id = items.item_id
+    inner join users
+        on reviews.user_id = users.user_id
+    where users.is_personalization_allowed
+
+),
+
+final as (
+
+    select
+        user_id,
+        category,
+        cast(count(*) as integer) as reviews,
+        cast(avg(sentiment) as double precision) as average_sentiment,
+        cast(avg(rating) as double precision) as average_rating
+    from scored_reviews
+    group by user_id, category
+
+)
+
+select * from final
