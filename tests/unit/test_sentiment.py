@@ -50,3 +50,12 @@ def test_throughput_of_distinct_texts_is_at_least_a_thousand_reviews_per_second(
     started = time.perf_counter()
     sentiment.score_texts(texts)
     assert len(texts) / (time.perf_counter() - started) > 1_000
+
+
+def test_a_hostile_long_text_is_scored_on_its_beginning_in_bounded_time():
+    """VADER's cost grows with the square of the length: 65,536 characters (the landing limit) would take ~35 s."""
+    long_text = "Love it, but it broke. " * 3_000  # 69,000 characters
+    started = time.perf_counter()
+    scores = sentiment.score_texts([long_text, long_text[: sentiment.MAX_TEXT_CHARS]])
+    assert time.perf_counter() - started < 2
+    assert scores["compound"][0] == scores["compound"][1]
