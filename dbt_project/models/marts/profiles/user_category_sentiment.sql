@@ -6,12 +6,6 @@ reviews as (
 
 ),
 
-sentiment as (
-
-    select * from {{ ref('stg_features__review_sentiment') }}
-
-),
-
 items as (
 
     select * from {{ ref('dim_items') }}
@@ -30,15 +24,13 @@ scored_reviews as (
         reviews.user_id,
         items.category,
         reviews.rating,
-        sentiment.sentiment
+        reviews.sentiment
     from reviews
-    inner join sentiment
-        on reviews.review_id = sentiment.review_id
     inner join items
         on reviews.item_id = items.item_id
     inner join users
         on reviews.user_id = users.user_id
-    where users.is_personalization_allowed
+    where users.is_personalization_allowed and reviews.sentiment is not null
 
 ),
 
