@@ -235,9 +235,8 @@ def simulate(
     orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
     events = pd.concat([events, repeat_events, purchase_events(orders, lines)], ignore_index=True)
     # review words from their own generator: every other value stays as it was before reviews had words
-    item_brands = items_frame.set_index("item_id")["brand"].reindex(catalogue.item_ids).to_numpy(dtype=object)
     text_rng = np.random.default_rng([seed, 13])
-    reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, item_brands)
+    reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, items_frame)
 
     is_bot = np.zeros(users, dtype=bool)
     if dirty:

@@ -408,12 +408,12 @@ def make_reviews(
     catalogue: Catalogue,
     window: Window,
     text_rng: np.random.Generator,
-    item_brands: np.ndarray,
+    items: pd.DataFrame,
 ) -> pd.DataFrame:
     """Ratings for some completed order lines, higher when the item fits the user, and their texts.
 
     The texts (:func:`recsys.dev.simulate.texts.review_texts`) follow the rating and the item's leaf
-    category, brand (``item_brands``, by item index) and price tier; their words come from ``text_rng``.
+    category, brand (from the ``items`` landing rows) and price tier; their words come from ``text_rng``.
     """
     completed = orders.loc[orders["status"] == ORDER_STATUSES.index("completed"), ["session", "user", "at"]]
     reviewed = lines.merge(completed, on="session")
@@ -425,7 +425,8 @@ def make_reviews(
     rating = np.clip(np.round(score), 1, 5).astype(int)
     empty = rng.random(len(user)) < EMPTY_SHARE
     opener = rng.integers(0, 3, len(user))
-    words = review_texts(text_rng, rating, catalogue.leaf[item], item_brands[item], tier_gap, opener)
+    brands = items.set_index("item_id")["brand"].reindex(catalogue.item_ids).to_numpy(dtype=object)
+    words = review_texts(text_rng, rating, catalogue.leaf[item], brands[item], tier_gap, opener)
     text = np.where(empty, "", words)
     reviews = pd.DataFrame(
         {
