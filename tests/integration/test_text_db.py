@@ -22,6 +22,7 @@ from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.features import sentiment
 from recsys.ingest import load
+from recsys.quality import erasure
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 TEXT_SHOP = {"users": 20_000, "items": 1_000, "days": 60, "seed": 11}
@@ -153,3 +154,24 @@ def test_point_in_time_text_interests_at_the_run_end_equal_the_mart(text_warehou
     joined = mart.merge(recomputed, on=["user_id", "term"], how="outer", suffixes=("_mart", "_pit"))
     assert len(joined) == len(mart) > 1000
     np.testing.assert_allclose(joined["weight_pit"].astype(float), joined["weight_mart"].astype(float), rtol=1e-9)
+
+
+def test_erasing_a_reviewer_deletes_the_scores_of_their_reviews(text_warehouse):
+    """Last: it changes the warehouse. The scores are keyed by review id, which the erasure collects as record keys."""
+    url = text_warehouse[0]
+    reviewer = read(
+        url,
+        "select map.shop_user_id, reviews.account_user_id as user_id from ml.review_sentiment as scores "
+        "inner join staging.stg_shop__reviews as reviews on scores.review_id = reviews.review_id "
+        "inner join identity.user_id_map as map on reviews.account_user_id = map.account_user_id "
+        "order by reviews.review_id limit 1",
+    ).iloc[0]
+    review_ids = read(url, f"select review_id from staging.base_shop__reviews where user_id = '{reviewer['user_id']}'")[
+        "review_id"
+    ]
+    scored = f"select count(*) as n from ml.review_sentiment where review_id in ({', '.join(map(repr, review_ids))})"
+    before = int(read(url, scored)["n"][0])
+    with connect(url) as conn:
+        result = erasure.erase_user(conn, reviewer["shop_user_id"])
+    assert result["rows_deleted"]["ml.review_sentiment"] == before >= 1
+    assert int(read(url, scored)["n"][0]) == 0
