@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from test_ranker import N_CATEGORIES, N_ITEMS, T0, WEEK, WEEKS, planted_shop
 
 from recsys.evaluation.metrics import evaluate
-from recsys.features.interactions import time_split
+from recsys.evaluation.windows import time_split
 from recsys.models import text_features
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender
