@@ -122,6 +122,13 @@ def recsys_pipeline():
         return tasks.check_raw(data_interval_start.strftime("%Y-%m-%d"), data_interval_end)
 
     @task
+    def score_review_sentiment() -> dict:
+        """VADER sentiment of reviews with a new or changed text, for the marts to average per user and category."""
+        from recsys.orchestration import tasks
+
+        return tasks.score_review_sentiment()
+
+    @task
     def train_and_evaluate(data_interval_start=None, data_interval_end=None) -> dict:
         """Fit every model before the evaluation cutoff, score them on the days after it, pick the champion."""
         from recsys.orchestration import tasks
@@ -180,6 +187,8 @@ def recsys_pipeline():
     layers = [dbt_build(layer, select, exclude="tag:publish") for layer, select in DBT_LAYERS.items()]
     # the recs models are built and tested in the build schema; swap_recs then publishes them all at once
     publish = dbt_build("publish", "tag:publish", extra_vars={"recs_schema": BUILD_SCHEMA})
+    # review sentiment reads staging and is averaged by the marts: beside the intermediate layer
+    layers[0] >> score_review_sentiment() >> layers[2]
     (
         load()
         >> check_raw()

@@ -40,8 +40,10 @@ def test_pipeline_runs_load_gate_dbt_models_gate_publish(dagbag):
     layers = ["dbt_staging", "dbt_intermediate", "dbt_marts"]
     transform, publish = set(layers), {"dbt_publish"}
     # one dbt build task per layer, in layer order, each building its models and then their tests
-    for upstream, layer in zip(layers, layers[1:], strict=False):
-        assert dag.get_task(layer).upstream_task_ids == {upstream}
+    assert dag.get_task("dbt_intermediate").upstream_task_ids == {"dbt_staging"}
+    # review sentiment reads staging and the marts average it
+    assert dag.get_task("score_review_sentiment").upstream_task_ids == {"dbt_staging"}
+    assert dag.get_task("dbt_marts").upstream_task_ids == {"dbt_intermediate", "score_review_sentiment"}
     assert all(dag.get_task(task_id).task_type == "DbtBuildLocalOperator" for task_id in transform | publish)
     assert dag.get_task("dbt_publish").select == "tag:publish"
     assert all(dag.get_task(layer).exclude == "tag:publish" for layer in layers)

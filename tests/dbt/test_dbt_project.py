@@ -41,6 +41,8 @@ CONTRACT_MODELS = {
     "item_search_tokens",
     "user_search_interests",
     "identity_stitching_summary",
+    "user_text_interests",
+    "user_category_sentiment",
 }
 SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}
 
@@ -190,4 +192,6 @@ def test_tricky_logic_has_unit_tests(manifest):
         "base_shop__events",
         "fct_reviews",
         "fct_impressions",
+        "user_text_interests",
+        "user_category_sentiment",
     } <= unit_tested

@@ -111,6 +111,7 @@ def test_truth_is_written_apart_from_the_landing_files(dirty_shop, truth):
         "spending_tier",
         "promo_sensitivity",
         "is_bot",
+        "top_leaf",
     ]
     assert truth["user_id"].tolist() == read(directory, "users")["user_id"].tolist()
     assert set(truth["top_category"]) <= {category.name for category in CATEGORIES}
@@ -118,7 +119,7 @@ def test_truth_is_written_apart_from_the_landing_files(dirty_shop, truth):
     assert set(truth["spending_tier"]) == {"low", "mid", "high"}
     assert truth["promo_sensitivity"].astype(float).between(0, 1).all()
     for spec in landing.FILES.values():
-        assert not {"top_category", "spending_tier", "promo_sensitivity", "is_bot"} & set(spec.column_names)
+        assert not {"top_category", "spending_tier", "promo_sensitivity", "is_bot", "top_leaf"} & set(spec.column_names)
 
 
 def test_planted_top_category_is_the_most_interacted_category(events_with_categories, truth):

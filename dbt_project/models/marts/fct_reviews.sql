@@ -5,7 +5,8 @@
     The post-hooks keep the table equal to a full rebuild: reviews after
     as_of (a re-run for an earlier interval), reviews of users now flagged as
     bots, and reviews whose user or item has left dim_users / dim_items are
-    deleted.
+    deleted; every review's sentiment is set to its current score (a text
+    scored after its review was inserted, or scored again, is caught up).
     An account that identity stitching joins to another person later has its
     earlier reviews moved to that person's user_id (first post-hook).
 -#}
@@ -32,6 +33,15 @@
             "delete from {{ this }} as reviews
              where not exists (select from {{ ref('dim_users') }} as users where users.user_id = reviews.user_id)
                 or not exists (select from {{ ref('dim_items') }} as items where items.item_id = reviews.item_id)",
+            "update {{ this }} as reviews set sentiment = current_scores.sentiment
+             from (
+                 select this_review.review_id, scores.sentiment
+                 from {{ this }} as this_review
+                 left join {{ ref('stg_features__review_sentiment') }} as scores
+                     on this_review.review_id = scores.review_id
+             ) as current_scores
+             where reviews.review_id = current_scores.review_id
+               and reviews.sentiment is distinct from current_scores.sentiment",
         ]
     )
 }}
@@ -62,6 +72,12 @@ items as (
 
 ),
 
+sentiment as (
+
+    select * from {{ ref('stg_features__review_sentiment') }}
+
+),
+
 human_reviews as (
 
     select reviews.*
@@ -86,12 +102,16 @@ human_reviews as (
 
 known_reviews as (
 
-    select human_reviews.*
+    select
+        human_reviews.*,
+        sentiment.sentiment
     from human_reviews
     inner join users
         on human_reviews.user_id = users.user_id
     inner join items
         on human_reviews.item_id = items.item_id
+    left join sentiment
+        on human_reviews.review_id = sentiment.review_id
 
 ),
 
@@ -105,7 +125,8 @@ final as (
         cast(rating as integer) as rating,
         reviewed_at,
         cast(reviewed_at at time zone 'UTC' as date) as review_date,
-        loaded_at
+        loaded_at,
+        sentiment
     from known_reviews
 
 )

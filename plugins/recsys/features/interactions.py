@@ -156,15 +156,15 @@ class Interactions:
     items : pandas.DataFrame, optional
         Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
         ``category``, ``category_path`` (the leaf, ``"Home > Kitchen >
-        Kettles"``), ``brand`` (str, ``""`` unknown) and ``price`` (float, NaN
-        unknown). Set by :meth:`with_side_data`.
+        Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
+        unknown), ``tokens`` (space-joined search tokens). Set by :meth:`with_side_data`.
     users : pandas.DataFrame, optional
         User attributes, one row per user index: ``age_band``, ``gender``,
         ``region`` (str, ``"unknown"`` when missing).
     ratings : pandas.DataFrame, optional
         Explicit review ratings in the same encoding: ``user_index``,
-        ``item_index`` (int32), ``rating`` (float64, 1 to 5) and ``rated_ts``
-        (float64 epoch seconds).
+        ``item_index`` (int32), ``rating`` (float64, 1 to 5), ``rated_ts``
+        (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
     """
 
     user_ids: np.ndarray
@@ -299,6 +299,7 @@ class Interactions:
                     "category_path": path.fillna("").astype(str).to_numpy(dtype=object),
                     "brand": aligned["brand"].fillna("").astype(str).to_numpy(dtype=object),
                     "price": pd.to_numeric(aligned["price"], errors="coerce").to_numpy(dtype=np.float64),
+                    "tokens": aligned.reindex(columns=["tokens"], fill_value="")["tokens"].fillna("").to_numpy(object),
                 }
             )
         if users is not None:
@@ -323,6 +324,7 @@ class Interactions:
                     "item_index": item_index[keep].astype(np.int32),
                     "rating": rating[keep],
                     "rated_ts": rated_ts[keep],
+                    "sentiment": ratings.reindex(columns=["sentiment"])["sentiment"].to_numpy(np.float64)[keep],
                 }
             )
         return result
@@ -536,7 +538,11 @@ def read_side_data(
         :meth:`Interactions.with_side_data`; ``ratings`` is None when
         ``analytics.fct_reviews`` does not exist.
     """
-    items = frames.read_frame(conn, "select item_id, category, category_path, brand, price from analytics.dim_items")
+    has_tokens = frames.table_exists(conn, "analytics.item_search_tokens")  # the text features' item words
+    tokens = "(select string_agg(token, ' ' order by token) from analytics.item_search_tokens as tokens"
+    tokens = f"{tokens} where tokens.item_id = items.item_id)" if has_tokens else "''"
+    columns = f"item_id, category, category_path, brand, price, {tokens} as tokens"
+    items = frames.read_frame(conn, f"select {columns} from analytics.dim_items as items")
     users = frames.read_frame(conn, "select user_id, age_band, gender, region from analytics.dim_users")
     users = users.replace("", None)
     items = items.fillna("")  # attributes of items: a missing one is the empty string
@@ -550,7 +556,7 @@ def read_side_data(
         ratings = frames.read_frame(
             conn,
             sql.SQL(
-                "select user_id, item_id, rating, extract(epoch from reviewed_at)::float8 as rated_ts "
+                "select user_id, item_id, rating, extract(epoch from reviewed_at)::float8 as rated_ts, sentiment "
                 "from analytics.fct_reviews where {}"
             ).format(sql.SQL(" and ").join(conditions)),
         )

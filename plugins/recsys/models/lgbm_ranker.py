@@ -29,9 +29,9 @@ class LightGBMRanker(CandidateRanker):
     """LambdaMART re-ranking of the candidate models' lists with profile features (see the module docstring).
 
     ``candidate_models``, ``candidates_per_model``, ``label_days``, ``label_windows``,
-    ``negatives_per_positive``, ``max_train_users``, ``half_life_days``, ``profile_features`` and
-    ``batch_size`` are those of :class:`~recsys.models.ranker.NeuralRanker`, with the same defaults:
-    the candidates, the label windows and the features.
+    ``negatives_per_positive``, ``max_train_users``, ``half_life_days``, ``profile_features``,
+    ``text_features`` and ``batch_size`` are those of :class:`~recsys.models.ranker.NeuralRanker`, with the
+    same defaults: the candidates, the label windows and the features.
 
     Parameters
     ----------
@@ -73,6 +73,7 @@ class LightGBMRanker(CandidateRanker):
         min_child_samples: int = 20,
         half_life_days: float = 30.0,
         profile_features: bool = True,
+        text_features: bool = False,
         batch_size: int = 5_000,
         n_jobs: int = 1,
         random_state: int | None = None,
@@ -89,6 +90,7 @@ class LightGBMRanker(CandidateRanker):
         self.min_child_samples = min_child_samples
         self.half_life_days = half_life_days
         self.profile_features = profile_features
+        self.text_features = text_features
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.random_state = random_state

@@ -55,6 +55,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
+from recsys.models import text_features
 from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
 from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
@@ -143,10 +144,14 @@ class _Profile:
     item_category: np.ndarray
     item_leaf: np.ndarray
     item_brand: np.ndarray
+    #: the opt-in text features' aggregates (:mod:`recsys.models.text_features`), None when off
+    item_terms: sp.csr_array | None = None
+    user_terms: sp.csr_array | None = None
+    category_sentiment: sp.csr_array | None = None
 
 
 def _profile(
-    models: list[Recommender], interactions: Interactions, reference: float, half_life_days: float
+    models: list[Recommender], interactions: Interactions, reference: float, half_life_days: float, text: bool = False
 ) -> _Profile:
     """Fit the candidate models and compute the profile aggregates from the events before ``reference``."""
     data = interactions.before(reference)
@@ -223,7 +228,22 @@ def _profile(
         item_category=category,
         item_leaf=leaf,
         item_brand=brand,
+        **(_text_aggregates(interactions, user_item, category, reference) if text else {}),
     )
+
+
+def _text_aggregates(
+    interactions: Interactions, user_item: sp.csr_array, category: np.ndarray, reference: float
+) -> dict[str, sp.csr_array]:
+    """The text features' aggregates at ``reference`` (item and user terms, category sentiment)."""
+    items = interactions.items
+    terms = text_features.item_terms(None if items is None else items.get("tokens"), interactions.n_items)
+    sentiment = text_features.category_sentiment(interactions.ratings, category, interactions.n_users, reference)
+    return {
+        "item_terms": terms,
+        "user_terms": text_features.user_terms(user_item, terms),
+        "category_sentiment": sentiment,
+    }
 
 
 class CandidateRanker(Recommender):
@@ -261,6 +281,7 @@ class CandidateRanker(Recommender):
     max_train_users: int
     half_life_days: float
     profile_features: bool
+    text_features: bool
     batch_size: int
     random_state: int | None
 
@@ -310,6 +331,9 @@ class CandidateRanker(Recommender):
             profile.segment_lift[profile.segment_of_user[user], items],
             *profile.item_stats[items].T,
         ]
+        if profile.user_terms is not None:  # text_features: appended after the profile (dropped without it)
+            match = text_features.text_match(profile.user_terms, profile.item_terms, user, items)
+            columns += [match, lookup(profile.category_sentiment, user, profile.item_category[items])]
         return np.column_stack(columns)
 
     def _pairs(
@@ -340,7 +364,7 @@ class CandidateRanker(Recommender):
                 continue
             if len(label_users) > self.max_train_users:
                 label_users = np.sort(rng.choice(label_users, self.max_train_users, replace=False))
-            then = _profile(models, interactions, label_start, self.half_life_days)
+            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features)
             rows, items, features = self._pairs(then, label_users, None)
             target = lookup(labels, label_users[rows], items) > 0
             positives += labels[label_users].nnz
@@ -385,13 +409,14 @@ class CandidateRanker(Recommender):
             self.train_rows_, self.train_positives_ = len(target), int(target.sum())
         if self.model_ is None:
             logger.warning("%s: no purchases in the label window to train on; ranking by candidate ranks", self.name)
-        self.profile_ = _profile(models, interactions, reference, self.half_life_days)
+        self.profile_ = _profile(models, interactions, reference, self.half_life_days, self.text_features)
         self.fallback_ = next(
             (model for model in self.profile_.models if isinstance(model, PopularityRecommender)),
             None,
         ) or PopularityRecommender().fit(interactions.before(reference), reference)
         profile = PROFILE_FEATURES if self.profile_features else ITEM_FEATURES
-        self.feature_names_ = [f"rank_{model.name}" for model in models] + list(profile)
+        text = text_features.TEXT_FEATURES if self.text_features and self.profile_features else ()
+        self.feature_names_ = [f"rank_{model.name}" for model in models] + list(profile) + list(text)
         self.reference_time_ = reference
         self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
         self.user_items_ = self.profile_.user_item
@@ -499,6 +524,9 @@ class NeuralRanker(CandidateRanker):
     profile_features : bool, default True
         Use the user and user-item features; ``False`` keeps only the
         candidate ranks and the item features (an ablation: what the profile adds).
+    text_features : bool, default False
+        Also the text features of :mod:`recsys.models.text_features` (``text_match``,
+        ``category_sentiment``); off by default: they did not help on the simulated shops (docs/text.md).
     batch_size : int, default 5000
         Users per scoring batch.
     random_state : int, optional
@@ -526,6 +554,7 @@ class NeuralRanker(CandidateRanker):
         max_iter: int = 60,
         half_life_days: float = 30.0,
         profile_features: bool = True,
+        text_features: bool = False,
         batch_size: int = 5_000,
         random_state: int | None = None,
     ) -> None:
@@ -540,6 +569,7 @@ class NeuralRanker(CandidateRanker):
         self.max_iter = max_iter
         self.half_life_days = half_life_days
         self.profile_features = profile_features
+        self.text_features = text_features
         self.batch_size = batch_size
         self.random_state = random_state
 

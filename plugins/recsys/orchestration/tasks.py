@@ -67,6 +67,14 @@ def load_batch(landing_path: str | None, batch_id: str) -> dict:
     return totals
 
 
+def score_review_sentiment() -> dict:
+    """VADER sentiment of the staged reviews whose text is new or changed (:mod:`recsys.features.sentiment`)."""
+    from recsys.features import sentiment  # imported here: VADER's lexicon loads on first use
+
+    with connect(warehouse_dsn()) as conn:
+        return sentiment.score_new_reviews(conn)
+
+
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
     from recsys.orchestration import (
         training,  # imported here: pulls in implicit and scikit-learn

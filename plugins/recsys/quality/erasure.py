@@ -15,7 +15,8 @@
    the rows of the person's orders.
 3. ``quality.rejected_rows`` loses the quarantined records that mention the
    shop id or one of the user's order ids; ``quality.excluded_rows`` the rows
-   whose ``record_key`` is one of the user's records.
+   whose ``record_key`` is one of the user's records, ``ml.review_sentiment`` the
+   scores of the user's reviews (its ``review_id`` is the reviews' record key).
 4. The person's keys (of its accounts and of the person) go into
    ``quality.erased_users``: the loader drops the accounts' rows from every later
    delivery (``recsys.ingest.load``), and the publish sweeps rows a run in flight
@@ -207,6 +208,8 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (_quarantine_pattern(shop_ids, order_ids),))
         if ("quality", "excluded_rows") in keyed:
             delete("quality", "excluded_rows", sql.SQL("record_key = any(%s)"), (sorted(record_keys),))
+        if ("ml", "review_sentiment") in _tables_with(cursor, "text_md5"):  # keyed by review id: the record key
+            delete("ml", "review_sentiment", sql.SQL("review_id = any(%s)"), (sorted(record_keys),))
 
         now = datetime.now(UTC)
         cursor.execute(

@@ -46,7 +46,11 @@ The shop
   ``orders.promotion_id``, discounts the eligible lines (``unit_price`` after
   discount, ``discount_amount``) and writes a ``redemptions`` row.
 * **Reviews**: about 15% of completed order lines get a 1-5 rating, higher when the
-  item is in a category the user likes and in their price tier.
+  item is in a category the user likes and in their price tier. About 70% carry a text
+  (:mod:`recsys.dev.simulate.texts`): an opening sentence whose words follow the rating
+  (positive for 4-5 stars, negative for 1-2) and name the item's leaf category and often
+  its brand, a remark on the price that follows the item's price tier against the user's
+  ("Overpriced." above it, "Feels cheap." below), sometimes a closing sentence.
 
 Invariants
 ----------
@@ -230,7 +234,9 @@ def simulate(
     lines = pd.concat([lines, repeat_lines], ignore_index=True)
     orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
     events = pd.concat([events, repeat_events, purchase_events(orders, lines)], ignore_index=True)
-    reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window)
+    # review words from their own generator: every other value stays as it was before reviews had words
+    text_rng = np.random.default_rng([seed, 13])
+    reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, items_frame)
 
     is_bot = np.zeros(users, dtype=bool)
     if dirty:

@@ -23,6 +23,7 @@ from recsys.dev.simulate.shop import (
     iso,
     sample_rows,
 )
+from recsys.dev.simulate.texts import EMPTY_SHARE, review_texts
 
 #: share of sessions a user opens on their signup platform
 _HOME_PLATFORM_SHARE = 0.8
@@ -41,15 +42,6 @@ _REDEEM_BASE, _REDEEM_SLOPE = 0.1, 0.85
 _REPEAT_RATE = 0.6
 _MAX_REPEATS = 8
 _REVIEW_RATE = 0.15
-_REVIEW_TEXTS = np.array(
-    [
-        ["Broke after a week.", "Not as described.", "Would not buy again."],
-        ["Disappointing.", "Poor quality for the price.", "Not for me."],
-        ["It's okay.", "Does the job.", "Average."],
-        ["Good value.", "Happy with it.", "Works well."],
-        ["Love it!", "Excellent, buying again.", "Perfect, highly recommend."],
-    ]
-)
 
 
 def make_promotions(rng: np.random.Generator, window: Window) -> pd.DataFrame:
@@ -415,17 +407,27 @@ def make_reviews(
     people: People,
     catalogue: Catalogue,
     window: Window,
+    text_rng: np.random.Generator,
+    items: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Ratings for some completed order lines, higher when the item fits the user."""
+    """Ratings for some completed order lines, higher when the item fits the user, and their texts.
+
+    The texts (:func:`recsys.dev.simulate.texts.review_texts`) follow the rating and the item's leaf
+    category, brand (from the ``items`` landing rows) and price tier; their words come from ``text_rng``.
+    """
     completed = orders.loc[orders["status"] == ORDER_STATUSES.index("completed"), ["session", "user", "at"]]
     reviewed = lines.merge(completed, on="session")
     reviewed = reviewed[rng.random(len(reviewed)) < _REVIEW_RATE].drop_duplicates(["user", "item"])
     user, item = reviewed["user"].to_numpy(), reviewed["item"].to_numpy()
     fit = people.preference[user, catalogue.category[item]] / people.preference[user].max(axis=1)
-    tier_gap = np.abs(people.tier[user] - catalogue.tier[item])
-    score = 2.6 + 1.8 * fit - 0.5 * tier_gap + rng.normal(0, 0.7, len(user))
+    tier_gap = catalogue.tier[item] - people.tier[user]
+    score = 2.6 + 1.8 * fit - 0.5 * np.abs(tier_gap) + rng.normal(0, 0.7, len(user))
     rating = np.clip(np.round(score), 1, 5).astype(int)
-    text = np.where(rng.random(len(user)) < 0.3, "", _REVIEW_TEXTS[rating - 1, rng.integers(0, 3, len(user))])
+    empty = rng.random(len(user)) < EMPTY_SHARE
+    opener = rng.integers(0, 3, len(user))
+    brands = items.set_index("item_id")["brand"].reindex(catalogue.item_ids).to_numpy(dtype=object)
+    words = review_texts(text_rng, rating, catalogue.leaf[item], brands[item], tier_gap, opener)
+    text = np.where(empty, "", words)
     reviews = pd.DataFrame(
         {
             "user": user,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from recsys.dev.simulate.shop import (
     CATEGORIES,
+    LEAF_PATHS,
     ORDER_STATUSES,
     PLATFORMS,
     PROMOTION_TYPES,
@@ -123,7 +124,7 @@ def format_timestamps(rng: np.random.Generator, name: str, frame: pd.DataFrame) 
 
 
 def make_truth(people: People, is_bot: np.ndarray) -> pd.DataFrame:
-    """The planted truth per user: top categories, spending tier, promotion sensitivity, bot."""
+    """The planted truth per user: top categories, spending tier, promotion sensitivity, bot, top leaf."""
     names = np.array([c.name for c in CATEGORIES], dtype=object)
     top3 = np.argsort(-people.preference, axis=1, kind="stable")[:, :3]
     return pd.DataFrame(
@@ -134,6 +135,8 @@ def make_truth(people: People, is_bot: np.ndarray) -> pd.DataFrame:
             "spending_tier": np.array(SPENDING_TIERS, dtype=object)[people.tier],
             "promo_sensitivity": people.sensitivity.round(3),
             "is_bot": np.where(is_bot, "true", "false"),
+            # the leaf category the user views most (its share of the user's leaf draws is the largest)
+            "top_leaf": np.array(LEAF_PATHS, dtype=object)[np.diff(people.leaf_cdf, axis=1, prepend=0).argmax(axis=1)],
         }
     )
 

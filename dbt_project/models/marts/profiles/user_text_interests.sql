@@ -1,0 +1,36 @@
+{#-
+    A full rebuild, like user_search_interests: every weight decays relative to as_of. The profile is the
+    macro text_interests, which the hook also creates as analytics.user_text_interests_as_of for the
+    rankers' past cutoffs.
+-#}
+{{
+    config(
+        indexes=[{'columns': ['user_id', 'term_rank'], 'unique': true}, {'columns': ['term']}]
+    )
+}}
+
+with
+
+user_terms as (
+
+    {{ text_interests(
+        ref('fct_interactions'), ref('dim_users'), ref('dim_items'), ref('item_search_tokens'),
+        as_of_timestamp(), var('interest_half_life_days'), var('text_interest_terms')
+    ) }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        term,
+        items,
+        raw_weight,
+        weight,
+        term_rank
+    from user_terms
+
+)
+
+select * from final
