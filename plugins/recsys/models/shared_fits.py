@@ -69,6 +69,10 @@ class FitCache:
             self.entries.popitem(last=False)
         return value
 
+    def clear(self) -> None:
+        """Forget every entry (the counts stay)."""
+        self.entries.clear()
+
 
 _ACTIVE: ContextVar[FitCache | None] = ContextVar("recsys_shared_fits", default=None)
 
@@ -95,7 +99,7 @@ def shared_fits(max_entries: int = 3) -> Iterator[FitCache]:
         _ACTIVE.reset(token)
         if cache.hits or cache.misses:
             logger.info("shared fits: computed %s, reused %s", cache.misses, cache.hits)
-        cache.entries.clear()
+        cache.clear()
 
 
 def cached(data: object, key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
