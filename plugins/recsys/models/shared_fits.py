@@ -13,10 +13,10 @@ without the block; outside a block nothing is kept.
 An entry is keyed by the data object itself (the entry holds it, so its
 identity cannot be reused while the block lasts) and by a hashable key of the
 cutoff and the parameters that decide the value. A block keeps its
-``max_entries`` most recently used entries (a ranker uses three: its
-training pairs, its profile at the reference time and the candidate frame of
-the users it last scored), which bounds the memory to one ranker's worth
-whatever the number of trials.
+``max_entries`` most recently used entries (a ranker uses two: its training
+pairs with its profile at the reference time, :func:`shared_fit`, and the
+candidate frame of the users it last scored, :func:`shared_frame`), which
+bounds the memory to about one ranker's worth whatever the number of trials.
 """
 
 from __future__ import annotations
