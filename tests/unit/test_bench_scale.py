@@ -33,3 +33,20 @@ def test_stages_sum_durations_take_the_peak_rss_inside_them_and_the_last_line_is
     last = text.splitlines()[-1]
     assert last == "DAG wall 4.0 s, work 3.0 s, overhead 25.0 %, peak RSS 900 MB"
     assert re.fullmatch(r"DAG wall [\d.]+ s, work [\d.]+ s, overhead -?[\d.]+ %, peak RSS \d+ MB", last)
+
+
+def test_stages_get_the_cpu_seconds_of_their_interval_and_the_load_line_comes_before_the_last() -> None:
+    """CPU used so far by the tree 1.0 s at 0.5 s, 2.5 s at 1.5 s, 7.0 s at 2.5 s: load (0-1 s) 1.0, dbt (1-3 s) 6.0."""
+    sampler = bench_scale.RssSampler()
+    sampler.samples = [(0.5, 100 * 2**20), (1.5, 300 * 2**20), (2.5, 200 * 2**20)]
+    sampler.cpu_samples = [(0.5, 1.0), (1.5, 2.5), (2.5, 7.0)]
+    instances = [
+        dict(task_id="load", start=0.0, end=1.0, value=None),
+        dict(task_id="dbt_staging", start=1.0, end=3.0, value=None),
+    ]
+    table = bench_scale.stages(instances, sampler)
+    assert table["load"].cpu_seconds == 1.0 and table["dbt staging"].cpu_seconds == 6.0
+
+    lines = bench_scale.render(table, {}, wall=4.0, peak=sampler.peak(), load=[1.0, 2.0, 6.0]).splitlines()
+    assert lines[-2].startswith("CPU 7.0 s in the stages; load average (1 min) during the run: min 1.00, mean 3.00")
+    assert lines[-1] == "DAG wall 4.0 s, work 3.0 s, overhead 25.0 %, peak RSS 300 MB"

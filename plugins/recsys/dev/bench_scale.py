@@ -14,7 +14,11 @@ for dbt). The last line reads exactly::
     DAG wall <seconds> s, work <seconds> s, overhead <percent> %, peak RSS <MB> MB
 
 where *work* is the sum of the task durations and *overhead* is wall minus
-work in percent of wall (DAG parsing, task start-up, scheduling).
+work in percent of wall (DAG parsing, task start-up, scheduling). Each stage
+also gets the CPU seconds (user + system) of the process tree while it ran,
+and the line before the last gives the machine's 1-minute load average
+(``/proc/loadavg``) over the run: on a shared machine wall seconds follow the
+load, CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import threading
@@ -80,31 +85,52 @@ class Stage:
     """One row of the table: tasks of one stage, their summed duration, the peak RSS while any ran."""
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     peak_rss: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
 
 class RssSampler(threading.Thread):
-    """Sample the summed RSS of this process's children (the DAG run) every ``interval`` seconds."""
+    """Sample the summed RSS and CPU time of this process's children (the DAG run) every ``interval`` seconds.
+
+    ``samples`` holds (time, RSS bytes), ``cpu_samples`` (time, CPU seconds used by the tree so far: the sum over
+    every process seen of its user + system time at its last sample) and ``load_samples`` the 1-minute load average.
+    """
 
     def __init__(self, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
+        self.cpu_samples: list[tuple[float, float]] = []
+        self.load_samples: list[float] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         me = psutil.Process()
+        cpu_seen: dict[int, float] = {}  # pid -> its CPU seconds at the last sample
         while not self.done.is_set():
             total = 0
             for proc in me.children(recursive=True):  # the airflow process and what it starts: a few
                 try:
                     total += proc.memory_info().rss
+                    times = proc.cpu_times()
                 except psutil.Error:
                     continue
-            self.samples.append((time.time(), total))
+                cpu_seen[proc.pid] = max(cpu_seen.get(proc.pid, 0.0), times.user + times.system)
+            now = time.time()
+            self.samples.append((now, total))
+            self.cpu_samples.append((now, sum(cpu_seen.values())))
+            self.load_samples.append(os.getloadavg()[0])
             self.done.wait(self.interval)
+
+    def cpu(self, start: float, end: float) -> float:
+        """CPU seconds the tree used between ``start`` and ``end`` (epoch seconds), from the samples before each."""
+
+        def used_by(moment: float) -> float:
+            return max((cpu for at, cpu in self.cpu_samples if at <= moment), default=0.0)
+
+        return max(0.0, used_by(end) - used_by(start))
 
     def peak(self, start: float | None = None, end: float | None = None) -> int:
         """Peak summed RSS in bytes between ``start`` and ``end`` (epoch seconds; default the whole run)."""
@@ -188,6 +214,7 @@ def stages(instances: list[dict], sampler: RssSampler) -> dict[str, Stage]:
     for instance in instances:  # one per task: a few dozen
         stage = table[stage_of(instance["task_id"])]
         stage.seconds += instance["end"] - instance["start"]
+        stage.cpu_seconds += sampler.cpu(instance["start"], instance["end"])
         stage.peak_rss = max(stage.peak_rss, sampler.peak(instance["start"], instance["end"]))
         stage.intervals.append((instance["start"], instance["end"]))
         for key, count in _counts(instance["value"]).items():
@@ -195,22 +222,32 @@ def stages(instances: list[dict], sampler: RssSampler) -> dict[str, Stage]:
     return table
 
 
-def render(table: dict[str, Stage], schema_rows: dict[str, int], wall: float, peak: int) -> str:
-    """The printed table and the last, machine-readable line."""
+def render(
+    table: dict[str, Stage], schema_rows: dict[str, int], wall: float, peak: int, load: list[float] | None = None
+) -> str:
+    """The printed table, the load average over the run (``load``: 1-minute samples) and the machine-readable line."""
     schema_of = {"dbt staging": "staging", "dbt intermediate": "intermediate", "dbt marts": "analytics"}
     order = [name for name in STAGE_ORDER if name in table] + sorted(set(table) - set(STAGE_ORDER))
-    lines = [f"{'stage':<22} {'seconds':>9} {'peak RSS MB':>12}  rows", "-" * 80]
+    lines = [f"{'stage':<22} {'seconds':>9} {'CPU s':>8} {'peak RSS MB':>12}  rows", "-" * 89]
     for name in order:  # a dozen stages
         stage = table[name]
         rows = dict(stage.rows)
         if name in schema_of:
             rows = {f"rows in {schema_of[name]}": schema_rows.get(schema_of[name], 0)}
         shown = ", ".join(f"{key} {value:,}" for key, value in list(rows.items())[:4])
-        lines.append(f"{name:<22} {stage.seconds:>9.1f} {stage.peak_rss / 2**20:>12,.0f}  {shown}")
+        lines.append(
+            f"{name:<22} {stage.seconds:>9.1f} {stage.cpu_seconds:>8.1f} {stage.peak_rss / 2**20:>12,.0f}  {shown}"
+        )
     work = sum(stage.seconds for stage in table.values())
     overhead = 100.0 * (wall - work) / wall if wall > 0 else 0.0
+    lines.append("-" * 89)
+    if load:
+        cpu = sum(stage.cpu_seconds for stage in table.values())
+        lines.append(
+            f"CPU {cpu:.1f} s in the stages; load average (1 min) during the run: "
+            f"min {min(load):.2f}, mean {sum(load) / len(load):.2f}, max {max(load):.2f} ({os.cpu_count()} cores)"
+        )
     lines += [
-        "-" * 80,
         f"DAG wall {wall:.1f} s, work {work:.1f} s, overhead {overhead:.1f} %, peak RSS {peak / 2**20:.0f} MB",
     ]
     return "\n".join(lines)
@@ -233,7 +270,7 @@ def run(landing_dir: Path, name: str) -> str:
         sampler.done.set()
         sampler.join()
     table = stages(task_instances(airflow_home), sampler)
-    return render(table, table_rows(url), wall, sampler.peak())
+    return render(table, table_rows(url), wall, sampler.peak(), sampler.load_samples)
 
 
 def main(argv: list[str] | None = None) -> int:

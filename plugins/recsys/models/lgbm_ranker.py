@@ -58,6 +58,7 @@ class LightGBMRanker(CandidateRanker):
     """
 
     name = "lgbm_ranker"
+    learner_params = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "n_jobs")
 
     def __init__(
         self,

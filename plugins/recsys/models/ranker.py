@@ -34,7 +34,8 @@ the candidate models and features are fitted on events before
 Negatives are the candidates the user did not buy (the pool the ranker orders
 when serving, not random catalogue items, which would only teach it
 popularity), subsampled uniformly to ``negatives_per_positive`` per positive.
-The candidate models are then refitted on everything before t for scoring.
+The candidate models are then refitted on everything before t for scoring. Rankers that differ only in
+the learner share all this inside :func:`recsys.models.shared_fits.shared_fits`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import logging
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,7 @@ from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
 from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
+from recsys.models.shared_fits import read_only, shared_fit, shared_frame
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +286,7 @@ class CandidateRanker(Recommender):
     text_features: bool
     batch_size: int
     random_state: int | None
+    learner_params: ClassVar[tuple[str, ...]]  #: the learner's own parameters (the others decide the shared fits)
 
     @abstractmethod
     def _train(self, features: np.ndarray, target: np.ndarray, query: np.ndarray) -> object:
@@ -348,8 +351,8 @@ class CandidateRanker(Recommender):
 
     def _training_pairs(
         self, interactions: Interactions, reference: float, models: list[Recommender]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Features, labels and query ids of the label windows before ``reference``; sets ``candidate_recall_``.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, _Profile]:
+        """Features, labels, query ids of the label windows before ``reference``; candidate recall; profile at it.
 
         A query is one user in one label window; its rows are contiguous (windows in turn, users in index order).
         """
@@ -373,11 +376,11 @@ class CandidateRanker(Recommender):
             keep = target | (rng.random(len(target)) < keep_share)
             samples.append((features[keep], target[keep], queries + rows[keep]))
             queries += len(label_users)
-        self.candidate_recall_ = candidates_hit / positives if positives else float("nan")
+        recall = candidates_hit / positives if positives else float("nan")
+        now = _profile(models, interactions, reference, self.half_life_days, self.text_features)  # for scoring
         if not samples:
-            return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
-        features, target, query = (np.concatenate([sample[part] for sample in samples]) for part in range(3))
-        return features, target, query
+            return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), recall, now
+        return *read_only(*(np.concatenate([sample[part] for sample in samples]) for part in range(3))), recall, now
 
     # ------------------------------------------------------------------ fit and score
 
@@ -400,7 +403,9 @@ class CandidateRanker(Recommender):
         """
         reference = self._reference(interactions, reference_time)
         models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
-        features, target, query = self._training_pairs(interactions, reference, models)
+        features, target, query, self.candidate_recall_, self.profile_ = shared_fit(  # the same for every learner
+            self, interactions, reference, lambda: self._training_pairs(interactions, reference, models)
+        )
         self.model_, self.train_rows_, self.train_positives_, self.train_seconds_ = None, 0, 0, 0.0
         if target.any() and (~target).any():
             started = time.perf_counter()
@@ -409,7 +414,6 @@ class CandidateRanker(Recommender):
             self.train_rows_, self.train_positives_ = len(target), int(target.sum())
         if self.model_ is None:
             logger.warning("%s: no purchases in the label window to train on; ranking by candidate ranks", self.name)
-        self.profile_ = _profile(models, interactions, reference, self.half_life_days, self.text_features)
         self.fallback_ = next(
             (model for model in self.profile_.models if isinstance(model, PopularityRecommender)),
             None,
@@ -441,7 +445,7 @@ class CandidateRanker(Recommender):
             Position of the user in ``user_indices``, item index, score in (0, 1].
         """
         users = np.asarray(user_indices, dtype=np.int64)
-        rows, items, features = self._pairs(self.profile_, users, filter_items)
+        rows, items, features = shared_frame(self.profile_, users, filter_items, self._pairs)
         if self.model_ is None:
             scores = features[:, : len(self.profile_.models)].sum(axis=1) / len(self.profile_.models)
         else:
@@ -540,6 +544,7 @@ class NeuralRanker(CandidateRanker):
     """
 
     name = "neural_ranker"
+    learner_params = ("hidden_layer_sizes", "alpha", "max_iter")
 
     def __init__(
         self,

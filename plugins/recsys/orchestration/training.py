@@ -49,6 +49,7 @@ from recsys.models.registry import (
     load_model_config,
     min_segment_users,
 )
+from recsys.models.shared_fits import shared_fits
 from recsys.serving.rules import BusinessRules, load_business_rules
 from recsys.usecases import cold_start
 
@@ -81,7 +82,10 @@ def train_and_evaluate(
        Every trial goes to ``ml.model_search``; the best parameters per model
        and the champion (:func:`champion_gate`) are chosen by NDCG@k of the
        lists as served, so the champion is the model whose served lists are
-       best (see :func:`select_models`).
+       best (see :func:`select_models`). The learned rankers and their trials
+       share the candidate models' fits, training pairs and candidate frames
+       of a window (:func:`recsys.models.shared_fits.shared_fits`): each is
+       computed once, with the results of computing it per ranker.
     2. **Report.** The chosen model of every name is refitted on the events
        before the test cutoff and scored on the purchases in ``[test_cutoff,
        end)``: ``ml.model_evaluations`` gets precision, recall, NDCG, hit
@@ -139,7 +143,7 @@ def train_and_evaluate(
     validation_cutoff, test_cutoff, end = windows.cutoffs(config, data_interval_end)
     gate = config.get("champion", {})
     with frames.connection(conn) as connection:
-        with runs.run_step(connection, run_id, started_at):
+        with runs.run_step(connection, run_id, started_at), shared_fits() as fits:  # the rankers share candidates
             runs.ensure_schema(connection)
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, side_data=True)
@@ -147,6 +151,7 @@ def train_and_evaluate(
             max_users = int(evaluation.get("max_users", 50_000))
             validation = EvaluationWindow.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
+            fits.clear()  # the validation window's candidate fits are not the test window's
             champion, reason = champion_gate(
                 validation_ndcg, gate.get("baselines", list(BASELINES)), k, float(gate.get("min_z", 1.645))
             )

@@ -1,0 +1,135 @@
+"""The learned rankers share their candidate fits and training pairs inside ``shared_fits``, with the same results.
+
+A small random shop: 300 users buy and view 40 items over 6 weeks. Both
+rankers take their candidates from a popularity model that counts its fits
+and from item-KNN, with 3 label weeks: each ranker fits the candidate models
+at 4 cutoffs (the 3 label-week starts and the reference time). Two rankers
+fitted without sharing fit them 8 times; inside ``shared_fits`` 4 times, once
+per cutoff, and both rankers score every pair exactly as they do alone.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.evaluation.windows import time_split
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp
+from recsys.models.knn import ItemKNNRecommender
+from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranker import CandidateRanker, NeuralRanker
+from recsys.models.shared_fits import cached, shared_fits
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+WEEK = 7 * SECONDS_PER_DAY
+LABEL_WINDOWS = 3
+
+
+class CountingPopularity(PopularityRecommender):
+    """Popularity that records the reference time of every fit (of any clone)."""
+
+    fits: ClassVar[list[float]] = []
+
+    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+        CountingPopularity.fits.append(float(reference_time))
+        return super().fit(interactions, reference_time)
+
+
+@pytest.fixture(scope="module")
+def split():
+    rng = np.random.default_rng(3)
+    n = 3_000
+    users, items = rng.integers(0, 300, n), np.minimum(rng.geometric(0.08, n) - 1, 39)
+    when = T0 + rng.uniform(0, 6 * WEEK, n)
+    bought = pd.DataFrame(
+        {
+            "user_id": np.char.add("u", users.astype(str)),
+            "item_id": np.char.add("i", items.astype(str)),
+            "event_type": "purchase",
+            "event_ts": when,
+        }
+    )
+    views = bought.assign(event_type="view", event_ts=when - 60)
+    data = Interactions.from_frame(pd.concat([views, bought], ignore_index=True)).with_side_data(
+        items=pd.DataFrame(
+            {
+                "item_id": [f"i{index}" for index in range(40)],
+                "category": [f"c{index % 4}" for index in range(40)],
+                "brand": [f"b{index % 3}" for index in range(40)],
+                "price": 5.0 + np.arange(40),
+            }
+        )
+    )
+    return time_split(data, T0 + 5 * WEEK, T0 + 6 * WEEK)
+
+
+def candidates() -> list:
+    return [CountingPopularity(), ItemKNNRecommender(k=10)]
+
+
+def neural(**params) -> NeuralRanker:
+    defaults = dict(candidates_per_model=20, label_windows=LABEL_WINDOWS, max_iter=30, random_state=0)
+    return NeuralRanker(candidate_models=candidates(), **(defaults | params))
+
+
+def lgbm(**params) -> LightGBMRanker:
+    defaults = dict(candidates_per_model=20, label_windows=LABEL_WINDOWS, n_estimators=20, random_state=0)
+    return LightGBMRanker(candidate_models=candidates(), **(defaults | params))
+
+
+def fitted(models: list[CandidateRanker], split) -> list[CandidateRanker]:
+    CountingPopularity.fits.clear()
+    return [model.fit(split.train, split.cutoff) for model in models]
+
+
+def outputs(model: CandidateRanker, split) -> list:
+    """What a ranker gives: its candidate pairs and their scores, its lists, what it learnt from."""
+    users = split.test_users
+    return [*model.score_candidates(users), model.recommend(users, n=10)[0], model.candidate_recall_, model.train_rows_]
+
+
+def test_without_sharing_each_ranker_fits_the_candidates_at_every_cutoff(split) -> None:
+    fitted([neural(), lgbm(), lgbm(num_leaves=7)], split)
+    assert len(CountingPopularity.fits) == 3 * (LABEL_WINDOWS + 1)
+
+
+def test_inside_shared_fits_the_candidates_are_fitted_once_per_cutoff(split) -> None:
+    with shared_fits() as cache:
+        fitted([neural(), lgbm(), lgbm(num_leaves=7)], split)
+    cutoffs = [split.cutoff - window * WEEK for window in range(LABEL_WINDOWS + 1)]
+    assert sorted(CountingPopularity.fits) == sorted(cutoffs), "once at each label week's start and at the cutoff"
+    assert cache.misses == {"fit": 1} and cache.hits == {"fit": 2}
+    assert not cache.entries, "nothing is kept after the block"
+
+
+def test_shared_fits_give_the_same_scores_as_fitting_alone(split) -> None:
+    alone = [outputs(model, split) for model in fitted([neural(), lgbm()], split)]
+    with shared_fits() as cache:
+        models = fitted([neural(), lgbm()], split)
+        shared = [outputs(model, split) for model in models]
+    for one, other in zip(alone, shared, strict=True):
+        for left, right in zip(one, other, strict=True):
+            np.testing.assert_array_equal(left, right)
+    assert models[0].profile_ is models[1].profile_, "the second ranker reuses the first one's candidate fits"
+    # score_candidates then recommend of the same users, by each ranker: one candidate frame
+    assert cache.misses["frame"] == 1 and cache.hits["frame"] == 3
+
+
+def test_other_pair_parameters_or_data_are_not_shared(split) -> None:
+    with shared_fits(max_entries=8):
+        fitted([neural(), lgbm(candidates_per_model=10)], split)
+        assert len(CountingPopularity.fits) == 2 * (LABEL_WINDOWS + 1), "other candidates per model: fitted again"
+        CountingPopularity.fits.clear()
+        lgbm().fit(split.train.before(split.cutoff - WEEK), split.cutoff - WEEK)
+    assert len(CountingPopularity.fits) == LABEL_WINDOWS + 1, "other data: fitted again"
+
+
+def test_cached_keeps_values_inside_a_block_only(split) -> None:
+    with shared_fits():
+        values = cached(split.train, ("test", 1), lambda: np.arange(3))
+        assert cached(split.train, ("test", 1), lambda: np.zeros(3)) is values
+    assert cached(split.train, ("test", 1), lambda: np.zeros(3)).sum() == 0, "outside a block nothing is kept"
