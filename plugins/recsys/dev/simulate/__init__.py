@@ -13,7 +13,11 @@ The shop
   Item popularity is Zipf-like, prices log-normal around a per-category median
   (each item is in the low, mid or high price tier of its leaf), about 5% of items
   are out of stock, about 12% were listed inside the window (nobody sees an item
-  before its ``created_at``).
+  before its ``created_at``). Every item has a ``description`` naming two words of
+  its planted style (``catalogue.STYLE_WORDS``), its price tier's word, its leaf and
+  its brand, plus filler noise: the text says what a shopper's choice weighs, so a
+  new item's content can reach the shoppers of its style (its own generator, so the
+  rest of the shop is the same bytes as without descriptions).
 * **Users**: ids ``U000001``..., signed up before or during the window (late sign-ups
   have few or no events: cold start), age, gender, one of 8 regions, a platform,
   a signup channel, fake e-mail (``example.*`` domains) and phone, about 3% opted
@@ -121,7 +125,7 @@ from recsys.dev.simulate.behaviour import (
     rebuy_times,
     scheduled_promotion,
 )
-from recsys.dev.simulate.catalogue import make_catalogue
+from recsys.dev.simulate.catalogue import item_descriptions, make_catalogue
 from recsys.dev.simulate.dirt import add_dirt, append_malformed_lines, choose_bots, replace_bots
 from recsys.dev.simulate.shop import (
     AGE_BANDS,
@@ -219,6 +223,10 @@ def simulate(
 
     window = make_window(end_date, days)
     catalogue, items_frame = make_catalogue(shop_rng, items, window)
+    # its own generator: every other value written stays as it was before items had descriptions
+    order = pd.Index(catalogue.item_ids).get_indexer(items_frame["item_id"])
+    brands = items_frame["brand"].to_numpy()[np.argsort(order)]
+    items_frame["description"] = item_descriptions(np.random.default_rng([seed, 17]), catalogue, brands)[order]
     people, users_frame = make_users(shop_rng, users, window)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)

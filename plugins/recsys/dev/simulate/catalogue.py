@@ -81,6 +81,53 @@ def make_catalogue(rng: np.random.Generator, n_items: int, window: Window) -> tu
     return catalogue, frame.sort_values("item_id", ignore_index=True)
 
 
+#: the words a description of an item of each planted style draws from (index = ``Catalogue.style``)
+STYLE_WORDS: tuple[tuple[str, ...], ...] = (
+    ("minimalist", "clean", "matte", "understated"),
+    ("vintage", "retro", "heritage", "timeless"),
+    ("bold", "vibrant", "statement", "colourful"),
+    ("natural", "sustainable", "organic", "recycled"),
+)
+#: the words of each price tier (index = ``Catalogue.tier``: cheapest third of the leaf, middle, dearest)
+TIER_WORDS: tuple[tuple[str, ...], ...] = (
+    ("budget", "affordable", "everyday"),
+    ("reliable", "versatile", "popular"),
+    ("premium", "luxury", "crafted"),
+)
+#: words any description may carry: noise that says nothing about the item
+_FILLER = np.array(["", " Ships fast.", " A great gift.", " Easy to care for.", " Customer favourite.", ""])
+
+
+def item_descriptions(rng: np.random.Generator, catalogue: Catalogue, brands: np.ndarray) -> np.ndarray:
+    """One description per item (catalogue order) that follows its planted leaf, brand, style and price tier.
+
+    Two of the four words of the item's style and one of its tier's words, the leaf and the brand,
+    in a fixed sentence, plus filler noise, so an item's text says what a shopper's choice
+    weighs (:func:`choose_items`): the same ``rng`` state writes the same texts.
+    """
+    n_items = len(catalogue.leaf)
+    style_words = np.array(STYLE_WORDS, dtype=object)[catalogue.style]
+    pick = np.argsort(rng.random((n_items, style_words.shape[1])), axis=1)[:, :2]
+    first = np.take_along_axis(style_words, pick[:, :1], axis=1).ravel()
+    second = np.take_along_axis(style_words, pick[:, 1:], axis=1).ravel()
+    tier = np.array(TIER_WORDS, dtype=object)[catalogue.tier, rng.integers(0, len(TIER_WORDS[0]), n_items)]
+    leaf = pd.Series(np.array([path.rsplit(" > ", 1)[1] for path in LEAF_PATHS], dtype=object)[catalogue.leaf])
+    text = (
+        pd.Series(first).str.capitalize()
+        + " and "
+        + second
+        + " "
+        + leaf.str.lower()
+        + " by "
+        + brands
+        + ". "
+        + pd.Series(tier).str.capitalize()
+        + " choice."
+        + _FILLER[rng.integers(0, len(_FILLER), n_items)]
+    )
+    return text.to_numpy(dtype=object)
+
+
 def _choice_cdf(
     popularity: np.ndarray, leaf: np.ndarray, tier: np.ndarray, style: np.ndarray, n_leaves: int
 ) -> np.ndarray:
