@@ -46,8 +46,8 @@ class TimeSplit:
         Events before the cutoff. Its users are the train users (sorted) and
         then the users who only appear in the test window (sorted), so those
         test users have empty train rows and get what a model gives cold
-        users. Its items are the train items only: a model can never
-        recommend an item it had no data for.
+        users. Its items are those known at the cutoff: with train events, or listed
+        before it (``items["listed_ts"]``) without any, as at serving.
     truth : scipy.sparse.csr_array
         Purchases in ``[cutoff, end)`` per user, shape ``(train.n_users,
         n_truth_items)``. Columns ``< train.n_items`` are train items; the
@@ -118,7 +118,9 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
 
     n_users, n_items = interactions.n_users, interactions.n_items
     train_users = seen(interactions.user_index, is_train, n_users)
-    train_items = seen(interactions.item_index, is_train, n_items)
+    listed = None if interactions.items is None else interactions.items.get("listed_ts")
+    listed = np.zeros(n_items, bool) if listed is None else pd.to_numeric(listed, errors="coerce").to_numpy() < cutoff_s
+    train_items = seen(interactions.item_index, is_train, n_items) | listed
     test_users = seen(interactions.user_index, is_test, n_users)
     test_items = seen(interactions.item_index, is_test, n_items)
     user_new_to_old, user_old_to_new = _reencode(interactions.user_ids, train_users, test_users)
