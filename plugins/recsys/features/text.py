@@ -28,13 +28,22 @@ TEXT_COLUMNS: tuple[str, ...] = ("name", "description")
 
 def _tokens(values: pd.Series, prefix: str) -> np.ndarray:
     """One token per value (``prefix_words_joined``), ``""`` for a missing one."""
-    words = values.fillna("").astype(str).str.lower().str.replace(r"[^\w]+", "_", regex=True).str.strip("_")
+    words = (
+        values.astype(object).fillna("").astype(str).str.lower().str.replace(r"[^\w]+", "_", regex=True).str.strip("_")
+    )
     return np.where(words != "", prefix + "_" + words, "").astype(object)
 
 
 def _category_tokens(paths: pd.Series) -> pd.Series:
     """A token per level prefix: ``"Home > Kitchen"`` gives `` category_home category_home_kitchen``."""
-    levels = paths.fillna("").astype(str).str.split(">", n=2, expand=True).reindex(columns=range(3)).fillna("")
+    levels = (
+        paths.astype(object)
+        .fillna("")
+        .astype(str)
+        .str.split(">", n=2, expand=True)
+        .reindex(columns=range(3), fill_value="")
+        .fillna("")
+    )
     joined = pd.Series("", index=paths.index, dtype=object)
     tokens = pd.Series("", index=paths.index, dtype=object)
     for level in range(3):  # the levels of a path: columns, not rows
@@ -76,7 +85,7 @@ def item_text_vectors(
     text = pd.Series("", index=items.index, dtype=object)
     for column in TEXT_COLUMNS:  # two columns
         if column in items:
-            text = text + " " + items[column].fillna("").astype(str)
+            text = text + " " + items[column].astype(object).fillna("").astype(str)
     if "category_path" in items:
         text = text + _category_tokens(items["category_path"])
     if "brand" in items:

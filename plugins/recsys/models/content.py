@@ -58,8 +58,9 @@ def price_bands(items: pd.DataFrame, n_bands: int = 3) -> np.ndarray:
     Items without a price get ``""`` (no band).
     """
     price = items["price"].astype(np.float64)
-    rank = price.groupby(items["category"].to_numpy()).rank(pct=True, method="average")
-    band = np.minimum((rank.fillna(-1.0).to_numpy() * n_bands).astype(np.int64), n_bands - 1)
+    by_category = price.groupby(items["category"].to_numpy())
+    share = (by_category.rank(method="average") - 0.5) / by_category.transform("count")  # mid-rank, 0 to 1
+    band = np.minimum((share.fillna(0.0).to_numpy() * n_bands).astype(np.int64), n_bands - 1)
     labels = items["category"].astype(str).to_numpy(dtype=object) + "|" + band.astype(str).astype(object)
     return np.where(np.isfinite(price.to_numpy()), labels, "").astype(object)
 
