@@ -16,6 +16,8 @@ import scipy.sparse as sp
 
 from recsys.dev.simulate.catalogue import STYLE_WORDS, TIER_WORDS, item_descriptions, make_catalogue
 from recsys.dev.simulate.shop import make_window
+from recsys.evaluation import windows
+from recsys.evaluation.metrics import item_set_coverage
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, time_split
 from recsys.features.text import item_text_vectors
 from recsys.models.content import ContentRecommender, price_bands
@@ -163,3 +165,42 @@ def test_simulated_descriptions_follow_the_planted_style_tier_and_brand() -> Non
         assert (counts[catalogue.tier == tier] == 1).all() and (counts[catalogue.tier != tier] == 0).all()
     assert texts.str.contains(r"brand\d+").all()
     assert (texts.to_numpy() != texts.iloc[0]).any() and len(frame) == 300
+
+
+def test_the_new_catalogue_truth_is_the_purchases_of_items_first_sold_in_the_window() -> None:
+    """Hand-built window: ``old`` sold before the cutoff, ``viewed`` only viewed before it, ``listed`` listed
+    before it without events, ``late`` listed inside the window. Truth: ann bought old and viewed (keeps
+    viewed), bob bought listed and late (keeps both), cat bought old (keeps nothing). The one new catalogue
+    item at the cutoff is ``listed``; a list holding it covers all of them."""
+    cutoff, end = T0 + 10 * SECONDS_PER_DAY, T0 + 17 * SECONDS_PER_DAY
+    items = pd.DataFrame(
+        {
+            "item_id": ["old", "viewed", "listed", "late"],
+            "category": "c",
+            "brand": "",
+            "price": 1.0,
+            "listed_ts": [T0, T0, T0, cutoff + 1],
+        }
+    )
+    history = events(
+        [
+            ("zed", "old", "purchase", T0),
+            ("zed", "viewed", "view", T0),
+            ("ann", "old", "purchase", cutoff + 5),
+            ("ann", "viewed", "purchase", cutoff + 6),
+            ("bob", "listed", "purchase", cutoff + 7),
+            ("bob", "late", "purchase", cutoff + 8),
+            ("cat", "old", "purchase", cutoff + 9),
+        ]
+    )
+    data = Interactions.from_frame(history, item_ids=items["item_id"]).with_side_data(items=items)
+    split = time_split(data, cutoff, end)
+    assert split.truth_item_ids.tolist() == ["old", "viewed", "listed", "late"]
+    truth = windows.first_sold_truth(split.train, split.truth)
+    by_user = dict(
+        zip(split.train.user_ids, (truth[[row]].indices.tolist() for row in range(truth.shape[0])), strict=True)
+    )
+    assert by_user == {"zed": [], "ann": [1], "bob": [2, 3], "cat": []}
+    assert windows.cold_items(split.train).tolist() == [2]
+    assert item_set_coverage(np.array([[0, 2], [1, -1]]), windows.cold_items(split.train), k=2) == 1.0
+    assert item_set_coverage(np.array([[0, 2], [1, -1]]), windows.cold_items(split.train), k=1) == 0.0
