@@ -17,7 +17,8 @@ item's own events is needed, so an item listed yesterday scores like an old one
 with the same content: that is what the ``new_catalogue`` evaluation variant
 measures.
 
-Scores are computed in blocks of users (``(block, n_items)`` dense, at most
+Scores are computed in blocks of users (the block's profiles dense, then
+``item_vectors @ profiles.T``: ``(block, n_items)`` dense, at most
 :data:`BLOCK_ENTRIES` values), top-n per row, filled from popularity where a
 user has no history (or no item matches).
 """
@@ -233,12 +234,12 @@ class ContentRecommender(Recommender):
         blocked = self._blocked(filter_items)
         items = np.full((len(users), n), -1, dtype=np.int64)
         values = np.full((len(users), n), np.nan)
-        block = max(1, BLOCK_ENTRIES // max(self.n_items_, 1))
-        item_vectors_t = sp.csr_array(self.item_vectors_.T)
+        block = max(1, BLOCK_ENTRIES // max(self.n_items_, self.item_vectors_.shape[1], 1))
         for start in range(0, len(users), block):  # blocks of users, each a bounded dense score matrix
             stop = min(start + block, len(users))
-            profile = sp.csr_array(normalize(sp.csr_array(history[start:stop] @ self.item_vectors_)))
-            match = (profile @ item_vectors_t).toarray().astype(np.float64)
+            profile = normalize(sp.csr_array(history[start:stop] @ self.item_vectors_)).toarray()
+            # sparse items x dense profiles: work is the items' stored entries times the block, no sparse output
+            match = np.asarray(self.item_vectors_ @ profile.T, dtype=np.float64).T
             scores = np.where(match > 0, match + self.item_bonus_, -np.inf)
             scores[:, blocked] = -np.inf
             if exclude_seen:
