@@ -76,7 +76,7 @@ def names(data: Interactions, items: np.ndarray) -> list[list[str]]:
 
 
 def test_text_vectors_hold_words_category_levels_and_brand_as_tokens() -> None:
-    vectors, terms = item_text_vectors(ITEMS.rename(columns={"item_name": "name"}).iloc[[0, 2]])
+    vectors, terms = item_text_vectors(ITEMS.iloc[[0, 2]])
     assert {"kettle", "minimalist", "brand_lumen", "category_home", "category_home_kitchen_kettles"} <= set(terms)
     assert "and" not in set(terms)  # English stop words are dropped
     np.testing.assert_allclose(sp.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
@@ -85,7 +85,7 @@ def test_text_vectors_hold_words_category_levels_and_brand_as_tokens() -> None:
 
 
 def test_an_item_without_any_text_is_an_empty_row() -> None:
-    items = pd.DataFrame({"name": ["Lamp", None], "description": [None, ""], "category_path": [None, None]})
+    items = pd.DataFrame({"item_name": ["Lamp", None], "description": [None, ""], "category_path": [None, None]})
     vectors, terms = item_text_vectors(items)
     assert terms.tolist() == ["lamp"] and vectors.toarray().tolist() == [[1.0], [0.0]]
 

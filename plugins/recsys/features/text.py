@@ -23,7 +23,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 logger = logging.getLogger(__name__)
 
 #: columns of the item frame that are read as free text (missing ones count as empty)
-TEXT_COLUMNS: tuple[str, ...] = ("name", "description")
+TEXT_COLUMNS: tuple[str, ...] = ("item_name", "description")
 
 
 def _tokens(values: pd.Series, prefix: str) -> np.ndarray:
@@ -64,7 +64,7 @@ def item_text_vectors(
     Parameters
     ----------
     items : pandas.DataFrame
-        One row per item, in the order of the result: ``name``,
+        One row per item, in the order of the result: ``item_name``,
         ``description``, ``category_path`` and ``brand`` (any may be missing
         or empty).
     max_features : int, default 20000

@@ -36,7 +36,8 @@ from sklearn.preprocessing import normalize
 
 from recsys.features.interactions import Interactions, Timestamp
 from recsys.features.text import item_text_vectors
-from recsys.models.recommenders import PopularityRecommender, Recommender, fill_from_ranking, top_n_dense
+from recsys.models.base import Recommender, fill_from_ranking, top_n_dense
+from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
 

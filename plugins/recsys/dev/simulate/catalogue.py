@@ -128,6 +128,14 @@ def item_descriptions(rng: np.random.Generator, catalogue: Catalogue, brands: np
     return text.to_numpy(dtype=object)
 
 
+def add_descriptions(rng: np.random.Generator, catalogue: Catalogue, frame: pd.DataFrame) -> None:
+    """Set ``frame["description"]`` (the ``items`` landing rows, in any order) from :func:`item_descriptions`."""
+    order = pd.Index(catalogue.item_ids).get_indexer(frame["item_id"])
+    brands = np.empty(len(order), dtype=object)
+    brands[order] = frame["brand"].to_numpy()
+    frame["description"] = item_descriptions(rng, catalogue, brands)[order]
+
+
 def _choice_cdf(
     popularity: np.ndarray, leaf: np.ndarray, tier: np.ndarray, style: np.ndarray, n_leaves: int
 ) -> np.ndarray:
