@@ -4,7 +4,7 @@ Every item gets one sparse content vector, the weighted blocks
 
 * its TF-IDF text vector (name, description, category path and brand tokens,
   :func:`recsys.features.text.item_text_vectors`),
-* a one-hot of its leaf category, a one-hot of its brand,
+* a one-hot of its leaf category (its category without a path), a one-hot of its brand,
 * a one-hot of its price band (the third of its top-level category's prices it
   falls in: cheap, middle, dear),
 
@@ -80,9 +80,10 @@ def content_vectors(
     """
     if items is None:
         return sp.csr_array(sp.identity(n_items, dtype=np.float32, format="csr"))
+    path = items["category_path"].astype(object).fillna("").astype(str).to_numpy(dtype=object)  # the leaf
     blocks = {
         "text": item_text_vectors(items, max_features=max_features)[0],
-        "category": _one_hot(items["category_path"].to_numpy(dtype=object)),
+        "category": _one_hot(np.where(path != "", path, items["category"].astype(str).to_numpy(dtype=object))),
         "brand": _one_hot(items["brand"].to_numpy(dtype=object)),
         "price": _one_hot(price_bands(items)),
     }
