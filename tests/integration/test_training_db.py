@@ -130,8 +130,14 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
 
 @pytest.fixture(autouse=True)
 def every_segment(tmp_path, monkeypatch) -> None:
-    """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it."""
+    """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it.
+
+    The content model is left out: the planted items' only content is their cluster's category (A or B), which
+    hands it the clusters item-KNN has to find; its known answers are in tests/unit/test_content.py and
+    :func:`test_a_new_item_reaches_lists_only_through_its_content`.
+    """
     text = registry.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
+    text = text[: text.index("[models.content]")] + text[text.index("[promotions]") :]
     (tmp_path / "models.toml").write_text(text)
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
 
@@ -542,7 +548,7 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
 
 
 @pytest.mark.parametrize(
-    "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence"]
+    "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence", "content"]
 )
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
@@ -732,7 +738,7 @@ def test_a_new_item_reaches_lists_only_through_its_content(empty_database: str) 
         frames.copy_frame(conn, "analytics.dim_items", new_item)
     conn.close()
     config = only_baselines()
-    config["models"]["content"] = training.load_model_config()["models"]["content"]
+    config["models"]["content"] = {"params": {"popularity_weight": 0.1}}
 
     training.train_and_evaluate(empty_database, "run_1", START, END, config=config)
     rows = query(empty_database, "select distinct variant from ml.model_evaluations where variant = 'new_catalogue'")
