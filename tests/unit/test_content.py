@@ -18,7 +18,8 @@ from recsys.dev.simulate.catalogue import STYLE_WORDS, TIER_WORDS, item_descript
 from recsys.dev.simulate.shop import make_window
 from recsys.evaluation import windows
 from recsys.evaluation.metrics import item_set_coverage
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions, time_split
+from recsys.evaluation.windows import time_split
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.features.text import item_text_vectors
 from recsys.models.content import ContentRecommender, price_bands
 

@@ -125,7 +125,7 @@ from recsys.dev.simulate.behaviour import (
     rebuy_times,
     scheduled_promotion,
 )
-from recsys.dev.simulate.catalogue import add_descriptions, make_catalogue
+from recsys.dev.simulate.catalogue import make_catalogue
 from recsys.dev.simulate.dirt import add_dirt, append_malformed_lines, choose_bots, replace_bots
 from recsys.dev.simulate.shop import (
     AGE_BANDS,
@@ -222,9 +222,7 @@ def simulate(
     shop_rng, dirt_rng = np.random.default_rng(seed).spawn(2)
 
     window = make_window(end_date, days)
-    catalogue, items_frame = make_catalogue(shop_rng, items, window)
-    # its own generator: every other value written stays as it was before items had descriptions
-    add_descriptions(np.random.default_rng([seed, 17]), catalogue, items_frame)
+    catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
     people, users_frame = make_users(shop_rng, users, window)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)

@@ -13,8 +13,14 @@ _STYLE_BOOST = 3.0
 _SERIES = np.array(["Lite", "Pro", "Max", "Plus", "Classic", "Mini", "Eco", "Prime"])
 
 
-def make_catalogue(rng: np.random.Generator, n_items: int, window: Window) -> tuple[Catalogue, pd.DataFrame]:
-    """The items: the shared :class:`Catalogue` and the ``items`` landing rows (sorted by id)."""
+def make_catalogue(
+    rng: np.random.Generator, n_items: int, window: Window, text_rng: np.random.Generator | None = None
+) -> tuple[Catalogue, pd.DataFrame]:
+    """The items: the shared :class:`Catalogue` and the ``items`` landing rows (sorted by id).
+
+    With ``text_rng`` the rows get a ``description`` (:func:`add_descriptions`) drawn from it alone, so
+    every other value stays as it was before items had descriptions.
+    """
     n_leaves = len(LEAF_PATHS)
 
     # items are generated leaf by leaf (contiguous), their ids are shuffled below
@@ -78,7 +84,10 @@ def make_catalogue(rng: np.random.Generator, n_items: int, window: Window) -> tu
             "created_at": created_at,
         }
     )
-    return catalogue, frame.sort_values("item_id", ignore_index=True)
+    frame = frame.sort_values("item_id", ignore_index=True)
+    if text_rng is not None:
+        add_descriptions(text_rng, catalogue, frame)
+    return catalogue, frame
 
 
 #: the words a description of an item of each planted style draws from (index = ``Catalogue.style``)
