@@ -152,7 +152,6 @@ def train_and_evaluate(
             runs.ensure_schema(connection)
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, item_ids=catalogue_ids(connection), side_data=True)
-
             max_users = int(evaluation.get("max_users", 50_000))
             validation = EvaluationWindow.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
