@@ -97,10 +97,10 @@ EXPECTED = {
         ["2", "2026-01-02T18:00:05Z", "", "male", "Zürich", "app", "ads", "bo@example.com", "", "false"],
     ],
     "items": [
-        ["item_id", "name", "category_path", "brand", "price", "stock_quantity", "created_at"],
-        # inserted as 12:00 in a +02:00 session: a TIMESTAMP column is read back in UTC
-        ["10", "Crème brûlée Schale", "Home > Kitchen > Bowls", "Kochwerk", "12.50", "40", "2026-01-01T10:00:00Z"],
-        ["11", "Lamp", "Home > Lighting", "", "30.00", "0", "2026-01-01T10:00:00Z"],
+        ["item_id", "name", "category_path", "brand", "price", "stock_quantity", "created_at", "description"],
+        # inserted as 12:00 in a +02:00 session: a TIMESTAMP column is read back in UTC; no description column
+        ["10", "Crème brûlée Schale", "Home > Kitchen > Bowls", "Kochwerk", "12.50", "40", "2026-01-01T10:00:00Z", ""],
+        ["11", "Lamp", "Home > Lighting", "", "30.00", "0", "2026-01-01T10:00:00Z", ""],
     ],
     "orders": [
         ["order_id", "user_id", "ordered_at", "status", "platform", "promotion_id"],

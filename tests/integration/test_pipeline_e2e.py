@@ -174,6 +174,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "neural_ranker",
         "lgbm_ranker",
         "sequence",
+        "content",
     }
     evaluated = frame(
         url,

@@ -130,8 +130,14 @@ def build_warehouse(dsn: str, events: pd.DataFrame) -> None:
 
 @pytest.fixture(autouse=True)
 def every_segment(tmp_path, monkeypatch) -> None:
-    """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it."""
+    """The planted segments are small (3 to 30 users): no k-anonymity suppression unless a test asks for it.
+
+    The content model is left out: the planted items' only content is their cluster's category (A or B), which
+    hands it the clusters item-KNN has to find; its known answers are in tests/unit/test_content.py and
+    :func:`test_a_new_item_reaches_lists_only_through_its_content`.
+    """
     text = registry.MODEL_CONFIG.read_text().replace("min_segment_users = 50", "min_segment_users = 1")
+    text = text[: text.index("[models.content]")] + text[text.index("[promotions]") :]
     (tmp_path / "models.toml").write_text(text)
     monkeypatch.setenv("RECSYS_MODEL_CONFIG", str(tmp_path / "models.toml"))
 
@@ -542,7 +548,7 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
 
 
 @pytest.mark.parametrize(
-    "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence"]
+    "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence", "content"]
 )
 def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion: str) -> None:
     training.train_and_evaluate(warehouse, "run_1", START, END)
@@ -713,3 +719,33 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     )
     # writing again replaces the rows
     assert challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5) == result
+
+
+def test_a_new_item_reaches_lists_only_through_its_content(empty_database: str) -> None:
+    """``a10`` is listed 20 days before the end (after the A items) and nobody touches it before the test
+    week, where ua00-ua09 buy it instead of their planned item: it is the window's one first-sold item and
+    its one new catalogue item. The content model matches it to the A users' history (category A, its
+    price band) ahead of every B item, so it is in their top 20 (the 11 A items come first); popularity
+    and buy-again rank it last of the 21 items (no events), so they never list it."""
+    events = planted_events()
+    buyers = events.event_at.ge(CUTOFF) & events.user_id.isin(A_USERS[:10])
+    events.loc[buyers, "item_id"] = "a10"
+    build_warehouse(empty_database, events)
+    new_item = pd.DataFrame(
+        {"item_id": ["a10"], "item_name": ["Item a10"], "category": ["A"], "is_in_stock": [True], "price": [10]}
+    ).assign(created_at=END - timedelta(days=20))
+    with psycopg2.connect(empty_database) as conn:
+        frames.copy_frame(conn, "analytics.dim_items", new_item)
+    conn.close()
+    config = only_baselines()
+    config["models"]["content"] = {"params": {"popularity_weight": 0.1}}
+
+    training.train_and_evaluate(empty_database, "run_1", START, END, config=config)
+    rows = query(empty_database, "select distinct variant from ml.model_evaluations where variant = 'new_catalogue'")
+    assert len(rows) == 1
+    assert metric(empty_database, "run_1", "content", "hit_rate", 20, variant="new_catalogue") == 1.0
+    assert metric(empty_database, "run_1", "content", "recall", 20, variant="new_catalogue") == 1.0
+    assert metric(empty_database, "run_1", "content", "new_item_coverage", 20, variant="new_catalogue") == 1.0
+    for baseline in ("popularity", "repeat_purchase"):  # two baselines: a10 is 21st of 21 in both
+        assert metric(empty_database, "run_1", baseline, "hit_rate", 20, variant="new_catalogue") == 0.0
+        assert metric(empty_database, "run_1", baseline, "new_item_coverage", 20, variant="new_catalogue") == 0.0

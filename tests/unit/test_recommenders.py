@@ -20,6 +20,7 @@ from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.models.base import Recommender, fill_from_ranking, first_unexcluded, top_n_per_row
+from recsys.models.content import ContentRecommender
 from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
@@ -126,6 +127,8 @@ MODELS: dict[str, Callable[[], Recommender]] = {
         factors=4, max_length=4, epochs=20, batch_size=4, negatives=3, dense_limit=30, random_state=0
     ),
     "sequence_full_softmax": lambda: SequenceRecommender(factors=4, epochs=3, random_state=0),
+    # no item attributes in the fixture: every item is its own content feature (its known answers: test_content.py)
+    "content": lambda: ContentRecommender(random_state=0),
 }
 
 

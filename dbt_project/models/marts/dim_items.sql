@@ -59,7 +59,8 @@ final as (
         cast(price_positions.price_percentile_in_category as double precision) as price_percentile_in_category,
         cast(items.stock_quantity as bigint) as stock_quantity,
         items.is_in_stock,
-        items.created_at
+        items.created_at,
+        items.description
     from items
     left join category_prices
         on items.category = category_prices.category

@@ -135,7 +135,8 @@ def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
     """Item and user attributes of a landing directory, shaped like ``dim_items`` / ``dim_users``.
 
     ``items.csv`` gives ``category`` (top level of ``category_path``),
-    ``category_path``, ``brand`` and ``price``; ``users.csv`` gives ``gender``,
+    ``category_path``, ``brand``, ``price``, ``item_name``, ``description`` and
+    ``listed_ts`` (``created_at``, epoch seconds); ``users.csv`` gives ``gender``,
     ``region`` and the ``age_band`` of ``birth_year`` (the bands of
     ``dim_users``, at the year of the newest sign-up); ``reviews.csv`` gives
     the ratings (1 to 5). Missing files give no frame.
@@ -145,6 +146,9 @@ def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
     if (directory / "items.csv").exists():
         items = pd.read_csv(directory / "items.csv", dtype=str, keep_default_na=False, na_values=[""])
         path = items["category_path"].str.strip()
+        listed = pd.to_datetime(
+            items.get("created_at", pd.Series(pd.NaT, index=items.index)), utc=True, errors="coerce", format="ISO8601"
+        )
         side["items"] = pd.DataFrame(
             {
                 "item_id": items["item_id"].str.strip(),
@@ -152,6 +156,9 @@ def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
                 "category_path": path,
                 "brand": items.get("brand"),
                 "price": pd.to_numeric(items.get("price"), errors="coerce"),
+                "item_name": items.get("name"),
+                "description": items.get("description"),
+                "listed_ts": (listed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1),
             }
         )
     if (directory / "users.csv").exists():

@@ -201,6 +201,30 @@ def catalogue_coverage(recommended: np.ndarray, n_items: int, k: int | None = No
     return float(len(distinct) / n_items) if n_items else 0.0
 
 
+def item_set_coverage(recommended: np.ndarray, items: np.ndarray, k: int | None = None) -> float:
+    """Share of ``items`` (for example the new catalogue items) that appear in anyone's top k.
+
+    Parameters
+    ----------
+    recommended : numpy.ndarray
+        Int ``(n_users, width)`` item indices, ``-1`` ignored.
+    items : numpy.ndarray
+        Int item indices of the set, without duplicates.
+    k : int, optional
+        Cut-off; default the full width.
+
+    Returns
+    -------
+    float
+        ``|items listed| / |items|``; ``nan`` for an empty set.
+    """
+    recommended = np.asarray(recommended)
+    top = recommended if k is None else recommended[:, :k]
+    if len(items) == 0:
+        return float("nan")
+    return float(np.isin(np.asarray(items), top[top >= 0]).mean())
+
+
 def _top_k(recommended: np.ndarray, k: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``k`` columns and their validity mask; items must index an array of ``n_items``."""
     recommended = np.asarray(recommended)

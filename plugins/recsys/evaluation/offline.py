@@ -12,12 +12,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.db import frames
+from recsys.evaluation import windows
 from recsys.evaluation.metrics import (
     METRICS,
     catalogue_coverage,
     evaluate,
     hit_matrix,
     intra_list_diversity,
+    item_set_coverage,
     mae,
     novelty,
     per_user_metrics,
@@ -44,6 +46,11 @@ EVAL_VARIANT = "all_items"
 
 #: evaluation variant without repeat purchases: items a user bought before the cutoff leave ranking and truth
 NEW_ITEMS_VARIANT = "new_items"
+
+
+#: evaluation variant of the new catalogue: truth is the purchases of items first sold in the window
+#: (:func:`recsys.evaluation.windows.first_sold_truth`), plus ``new_item_coverage``
+NEW_CATALOGUE_VARIANT = "new_catalogue"
 
 
 #: seed of the evaluated users' sample when a window has more than ``[evaluation] max_users`` of them
@@ -224,6 +231,49 @@ def item_popularity(train: Interactions) -> np.ndarray:
     pairs = train.to_csr({name: 1.0 for name in EVENT_WEIGHTS})
     users_per_item = np.bincount(pairs.indices, minlength=train.n_items)
     return users_per_item / max(train.n_users, 1)
+
+
+def catalogue_ids(conn: Any) -> np.ndarray:
+    """Every item id of ``analytics.dim_items``: an evaluation's candidates are the catalogue listed by its cutoff."""
+    return frames.read_frame(conn, "select item_id from analytics.dim_items order by item_id")["item_id"].to_numpy()
+
+
+def new_catalogue_rows(
+    model_name: str,
+    recommended: np.ndarray,
+    window: EvaluationWindow,
+    ks: tuple[int, ...],
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    min_users: int = 1,
+) -> list[dict[str, Any]]:
+    """``ml.model_evaluations`` rows of the ``new_catalogue`` variant of one model.
+
+    The lists are the model's ``all_items`` lists; the truth is each user's purchases in the window of
+    items first sold in it, over the users with one. ``new_item_coverage`` (segment ``all``, every k)
+    is the share of the window's new catalogue items (:func:`recsys.evaluation.windows.cold_items`:
+    listed by the cutoff, no event before it) in any evaluated user's top k.
+    """
+    train, top = window.split.train, recommended[:, : max(ks)]
+    truth = windows.first_sold_truth(train, window.truth)
+    has = relevant_counts(truth) > 0
+    rows: list[dict[str, Any]] = []
+    if has.any():
+        rows, _ = evaluation_rows(
+            model_name,
+            NEW_CATALOGUE_VARIANT,
+            top[has],
+            truth[has],
+            ks,
+            [(codes[has], names) for codes, names in segmentations],
+            item_categories(train),
+            item_popularity(train),
+            train.n_users,
+            min_users,
+        )
+    cold = windows.cold_items(train)
+    common = dict(model_name=model_name, variant=NEW_CATALOGUE_VARIANT, segment="all", metric="new_item_coverage")
+    coverage = [dict(common, k=cut, metric_value=item_set_coverage(top, cold, cut)) for cut in ks]
+    return rows + [row for row in coverage if math.isfinite(row["metric_value"])]
 
 
 def pair_rows(model: Recommender, window: EvaluationWindow) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 With ``end = data_interval_end``: models are tuned on ``[validation_cutoff, test_cutoff)`` after training
 before ``validation_cutoff``, and evaluated on ``[test_cutoff, end)`` after training before ``test_cutoff``
 (``[evaluation] test_days`` and ``validation_days`` of ``models.toml``, 7 each by default).
+The ``new_catalogue`` variant scores a window against the purchases of items first sold in it
+(:func:`first_sold_truth`) and counts how many of its new items (:func:`cold_items`) reach any list.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class TimeSplit:
         Events before the cutoff. Its users are the train users (sorted) and
         then the users who only appear in the test window (sorted), so those
         test users have empty train rows and get what a model gives cold
-        users. Its items are the train items only: a model can never
-        recommend an item it had no data for.
+        users. Its items are those known at the cutoff: with train events, or listed
+        before it (``items["listed_ts"]``) without any, as at serving.
     truth : scipy.sparse.csr_array
         Purchases in ``[cutoff, end)`` per user, shape ``(train.n_users,
         n_truth_items)``. Columns ``< train.n_items`` are train items; the
@@ -118,7 +120,9 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
 
     n_users, n_items = interactions.n_users, interactions.n_items
     train_users = seen(interactions.user_index, is_train, n_users)
-    train_items = seen(interactions.item_index, is_train, n_items)
+    listed = None if interactions.items is None else interactions.items.get("listed_ts")
+    listed = np.zeros(n_items, bool) if listed is None else pd.to_numeric(listed, errors="coerce").to_numpy() < cutoff_s
+    train_items = seen(interactions.item_index, is_train, n_items) | listed
     test_users = seen(interactions.user_index, is_test, n_users)
     test_items = seen(interactions.item_index, is_test, n_items)
     user_new_to_old, user_old_to_new = _reencode(interactions.user_ids, train_users, test_users)
@@ -178,3 +182,34 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
         end=end_s,
         test_ratings=test_ratings,
     )
+
+
+def first_sold_truth(train: Interactions, truth: sp.csr_array) -> sp.csr_array:
+    """The ``new_catalogue`` truth: the purchases of ``truth`` of items first sold in the window.
+
+    Parameters
+    ----------
+    train : Interactions
+        The events before the cutoff (``TimeSplit.train``).
+    truth : scipy.sparse.csr_array
+        Purchases in the window, rows of any users, columns of ``TimeSplit.truth``
+        (train items first, then the items first seen in the window).
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        ``truth`` without the items purchased before the cutoff (by anyone): what is
+        left are train items never sold before and every item first seen in the window.
+    """
+    purchase = train.event_type == EVENT_TYPES.index("purchase")
+    sold = np.zeros(truth.shape[1], dtype=bool)
+    sold[: train.n_items] = np.bincount(train.item_index[purchase], minlength=train.n_items) > 0
+    result = sp.csr_array(sp.csr_array(truth) @ sp.diags_array((~sold).astype(np.float32)))
+    result.eliminate_zeros()
+    result.sort_indices()
+    return result
+
+
+def cold_items(train: Interactions) -> np.ndarray:
+    """Item indices of ``train`` without any event before the cutoff: the new catalogue items of the window."""
+    return np.flatnonzero(np.bincount(train.item_index, minlength=train.n_items) == 0).astype(np.int64)

@@ -157,7 +157,8 @@ class Interactions:
         Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
         ``category``, ``category_path`` (the leaf, ``"Home > Kitchen >
         Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
-        unknown), ``tokens`` (space-joined search tokens). Set by :meth:`with_side_data`.
+        unknown), ``tokens`` (space-joined search tokens); ``item_name``, ``description``, ``listed_ts``
+        as given, if given. Set by :meth:`with_side_data`.
     users : pandas.DataFrame, optional
         User attributes, one row per user index: ``age_band``, ``gender``,
         ``region`` (str, ``"unknown"`` when missing).
@@ -275,8 +276,8 @@ class Interactions:
         ----------
         items : pandas.DataFrame, optional
             ``item_id``, ``category``, ``brand``, ``price`` and optionally
-            ``category_path`` (default: the category); items of the encoding
-            not in the frame get unknown attributes.
+            ``category_path`` (default: the category), ``item_name``, ``description``, ``listed_ts``
+            (epoch seconds); items of the encoding not in the frame get unknown attributes.
         users : pandas.DataFrame, optional
             ``user_id``, ``age_band``, ``gender``, ``region``.
         ratings : pandas.DataFrame, optional
@@ -302,6 +303,8 @@ class Interactions:
                     "tokens": aligned.reindex(columns=["tokens"], fill_value="")["tokens"].fillna("").to_numpy(object),
                 }
             )
+            extra = [column for column in ("item_name", "description", "listed_ts") if column in aligned]
+            result.items[extra] = aligned[extra].to_numpy()  # the texts and the listing time, as given
         if users is not None:
             aligned = users.drop_duplicates("user_id").set_index("user_id").reindex(self.user_ids)
             result.users = pd.DataFrame(
@@ -541,7 +544,8 @@ def read_side_data(
     has_tokens = frames.table_exists(conn, "analytics.item_search_tokens")  # the text features' item words
     tokens = "(select string_agg(token, ' ' order by token) from analytics.item_search_tokens as tokens"
     tokens = f"{tokens} where tokens.item_id = items.item_id)" if has_tokens else "''"
-    columns = f"item_id, category, category_path, brand, price, {tokens} as tokens"
+    columns = f"item_id, category, category_path, brand, price, {tokens} as tokens, item_name, description"
+    columns += ", extract(epoch from created_at) as listed_ts"
     items = frames.read_frame(conn, f"select {columns} from analytics.dim_items as items")
     users = frames.read_frame(conn, "select user_id, age_band, gender, region from analytics.dim_users")
     users = users.replace("", None)

@@ -103,6 +103,12 @@ FILES: dict[str, LandingFile] = {
                 C("price", "numeric", description="current list price"),
                 C("stock_quantity", "integer", description="units in stock; <= 0 means out of stock"),
                 C("created_at", "timestamp", description="when the item was listed"),
+                C(
+                    "description",
+                    "text",
+                    description="free-text description; with the name, the category path and the brand it becomes "
+                    "the item's content vector, which reaches items nobody has bought yet",
+                ),
             ),
         ),
         LandingFile(

@@ -124,6 +124,7 @@ SOURCE_TABLES: tuple[SourceTable, ...] = (
             S("price", "price", True),
             S("stock_quantity", "stock"),
             S("created_at", "created_at"),
+            S("description", "description"),
         ),
     ),
     SourceTable(

@@ -11,6 +11,7 @@ from typing import Any
 
 from recsys.models import config as model_config
 from recsys.models.base import Recommender
+from recsys.models.content import ContentRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
@@ -33,6 +34,7 @@ ESTIMATORS: dict[str, type[Recommender]] = {
         NeuralRanker,
         LightGBMRanker,
         SequenceRecommender,
+        ContentRecommender,
     )
 }
 

@@ -21,6 +21,7 @@ from recsys.features.interactions import (
     to_epoch_seconds,
 )
 from recsys.models.base import Recommender
+from recsys.models.content import ContentRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
@@ -52,6 +53,7 @@ REASON_CODES: dict[str, str] = {
     NeuralRanker.name: "profile_match",
     LightGBMRanker.name: "profile_match",
     SequenceRecommender.name: "next_in_sequence",
+    ContentRecommender.name: "content_match",
 }
 
 
@@ -64,6 +66,7 @@ FALLBACK_TEXTS: dict[str, str] = {
     NeuralRanker.name: "Picked for you",
     LightGBMRanker.name: "Picked for you",
     SequenceRecommender.name: "Often chosen next after your recent items",
+    ContentRecommender.name: "Like the items you looked at",
 }
 #: where a position of a list came from, carried through the business rules and the re-rank
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2

@@ -24,10 +24,12 @@ from recsys.evaluation.offline import (
     EVAL_VARIANT,
     NEW_ITEMS_VARIANT,
     EvaluationWindow,
+    catalogue_ids,
     evaluation_rows,
     item_categories,
     item_popularity,
     json_float,
+    new_catalogue_rows,
     pair_rows,
     user_segmentations,
     without_items,
@@ -94,7 +96,10 @@ def train_and_evaluate(
        ``coverage``, ``diversity`` and ``novelty`` for ``all``, in two
        variants: ``all_items``, and ``new_items`` (what each user bought before
        the cutoff leaves the ranking, the rest moves up, and the truth; users
-       left without truth are not evaluated). Models that score pairs add
+       left without truth are not evaluated), and ``new_catalogue`` (the same
+       lists against the purchases of items first sold in the window, and
+       ``new_item_coverage``: see :func:`recsys.evaluation.offline.new_catalogue_rows`;
+       the candidates are every ``dim_items`` item listed by the cutoff). Models that score pairs add
        ``roc_auc`` (k 0: over their candidate pairs), ``svd`` adds ``rmse``
        and ``mae`` (k 0) on the ratings given in the test window. The
        champion is also scored after the business rules (variant
@@ -146,8 +151,7 @@ def train_and_evaluate(
         with runs.run_step(connection, run_id, started_at), shared_fits() as fits:  # the rankers share candidates
             runs.ensure_schema(connection)
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
-            data = load_interactions(connection, start, end, side_data=True)
-
+            data = load_interactions(connection, start, end, item_ids=catalogue_ids(connection), side_data=True)
             max_users = int(evaluation.get("max_users", 50_000))
             validation = EvaluationWindow.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
@@ -202,6 +206,7 @@ def train_and_evaluate(
                     )
                     rows += new_rows
                     summary_new[name] = json_float(new_scores[("ndcg", k)])
+                rows += new_catalogue_rows(name, recommended, test, ks, segmentations, min_segment_users(config))
                 rows += pair_rows(model, test)
                 if name == champion:
                     rows += reranked_rows(model, test, rules, ks, segmentations, popularity, config, batch_size)

@@ -43,6 +43,7 @@ final as (
         staged.stock_quantity,
         staged.is_in_stock,
         staged.created_at,
+        staged.description,
         staged.batch_id,
         staged.loaded_at
     from staged

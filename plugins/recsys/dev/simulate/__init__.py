@@ -13,7 +13,11 @@ The shop
   Item popularity is Zipf-like, prices log-normal around a per-category median
   (each item is in the low, mid or high price tier of its leaf), about 5% of items
   are out of stock, about 12% were listed inside the window (nobody sees an item
-  before its ``created_at``).
+  before its ``created_at``). Every item has a ``description`` naming two words of
+  its planted style (``catalogue.STYLE_WORDS``), its price tier's word, its leaf and
+  its brand, plus filler noise: the text says what a shopper's choice weighs, so a
+  new item's content can reach the shoppers of its style (its own generator, so the
+  rest of the shop is the same bytes as without descriptions).
 * **Users**: ids ``U000001``..., signed up before or during the window (late sign-ups
   have few or no events: cold start), age, gender, one of 8 regions, a platform,
   a signup channel, fake e-mail (``example.*`` domains) and phone, about 3% opted
@@ -218,7 +222,7 @@ def simulate(
     shop_rng, dirt_rng = np.random.default_rng(seed).spawn(2)
 
     window = make_window(end_date, days)
-    catalogue, items_frame = make_catalogue(shop_rng, items, window)
+    catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
     people, users_frame = make_users(shop_rng, users, window)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)

@@ -13,8 +13,14 @@ _STYLE_BOOST = 3.0
 _SERIES = np.array(["Lite", "Pro", "Max", "Plus", "Classic", "Mini", "Eco", "Prime"])
 
 
-def make_catalogue(rng: np.random.Generator, n_items: int, window: Window) -> tuple[Catalogue, pd.DataFrame]:
-    """The items: the shared :class:`Catalogue` and the ``items`` landing rows (sorted by id)."""
+def make_catalogue(
+    rng: np.random.Generator, n_items: int, window: Window, text_rng: np.random.Generator | None = None
+) -> tuple[Catalogue, pd.DataFrame]:
+    """The items: the shared :class:`Catalogue` and the ``items`` landing rows (sorted by id).
+
+    With ``text_rng`` the rows get a ``description`` (:func:`add_descriptions`) drawn from it alone, so
+    every other value stays as it was before items had descriptions.
+    """
     n_leaves = len(LEAF_PATHS)
 
     # items are generated leaf by leaf (contiguous), their ids are shuffled below
@@ -78,7 +84,65 @@ def make_catalogue(rng: np.random.Generator, n_items: int, window: Window) -> tu
             "created_at": created_at,
         }
     )
-    return catalogue, frame.sort_values("item_id", ignore_index=True)
+    frame = frame.sort_values("item_id", ignore_index=True)
+    if text_rng is not None:
+        add_descriptions(text_rng, catalogue, frame)
+    return catalogue, frame
+
+
+#: the words a description of an item of each planted style draws from (index = ``Catalogue.style``)
+STYLE_WORDS: tuple[tuple[str, ...], ...] = (
+    ("minimalist", "clean", "matte", "understated"),
+    ("vintage", "retro", "heritage", "timeless"),
+    ("bold", "vibrant", "statement", "colourful"),
+    ("natural", "sustainable", "organic", "recycled"),
+)
+#: the words of each price tier (index = ``Catalogue.tier``: cheapest third of the leaf, middle, dearest)
+TIER_WORDS: tuple[tuple[str, ...], ...] = (
+    ("budget", "affordable", "everyday"),
+    ("reliable", "versatile", "popular"),
+    ("premium", "luxury", "crafted"),
+)
+#: words any description may carry: noise that says nothing about the item
+_FILLER = np.array(["", " Ships fast.", " A great gift.", " Easy to care for.", " Customer favourite.", ""])
+
+
+def item_descriptions(rng: np.random.Generator, catalogue: Catalogue, brands: np.ndarray) -> np.ndarray:
+    """One description per item (catalogue order) that follows its planted leaf, brand, style and price tier.
+
+    Two of the four words of the item's style and one of its tier's words, the leaf and the brand,
+    in a fixed sentence, plus filler noise, so an item's text says what a shopper's choice
+    weighs (:func:`choose_items`): the same ``rng`` state writes the same texts.
+    """
+    n_items = len(catalogue.leaf)
+    style_words = np.array(STYLE_WORDS, dtype=object)[catalogue.style]
+    pick = np.argsort(rng.random((n_items, style_words.shape[1])), axis=1)[:, :2]
+    first = np.take_along_axis(style_words, pick[:, :1], axis=1).ravel()
+    second = np.take_along_axis(style_words, pick[:, 1:], axis=1).ravel()
+    tier = np.array(TIER_WORDS, dtype=object)[catalogue.tier, rng.integers(0, len(TIER_WORDS[0]), n_items)]
+    leaf = pd.Series(np.array([path.rsplit(" > ", 1)[1] for path in LEAF_PATHS], dtype=object)[catalogue.leaf])
+    text = (
+        pd.Series(first).str.capitalize()
+        + " and "
+        + second
+        + " "
+        + leaf.str.lower()
+        + " by "
+        + brands
+        + ". "
+        + pd.Series(tier).str.capitalize()
+        + " choice."
+        + _FILLER[rng.integers(0, len(_FILLER), n_items)]
+    )
+    return text.to_numpy(dtype=object)
+
+
+def add_descriptions(rng: np.random.Generator, catalogue: Catalogue, frame: pd.DataFrame) -> None:
+    """Set ``frame["description"]`` (the ``items`` landing rows, in any order) from :func:`item_descriptions`."""
+    order = pd.Index(catalogue.item_ids).get_indexer(frame["item_id"])
+    brands = np.empty(len(order), dtype=object)
+    brands[order] = frame["brand"].to_numpy()
+    frame["description"] = item_descriptions(rng, catalogue, brands)[order]
 
 
 def _choice_cdf(
