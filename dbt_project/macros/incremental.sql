@@ -10,7 +10,9 @@
 
         from events
         {{ incremental_anti_join('event_id', 'events.event_id') }}
-        where ... {{ incremental_filter('events') }}
+        where ... and {{ incremental_filter('events', 'event_id') }}
+
+    In a full build the join is left out and the filter is `true`.
 -#}
 {% macro incremental_anti_join(key, source_key) -%}
     {%- if is_incremental() %}
@@ -20,13 +22,37 @@
 {%- endmacro %}
 
 {% macro incremental_filter(source_alias, key) -%}
-    {%- if is_incremental() %}
-        and (
+    {%- if is_incremental() -%}
+        (
             existing_rows.{{ key }} is null
             or {{ source_alias }}.loaded_at > (
                 select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
             )
         )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Per-user incremental models (user_interest_tags): whether the user is recomputed in this run. A user is
+    touched when `facts` holds a row of theirs inserted or moved since this model's last run (refreshed_at),
+    or when this model has no row of theirs yet. `true` in a full build.
+-#}
+{% macro is_touched_user(user_column, facts) -%}
+    {%- if is_incremental() -%}
+        (
+            not exists (select from {{ this }} as existing_rows where existing_rows.user_id = {{ user_column }})
+            or {{ user_column }} in (
+                select touched_rows.user_id
+                from {{ facts }} as touched_rows
+                where touched_rows.refreshed_at > (
+                    select coalesce(max(this_table.refreshed_at), '-infinity') from {{ this }} as this_table
+                )
+            )
+        )
+    {%- else -%}
+        true
     {%- endif -%}
 {%- endmacro %}
 

@@ -59,7 +59,7 @@ item_events as (
     where
         events.event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
         and bot_users.user_id is null
-        {{ incremental_filter('events', 'event_id') }}
+        and {{ incremental_filter('events', 'event_id') }}
 
 ),
 

@@ -70,7 +70,7 @@ changed as (
     select joined.*
     from joined
     {{ incremental_anti_join('order_line_id', 'joined.order_line_id') }}
-    where true {{ incremental_filter('joined', 'order_line_id') }}
+    where {{ incremental_filter('joined', 'order_line_id') }}
 
 ),
 

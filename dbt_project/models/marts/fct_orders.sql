@@ -95,7 +95,7 @@ changed as (
     select joined.*
     from joined
     {{ incremental_anti_join('order_id', 'joined.order_id') }}
-    where true {{ incremental_filter('joined', 'order_id') }}
+    where {{ incremental_filter('joined', 'order_id') }}
 
 ),
 

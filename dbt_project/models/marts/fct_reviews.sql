@@ -89,7 +89,7 @@ human_reviews as (
     where
         bot_users.user_id is null
         and reviews.reviewed_at <= {{ as_of_timestamp() }}
-        {{ incremental_filter('reviews', 'review_id') }}
+        and {{ incremental_filter('reviews', 'review_id') }}
 
 ),
 

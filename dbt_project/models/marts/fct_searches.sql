@@ -48,7 +48,7 @@ searches as (
     where
         events.event_type = 'search'
         and bot_users.user_id is null
-        {{ incremental_filter('events', 'search_id') }}
+        and {{ incremental_filter('events', 'search_id') }}
 
 ),
 

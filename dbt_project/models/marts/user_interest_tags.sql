@@ -62,36 +62,13 @@ users as (
 
 ),
 
-{%- if is_incremental() %}
-
-touched_users as (
-
-    select distinct user_id
-    from interactions
-    where
-        refreshed_at > (
-            select coalesce(max(this_table.refreshed_at), '-infinity') from {{ this }} as this_table
-        )
-
-),
-
-{%- endif %}
-
 personalized_users as (
 
-    select users.user_id
+    select user_id
     from users
-    {%- if is_incremental() %}
-    left join {{ this }} as existing_tags
-        on users.user_id = existing_tags.user_id and existing_tags.tag_rank = 1
-    left join touched_users
-        on users.user_id = touched_users.user_id
-    {%- endif %}
     where
-        users.is_personalization_allowed
-        {%- if is_incremental() %}
-        and (existing_tags.user_id is null or touched_users.user_id is not null)
-        {%- endif %}
+        is_personalization_allowed
+        and {{ is_touched_user('users.user_id', ref('fct_interactions')) }}
 
 ),
 
