@@ -148,11 +148,11 @@ def recsys_pipeline():
         return tasks.train_and_evaluate(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
-    def evaluate_search(data_interval_end=None) -> dict:
+    def evaluate_search(data_interval_start=None, data_interval_end=None) -> dict:
         """Fit the search ranker before the test cutoff; MRR/NDCG of held-out searches before and after re-ranking."""
         from recsys.orchestration import tasks
 
-        return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_end)
+        return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
     def recommend(data_interval_end=None) -> dict:

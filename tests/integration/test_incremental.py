@@ -13,8 +13,13 @@ incremental filter must not lose or duplicate:
 ``daily`` loads and runs dbt (the transform models, ``dbt run --exclude tag:publish``) once per day, as the DAG
 does; ``rebuilt`` loads the three days and runs dbt once. Their facts and profiles must be equal row for row,
 leaving out only the wall-clock columns ``loaded_at`` and ``refreshed_at``; ``dbt run --full-refresh`` on the
-incremental warehouse must rebuild the same tables. The recommendation side (the same tables after training and
-publishing, incremental days against one run) is ``test_reliability.py``'s backfill test.
+incremental warehouse must rebuild the same tables.
+
+``scheduled`` runs the model tasks' code on top, with ``RECSYS_FULL_RUN_DAYS`` naming the second day's weekday:
+day 2 is a full run (search, champion, every list), day 3 an incremental one (champion carried, touched users
+re-scored, the other lists carried). Its lists are compared with a full scoring of day 3 by the same refitted
+champion. With every day a full run, three days publish the same tables as one run: ``test_reliability.py``'s
+backfill test.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
+from recsys.orchestration import publishing, schedule, training
 
 SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
 #: the incremental facts and the profiles built on them (user_interest_tags per touched user)
@@ -228,3 +234,63 @@ def test_full_refresh_rebuilds_the_same_tables(daily):
     dbt_run(env, days[-1], "--full-refresh")
     assert checksums(url) == before
     assert query(url, "select count(distinct refreshed_at) from analytics.fct_interactions") == [(1,)]
+
+
+def interval(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    return start, start + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def scheduled(fresh_database, deliveries, tmp_path_factory):
+    """Day 1 loaded; day 2 a full run; day 3 an incremental run (``run_3``), then a full scoring (``check``)."""
+    folder, days, _ = deliveries
+    url, env = warehouse(fresh_database, tmp_path_factory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_FULL_RUN_DAYS", schedule.WEEKDAYS[days[1].weekday()])
+        with connect(url) as conn:
+            load.load_landing(conn, folder, days[0].isoformat())
+        modes = []
+        for day, run_id in [(days[1], "run_2"), (days[2], "run_3")]:
+            with connect(url) as conn:
+                load.load_landing(conn, folder, day.isoformat())
+            dbt_run(env, day)
+            start, end = interval(day)
+            with connect(url) as conn:
+                modes.append(schedule.is_incremental(conn, start, end))
+                if modes[-1]:
+                    schedule.carry_champion(conn, run_id, start, end)
+                else:
+                    training.train_and_evaluate(conn, run_id, start, end)
+            with connect(url) as conn:
+                publishing.generate_recommendations(conn, run_id, end, rescore=schedule.rescore_for(conn, run_id))
+        with connect(url) as conn:
+            rescore = schedule.rescore_for(conn, "run_3")
+            schedule.carry_champion(conn, "check", *interval(days[2]))
+            publishing.generate_recommendations(conn, "check", interval(days[2])[1])
+    return url, modes, rescore
+
+
+LIST_COLUMNS = "user_id, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at"
+
+
+def lists(url: str, run_id: str, users: set[str], touched: bool) -> set[tuple]:
+    rows = query(url, f"select {LIST_COLUMNS} from ml.recommendations where run_id = %s", (run_id,))
+    return {row for row in rows if (row[0] in users) == touched}
+
+
+def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(scheduled):
+    """Day 3 carries day 2's champion; the touched users' lists are those a full scoring by the same refitted
+    champion gives (every column), the other users keep day 2's lists, and every user has a list."""
+    url, modes, rescore = scheduled
+    assert modes == [False, True]
+    runs = dict(query(url, "select run_id, champion_model from ml.runs"))
+    assert runs["run_3"] == runs["run_2"] == runs["check"]
+    touched = set(rescore.user_ids)
+    (users,) = query(url, "select count(*) from analytics.dim_users")[0]
+    assert rescore.previous_run_id == "run_2"
+    assert 0 < len(touched) < users / 2
+    assert lists(url, "run_3", touched, True) == lists(url, "check", touched, True)
+    assert lists(url, "run_3", touched, False) == lists(url, "run_2", touched, False)
+    listed = query(url, "select run_id, count(distinct user_id) from ml.recommendations group by 1 order by 1")
+    assert listed == [("check", users), ("run_2", users), ("run_3", users)]

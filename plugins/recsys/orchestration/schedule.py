@@ -22,16 +22,26 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from recsys.db import frames, runs
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: the ``ml.runs.champion_reason`` prefix of a run whose champion was carried from a full run
 CARRIED = "carried over from the full run "
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """What an incremental ``recommend`` does: score ``user_ids`` again, copy the rest of ``previous_run_id``."""
+
+    previous_run_id: str
+    user_ids: np.ndarray
 
 
 def full_run_weekdays(value: str | None = None) -> frozenset[int]:
@@ -117,6 +127,19 @@ def carry_champion(conn: Any, run_id: str, data_interval_start: datetime, data_i
     }
 
 
+def rescore_for(conn: Any, run_id: str) -> Rescore | None:
+    """The users the run scores again, when its champion was carried over (an incremental run); else ``None``."""
+    rows = frames.read_frame(
+        conn, "select champion_reason, data_cutoff_at from ml.runs where run_id = %(run)s", {"run": run_id}
+    )
+    if rows.empty or not str(rows["champion_reason"].iloc[0] or "").startswith(CARRIED):
+        return None
+    previous = previous_run(conn, rows["data_cutoff_at"].iloc[0])
+    if previous is None:
+        return None
+    return Rescore(previous["run_id"], touched_users(conn, previous))
+
+
 #: the users an incremental run scores again (the module docstring), given the previous run and its start
 TOUCHED_USERS_SQL = """
 select user_id from analytics.fct_interactions where refreshed_at > %(since)s
@@ -180,3 +203,15 @@ def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarr
             {"run": run_id, "previous": previous_run_id, "rescored": list(rescored)},
         )
         return cursor.rowcount
+
+
+def targets(user_ids: pd.Series, rescore: Rescore | None) -> np.ndarray:
+    """Positions in ``user_ids`` (``analytics.dim_users``) of the lists to score: all, or the touched users'."""
+    if rescore is None:
+        return np.arange(len(user_ids), dtype=np.int64)
+    return np.flatnonzero(user_ids.isin(rescore.user_ids).to_numpy())
+
+
+def carry_untouched(conn: Any, run_id: str, rescore: Rescore | None) -> int:
+    """:func:`carry_lists` for an incremental run (0 rows for a full one)."""
+    return 0 if rescore is None else carry_lists(conn, run_id, rescore.previous_run_id, rescore.user_ids)
