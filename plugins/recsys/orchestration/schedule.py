@@ -62,31 +62,37 @@ def full_run_weekdays(value: str | None = None) -> frozenset[int]:
     return frozenset(WEEKDAYS.index(name) for name in names)
 
 
+def _first(conn: Any, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The first row of ``query`` as a dict of its columns, or ``None``."""
+    with conn.cursor() as cursor:
+        cursor.execute(query, params)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip([column.name for column in cursor.description], row, strict=True))
+
+
 def last_full_run(conn: Any, before: datetime) -> dict[str, Any] | None:
     """The newest run before ``before`` that chose its champion itself and wrote its lists, or ``None``."""
     if not frames.table_exists(conn, "ml.runs"):
         return None
-    rows = frames.read_frame(
+    return _first(
         conn,
         "select run_id, champion_model, champion_params from ml.runs where status = 'recommended'"
         " and data_cutoff_at < %(before)s and coalesce(champion_reason, '') not like %(carried)s"
         " order by data_cutoff_at desc limit 1",
         {"before": before, "carried": CARRIED + "%"},
     )
-    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 def previous_run(conn: Any, before: datetime) -> dict[str, Any] | None:
     """The newest run before ``before`` that wrote its lists (full or incremental): its id and start, or ``None``."""
     if not frames.table_exists(conn, "ml.runs"):
         return None
-    rows = frames.read_frame(
+    return _first(
         conn,
         "select run_id, started_at from ml.runs where status = 'recommended' and data_cutoff_at < %(before)s"
         " order by data_cutoff_at desc limit 1",
         {"before": before},
     )
-    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 def is_incremental(conn: Any, data_interval_start: datetime, data_interval_end: datetime) -> bool:
@@ -129,12 +135,10 @@ def carry_champion(conn: Any, run_id: str, data_interval_start: datetime, data_i
 
 def rescore_for(conn: Any, run_id: str) -> Rescore | None:
     """The users the run scores again, when its champion was carried over (an incremental run); else ``None``."""
-    rows = frames.read_frame(
-        conn, "select champion_reason, data_cutoff_at from ml.runs where run_id = %(run)s", {"run": run_id}
-    )
-    if rows.empty or not str(rows["champion_reason"].iloc[0] or "").startswith(CARRIED):
+    run = _first(conn, "select champion_reason, data_cutoff_at from ml.runs where run_id = %(run)s", {"run": run_id})
+    if run is None or not (run["champion_reason"] or "").startswith(CARRIED):
         return None
-    previous = previous_run(conn, rows["data_cutoff_at"].iloc[0])
+    previous = previous_run(conn, run["data_cutoff_at"])
     if previous is None:
         return None
     return Rescore(previous["run_id"], touched_users(conn, previous))
@@ -176,10 +180,9 @@ def touched_users(conn: Any, previous: dict[str, Any]) -> np.ndarray:
     catalogue, or when they withdrew their consent and their previous list was personalized. Everyone else
     has the evidence, the stock and the consent of yesterday's list, which they keep.
     """
-    frame = frames.read_frame(
-        conn, TOUCHED_USERS_SQL, {"since": previous["started_at"], "previous": previous["run_id"]}
-    )
-    return np.sort(frame["user_id"].to_numpy(dtype=object))
+    with conn.cursor() as cursor:
+        cursor.execute(TOUCHED_USERS_SQL, {"since": previous["started_at"], "previous": previous["run_id"]})
+        return np.sort(np.array([row[0] for row in cursor.fetchall()], dtype=object))
 
 
 def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarray) -> int:
