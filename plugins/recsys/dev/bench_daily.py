@@ -29,7 +29,9 @@ from recsys.orchestration.schedule import WEEKDAYS
 
 logger = logging.getLogger(__name__)
 
-#: per landing file, the column that dates a row (files without one are snapshots, delivered both days)
+#: per landing file, the column that dates a row (files without one are snapshots, delivered both days). A row goes
+#: to the last day's delivery when its date is that day; every other row (the dirt's unparseable and future dates
+#: too, so the big batch keeps the simulator's shares of them) to the first
 DATED = {
     "events.csv": "event_at",
     "orders.csv": "ordered_at",
@@ -50,10 +52,10 @@ def split_last_day(shop: Path, out: Path) -> tuple[str, str]:
         # a dirty shop's unparseable lines are dropped here (the loader would quarantine them either way)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", encoding_errors="replace")
         if path.name in DATED:
-            late = frame[DATED[path.name]].str.slice(0, 10) >= last.isoformat()
+            late = frame[DATED[path.name]].str.slice(0, 10) == last.isoformat()
         elif path.name == "order_lines.csv":
             orders = pd.read_csv(shop / "orders.csv", dtype=str, keep_default_na=False, on_bad_lines="skip")
-            late_orders = orders.loc[orders["ordered_at"].str.slice(0, 10) >= last.isoformat(), "order_id"]
+            late_orders = orders.loc[orders["ordered_at"].str.slice(0, 10) == last.isoformat(), "order_id"]
             late = frame["order_id"].isin(late_orders)
         else:
             frame.to_csv(folders[first] / path.name, index=False)
