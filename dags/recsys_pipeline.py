@@ -12,6 +12,11 @@ The two quality gates (Great Expectations, ``dbt source freshness``) stop the
 run when a critical expectation fails, so nothing bad reaches the next layer.
 dbt runs through astronomer-cosmos, one ``dbt build`` task per layer (staging, intermediate,
 marts, publish) in process: no dbt start-up per model; dbt orders models and tests inside a layer.
+
+Daily runs are incremental: ``load`` loads the interval's day folder only, the growing facts and the interest
+tags are incremental dbt models (the param ``full_refresh`` rebuilds them), and on the days that are not in
+``RECSYS_FULL_RUN_DAYS`` the model tasks carry the last full run's champion and re-score only the users the day
+touched (``recsys.orchestration.schedule``; docs/operate/daily-runs.md).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: d
         env=DBT_ENV,
         append_env=True,
         install_deps=False,
+        # the DAG param full_refresh rebuilds the incremental models (facts, interest tags) from all of raw
+        full_refresh="{{ params.full_refresh }}",
         emit_datasets=False,
         retries=0,
     )
@@ -100,7 +107,12 @@ def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: d
     params={
         "landing_dir": Param(
             None, type=["null", "string"], description="landing directory; default env RECSYS_LANDING_DIR"
-        )
+        ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            description="dbt --full-refresh: rebuild the incremental facts and profiles from all of raw",
+        ),
     },
     doc_md=__doc__,
 )
@@ -136,11 +148,11 @@ def recsys_pipeline():
         return tasks.train_and_evaluate(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
-    def evaluate_search(data_interval_end=None) -> dict:
+    def evaluate_search(data_interval_start=None, data_interval_end=None) -> dict:
         """Fit the search ranker before the test cutoff; MRR/NDCG of held-out searches before and after re-ranking."""
         from recsys.orchestration import tasks
 
-        return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_end)
+        return tasks.evaluate_search(tasks.run_id_for(data_interval_end), data_interval_start, data_interval_end)
 
     @task
     def recommend(data_interval_end=None) -> dict:

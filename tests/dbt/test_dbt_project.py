@@ -155,7 +155,17 @@ def test_descriptions_reach_the_database_and_consumers_are_exposures(manifest):
     assert {"user_recommendations", "similar_items", "cold_start_recommendations", "runs"} <= exposed
 
 
-@pytest.mark.parametrize(("model", "key"), [("fct_interactions", "event_id"), ("fct_reviews", "review_id")])
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("fct_interactions", "event_id"),
+        ("fct_searches", "search_id"),
+        ("fct_orders", "order_id"),
+        ("fct_order_lines", "order_line_id"),
+        ("fct_reviews", "review_id"),
+        ("user_interest_tags", "user_id"),
+    ],
+)
 def test_growing_facts_are_incremental_on_their_key(manifest, model, key):
     config = _models(manifest)[model]["config"]
     assert config["materialized"] == "incremental"

@@ -38,6 +38,10 @@ CONTRACT_TABLES = (
     "analytics.dim_users",
     "analytics.dim_items",
     "analytics.fct_interactions",
+    "analytics.fct_searches",
+    "analytics.fct_orders",
+    "analytics.fct_order_lines",
+    "analytics.fct_reviews",
     "analytics.user_profiles",
     "analytics.user_interest_tags",
     "recs.user_recommendations",
@@ -48,9 +52,10 @@ CONTRACT_TABLES = (
     "recs.runs",
 )
 #: wall-clock columns, which differ between two runs of the same data by design: when a row was loaded
-#: (fct_interactions.loaded_at), when a model task started and finished, how long a fit took.
+#: (fct_interactions.loaded_at), when dbt last wrote a row of an incremental model (refreshed_at), when a model
+#: task started and finished, how long a fit took.
 #: generated_at is the data interval end and stays in.
-WALL_CLOCK_COLUMNS = {"loaded_at", "started_at", "finished_at", "fit_seconds"}
+WALL_CLOCK_COLUMNS = {"loaded_at", "refreshed_at", "started_at", "finished_at", "fit_seconds"}
 #: tables holding every model run, not only the published one: a backfill has more runs than its equivalent
 ALL_RUNS_TABLES = {"recs.model_evaluations", "recs.model_search", "recs.runs"}
 

@@ -1,11 +1,15 @@
 {#-
-    Incremental (delete+insert on event_id): a run inserts the events loaded
-    since the last run or newer than the newest event already here, replacing
+    Incremental (delete+insert on event_id, macros/incremental.sql): a run
+    inserts the events this table lacks (new, late-arriving, or of a user no
+    longer flagged as a bot) and those loaded after its newest row, replacing
     any earlier version of the same event. The post-hooks keep the table equal
-    to a full rebuild: events after as_of (a re-run for an earlier interval)
-    and events of users now flagged as bots are deleted.
+    to a full rebuild: events staging no longer holds (after as_of on a re-run
+    of an earlier interval, now excluded) and events of users now flagged as
+    bots are deleted.
     An account that identity stitching joins to another person later has its
     earlier events moved to that person's user_id (first post-hook).
+    refreshed_at marks the rows inserted or moved by this run, for the
+    profiles that recompute only the users touched since their last run.
 -#}
 {{
     config(
@@ -20,11 +24,11 @@
             {'columns': ['loaded_at']},
         ],
         post_hook=[
-            "update {{ this }} as interactions set user_id = persons.person_user_id
+            "update {{ this }} as interactions set user_id = persons.person_user_id, refreshed_at = {{ refreshed_at() }}
              from {{ ref('identity_persons') }} as persons
              where interactions.account_user_id = persons.account_user_id
                and interactions.user_id <> persons.person_user_id",
-            "delete from {{ this }} where event_at > {{ as_of_timestamp() }}",
+            "{{ delete_rows_missing_from(ref('stg_shop__events'), 'event_id') }}",
             "delete from {{ this }} as interactions using {{ ref('int_bot_users') }} as bot_users
              where interactions.user_id = bot_users.user_id",
         ]
@@ -51,19 +55,11 @@ item_events as (
     from events
     left join bot_users
         on events.user_id = bot_users.user_id
+    {{ incremental_anti_join('event_id', 'events.event_id') }}
     where
         events.event_type in ('view', 'cart', 'remove_from_cart', 'purchase')
         and bot_users.user_id is null
-        {% if is_incremental() %}
-            and (
-                events.loaded_at > (
-                    select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
-                )
-                or events.event_at > (
-                    select coalesce(max(this_table.event_at), '-infinity') from {{ this }} as this_table
-                )
-            )
-        {% endif %}
+        and {{ incremental_filter('events', 'event_id') }}
 
 ),
 
@@ -81,7 +77,8 @@ final as (
         platform,
         cast(quantity as bigint) as quantity,
         cast(price as numeric) as price,
-        loaded_at
+        loaded_at,
+        {{ refreshed_at() }} as refreshed_at
     from item_events
 
 )

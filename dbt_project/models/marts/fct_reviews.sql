@@ -1,7 +1,7 @@
 {#-
     Incremental (delete+insert on review_id), like fct_interactions: a run
-    inserts the reviews loaded since the last run or newer than the newest
-    review already here, replacing any earlier version of the same review.
+    inserts the reviews this table lacks and those loaded after its newest
+    row, replacing any earlier version of the same review.
     The post-hooks keep the table equal to a full rebuild: reviews after
     as_of (a re-run for an earlier interval), reviews of users now flagged as
     bots, and reviews whose user or item has left dim_users / dim_items are
@@ -28,6 +28,7 @@
              where reviews.account_user_id = persons.account_user_id
                and reviews.user_id <> persons.person_user_id",
             "delete from {{ this }} where reviewed_at > {{ as_of_timestamp() }}",
+            "{{ delete_rows_missing_from(ref('stg_shop__reviews'), 'review_id') }}",
             "delete from {{ this }} as reviews using {{ ref('int_bot_users') }} as bot_users
              where reviews.user_id = bot_users.user_id",
             "delete from {{ this }} as reviews
@@ -84,19 +85,11 @@ human_reviews as (
     from reviews
     left join bot_users
         on reviews.user_id = bot_users.user_id
+    {{ incremental_anti_join('review_id', 'reviews.review_id') }}
     where
         bot_users.user_id is null
         and reviews.reviewed_at <= {{ as_of_timestamp() }}
-        {% if is_incremental() %}
-            and (
-                reviews.loaded_at > (
-                    select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
-                )
-                or reviews.reviewed_at > (
-                    select coalesce(max(this_table.reviewed_at), '-infinity') from {{ this }} as this_table
-                )
-            )
-        {% endif %}
+        and {{ incremental_filter('reviews', 'review_id') }}
 
 ),
 

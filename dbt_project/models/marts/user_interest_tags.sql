@@ -1,12 +1,50 @@
+{#-
+    Incremental per user (delete+insert on user_id): a run recomputes only the
+    users touched since the table's last run, i.e. with fct_interactions rows
+    inserted or moved since (refreshed_at), plus personalized users with
+    interactions but no tags here (an opt-in, a user no longer a bot).
+
+    Time decay without recomputing everyone: each event's weight decays to the
+    user's last interaction (last_interaction_at), not to as_of. Going on to
+    as_of multiplies all the user's tags by the same factor 0.5 ^ (days from
+    last_interaction_at to as_of / half-life), so weight (raw / the user's
+    largest raw) and tag_rank do not depend on as_of, and an untouched user's
+    rows stay exact; raw_weight as of any date is computed at read time from
+    last_interaction_at. Sums are exact numeric sums, so an incremental run and
+    a full rebuild publish the same rows.
+
+    The post-hooks delete the tags of users no longer personalized or without
+    interactions (bots, accounts merged into another person), and the stale
+    tags of touched users left with none.
+-#}
 {{
     config(
-        indexes=[{'columns': ['user_id', 'tag_rank'], 'unique': true}, {'columns': ['tag']}]
+        materialized='incremental',
+        unique_key='user_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['user_id', 'tag_rank'], 'unique': true}, {'columns': ['tag']}],
+        post_hook=[
+            "delete from {{ this }} as tags
+             where not exists (
+                 select from {{ ref('dim_users') }} as users
+                 where users.user_id = tags.user_id and users.is_personalization_allowed
+             )
+             or not exists (select from {{ ref('fct_interactions') }} as events where events.user_id = tags.user_id)",
+            "delete from {{ this }} as tags
+             where tags.refreshed_at < {{ refreshed_at() }}
+               and exists (
+                   select from {{ ref('fct_interactions') }} as events
+                   where events.user_id = tags.user_id and events.refreshed_at = {{ refreshed_at() }}
+               )",
+        ]
     )
 }}
 
 with
 
-interactions as (
+-- not materialized: each reader's filter (touched users only) reaches fct_interactions' indexes
+interactions as not materialized (
 
     select * from {{ ref('fct_interactions') }}
 
@@ -28,7 +66,22 @@ personalized_users as (
 
     select user_id
     from users
-    where is_personalization_allowed
+    where
+        is_personalization_allowed
+        and {{ is_touched_user('users.user_id', ref('fct_interactions')) }}
+
+),
+
+user_anchors as (
+
+    select
+        interactions.user_id,
+        max(interactions.event_at) as last_interaction_at
+    from interactions
+    inner join personalized_users
+        on interactions.user_id = personalized_users.user_id
+    where interactions.event_at <= {{ as_of_timestamp() }}
+    group by interactions.user_id
 
 ),
 
@@ -42,14 +95,14 @@ decayed_user_items as (
             {{ event_weight('interactions.event_type') }}
             * power(
                 cast(0.5 as double precision),
-                extract(epoch from ({{ as_of_timestamp() }} - interactions.event_at))
+                extract(epoch from (user_anchors.last_interaction_at - interactions.event_at))
                 / 86400.0 / {{ var('interest_half_life_days') }}
             )
             as numeric
         )) as decayed_weight
     from interactions
-    inner join personalized_users
-        on interactions.user_id = personalized_users.user_id
+    inner join user_anchors
+        on interactions.user_id = user_anchors.user_id
     where interactions.event_at <= {{ as_of_timestamp() }}
     group by interactions.user_id, interactions.item_id
 
@@ -92,12 +145,15 @@ user_tags as (
 normalized as (
 
     select
-        user_id,
-        tag,
-        raw_weight,
-        raw_weight / max(raw_weight) over (partition by user_id) as weight
+        user_tags.user_id,
+        user_tags.tag,
+        user_tags.raw_weight,
+        user_tags.raw_weight / max(user_tags.raw_weight) over (partition by user_tags.user_id) as weight,
+        user_anchors.last_interaction_at
     from user_tags
-    where raw_weight > 0
+    inner join user_anchors
+        on user_tags.user_id = user_anchors.user_id
+    where user_tags.raw_weight > 0
 
 ),
 
@@ -117,7 +173,9 @@ final as (
                     tag asc
             ) as integer
         ) as tag_rank,
-        cast(raw_weight as double precision) as raw_weight
+        cast(raw_weight as double precision) as raw_weight,
+        last_interaction_at,
+        {{ refreshed_at() }} as refreshed_at
     from normalized
 
 )

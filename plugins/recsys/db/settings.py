@@ -124,6 +124,17 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     "inputs": (
         Setting(
+            "RECSYS_FULL_RUN_DAYS",
+            meaning=(
+                "the weekdays (of the data interval's start: `mon` to `sun`, comma-separated, or `all`) whose DAG run"
+                " is a full run: hyperparameter search, evaluation, the champion chosen, every list scored; a run on"
+                " another day is incremental: it refits the last full run's champion with its parameters on all data"
+                " and re-scores only the users touched since the previous run ([daily runs](../operate/daily-runs.md))"
+            ),
+            default="`all`: every run is a full run",
+            read_by="`recsys.orchestration.schedule`",
+        ),
+        Setting(
             "RECSYS_LANDING_DIR",
             meaning=(
                 "the landing directory the DAG's `load` task reads when the DAG param `landing_dir` is not given (a "

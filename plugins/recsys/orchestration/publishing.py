@@ -34,6 +34,7 @@ from recsys.models.registry import (
     min_segment_users,
 )
 from recsys.models.sequence import SequenceRecommender
+from recsys.orchestration import schedule
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
@@ -207,6 +208,7 @@ def generate_recommendations(
     history_days: float | None = None,
     config: dict[str, Any] | None = None,
     rules: BusinessRules | None = None,
+    rescore: schedule.Rescore | None = None,
 ) -> dict[str, Any]:
     """Refit the champion on all data up to ``data_interval_end`` and write every list of the run.
 
@@ -269,6 +271,10 @@ def generate_recommendations(
         Model configuration; default :func:`load_model_config`.
     rules : BusinessRules, optional
         Default :func:`recsys.serving.rules.load_business_rules`.
+    rescore : recsys.orchestration.schedule.Rescore, optional
+        An incremental run (:mod:`recsys.orchestration.schedule`): only these users' lists are scored, every
+        other user's list of the previous run is copied into the run (same transaction). Similar items and
+        cold-start segment lists are written in full either way.
 
     Returns
     -------
@@ -322,7 +328,7 @@ def generate_recommendations(
             blocked = np.flatnonzero(layers.blocked)
 
             # users of dim_users are the first rows of the encoding
-            targets = np.arange(len(users), dtype=np.int64)
+            targets = schedule.targets(users["user_id"], rescore)  # an incremental run: the touched users only
             allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
             has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
             personalized = allowed & has_history & (champion != PopularityRecommender.name)
@@ -335,7 +341,7 @@ def generate_recommendations(
             tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
             runs.delete_run(connection, tables, run_id)
             wide = n * rules.overfetch
-            cold_users = np.flatnonzero(allowed & ~has_history)
+            cold_users = np.intersect1d(np.flatnonzero(allowed & ~has_history), targets)
             cold = cold_start.serving_lists(
                 connection, run_id, data, end, cold_users, config, wide, n_cold_start * rules.overfetch, blocked
             )
@@ -452,6 +458,7 @@ def generate_recommendations(
                     }
                 ),
             )
+            carried = schedule.carry_untouched(connection, run_id, rescore)
             runs.upsert_run(
                 connection,
                 run_id,
@@ -469,6 +476,7 @@ def generate_recommendations(
         "users": int(len(users)),
         "personalized_users": int(personalized.sum()),
         "recommendations": n_recommendations,
+        "recommendations_carried": carried,
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,
         "cold_start_segments": int(len(keys)),

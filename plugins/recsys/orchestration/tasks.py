@@ -76,29 +76,40 @@ def score_review_sentiment() -> dict:
 
 
 def train_and_evaluate(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
+    """Search, evaluate and choose the champion; on an incremental day carry the last full run's champion instead
+    (:mod:`recsys.orchestration.schedule`)."""
     from recsys.orchestration import (
+        schedule,
         training,  # imported here: pulls in implicit and scikit-learn
     )
 
     with connect(warehouse_dsn()) as conn:
+        if schedule.is_incremental(conn, data_interval_start, data_interval_end):
+            return schedule.carry_champion(conn, run_id, data_interval_start, data_interval_end)
         return training.train_and_evaluate(conn, run_id, data_interval_start, data_interval_end)
 
 
-def evaluate_search(run_id: str, data_interval_end: datetime) -> dict:
-    """Fit the personalized search ranker and score it against text match on held-out searches."""
+def evaluate_search(run_id: str, data_interval_start: datetime, data_interval_end: datetime) -> dict:
+    """Fit the personalized search ranker and score it against text match on held-out searches (full runs only:
+    an incremental day keeps the last full run's evaluation)."""
+    from recsys.orchestration import schedule
     from recsys.usecases import search  # imported here: pulls in scikit-learn
 
     with connect(warehouse_dsn()) as conn:
+        if schedule.is_incremental(conn, data_interval_start, data_interval_end):
+            return {"skipped": "incremental run: the last full run's search evaluation stands"}
         return search.evaluate_search(conn, run_id, data_interval_end)
 
 
 def generate_recommendations(run_id: str, data_interval_end: datetime) -> dict:
-    """The run's lists; with ``[experiment] challenger`` in models.toml, the challenger's lists too."""
+    """The run's lists (an incremental run's: the touched users', the others' carried over); with ``[experiment]
+    challenger`` in models.toml, the challenger's lists too."""
     from recsys.models import registry
-    from recsys.orchestration import challenger, publishing
+    from recsys.orchestration import challenger, publishing, schedule
 
     with connect(warehouse_dsn()) as conn:
-        result = publishing.generate_recommendations(conn, run_id, data_interval_end)
+        rescore = schedule.rescore_for(conn, run_id)
+        result = publishing.generate_recommendations(conn, run_id, data_interval_end, rescore=rescore)
         model = registry.load_model_config()["experiment"]["challenger"]
         if model:
             result |= challenger.recommend_challenger(conn, run_id, data_interval_end, model)

@@ -17,6 +17,7 @@ final as (
     select
         base.order_id,
         persons.person_user_id as user_id,
+        base.user_id as account_user_id,
         base.ordered_at,
         base.order_status,
         base.platform,

@@ -1,0 +1,79 @@
+{#-
+    The one definition of what an incremental fact takes in a run, and how it stays equal to a full rebuild.
+
+    A source row is taken when the table lacks its key (a new row, a late-arriving one whose user or item
+    arrived since, or one of a user no longer flagged as a bot) or when it was loaded after the newest row
+    already here (a re-delivered version of a row: delete+insert on the key replaces it). The anti-join is a
+    left join (a hash join at any size), not a correlated `not exists`.
+
+    Usage, in the CTE that reads the source (alias `source_alias`):
+
+        from events
+        {{ incremental_anti_join('event_id', 'events.event_id') }}
+        where ... and {{ incremental_filter('events', 'event_id') }}
+
+    In a full build the join is left out and the filter is `true`.
+-#}
+{% macro incremental_anti_join(key, source_key) -%}
+    {%- if is_incremental() %}
+    left join {{ this }} as existing_rows
+        on {{ source_key }} = existing_rows.{{ key }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro incremental_filter(source_alias, key) -%}
+    {%- if is_incremental() -%}
+        (
+            existing_rows.{{ key }} is null
+            or {{ source_alias }}.loaded_at > (
+                select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
+            )
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Per-user incremental models (user_interest_tags): whether the user is recomputed in this run. A user is
+    touched when `facts` holds a row of theirs inserted or moved since this model's last run (refreshed_at),
+    or when this model has no row of theirs yet. `true` in a full build.
+-#}
+{% macro is_touched_user(user_column, facts) -%}
+    {%- if is_incremental() -%}
+        (
+            not exists (select from {{ this }} as existing_rows where existing_rows.user_id = {{ user_column }})
+            or {{ user_column }} in (
+                select touched_rows.user_id
+                from {{ facts }} as touched_rows
+                where touched_rows.refreshed_at > (
+                    select coalesce(max(this_table.refreshed_at), '-infinity') from {{ this }} as this_table
+                )
+            )
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    When dbt last inserted or changed a row of an incremental model: the invocation's start, a wall-clock
+    column like loaded_at. Downstream incremental models (user_interest_tags) recompute the users whose
+    rows carry a newer value than their own newest.
+-#}
+{% macro refreshed_at() -%}
+    cast('{{ run_started_at.isoformat() }}' as timestamp with time zone)
+{%- endmacro %}
+
+{#-
+    Post-hook: delete the rows whose key the source no longer holds (a row now excluded in staging, an event
+    after as_of on a re-run of an earlier interval, an order line of a deleted order), so an incremental
+    table keeps no row a full rebuild would not have.
+-#}
+{% macro delete_rows_missing_from(source_relation, key, source_key=none) -%}
+    delete from {{ this }} as target_rows
+    where not exists (
+        select from {{ source_relation }} as source_rows
+        where source_rows.{{ source_key or key }} = target_rows.{{ key }}
+    )
+{%- endmacro %}

@@ -1,0 +1,109 @@
+"""``python -m recsys.dev.bench_daily``: a full DAG run, then the next day's incremental run; both tables, the ratio.
+
+The simulated shop of ``--size`` (cached like ``make bench-scale``'s) is cut into two daily deliveries: the
+day before the last (every event, order and review up to its end, with the users, items and promotions) and
+the last day (its own events, orders with their lines, reviews and redemptions; users, items and promotions
+again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full run: nothing
+to carry from), then the run for the last day with ``RECSYS_FULL_RUN_DAYS`` naming only the first day's
+weekday, so the second run is incremental: it loads only its day, dbt's incremental models take only what
+changed, and the model tasks carry the champion and re-score only the touched users. Each run prints
+``make bench-scale``'s stage table; the last line reads
+``daily <seconds> s / full <seconds> s = <percent> %``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.db.warehouse import LOCAL_DIR
+from recsys.dev import bench_scale, local
+from recsys.orchestration.schedule import WEEKDAYS
+
+logger = logging.getLogger(__name__)
+
+#: per landing file, the column that dates a row (files without one are snapshots, delivered both days). A row goes
+#: to the last day's delivery when its date is that day; every other row (the dirt's unparseable and future dates
+#: too, so the big batch keeps the simulator's shares of them) to the first
+DATED = {
+    "events.csv": "event_at",
+    "orders.csv": "ordered_at",
+    "reviews.csv": "reviewed_at",
+    "redemptions.csv": "redeemed_at",
+}
+
+
+def split_last_day(shop: Path, out: Path) -> tuple[str, str]:
+    """Write ``out/<day before>/`` and ``out/<last day>/`` from ``shop`` (see the module docstring)."""
+    last = date.fromisoformat(json.loads((shop / "manifest.json").read_text())["end_date"])
+    first = last - timedelta(days=1)
+    folders = {day: out / day.isoformat() for day in (first, last)}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shop / "manifest.json", folder)
+    for path in shop.glob("*.csv"):
+        # a dirty shop's unparseable lines are dropped here (the loader would quarantine them either way)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", encoding_errors="replace")
+        if path.name in DATED:
+            late = frame[DATED[path.name]].str.slice(0, 10) == last.isoformat()
+        elif path.name == "order_lines.csv":
+            orders = pd.read_csv(shop / "orders.csv", dtype=str, keep_default_na=False, on_bad_lines="skip")
+            late_orders = orders.loc[orders["ordered_at"].str.slice(0, 10) == last.isoformat(), "order_id"]
+            late = frame["order_id"].isin(late_orders)
+        else:
+            frame.to_csv(folders[first] / path.name, index=False)
+            frame.to_csv(folders[last] / path.name, index=False)
+            continue
+        frame[~late].to_csv(folders[first] / path.name, index=False)
+        frame[late].to_csv(folders[last] / path.name, index=False)
+    return first.isoformat(), last.isoformat()
+
+
+def timed_run(url: str, landing_dir: Path, day: str, name: str, extra_env: dict[str, str]) -> tuple[float, str]:
+    """Run the DAG for ``day`` on ``url`` with its own Airflow home; its wall seconds and stage table."""
+    airflow_home = LOCAL_DIR / "bench" / "daily" / name / "airflow"
+    shutil.rmtree(airflow_home, ignore_errors=True)
+    env = local.environment(url, landing_dir, airflow_home) | extra_env
+    local.prepare_airflow(env)
+    sampler = bench_scale.RssSampler()
+    sampler.start()
+    started = time.time()
+    try:
+        local.run_dag(env, day)
+    finally:
+        wall = time.time() - started
+        sampler.done.set()
+        sampler.join()
+    table = bench_scale.stages(bench_scale.task_instances(airflow_home), sampler)
+    return wall, bench_scale.render(table, bench_scale.table_rows(url), wall, sampler.peak())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_daily", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(bench_scale.SIZES), default="S", help="simulated shop size")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    shop = bench_scale.landing_for(args.size)
+    daily = LOCAL_DIR / "bench" / "daily" / args.size / "landing"
+    shutil.rmtree(daily, ignore_errors=True)
+    first, last = split_last_day(shop, daily)
+    url = bench_scale.fresh_database(f"recsys_bench_daily_{args.size.lower()}")
+    schedule = {"RECSYS_FULL_RUN_DAYS": WEEKDAYS[date.fromisoformat(first).weekday()]}
+    print(f"bench-daily {args.size} ({daily}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    full, table = timed_run(url, daily, first, "full", schedule)
+    print(f"full run for {first}:\n{table}")
+    incremental, table = timed_run(url, daily, last, "incremental", schedule)
+    print(f"incremental run for {last}:\n{table}")
+    print(f"daily {incremental:.1f} s / full {full:.1f} s = {100 * incremental / full:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

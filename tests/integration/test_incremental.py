@@ -1,0 +1,303 @@
+"""Daily incremental runs build the same facts and profiles as one full rebuild over the same deliveries.
+
+A small clean shop is cut into three daily deliveries ``<day>/`` (the first holds everything up to its end, the
+next two their own events; users and items are full snapshots every day), with three planted cases the
+incremental filter must not lose or duplicate:
+
+- a **late-arriving user**: one user's row is missing from the first two days' ``users.csv``, so their events
+  and orders are excluded (``unknown_user``) until the third day's snapshot brings the user;
+- a **re-delivered event**: one of the first day's views is delivered again on the third day with another
+  platform (the latest delivery wins in staging);
+- **late order lines**: one completed order's lines are delivered on the third day, after the order.
+
+``daily`` loads and runs dbt (the transform models, ``dbt run --exclude tag:publish``) once per day, as the DAG
+does; ``rebuilt`` loads the three days and runs dbt once. Their facts and profiles must be equal row for row,
+leaving out only the wall-clock columns ``loaded_at`` and ``refreshed_at``; ``dbt run --full-refresh`` on the
+incremental warehouse must rebuild the same tables.
+
+``scheduled`` runs the model tasks' code on top, with ``RECSYS_FULL_RUN_DAYS`` naming the second day's weekday:
+day 2 is a full run (search, champion, every list), day 3 an incremental one (champion carried, touched users
+re-scored, the other lists carried). Its lists are compared with a full scoring of day 3 by the same refitted
+champion. With every day a full run, three days publish the same tables as one run: ``test_reliability.py``'s
+backfill test.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from recsys.db.warehouse import REPO_ROOT, connect
+from recsys.dev.local import BIN, environment
+from recsys.dev.simulate import simulate
+from recsys.ingest import load
+from recsys.orchestration import publishing, schedule, training
+
+SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
+#: the incremental facts and the profiles built on them (user_interest_tags per touched user)
+TABLES = (
+    "analytics.fct_interactions",
+    "analytics.fct_searches",
+    "analytics.fct_orders",
+    "analytics.fct_order_lines",
+    "analytics.fct_reviews",
+    "analytics.user_rfm",
+    "analytics.user_lifecycle",
+    "analytics.user_purchase_behaviour",
+    "analytics.user_interest_tags",
+    "analytics.user_profiles",
+)
+WALL_CLOCK_COLUMNS = {"loaded_at", "refreshed_at"}
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], rows[1:]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+
+
+def split_with_late_rows(shop: Path, out: Path, days: list[date]) -> dict[str, str]:
+    """Write ``shop`` as three daily deliveries with the planted cases of the module docstring; return them."""
+    events_header, events = read_csv(shop / "events.csv")
+    at, user, kind, platform = (events_header.index(name) for name in ("event_at", "user_id", "event_type", "platform"))
+    first, second = days[0].isoformat(), days[1].isoformat()
+    day_events = {
+        days[0]: [row for row in events if row[at][:10] <= first],
+        days[1]: [row for row in events if row[at][:10] == second],
+        days[2]: [row for row in events if row[at][:10] > second],
+    }
+    late_user = sorted({row[user] for row in day_events[days[1]]})[0]
+    redelivered = next(row for row in day_events[days[0]] if row[kind] == "view" and row[user] != late_user)
+    new_platform = "app" if redelivered[platform] != "app" else "web"
+    day_events[days[2]].append([*redelivered[:platform], new_platform, *redelivered[platform + 1 :]])
+    orders_header, orders = read_csv(shop / "orders.csv")
+    late_order = next(
+        row[0] for row in orders if row[orders_header.index("status")] == "completed" and row[1] != late_user
+    )
+    lines_header, lines = read_csv(shop / "order_lines.csv")
+    users_header, users = read_csv(shop / "users.csv")
+    for index, day in enumerate(days):
+        folder = out / day.isoformat()
+        folder.mkdir(parents=True)
+        shutil.copy(shop / "manifest.json", folder)
+        for path in shop.glob("*.csv"):
+            if path.name not in ("events.csv", "users.csv", "order_lines.csv"):
+                header, rows = read_csv(path)
+                write_csv(folder / path.name, header, rows if index == 0 or path.name == "items.csv" else [])
+        write_csv(folder / "events.csv", events_header, day_events[day])
+        write_csv(folder / "users.csv", users_header, [row for row in users if index == 2 or row[0] != late_user])
+        late = [row for row in lines if row[0] == late_order]
+        kept = [row for row in lines if row[0] != late_order]
+        write_csv(folder / "order_lines.csv", lines_header, {0: kept, 1: [], 2: late}[index])
+    return {
+        "late_user": late_user,
+        "redelivered_event": redelivered[events_header.index("event_id")],
+        "redelivered_platform": new_platform,
+        "late_order": late_order,
+        "late_order_lines": str(sum(row[0] == late_order for row in lines)),
+    }
+
+
+@pytest.fixture(scope="module")
+def deliveries(tmp_path_factory):
+    shop = tmp_path_factory.mktemp("incremental_shop")
+    simulate(shop, dirty=False, **SHOP)
+    end = date.fromisoformat(json.loads((shop / "manifest.json").read_text())["end_date"])
+    days = [end - timedelta(days=2), end - timedelta(days=1), end]
+    daily = tmp_path_factory.mktemp("incremental_daily")
+    return daily, days, split_with_late_rows(shop, daily, days)
+
+
+def dbt_run(env: dict[str, str], day: date, *extra: str) -> None:
+    """dbt's transform models for the daily interval holding ``day``, as the DAG's dbt tasks run them."""
+    as_of = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC).isoformat()
+    subprocess.run(
+        [str(BIN / "dbt"), "run", "--exclude", "tag:publish", "--vars", json.dumps({"as_of": as_of}), *extra]
+        + ["--project-dir", str(REPO_ROOT / "dbt_project"), "--target-path", env["TARGET"]],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        return cur.fetchall()
+
+
+def checksums(url: str) -> dict[str, tuple[int, str]]:
+    """Rows and md5 of the ordered rows of each of :data:`TABLES`, without :data:`WALL_CLOCK_COLUMNS`."""
+    sums = {}
+    for table in TABLES:
+        schema, name = table.split(".")
+        columns = query(
+            url,
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+            " order by ordinal_position",
+            (schema, name),
+        )
+        row = ", ".join(f'"{column}"' for (column,) in columns if column not in WALL_CLOCK_COLUMNS)
+        sums[table] = query(
+            url,
+            f"select count(*), md5(coalesce(string_agg(line, E'\\n' order by line), ''))"
+            f" from (select row({row})::text as line from {table}) as lines",
+        )[0]
+    return sums
+
+
+def warehouse(fresh_database, tmp_path_factory) -> tuple[str, dict[str, str]]:
+    url = fresh_database()
+    env = environment(url, airflow_home=tmp_path_factory.mktemp("airflow"))
+    env["TARGET"] = str(tmp_path_factory.mktemp("dbt_target"))
+    return url, env
+
+
+@pytest.fixture(scope="module")
+def daily(fresh_database, deliveries, tmp_path_factory):
+    """One load and one incremental dbt run per day; the URL, the env and the users each day recomputed."""
+    folder, days, _ = deliveries
+    url, env = warehouse(fresh_database, tmp_path_factory)
+    for day in days:
+        with connect(url) as conn:
+            load.load_landing(conn, folder, day.isoformat())
+        dbt_run(env, day)
+    return url, env, days
+
+
+@pytest.fixture(scope="module")
+def rebuilt(fresh_database, deliveries, tmp_path_factory):
+    """The three days loaded, then one dbt run for the last day: every incremental model built in one go."""
+    folder, days, _ = deliveries
+    url, env = warehouse(fresh_database, tmp_path_factory)
+    with connect(url) as conn:
+        for day in days:
+            load.load_landing(conn, folder, day.isoformat())
+    dbt_run(env, days[-1])
+    return url
+
+
+def test_three_incremental_days_equal_one_full_rebuild(daily, rebuilt, deliveries):
+    url = daily[0]
+    planted = deliveries[2]
+    incremental = checksums(url)
+    assert all(rows for rows, _ in incremental.values()), incremental
+    assert incremental == checksums(rebuilt)
+    # the planted cases are there once, as a full rebuild has them
+    (late_user,) = query(
+        url, "select user_id from identity.user_id_map where shop_user_id = %s", (planted["late_user"],)
+    )
+    assert query(url, "select count(*) > 0 from analytics.fct_interactions where user_id = %s", late_user) == [(True,)]
+    assert query(
+        url, "select platform from analytics.fct_interactions where event_id = %s", (planted["redelivered_event"],)
+    ) == [(planted["redelivered_platform"],)]
+    assert query(
+        url,
+        "select orders.line_count, count(*) from analytics.fct_orders as orders"
+        " inner join analytics.fct_order_lines as lines on orders.order_id = lines.order_id"
+        " where orders.order_id = %s group by orders.line_count",
+        (planted["late_order"],),
+    ) == [(int(planted["late_order_lines"]),) * 2]
+
+
+def test_the_last_day_recomputes_only_the_users_it_touched(daily):
+    """user_interest_tags recomputes, on day 3, exactly the users whose interactions day 3 inserted or moved."""
+    url = daily[0]
+    ((last,),) = query(url, "select max(refreshed_at) from analytics.fct_interactions")
+    recomputed = {
+        row[0]
+        for row in query(url, "select user_id from analytics.user_interest_tags where refreshed_at = %s", (last,))
+    }
+    touched = {
+        row[0] for row in query(url, "select user_id from analytics.fct_interactions where refreshed_at = %s", (last,))
+    }
+    tagged = {row[0] for row in query(url, "select user_id from analytics.user_interest_tags")}
+    assert recomputed and recomputed == touched & tagged
+    assert len(recomputed) < len(tagged) / 2
+
+
+def test_full_refresh_rebuilds_the_same_tables(daily):
+    url, env, days = daily
+    before = checksums(url)
+    dbt_run(env, days[-1], "--full-refresh")
+    assert checksums(url) == before
+    assert query(url, "select count(distinct refreshed_at) from analytics.fct_interactions") == [(1,)]
+
+
+def interval(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    return start, start + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def scheduled(fresh_database, deliveries, tmp_path_factory):
+    """Day 1 loaded; day 2 a full run; day 3 an incremental run (``run_3``), then a full scoring (``check``)."""
+    folder, days, _ = deliveries
+    url, env = warehouse(fresh_database, tmp_path_factory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_FULL_RUN_DAYS", schedule.WEEKDAYS[days[1].weekday()])
+        with connect(url) as conn:
+            load.load_landing(conn, folder, days[0].isoformat())
+        modes = []
+        for day, run_id in [(days[1], "run_2"), (days[2], "run_3")]:
+            with connect(url) as conn:
+                load.load_landing(conn, folder, day.isoformat())
+            dbt_run(env, day)
+            start, end = interval(day)
+            with connect(url) as conn:
+                modes.append(schedule.is_incremental(conn, start, end))
+                if modes[-1]:
+                    schedule.carry_champion(conn, run_id, start, end)
+                else:
+                    training.train_and_evaluate(conn, run_id, start, end)
+            with connect(url) as conn:
+                publishing.generate_recommendations(conn, run_id, end, rescore=schedule.rescore_for(conn, run_id))
+        with connect(url) as conn:
+            rescore = schedule.rescore_for(conn, "run_3")
+            schedule.carry_champion(conn, "check", *interval(days[2]))
+            publishing.generate_recommendations(conn, "check", interval(days[2])[1])
+    return url, modes, rescore
+
+
+LIST_COLUMNS = "user_id, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at"
+
+
+def lists(url: str, run_id: str, touched: set[str], of_touched: bool) -> set[tuple]:
+    """The run's list rows of the touched users, or of the other users of ``dim_users`` now."""
+    rows = query(
+        url,
+        f"select {LIST_COLUMNS} from ml.recommendations where run_id = %s"
+        " and user_id in (select user_id from analytics.dim_users)",
+        (run_id,),
+    )
+    return {row for row in rows if (row[0] in touched) == of_touched}
+
+
+def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(scheduled):
+    """Day 3 carries day 2's champion; the touched users' lists are those a full scoring by the same refitted
+    champion gives (every column), the other users of day 3's dim_users keep day 2's lists (a user no longer
+    there, e.g. an account joined to another person, has no list), and every user has a list."""
+    url, modes, rescore = scheduled
+    assert modes == [False, True]
+    runs = dict(query(url, "select run_id, champion_model from ml.runs"))
+    assert runs["run_3"] == runs["run_2"] == runs["check"]
+    touched = set(rescore.user_ids)
+    (users,) = query(url, "select count(*) from analytics.dim_users")[0]
+    assert rescore.previous_run_id == "run_2"
+    assert 0 < len(touched) < users / 2
+    assert lists(url, "run_3", touched, True) == lists(url, "check", touched, True)
+    assert lists(url, "run_3", touched, False) == lists(url, "run_2", touched, False)
+    listed = query(url, "select run_id, count(distinct user_id) from ml.recommendations group by 1 order by 1")
+    assert [row for row in listed if row[0] != "run_2"] == [("check", users), ("run_3", users)]
