@@ -115,6 +115,16 @@ def user_key(shop_user_id: str, key: str | None = None) -> str:
     return hashlib.sha256(f"{pseudonym_key(key)}:{shop_user_id.strip(' ')}".encode()).hexdigest()
 
 
+#: columns naming the other end of a social edge (``social_edges``, ``user_follows``): an edge that points at an
+#: erased person is erased with them, from either end
+SOCIAL_USER_COLUMNS = ("from_user_id", "to_user_id", "followed_user_id", "from_account_user_id", "to_account_user_id")
+
+
+def _matches_column(schema: str, column: str) -> sql.Composable:
+    """``column`` is one of the person's ids: a shop id in raw (as landed, maybe padded), a key elsewhere."""
+    return sql.SQL("trim({0}) = any(%s)" if schema == "raw" else "{0} = any(%s)").format(sql.Identifier(column))
+
+
 def _tables_with(cursor: Any, column: str) -> list[tuple[str, str]]:
     """Base tables of :data:`SCHEMAS` with a column of that name."""
     cursor.execute(
@@ -184,6 +194,13 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
                         sql.Identifier(column), sql.Identifier(schema, table), matches(schema)
                     )
                     found.update(_values(cursor, query, (value(schema),)))
+        for column in SOCIAL_USER_COLUMNS:  # the edges that point at the person go with the person
+            for schema, table in _tables_with(cursor, column):
+                if (schema, table) in keyed:
+                    query = sql.SQL("select record_key from {} where {}").format(
+                        sql.Identifier(schema, table), _matches_column(schema, column)
+                    )
+                    record_keys.update(_values(cursor, query, (value(schema),)))
         for schema, table in order_tables:
             if (schema, table) in keyed:
                 query = sql.SQL("select record_key from {} where order_id = any(%s)").format(
@@ -204,6 +221,9 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             delete(schema, table, sql.SQL("account_user_id = any(%s)"), (keys,))
         for schema, table in _tables_with(cursor, "shop_user_id"):
             delete(schema, table, sql.SQL("shop_user_id = any(%s)"), (shop_ids,))
+        for column in SOCIAL_USER_COLUMNS:
+            for schema, table in _tables_with(cursor, column):
+                delete(schema, table, _matches_column(schema, column), (value(schema),))
         if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
             delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (_quarantine_pattern(shop_ids, order_ids),))
         if ("quality", "excluded_rows") in keyed:
@@ -253,7 +273,7 @@ def sweep_erased(cursor: Any, since: datetime | None = None) -> dict[str, int]:
     )
     keys = cursor.fetchone()[0]
     deleted: dict[str, int] = {}
-    for column in ("user_id", "account_user_id") if keys else ():
+    for column in ("user_id", "account_user_id", *SOCIAL_USER_COLUMNS) if keys else ():
         for schema, table in _tables_with(cursor, column):
             if schema != "raw":
                 cursor.execute(

@@ -142,6 +142,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     derived = {
         "events": ", lower(btrim(event_type)) as event_type_normalized",
         "orders": ", lower(btrim(coalesce(status, 'completed'))) as status_normalized",
+        "social_edges": ", lower(btrim(kind)) as kind_normalized",
     }
     suites = []
     for name in tables:
@@ -258,6 +259,14 @@ def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
             )
         ],
         "redemptions": [when("redeemed_at")],
+        "social_edges": [
+            id_format("from_user_id"),
+            id_format("to_user_id"),
+            e.ExpectColumnValuesToBeInSet(
+                column="kind_normalized", value_set=list(landing.SOCIAL_EDGE_KINDS), mostly=MOSTLY
+            ),
+            when("created_at"),
+        ],
     }
 
 

@@ -143,6 +143,14 @@ from recsys.dev.simulate.shop import (
     Category,
     make_window,
 )
+from recsys.dev.simulate.social import (
+    SOCIAL_INFLUENCE,
+    add_social_dirt,
+    make_graph,
+    plant_influence,
+    shares,
+    social_edges_frame,
+)
 from recsys.dev.simulate.users import make_users
 from recsys.dev.simulate.writing import (
     format_events,
@@ -184,6 +192,7 @@ def simulate(
     seed: int = 0,
     end_date: date = date(2026, 10, 31),
     dirty: bool = True,
+    social_influence: float = SOCIAL_INFLUENCE,
 ) -> dict[str, int]:
     """Write a simulated shop as a landing directory, with its planted truth.
 
@@ -203,6 +212,10 @@ def simulate(
         Last day of the window (UTC).
     dirty : bool
         Write the dirt of :data:`DIRT_RATES`; ``False`` writes clean files.
+    social_influence : float
+        Strength of the influence planted through the social graph, 0 to 1
+        (:mod:`recsys.dev.simulate.social`); 0 plants none and leaves every file but ``social_edges`` as
+        it would be without social data.
 
     Returns
     -------
@@ -224,6 +237,9 @@ def simulate(
     window = make_window(end_date, days)
     catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
     people, users_frame = make_users(shop_rng, users, window)
+    social_rng = np.random.default_rng([seed, 13])  # its own generator: the shop's draws stay as they were
+    graph = make_graph(social_rng, people, users_frame["signup_channel"].to_numpy(), window)
+    people = plant_influence(social_rng, people, graph, social_influence)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)
     events, purchases = browse_and_buy(shop_rng, sessions, people, catalogue)
@@ -258,6 +274,8 @@ def simulate(
             first_session=len(sessions) + len(repeat_sessions),
         )
 
+    shared, shared_items = shares(social_rng, graph, orders, lines, users)
+    edges = social_edges_frame(social_rng, graph, shared, shared_items, people, catalogue)
     tables = {
         "users": users_frame,
         "items": items_frame,
@@ -274,6 +292,7 @@ def simulate(
         [tables["promotions"], scheduled_promotion(np.random.default_rng([seed, 11]), window, len(promotions))],
         ignore_index=True,
     )
+    tables["social_edges"] = add_social_dirt(social_rng, edges) if dirty else edges
     # a separate generator: every draw above, so every value written before this step, stays as it was
     shop_events = tables["events"]
     persons = add_linked_accounts(np.random.default_rng([seed, 7]), tables, is_bot, window)
@@ -291,6 +310,7 @@ def simulate(
         users=users,
         items=items,
         days=days,
+        social_influence=social_influence,
         generator="recsys simulate",
     )
     logger.info("simulated shop in %s: %s (%.1f s)", out_dir, counts, time.perf_counter() - started)
