@@ -100,7 +100,7 @@ def social(fresh_database, tmp_path_factory):
     with connect(url) as conn:
         audits = load.load_landing(conn, landing_dir, "b1")
     as_of = ["--vars", json.dumps({"as_of": AS_OF.isoformat()})]
-    dbt(env, "run", "--select", *(f"+{model}" for model in SOCIAL_MODELS), "excluded_rows", *as_of)
+    dbt(env, "run", "--select", *(f"+{model}" for model in SOCIAL_MODELS), "excluded_rows", "user_id_map", *as_of)
     dbt(env, "test", "--select", *SOCIAL_MODELS, *as_of)
     return url, {audit["table_name"]: audit for audit in audits}
 

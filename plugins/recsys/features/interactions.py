@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from recsys.db import frames
 from recsys.db.warehouse import DBT_PROJECT_FILE, dbt_vars
+from recsys.features import social
 from recsys.ingest import landing
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ class Interactions:
         Explicit review ratings in the same encoding: ``user_index``,
         ``item_index`` (int32), ``rating`` (float64, 1 to 5), ``rated_ts``
         (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
+    follows : pandas.DataFrame, optional
+        Who sees whose purchases, by warehouse id (:mod:`recsys.features.social`).
     """
 
     user_ids: np.ndarray
@@ -177,6 +180,7 @@ class Interactions:
     items: pd.DataFrame | None = None
     users: pd.DataFrame | None = None
     ratings: pd.DataFrame | None = None
+    follows: pd.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -269,8 +273,9 @@ class Interactions:
         items: pd.DataFrame | None = None,
         users: pd.DataFrame | None = None,
         ratings: pd.DataFrame | None = None,
+        follows: pd.DataFrame | None = None,
     ) -> Interactions:
-        """Attach item and user attributes and ratings, keyed by warehouse id, aligned to this encoding.
+        """Attach item and user attributes, ratings and follows (kept by id), keyed by warehouse id.
 
         Parameters
         ----------
@@ -283,14 +288,15 @@ class Interactions:
         ratings : pandas.DataFrame, optional
             ``user_id``, ``item_id``, ``rating``, ``rated_ts`` (epoch seconds);
             ratings of users or items outside the encoding are dropped (logged).
+        follows : pandas.DataFrame, optional
+            :data:`recsys.features.social.FOLLOW_COLUMNS`.
 
         Returns
         -------
         Interactions
-            A copy with :attr:`items`, :attr:`users` and :attr:`ratings` set
-            (the ones not given stay as they were).
+            A copy with the ones given set (the others stay as they were).
         """
-        result = replace(self)
+        result = replace(self, follows=self.follows if follows is None else follows)
         if items is not None:
             aligned = items.drop_duplicates("item_id").set_index("item_id").reindex(self.item_ids)
             path = aligned["category_path"] if "category_path" in aligned else aligned["category"]
@@ -532,14 +538,13 @@ def read_events(
 def read_side_data(
     conn: Any, start: Timestamp | None = None, end: Timestamp | None = None
 ) -> dict[str, pd.DataFrame | None]:
-    """Read item and user attributes (``dim_items``, ``dim_users``) and the ratings of a window (``fct_reviews``).
+    """Read item and user attributes (``dim_items``, ``dim_users``), a window's ratings (``fct_reviews``), follows.
 
     Returns
     -------
     dict
-        ``items``, ``users`` and ``ratings`` frames for
-        :meth:`Interactions.with_side_data`; ``ratings`` is None when
-        ``analytics.fct_reviews`` does not exist.
+        ``items``, ``users``, ``ratings`` and ``follows`` for :meth:`Interactions.with_side_data`;
+        ``ratings`` (``follows``) is None without ``analytics.fct_reviews`` (``user_follows``).
     """
     has_tokens = frames.table_exists(conn, "analytics.item_search_tokens")  # the text features' item words
     tokens = "(select string_agg(token, ' ' order by token) from analytics.item_search_tokens as tokens"
@@ -564,7 +569,8 @@ def read_side_data(
                 "from analytics.fct_reviews where {}"
             ).format(sql.SQL(" and ").join(conditions)),
         )
-    return {"items": items, "users": users, "ratings": ratings}
+    follows = social.read_follows(conn, end and to_epoch_seconds(end))
+    return {"items": items, "users": users, "ratings": ratings, "follows": follows}
 
 
 def load_interactions(
