@@ -150,6 +150,7 @@ from recsys.dev.simulate.social import (
     plant_influence,
     shares,
     social_edges_frame,
+    social_purchases,
 )
 from recsys.dev.simulate.users import make_users
 from recsys.dev.simulate.writing import (
@@ -250,10 +251,14 @@ def simulate(
     repeat_orders, repeat_lines = make_orders(
         shop_rng, repeat_purchases, repeat_sessions, people, catalogue, promotions
     )
-    orders = pd.concat([orders, repeat_orders], ignore_index=True)
-    lines = pd.concat([lines, repeat_lines], ignore_index=True)
+    copied = social_purchases(social_rng, graph, orders, lines, people, window, social_influence)
+    social_sessions = rebuy_sessions(copied, people, catalogue, first_session=len(sessions) + len(repeat_sessions))
+    social_events, social_bought = browse_and_buy(social_rng, social_sessions, people, catalogue)
+    social_orders, social_lines = make_orders(social_rng, social_bought, social_sessions, people, catalogue, promotions)
+    orders = pd.concat([orders, repeat_orders, social_orders], ignore_index=True)
+    lines = pd.concat([lines, repeat_lines, social_lines], ignore_index=True)
     orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
-    events = pd.concat([events, repeat_events, purchase_events(orders, lines)], ignore_index=True)
+    events = pd.concat([events, repeat_events, social_events, purchase_events(orders, lines)], ignore_index=True)
     # review words from their own generator: every other value stays as it was before reviews had words
     text_rng = np.random.default_rng([seed, 13])
     reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, items_frame)
@@ -271,7 +276,7 @@ def simulate(
             reviews,
             catalogue,
             window,
-            first_session=len(sessions) + len(repeat_sessions),
+            first_session=len(sessions) + len(repeat_sessions) + len(social_sessions),
         )
 
     shared, shared_items = shares(social_rng, graph, orders, lines, users)

@@ -6,7 +6,7 @@ Everything here draws from its own generator (``[seed, 13]``), never from the sh
 The graph
 ---------
 * **Follows**: each user follows a Poisson(:data:`FOLLOWS_PER_USER`) number of other users, chosen with
-  probability proportional to their activity (active shoppers have more followers). About
+  probability proportional to the square root of their activity (active shoppers have more followers). About
   :data:`FRIEND_SHARE` of the pairs are mutual friends (one ``friend`` row per pair).
 * **Referrals**: every user whose ``signup_channel`` is ``referral`` was invited by a user who signed up
   before them (chosen uniformly); the edge is made at the referred user's signup.
@@ -16,10 +16,13 @@ The graph
 The influence (``social_influence`` = s, default :data:`SOCIAL_INFLUENCE`)
 ------------------------------------------------------------------------
 Before any behaviour is drawn, each user's leaf-category preference (and so their top-level category
-preference, its sum) becomes ``(1 - s) * own + s * mean over the people they see``: those they follow,
-their friends and their referrer. With probability ``s`` a user who sees someone also takes the item style
-of one of them (so friends buy the same items, not just the same categories). ``s = 0`` plants nothing:
-the graph is then independent of behaviour.
+preference, its sum) becomes ``(1 - s) * own + s * mean over the people they see`` of *their* preferences
+after the influence (the fixed point, as in the Friedkin-Johnsen opinion model): those they follow, their
+friends and their referrer. With probability ``s`` a user who sees someone also takes the item style
+of one of them. And every purchase is bought again by each user who sees the buyer with probability
+``s *`` :data:`SOCIAL_BUY_RATE`, about :data:`SOCIAL_DELAY_DAYS` days later, in a short session of its own
+(view, cart, buy): the item-level influence a "people you follow bought this" model can find. ``s = 0``
+plants nothing: the graph is then independent of behaviour.
 """
 
 from __future__ import annotations
@@ -33,13 +36,21 @@ import scipy.sparse as sp
 from recsys.dev.simulate.shop import DAY, HOUR, LEAF_CATEGORY, People, Window, iso
 
 #: the default strength of the planted influence (the ``social_influence`` argument of ``simulate``)
-SOCIAL_INFLUENCE = 0.3
+SOCIAL_INFLUENCE = 0.2
 FOLLOWS_PER_USER = 3.0
 FRIEND_SHARE = 0.3
 SHARE_RATE = 0.05
+#: at strength 1, the chance that a user buys an item someone they see bought (times the strength below 1)
+SOCIAL_BUY_RATE = 0.25
+#: mean days from that purchase to the copy
+SOCIAL_DELAY_DAYS = 3.0
 #: with ``dirty=True``: this share of the edges is appended again with each of the four faults
 SOCIAL_DIRT_RATE = 0.002
 _FOLLOW_WITHIN_DAYS = 60
+#: rounds of the influence iteration: what is left of the fixed point shrinks by ``strength`` per round
+_INFLUENCE_ROUNDS = 20
+#: people are followed with probability proportional to their activity to this power (a mild pull to the active)
+_POPULARITY_POWER = 0.5
 _NAIVE_TIMESTAMP_SHARE = 0.3
 
 _FOLLOW, _FRIEND, _REFERRAL, _SHARE = "follow", "friend", "referral", "share"
@@ -70,7 +81,7 @@ class SocialGraph:
 def make_graph(rng: np.random.Generator, people: People, signup_channel: np.ndarray, window: Window) -> SocialGraph:
     """Follows, friends and referrals between the users (see the module docstring)."""
     n_users = len(people.user_ids)
-    weight = people.activity / people.activity.sum()
+    weight = people.activity**_POPULARITY_POWER
     cdf = np.cumsum(weight)
     counts = rng.poisson(FOLLOWS_PER_USER, n_users)
     source = np.repeat(np.arange(n_users), counts)
@@ -106,8 +117,10 @@ def plant_influence(rng: np.random.Generator, people: People, graph: SocialGraph
     degree = np.asarray(seen.sum(axis=1)).ravel()
     has = degree > 0
     mean = sp.diags_array(1.0 / np.maximum(degree, 1)) @ seen
-    leaf = np.diff(people.leaf_cdf, axis=1, prepend=0.0)
-    leaf = np.where(has[:, None], (1 - strength) * leaf + strength * (mean @ leaf), leaf)
+    own = np.diff(people.leaf_cdf, axis=1, prepend=0.0)
+    leaf = own
+    for _ in range(_INFLUENCE_ROUNDS):  # the fixed point of leaf = (1 - s) own + s mean(leaf of those seen)
+        leaf = np.where(has[:, None], (1 - strength) * own + strength * (mean @ leaf), own)
     category_start = np.r_[0, np.cumsum(np.bincount(LEAF_CATEGORY))[:-1]]
     preference = np.add.reduceat(leaf, category_start, axis=1)
     leaf_cdf = np.cumsum(leaf, axis=1)
@@ -119,6 +132,36 @@ def plant_influence(rng: np.random.Generator, people: People, graph: SocialGraph
     style = np.where(takes, people.style[one_seen], people.style)
     preference /= preference.sum(axis=1, keepdims=True)
     return replace(people, preference=preference, leaf_cdf=leaf_cdf, style=style)
+
+
+def social_purchases(
+    rng: np.random.Generator,
+    graph: SocialGraph,
+    orders: pd.DataFrame,
+    lines: pd.DataFrame,
+    people: People,
+    window: Window,
+    strength: float,
+) -> pd.DataFrame:
+    """Purchases copied along the graph: ``user``, ``item``, ``at`` (see the module docstring); none at strength 0.
+
+    Each order line's item is bought by each user who sees its buyer with probability
+    ``strength * SOCIAL_BUY_RATE``, an exponential :data:`SOCIAL_DELAY_DAYS` days later (inside the window,
+    after the user's signup).
+    """
+    bought = lines.merge(orders[["session", "user", "at"]], on="session")
+    if strength == 0 or bought.empty:
+        return pd.DataFrame({"user": [], "item": [], "at": []}, dtype=np.int64)
+    followers = graph.seen(len(people.user_ids)).T.tocsr()  # row: a user, columns: who sees them
+    buyer = bought["user"].to_numpy()
+    count = np.diff(followers.indptr)[buyer]
+    line = np.repeat(np.arange(len(bought)), count)
+    within = np.arange(len(line)) - np.repeat(np.cumsum(count) - count, count)
+    follower = followers.indices[np.repeat(followers.indptr[buyer], count) + within]
+    at = bought["at"].to_numpy()[line] + (rng.exponential(SOCIAL_DELAY_DAYS, len(line)) * DAY).astype(np.int64)
+    keep = rng.random(len(line)) < strength * SOCIAL_BUY_RATE
+    keep &= (at < window.end - 2 * HOUR) & (people.signup_at[follower] < at)
+    return pd.DataFrame({"user": follower[keep], "item": bought["item"].to_numpy()[line[keep]], "at": at[keep]})
 
 
 def shares(rng: np.random.Generator, graph: SocialGraph, orders: pd.DataFrame, lines: pd.DataFrame, n_users: int):
