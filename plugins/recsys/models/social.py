@@ -14,7 +14,8 @@ from sklearn.base import clone
 
 from recsys.features.interactions import Interactions, Timestamp
 from recsys.features.social import follow_matrix
-from recsys.models.recommenders import PopularityRecommender, Recommender, fill_from_ranking, top_n_per_row
+from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
+from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class FriendsBoughtRecommender(Recommender):
     referred new user. Items no followed person bought, and users who follow nobody, are filled from
     popularity with score ``0.0``.
 
-    Like :class:`~recsys.models.recommenders.RepeatPurchaseRecommender`, scores come from the fitted data
+    Like :class:`~recsys.models.popularity.RepeatPurchaseRecommender`, scores come from the fitted data
     of ``user_indices``; explicit ``user_items`` rows are only read for ``exclude_seen``.
 
     Parameters
