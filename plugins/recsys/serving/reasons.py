@@ -129,6 +129,12 @@ def segment_text(segment_keys: np.ndarray) -> np.ndarray:
     return ("Popular with " + pd.Series(who, dtype=object) + pd.Series(aged, dtype=object)).to_numpy(dtype=object)
 
 
+def consenting_follows(follows: sp.csr_array, consent: np.ndarray) -> sp.csr_array:
+    """The follows between people who both allow personalization (``consent`` 1 per user, 0 opted out)."""
+    only_consenting = sp.diags_array(np.asarray(consent, dtype=np.float64))
+    return sp.csr_array(only_consenting @ follows @ only_consenting)
+
+
 def friends_bought(data: ReasonData, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Int64 like ``items``: how many people each user follows bought the item (0 without ``data.follows``).
 
