@@ -125,6 +125,23 @@ def _matches_column(schema: str, column: str) -> sql.Composable:
     return sql.SQL("trim({0}) = any(%s)" if schema == "raw" else "{0} = any(%s)").format(sql.Identifier(column))
 
 
+def _social_tables(cursor: Any) -> list[tuple[str, str, str]]:
+    """``(schema, table, column)`` of every base table with a column of :data:`SOCIAL_USER_COLUMNS`."""
+    return [(schema, table, column) for column in SOCIAL_USER_COLUMNS for schema, table in _tables_with(cursor, column)]
+
+
+def _social_record_keys(cursor: Any, keyed: set, shop_ids: list[str], keys: list[str]) -> set[str]:
+    """The ``record_key`` of the rows of :func:`_social_tables` that name the person (their excluded rows)."""
+    found: set[str] = set()
+    for schema, table, column in _social_tables(cursor):
+        if (schema, table) in keyed:
+            query = sql.SQL("select record_key from {} where {}").format(
+                sql.Identifier(schema, table), _matches_column(schema, column)
+            )
+            found.update(_values(cursor, query, (shop_ids if schema == "raw" else keys,)))
+    return found
+
+
 def _tables_with(cursor: Any, column: str) -> list[tuple[str, str]]:
     """Base tables of :data:`SCHEMAS` with a column of that name."""
     cursor.execute(
@@ -194,13 +211,7 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
                         sql.Identifier(column), sql.Identifier(schema, table), matches(schema)
                     )
                     found.update(_values(cursor, query, (value(schema),)))
-        for column in SOCIAL_USER_COLUMNS:  # the edges that point at the person go with the person
-            for schema, table in _tables_with(cursor, column):
-                if (schema, table) in keyed:
-                    query = sql.SQL("select record_key from {} where {}").format(
-                        sql.Identifier(schema, table), _matches_column(schema, column)
-                    )
-                    record_keys.update(_values(cursor, query, (value(schema),)))
+        record_keys.update(_social_record_keys(cursor, keyed, shop_ids, keys))
         for schema, table in order_tables:
             if (schema, table) in keyed:
                 query = sql.SQL("select record_key from {} where order_id = any(%s)").format(
@@ -221,9 +232,8 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             delete(schema, table, sql.SQL("account_user_id = any(%s)"), (keys,))
         for schema, table in _tables_with(cursor, "shop_user_id"):
             delete(schema, table, sql.SQL("shop_user_id = any(%s)"), (shop_ids,))
-        for column in SOCIAL_USER_COLUMNS:
-            for schema, table in _tables_with(cursor, column):
-                delete(schema, table, _matches_column(schema, column), (value(schema),))
+        for schema, table, column in _social_tables(cursor):  # the edges that point at the person go too
+            delete(schema, table, _matches_column(schema, column), (value(schema),))
         if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
             delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (_quarantine_pattern(shop_ids, order_ids),))
         if ("quality", "excluded_rows") in keyed:

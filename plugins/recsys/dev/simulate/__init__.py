@@ -143,15 +143,7 @@ from recsys.dev.simulate.shop import (
     Category,
     make_window,
 )
-from recsys.dev.simulate.social import (
-    SOCIAL_INFLUENCE,
-    add_social_dirt,
-    make_graph,
-    plant_influence,
-    shares,
-    social_edges_frame,
-    social_purchases,
-)
+from recsys.dev.simulate.social import SOCIAL_INFLUENCE, copied_shopping, edges_table, social_world
 from recsys.dev.simulate.users import make_users
 from recsys.dev.simulate.writing import (
     format_events,
@@ -238,9 +230,7 @@ def simulate(
     window = make_window(end_date, days)
     catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
     people, users_frame = make_users(shop_rng, users, window)
-    social_rng = np.random.default_rng([seed, 13])  # its own generator: the shop's draws stay as they were
-    graph = make_graph(social_rng, people, users_frame["signup_channel"].to_numpy(), window)
-    people = plant_influence(social_rng, people, graph, social_influence)
+    social_rng, graph, people = social_world(seed, people, users_frame, window, social_influence)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)
     events, purchases = browse_and_buy(shop_rng, sessions, people, catalogue)
@@ -251,10 +241,10 @@ def simulate(
     repeat_orders, repeat_lines = make_orders(
         shop_rng, repeat_purchases, repeat_sessions, people, catalogue, promotions
     )
-    copied = social_purchases(social_rng, graph, orders, lines, people, window, social_influence)
-    social_sessions = rebuy_sessions(copied, people, catalogue, first_session=len(sessions) + len(repeat_sessions))
-    social_events, social_bought = browse_and_buy(social_rng, social_sessions, people, catalogue)
-    social_orders, social_lines = make_orders(social_rng, social_bought, social_sessions, people, catalogue, promotions)
+    first_session = len(sessions) + len(repeat_sessions)
+    n_social, social_events, social_orders, social_lines = copied_shopping(
+        social_rng, graph, (orders, lines), people, catalogue, promotions, window, social_influence, first_session
+    )
     orders = pd.concat([orders, repeat_orders, social_orders], ignore_index=True)
     lines = pd.concat([lines, repeat_lines, social_lines], ignore_index=True)
     orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
@@ -266,21 +256,9 @@ def simulate(
     is_bot = np.zeros(users, dtype=bool)
     if dirty:
         is_bot = choose_bots(dirt_rng, people, window)
-        events, orders, lines, reviews = replace_bots(
-            dirt_rng,
-            is_bot,
-            people,
-            events,
-            orders,
-            lines,
-            reviews,
-            catalogue,
-            window,
-            first_session=len(sessions) + len(repeat_sessions) + len(social_sessions),
-        )
+        shop = dirt_rng, is_bot, people, events, orders, lines, reviews, catalogue, window
+        events, orders, lines, reviews = replace_bots(*shop, first_session=first_session + n_social)
 
-    shared, shared_items = shares(social_rng, graph, orders, lines, users)
-    edges = social_edges_frame(social_rng, graph, shared, shared_items, people, catalogue)
     tables = {
         "users": users_frame,
         "items": items_frame,
@@ -297,7 +275,7 @@ def simulate(
         [tables["promotions"], scheduled_promotion(np.random.default_rng([seed, 11]), window, len(promotions))],
         ignore_index=True,
     )
-    tables["social_edges"] = add_social_dirt(social_rng, edges) if dirty else edges
+    tables["social_edges"] = edges_table(social_rng, graph, orders, lines, people, catalogue, dirty)
     # a separate generator: every draw above, so every value written before this step, stays as it was
     shop_events = tables["events"]
     persons = add_linked_accounts(np.random.default_rng([seed, 7]), tables, is_bot, window)

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.dev.simulate.shop import DAY, HOUR, LEAF_CATEGORY, People, Window, iso
+from recsys.dev.simulate.behaviour import browse_and_buy, make_orders, rebuy_sessions
+from recsys.dev.simulate.shop import DAY, HOUR, LEAF_CATEGORY, Catalogue, People, Window, iso
 
 #: the default strength of the planted influence (the ``social_influence`` argument of ``simulate``)
 SOCIAL_INFLUENCE = 0.2
@@ -220,3 +221,45 @@ def social_edges_frame(
     frame = frame.sort_values(["created_at", "from_user_id", "to_user_id", "kind"], kind="stable", ignore_index=True)
     frame["created_at"] = iso(frame["created_at"].to_numpy(), rng.random(len(frame)) < _NAIVE_TIMESTAMP_SHARE)
     return frame
+
+
+def social_world(
+    seed: int, people: People, users_frame: pd.DataFrame, window: Window, strength: float
+) -> tuple[np.random.Generator, SocialGraph, People]:
+    """The social generator (``[seed, 13]``), the graph, and the users with the influence planted."""
+    rng = np.random.default_rng([seed, 13])  # its own generator: the shop's draws stay as they were
+    graph = make_graph(rng, people, users_frame["signup_channel"].to_numpy(), window)
+    return rng, graph, plant_influence(rng, people, graph, strength)
+
+
+def copied_shopping(
+    rng: np.random.Generator,
+    graph: SocialGraph,
+    bought: tuple[pd.DataFrame, pd.DataFrame],
+    people: People,
+    catalogue: Catalogue,
+    promotions: pd.DataFrame,
+    window: Window,
+    strength: float,
+    first_session: int,
+) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The sessions that copy the ``(orders, lines)`` along the graph: their count, events, orders and lines."""
+    copied = social_purchases(rng, graph, *bought, people, window, strength)
+    sessions = rebuy_sessions(copied, people, catalogue, first_session=first_session)
+    events, purchases = browse_and_buy(rng, sessions, people, catalogue)
+    return len(sessions), events, *make_orders(rng, purchases, sessions, people, catalogue, promotions)
+
+
+def edges_table(
+    rng: np.random.Generator,
+    graph: SocialGraph,
+    orders: pd.DataFrame,
+    lines: pd.DataFrame,
+    people: People,
+    catalogue: Catalogue,
+    dirty: bool,
+) -> pd.DataFrame:
+    """The ``social_edges`` landing rows: the graph, the shares of the ``orders``' lines, and the dirt if ``dirty``."""
+    shared, shared_items = shares(rng, graph, orders, lines, len(people.user_ids))
+    edges = social_edges_frame(rng, graph, shared, shared_items, people, catalogue)
+    return add_social_dirt(rng, edges) if dirty else edges
