@@ -50,6 +50,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "lgbm_ranker",
         "sequence",
         "content",
+        "friends_bought",
     ]
 
 

@@ -62,6 +62,7 @@ from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.shared_fits import read_only, shared_fit, shared_frame
+from recsys.models.social import FriendsBoughtRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ CANDIDATE_MODELS: tuple[str, ...] = (
     ItemKNNRecommender.name,
     UserKNNRecommender.name,
     ALSRecommender.name,
+    FriendsBoughtRecommender.name,  # people you follow bought this: its reciprocal rank is the social feature
 )
 
 
