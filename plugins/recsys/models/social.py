@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from recsys.features.interactions import Interactions, Timestamp
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp
 from recsys.features.social import follow_matrix
 from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
 from recsys.models.popularity import PopularityRecommender
@@ -38,6 +38,10 @@ class FriendsBoughtRecommender(Recommender):
     ----------
     half_life_days : float, default 30.0
         A followed person's purchase ``half_life_days`` before the reference time counts half.
+    follows_horizon_days : float, default 0.0
+        Follows made up to this many days after the reference time count too (purchases never do). The
+        new-user evaluation sets its test window: a referral is made at signup, part of the registration data
+        the cold-start models read (:mod:`recsys.usecases.cold_start`).
     fallback : PopularityRecommender, optional
         Fills the rest of the list (cloned and fitted on the same data); default ``PopularityRecommender()``.
     random_state : int, optional
@@ -64,10 +68,12 @@ class FriendsBoughtRecommender(Recommender):
     def __init__(
         self,
         half_life_days: float = 30.0,
+        follows_horizon_days: float = 0.0,
         fallback: PopularityRecommender | None = None,
         random_state: int | None = None,
     ) -> None:
         self.half_life_days = half_life_days
+        self.follows_horizon_days = follows_horizon_days
         self.fallback = fallback
         self.random_state = random_state
 
@@ -91,7 +97,8 @@ class FriendsBoughtRecommender(Recommender):
             raise ValueError("half_life_days must be positive")
         reference = self._reference(interactions, reference_time)
         until = np.nextafter(reference, np.inf)
-        self.follows_ = follow_matrix(interactions.follows, interactions.user_ids, until)
+        horizon = until + max(self.follows_horizon_days, 0.0) * SECONDS_PER_DAY
+        self.follows_ = follow_matrix(interactions.follows, interactions.user_ids, horizon)
         self.purchase_scores_ = interactions.to_csr(
             {"purchase": 1.0}, self.half_life_days, reference, end=until, dtype=np.float64
         )
