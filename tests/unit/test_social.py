@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.dev.simulate import simulate
+from recsys.dev.simulate.social import landing_follows
 from recsys.evaluation.metrics import ndcg_at_k
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, time_split
 from recsys.features.social import follow_matrix
@@ -58,22 +59,6 @@ def test_friends_bought_ranks_the_followed_peoples_purchases_then_popularity() -
     assert scores[0, 0] == pytest.approx(decay.sum())
 
 
-def follows_of(edges: pd.DataFrame) -> pd.DataFrame:
-    """analytics.user_follows of a simulated shop's social_edges.csv: follows, friends both ways, the referrer."""
-    at = pd.to_datetime(edges["created_at"], utc=True, format="ISO8601").astype("int64") / 1e9
-    parts = [
-        (edges["kind"].isin(["follow", "friend"]), "from_user_id", "to_user_id"),
-        (edges["kind"].isin(["friend", "referral"]), "to_user_id", "from_user_id"),
-    ]
-    return pd.concat(
-        [
-            pd.DataFrame({"user_id": edges.loc[m, a], "followed_user_id": edges.loc[m, b], "followed_ts": at[m]})
-            for m, a, b in parts
-        ],
-        ignore_index=True,
-    )
-
-
 def lift(tmp_path, strength: float) -> tuple[float, float, float]:
     """NDCG@10 of friends_bought with the real graph, with the graph shuffled, and of popularity, 14 test days."""
     out = tmp_path / f"shop_{strength}"
@@ -82,7 +67,7 @@ def lift(tmp_path, strength: float) -> tuple[float, float, float]:
     events = events[events["item_id"] != ""].assign(
         event_at=lambda frame: pd.to_datetime(frame["event_at"], utc=True, format="ISO8601")
     )
-    follows = follows_of(pd.read_csv(out / "social_edges.csv", dtype=str, keep_default_na=False))
+    follows = landing_follows(out / "social_edges.csv")
     data = Interactions.from_frame(events[["user_id", "item_id", "event_type", "event_at"]])
     end = data.event_ts.max() + 1
     split = time_split(data.with_side_data(follows=follows), end - 14 * DAY, end)

@@ -263,3 +263,22 @@ def edges_table(
     shared, shared_items = shares(rng, graph, orders, lines, len(people.user_ids))
     edges = social_edges_frame(rng, graph, shared, shared_items, people, catalogue)
     return add_social_dirt(rng, edges) if dirty else edges
+
+
+def landing_follows(path) -> pd.DataFrame:
+    """``analytics.user_follows`` of a landing ``social_edges.csv``, for the benchmark and tests without a warehouse.
+
+    Follow and friend edges from ``from`` to ``to``, friend edges back, referrals from the referred user to the
+    referrer (the rule of the dbt model, without staging's exclusions: the simulator's clean shops need none).
+    """
+    edges = pd.read_csv(path, dtype=str, keep_default_na=False)
+    at = pd.to_datetime(edges["created_at"], utc=True, format="ISO8601").astype("int64") / 1e9
+    parts = [
+        (edges["kind"].isin([_FOLLOW, _FRIEND]), "from_user_id", "to_user_id"),
+        (edges["kind"].isin([_FRIEND, _REFERRAL]), "to_user_id", "from_user_id"),
+    ]
+    frames = [
+        pd.DataFrame({"user_id": edges.loc[m, a], "followed_user_id": edges.loc[m, b], "followed_ts": at[m]})
+        for m, a, b in parts
+    ]
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "followed_user_id"])
