@@ -59,10 +59,11 @@ def test_friends_bought_ranks_the_followed_peoples_purchases_then_popularity() -
     assert scores[0, 0] == pytest.approx(decay.sum())
 
 
-def lift(tmp_path, strength: float) -> tuple[float, float, float]:
-    """NDCG@10 of friends_bought with the real graph, with the graph shuffled, and of popularity, 14 test days."""
-    out = tmp_path / f"shop_{strength}"
-    simulate(out, users=4_000, items=300, days=60, seed=3, dirty=False, social_influence=strength)
+def lift(tmp_path, strength: float, seed: int = 3, shuffles: int = 5) -> tuple[float, float, float]:
+    """NDCG@10 of friends_bought with the real graph, with the graph shuffled (mean of ``shuffles`` permutations
+    of the followed people), and of popularity, on the purchases of the last 14 days."""
+    out = tmp_path / f"shop_{strength}_{seed}"
+    simulate(out, users=4_000, items=300, days=60, seed=seed, dirty=False, social_influence=strength)
     events = pd.read_csv(out / "events.csv", dtype=str, keep_default_na=False)
     events = events[events["item_id"] != ""].assign(
         event_at=lambda frame: pd.to_datetime(frame["event_at"], utc=True, format="ISO8601")
@@ -71,22 +72,28 @@ def lift(tmp_path, strength: float) -> tuple[float, float, float]:
     data = Interactions.from_frame(events[["user_id", "item_id", "event_type", "event_at"]])
     end = data.event_ts.max() + 1
     split = time_split(data.with_side_data(follows=follows), end - 14 * DAY, end)
-    shuffled = follows.assign(followed_user_id=np.random.default_rng(0).permutation(follows["followed_user_id"]))
     truth = split.truth[split.test_users]
-    results = []
-    for model, train in (
-        (FriendsBoughtRecommender(), split.train),
-        (FriendsBoughtRecommender(), split.train.with_side_data(follows=shuffled)),
-        (PopularityRecommender(), split.train),
-    ):
+
+    def ndcg(model, train: Interactions) -> float:
         items, _ = model.fit(train, split.cutoff).recommend(split.test_users, n=10)
-        results.append(ndcg_at_k(items, truth, 10))
-    return tuple(results)
+        return ndcg_at_k(items, truth, 10)
+
+    rng = np.random.default_rng(0)
+    shuffled = [
+        ndcg(FriendsBoughtRecommender(), split.train.with_side_data(follows=follows.assign(followed_user_id=order)))
+        for order in (rng.permutation(follows["followed_user_id"].to_numpy()) for _ in range(shuffles))
+    ]
+    return (
+        ndcg(FriendsBoughtRecommender(), split.train),
+        float(np.mean(shuffled)),
+        ndcg(PopularityRecommender(), split.train),
+    )
 
 
 def test_friends_bought_lifts_ndcg_on_a_shop_with_planted_influence_and_not_without(tmp_path) -> None:
-    """Strength 0.5: the real graph gives about twice the NDCG@10 of a shuffled one (0.149 vs 0.061 measured)
-    and beats popularity; strength 0: the same as a shuffled graph (0.071 vs 0.070) and below popularity."""
+    """Strength 0.5: the real graph gives 2.5x the NDCG@10 of shuffled ones (0.149 vs 0.059 measured) and beats
+    popularity (0.065); strength 0: about the same as shuffled graphs (0.071 vs 0.067) and below popularity (0.077).
+    Over shop seeds 1-4 the ratios to the shuffled graphs were 1.8-2.7 at 0.5 and 0.94-1.07 at 0."""
     planted, shuffled, popularity = lift(tmp_path, 0.5)
     assert planted > 1.5 * shuffled and planted > 1.3 * popularity
     none, shuffled, popularity = lift(tmp_path, 0.0)
