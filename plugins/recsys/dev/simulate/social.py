@@ -272,7 +272,9 @@ def landing_follows(path) -> pd.DataFrame:
     referrer (the rule of the dbt model, without staging's exclusions: the simulator's clean shops need none).
     """
     edges = pd.read_csv(path, dtype=str, keep_default_na=False)
-    at = pd.to_datetime(edges["created_at"], utc=True, format="ISO8601").astype("int64") / 1e9
+    at = (pd.to_datetime(edges["created_at"], utc=True, format="ISO8601") - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(
+        seconds=1
+    )
     parts = [
         (edges["kind"].isin([_FOLLOW, _FRIEND]), "from_user_id", "to_user_id"),
         (edges["kind"].isin([_FRIEND, _REFERRAL]), "to_user_id", "from_user_id"),
