@@ -19,6 +19,7 @@ import pytest
 from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.ingest import load
+from recsys.quality import erasure
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 USERS = """user_id,signup_at,is_personalization_allowed
@@ -160,3 +161,21 @@ def test_follows_and_profile_columns(social):
     shares["user_id"] = shares["user_id"].map(name)
     of_a = shares[shares["user_id"] == "A"].set_index("category")["purchase_share"]
     assert of_a.to_dict() == pytest.approx({"Home": 2 / 3, "Toys": 1 / 3})
+
+
+def test_erasing_a_person_erases_every_edge_that_names_them(social):
+    """B is at one end of 7 of the 13 loaded edge rows (staged, duplicate and excluded ones): after the
+    erasure no raw, staging, quality or analytics row names B at either end, and A's follow of C stays."""
+    url, _ = social
+    ids = frame(url, "select shop_user_id, user_id from identity.user_id_map")
+    key_of = dict(zip(ids["shop_user_id"], ids["user_id"], strict=True))
+    with connect(url) as conn:
+        erasure.erase_user(conn, "B")
+    raw = frame(url, "select from_user_id, to_user_id from raw.social_edges")
+    assert "B" not in set(raw["from_user_id"].str.strip()) | set(raw["to_user_id"].str.strip())
+    for table in ("staging.base_shop__social_edges", "analytics.fct_social_edges"):
+        rows = frame(url, f"select from_user_id, to_user_id from {table}")
+        assert key_of["B"] not in set(rows["from_user_id"]) | set(rows["to_user_id"]), table
+        assert (key_of["A"], key_of["C"]) in set(zip(rows["from_user_id"], rows["to_user_id"], strict=True)), table
+    follows = frame(url, "select user_id, followed_user_id from analytics.user_follows")
+    assert key_of["B"] not in set(follows["user_id"]) | set(follows["followed_user_id"])
