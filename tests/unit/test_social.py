@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from recsys.dev.simulate import simulate
 from recsys.dev.simulate.social import landing_follows
 from recsys.evaluation.metrics import ndcg_at_k
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions, time_split
+from recsys.evaluation.windows import time_split
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.features.social import follow_matrix
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
