@@ -53,7 +53,7 @@ EDGES = [
     ("A,B,share,2026-10-01T00:00:00Z,", "missing_item_id"),
     ("A,B,share,2026-10-01T00:00:00Z,I9", "unknown_item"),
     ("A,C,friend,2026-11-02T00:00:00Z,", "created_after_as_of"),
-    ("A,C,,2026-10-01T00:00:00Z,", "rejected by the loader"),
+    ("A,B,,2026-10-01T00:00:00Z,", "rejected by the loader"),
 ]
 
 
@@ -164,8 +164,9 @@ def test_follows_and_profile_columns(social):
 
 
 def test_erasing_a_person_erases_every_edge_that_names_them(social):
-    """B is at one end of 7 of the 13 loaded edge rows (staged, duplicate and excluded ones): after the
-    erasure no raw, staging, quality or analytics row names B at either end, and A's follow of C stays."""
+    """B is at one end of 7 of the 13 loaded edge rows (staged, duplicate and excluded ones) and of the row the
+    loader quarantined: after the erasure no raw, staging, quality or analytics row names B at either end, and
+    A's follow of C stays."""
     url, _ = social
     ids = frame(url, "select shop_user_id, user_id from identity.user_id_map")
     key_of = dict(zip(ids["shop_user_id"], ids["user_id"], strict=True))
@@ -179,3 +180,6 @@ def test_erasing_a_person_erases_every_edge_that_names_them(social):
         assert (key_of["A"], key_of["C"]) in set(zip(rows["from_user_id"], rows["to_user_id"], strict=True)), table
     follows = frame(url, "select user_id, followed_user_id from analytics.user_follows")
     assert key_of["B"] not in set(follows["user_id"]) | set(follows["followed_user_id"])
+    # the row the loader quarantined (no kind) named B as its to_user_id: gone too
+    quarantined = frame(url, "select raw_record from quality.rejected_rows where table_name = 'social_edges'")
+    assert quarantined.empty

@@ -88,7 +88,8 @@ create table if not exists quality.erasure_audit (
 def _quarantine_pattern(shop_ids: list[str], order_ids: list[str]) -> str:
     """A regex for the quarantined records of these users: whole fields, never a value of another column.
 
-    A JSON record (a row that parsed) names the user in its ``user_id`` field or an order in its
+    A JSON record (a row that parsed) names the user in its ``user_id`` field (a social edge: ``from_user_id``
+    or ``to_user_id``) or an order in its
     ``order_id`` field; pandas escapes non-ASCII and ``/``, so the id is matched as written and as
     escaped. A raw line (one that did not parse; its columns cannot be told apart) is matched when one
     of its comma-separated fields is the id, quoted or not.
@@ -98,7 +99,7 @@ def _quarantine_pattern(shop_ids: list[str], order_ids: list[str]) -> str:
         escaped = names | {json.dumps(name)[1:-1].replace("/", "\\/") for name in names}
         return "|".join(re.escape(name) for name in sorted(escaped))
 
-    parts = [f'"user_id":" *({alternatives(set(shop_ids))}) *"']
+    parts = [f'"(from_|to_)?user_id":" *({alternatives(set(shop_ids))}) *"']  # a social edge names two users
     if order_ids:
         parts.append(f'"order_id":"({alternatives(set(order_ids))})"')
     parts.append(f'^(?!\\{{)(.*,)?"? *({alternatives(set(shop_ids) | set(order_ids))}) *"?(,|$)')
