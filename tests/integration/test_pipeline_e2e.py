@@ -175,6 +175,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "lgbm_ranker",
         "sequence",
         "content",
+        "friends_bought",
     }
     evaluated = frame(
         url,
@@ -182,7 +183,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "where variant in ('all_items', 'new_items', 'business_rules', 'reranked')",
     )
     cold = evaluated[evaluated["segment"] == "new_users"]  # cold start: users who signed up in the test week
-    assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic"}
+    assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic", "friends_bought"}
     evaluated = evaluated[evaluated["segment"] != "new_users"]
     layered = evaluated[evaluated["variant"].isin(["business_rules", "reranked"])]
     assert set(layered["model_name"]) == {run["champion_model"]}, "the champion is evaluated after the layers"
