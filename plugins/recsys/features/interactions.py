@@ -569,8 +569,7 @@ def read_side_data(
                 "from analytics.fct_reviews where {}"
             ).format(sql.SQL(" and ").join(conditions)),
         )
-    follows = social.read_follows(conn, end and to_epoch_seconds(end))
-    return {"items": items, "users": users, "ratings": ratings, "follows": follows}
+    return {"items": items, "users": users, "ratings": ratings, "follows": social.read_follows(conn, end)}
 
 
 def load_interactions(

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 FOLLOW_COLUMNS = ("user_id", "followed_user_id", "followed_ts")
 
 
-def read_follows(conn: Any, end: float | None = None) -> pd.DataFrame | None:
-    """The follows made before ``end`` (epoch seconds; all when None) whose followed person allows personalization.
+def read_follows(conn: Any, end: Any = None) -> pd.DataFrame | None:
+    """The follows made before ``end`` (a timestamp; all when None) whose followed person allows personalization.
 
     Returns
     -------
@@ -37,7 +37,9 @@ def read_follows(conn: Any, end: float | None = None) -> pd.DataFrame | None:
     """
     if not frames.table_exists(conn, "analytics.user_follows"):
         return None
-    before = sql.SQL("follows.followed_at < to_timestamp({})").format(sql.Literal(end))
+    from recsys.features.interactions import to_epoch_seconds  # here: interactions reads the follows with this
+
+    before = sql.SQL("follows.followed_at < to_timestamp({})").format(sql.Literal(end and to_epoch_seconds(end)))
     query = sql.SQL(
         "select follows.user_id, follows.followed_user_id,"
         " extract(epoch from follows.followed_at)::float8 as followed_ts"
