@@ -37,7 +37,7 @@ from recsys.dev.simulate.behaviour import browse_and_buy, make_orders, rebuy_ses
 from recsys.dev.simulate.shop import DAY, HOUR, LEAF_CATEGORY, Catalogue, People, Window, iso
 
 #: the default strength of the planted influence (the ``social_influence`` argument of ``simulate``)
-SOCIAL_INFLUENCE = 0.2
+SOCIAL_INFLUENCE = 0.05
 FOLLOWS_PER_USER = 3.0
 FRIEND_SHARE = 0.3
 SHARE_RATE = 0.05
