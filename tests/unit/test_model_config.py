@@ -49,8 +49,8 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "neural_ranker",
         "lgbm_ranker",
         "sequence",
-        "content",
         "friends_bought",
+        "content",
     ]
 
 

@@ -1,14 +1,13 @@
 """Interaction data for the recommenders: read, encode, weight, split by time.
 
-The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO
-STDOUT`` (only the four columns the models need, timestamps as epoch seconds
-so nothing is parsed row by row), user and item ids are encoded to contiguous
-integer indices, and every matrix built from them is a ``scipy.sparse``
-CSR array: there is never a dense user x item matrix, so one million users x
-100k items x tens of millions of events stays within a few GiB.
+The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO STDOUT`` (only the four columns
+the models need, timestamps as epoch seconds so nothing is parsed row by row), user and item ids are encoded
+to contiguous integer indices, and every matrix built from them is a ``scipy.sparse`` CSR array: there is
+never a dense user x item matrix, so one million users x 100k items x tens of millions of events stays within
+a few GiB.
 
-Per event the encoded data costs 17 bytes (two int32 indices, an int8 event
-type code and a float64 timestamp), so 50 million events hold ~850 MB.
+Per event the encoded data costs 17 bytes (two int32 indices, an int8 event type code and a float64
+timestamp), so 50 million events hold ~850 MB.
 """
 
 from __future__ import annotations
@@ -155,18 +154,15 @@ class Interactions:
     event_ts : numpy.ndarray
         Float64 event time, epoch seconds UTC.
     items : pandas.DataFrame, optional
-        Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
-        ``category``, ``category_path`` (the leaf, ``"Home > Kitchen >
-        Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
-        unknown), ``tokens`` (space-joined search tokens); ``item_name``, ``description``, ``listed_ts``
-        as given, if given. Set by :meth:`with_side_data`.
+        Item attributes, one row per item index (row ``i`` is ``item_ids[i]``): ``category``, ``category_path``
+        (the leaf, ``"Home > Kitchen > Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
+        unknown), ``tokens`` (space-joined search tokens); ``item_name``, ``description``, ``listed_ts`` as given,
+        if given. Set by :meth:`with_side_data`.
     users : pandas.DataFrame, optional
-        User attributes, one row per user index: ``age_band``, ``gender``,
-        ``region`` (str, ``"unknown"`` when missing).
+        User attributes, one row per user index: ``age_band``, ``gender``, ``region`` (str, ``"unknown"`` missing).
     ratings : pandas.DataFrame, optional
-        Explicit review ratings in the same encoding: ``user_index``,
-        ``item_index`` (int32), ``rating`` (float64, 1 to 5), ``rated_ts``
-        (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
+        Explicit review ratings in the same encoding: ``user_index``, ``item_index`` (int32), ``rating``
+        (float64, 1 to 5), ``rated_ts`` (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
     follows : pandas.DataFrame, optional
         Who sees whose purchases, by warehouse id (:mod:`recsys.features.social`).
     """

@@ -5,9 +5,8 @@ candidates, the features, the training pairs and the scoring.
 :class:`NeuralRanker` learns with an MLP; :class:`recsys.models.lgbm_ranker.LightGBMRanker`
 with LightGBM's lambdarank, over the same pairs. Two stages, as in production recommenders:
 
-1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN,
-   user-KNN, ALS) proposes its top ``candidates_per_model`` items per user;
-   the union is the user's candidate set.
+1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN, user-KNN, ALS, friends_bought)
+   proposes its top ``candidates_per_model`` items per user; the union is the user's candidate set.
 2. **Ranking.** A learned model (the MLP, or LightGBM) scores every
    (user, candidate) pair from features of three kinds:
 
@@ -62,7 +61,6 @@ from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.shared_fits import read_only, shared_fit, shared_frame
-from recsys.models.social import FriendsBoughtRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ CANDIDATE_MODELS: tuple[str, ...] = (
     ItemKNNRecommender.name,
     UserKNNRecommender.name,
     ALSRecommender.name,
-    FriendsBoughtRecommender.name,  # people you follow bought this: its reciprocal rank is the social feature
+    "friends_bought",  # recsys.models.social.FriendsBoughtRecommender: its reciprocal rank is the social feature
 )
 
 
