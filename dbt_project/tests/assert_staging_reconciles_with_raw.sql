@@ -1,5 +1,7 @@
 -- raw_rows of quality.staging_reconciliation equal the row counts of the raw tables themselves.
-{%- set tables = ['users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions'] %}
+{%- set tables = [
+    'users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions', 'social_edges'
+] %}
 
 with
 

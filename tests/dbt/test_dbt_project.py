@@ -38,6 +38,8 @@ CONTRACT_MODELS = {
     "promotion_targets",
     "fct_orders",
     "fct_searches",
+    "fct_social_edges",
+    "user_follows",
     "item_search_tokens",
     "user_search_interests",
     "identity_stitching_summary",

@@ -129,7 +129,7 @@ def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> No
 
     rows = query(planted, "select * from ml.model_evaluations where segment = 'new_users'")
     assert set(rows.variant) == {"all_items"}
-    assert set(rows.model_name) == {"popularity", "segment_popularity", "cold_start_demographic"}
+    assert set(rows.model_name) == {"popularity", "segment_popularity", "cold_start_demographic", "friends_bought"}
     assert set(rows.metric) == {"ndcg", "precision", "recall", "hit_rate", "lift_vs_popularity", "users"}
     assert set(rows[rows.metric == "ndcg"].k) == {5, 10, 20}
     assert (rows[rows.metric == "users"].metric_value == 40).all() and (rows[rows.metric == "users"].k == 0).all()
@@ -138,6 +138,7 @@ def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> No
     assert value["segment_popularity", "hit_rate", 10] == 0.5, "both segments mix the regions"
     assert value["cold_start_demographic", "hit_rate", 10] == 1.0, "the region decides the category"
     assert value["popularity", "lift_vs_popularity", 10] == 1.0
+    assert value["friends_bought", "lift_vs_popularity", 10] == 1.0, "no social data: the popularity fill alone"
     lift = value["cold_start_demographic", "lift_vs_popularity", 10]
     assert lift == pytest.approx(value["cold_start_demographic", "ndcg", 10] / value["popularity", "ndcg", 10])
     assert lift > 1.5
@@ -234,7 +235,7 @@ def test_simulated_shop_new_users_and_the_planted_prior(analytics: str, tmp_path
 
     rows = query(analytics, "select * from ml.model_evaluations where run_id = 'sim' and segment = 'new_users'")
     value = rows.set_index(["model_name", "metric", "k"]).metric_value
-    for model in ("popularity", "segment_popularity", "cold_start_demographic"):
+    for model in ("popularity", "segment_popularity", "cold_start_demographic", "friends_bought"):
         assert value[model, "users", 0] == expected
         for metric in ("ndcg", "precision", "recall", "hit_rate"):
             assert {(metric, cut) for cut in (5, 10, 20)} <= set(value[model].index)

@@ -197,7 +197,8 @@ def test_mysql_shop_round_trips_into_the_landing_format_and_loads(mysql_database
     assert not (out / "redemptions.csv").exists()
     assert json.loads((out / "manifest.json").read_text())["format_version"] == 1
 
-    assert report["skipped_tables"] == ["promotion_redemptions"]
+    assert report["skipped_tables"] == ["promotion_redemptions", "follows", "referrals"]
+    assert not (out / "social_edges.csv").exists()
     assert report["files"] == {name: len(rows) - 1 for name, rows in EXPECTED.items()}
     assert report["tables"]["events"] == {
         "source_table": "events",
@@ -263,3 +264,55 @@ def test_password_from_environment_is_used_and_never_shown(mysql_database, tmp_p
     with pytest.raises(SystemExit):
         cli.main(["import", "mysql", "--url", f"mysql://{user}:url-secret-7@{rest}", "--out", str(tmp_path / "x")])
     assert "url-secret-7" not in capsys.readouterr().err
+
+
+SOCIAL_SCHEMA = [
+    """create table follows (
+        follower_id int not null, followee_id int not null, kind varchar(16), created_at datetime not null,
+        product_id int, primary key (follower_id, followee_id))""",
+    """create table referrals (referrer_id int not null, referred_id int primary key, created_at datetime not null)""",
+]
+SOCIAL_ROWS = {
+    "follows": [
+        (1, 2, None, "2026-01-03 08:00:00", None),  # no kind: a follow
+        (2, 1, " Friend ", "2026-01-03 09:00:00", None),
+        (1, 1, "follow", "2026-01-03 10:00:00", None),  # rejected: self_edge
+        (2, 3, "poke", "2026-01-03 11:00:00", None),  # rejected: unknown_kind
+        (3, 1, "share", "2026-01-04 12:00:00", None),  # rejected: missing_item_id
+        (3, 2, "share", "2026-01-04 12:30:00", 10),
+    ],
+    "referrals": [(1, 2, "2026-01-02 18:00:05")],
+}
+
+
+def test_follows_and_referrals_tables_become_social_edges(mysql_database, database, tmp_path, capsys):
+    """Both optional tables append to social_edges.csv, reported apart: 6 follows rows read, 3 used (self-edge,
+    unknown kind and a share without a product rejected with their reasons), 1 referral; all 4 load."""
+    rows = {**ROWS, "users": ROWS["users"] + [(3, "2026-01-03 07:00:00", None, None, None, None, None, None, None, 1)]}
+    url = mysql_database(SCHEMA + SOCIAL_SCHEMA, {**rows, **SOCIAL_ROWS})
+    out = tmp_path / "landing"
+
+    cli.main(["import", "mysql", "--url", url, "--out", str(out)])
+
+    report = json.loads(capsys.readouterr().out)
+    assert _read_csv(out / "social_edges.csv") == [
+        ["from_user_id", "to_user_id", "kind", "created_at", "item_id"],
+        ["1", "2", "follow", "2026-01-03T08:00:00Z", ""],
+        ["2", "1", "friend", "2026-01-03T09:00:00Z", ""],
+        ["3", "2", "share", "2026-01-04T12:30:00Z", "10"],
+        ["1", "2", "referral", "2026-01-02T18:00:05Z", ""],
+    ]
+    follows, referrals = report["tables"]["social_edges"], report["tables"]["social_edges.referrals"]
+    assert (follows["source_table"], follows["rows_read"], follows["rows_used"]) == ("follows", 6, 3)
+    assert follows["rejected_by_reason"] == {"missing_item_id": 1, "self_edge": 1, "unknown_kind": 1}
+    assert follows["missing_optional_columns"] == []
+    assert (referrals["source_table"], referrals["rows_read"], referrals["rows_used"]) == ("referrals", 1, 1)
+    assert report["files"]["social_edges"] == 4
+    assert report["skipped_tables"] == ["promotion_redemptions"]
+
+    conn = psycopg2.connect(database)
+    try:
+        audits = {row["table_name"]: row for row in load_landing(conn, out, "2026-01-06")}
+    finally:
+        conn.close()
+    assert (audits["social_edges"]["rows_read"], audits["social_edges"]["rows_loaded"]) == (4, 4)

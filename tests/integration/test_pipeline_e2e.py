@@ -175,6 +175,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "lgbm_ranker",
         "sequence",
         "content",
+        "friends_bought",
     }
     evaluated = frame(
         url,
@@ -182,7 +183,7 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
         "where variant in ('all_items', 'new_items', 'business_rules', 'reranked')",
     )
     cold = evaluated[evaluated["segment"] == "new_users"]  # cold start: users who signed up in the test week
-    assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic"}
+    assert set(cold["model_name"]) == {"popularity", "segment_popularity", "cold_start_demographic", "friends_bought"}
     evaluated = evaluated[evaluated["segment"] != "new_users"]
     layered = evaluated[evaluated["variant"].isin(["business_rules", "reranked"])]
     assert set(layered["model_name"]) == {run["champion_model"]}, "the champion is evaluated after the layers"
@@ -386,7 +387,9 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     users = pd.read_csv(shop / "users.csv", dtype=str, keep_default_na=False)
     orders = pd.read_csv(shop / "orders.csv", dtype=str, keep_default_na=False)
     reviews = pd.read_csv(shop / "reviews.csv", dtype=str, keep_default_na=False)
-    shop_id = sorted(set(orders["user_id"]) & set(reviews["user_id"]) & set(users["user_id"]))[0]
+    persons = pd.read_csv(shop / "truth" / "persons.csv", dtype=str)  # a person of one account: one users row
+    alone = set(persons.loc[persons.groupby("person_id")["user_id"].transform("size") == 1, "user_id"])
+    shop_id = sorted(set(orders["user_id"]) & set(reviews["user_id"]) & set(users["user_id"]) & alone)[0]
     person = users[users["user_id"] == shop_id].iloc[0]
     key = frame(url, "select user_id from identity.user_id_map where shop_user_id = %s", (shop_id,))["user_id"]
     assert len(key) == 1, "the user is in the warehouse before"

@@ -522,15 +522,15 @@ def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None
 
 
 def test_the_search_is_bounded_by_a_trial_count_not_a_clock(warehouse: str, tmp_path, monkeypatch) -> None:
-    """``max_search_trials = 11``: the 9 models' params, then the first 2 grid points (popularity's), every time."""
-    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 11")
+    """``max_search_trials = 12``: the 10 models' params, then the first 2 grid points (popularity's), every time."""
+    text = (tmp_path / "models.toml").read_text().replace("max_search_trials = 40", "max_search_trials = 12")
     assert "search_budget_seconds" not in text
     (tmp_path / "models.toml").write_text(text)
     result = training.train_and_evaluate(warehouse, "run_1", START, END)
     trials = query(warehouse, "select model_name, params from ml.model_search order by trial")
-    assert result["search_trials"] == len(trials) == 11
-    assert trials.model_name.tolist()[9:] == ["popularity", "popularity"]
-    assert [json.loads(params)["window_days"] for params in trials.params[9:]] == [7, 90]
+    assert result["search_trials"] == len(trials) == 12
+    assert trials.model_name.tolist()[10:] == ["popularity", "popularity"]
+    assert [json.loads(params)["window_days"] for params in trials.params[10:]] == [7, 90]
 
 
 def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample(

@@ -49,6 +49,7 @@ def test_the_shipped_configuration_builds_every_model() -> None:
         "neural_ranker",
         "lgbm_ranker",
         "sequence",
+        "friends_bought",
         "content",
     ]
 

@@ -28,6 +28,7 @@ from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.ranker import CandidateRanker, NeuralRanker
 from recsys.models.sequence import SequenceRecommender
+from recsys.models.social import FriendsBoughtRecommender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CLUSTER_A = [f"a{i}" for i in range(5)]
@@ -63,9 +64,17 @@ def fixture_ratings() -> pd.DataFrame:
     )
 
 
+#: who follows whom (only the friends_bought model reads them): target follows an A and a B user; cold follows
+#: nobody (a referred new user gets the referrer's purchases: tests/unit/test_social.py)
+FOLLOWS = pd.DataFrame(
+    [("target", "ua2", T0), ("target", "ub0", T0), ("ua0", "ub1", T0)],
+    columns=["user_id", "followed_user_id", "followed_ts"],
+)
+
+
 def with_ratings(events: pd.DataFrame) -> Interactions:
-    """The fixture's encoding ("cold" has no events) with the reviews attached (only the SVD model reads them)."""
-    return Interactions.from_frame(events, user_ids=["cold"]).with_side_data(ratings=fixture_ratings())
+    """The fixture's encoding ("cold" has no events) with the reviews (only SVD reads them) and follows attached."""
+    return Interactions.from_frame(events, user_ids=["cold"]).with_side_data(ratings=fixture_ratings(), follows=FOLLOWS)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +138,7 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "sequence_full_softmax": lambda: SequenceRecommender(factors=4, epochs=3, random_state=0),
     # no item attributes in the fixture: every item is its own content feature (its known answers: test_content.py)
     "content": lambda: ContentRecommender(random_state=0),
+    "friends_bought": lambda: FriendsBoughtRecommender(random_state=0),
 }
 
 

@@ -18,6 +18,12 @@ purchase_behaviour as (
 
 ),
 
+social as (
+
+    select * from {{ ref('user_social') }}
+
+),
+
 interest_tags as (
 
     select * from {{ ref('user_interest_tags') }}
@@ -66,7 +72,11 @@ final as (
         lifecycle.lifecycle_stage,
         lifecycle.last_activity_at,
         lifecycle.days_since_last_activity,
-        top_categories.top_categories
+        top_categories.top_categories,
+        social.follower_count,
+        social.following_count,
+        social.has_referrer,
+        social.followed_top_categories
     from rfm
     inner join lifecycle
         on rfm.user_id = lifecycle.user_id
@@ -74,6 +84,8 @@ final as (
         on rfm.user_id = purchase_behaviour.user_id
     left join top_categories
         on rfm.user_id = top_categories.user_id
+    inner join social
+        on rfm.user_id = social.user_id
 
 )
 

@@ -4,7 +4,9 @@
     )
 }}
 
-{%- set tables = ['users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions'] %}
+{%- set tables = [
+    'users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions', 'social_edges'
+] %}
 
 with
 
@@ -53,6 +55,12 @@ promotions as (
 redemptions as (
 
     select * from {{ ref('base_shop__redemptions') }}
+
+),
+
+social_edges as (
+
+    select * from {{ ref('base_shop__social_edges') }}
 
 ),
 

@@ -1,4 +1,6 @@
-{%- set tables = ['users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions'] %}
+{%- set tables = [
+    'users', 'items', 'events', 'orders', 'order_lines', 'reviews', 'promotions', 'redemptions', 'social_edges'
+] %}
 
 with
 
@@ -95,6 +97,18 @@ base_redemptions as (
 staged_redemptions as (
 
     select * from {{ ref('stg_shop__redemptions') }}
+
+),
+
+base_social_edges as (
+
+    select * from {{ ref('base_shop__social_edges') }}
+
+),
+
+staged_social_edges as (
+
+    select * from {{ ref('stg_shop__social_edges') }}
 
 ),
 

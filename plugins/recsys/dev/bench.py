@@ -51,6 +51,7 @@ from sklearn.base import clone
 
 from recsys.dev.reference_models import EASERecommender, ImplicitALSRecommender
 from recsys.dev.simulate import simulate
+from recsys.dev.simulate.social import landing_follows
 from recsys.evaluation.metrics import catalogue_coverage, evaluate
 from recsys.evaluation.offline import without_items
 from recsys.evaluation.windows import TimeSplit, time_split
@@ -139,7 +140,7 @@ def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
     ``listed_ts`` (``created_at``, epoch seconds); ``users.csv`` gives ``gender``,
     ``region`` and the ``age_band`` of ``birth_year`` (the bands of
     ``dim_users``, at the year of the newest sign-up); ``reviews.csv`` gives
-    the ratings (1 to 5). Missing files give no frame.
+    the ratings (1 to 5), ``social_edges.csv`` the follows. Missing files give no frame.
     """
     directory = Path(directory)
     side: dict[str, pd.DataFrame] = {}
@@ -185,6 +186,8 @@ def read_landing_side_data(directory: Path | str) -> dict[str, pd.DataFrame]:
                 "rated_ts": (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1),
             }
         ).query("rating >= 1 and rating <= 5")
+    if (directory / "social_edges.csv").exists():
+        side["follows"] = landing_follows(directory / "social_edges.csv")
     return side
 
 

@@ -136,6 +136,7 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
         item_index=item_old_to_new[interactions.item_index[is_train]].astype(np.int32),
         event_type=interactions.event_type[is_train],
         event_ts=interactions.event_ts[is_train],
+        follows=interactions.follows,
     )
     if interactions.items is not None:
         train.items = interactions.items.iloc[item_new_to_old[:n_train_items]].reset_index(drop=True)

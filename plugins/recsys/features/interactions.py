@@ -1,14 +1,13 @@
 """Interaction data for the recommenders: read, encode, weight, split by time.
 
-The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO
-STDOUT`` (only the four columns the models need, timestamps as epoch seconds
-so nothing is parsed row by row), user and item ids are encoded to contiguous
-integer indices, and every matrix built from them is a ``scipy.sparse``
-CSR array: there is never a dense user x item matrix, so one million users x
-100k items x tens of millions of events stays within a few GiB.
+The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO STDOUT`` (only the four columns
+the models need, timestamps as epoch seconds so nothing is parsed row by row), user and item ids are encoded
+to contiguous integer indices, and every matrix built from them is a ``scipy.sparse`` CSR array: there is
+never a dense user x item matrix, so one million users x 100k items x tens of millions of events stays within
+a few GiB.
 
-Per event the encoded data costs 17 bytes (two int32 indices, an int8 event
-type code and a float64 timestamp), so 50 million events hold ~850 MB.
+Per event the encoded data costs 17 bytes (two int32 indices, an int8 event type code and a float64
+timestamp), so 50 million events hold ~850 MB.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from psycopg2 import sql
 
 from recsys.db import frames
 from recsys.db.warehouse import DBT_PROJECT_FILE, dbt_vars
+from recsys.features import social
 from recsys.ingest import landing
 
 logger = logging.getLogger(__name__)
@@ -154,18 +154,17 @@ class Interactions:
     event_ts : numpy.ndarray
         Float64 event time, epoch seconds UTC.
     items : pandas.DataFrame, optional
-        Item attributes, one row per item index (row ``i`` is ``item_ids[i]``):
-        ``category``, ``category_path`` (the leaf, ``"Home > Kitchen >
-        Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
-        unknown), ``tokens`` (space-joined search tokens); ``item_name``, ``description``, ``listed_ts``
-        as given, if given. Set by :meth:`with_side_data`.
+        Item attributes, one row per item index (row ``i`` is ``item_ids[i]``): ``category``, ``category_path``
+        (the leaf, ``"Home > Kitchen > Kettles"``), ``brand`` (str, ``""`` unknown), ``price`` (float, NaN
+        unknown), ``tokens`` (space-joined search tokens); ``item_name``, ``description``, ``listed_ts`` as given,
+        if given. Set by :meth:`with_side_data`.
     users : pandas.DataFrame, optional
-        User attributes, one row per user index: ``age_band``, ``gender``,
-        ``region`` (str, ``"unknown"`` when missing).
+        User attributes, one row per user index: ``age_band``, ``gender``, ``region`` (str, ``"unknown"`` missing).
     ratings : pandas.DataFrame, optional
-        Explicit review ratings in the same encoding: ``user_index``,
-        ``item_index`` (int32), ``rating`` (float64, 1 to 5), ``rated_ts``
-        (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
+        Explicit review ratings in the same encoding: ``user_index``, ``item_index`` (int32), ``rating``
+        (float64, 1 to 5), ``rated_ts`` (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
+    follows : pandas.DataFrame, optional
+        Who sees whose purchases, by warehouse id (:mod:`recsys.features.social`).
     """
 
     user_ids: np.ndarray
@@ -177,6 +176,7 @@ class Interactions:
     items: pd.DataFrame | None = None
     users: pd.DataFrame | None = None
     ratings: pd.DataFrame | None = None
+    follows: pd.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -269,8 +269,9 @@ class Interactions:
         items: pd.DataFrame | None = None,
         users: pd.DataFrame | None = None,
         ratings: pd.DataFrame | None = None,
+        follows: pd.DataFrame | None = None,
     ) -> Interactions:
-        """Attach item and user attributes and ratings, keyed by warehouse id, aligned to this encoding.
+        """Attach item and user attributes, ratings and follows (kept by id), keyed by warehouse id.
 
         Parameters
         ----------
@@ -283,14 +284,15 @@ class Interactions:
         ratings : pandas.DataFrame, optional
             ``user_id``, ``item_id``, ``rating``, ``rated_ts`` (epoch seconds);
             ratings of users or items outside the encoding are dropped (logged).
+        follows : pandas.DataFrame, optional
+            :data:`recsys.features.social.FOLLOW_COLUMNS`.
 
         Returns
         -------
         Interactions
-            A copy with :attr:`items`, :attr:`users` and :attr:`ratings` set
-            (the ones not given stay as they were).
+            A copy with the ones given set (the others stay as they were).
         """
-        result = replace(self)
+        result = replace(self, follows=self.follows if follows is None else follows)
         if items is not None:
             aligned = items.drop_duplicates("item_id").set_index("item_id").reindex(self.item_ids)
             path = aligned["category_path"] if "category_path" in aligned else aligned["category"]
@@ -532,14 +534,13 @@ def read_events(
 def read_side_data(
     conn: Any, start: Timestamp | None = None, end: Timestamp | None = None
 ) -> dict[str, pd.DataFrame | None]:
-    """Read item and user attributes (``dim_items``, ``dim_users``) and the ratings of a window (``fct_reviews``).
+    """Read item and user attributes (``dim_items``, ``dim_users``), a window's ratings (``fct_reviews``), follows.
 
     Returns
     -------
     dict
-        ``items``, ``users`` and ``ratings`` frames for
-        :meth:`Interactions.with_side_data`; ``ratings`` is None when
-        ``analytics.fct_reviews`` does not exist.
+        ``items``, ``users``, ``ratings`` and ``follows`` for :meth:`Interactions.with_side_data`;
+        ``ratings`` (``follows``) is None without ``analytics.fct_reviews`` (``user_follows``).
     """
     has_tokens = frames.table_exists(conn, "analytics.item_search_tokens")  # the text features' item words
     tokens = "(select string_agg(token, ' ' order by token) from analytics.item_search_tokens as tokens"
@@ -564,7 +565,7 @@ def read_side_data(
                 "from analytics.fct_reviews where {}"
             ).format(sql.SQL(" and ").join(conditions)),
         )
-    return {"items": items, "users": users, "ratings": ratings}
+    return {"items": items, "users": users, "ratings": ratings, "follows": social.read_follows(conn, end)}
 
 
 def load_interactions(

@@ -39,6 +39,11 @@ API_BATCH_PREFIX = "api-"
 #: ``click``: a shopper opened an item of a served list; it carries the list's ``request_id`` (the serving API)
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase", "search", "click")
 
+#: kinds of a ``social_edges`` row: ``follow`` (from follows to), ``friend`` (mutual, one row per pair is
+#: enough), ``referral`` (from invited to, who signed up through the invitation), ``share`` (from shared
+#: ``item_id`` with to)
+SOCIAL_EDGE_KINDS = ("follow", "friend", "referral", "share")
+
 
 class LandingError(ValueError):
     """A landing file that cannot be loaded at all (missing, empty, wrong header)."""
@@ -196,6 +201,23 @@ FILES: dict[str, LandingFile] = {
                 C("user_id", "text", True),
                 C("order_id", "text"),
                 C("redeemed_at", "timestamp", True),
+            ),
+        ),
+        LandingFile(
+            "social_edges",
+            False,
+            "Social data: one row per edge between two users (a later batch may repeat an edge).",
+            (
+                C("from_user_id", "text", True, "the shop's user id of the follower, friend, referrer or sharer"),
+                C(
+                    "to_user_id",
+                    "text",
+                    True,
+                    "the shop's user id of the followed user, friend, referred user or the recipient of a share",
+                ),
+                C("kind", "text", True, "follow, friend, referral or share"),
+                C("created_at", "timestamp", True, "when the edge was made (a referral: the referred user's signup)"),
+                C("item_id", "text", description="the item shared; required for share, empty for the other kinds"),
             ),
         ),
     )

@@ -322,7 +322,7 @@ def _has_erasures(cur) -> bool:
 def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, erased_orders: list[str]) -> tuple[int, list]:
     """Delete the batch's rows of erased users from ``raw`` and log them as rejected ``erased_user`` without content.
 
-    A row is an erased user's if the keyed hash of its ``user_id`` (as the dbt
+    A row is an erased user's if the keyed hash of its ``user_id`` (or of either end of a social edge, as the dbt
     macro ``pseudonymize`` computes it, with the key of ``keystore``) is in ``quality.erased_users``; order
     lines go with their order (orders are loaded before order lines).
 
@@ -332,9 +332,16 @@ def _drop_erased(cur, spec: landing.LandingFile, batch_id: str, erased_orders: l
         Rows dropped, and the order ids of the dropped orders.
     """
     names = spec.column_names
-    if "user_id" in names:
-        pseudonym = keystore.PSEUDONYMIZE_SQL.format("dropped.user_id")
-        condition = sql.SQL(pseudonym + " in (select user_key from quality.erased_users)")
+    user_columns = [name for name in ("user_id", "from_user_id", "to_user_id") if name in names]
+    if user_columns:
+        condition = sql.SQL("({})").format(
+            sql.SQL(" or ").join(
+                sql.SQL(keystore.PSEUDONYMIZE_SQL.format(f"dropped.{name}") + " in (select user_key from {})").format(
+                    sql.Identifier("quality", "erased_users")
+                )
+                for name in user_columns
+            )
+        )
     elif "order_id" in names and erased_orders:
         condition = sql.SQL("dropped.order_id = any({})").format(sql.Literal(erased_orders))
     else:

@@ -2,7 +2,8 @@
 
 The expected source schema is :data:`SOURCE_TABLES`: one entry per landing file, naming the source table and,
 per landing column, the source column it comes from. ``users``, ``products``, ``orders``, ``order_items`` and
-``events`` are required; ``reviews``, ``promotions`` and ``promotion_redemptions`` are read when they exist.
+``events`` are required; ``reviews``, ``promotions``, ``promotion_redemptions``, and the social tables ``follows``
+(follows, friends or shares, by its ``kind``; default ``follow``) and ``referrals`` are read when they exist.
 A missing required table or required column is an error naming it, raised before anything is written; a
 missing optional table is skipped and a missing optional column is written empty, both listed in the report.
 
@@ -30,7 +31,9 @@ Rejected rows
 A source row is not written when, in this order: a required value is missing (``missing_<landing column>``),
 a used value holds a NUL character (``nul_character``) or is longer than
 :data:`recsys.ingest.landing.MAX_VALUE_CHARS` (``value_too_long``), an event type is unknown
-(``unknown_event_type``), or an order line's quantity is not positive (``invalid_quantity``). Per table the
+(``unknown_event_type``), an order line's quantity is not positive (``invalid_quantity``), or a social edge has
+an unknown kind (``unknown_kind``), the same user at both ends (``self_edge``) or is a share without a product
+(``missing_item_id``). Per table the
 report has ``rows_read == rows_used + rows_rejected``, the reasons with counts and the keys of the first few
 rejected rows; the totals are summed over the tables.
 """
@@ -78,6 +81,7 @@ class SourceColumn:
     landing: str  # the landing column written
     source: str  # the source column read
     required: bool = False  # the source table must have this column
+    default: str = ""  # written when the value is missing (or the optional column is)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,32 @@ SOURCE_TABLES: tuple[SourceTable, ...] = (
             S("redeemed_at", "redeemed_at", True),
         ),
     ),
+    # social data: both tables write social_edges.csv (one after the other)
+    SourceTable(
+        "social_edges",
+        "follows",
+        False,
+        ("follower_id", "followee_id"),
+        (
+            S("from_user_id", "follower_id", True),
+            S("to_user_id", "followee_id", True),
+            S("kind", "kind", default="follow"),
+            S("created_at", "created_at", True),
+            S("item_id", "product_id"),
+        ),
+    ),
+    SourceTable(
+        "social_edges",
+        "referrals",
+        False,
+        ("referred_id",),
+        (
+            S("from_user_id", "referrer_id", True),
+            S("to_user_id", "referred_id", True),
+            S("kind", "kind", default="referral"),
+            S("created_at", "created_at", True),
+        ),
+    ),
 )
 
 
@@ -309,10 +339,12 @@ def import_mysql(url: str, out_dir: Path | str, chunk_rows: int = CHUNK_ROWS) ->
         with landing.output_directory(out_dir) as partial:  # a failed extraction leaves out_dir as it was
             with conn.cursor() as cursor:  # one snapshot for every table (InnoDB): orders and their items agree
                 cursor.execute("start transaction with consistent snapshot, read only")
-            tables = {}
-            for spec, missing in plan:
+            tables, files = {}, Counter()
+            for spec, missing in plan:  # a second source table of a landing file appends to it, reported apart
+                key = spec.landing if spec.landing not in tables else f"{spec.landing}.{spec.table}"
                 with conn.cursor(pymysql.cursors.SSCursor) as cursor:
-                    tables[spec.landing] = _extract(cursor, spec, missing, partial, chunk_rows)
+                    tables[key] = _extract(cursor, spec, missing, partial, chunk_rows, spec.landing in files)
+                files[spec.landing] += tables[key].pop("rows_written")
             report = {
                 "importer": "mysql",
                 "source": target.redacted,
@@ -321,7 +353,7 @@ def import_mysql(url: str, out_dir: Path | str, chunk_rows: int = CHUNK_ROWS) ->
                 "rows_rejected": sum(table["rows_rejected"] for table in tables.values()),
                 "tables": tables,
                 "skipped_tables": [spec.table for spec in skipped],
-                "files": {name: table.pop("rows_written") for name, table in tables.items()},
+                "files": dict(files),
             }
             (partial / "import_report.json").write_text(json.dumps(report, indent=2) + "\n")
             landing.write_manifest(
@@ -385,8 +417,8 @@ def _plan(present: dict[str, set[str]], target: MySQLTarget) -> tuple[list, list
     return plan, skipped
 
 
-def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk_rows: int) -> dict:
-    """Stream one source table into its landing CSV; return its counts."""
+def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk_rows: int, append: bool) -> dict:
+    """Stream one source table into its landing CSV (after the rows already there with ``append``); its counts."""
     read_columns = [column for column in spec.columns if column.source not in missing]
     types = {column.name: column.type for column in landing.FILES[spec.landing].columns}
     is_time = [types[column.landing] == "timestamp" for column in read_columns]
@@ -398,9 +430,11 @@ def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk
     examples: dict[str, list] = {}
     read = written = 0
     merge = _LineMerger() if spec.landing == "order_lines" else None
-    with (out_dir / file.filename).open("w", encoding="utf-8", newline="") as handle:
+    defaults = {column.landing: column.default for column in spec.columns if column.default}
+    with (out_dir / file.filename).open("a" if append else "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=file.column_names, lineterminator="\n")
-        writer.writeheader()
+        if not append:
+            writer.writeheader()
         while rows := cursor.fetchmany(chunk_rows):
             for row in rows:
                 read += 1
@@ -408,6 +442,7 @@ def _extract(cursor, spec: SourceTable, missing: list[str], out_dir: Path, chunk
                     column.landing: _text(value, time)
                     for column, time, value in zip(read_columns, is_time, row[: len(read_columns)], strict=True)
                 }
+                values |= {name: default for name, default in defaults.items() if not values.get(name)}
                 reason = _reject_reason(spec.landing, values)
                 if reason:
                     reasons[reason] += 1
@@ -484,6 +519,20 @@ def _reject_reason(name: str, values: dict[str, str]) -> str | None:
         values["status"] = ORDER_STATUS_ALIASES.get(status, status)
     elif name == "order_lines" and not (values["quantity"].isdigit() and int(values["quantity"]) > 0):
         return "invalid_quantity"
+    elif name == "social_edges":
+        return _edge_reason(values)
+    return None
+
+
+def _edge_reason(values: dict[str, str]) -> str | None:
+    """Why a social edge cannot be written (its kind lower-cased in place); None if it can."""
+    values["kind"] = values["kind"].lower()
+    if values["kind"] not in landing.SOCIAL_EDGE_KINDS:
+        return "unknown_kind"
+    if values["from_user_id"] == values["to_user_id"]:
+        return "self_edge"
+    if values["kind"] == "share" and not values.get("item_id"):
+        return "missing_item_id"
     return None
 
 

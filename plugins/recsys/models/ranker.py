@@ -5,9 +5,8 @@ candidates, the features, the training pairs and the scoring.
 :class:`NeuralRanker` learns with an MLP; :class:`recsys.models.lgbm_ranker.LightGBMRanker`
 with LightGBM's lambdarank, over the same pairs. Two stages, as in production recommenders:
 
-1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN,
-   user-KNN, ALS) proposes its top ``candidates_per_model`` items per user;
-   the union is the user's candidate set.
+1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN, user-KNN, ALS, friends_bought)
+   proposes its top ``candidates_per_model`` items per user; the union is the user's candidate set.
 2. **Ranking.** A learned model (the MLP, or LightGBM) scores every
    (user, candidate) pair from features of three kinds:
 
@@ -97,6 +96,7 @@ CANDIDATE_MODELS: tuple[str, ...] = (
     ItemKNNRecommender.name,
     UserKNNRecommender.name,
     ALSRecommender.name,
+    "friends_bought",  # recsys.models.social.FriendsBoughtRecommender: its reciprocal rank is the social feature
 )
 
 

@@ -18,6 +18,7 @@ from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.ranker import CANDIDATE_MODELS, CandidateRanker, NeuralRanker
 from recsys.models.sequence import SequenceRecommender
+from recsys.models.social import FriendsBoughtRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ ESTIMATORS: dict[str, type[Recommender]] = {
         LightGBMRanker,
         SequenceRecommender,
         ContentRecommender,
+        FriendsBoughtRecommender,
     )
 }
 

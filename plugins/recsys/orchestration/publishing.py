@@ -20,6 +20,7 @@ from recsys.features.interactions import (
     load_interactions,
     to_epoch_seconds,
 )
+from recsys.features.social import follow_matrix
 from recsys.models.base import Recommender
 from recsys.models.content import ContentRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
@@ -34,6 +35,7 @@ from recsys.models.registry import (
     min_segment_users,
 )
 from recsys.models.sequence import SequenceRecommender
+from recsys.models.social import FriendsBoughtRecommender
 from recsys.orchestration import schedule
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
@@ -55,6 +57,8 @@ REASON_CODES: dict[str, str] = {
     LightGBMRanker.name: "profile_match",
     SequenceRecommender.name: "next_in_sequence",
     ContentRecommender.name: "content_match",
+    # the model's rows say nothing of who bought them: "friends_bought" (a count) only from 2 consenting people
+    FriendsBoughtRecommender.name: "social_picks",
 }
 
 
@@ -68,6 +72,7 @@ FALLBACK_TEXTS: dict[str, str] = {
     LightGBMRanker.name: "Picked for you",
     SequenceRecommender.name: "Often chosen next after your recent items",
     ContentRecommender.name: "Like the items you looked at",
+    FriendsBoughtRecommender.name: "Picked for you",
 }
 #: where a position of a list came from, carried through the business rules and the re-rank
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
@@ -193,6 +198,8 @@ def _reason_data(
         ),
         segment_texts=reasons_module.segment_text(segment_keys),
         popular_text=_popular_text(popularity),
+        follows=reasons_module.consenting_follows(follow_matrix(data.follows, data.user_ids, until), consent),
+        min_friends_bought=rules.min_friends_bought,
     )
 
 

@@ -88,7 +88,8 @@ create table if not exists quality.erasure_audit (
 def _quarantine_pattern(shop_ids: list[str], order_ids: list[str]) -> str:
     """A regex for the quarantined records of these users: whole fields, never a value of another column.
 
-    A JSON record (a row that parsed) names the user in its ``user_id`` field or an order in its
+    A JSON record (a row that parsed) names the user in its ``user_id`` field (a social edge: ``from_user_id``
+    or ``to_user_id``) or an order in its
     ``order_id`` field; pandas escapes non-ASCII and ``/``, so the id is matched as written and as
     escaped. A raw line (one that did not parse; its columns cannot be told apart) is matched when one
     of its comma-separated fields is the id, quoted or not.
@@ -98,7 +99,7 @@ def _quarantine_pattern(shop_ids: list[str], order_ids: list[str]) -> str:
         escaped = names | {json.dumps(name)[1:-1].replace("/", "\\/") for name in names}
         return "|".join(re.escape(name) for name in sorted(escaped))
 
-    parts = [f'"user_id":" *({alternatives(set(shop_ids))}) *"']
+    parts = [f'"(from_|to_)?user_id":" *({alternatives(set(shop_ids))}) *"']  # a social edge names two users
     if order_ids:
         parts.append(f'"order_id":"({alternatives(set(order_ids))})"')
     parts.append(f'^(?!\\{{)(.*,)?"? *({alternatives(set(shop_ids) | set(order_ids))}) *"?(,|$)')
@@ -113,6 +114,33 @@ def pseudonym_key(key: str | None = None) -> str:
 def user_key(shop_user_id: str, key: str | None = None) -> str:
     """The pseudonymous ``user_id`` of a shop user id (as the dbt macro ``pseudonymize`` computes it)."""
     return hashlib.sha256(f"{pseudonym_key(key)}:{shop_user_id.strip(' ')}".encode()).hexdigest()
+
+
+#: columns naming the other end of a social edge (``social_edges``, ``user_follows``): an edge that points at an
+#: erased person is erased with them, from either end
+SOCIAL_USER_COLUMNS = ("from_user_id", "to_user_id", "followed_user_id", "from_account_user_id", "to_account_user_id")
+
+
+def _matches_column(schema: str, column: str) -> sql.Composable:
+    """``column`` is one of the person's ids: a shop id in raw (as landed, maybe padded), a key elsewhere."""
+    return sql.SQL("trim({0}) = any(%s)" if schema == "raw" else "{0} = any(%s)").format(sql.Identifier(column))
+
+
+def _social_tables(cursor: Any) -> list[tuple[str, str, str]]:
+    """``(schema, table, column)`` of every base table with a column of :data:`SOCIAL_USER_COLUMNS`."""
+    return [(schema, table, column) for column in SOCIAL_USER_COLUMNS for schema, table in _tables_with(cursor, column)]
+
+
+def _social_record_keys(cursor: Any, keyed: set, shop_ids: list[str], keys: list[str]) -> set[str]:
+    """The ``record_key`` of the rows of :func:`_social_tables` that name the person (their excluded rows)."""
+    found: set[str] = set()
+    for schema, table, column in _social_tables(cursor):
+        if (schema, table) in keyed:
+            query = sql.SQL("select record_key from {} where {}").format(
+                sql.Identifier(schema, table), _matches_column(schema, column)
+            )
+            found.update(_values(cursor, query, (shop_ids if schema == "raw" else keys,)))
+    return found
 
 
 def _tables_with(cursor: Any, column: str) -> list[tuple[str, str]]:
@@ -184,6 +212,7 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
                         sql.Identifier(column), sql.Identifier(schema, table), matches(schema)
                     )
                     found.update(_values(cursor, query, (value(schema),)))
+        record_keys.update(_social_record_keys(cursor, keyed, shop_ids, keys))
         for schema, table in order_tables:
             if (schema, table) in keyed:
                 query = sql.SQL("select record_key from {} where order_id = any(%s)").format(
@@ -204,6 +233,8 @@ def erase_user(conn: Any, shop_user_id: str, key: str | None = None) -> dict[str
             delete(schema, table, sql.SQL("account_user_id = any(%s)"), (keys,))
         for schema, table in _tables_with(cursor, "shop_user_id"):
             delete(schema, table, sql.SQL("shop_user_id = any(%s)"), (shop_ids,))
+        for schema, table, column in _social_tables(cursor):  # the edges that point at the person go too
+            delete(schema, table, _matches_column(schema, column), (value(schema),))
         if ("quality", "rejected_rows") in _tables_with(cursor, "raw_record"):
             delete("quality", "rejected_rows", sql.SQL("raw_record ~ %s"), (_quarantine_pattern(shop_ids, order_ids),))
         if ("quality", "excluded_rows") in keyed:
@@ -253,7 +284,7 @@ def sweep_erased(cursor: Any, since: datetime | None = None) -> dict[str, int]:
     )
     keys = cursor.fetchone()[0]
     deleted: dict[str, int] = {}
-    for column in ("user_id", "account_user_id") if keys else ():
+    for column in ("user_id", "account_user_id", *SOCIAL_USER_COLUMNS) if keys else ():
         for schema, table in _tables_with(cursor, column):
             if schema != "raw":
                 cursor.execute(

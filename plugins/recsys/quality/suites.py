@@ -142,6 +142,7 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     derived = {
         "events": ", lower(btrim(event_type)) as event_type_normalized",
         "orders": ", lower(btrim(coalesce(status, 'completed'))) as status_normalized",
+        "social_edges": ", lower(btrim(kind)) as kind_normalized",
     }
     suites = []
     for name in tables:
@@ -258,7 +259,15 @@ def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
             )
         ],
         "redemptions": [when("redeemed_at")],
+        "social_edges": _social_edge_rules(e, id_format, when),
     }
+
+
+def _social_edge_rules(e: Any, id_format: Any, when: Any) -> list:
+    """The raw ``social_edges`` rules: id formats, known kinds (``kind_normalized``), plausible times."""
+    kinds = list(landing.SOCIAL_EDGE_KINDS)
+    in_set = e.ExpectColumnValuesToBeInSet(column="kind_normalized", value_set=kinds, mostly=MOSTLY)
+    return [id_format("from_user_id"), id_format("to_user_id"), in_set, when("created_at")]
 
 
 def min_diversity_query(min_diversity: float, k: int) -> str:

@@ -14,6 +14,11 @@ reason_code            reason_text                                        ground
 ``also_bought``        People who viewed X also bought it                 X viewed by the user; at least
                                                                           min_also_bought_users people viewed X and
                                                                           bought the item
+``friends_bought``     N people you follow bought this                    N >= min_friends_bought people the user
+                                                                          follows (analytics.user_follows) bought
+                                                                          the item; a count, never a name; only
+                                                                          people who allow personalization count,
+                                                                          only such users see it
 ``category_interest``  Matches your interest in <category>                the category is among the user's top
                                                                           interest tags (analytics.user_interest_tags)
 ``popular_segment``    Popular with <segment>                             popularity fill; the item is in the
@@ -43,6 +48,7 @@ REASONS: dict[str, str] = {
     "buy_again": "You bought X before: the item itself, in a repeat-purchase category",
     "similar_to_history": "Because you bought/viewed X: the history item that drove the item-CF score",
     "also_bought": "People who viewed X also bought it: co-view -> purchase counts",
+    "friends_bought": "N people you follow bought this: a count of followed people, never a name",
     "category_interest": "Matches your interest in <category>: one of the user's top interest tags",
     "popular_segment": "Popular with <segment>: in the k-anonymous segment's popularity list",
     "popular": "Popular in the last N days: global popularity",
@@ -123,6 +129,28 @@ def segment_text(segment_keys: np.ndarray) -> np.ndarray:
     return ("Popular with " + pd.Series(who, dtype=object) + pd.Series(aged, dtype=object)).to_numpy(dtype=object)
 
 
+def consenting_follows(follows: sp.csr_array, consent: np.ndarray) -> sp.csr_array:
+    """The follows between people who both allow personalization (``consent`` 1 per user, 0 opted out)."""
+    only_consenting = sp.diags_array(np.asarray(consent, dtype=np.float64))
+    return sp.csr_array(only_consenting @ follows @ only_consenting)
+
+
+def friends_bought(data: ReasonData, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Int64 like ``items``: how many people each user follows bought the item (0 without ``data.follows``).
+
+    ``data.follows`` and ``data.purchases`` hold only people who allow personalization, so nobody who opted
+    out is counted, and a user who opted out follows nobody here.
+    """
+    if data.follows is None:
+        return np.zeros(items.shape, dtype=np.int64)
+    buyers = sp.csr_array(data.follows[users] @ sp.csr_array(data.purchases > 0, dtype=np.float32))
+    user_of = np.broadcast_to(np.arange(len(users))[:, None], items.shape)
+    valid = items >= 0
+    counts = np.zeros(items.shape, dtype=np.int64)
+    counts[valid] = lookup(buyers, user_of[valid], items[valid]).astype(np.int64)
+    return counts
+
+
 @dataclass
 class ReasonData:
     """What the reasons are grounded in, built once per run (all indices in the run's encoding).
@@ -157,6 +185,11 @@ class ReasonData:
         "Popular with ..." per segment.
     popular_text : str
         Text of the global popularity fill.
+    follows : scipy.sparse.csr_array, optional
+        ``(n_users, n_users)`` 1 where the row user, who allows personalization, follows the column user, who
+        allows it too (:func:`recsys.features.social.follow_matrix`); None: no ``friends_bought`` reason.
+    min_friends_bought : int
+        Fewer followed buyers than this are not counted out loud.
     """
 
     item_names: np.ndarray
@@ -174,6 +207,8 @@ class ReasonData:
     segment_items: sp.csr_array
     segment_texts: np.ndarray
     popular_text: str
+    follows: sp.csr_array | None = None
+    min_friends_bought: int = 2
 
 
 def reasons(
@@ -226,6 +261,8 @@ def reasons(
     viewed_item, _ = attribute(data.viewed[users], data.also_bought, np.where(valid, items, -1))
     also = viewed_item >= 0
 
+    friends = friends_bought(data, users, items)
+
     code = data.category_code[safe]
     interest = np.zeros(items.shape, dtype=bool)
     known = valid & (code >= 0)
@@ -243,13 +280,22 @@ def reasons(
         buy_again,
         model & similar,
         model & also,
+        model & (friends >= data.min_friends_bought),
         model & interest,
         model,
         fill & in_segment,
     ]
     codes = np.select(
         conditions,
-        ["buy_again", "similar_to_history", "also_bought", "category_interest", fallback_code, "popular_segment"],
+        [
+            "buy_again",
+            "similar_to_history",
+            "also_bought",
+            "friends_bought",
+            "category_interest",
+            fallback_code,
+            "popular_segment",
+        ],
         "popular",
     ).astype(object)
     texts = np.select(
@@ -258,6 +304,7 @@ def reasons(
             "You bought " + names[safe] + " before",
             "Because you " + _BEFORE[verb] + " " + names[np.maximum(because, 0)] + _AFTER[verb],
             "People who viewed " + names[np.maximum(viewed_item, 0)] + " also bought it",
+            friends.astype(str).astype(object) + " people you follow bought this",
             "Matches your interest in " + data.item_categories[safe],
             fallback_text,
             data.segment_texts[np.maximum(group, 0)][:, None] if len(data.segment_texts) else "",

@@ -63,6 +63,7 @@ class BusinessRules:
     min_similarity: float = 0.05
     min_also_bought_users: int = 5
     interest_tags: int = 5
+    min_friends_bought: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.diversity_strength <= 1.0:
@@ -70,6 +71,11 @@ class BusinessRules:
         if not 0.0 <= self.min_intra_list_diversity <= 1.0:
             raise ValueError(
                 f"[diversity] min_intra_list_diversity must be in [0, 1], got {self.min_intra_list_diversity}"
+            )
+        if self.min_friends_bought < 2:
+            raise ValueError(
+                "[reasons] min_friends_bought must be at least 2 (a count of one names that person),"
+                f" got {self.min_friends_bought}"
             )
         if self.max_per_brand < 0 or self.overfetch < 1 or self.diversity_k < 2 or self.recent_purchase_days < 0:
             raise ValueError("max_per_brand >= 0, overfetch >= 1, diversity k >= 2 and recent_purchase_days >= 0")
@@ -94,6 +100,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("reasons", "min_similarity"): "min_similarity",
     ("reasons", "min_also_bought_users"): "min_also_bought_users",
     ("reasons", "interest_tags"): "interest_tags",
+    ("reasons", "min_friends_bought"): "min_friends_bought",
 }
 
 

@@ -25,6 +25,7 @@ from psycopg2 import sql
 from recsys.db import frames
 from recsys.evaluation.metrics import evaluate, per_user_metrics
 from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp, to_epoch_seconds
+from recsys.models.base import Recommender
 from recsys.models.config import ColdStart, Privacy
 from recsys.models.demographic import (
     DEMOGRAPHICS,
@@ -35,6 +36,7 @@ from recsys.models.demographic import (
     with_demographics,
 )
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.social import FriendsBoughtRecommender
 
 __all__ = [
     "COLD_START_MODELS",
@@ -61,7 +63,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: the cold-start models, simplest first (ties go to the simpler one)
-COLD_START_MODELS: tuple[str, ...] = ("popularity", "segment_popularity", "cold_start_demographic")
+COLD_START_MODELS: tuple[str, ...] = ("popularity", "segment_popularity", "cold_start_demographic", "friends_bought")
+#: the models whose lists ``ml.cold_start_recommendations`` can hold (per segment)
+SEGMENT_MODELS: tuple[str, ...] = ("segment_popularity", "cold_start_demographic")
 #: ``ml.model_evaluations`` keys of the evaluation
 SEGMENT, VARIANT = "new_users", "all_items"
 #: metrics written per model and cut-off
@@ -134,14 +138,17 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_models(config: dict[str, Any]) -> list[PopularityRecommender | SegmentPopularityRecommender]:
-    """Global popularity, segment popularity and the demographic model with the configured parameters."""
+def build_models(config: dict[str, Any], horizon_days: float = 0.0) -> list[Recommender]:
+    """Global popularity, segment popularity, the demographic model, and the referrer's (and followed people's)
+    purchases (``friends_bought``, with the follows made up to ``horizon_days`` after its reference: a new
+    user's referral is made at signup)."""
     options = settings(config)
     common = dict(window_days=options["window_days"], min_segment_users=options["min_segment_users"])
     return [
         PopularityRecommender(window_days=options["window_days"]),
         SegmentPopularityRecommender(**common),
         DemographicRecommender(alpha=options["alpha"], segment_weight=options["segment_weight"], **common),
+        FriendsBoughtRecommender(follows_horizon_days=horizon_days),
     ]
 
 
@@ -256,7 +263,7 @@ def evaluate_new_users(
     ks = tuple(sorted({*ks, k}))
     per_user: dict[str, np.ndarray] = {}
     people = with_demographics(data, demographics)
-    for model in build_models(config):  # three models, one estimator contract
+    for model in build_models(config, (end_s - cutoff_s) / SECONDS_PER_DAY):  # four models, one contract
         recommended, _ = model.fit(people, reference).recommend(users, n=max(ks), filter_items=unknown_items)
         scores = evaluate(recommended, truth, ks)
         rows += [
@@ -307,7 +314,7 @@ def choose_models(conn: Any, run_id: str, k: int = 10) -> tuple[str, str]:
             (run_id, SEGMENT, VARIANT, k),
         )
         ndcg = {name: float(value) for name, value in cursor.fetchall() if value is not None}
-    segment_aware = COLD_START_MODELS[1:]
+    segment_aware = SEGMENT_MODELS
     table_model = max(segment_aware, key=lambda name: (ndcg.get(name, -math.inf), -segment_aware.index(name)))
     beats = ndcg.get(table_model, -math.inf) > ndcg.get("popularity", math.inf)
     return table_model, table_model if beats else "popularity"
@@ -364,7 +371,7 @@ def serving_lists(
     end_s = to_epoch_seconds(end)
     table_model, user_model = choose_models(conn, run_id, int(config.get("evaluation", {}).get("k", 10)))
     demographics = read_demographics(conn, data.user_ids)
-    global_model, segment_model, demographic_model = build_models(config)
+    global_model, segment_model, demographic_model = build_models(config)[:3]
     model = demographic_model if table_model == demographic_model.name else segment_model
     model.fit(with_demographics(data, demographics), end_s)
     keys, items, scores = model.segment_recommend(n_table, filter_items)

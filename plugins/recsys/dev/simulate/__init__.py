@@ -143,6 +143,7 @@ from recsys.dev.simulate.shop import (
     Category,
     make_window,
 )
+from recsys.dev.simulate.social import SOCIAL_INFLUENCE, copied_shopping, edges_table, social_world
 from recsys.dev.simulate.users import make_users
 from recsys.dev.simulate.writing import (
     format_events,
@@ -184,6 +185,7 @@ def simulate(
     seed: int = 0,
     end_date: date = date(2026, 10, 31),
     dirty: bool = True,
+    social_influence: float = SOCIAL_INFLUENCE,
 ) -> dict[str, int]:
     """Write a simulated shop as a landing directory, with its planted truth.
 
@@ -203,6 +205,10 @@ def simulate(
         Last day of the window (UTC).
     dirty : bool
         Write the dirt of :data:`DIRT_RATES`; ``False`` writes clean files.
+    social_influence : float
+        Strength of the influence planted through the social graph, 0 to 1
+        (:mod:`recsys.dev.simulate.social`); 0 plants none and leaves every file but ``social_edges`` as
+        it would be without social data.
 
     Returns
     -------
@@ -224,6 +230,7 @@ def simulate(
     window = make_window(end_date, days)
     catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
     people, users_frame = make_users(shop_rng, users, window)
+    social_rng, graph, people = social_world(seed, people, users_frame, window, social_influence)
     promotions = make_promotions(shop_rng, window)
     sessions = make_sessions(shop_rng, people, window, promotions)
     events, purchases = browse_and_buy(shop_rng, sessions, people, catalogue)
@@ -234,10 +241,14 @@ def simulate(
     repeat_orders, repeat_lines = make_orders(
         shop_rng, repeat_purchases, repeat_sessions, people, catalogue, promotions
     )
-    orders = pd.concat([orders, repeat_orders], ignore_index=True)
-    lines = pd.concat([lines, repeat_lines], ignore_index=True)
+    first_session = len(sessions) + len(repeat_sessions)
+    n_social, social_events, social_orders, social_lines = copied_shopping(
+        social_rng, graph, (orders, lines), people, catalogue, promotions, window, social_influence, first_session
+    )
+    orders = pd.concat([orders, repeat_orders, social_orders], ignore_index=True)
+    lines = pd.concat([lines, repeat_lines, social_lines], ignore_index=True)
     orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
-    events = pd.concat([events, repeat_events, purchase_events(orders, lines)], ignore_index=True)
+    events = pd.concat([events, repeat_events, social_events, purchase_events(orders, lines)], ignore_index=True)
     # review words from their own generator: every other value stays as it was before reviews had words
     text_rng = np.random.default_rng([seed, 13])
     reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, items_frame)
@@ -245,18 +256,8 @@ def simulate(
     is_bot = np.zeros(users, dtype=bool)
     if dirty:
         is_bot = choose_bots(dirt_rng, people, window)
-        events, orders, lines, reviews = replace_bots(
-            dirt_rng,
-            is_bot,
-            people,
-            events,
-            orders,
-            lines,
-            reviews,
-            catalogue,
-            window,
-            first_session=len(sessions) + len(repeat_sessions),
-        )
+        shop = dirt_rng, is_bot, people, events, orders, lines, reviews, catalogue, window
+        events, orders, lines, reviews = replace_bots(*shop, first_session=first_session + n_social)
 
     tables = {
         "users": users_frame,
@@ -274,6 +275,7 @@ def simulate(
         [tables["promotions"], scheduled_promotion(np.random.default_rng([seed, 11]), window, len(promotions))],
         ignore_index=True,
     )
+    tables["social_edges"] = edges_table(social_rng, graph, orders, lines, people, catalogue, dirty)
     # a separate generator: every draw above, so every value written before this step, stays as it was
     shop_events = tables["events"]
     persons = add_linked_accounts(np.random.default_rng([seed, 7]), tables, is_bot, window)
@@ -291,6 +293,7 @@ def simulate(
         users=users,
         items=items,
         days=days,
+        social_influence=social_influence,
         generator="recsys simulate",
     )
     logger.info("simulated shop in %s: %s (%.1f s)", out_dir, counts, time.perf_counter() - started)
