@@ -4,9 +4,10 @@ The challenger is another model of the same run (``[experiment] challenger`` in 
 parameters the run chose for it on the validation window (``ml.model_search``). Its lists are made by the
 one definition of a served list, :func:`recsys.orchestration.publishing.generate_recommendations` (refit on
 all data, business rules, re-rank, fill, reasons), run under a shadow run id; the rows then move to
-``ml.challenger_recommendations`` of the run and the shadow rows are deleted, in one transaction. The
-challenger's lists are ``for_you`` lists (the placement the A/B test runs on). They are published this way rather than re-ranked at request time because the API holds no
-model: a re-rank of the champion's 20 items could only reorder them, not show what the challenger finds.
+``ml.challenger_recommendations`` of the run and the shadow rows are deleted, in one transaction. They are
+``for_you`` lists: the A/B test runs on that placement. The challenger's lists are published this way rather
+than re-ranked at request time because the API holds no model: a re-rank of the champion's 20 items could
+only reorder them, not show what the challenger finds.
 """
 
 from __future__ import annotations
