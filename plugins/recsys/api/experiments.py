@@ -53,9 +53,9 @@ class Served:
 def published_run(store: Any, placement: str = FOR_YOU) -> tuple[str | None, str | None]:
     """The published ``run_id`` and its champion model of ``placement`` (``recs.runs.placement_champions``)."""
     with store.connection() as conn, conn.cursor() as cursor:
-        cursor.execute(
-            "select run_id, coalesce(placement_champions::json -> %s ->> 'model', champion_model)"
-            " from recs.runs where is_published",
+        cursor.execute(  # to_jsonb: a recs.runs published before placements has no placement_champions yet
+            "select run_id, coalesce((to_jsonb(runs) ->> 'placement_champions')::json -> %s ->> 'model',"
+            " champion_model) from recs.runs as runs where is_published",
             (placement,),
         )
         row = cursor.fetchone()
