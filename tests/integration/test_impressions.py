@@ -79,7 +79,8 @@ def publish_planted_run(url: str) -> None:
                 values (%(run)s, true, 'popularity', '');
             insert into recs_build.user_recommendations (user_id, placement, item_rank, item_id, score, model_name,
                 reason_code, reason_text, run_id)
-                select map.user_id, 'for_you', rank, 'c' || rank, 1.0 / rank, 'popularity', 'popular', 'Popular', %(run)s
+                select map.user_id, 'for_you', rank, 'c' || rank, 1.0 / rank, 'popularity', 'popular', 'Popular',
+                    %(run)s
                 from identity.user_id_map as map cross join generate_series(1, 5) as rank;
             insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
                 values ('c1', 1, 'c2', 0.5, %(run)s);
@@ -192,7 +193,8 @@ def small_run(database, contract_tables):
             insert into recs_build.runs (run_id, is_published, champion_model) values (%(run)s, true, 'als');
             insert into recs_build.user_recommendations (user_id, placement, item_rank, item_id, score, reason_code,
                 run_id)
-                select 'pA', 'for_you', rank, 'c' || rank, 1.0 / rank, 'popular', %(run)s from generate_series(1, 3) as rank;
+                select 'pA', 'for_you', rank, 'c' || rank, 1.0 / rank, 'popular', %(run)s
+                from generate_series(1, 3) as rank;
             insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, score, run_id)
                 values ('all', 1, 'c9', 0.8, %(run)s);
             insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)

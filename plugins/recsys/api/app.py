@@ -128,25 +128,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         placement = shelf(placement)
         user_id = person(shop_user_id)
         served = experiments.serve(store, settings.experiment, user_id, placement)  # the arm of an A/B test
-        if served.items:
-            items, source = served.items, "personalized"
-        elif placement == placements.BUY_AGAIN:
-            items, source = [], "none"  # nothing bought yet: no shelf, rather than items never bought
-        else:
-            items, source = store.cold_start(), "cold_start"
+        items, source = listed(store, served, placement)
         session = sessions.recent(user_id or f"shop:{shop_user_id}")
         if session:
-            run = store.run()
-            viewed = [event.item_id for event in session if event.event_type in ("view", "cart") and event.item_id]
-            similar = {
-                item["item_id"]
-                for seen in viewed[-RECENT_VIEWS:]
-                for item in (store.similar(seen) or [])[:SIMILAR_PER_VIEW]
-            }
-            bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
-            # discover shows only items never bought: a session's purchase leaves it whatever its category
-            repeat = set() if placement == placements.DISCOVER else run["repeat_purchase_categories"]
-            items = apply_session(items, session, store.categories(bought), repeat, similar)
+            items = after_session(store, items, session, placement)
         request_id = impressions.record(shop_user_id, items[:n], served, source, placement) if user_id else None
         answer = {"user_id": shop_user_id, "placement": placement, "source": source, "items": items[:n]}
         return {**answer, "request_id": request_id}
@@ -185,6 +170,29 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
 
     app.include_router(profile_router(store, settings, limiter))
     return app
+
+
+def after_session(store: Store, items: list[dict], session: list, placement: str) -> list[dict]:
+    """``items`` after the shopper's live ``session`` (:func:`recsys.api.events.apply_session`).
+
+    ``discover`` shows only items never bought: a purchase in the session leaves it whatever its category.
+    """
+    viewed = [event.item_id for event in session if event.event_type in ("view", "cart") and event.item_id]
+    similar = {
+        item["item_id"] for seen in viewed[-RECENT_VIEWS:] for item in (store.similar(seen) or [])[:SIMILAR_PER_VIEW]
+    }
+    bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
+    repeat = set() if placement == placements.DISCOVER else store.run()["repeat_purchase_categories"]
+    return apply_session(items, session, store.categories(bought), repeat, similar)
+
+
+def listed(store: Store, served: experiments.Served, placement: str) -> tuple[list[dict], str]:
+    """The list to answer with and its ``source``: the shopper's, else the cold-start list (``buy_again``: none)."""
+    if served.items:
+        return served.items, "personalized"
+    if placement == placements.BUY_AGAIN:
+        return [], "none"  # nothing bought yet: no shelf, rather than items never bought
+    return store.cold_start(), "cold_start"
 
 
 def shelf(name: str) -> str:

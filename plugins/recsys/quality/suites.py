@@ -296,6 +296,23 @@ def min_diversity_query(min_diversity: float, k: int, placement: str = "for_you"
             and (select count(distinct coalesce(category, '')) from analytics.dim_items where is_in_stock) >= 2"""
 
 
+def placement_expectations(expectations: Any, rows: Any) -> list:
+    """``ml.recommendations``: known placements only, at most :data:`MAX_ITEMS_PER_LIST` items per user and placement.
+
+    ``expectations`` is ``great_expectations.expectations``, ``rows`` the suites' unexpected-rows helper.
+    """
+    from recsys.serving import placements
+
+    return [
+        expectations.ExpectColumnValuesToBeInSet(column="placement", value_set=list(placements.PLACEMENTS)),
+        rows(
+            f"at most {MAX_ITEMS_PER_LIST} items per user and placement",
+            "select user_id, placement, count(*) from {batch} group by user_id, placement"
+            f" having count(*) > {MAX_ITEMS_PER_LIST}",
+        ),
+    ]
+
+
 def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> list[Suite]:
     """The suites of the ``marts_and_recs`` gate: profiles, interest tags, and the candidate run ``run_id``.
 
@@ -320,12 +337,7 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
                 e.ExpectTableRowCountToBeBetween(min_value=1),
                 unique_rows(["user_id", "placement", "item_id"]),
                 e.ExpectColumnValuesToBeBetween(column="item_rank", min_value=1, max_value=MAX_ITEMS_PER_LIST),
-                e.ExpectColumnValuesToBeInSet(column="placement", value_set=list(placements.PLACEMENTS)),
-                rows(
-                    f"at most {MAX_ITEMS_PER_LIST} items per user and placement",
-                    "select user_id, placement, count(*) from {batch} group by user_id, placement"
-                    f" having count(*) > {MAX_ITEMS_PER_LIST}",
-                ),
+                *placement_expectations(e, rows),
                 in_stock("item_id"),
                 scores_follow_ranks("user_id, placement"),
                 e.ExpectColumnValuesToNotBeNull(column="reason_text"),
