@@ -158,16 +158,17 @@ def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written.
 
     One list per shop account and placement: the accounts identity stitching merged into one person
-    (``identity.published_user_id_map``, the map published with the run) each get that person's list. Text
+    (``identity.published_user_id_map``, the map published with the run) each get that person's lists; the
+    ``placement`` is the last column (the columns before it are those of the export before placements). Text
     cells a spreadsheet would run as a formula are neutralised with a leading apostrophe. The file is written
     under a temporary name and renamed when complete: a failed export leaves the previous file, no partial one.
     """
     safe = {name: SPREADSHEET_SAFE.format(name) for name in ("user_id", "item_id", "reason_code", "reason_text")}
     statement = f"""
         copy (
-            select {safe["user_id"]} as user_id, placement, item_rank, {safe["item_id"]} as item_id, score,
-                model_name, {safe["reason_code"]} as reason_code, {safe["reason_text"]} as reason_text, run_id,
-                generated_at
+            select {safe["user_id"]} as user_id, item_rank, {safe["item_id"]} as item_id, score, model_name,
+                {safe["reason_code"]} as reason_code, {safe["reason_text"]} as reason_text, run_id, generated_at,
+                placement
             from (
                 select map.shop_user_id as user_id, recs.placement, recs.item_rank, recs.item_id, recs.score,
                     recs.model_name, recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
