@@ -37,3 +37,26 @@ def test_discover_keeps_only_items_never_bought_and_buy_again_only_bought_ones_i
 def test_repurchases_are_the_truth_items_bought_before():
     truth = sp.csr_array((np.ones(3), ([0, 0, 1], [1, 6, 2])), shape=(2, 7))  # item 6: first seen in the window
     assert placements.repurchases(truth, BOUGHT).toarray().nonzero() == (np.array([0]), np.array([1]))
+
+
+def test_each_placements_truth_exclusions_and_rules():
+    from recsys.serving.rules import BusinessRules
+
+    truth = sp.csr_array((np.ones(3), ([0, 0, 1], [1, 2, 2])), shape=(2, 5))
+    split = placements.truths(truth, BOUGHT)
+    assert split["for_you"] is truth
+    assert split["discover"].toarray().nonzero() == (np.array([0, 1]), np.array([2, 2]))
+    assert split["buy_again"].toarray().nonzero() == (np.array([0]), np.array([1]))
+    recent = sp.csr_array((np.ones(1), ([1], [4])), shape=(2, 5))
+    assert placements.excluded("buy_again", recent, BOUGHT) is recent
+    assert placements.excluded("discover", recent, BOUGHT).toarray().nonzero() == (
+        np.array([0, 0, 1]),
+        np.array([1, 3, 4]),
+    )
+    rules = BusinessRules(version="t", max_per_brand=2, diversity_strength=0.5)
+    assert placements.shelf_rules("discover", rules) is rules
+    assert (
+        placements.shelf_rules("buy_again", rules).max_per_brand,
+        placements.shelf_rules("buy_again", rules).diversity_strength,
+    ) == (0, 0.0)
+    assert [placements.is_filled(name) for name in placements.PLACEMENTS] == [True, True, False]

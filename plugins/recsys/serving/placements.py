@@ -17,11 +17,14 @@ the published lists use.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the API imports the names only: numpy, scipy and the metrics load where lists are made
-    import numpy as np
-    import scipy.sparse as sp
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from recsys.serving.rules import BusinessRules
 
 FOR_YOU, DISCOVER, BUY_AGAIN = "for_you", "discover", "buy_again"
 #: every placement, in the order they are generated and documented
@@ -68,10 +71,7 @@ def restrict(
     items, scores : numpy.ndarray
         Same shape: the kept candidates moved to the front in their order, ``-1``/NaN after them.
     """
-    import numpy as np
-    import scipy.sparse as sp
-
-    from recsys.evaluation.metrics import hit_matrix
+    from recsys.evaluation.metrics import hit_matrix  # here: the API imports the names, not scikit-learn
 
     if placement == FOR_YOU:
         return items, scores
@@ -91,11 +91,47 @@ def repurchases(truth: sp.csr_array, bought: sp.csr_array) -> sp.csr_array:
 
     ``bought`` may have fewer columns than ``truth`` (items first seen in the window cannot have been bought).
     """
-    import scipy.sparse as sp
-
     truth = sp.csr_array(truth)
     bought = sp.csr_array(bought)
     bought = sp.csr_array((bought.data, bought.indices, bought.indptr), shape=truth.shape)
     result = sp.csr_array(truth.multiply(bought != 0))
     result.eliminate_zeros()
     return result
+
+
+def never_bought(truth: sp.csr_array, bought: sp.csr_array) -> sp.csr_array:
+    """The ``discover`` truth: the items of ``truth`` the row's user had not bought before (``new_items``)."""
+    truth = sp.csr_array(truth)
+    result = sp.csr_array(truth - repurchases(truth, bought))
+    result.eliminate_zeros()
+    return result
+
+
+def truths(truth: sp.csr_array, bought: sp.csr_array) -> dict[str, sp.csr_array]:
+    """Each placement's truth from a window's purchases and what its users bought before the window."""
+    return {FOR_YOU: truth, DISCOVER: never_bought(truth, bought), BUY_AGAIN: repurchases(truth, bought)}
+
+
+def excluded(placement: str, recent: sp.csr_array, bought: sp.csr_array) -> sp.csr_array:
+    """What a placement's list may not show beyond the business rules: ``discover`` adds every purchase.
+
+    ``recent`` are the rules' recent purchases (:func:`recsys.serving.rules.recent_purchases`), ``bought``
+    every purchase of the row's user; both ``(n_rows, n_items)``.
+    """
+    if placement != DISCOVER:
+        return recent
+    union = sp.csr_array((sp.csr_array(recent) != 0) + (sp.csr_array(bought) != 0), dtype=np.float32)
+    union.eliminate_zeros()
+    return union
+
+
+def shelf_rules(placement: str, rules: BusinessRules) -> BusinessRules:
+    """The business rules of a placement: ``buy_again`` has no brand cap and no diversity re-rank (a shopper's
+    own staples may share a brand or a category); the others the rules as they are."""
+    return replace(rules, max_per_brand=0, diversity_strength=0.0) if placement == BUY_AGAIN else rules
+
+
+def is_filled(placement: str) -> bool:
+    """Whether a list the rules cut short is filled from popularity: not ``buy_again``, which holds only the
+    shopper's own purchases (a short shelf rather than items never bought)."""
+    return placement != BUY_AGAIN
