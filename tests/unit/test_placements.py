@@ -29,14 +29,14 @@ def test_names_and_the_home_alias():
 
 
 def test_discover_keeps_only_items_never_bought_and_buy_again_only_bought_ones_in_the_models_order():
-    items, scores = placements.restrict(ITEMS, SCORES, BOUGHT, "discover")
+    items, scores, _ = placements.restrict(ITEMS, SCORES, BOUGHT, "discover")
     assert items.tolist() == [[0, 4, -1, -1, -1], [2, 1, 0, -1, -1]]
     np.testing.assert_array_equal(scores[0, :2], [0.8, 0.6])
     assert np.isnan(scores[0, 2:]).all()
-    items, scores = placements.restrict(ITEMS, SCORES, BOUGHT, "buy_again")
+    items, scores, _ = placements.restrict(ITEMS, SCORES, BOUGHT, "buy_again")
     assert items.tolist() == [[3, 1, -1, -1, -1], [-1] * 5]  # user 1 bought nothing: an empty list
     np.testing.assert_array_equal(scores[0, :2], [0.9, 0.7])
-    same_items, same_scores = placements.restrict(ITEMS, SCORES, BOUGHT, "for_you")
+    same_items, same_scores, _ = placements.restrict(ITEMS, SCORES, BOUGHT, "for_you")
     assert same_items is ITEMS and same_scores is SCORES
 
 

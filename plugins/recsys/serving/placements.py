@@ -18,7 +18,7 @@ the published lists use.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,8 +53,8 @@ def resolve(name: str | None) -> str:
 
 
 def restrict(
-    items: np.ndarray, scores: np.ndarray, bought: sp.csr_array, placement: str
-) -> tuple[np.ndarray, np.ndarray]:
+    items: np.ndarray, scores: np.ndarray, bought: sp.csr_array, placement: str, extra: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A placement's candidates from any model's list: drop the items the placement may not show, keep the order.
 
     Parameters
@@ -65,16 +65,18 @@ def restrict(
         ``(n_rows, n_items)``: what each row's user bought before (any stored entry counts).
     placement : str
         ``for_you`` keeps every item, ``discover`` only items not in ``bought``, ``buy_again`` only those in it.
+    extra : numpy.ndarray, optional
+        A side column of the same shape, moved along (its zero value where a row ran out).
 
     Returns
     -------
-    items, scores : numpy.ndarray
+    items, scores, extra : numpy.ndarray
         Same shape: the kept candidates moved to the front in their order, ``-1``/NaN after them.
     """
     from recsys.evaluation.metrics import hit_matrix  # here: the API imports the names, not scikit-learn
 
     if placement == FOR_YOU:
-        return items, scores
+        return items, scores, extra
     if placement not in (DISCOVER, BUY_AGAIN):
         raise ValueError(f"unknown placement {placement!r}")
     owned = hit_matrix(items, sp.csr_array(bought)) & (items >= 0)
@@ -83,7 +85,9 @@ def restrict(
     kept = np.take_along_axis(keep, order, axis=1)
     new_items = np.where(kept, np.take_along_axis(items, order, axis=1), -1)
     new_scores = np.where(kept, np.take_along_axis(np.asarray(scores, dtype=np.float64), order, axis=1), np.nan)
-    return new_items.astype(np.int64), new_scores
+    if extra is not None:
+        extra = np.where(kept, np.take_along_axis(extra, order, axis=1), np.zeros(1, dtype=extra.dtype)[0])
+    return new_items.astype(np.int64), new_scores, extra
 
 
 def repurchases(truth: sp.csr_array, bought: sp.csr_array) -> sp.csr_array:
@@ -135,3 +139,28 @@ def is_filled(placement: str) -> bool:
     """Whether a list the rules cut short is filled from popularity: not ``buy_again``, which holds only the
     shopper's own purchases (a short shelf rather than items never bought)."""
     return placement != BUY_AGAIN
+
+
+def serve(
+    layers: Any,
+    placement: str,
+    items: np.ndarray,
+    scores: np.ndarray,
+    n: int,
+    rules: BusinessRules,
+    recent: sp.csr_array,
+    bought: sp.csr_array,
+    ranking: np.ndarray,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A placement's list as served, from any model's overfetched candidates of a batch of users.
+
+    :func:`restrict` to the placement, then ``layers.serve`` (the one definition of a served list: rules,
+    re-rank, cut to ``n``, fill from ``ranking``, monotone scores) with the placement's rules
+    (:func:`shelf_rules`), exclusions (:func:`excluded`) and fill (:func:`is_filled`). ``recent`` and
+    ``bought`` are the batch's rows. The evaluation scores these lists and the run publishes them.
+    """
+    items, scores, extra = restrict(items, scores, bought, placement, extra)
+    fill = ranking if is_filled(placement) else ranking[:0]
+    exclude = excluded(placement, recent, bought)
+    return layers.serve(items, scores, n, shelf_rules(placement, rules), exclude, fill, extra=extra)
