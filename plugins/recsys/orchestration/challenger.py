@@ -61,7 +61,13 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
             config = {**config, "models": models}
         shadow = shadow_run_id(run_id, model_name)
         publishing.generate_recommendations(
-            connection, shadow, data_interval_end, model_name=model_name, config=config, **options
+            connection,
+            shadow,
+            data_interval_end,
+            model_name=model_name,
+            config=config,
+            shelves=(placements.FOR_YOU,),
+            **options,
         )
         with connection.cursor() as cursor:
             cursor.execute(

@@ -193,10 +193,10 @@ def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarr
     """
     with conn.cursor() as cursor:
         cursor.execute(
-            "insert into ml.recommendations (run_id, user_id, item_rank, item_id, score, model_name, reason_code,"
-            " reason_text, generated_at)"
-            " select %(run)s, previous.user_id, previous.item_rank, previous.item_id, previous.score,"
-            " previous.model_name, previous.reason_code, previous.reason_text, previous.generated_at"
+            "insert into ml.recommendations (run_id, user_id, placement, item_rank, item_id, score, model_name,"
+            " reason_code, reason_text, generated_at)"
+            " select %(run)s, previous.user_id, previous.placement, previous.item_rank, previous.item_id,"
+            " previous.score, previous.model_name, previous.reason_code, previous.reason_text, previous.generated_at"
             " from ml.recommendations as previous"
             " inner join analytics.dim_users as users on previous.user_id = users.user_id"
             # a hash anti-join on the rescored users, not a scan of the array per row
