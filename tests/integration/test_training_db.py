@@ -779,3 +779,44 @@ def test_a_new_item_reaches_lists_only_through_its_content(empty_database: str) 
     for baseline in ("popularity", "repeat_purchase"):  # two baselines: a10 is 21st of 21 in both
         assert metric(empty_database, "run_1", baseline, "hit_rate", 20, variant="new_catalogue") == 0.0
         assert metric(empty_database, "run_1", baseline, "new_item_coverage", 20, variant="new_catalogue") == 0.0
+
+
+def test_each_placement_lists_only_what_it_may_show(warehouse: str, tmp_path) -> None:
+    """With category B declared repeat-purchase, ub00 (who bought b00-b04, then b08, then b06 two days ago) gets:
+
+    * ``buy_again``: exactly their purchases, most recent first (``repeat_purchase``, the shelf's champion:
+      nobody rebuys in the windows, so its baseline is kept): b06, b08, b04, b03, b02;
+    * ``discover``: never one of their purchases; item-KNN ranks the two unbought in-stock B items b05 and b07
+      first (b09 is out of stock), then the popularity fill skips everything they bought.
+    """
+    text = (tmp_path / "business_rules.toml").read_text().replace("\ncategories = []", '\ncategories = ["B"]')
+    (tmp_path / "business_rules.toml").write_text(text)
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+    assert result["placement_champions"] == {
+        "for_you": "item_knn",
+        "discover": "item_knn",
+        "buy_again": "repeat_purchase",
+    }
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' order by item_rank")
+    assert sum(result["placements"].values()) == result["recommendations"] == len(recs)
+    bought = query(
+        warehouse, "select distinct user_id, item_id from analytics.fct_interactions where event_type = 'purchase'"
+    )
+    pairs = set(zip(bought.user_id, bought.item_id, strict=True))
+
+    def shelf(name: str) -> pd.DataFrame:
+        return recs[recs.placement == name]
+
+    discover, again = shelf("discover"), shelf("buy_again")
+    assert not any(pair in pairs for pair in zip(discover.user_id, discover.item_id, strict=True))
+    assert all(pair in pairs for pair in zip(again.user_id, again.item_id, strict=True))
+    assert again[again.user_id == "ub00"].item_id.tolist() == ["b06", "b08", "b04", "b03", "b02"]
+    assert (again[again.user_id == "ub00"].reason_text.iloc[0]) == "You bought Item b06 before"
+    assert set(discover[discover.user_id == "ub00"].item_id.iloc[:2]) == {"b05", "b07"}
+    # every user has for_you and discover lists of 5; buy_again only the B users: the A users' (and buyer's,
+    # optout's) purchases are category A, bought within recent_purchase_days and not repeat-purchase
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
+    assert result["placements"]["for_you"] == result["placements"]["discover"] == users * 5
+    assert set(again.user_id) == set(B_USERS) and result["placements"]["buy_again"] == len(B_USERS) * 5
+    assert not again.item_id.isin(OUT_OF_STOCK).any() and not discover.item_id.isin(OUT_OF_STOCK).any()
