@@ -124,7 +124,9 @@ class _Lists:
     reason_data: reasons_module.ReasonData
     generated_at: str
 
-    def frame(self, batch: np.ndarray, placement: str, name: str, model: Recommender) -> pd.DataFrame:
+    def frame(
+        self, batch: np.ndarray, placement: str, name: str, model: Recommender, ranked: dict[int, tuple]
+    ) -> pd.DataFrame:
         """The ``ml.recommendations`` rows of ``placement`` for the users ``batch``, ranked by ``model``.
 
         ``model`` ranks ``overfetch * n`` items (plus room for the batch's most purchases, when the placement
@@ -132,6 +134,8 @@ class _Lists:
         from popularity, users without events from their cold-start list; then the placement's served list
         (:func:`recsys.serving.placements.serve`) and grounded reasons. Opted-out users' purchases are not
         read (``reason_data.purchases`` holds only consenting users'), so they get no ``buy_again`` list.
+        ``ranked`` keeps a model's ranking of the batch for the next placement it ranks (one ``recommend`` call
+        per model and batch, at the widest width any placement needs).
         """
         bought = self.reason_data.purchases[batch]
         room = 0 if placement == placements.FOR_YOU else int(np.diff(bought.indptr).max(initial=0))
@@ -144,7 +148,10 @@ class _Lists:
         from_model = np.zeros(items.shape, dtype=bool)
         mine = np.flatnonzero(self.can_personalize[batch] & (name != PopularityRecommender.name))
         if len(mine):
-            own_items, own_scores = model.recommend(batch[mine], n=width, filter_items=blocked)
+            if id(model) not in ranked:  # the widest list: room for the batch's purchases
+                widest = self.wide + int(np.diff(bought.indptr).max(initial=0))
+                ranked[id(model)] = model.recommend(batch[mine], n=widest, filter_items=blocked)
+            own_items, own_scores = (values[:, :width] for values in ranked[id(model)])
             # every model fills with popularity at score 0 except ALS, which fills cold users only
             own = (own_items >= 0) if name == ALSRecommender.name else own_scores > 0
             only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
@@ -515,8 +522,9 @@ def generate_recommendations(
             per_shelf = dict.fromkeys(shelf, 0)
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
                 batch = targets[first : first + batch_size]
+                ranked: dict[int, tuple] = {}  # a model's ranking of the batch, shared by its placements
                 for name, (champion_name, shelf_model) in shelf.items():  # three placements
-                    frame = lists.frame(batch, name, champion_name, shelf_model)
+                    frame = lists.frame(batch, name, champion_name, shelf_model, ranked)
                     per_shelf[name] += frames.copy_frame(connection, "ml.recommendations", frame)
 
             similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
