@@ -9,7 +9,7 @@ placement     what it lists                                                 its 
 ============  ============================================================  =====================================
 
 Each placement has its own champion, gated on its own truth
-(:func:`recsys.orchestration.training.champion_gate`). The API's ``placement`` parameter picks one;
+(:func:`recsys.evaluation.selection.gate_placements`). The API's ``placement`` parameter picks one;
 :data:`ALIASES` keeps older names working (``home`` is ``for_you``). This module is the one home of the names
 and of the restriction of a candidate list to a placement (:func:`restrict`), which both the evaluation and
 the published lists use.
