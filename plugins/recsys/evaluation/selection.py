@@ -212,9 +212,9 @@ def select_models(
                 ndcg_new = evaluate(without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[
                     ("ndcg", k)
                 ]
-            per_user_served = per_user_metrics(serving.lists(items, scores, k, rules, batch_size), window.truth, k)[
-                "ndcg"
-            ]
+            width = max(window.wide, serving.width)  # for_you: the candidates it was always served from
+            listed = serving.lists(items[:, :width], scores[:, :width], k, rules, batch_size)
+            per_user_served = per_user_metrics(listed, window.truth, k)["ndcg"]
             ndcg_served = float(per_user_served.mean())
             shelves = {
                 placements.FOR_YOU: per_user_served,
@@ -316,7 +316,8 @@ def placement_rows(
         users = np.flatnonzero(window.has[placement])
         if not len(users):
             continue
-        listed = serving.lists(items, scores, max(ks), rules, batch_size, placement, users)
+        width = serving.width if placement == placements.FOR_YOU else items.shape[1]  # for_you: as reranked_rows
+        listed = serving.lists(items[:, :width], scores[:, :width], max(ks), rules, batch_size, placement, users)
         variant_rows, values = evaluation_rows(
             name,
             f"placement_{placement}",
