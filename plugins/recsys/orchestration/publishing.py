@@ -99,7 +99,7 @@ def _champions_of(conn: Any, run_id: str) -> dict[str, tuple[str, dict[str, Any]
         return {
             placements.FOR_YOU: champion,
             placements.DISCOVER: champion,
-            placements.BUY_AGAIN: ("repeat_purchase", None),
+            placements.BUY_AGAIN: (RepeatPurchaseRecommender.name, None),
         }
     return {placement: (value["model"], value.get("params")) for placement, value in json.loads(row[2]).items()}
 
