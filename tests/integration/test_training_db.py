@@ -820,3 +820,37 @@ def test_each_placement_lists_only_what_it_may_show(warehouse: str, tmp_path) ->
     assert result["placements"]["for_you"] == result["placements"]["discover"] == users * 5
     assert set(again.user_id) == set(B_USERS) and result["placements"]["buy_again"] == len(B_USERS) * 5
     assert not again.item_id.isin(OUT_OF_STOCK).any() and not discover.item_id.isin(OUT_OF_STOCK).any()
+
+
+def test_a_warehouse_and_a_run_from_before_placements(warehouse: str) -> None:
+    """ml.recommendations without placement gets it (old rows: for_you) and the new key; a run without
+    placement_champions publishes its champion on for_you and discover, repeat_purchase on buy_again."""
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "create schema ml; create table ml.recommendations (run_id text not null, user_id text not null,"
+            " item_rank integer not null, item_id text not null, score double precision, model_name text not null,"
+            " reason_code text not null, reason_text text, generated_at timestamptz not null,"
+            " primary key (run_id, user_id, item_rank));"
+            "insert into ml.recommendations values ('old', 'ua00', 1, 'a00', 1.0, 'popularity', 'popular', 'x', now())"
+        )
+    conn.close()
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cursor:
+        cursor.execute("update ml.runs set placement_champions = null")
+    conn.close()
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5)
+    assert result["placement_champions"] == {
+        "for_you": "item_knn",
+        "discover": "item_knn",
+        "buy_again": "repeat_purchase",
+    }
+    assert query(warehouse, "select placement from ml.recommendations where run_id = 'old'").placement.tolist() == [
+        "for_you"
+    ]
+    key = query(
+        warehouse,
+        "select attribute.attname from pg_index as pk join pg_attribute as attribute"
+        " on attribute.attrelid = pk.indrelid and attribute.attnum = any(pk.indkey)"
+        " where pk.indrelid = 'ml.recommendations'::regclass and pk.indisprimary",
+    )
+    assert set(key.attname) == {"run_id", "user_id", "placement", "item_rank"}
