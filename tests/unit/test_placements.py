@@ -54,7 +54,8 @@ def test_each_placements_truth_exclusions_and_rules():
     assert cells(split["discover"]) == [(0, 2), (1, 2)]
     assert cells(split["buy_again"]) == [(0, 1)]
     recent = sp.csr_array((np.ones(1), ([1], [4])), shape=(2, 5))
-    assert placements.excluded("buy_again", recent, BOUGHT) is recent
+    assert placements.excluded("for_you", recent, BOUGHT) is recent
+    assert placements.excluded("buy_again", recent, BOUGHT) is None
     assert cells(placements.excluded("discover", recent, BOUGHT)) == [(0, 1), (0, 3), (1, 4)]
     rules = BusinessRules(version="t", max_per_brand=2, diversity_strength=0.5)
     assert placements.shelf_rules("discover", rules) is rules

@@ -116,13 +116,17 @@ def truths(truth: sp.csr_array, bought: sp.csr_array) -> dict[str, sp.csr_array]
     return {FOR_YOU: truth, DISCOVER: never_bought(truth, bought), BUY_AGAIN: repurchases(truth, bought)}
 
 
-def excluded(placement: str, recent: sp.csr_array, bought: sp.csr_array) -> sp.csr_array:
-    """What a placement's list may not show beyond the business rules: ``discover`` adds every purchase.
+def excluded(placement: str, recent: sp.csr_array, bought: sp.csr_array) -> sp.csr_array | None:
+    """The purchases a placement's list may not show: ``for_you`` the rules' recent ones, ``discover`` every one.
 
-    ``recent`` are the rules' recent purchases (:func:`recsys.serving.rules.recent_purchases`), ``bought``
-    every purchase of the row's user; both ``(n_rows, n_items)``.
+    ``recent`` are the rules' recent purchases outside repeat-purchase categories
+    (:func:`recsys.serving.rules.recent_purchases`), ``bought`` every purchase of the row's user; both
+    ``(n_rows, n_items)``. ``buy_again`` excludes none (``None``): the rule keeps a just-bought item off the
+    shelves of new things, and this shelf is where it belongs.
     """
-    if placement != DISCOVER:
+    if placement == BUY_AGAIN:
+        return None
+    if placement == FOR_YOU:
         return recent
     union = sp.csr_array((sp.csr_array(recent) != 0) + (sp.csr_array(bought) != 0), dtype=np.float32)
     union.eliminate_zeros()
