@@ -173,7 +173,7 @@ class ServedLists:
 
 def select_models(
     window: EvaluationWindow, config: dict[str, Any], k: int, batch_size: int, rules: BusinessRules
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Grid search on the validation window, decided on the lists as served.
 
     The trials are every model's ``params``, then the grid points in file
