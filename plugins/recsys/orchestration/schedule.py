@@ -76,7 +76,7 @@ def last_full_run(conn: Any, before: datetime) -> dict[str, Any] | None:
         return None
     return _first(
         conn,
-        "select run_id, champion_model, champion_params from ml.runs where status = 'recommended'"
+        "select run_id, champion_model, champion_params, placement_champions from ml.runs where status = 'recommended'"
         " and data_cutoff_at < %(before)s and coalesce(champion_reason, '') not like %(carried)s"
         " order by data_cutoff_at desc limit 1",
         {"before": before, "carried": CARRIED + "%"},
@@ -123,6 +123,7 @@ def carry_champion(conn: Any, run_id: str, data_interval_start: datetime, data_i
             champion_model=full["champion_model"],
             champion_params=full["champion_params"],
             champion_reason=CARRIED + full["run_id"],
+            placement_champions=full["placement_champions"],  # every placement's, as chosen by the full run
         )
     params = None if full["champion_params"] is None else json.loads(full["champion_params"])
     return {
