@@ -25,7 +25,7 @@ ranked_lists as (
 
     select
         'user_recommendations' as list_table,
-        user_id as list_key,
+        user_id || '|' || placement as list_key,
         item_rank,
         score
     from user_recommendations

@@ -1,7 +1,8 @@
 """The serving API against a real Postgres (and Redis) holding a small published run with known lists.
 
-Shopper A has the published list i1..i4; anyone else gets the cold-start list i9, i8. Items i1 and i3 are
-Home, i2 Grocery (the run's repeat-purchase category), i4 Toys; i5 is similar to i3.
+Shopper A has the published list i1..i4 (placement for_you), the discover list i5, i6, i4 (never bought) and the
+buy_again list i2 (bought before); anyone else gets the cold-start list i9, i8. Items i1 and i3 are Home, i2
+and i6 Grocery (the run's repeat-purchase category), i4 Toys; i5 is similar to i3.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RUN = "run_20261101T000000"
 KEY = "test-api-pseudonymization-key-not-a-secret-0123456789"
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+#: the run's champion per placement (recs.runs.placement_champions)
+CHAMPIONS = {
+    name: {"model": model, "reason": "planted"} for name, model in [("for_you", "als"), ("discover", "item_knn")]
+}
 
 
 @pytest.fixture
@@ -41,19 +46,25 @@ def warehouse(database, contract_tables):
             """
             insert into identity.user_id_map (user_id, shop_user_id, account_user_id) values ('pA', 'A', 'pA');
             insert into analytics.dim_items (item_id, category) values
-                ('i1', 'Home'), ('i2', 'Grocery'), ('i3', 'Home'), ('i4', 'Toys'), ('i5', 'Home');
-            insert into recs_build.runs (run_id, is_published, repeat_purchase_categories)
-                values (%(run)s, true, 'Grocery');
-            insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, reason_code,
-                reason_text, run_id)
-                select 'pA', rank, 'i' || rank, 1.0 / rank, 'popular', 'Popular', %(run)s
-                from generate_series(1, 4) as rank;
+                ('i1', 'Home'), ('i2', 'Grocery'), ('i3', 'Home'), ('i4', 'Toys'), ('i5', 'Home'), ('i6', 'Grocery');
+            insert into recs_build.runs (run_id, is_published, repeat_purchase_categories, champion_model,
+                placement_champions)
+                values (%(run)s, true, 'Grocery', 'als', %(champions)s);
+            insert into recs_build.user_recommendations (user_id, placement, item_rank, item_id, score,
+                reason_code, reason_text, run_id)
+                select 'pA', 'for_you', rank, 'i' || rank, 1.0 / rank, 'popular', 'Popular', %(run)s
+                from generate_series(1, 4) as rank
+                union all
+                values ('pA', 'discover', 1, 'i5', 0.6, 'similar_items', 'Similar', %(run)s),
+                    ('pA', 'discover', 2, 'i6', 0.4, 'popular', 'Popular', %(run)s),
+                    ('pA', 'discover', 3, 'i4', 0.3, 'popular', 'Popular', %(run)s),
+                    ('pA', 'buy_again', 1, 'i2', 2.0, 'buy_again', 'You bought i2 before', %(run)s);
             insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
                 values ('i5', 1, 'i3', 0.9, %(run)s), ('i1', 1, 'i2', 0.5, %(run)s);
             insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, score, run_id)
                 values ('all', 1, 'i9', 0.8, %(run)s), ('all', 2, 'i8', 0.7, %(run)s);
             """,
-            {"run": RUN},
+            {"run": RUN, "champions": json.dumps(CHAMPIONS)},
         )
     conn.close()
     with psycopg2.connect(database) as conn:
@@ -83,6 +94,33 @@ def test_the_published_list_and_the_cold_start_list(api):
     assert items(api.get("/v1/items/i5/similar", headers=AUTH)) == ["i3"]
     assert api.get("/v1/items/i4/similar", headers=AUTH).status_code == 404
     assert api.get("/v1/healthz").json() == {"status": "ok", "run_id": RUN}
+
+
+def test_each_placement_serves_its_own_list_and_home_is_for_you(api, tmp_path):
+    assert items(api.get("/v1/users/A/recommendations?placement=discover", headers=AUTH)) == ["i5", "i6", "i4"]
+    assert items(api.get("/v1/users/A/recommendations?placement=buy_again", headers=AUTH)) == ["i2"]
+    home = api.get("/v1/users/A/recommendations?placement=home", headers=AUTH).json()
+    assert home["placement"] == "for_you" and [item["item_id"] for item in home["items"]] == ["i1", "i2", "i3", "i4"]
+    # nothing bought yet: no buy_again shelf (rather than items never bought); discover falls back to cold start
+    response = api.get("/v1/users/newcomer/recommendations?placement=buy_again", headers=AUTH)
+    assert items(response) == [] and response.json()["source"] == "none"
+    assert items(api.get("/v1/users/newcomer/recommendations?placement=discover", headers=AUTH)) == ["i9", "i8"]
+    unknown = api.get("/v1/users/A/recommendations?placement=cart_page", headers=AUTH)
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == (
+        "unknown placement 'cart_page'; valid placements: for_you, discover, buy_again, home (= for_you)"
+    )
+    # the impressions name the placement and the model of its list
+    logged = [json.loads(line) for path in (tmp_path / "spool" / "impressions").glob("*.jsonl") for line in path.open()]
+    shown = {(line["placement"], line["model_name"], line["item_id"]) for line in logged if line["user_id"] == "A"}
+    assert {("discover", "item_knn", "i5"), ("buy_again", "als", "i2"), ("for_you", "als", "i1")} <= shown
+
+
+def test_a_purchase_in_the_session_leaves_discover_whatever_its_category(api):
+    """i6 is Grocery, a repeat-purchase category: bought now, it would stay on for_you, but it leaves discover."""
+    bought = {"user_id": "A", "event_type": "purchase", "item_id": "i6", "event_at": "2026-11-02T10:00:00Z"}
+    assert api.post("/v1/events", json={"events": [bought]}, headers=AUTH).json()["accepted"] == 1
+    assert items(api.get("/v1/users/A/recommendations?placement=discover", headers=AUTH)) == ["i5", "i4"]
 
 
 @pytest.mark.parametrize(
@@ -155,8 +193,10 @@ def test_the_lists_come_from_redis_when_the_online_store_is_there(warehouse, tmp
             cur.execute("delete from recs.user_recommendations")
         store = Store(warehouse, client, prefix=prefix)
         api = TestClient(create_app(store, Settings(token=TOKEN, spool_dir=tmp_path / "spool")))
-        # ... but the list is read from the online store
+        # ... but the list is read from the online store, one per placement
         assert items(api.get("/v1/users/A/recommendations?n=2", headers=AUTH)) == ["i1", "i2"]
+        assert items(api.get("/v1/users/A/recommendations?placement=discover", headers=AUTH)) == ["i5", "i6", "i4"]
+        assert items(api.get("/v1/users/A/recommendations?placement=buy_again", headers=AUTH)) == ["i2"]
         assert json.loads(client.get(online.run_key(RUN, "recs", "pA", prefix)))[0]["item_id"] == "i1"
         store.close()
     finally:

@@ -149,7 +149,9 @@ def test_new_users_are_evaluated_and_served_per_the_contract(planted: str) -> No
     result = publishing.generate_recommendations(planted, "run_1", END, n=5, config=config)
     assert result["cold_start_model"] == "cold_start_demographic" and result["cold_start_users"] == 2
     recs = query(
-        planted, "select * from ml.recommendations where left(user_id, 4) = 'cold' order by user_id, item_rank"
+        planted,
+        "select * from ml.recommendations where left(user_id, 4) = 'cold' and placement = 'for_you'"
+        " order by user_id, item_rank",
     )
     north, south, optout = (recs[recs.user_id == user] for user in ("cold_north", "cold_south", "cold_optout"))
     assert north.item_id.str.startswith("a").all() and south.item_id.str.startswith("b").all()

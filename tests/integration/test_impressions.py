@@ -77,9 +77,10 @@ def publish_planted_run(url: str) -> None:
             """
             insert into recs_build.runs (run_id, is_published, champion_model, repeat_purchase_categories)
                 values (%(run)s, true, 'popularity', '');
-            insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, model_name,
+            insert into recs_build.user_recommendations (user_id, placement, item_rank, item_id, score, model_name,
                 reason_code, reason_text, run_id)
-                select map.user_id, rank, 'c' || rank, 1.0 / rank, 'popularity', 'popular', 'Popular', %(run)s
+                select map.user_id, 'for_you', rank, 'c' || rank, 1.0 / rank, 'popularity', 'popular', 'Popular',
+                    %(run)s
                 from identity.user_id_map as map cross join generate_series(1, 5) as rank;
             insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
                 values ('c1', 1, 'c2', 0.5, %(run)s);
@@ -190,8 +191,10 @@ def small_run(database, contract_tables):
             insert into identity.user_id_map (user_id, shop_user_id, account_user_id) values ('pA', 'A', 'pA');
             insert into quality.erased_users (user_key, erased_at) values (%(erased)s, now());
             insert into recs_build.runs (run_id, is_published, champion_model) values (%(run)s, true, 'als');
-            insert into recs_build.user_recommendations (user_id, item_rank, item_id, score, reason_code, run_id)
-                select 'pA', rank, 'c' || rank, 1.0 / rank, 'popular', %(run)s from generate_series(1, 3) as rank;
+            insert into recs_build.user_recommendations (user_id, placement, item_rank, item_id, score, reason_code,
+                run_id)
+                select 'pA', 'for_you', rank, 'c' || rank, 1.0 / rank, 'popular', %(run)s
+                from generate_series(1, 3) as rank;
             insert into recs_build.cold_start_recommendations (segment_key, item_rank, item_id, score, run_id)
                 values ('all', 1, 'c9', 0.8, %(run)s);
             insert into recs_build.similar_items (item_id, item_rank, similar_item_id, score, run_id)
@@ -209,7 +212,7 @@ def small_run(database, contract_tables):
 def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small_run, tmp_path, capsys):
     store = Store(small_run)
     api = TestClient(create_app(store, Settings(TOKEN, tmp_path / "spool")))  # no A/B test
-    shown = api.get("/v1/users/A/recommendations?n=2&placement=cart_page", headers=AUTH).json()
+    shown = api.get("/v1/users/A/recommendations?n=2&placement=home", headers=AUTH).json()
     assert [item["item_id"] for item in shown["items"]] == ["c1", "c2"] and len(shown["request_id"]) == 32
     assert api.get("/v1/users/E/recommendations", headers=AUTH).status_code == 404  # erased
     assert api.get("/v1/users/newcomer/recommendations", headers=AUTH).json()["request_id"] is None
@@ -230,7 +233,7 @@ def test_what_was_shown_is_logged_and_erased_or_unknown_shoppers_never_are(small
     assert landed[0] == header
     fields = [line.split(",") for line in landed[1:]]
     assert [(row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[10]) for row in fields] == [
-        (shown["request_id"], "A", f"c{n}", str(n), RUN, "als", "", "cart_page") for n in (1, 2)
+        (shown["request_id"], "A", f"c{n}", str(n), RUN, "als", "", "for_you") for n in (1, 2)
     ]
     with (shop / f"api-{day}" / "events.csv").open() as handle:
         (landed_click,) = csv.DictReader(handle)

@@ -31,7 +31,9 @@ K = 5
 GRACE = 600
 
 #: the columns of the contract tables the test writes (the tables come from their dbt contracts)
-RECS_COLUMNS = "user_id, item_rank, item_id, score, model_name, reason_code, reason_text, run_id"
+RECS_COLUMNS = "user_id, placement, item_rank, item_id, score, model_name, reason_code, reason_text, run_id"
+#: users with a buy_again list: every third (the others bought nothing yet)
+BUYERS = USERS[::3]
 SIMILAR_COLUMNS = "item_id, item_rank, similar_item_id, score, run_id"
 PROFILE_COLUMNS = "user_id, recency_days, rfm_segment, spending_power, lifecycle_stage, top_categories"
 
@@ -39,11 +41,13 @@ PROFILE_COLUMNS = "user_id, recency_days, rfm_segment, spending_power, lifecycle
 def planted_run(run_id: str, offset: int) -> dict:
     """The rows of one published run; ``offset`` shifts every list so that two runs differ for every key.
 
-    User ``u0000`` has a null reason and categories ``Fashion|Home``; the others have no top categories.
+    User ``u0000`` has a null reason and categories ``Fashion|Home``; the others have no top categories. Every
+    user has a ``for_you`` and a ``discover`` list of ``K`` items, every third user a ``buy_again`` list of two.
     """
     recs = [
         (
             user,
+            "for_you",
             rank + 1,
             ITEMS[(number * 7 + offset + rank) % len(ITEMS)],
             0.5**rank + offset,
@@ -54,6 +58,18 @@ def planted_run(run_id: str, offset: int) -> dict:
         )
         for number, user in enumerate(USERS)
         for rank in range(K)
+    ]
+    recs += [
+        (user, "discover", rank + 1, ITEMS[(number + offset + 50 + rank) % len(ITEMS)], 0.1 / (rank + 1), "als")
+        + ("popular", "Popular", run_id)
+        for number, user in enumerate(USERS)
+        for rank in range(K)
+    ]
+    recs += [
+        (user, "buy_again", rank + 1, ITEMS[(number + offset + rank) % len(ITEMS)], 2.0 - rank, "repeat_purchase")
+        + ("buy_again", f"You bought {ITEMS[(number + offset + rank) % len(ITEMS)]} before", run_id)
+        for number, user in enumerate(BUYERS)
+        for rank in range(2)
     ]
     similar = [
         (item, rank + 1, ITEMS[(number + offset + rank + 1) % len(ITEMS)], 1.0 / (rank + 2), run_id)
@@ -94,9 +110,10 @@ def publish(url: str, run: dict) -> None:
 def expected_keys(run: dict, prefix: str) -> dict[str, object]:
     """Every key the push of ``run`` must write, with its decoded value (the known answer)."""
     run_id = run["run_id"]
-    expected = {f"{prefix}:{run_id}:recs:{user}": [] for user in USERS}
-    for user, _rank, item, score, _model, code, text, _run in run["recs"]:  # already in rank order
-        expected[f"{prefix}:{run_id}:recs:{user}"].append(
+    expected: dict[str, object] = {}
+    for user, placement, _rank, item, score, _model, code, text, _run in run["recs"]:  # already in rank order
+        kind = online.placement_kind(placement)
+        expected.setdefault(f"{prefix}:{run_id}:{kind}:{user}", []).append(
             {"item_id": item, "score": score, "reason_code": code, "reason_text": text}
         )
     for item, _rank, similar, score, _run in run["similar"]:
@@ -113,6 +130,7 @@ def expected_keys(run: dict, prefix: str) -> dict[str, object]:
         "users": len(USERS),
         "profiles": len(USERS),
         "items": len(ITEMS),
+        "placements": {"for_you": len(USERS), "discover": len(USERS), "buy_again": len(BUYERS)},
     }
     return expected
 
@@ -166,7 +184,15 @@ def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_r
 
     result = push(warehouse, redis_client, RUN_A, prefix)
 
-    assert result == {"run_id": RUN_A, "previous": None, "recs": len(USERS), "profile": len(USERS), "similar": 100}
+    assert result == {
+        "run_id": RUN_A,
+        "previous": None,
+        "recs": len(USERS),
+        "recs_discover": len(USERS),
+        "recs_buy_again": len(BUYERS),
+        "profile": len(USERS),
+        "similar": 100,
+    }
     assert redis_client.get(f"{prefix}:current") == RUN_A.encode()
     assert redis_client.smembers(f"{prefix}:runs") == {RUN_A.encode()}
     expected_a = expected_keys(run_a, prefix)
@@ -184,6 +210,18 @@ def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_r
         },
     )
     assert online.get_recommendations(redis_client, "nobody", prefix) is None
+    # one list per placement: u0003 bought, u0001 did not (no buy_again key); home is for_you
+    assert online.get_recommendations(redis_client, "u0003", prefix, "buy_again") == [
+        {"item_id": item, "score": 2.0 - rank, "reason_code": "buy_again", "reason_text": f"You bought {item} before"}
+        for rank, item in enumerate(["i001", "i002"])
+    ]
+    assert online.get_recommendations(redis_client, "u0001", prefix, "buy_again") is None
+    assert [item["item_id"] for item in online.get_recommendations(redis_client, "u0001", prefix, "discover")] == [
+        f"i{number:03d}" for number in range(51, 51 + K)
+    ]
+    assert (
+        online.get_recommendations(redis_client, "u0001", prefix, "home") == expected_a[f"{prefix}:{RUN_A}:recs:u0001"]
+    )
     assert all(redis_client.ttl(key) == -1 for key in expected_a)
 
     # run B, while a reader follows the pointer: it sees A's complete lists, then B's, never anything else
@@ -226,9 +264,10 @@ def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_r
     assert all(0 < redis_client.ttl(key) <= GRACE for key in expected_a)
     assert all(redis_client.ttl(key) == -1 for key in expected_b)
 
-    # erasure: the user's lists and profiles of both runs go, nobody else's
-    assert online.forget_user(redis_client, "u0000", prefix) == 4
+    # erasure: the user's lists of every placement and profiles of both runs go, nobody else's
+    assert online.forget_user(redis_client, "u0000", prefix) == 8
     assert online.get_recommendations(redis_client, "u0000", prefix) is None
+    assert online.get_recommendations(redis_client, "u0000", prefix, "buy_again") is None
     assert online.get_recommendations(redis_client, "u0001", prefix) == lists[RUN_B]["u0001"]
 
 

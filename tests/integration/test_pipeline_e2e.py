@@ -47,6 +47,7 @@ CONTRACTS = {
     "analytics.user_interest_tags": ["user_id", "tag", "weight", "tag_rank"],
     "recs.user_recommendations": [
         "user_id",
+        "placement",
         "item_rank",
         "item_id",
         "score",
@@ -139,7 +140,9 @@ def test_profiles_recover_the_planted_top_category(pipeline):
 
 def test_published_recommendations_follow_the_contract(pipeline):
     url, _, _ = pipeline
-    recs = frame(url, "select * from recs.user_recommendations")
+    published = frame(url, "select * from recs.user_recommendations")
+    assert set(published["placement"]) == {"for_you", "discover", "buy_again"}
+    recs = published[published["placement"] == "for_you"]
     users = frame(url, "select user_id from analytics.dim_users")
     assert set(recs["user_id"]) == set(users["user_id"])
     per_user = recs.groupby("user_id")
@@ -157,6 +160,16 @@ def test_published_recommendations_follow_the_contract(pipeline):
     assert (theirs["model_name"] == "popularity").all() and (theirs["reason_code"] == "popular").all()
     tags = frame(url, "select distinct user_id from analytics.user_interest_tags")["user_id"]
     assert not set(tags) & set(opted_out)
+    # discover: never an item the user bought; buy_again: only items they bought, never for an opted-out user
+    bought = frame(
+        url, "select distinct user_id, item_id from analytics.fct_interactions where event_type = 'purchase'"
+    )
+    pairs = set(zip(bought["user_id"], bought["item_id"], strict=True))
+    discover, again = (published[published["placement"] == name] for name in ("discover", "buy_again"))
+    assert set(discover["user_id"]) == set(users["user_id"]) and len(again) > 0
+    assert not {pair for pair in zip(discover["user_id"], discover["item_id"], strict=True)} & pairs
+    assert {pair for pair in zip(again["user_id"], again["item_id"], strict=True)} <= pairs
+    assert not set(again["user_id"]) & set(opted_out)
 
 
 def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipeline):
@@ -208,6 +221,16 @@ def test_run_is_recorded_with_evaluations_and_the_gated_champion_published(pipel
     assert frame(url, "select count(*) as n from recs.model_search where is_champion")["n"].iloc[0] == 1
     published = frame(url, "select distinct model_name from recs.user_recommendations")["model_name"]
     assert champion in set(published)
+    # a champion per placement, each scored on its own truth: every model's served lists per placement
+    shelves = json.loads(run["placement_champions"])
+    assert set(shelves) == {"for_you", "discover", "buy_again"} and shelves["for_you"]["model"] == champion
+    placed = frame(
+        url,
+        "select distinct model_name, variant from recs.model_evaluations"
+        " where variant in ('placement_for_you', 'placement_discover', 'placement_buy_again')",
+    )
+    assert set(placed["variant"]) == {"placement_for_you", "placement_discover", "placement_buy_again"}
+    assert set(placed["model_name"]) == models
 
 
 def test_search_is_evaluated_and_served_from_the_published_run(pipeline):
@@ -337,7 +360,11 @@ def test_explain_prints_the_profile_tags_and_the_published_list_with_reasons(pip
         url, "select tag from analytics.user_interest_tags where user_id = %s and tag_rank = 1", (user["user_id"],)
     )["tag"].iloc[0]
     assert f"  {top_tag}: " in shown
-    reasons = frame(url, "select reason_text from recs.user_recommendations where user_id = %s", (user["user_id"],))
+    reasons = frame(
+        url,
+        "select reason_text from recs.user_recommendations where user_id = %s and placement = 'for_you'",
+        (user["user_id"],),
+    )
     assert len(reasons) == 20 and all(text in shown for text in reasons["reason_text"])
     unknown = subprocess.run(
         [recsys, "explain", "no-such-user"], env={**env, "WAREHOUSE_URL": url}, capture_output=True

@@ -244,7 +244,23 @@ def test_train_and_evaluate_writes_the_run_and_item_knn_wins(warehouse: str) -> 
     assert {"roc_auc"} <= per_model["neural_ranker"] & per_model["lgbm_ranker"] and {"rmse", "mae"} <= per_model["svd"]
     assert set(evaluations.k) == {0, 5, 10, 20}
     assert set(evaluations[evaluations.k == 0].metric) == {"roc_auc", "rmse", "mae"}
-    assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"}
+    # no test purchase is a repurchase in this shop: for_you and discover are scored, buy_again has no truth
+    placed = {"placement_for_you", "placement_discover"}
+    assert set(evaluations.variant) == {"all_items", "new_items", "business_rules", "reranked"} | placed
+    assert set(evaluations[evaluations.variant.isin(placed)].model_name) == set(names), "every model per placement"
+    # every test purchase is of an item never bought before: for_you and discover share their truth
+    assert metric(warehouse, "run_1", "item_knn", "hit_rate", 10, variant="placement_discover") == 1.0
+    # a champion per placement: buy_again, with nothing to choose on, keeps its natural baseline
+    shelves = json.loads(run.placement_champions)
+    assert {name: shelf["model"] for name, shelf in shelves.items()} == {
+        "for_you": "item_knn",
+        "discover": "item_knn",
+        "buy_again": "repeat_purchase",
+    }
+    assert shelves["buy_again"]["reason"].startswith("no purchases in the validation window to choose on")
+    assert (
+        shelves["for_you"]["reason"] == run.champion_reason and result["placement_champions"]["discover"] == "item_knn"
+    )
     layered = evaluations[evaluations.variant.isin(["business_rules", "reranked"])]
     assert set(layered.model_name) == {"item_knn"}, "only the champion is evaluated after the layers"
     segments = query(warehouse, "select distinct segment from ml.model_evaluations")
@@ -270,9 +286,9 @@ def test_rerunning_a_run_replaces_its_rows(warehouse: str) -> None:
     assert query(warehouse, "select count(*) as n from ml.runs").n[0] == 2
 
     publishing.generate_recommendations(warehouse, "run_1", END, n=5)
-    first = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
+    first = query(warehouse, "select * from ml.recommendations order by user_id, placement, item_rank")
     result = publishing.generate_recommendations(warehouse, "run_1", END, n=5)
-    second = query(warehouse, "select * from ml.recommendations order by user_id, item_rank")
+    second = query(warehouse, "select * from ml.recommendations order by user_id, placement, item_rank")
     pd.testing.assert_frame_equal(first, second)
     for table, key in (
         ("similar_items", "similar_items"),
@@ -286,8 +302,8 @@ def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse:
     result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
 
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
-    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
-    assert result["recommendations"] == len(recs) == users * 5
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
+    assert result["placements"]["for_you"] == len(recs) == users * 5
     assert result["users"] == users and result["personalized_users"] == users - 2  # all but optout and cold
     ranks = recs.groupby("user_id").item_rank.agg(lambda rank: sorted(rank) == [1, 2, 3, 4, 5])
     assert len(ranks) == users and ranks.all()
@@ -368,7 +384,17 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert popularity == 1.0 and knn < popularity
     # everybody bought b00 in the validation week: in the test week it is a repeat for all, new_items is empty
     variants = query(empty_database, "select distinct variant from ml.model_evaluations")
-    assert set(variants.variant) == {"all_items", "business_rules", "reranked"}
+    assert set(variants.variant) == {
+        "all_items",
+        "business_rules",
+        "reranked",
+        "placement_for_you",
+        "placement_buy_again",
+    }
+    # ... and every test purchase a repurchase (buy_again's truth). At the test cutoff B is not yet
+    # repeat-purchase (15 of some 210 buyer-item pairs bought twice), so the rules keep the just-bought b00 off
+    # for_you, but buy_again is where it belongs: repeat_purchase puts it, the latest purchase, first
+    assert metric(empty_database, "run_1", "repeat_purchase", "ndcg", 10, variant="placement_buy_again") == 1.0
     # the rules remove b00 from the champion's lists: bought in the validation week, not a repeat-purchase category
     assert metric(empty_database, "run_1", "popularity", "hit_rate", 10, variant="business_rules") == 0.0
     # buy-again has b00 first for everyone too, now: it ties with popularity on the test week
@@ -380,7 +406,7 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert ": popularity 0.7500, " in result["champion_reason"]
 
     publishing.generate_recommendations(empty_database, "run_1", END, n=3)
-    recs = query(empty_database, "select * from ml.recommendations")
+    recs = query(empty_database, "select * from ml.recommendations where placement = 'for_you'")
     assert (recs.model_name == "popularity").all()
     assert set(recs.reason_code) == {"buy_again", "popular_segment", "popular"}
     # everyone bought b00 on two different days: category B is now repeat-purchase, so b00 comes back, saying why
@@ -388,6 +414,10 @@ def test_popularity_wins_when_everyone_rebuys_the_bestseller(empty_database: str
     assert (top.item_id, top.reason_code, top.reason_text) == ("b00", "buy_again", "You bought Item b00 before")
     optout = recs[recs.user_id == "optout"]
     assert (optout.reason_text == "Popular in the last 30 days").all(), "an opted-out user's data words nothing"
+    # at the end B is repeat-purchase: ua00's buy_again shelf is b00 (bought twice, last), then its older A buys
+    again = query(empty_database, "select * from ml.recommendations where placement = 'buy_again' order by item_rank")
+    assert again[again.user_id == "ua00"].item_id.iloc[0] == "b00"
+    assert not {"optout", "cold", "viewer", "carter", "loner"} & set(again.user_id), "nothing bought, or opted out"
 
 
 def test_a_failed_step_is_recorded_and_raised(warehouse: str) -> None:
@@ -504,7 +534,7 @@ def test_the_champion_is_chosen_on_the_lists_as_served(empty_database: str) -> N
     assert result["champion_reason"].startswith("popularity (baseline) is best")
 
     publishing.generate_recommendations(empty_database, "run_1", END, n=5)
-    published = query(empty_database, "select distinct model_name from ml.recommendations")
+    published = query(empty_database, "select distinct model_name from ml.recommendations where placement = 'for_you'")
     assert set(published.model_name) == {"popularity"}
 
 
@@ -515,9 +545,9 @@ def test_a_shop_where_everyone_has_events_gets_its_lists(warehouse: str) -> None
     conn.close()
     training.train_and_evaluate(warehouse, "run_1", START, END)
     result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
-    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS) - 1
-    assert result["cold_start_users"] == 0 and result["recommendations"] == len(recs) == users * 5
+    assert result["cold_start_users"] == 0 and result["placements"]["for_you"] == len(recs) == users * 5
     assert recs.reason_text.notna().all() and not (recs.reason_code == "new_user_segment").any()
 
 
@@ -554,8 +584,8 @@ def test_any_champion_can_be_published_with_its_reasons(warehouse: str, champion
     training.train_and_evaluate(warehouse, "run_1", START, END)
     result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7, model_name=champion)
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
-    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
-    assert result["recommendations"] == len(recs) == users * 5 and result["champion_model"] == champion
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
+    assert result["placements"]["for_you"] == len(recs) == users * 5 and result["champion_model"] == champion
     assert not recs.duplicated(["user_id", "item_id"]).any() and not recs.item_id.isin(OUT_OF_STOCK).any()
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all(), "scores never increase with rank"
@@ -594,7 +624,7 @@ def test_consumables_are_recommended_again_as_buy_again(warehouse: str, tmp_path
     (tmp_path / "business_rules.toml").write_text(text)
     training.train_and_evaluate(warehouse, "run_1", START, END)
     publishing.generate_recommendations(warehouse, "run_1", END, n=5, model_name="repeat_purchase")
-    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
     assert_grounded(warehouse, recs)
     ua00 = recs[recs.user_id == "ua00"].sort_values("item_rank")
     # ua00 bought a00 (19 days ago), a07 (10) and a05 (3): the more recent purchases first, then popularity
@@ -683,7 +713,7 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     """item_knn is the champion; popularity, the challenger, recommends the dominant B items to everybody."""
     training.train_and_evaluate(warehouse, "run_1", START, END)
     publishing.generate_recommendations(warehouse, "run_1", END, n=5)
-    champion = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    champion = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
     result = challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5)
 
     users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
@@ -698,7 +728,7 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     assert params is not None
     config["models"]["popularity"]["params"] = params
     publishing.generate_recommendations(warehouse, "run_2", END, n=5, model_name="popularity", config=config)
-    popular = query(warehouse, "select * from ml.recommendations where run_id = 'run_2'")
+    popular = query(warehouse, "select * from ml.recommendations where run_id = 'run_2' and placement = 'for_you'")
 
     def by_user(frame: pd.DataFrame) -> dict:
         return frame.sort_values("item_rank").groupby("user_id").item_id.agg(list).to_dict()
@@ -706,7 +736,7 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     assert by_user(lists) == by_user(popular)
     assert by_user(lists)["ua00"] != by_user(champion)["ua00"]  # the champion gives ua00 cluster-A items
     # the champion's lists and the run are as they were; nothing of the shadow run is left
-    after = query(warehouse, "select * from ml.recommendations where run_id = 'run_1'")
+    after = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' and placement = 'for_you'")
     assert (
         after.sort_values(["user_id", "item_rank"]).item_id.tolist()
         == champion.sort_values(["user_id", "item_rank"]).item_id.tolist()
@@ -749,3 +779,79 @@ def test_a_new_item_reaches_lists_only_through_its_content(empty_database: str) 
     for baseline in ("popularity", "repeat_purchase"):  # two baselines: a10 is 21st of 21 in both
         assert metric(empty_database, "run_1", baseline, "hit_rate", 20, variant="new_catalogue") == 0.0
         assert metric(empty_database, "run_1", baseline, "new_item_coverage", 20, variant="new_catalogue") == 0.0
+
+
+def test_each_placement_lists_only_what_it_may_show(warehouse: str, tmp_path) -> None:
+    """With category B declared repeat-purchase, ub00 (who bought b00-b04, then b08, then b06 two days ago) gets:
+
+    * ``buy_again``: exactly their purchases, most recent first (``repeat_purchase``, the shelf's champion:
+      nobody rebuys in the windows, so its baseline is kept): b06, b08, b04, b03, b02;
+    * ``discover``: never one of their purchases; item-KNN ranks the two unbought in-stock B items b05 and b07
+      first (b09 is out of stock), then the popularity fill skips everything they bought.
+    """
+    text = (tmp_path / "business_rules.toml").read_text().replace("\ncategories = []", '\ncategories = ["B"]')
+    (tmp_path / "business_rules.toml").write_text(text)
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5, batch_size=7)
+    assert result["placement_champions"] == {
+        "for_you": "item_knn",
+        "discover": "item_knn",
+        "buy_again": "repeat_purchase",
+    }
+    recs = query(warehouse, "select * from ml.recommendations where run_id = 'run_1' order by item_rank")
+    assert sum(result["placements"].values()) == result["recommendations"] == len(recs)
+    bought = query(
+        warehouse, "select distinct user_id, item_id from analytics.fct_interactions where event_type = 'purchase'"
+    )
+    pairs = set(zip(bought.user_id, bought.item_id, strict=True))
+
+    def shelf(name: str) -> pd.DataFrame:
+        return recs[recs.placement == name]
+
+    discover, again = shelf("discover"), shelf("buy_again")
+    assert not any(pair in pairs for pair in zip(discover.user_id, discover.item_id, strict=True))
+    assert all(pair in pairs for pair in zip(again.user_id, again.item_id, strict=True))
+    assert again[again.user_id == "ub00"].item_id.tolist() == ["b06", "b08", "b04", "b03", "b02"]
+    assert (again[again.user_id == "ub00"].reason_text.iloc[0]) == "You bought Item b06 before"
+    assert set(discover[discover.user_id == "ub00"].item_id.iloc[:2]) == {"b05", "b07"}
+    # every user has for_you and discover lists of 5; buy_again every buyer who allows personalization (not
+    # optout), recent purchases outside repeat-purchase categories included: ua00 bought a05, a07, a00
+    users = len(A_USERS) + len(B_USERS) + len(EXTRA_USERS)
+    assert result["placements"]["for_you"] == result["placements"]["discover"] == users * 5
+    assert set(again.user_id) == set(A_USERS) | set(B_USERS) | {"buyer"}
+    assert again[again.user_id == "ua00"].item_id.tolist() == ["a05", "a07", "a00"]
+    assert not again.item_id.isin(OUT_OF_STOCK).any() and not discover.item_id.isin(OUT_OF_STOCK).any()
+
+
+def test_a_warehouse_and_a_run_from_before_placements(warehouse: str) -> None:
+    """ml.recommendations without placement gets it (old rows: for_you) and the new key; a run without
+    placement_champions publishes its champion on for_you and discover, repeat_purchase on buy_again."""
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "create schema ml; create table ml.recommendations (run_id text not null, user_id text not null,"
+            " item_rank integer not null, item_id text not null, score double precision, model_name text not null,"
+            " reason_code text not null, reason_text text, generated_at timestamptz not null,"
+            " primary key (run_id, user_id, item_rank));"
+            "insert into ml.recommendations values ('old', 'ua00', 1, 'a00', 1.0, 'popularity', 'popular', 'x', now())"
+        )
+    conn.close()
+    training.train_and_evaluate(warehouse, "run_1", START, END)
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cursor:
+        cursor.execute("update ml.runs set placement_champions = null")
+    conn.close()
+    result = publishing.generate_recommendations(warehouse, "run_1", END, n=5)
+    assert result["placement_champions"] == {
+        "for_you": "item_knn",
+        "discover": "item_knn",
+        "buy_again": "repeat_purchase",
+    }
+    assert query(warehouse, "select placement from ml.recommendations where run_id = 'old'").placement.tolist() == [
+        "for_you"
+    ]
+    key = query(
+        warehouse,
+        "select attribute.attname from pg_index as pk join pg_attribute as attribute"
+        " on attribute.attrelid = pk.indrelid and attribute.attnum = any(pk.indkey)"
+        " where pk.indrelid = 'ml.recommendations'::regclass and pk.indisprimary",
+    )
+    assert set(key.attname) == {"run_id", "user_id", "placement", "item_rank"}

@@ -17,6 +17,7 @@ final as (
         champion_model,
         champion_reason,
         champion_params,
+        placement_champions,
         validation_cutoff_at,
         data_cutoff_at,
         eval_cutoff_at,

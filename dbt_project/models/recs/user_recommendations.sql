@@ -1,6 +1,6 @@
 {{
     config(
-        indexes=[{'columns': ['user_id']}, {'columns': ['item_id']}]
+        indexes=[{'columns': ['user_id', 'placement']}, {'columns': ['item_id']}]
     )
 }}
 
@@ -16,6 +16,7 @@ final as (
 
     select
         user_id,
+        placement,
         item_rank,
         item_id,
         score,

@@ -6,7 +6,10 @@ endpoint                                        answer
 ``GET /v1/healthz``                             ``{"status": "ok", "run_id"}``
 ``GET /v1/users/{shop_user_id}/recommendations``  the published list after the live session
                                                 (:func:`recsys.api.events.apply_session`); a shopper without
-                                                one gets the cold-start list; ``?n=`` 1-100 (default 20);
+                                                one gets the cold-start list (``buy_again``: an empty one);
+                                                ``?placement=`` for_you (default; ``home`` is an alias),
+                                                discover or buy_again (:mod:`recsys.serving.placements`),
+                                                another name 422; ``?n=`` 1-100 (default 20);
                                                 what was shown is logged under the answer's ``request_id``
                                                 (:mod:`recsys.api.impressions`), the list is the shopper's
                                                 A/B arm's (:mod:`recsys.api.experiments`)
@@ -43,6 +46,7 @@ from recsys.api import experiments
 from recsys.api.events import ID_PATTERN, TEXT_PATTERN, EventBatch, Sessions, Spool, apply_session
 from recsys.api.impressions import ImpressionLog
 from recsys.api.store import Store
+from recsys.serving import placements
 
 #: items similar to each recently viewed item that move up in the shopper's list
 SIMILAR_PER_VIEW = 20
@@ -119,24 +123,18 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     def recommendations(
         shop_user_id: str = PathParam(pattern=ID_PATTERN),
         n: int = Query(20, ge=1, le=100),
-        placement: str = Query("home", pattern=ID_PATTERN),
+        placement: str = Query(placements.DEFAULT, pattern=ID_PATTERN),
     ) -> dict:
+        placement = shelf(placement)
         user_id = person(shop_user_id)
-        served = experiments.serve(store, settings.experiment, user_id)  # the shopper's arm of an A/B test
-        items, source = (served.items, "personalized") if served.items else (store.cold_start(), "cold_start")
+        served = experiments.serve(store, settings.experiment, user_id, placement)  # the arm of an A/B test
+        items, source = listed(store, served, placement)
         session = sessions.recent(user_id or f"shop:{shop_user_id}")
         if session:
-            run = store.run()
-            viewed = [event.item_id for event in session if event.event_type in ("view", "cart") and event.item_id]
-            similar = {
-                item["item_id"]
-                for seen in viewed[-RECENT_VIEWS:]
-                for item in (store.similar(seen) or [])[:SIMILAR_PER_VIEW]
-            }
-            bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
-            items = apply_session(items, session, store.categories(bought), run["repeat_purchase_categories"], similar)
+            items = after_session(store, items, session, placement)
         request_id = impressions.record(shop_user_id, items[:n], served, source, placement) if user_id else None
-        return {"user_id": shop_user_id, "source": source, "items": items[:n], "request_id": request_id}
+        answer = {"user_id": shop_user_id, "placement": placement, "source": source, "items": items[:n]}
+        return {**answer, "request_id": request_id}
 
     @app.get("/v1/items/{item_id}/similar", dependencies=[Depends(client)])
     def similar(item_id: str = PathParam(pattern=ID_PATTERN), n: int = Query(10, ge=1, le=100)) -> dict:
@@ -172,6 +170,37 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
 
     app.include_router(profile_router(store, settings, limiter))
     return app
+
+
+def after_session(store: Store, items: list[dict], session: list, placement: str) -> list[dict]:
+    """``items`` after the shopper's live ``session`` (:func:`recsys.api.events.apply_session`).
+
+    ``discover`` shows only items never bought: a purchase in the session leaves it whatever its category.
+    """
+    viewed = [event.item_id for event in session if event.event_type in ("view", "cart") and event.item_id]
+    similar = {
+        item["item_id"] for seen in viewed[-RECENT_VIEWS:] for item in (store.similar(seen) or [])[:SIMILAR_PER_VIEW]
+    }
+    bought = [event.item_id for event in session if event.event_type == "purchase" and event.item_id]
+    repeat = set() if placement == placements.DISCOVER else store.run()["repeat_purchase_categories"]
+    return apply_session(items, session, store.categories(bought), repeat, similar)
+
+
+def listed(store: Store, served: experiments.Served, placement: str) -> tuple[list[dict], str]:
+    """The list to answer with and its ``source``: the shopper's, else the cold-start list (``buy_again``: none)."""
+    if served.items:
+        return served.items, "personalized"
+    if placement == placements.BUY_AGAIN:
+        return [], "none"  # nothing bought yet: no shelf, rather than items never bought
+    return store.cold_start(), "cold_start"
+
+
+def shelf(name: str) -> str:
+    """The placement a request names (:func:`recsys.serving.placements.resolve`); 422 with the valid names."""
+    try:
+        return placements.resolve(name)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
 
 
 def shopper(store: Store, shop_user_id: str) -> str | None:

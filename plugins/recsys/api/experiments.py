@@ -15,6 +15,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.serving.placements import FOR_YOU
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 COLUMNS = ("item_id", "score", "reason_code", "reason_text")
@@ -48,10 +50,14 @@ class Served:
     arm: str | None
 
 
-def published_run(store: Any) -> tuple[str | None, str | None]:
-    """The published ``run_id`` and its champion model."""
+def published_run(store: Any, placement: str = FOR_YOU) -> tuple[str | None, str | None]:
+    """The published ``run_id`` and its champion model of ``placement`` (``recs.runs.placement_champions``)."""
     with store.connection() as conn, conn.cursor() as cursor:
-        cursor.execute("select run_id, champion_model from recs.runs where is_published")
+        cursor.execute(  # to_jsonb: a recs.runs published before placements has no placement_champions yet
+            "select run_id, coalesce((to_jsonb(runs) ->> 'placement_champions')::json -> %s ->> 'model',"
+            " champion_model) from recs.runs as runs where is_published",
+            (placement,),
+        )
         row = cursor.fetchone()
     return (row[0], row[1]) if row else (None, None)
 
@@ -71,11 +77,17 @@ def challenger_list(store: Any, run_id: str, model_name: str, user_id: str) -> l
     return [dict(zip(COLUMNS, row, strict=True)) for row in rows] or None
 
 
-def serve(store: Any, experiment: Experiment | None, user_id: str | None) -> Served:
-    """The list of a known shopper (``user_id``, pseudonymous) in their arm; ``items`` None without one."""
-    run_id, champion = published_run(store)
+def serve(store: Any, experiment: Experiment | None, user_id: str | None, placement: str = FOR_YOU) -> Served:
+    """The ``placement`` list of a known shopper (``user_id``, pseudonymous) in their arm; ``items`` None without one.
+
+    The A/B test runs on ``for_you`` (the challenger's lists are ``for_you`` lists); another placement serves
+    the published list outside the test, named by the model of its rows.
+    """
+    run_id, champion = published_run(store, placement)
     if user_id is None:
         return Served(None, run_id, None, None)
+    if placement != FOR_YOU:
+        return Served(store.recommendations(user_id, placement), run_id, champion, None)
     if experiment is not None and run_id is not None:
         arm = experiment.arm(user_id)
         if arm == CHALLENGER:

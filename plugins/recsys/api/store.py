@@ -23,7 +23,7 @@ from psycopg2 import errors
 from psycopg2.pool import ThreadedConnectionPool
 
 from recsys.db import keystore
-from recsys.serving import online
+from recsys.serving import online, placements
 
 logger = logging.getLogger(__name__)
 
@@ -206,14 +206,14 @@ class Store:
         )
         return [dict(zip(("tag", "tag_type", "weight", "tag_rank"), row, strict=True)) for row in rows]
 
-    def recommendations(self, user_id: str) -> list[dict] | None:
-        """The published list of a pseudonymous user in rank order, or ``None`` without one."""
-        if (value := self._online("recs", user_id)) is not _UNAVAILABLE:
+    def recommendations(self, user_id: str, placement: str = placements.DEFAULT) -> list[dict] | None:
+        """The published ``placement`` list of a pseudonymous user in rank order, or ``None`` without one."""
+        if (value := self._online(online.placement_kind(placement), user_id)) is not _UNAVAILABLE:
             return value
         rows = self._rows(
-            "select item_id, score, reason_code, reason_text from recs.user_recommendations where user_id = %s"
-            " order by item_rank",
-            (user_id,),
+            "select item_id, score, reason_code, reason_text from recs.user_recommendations"
+            " where user_id = %s and placement = %s order by item_rank",
+            (user_id, placement),
         )
         return [dict(zip(("item_id", "score", "reason_code", "reason_text"), row, strict=True)) for row in rows] or None
 

@@ -38,6 +38,7 @@ alter table ml.runs add column if not exists champion_params text;
 alter table ml.runs add column if not exists validation_cutoff_at timestamptz;
 alter table ml.runs add column if not exists business_rules_version text;
 alter table ml.runs add column if not exists repeat_purchase_categories text;
+alter table ml.runs add column if not exists placement_champions text;
 create table if not exists ml.model_search (
     run_id text not null,
     model_name text not null,
@@ -63,6 +64,7 @@ create table if not exists ml.model_evaluations (
 create table if not exists ml.recommendations (
     run_id text not null,
     user_id text not null,
+    placement text not null default 'for_you',
     item_rank integer not null,
     item_id text not null,
     score double precision,
@@ -70,8 +72,22 @@ create table if not exists ml.recommendations (
     reason_code text not null,
     reason_text text,
     generated_at timestamptz not null,
-    primary key (run_id, user_id, item_rank)
+    primary key (run_id, user_id, placement, item_rank)
 );
+-- a warehouse from before placements (recsys.serving.placements): its rows are the for_you lists
+alter table ml.recommendations add column if not exists placement text not null default 'for_you';
+do $$
+begin
+    if not exists (
+        select from pg_constraint as con
+        join pg_attribute as att on att.attrelid = con.conrelid and att.attnum = any(con.conkey)
+        where con.conrelid = 'ml.recommendations'::regclass and con.contype = 'p' and att.attname = 'placement'
+    ) then
+        alter table ml.recommendations drop constraint if exists recommendations_pkey;
+        alter table ml.recommendations add primary key (run_id, user_id, placement, item_rank);
+    end if;
+end
+$$;
 create table if not exists ml.similar_items (
     run_id text not null,
     item_id text not null,

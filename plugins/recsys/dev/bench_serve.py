@@ -51,7 +51,8 @@ def publish_run(url: str, users: int, items: int) -> None:
             create table recs_build.runs as select %(run)s as run_id, true as is_published, 'cat1' as
                 repeat_purchase_categories, 'item_knn' as champion_model;
             create table recs_build.user_recommendations as
-                select 'p' || n as user_id, rank as item_rank, 'I' || (1 + (n * 7 + rank * 13) %% %(items)s) as item_id,
+                select 'p' || n as user_id, 'for_you' as placement, rank as item_rank,
+                    'I' || (1 + (n * 7 + rank * 13) %% %(items)s) as item_id,
                     1.0 / rank as score, 'item_knn' as model_name, 'popular' as reason_code,
                     'Popular with shoppers' as reason_text, %(run)s as run_id
                 from generate_series(1, %(users)s) as n, generate_series(1, 20) as rank;
@@ -66,7 +67,7 @@ def publish_run(url: str, users: int, items: int) -> None:
             create table recs_build.model_evaluations (run_id text);
             create table recs_build.model_search (run_id text);
             create index on identity.user_id_map (shop_user_id);
-            create index on recs_build.user_recommendations (user_id, item_rank);
+            create index on recs_build.user_recommendations (user_id, placement, item_rank);
             create index on recs_build.similar_items (item_id, item_rank);
             create index on analytics.dim_items (item_id);
             """,

@@ -32,6 +32,7 @@ from recsys.features.interactions import EVENT_WEIGHTS, Interactions, lookup
 from recsys.models.base import Recommender
 from recsys.models.factorization import SVDRecommender
 from recsys.models.ranker import CandidateRanker
+from recsys.serving import placements
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,9 @@ class EvaluationWindow:
     truth_new: sp.csr_array
     has_new: np.ndarray
     wide: int
+    #: each placement's truth (:func:`recsys.serving.placements.truths`) and which users have some
+    truths: dict[str, sp.csr_array]
+    has: dict[str, np.ndarray]
 
     @classmethod
     def of(
@@ -206,7 +210,9 @@ class EvaluationWindow:
         truth_new = _without_prior(truth, prior)
         most_prior = int(np.diff(prior.indptr).max(initial=0))
         wide = min(max(ks) + most_prior, max(split.train.n_items, max(ks)))
-        return cls(split, users, truth, prior, truth_new, relevant_counts(truth_new) > 0, wide)
+        truths = placements.truths(truth, prior)
+        has = {placement: relevant_counts(value) > 0 for placement, value in truths.items()}
+        return cls(split, users, truth, prior, truth_new, relevant_counts(truth_new) > 0, wide, truths, has)
 
     def recommend(self, model: Recommender, batch_size: int) -> np.ndarray:
         """Fit ``model`` before the cutoff and rank ``wide`` items for every evaluated user."""

@@ -41,6 +41,7 @@ from recsys.models.registry import (
     min_segment_users,
     search_trials,
 )
+from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class ServedLists:
     recent: sp.csr_array
     ranking: np.ndarray
     width: int
+    #: every purchase of the window's users before the cutoff (the placements' restriction)
+    bought: sp.csr_array
+    #: candidates the placements need: ``width``, or room for the most purchases of a user if more
+    shelf_width: int
 
     @classmethod
     def of(cls, window: EvaluationWindow, rules: BusinessRules, n: int) -> ServedLists:
@@ -114,20 +119,61 @@ class ServedLists:
         recent = layers.recent[window.users]
         ranking = PopularityRecommender().fit(train, cutoff).ranking(np.flatnonzero(layers.blocked))
         width = min(n * rules.overfetch + int(np.diff(recent.indptr).max(initial=0)), max(train.n_items, n))
-        return cls(layers, recent, ranking, width)
+        shelf = min(n * rules.overfetch + int(np.diff(window.prior.indptr).max(initial=0)), max(train.n_items, n))
+        return cls(layers, recent, ranking, width, window.prior, max(width, shelf))
 
-    def lists(self, items: np.ndarray, scores: np.ndarray, n: int, rules: BusinessRules, batch_size: int) -> np.ndarray:
-        """The served top ``n`` of every window user from ``(n_users, >= width)`` candidates, best first."""
-        listed = np.full((len(items), n), -1, dtype=np.int64)
-        for first in range(0, len(items), batch_size):  # batches of users, each fully vectorized
-            part = slice(first, first + batch_size)
-            listed[part], _, _ = self.layers.serve(items[part], scores[part], n, rules, self.recent[part], self.ranking)
+    def lists(
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        rules: BusinessRules,
+        batch_size: int,
+        placement: str = placements.FOR_YOU,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The served ``placement`` top ``n`` of the window users ``rows`` (default all), best first.
+
+        ``items`` and ``scores`` are ``(n_users, >= shelf_width)`` candidates of every window user.
+        """
+        rows = np.arange(len(items)) if rows is None else rows
+        listed = np.full((len(rows), n), -1, dtype=np.int64)
+        for first in range(0, len(rows), batch_size):  # batches of users, each fully vectorized
+            part = rows[first : first + batch_size]
+            listed[first : first + len(part)], _, _ = placements.serve(
+                self.layers,
+                placement,
+                items[part],
+                scores[part],
+                n,
+                rules,
+                self.recent[part],
+                self.bought[part],
+                self.ranking,
+            )
         return listed
+
+    def placement_ndcg(
+        self,
+        window: EvaluationWindow,
+        items: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        rules: BusinessRules,
+        batch_size: int,
+    ) -> dict[str, np.ndarray]:
+        """Per-user NDCG@k of each placement other than ``for_you``, over the users with its truth."""
+        result = {}
+        for placement in placements.PLACEMENTS[1:]:  # discover, buy_again
+            rows = np.flatnonzero(window.has[placement])
+            listed = self.lists(items, scores, k, rules, batch_size, placement, rows)
+            result[placement] = per_user_metrics(listed, window.truths[placement][rows], k)["ndcg"]
+        return result
 
 
 def select_models(
     window: EvaluationWindow, config: dict[str, Any], k: int, batch_size: int, rules: BusinessRules
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Grid search on the validation window, decided on the lists as served.
 
     The trials are every model's ``params``, then the grid points in file
@@ -140,7 +186,9 @@ def select_models(
     Returns the trials (one row per fitted parameter set), the chosen
     parameters of each model (the best served NDCG@k; the first trial on
     ties or without validation users) and the chosen models' per-user served
-    NDCG@k, which the champion gate compares.
+    NDCG@k of each placement (``{name: {placement: per-user}}``, over the users
+    with that placement's truth), which the champion gate of each placement
+    compares (:func:`gate_placements`).
     """
     planned = search_trials(config)
     limit = max(int(config["evaluation"].get("max_search_trials", len(planned))), len(config["models"]))
@@ -148,14 +196,15 @@ def select_models(
         logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
     serving = ServedLists.of(window, rules, k)
     trials: list[dict[str, Any]] = []
-    chosen: dict[str, tuple[int, dict[str, Any], np.ndarray, float]] = {}  # name -> trial, params, per-user, mean
+    chosen: dict[str, tuple[int, dict[str, Any], dict[str, np.ndarray], float]] = {}  # trial, params, per-user, mean
     for trial, (name, params) in enumerate(planned[:limit]):  # a few dozen fits at most
         model = build_model(name, params, config)
         fit_started = time.perf_counter()
         ndcg = ndcg_new = ndcg_served = float("nan")
         per_user_served = np.zeros(0)
+        shelves = {placement: np.zeros(0) for placement in placements.PLACEMENTS}
         if len(window.users):
-            items, scores = window.candidates(model, max(window.wide, serving.width), batch_size)
+            items, scores = window.candidates(model, max(window.wide, serving.shelf_width), batch_size)
             recommended = items[:, : window.wide]
             ndcg = float(per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"].mean())
             new = window.has_new
@@ -163,10 +212,14 @@ def select_models(
                 ndcg_new = evaluate(without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[
                     ("ndcg", k)
                 ]
-            per_user_served = per_user_metrics(serving.lists(items, scores, k, rules, batch_size), window.truth, k)[
-                "ndcg"
-            ]
+            width = max(window.wide, serving.width)  # for_you: the candidates it was always served from
+            listed = serving.lists(items[:, :width], scores[:, :width], k, rules, batch_size)
+            per_user_served = per_user_metrics(listed, window.truth, k)["ndcg"]
             ndcg_served = float(per_user_served.mean())
+            shelves = {
+                placements.FOR_YOU: per_user_served,
+                **serving.placement_ndcg(window, items, scores, k, rules, batch_size),
+            }
         trials.append(
             dict(
                 model_name=name,
@@ -179,21 +232,106 @@ def select_models(
             )
         )
         if name not in chosen or ndcg_served > chosen[name][3]:  # NaN (no validation users) never replaces
-            chosen[name] = (trial, params, per_user_served, ndcg_served)
+            chosen[name] = (trial, params, shelves, ndcg_served)
         logger.info(
-            "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f",
+            "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f; served per placement %s",
             name,
             params,
             k,
             ndcg,
             ndcg_served,
             ndcg_new,
+            {
+                placement: round(float(np.mean(values)), 4) if len(values) else None
+                for placement, values in shelves.items()
+            },
         )
     frame = pd.DataFrame(
         trials, columns=["model_name", "trial", "params", "fit_seconds", "ndcg", "ndcg_new_items", "ndcg_served"]
     )
     frame["is_selected"] = frame["trial"].isin([trial for trial, *_ in chosen.values()])
     return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
+
+
+def gate_placements(
+    per_user: dict[str, dict[str, np.ndarray]], gate: dict[str, Any], k: int
+) -> dict[str, tuple[str, str]]:
+    """The champion of every placement: :func:`champion_gate` on its own per-user NDCG@k (its own truth).
+
+    ``gate`` is the ``[champion]`` section (``baselines``, ``min_z``). Without truth to choose on, a placement
+    keeps its first baseline: ``repeat_purchase`` for ``buy_again``, the configured first one for the others.
+    """
+    baselines = list(gate.get("baselines", BASELINES))
+    again_first = sorted(baselines, key=lambda name: name != RepeatPurchaseRecommender.name)
+    return {
+        placement: champion_gate(
+            {name: shelves[placement] for name, shelves in per_user.items()},
+            again_first if placement == placements.BUY_AGAIN else baselines,
+            k,
+            float(gate.get("min_z", 1.645)),
+        )
+        for placement in placements.PLACEMENTS
+    }
+
+
+def placement_champions_json(
+    champions: dict[str, tuple[str, str]], chosen: dict[str, dict[str, Any]], config: dict[str, Any]
+) -> str:
+    """``ml.runs.placement_champions``: per placement the champion, its chosen parameters and the gate's reason."""
+    return json.dumps(
+        {
+            placement: {
+                "model": model,
+                "params": chosen.get(model, config["models"].get(model, {}).get("params", {})),
+                "reason": reason,
+            }
+            for placement, (model, reason) in champions.items()
+        },
+        sort_keys=True,
+    )
+
+
+def placement_rows(
+    name: str,
+    items: np.ndarray,
+    scores: np.ndarray,
+    window: EvaluationWindow,
+    serving: ServedLists,
+    rules: BusinessRules,
+    ks: tuple[int, ...],
+    batch_size: int,
+    categories: np.ndarray,
+    popularity: np.ndarray,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """A model's test-window rows of the variants ``placement_<name>``: each placement's served lists on its truth.
+
+    ``items`` and ``scores`` are the model's ``(n_users, >= serving.shelf_width)`` candidates; every placement is
+    scored over the users with its truth (segment ``all``); ``categories`` and ``popularity`` are the train items'
+    (:func:`recsys.evaluation.offline.item_categories`, :func:`~recsys.evaluation.offline.item_popularity`).
+    Returns the rows and NDCG@max(ks) per placement.
+    """
+    rows: list[dict[str, Any]] = []
+    ndcg: dict[str, float] = {}
+    for placement in placements.PLACEMENTS:  # three placements
+        users = np.flatnonzero(window.has[placement])
+        if not len(users):
+            continue
+        width = serving.width if placement == placements.FOR_YOU else items.shape[1]  # for_you: as reranked_rows
+        listed = serving.lists(items[:, :width], scores[:, :width], max(ks), rules, batch_size, placement, users)
+        variant_rows, values = evaluation_rows(
+            name,
+            f"placement_{placement}",
+            listed,
+            window.truths[placement][users],
+            ks,
+            [],
+            categories,
+            popularity,
+            window.split.train.n_users,
+        )
+        rows += variant_rows
+        ndcg[placement] = values[("ndcg", max(ks))]
+    return rows, ndcg
 
 
 #: evaluation variant of the champion after the business rules only, and after rules and diversity re-ranking

@@ -240,7 +240,14 @@ API_FILES: dict[str, LandingFile] = {
             C("arm", "text", description="champion or challenger in an A/B test; empty outside one"),
             C("experiment", "text", description="the A/B test's name"),
             C("challenger_share", "numeric", description="the share of shoppers the test gives the challenger"),
-            C("placement", "text", description="where the list was shown, e.g. home"),
+            C(
+                "placement",
+                "text",
+                description=(
+                    "which list was shown: for_you, discover or buy_again (the API's placements;"
+                    " older files: the slot id, e.g. home)"
+                ),
+            ),
         ),
     ),
 }

@@ -4,9 +4,10 @@ The challenger is another model of the same run (``[experiment] challenger`` in 
 parameters the run chose for it on the validation window (``ml.model_search``). Its lists are made by the
 one definition of a served list, :func:`recsys.orchestration.publishing.generate_recommendations` (refit on
 all data, business rules, re-rank, fill, reasons), run under a shadow run id; the rows then move to
-``ml.challenger_recommendations`` of the run and the shadow rows are deleted, in one transaction. The
-challenger's lists are published this way rather than re-ranked at request time because the API holds no
-model: a re-rank of the champion's 20 items could only reorder them, not show what the challenger finds.
+``ml.challenger_recommendations`` of the run and the shadow rows are deleted, in one transaction. They are
+``for_you`` lists: the A/B test runs on that placement. The challenger's lists are published this way rather
+than re-ranked at request time because the API holds no model: a re-rank of the champion's 20 items could
+only reorder them, not show what the challenger finds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from typing import Any
 
 from recsys.db import frames, runs
+from recsys.serving import placements
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,13 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
             config = {**config, "models": models}
         shadow = shadow_run_id(run_id, model_name)
         publishing.generate_recommendations(
-            connection, shadow, data_interval_end, model_name=model_name, config=config, **options
+            connection,
+            shadow,
+            data_interval_end,
+            model_name=model_name,
+            config=config,
+            shelves=(placements.FOR_YOU,),
+            **options,
         )
         with connection.cursor() as cursor:
             cursor.execute(
@@ -68,8 +76,8 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
             cursor.execute(
                 "insert into ml.challenger_recommendations (run_id, model_name, user_id, item_rank, item_id, score,"
                 " reason_code, reason_text) select %s, %s, user_id, item_rank, item_id, score, reason_code, reason_text"
-                " from ml.recommendations where run_id = %s",
-                (run_id, model_name, shadow),
+                " from ml.recommendations where run_id = %s and placement = %s",
+                (run_id, model_name, shadow, placements.FOR_YOU),
             )
             written = cursor.rowcount
         runs.delete_run(connection, SHADOW_TABLES, shadow)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +39,7 @@ from recsys.models.registry import (
 from recsys.models.sequence import SequenceRecommender
 from recsys.models.social import FriendsBoughtRecommender
 from recsys.orchestration import schedule
+from recsys.serving import placements
 from recsys.serving import reasons as reasons_module
 from recsys.serving import rules as rules_module
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
@@ -78,14 +81,127 @@ FALLBACK_TEXTS: dict[str, str] = {
 _FROM_FILL, _FROM_MODEL, _FROM_COLD_START = 0, 1, 2
 
 
-def _champion_of(conn: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
-    """The champion of a run and its parameters (``None``: the configured ``params``)."""
+def _champions_of(conn: Any, run_id: str) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """The champion of every placement of a run and its parameters (``None``: the configured ``params``).
+
+    A run evaluated before placements has only ``champion_model``: it serves ``for_you`` and ``discover``,
+    and ``buy_again`` gets ``repeat_purchase``.
+    """
     with conn.cursor() as cursor:
-        cursor.execute("select champion_model, champion_params from ml.runs where run_id = %s", (run_id,))
+        cursor.execute(
+            "select champion_model, champion_params, placement_champions from ml.runs where run_id = %s", (run_id,)
+        )
         row = cursor.fetchone()
     if row is None or row[0] is None:
         raise LookupError(f"run {run_id!r} has no champion in ml.runs: run train_and_evaluate first")
-    return row[0], None if row[1] is None else json.loads(row[1])
+    champion = (row[0], None if row[1] is None else json.loads(row[1]))
+    if row[2] is None:
+        return {
+            placements.FOR_YOU: champion,
+            placements.DISCOVER: champion,
+            placements.BUY_AGAIN: (RepeatPurchaseRecommender.name, None),
+        }
+    return {placement: (value["model"], value.get("params")) for placement, value in json.loads(row[2]).items()}
+
+
+@dataclass
+class _Lists:
+    """What every placement's lists of a batch of users are made from (see :func:`generate_recommendations`)."""
+
+    run_id: str
+    user_ids: np.ndarray
+    data: Interactions
+    layers: ServingLayers
+    rules: BusinessRules
+    n: int
+    wide: int
+    popularity: PopularityRecommender
+    ranking: np.ndarray
+    can_personalize: np.ndarray
+    recent: sp.csr_array
+    cold: Any
+    cold_row: np.ndarray
+    reason_data: reasons_module.ReasonData
+    generated_at: str
+
+    def frame(
+        self, batch: np.ndarray, placement: str, name: str, model: Recommender, ranked: dict[int, tuple]
+    ) -> pd.DataFrame:
+        """The ``ml.recommendations`` rows of ``placement`` for the users ``batch``, ranked by ``model``.
+
+        ``model`` ranks ``overfetch * n`` items (plus room for the batch's most purchases, when the placement
+        restricts to or away from them) for users with history who allow personalization; the others start
+        from popularity, users without events from their cold-start list; then the placement's served list
+        (:func:`recsys.serving.placements.serve`) and grounded reasons. Opted-out users' purchases are not
+        read (``reason_data.purchases`` holds only consenting users'), so they get no ``buy_again`` list.
+        ``ranked`` keeps a model's ranking of the batch for the next placement it ranks (one ``recommend`` call
+        per model and batch, at the widest width any placement needs).
+        """
+        bought = self.reason_data.purchases[batch]
+        room = 0 if placement == placements.FOR_YOU else int(np.diff(bought.indptr).max(initial=0))
+        width = self.wide + room
+        blocked = np.flatnonzero(self.layers.blocked)
+        popular_items, popular_scores = self.popularity.recommend(
+            np.zeros(1, dtype=np.int64), n=width, filter_items=blocked
+        )
+        items, scores = np.tile(popular_items, (len(batch), 1)), np.tile(popular_scores, (len(batch), 1))
+        from_model = np.zeros(items.shape, dtype=bool)
+        mine = np.flatnonzero(self.can_personalize[batch] & (name != PopularityRecommender.name))
+        if len(mine):
+            if id(model) not in ranked:  # the widest list: room for the batch's purchases
+                widest = self.wide + int(np.diff(bought.indptr).max(initial=0))
+                ranked[id(model)] = model.recommend(batch[mine], n=widest, filter_items=blocked)
+            own_items, own_scores = (values[:, :width] for values in ranked[id(model)])
+            # every model fills with popularity at score 0 except ALS, which fills cold users only
+            own = (own_items >= 0) if name == ALSRecommender.name else own_scores > 0
+            only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
+            items[mine] = own_items
+            from_model[mine] = own
+            scores[mine] = np.where(only_fill, self.popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
+        new = np.flatnonzero(self.cold_row[batch] >= 0)  # no events: the cold-start list of the segment
+        cold_items = self.cold.items[self.cold_row[batch[new]]]
+        items[new], scores[new] = -1, np.nan
+        items[new, : cold_items.shape[1]] = cold_items
+        scores[new, : cold_items.shape[1]] = self.cold.scores[self.cold_row[batch[new]]]
+        source = np.where(from_model, _FROM_MODEL, _FROM_FILL).astype(np.int8)
+        source[new] = np.where(items[new] >= 0, _FROM_COLD_START, _FROM_FILL)
+        items, scores, source = placements.serve(
+            self.layers, placement, items, scores, self.n, self.rules, self.recent[batch], bought, self.ranking, source
+        )
+        return self._rows(batch, placement, name, items, scores, source)
+
+    def _rows(
+        self, batch: np.ndarray, placement: str, name: str, items: np.ndarray, scores: np.ndarray, source: np.ndarray
+    ) -> pd.DataFrame:
+        """The served lists of a batch as rows, with their grounded reasons."""
+        from_model = source == _FROM_MODEL
+        codes, texts = reasons_module.reasons(
+            self.reason_data,
+            batch,
+            items,
+            from_model,
+            REASON_CODES.get(name, "popular"),
+            np.full(items.shape, FALLBACK_TEXTS.get(name, self.reason_data.popular_text), dtype=object),
+        )
+        rows, ranks = np.nonzero(items >= 0)
+        is_model, is_cold = from_model[rows, ranks], source[rows, ranks] == _FROM_COLD_START
+        # no cold user served at all (every user has events, as in an invoice export): no texts to index
+        cold = self.cold
+        cold_text = cold.reason_text[np.maximum(self.cold_row[batch[rows]], 0)] if len(cold.reason_text) else ""
+        return pd.DataFrame(
+            {
+                "run_id": self.run_id,
+                "user_id": self.user_ids[batch[rows]],
+                "placement": placement,
+                "item_rank": ranks + 1,
+                "item_id": self.data.item_ids[items[rows, ranks]],
+                "score": scores[rows, ranks],
+                "model_name": np.where(is_model, name, np.where(is_cold, cold.model_name, PopularityRecommender.name)),
+                "reason_code": np.where(is_cold, cold_start.REASON_CODE, codes[rows, ranks]),
+                "reason_text": np.where(is_cold, cold_text, texts[rows, ranks]),
+                "generated_at": self.generated_at,
+            }
+        )
 
 
 def _concat(*parts: pd.Series | str) -> pd.Series:
@@ -216,6 +332,7 @@ def generate_recommendations(
     config: dict[str, Any] | None = None,
     rules: BusinessRules | None = None,
     rescore: schedule.Rescore | None = None,
+    shelves: Sequence[str] = placements.PLACEMENTS,
 ) -> dict[str, Any]:
     """Refit the champion on all data up to ``data_interval_end`` and write every list of the run.
 
@@ -237,7 +354,12 @@ def generate_recommendations(
       popularity scores for a list of popularity only). Every row gets a
       grounded reason from :func:`recsys.serving.reasons.reasons`; a champion row
       none of them explains gets the champion's :data:`REASON_CODES` code and
-      :data:`FALLBACK_TEXTS` text.
+      :data:`FALLBACK_TEXTS` text. One such list per placement of ``shelves``
+      (``placement``; :mod:`recsys.serving.placements`), each ranked by the
+      placement's champion (``ml.runs.placement_champions``): ``for_you`` as
+      above, ``discover`` without any item the user bought (popularity fill
+      included), ``buy_again`` only items the user bought (no brand cap, no
+      re-rank, no fill; none for a user without purchases or who opted out).
     * ``ml.similar_items``: top ``n_similar`` neighbours of every item from
       item-KNN (always fitted, whatever the champion), after the blocked
       items and the brand cap (no re-rank).
@@ -271,7 +393,7 @@ def generate_recommendations(
     n_similar, n_cold_start : int, default 20
         List lengths of ``ml.similar_items`` and ``ml.cold_start_recommendations``.
     model_name : str, optional
-        Override the champion recorded in ``ml.runs`` (with its configured ``params``).
+        Override the champions recorded in ``ml.runs`` (with its configured ``params``): every placement's.
     history_days : float, optional
         Only use events from ``data_interval_end - history_days`` on.
     config : dict, optional
@@ -282,6 +404,8 @@ def generate_recommendations(
         An incremental run (:mod:`recsys.orchestration.schedule`): only these users' lists are scored, every
         other user's list of the previous run is copied into the run (same transaction). Similar items and
         cold-start segment lists are written in full either way.
+    shelves : sequence of str, default every placement
+        The placements to write lists of (an A/B challenger writes ``for_you`` only).
 
     Returns
     -------
@@ -296,11 +420,16 @@ def generate_recommendations(
             runs.ensure_schema(connection)
             config = load_model_config() if config is None else config
             rules = load_business_rules() if rules is None else rules
-            champion, params = (model_name, None) if model_name else _champion_of(connection, run_id)
-            if champion not in ESTIMATORS:
-                raise ValueError(f"unknown champion model {champion!r}")
-            if params is None:
-                params = config["models"].get(champion, {}).get("params", {})
+            shelf = {name: (model_name, None) for name in shelves} if model_name else _champions_of(connection, run_id)
+            shelf = {name: shelf[name] for name in shelves}
+            for name, (champion, params) in shelf.items():  # three placements
+                if champion not in ESTIMATORS:
+                    raise ValueError(f"unknown champion model {champion!r}")
+                shelf[name] = (
+                    champion,
+                    config["models"].get(champion, {}).get("params", {}) if params is None else params,
+                )
+            champion, params = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))
             users = frames.read_frame(
                 connection,
                 "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
@@ -322,10 +451,12 @@ def generate_recommendations(
             if champion == ItemKNNRecommender.name:
                 knn_params = params
             knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)  # similar items, always
-            if champion == ItemKNNRecommender.name:
-                model: Recommender = knn
-            else:
-                model = build_model(champion, params, config).fit(data, end)
+            fitted: dict[str, Recommender] = {json.dumps([ItemKNNRecommender.name, knn_params], sort_keys=True): knn}
+            for name, spec in shelf.items():  # a model per placement, each fitted once
+                key = json.dumps(list(spec), sort_keys=True)
+                fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
+                shelf[name] = (spec[0], fitted[key])
+            model = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[1]
             popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
             item_names = data.item_ids.copy()
             item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
@@ -371,59 +502,30 @@ def generate_recommendations(
                 keys[1:],
                 popularity,
             )
-            popular_items, popular_scores = popularity.recommend(
-                np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked
+            lists = _Lists(
+                run_id,
+                users["user_id"].to_numpy(),
+                data,
+                layers,
+                rules,
+                n,
+                wide,
+                popularity,
+                popularity.ranking(blocked),
+                allowed & has_history,
+                recent,
+                cold,
+                cold_row,
+                reason_data,
+                generated_at.isoformat(),
             )
-            ranking = popularity.ranking(blocked)
-            n_recommendations = 0
+            per_shelf = dict.fromkeys(shelf, 0)
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
                 batch = targets[first : first + batch_size]
-                items = np.tile(popular_items, (len(batch), 1))
-                scores = np.tile(popular_scores, (len(batch), 1))
-                from_model = np.zeros(items.shape, dtype=bool)
-                mine = np.flatnonzero(personalized[batch])
-                if len(mine):
-                    own_items, own_scores = model.recommend(batch[mine], n=wide, filter_items=blocked)
-                    # every model fills with popularity at score 0 except ALS, which fills cold users only
-                    own = (own_items >= 0) if champion == ALSRecommender.name else own_scores > 0
-                    only_fill = ~own.any(axis=1, keepdims=True)  # no evidence at all: a pure popularity list
-                    items[mine] = own_items
-                    from_model[mine] = own
-                    scores[mine] = np.where(only_fill, popularity.item_scores_[np.maximum(own_items, 0)], own_scores)
-                new = np.flatnonzero(cold_row[batch] >= 0)  # no events: the cold-start list of the segment
-                items[new], scores[new] = cold.items[cold_row[batch[new]]], cold.scores[cold_row[batch[new]]]
-                source = np.where(from_model, _FROM_MODEL, _FROM_FILL).astype(np.int8)
-                source[new] = np.where(items[new] >= 0, _FROM_COLD_START, _FROM_FILL)
-                items, scores, source = layers.serve(items, scores, n, rules, recent[batch], ranking, extra=source)
-                from_model = source == _FROM_MODEL
-                codes, texts = reasons_module.reasons(
-                    reason_data,
-                    batch,
-                    items,
-                    from_model,
-                    REASON_CODES.get(champion, "popular"),
-                    np.full(items.shape, FALLBACK_TEXTS.get(champion, reason_data.popular_text), dtype=object),
-                )
-                rows, ranks = np.nonzero(items >= 0)
-                is_model, is_cold = from_model[rows, ranks], source[rows, ranks] == _FROM_COLD_START
-                # no cold user served at all (every user has events, as in an invoice export): no texts to index
-                cold_text = cold.reason_text[np.maximum(cold_row[batch[rows]], 0)] if len(cold.reason_text) else ""
-                frame = pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "user_id": users["user_id"].to_numpy()[batch[rows]],
-                        "item_rank": ranks + 1,
-                        "item_id": data.item_ids[items[rows, ranks]],
-                        "score": scores[rows, ranks],
-                        "model_name": np.where(
-                            is_model, champion, np.where(is_cold, cold.model_name, PopularityRecommender.name)
-                        ),
-                        "reason_code": np.where(is_cold, cold_start.REASON_CODE, codes[rows, ranks]),
-                        "reason_text": np.where(is_cold, cold_text, texts[rows, ranks]),
-                        "generated_at": generated_at.isoformat(),
-                    }
-                )
-                n_recommendations += frames.copy_frame(connection, "ml.recommendations", frame)
+                ranked: dict[int, tuple] = {}  # a model's ranking of the batch, shared by its placements
+                for name, (champion_name, shelf_model) in shelf.items():  # three placements
+                    frame = lists.frame(batch, name, champion_name, shelf_model, ranked)
+                    per_shelf[name] += frames.copy_frame(connection, "ml.recommendations", frame)
 
             similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
             similar, similar_scores, _ = rules_module.apply_layers(
@@ -482,7 +584,9 @@ def generate_recommendations(
         "champion_model": champion,
         "users": int(len(users)),
         "personalized_users": int(personalized.sum()),
-        "recommendations": n_recommendations,
+        "recommendations": sum(per_shelf.values()),
+        "placements": per_shelf,
+        "placement_champions": {name: champion_name for name, (champion_name, _) in shelf.items()},
         "recommendations_carried": carried,
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,

@@ -76,7 +76,7 @@ def last_full_run(conn: Any, before: datetime) -> dict[str, Any] | None:
         return None
     return _first(
         conn,
-        "select run_id, champion_model, champion_params from ml.runs where status = 'recommended'"
+        "select run_id, champion_model, champion_params, placement_champions from ml.runs where status = 'recommended'"
         " and data_cutoff_at < %(before)s and coalesce(champion_reason, '') not like %(carried)s"
         " order by data_cutoff_at desc limit 1",
         {"before": before, "carried": CARRIED + "%"},
@@ -123,6 +123,7 @@ def carry_champion(conn: Any, run_id: str, data_interval_start: datetime, data_i
             champion_model=full["champion_model"],
             champion_params=full["champion_params"],
             champion_reason=CARRIED + full["run_id"],
+            placement_champions=full["placement_champions"],  # every placement's, as chosen by the full run
         )
     params = None if full["champion_params"] is None else json.loads(full["champion_params"])
     return {
@@ -193,10 +194,10 @@ def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarr
     """
     with conn.cursor() as cursor:
         cursor.execute(
-            "insert into ml.recommendations (run_id, user_id, item_rank, item_id, score, model_name, reason_code,"
-            " reason_text, generated_at)"
-            " select %(run)s, previous.user_id, previous.item_rank, previous.item_id, previous.score,"
-            " previous.model_name, previous.reason_code, previous.reason_text, previous.generated_at"
+            "insert into ml.recommendations (run_id, user_id, placement, item_rank, item_id, score, model_name,"
+            " reason_code, reason_text, generated_at)"
+            " select %(run)s, previous.user_id, previous.placement, previous.item_rank, previous.item_id,"
+            " previous.score, previous.model_name, previous.reason_code, previous.reason_text, previous.generated_at"
             " from ml.recommendations as previous"
             " inner join analytics.dim_users as users on previous.user_id = users.user_id"
             # a hash anti-join on the rescored users, not a scan of the array per row

@@ -35,8 +35,10 @@ from recsys.evaluation.offline import (
     without_items,
 )
 from recsys.evaluation.selection import (
-    BASELINES,
-    champion_gate,
+    ServedLists,
+    gate_placements,
+    placement_champions_json,
+    placement_rows,
     reranked_rows,
     select_models,
 )
@@ -52,10 +54,45 @@ from recsys.models.registry import (
     min_segment_users,
 )
 from recsys.models.shared_fits import shared_fits
+from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, load_business_rules
 from recsys.usecases import cold_start
 
 logger = logging.getLogger(__name__)
+
+
+def new_items_rows(
+    name: str,
+    recommended: np.ndarray,
+    test: EvaluationWindow,
+    ks: tuple[int, ...],
+    k: int,
+    segmentations: list[tuple[np.ndarray, list[str]]],
+    categories: np.ndarray,
+    popularity: np.ndarray,
+    config: dict[str, Any],
+) -> tuple[list[dict[str, Any]], float | None]:
+    """A model's rows of variant ``new_items`` and its NDCG@k there (``None``: no user has such truth).
+
+    What each user bought before the cutoff leaves the ranking (the rest moves up) and the truth; users left
+    without truth are not evaluated.
+    """
+    new = test.has_new
+    if not new.any():
+        return [], None
+    rows, values = evaluation_rows(
+        name,
+        NEW_ITEMS_VARIANT,
+        without_items(recommended[new], test.prior[new], max(ks)),
+        test.truth_new[new],
+        ks,
+        [(codes[new], names) for codes, names in segmentations],
+        categories,
+        popularity,
+        test.split.train.n_users,
+        min_segment_users(config),
+    )
+    return rows, json_float(values[("ndcg", k)])
 
 
 def train_and_evaluate(
@@ -87,7 +124,10 @@ def train_and_evaluate(
        best (see :func:`select_models`). The learned rankers and their trials
        share the candidate models' fits, training pairs and candidate frames
        of a window (:func:`recsys.models.shared_fits.shared_fits`): each is
-       computed once, with the results of computing it per ranker.
+       computed once, with the results of computing it per ranker. Each placement
+       (:mod:`recsys.serving.placements`: ``for_you``, ``discover``, ``buy_again``)
+       gets a champion of its own, gated on its served lists against its own truth
+       (:func:`gate_placements`).
     2. **Report.** The chosen model of every name is refitted on the events
        before the test cutoff and scored on the purchases in ``[test_cutoff,
        end)``: ``ml.model_evaluations`` gets precision, recall, NDCG, hit
@@ -106,12 +146,16 @@ def train_and_evaluate(
        ``business_rules``) and after the rules and the diversity re-rank
        (``reranked``), with ``category_coverage`` for those and its
        ``all_items`` lists, so the accuracy cost of the layers is queryable.
+       Every model's served lists of each placement are scored on that
+       placement's truth: variants ``placement_for_you``, ``placement_discover``
+       and ``placement_buy_again`` (segment ``all``, :func:`placement_rows`).
     3. **Cold start.** :func:`recsys.usecases.cold_start.evaluate_new_users` scores
        global popularity, segment popularity and the demographic model on the
        users who signed up in the test window (segment ``new_users``).
 
     ``ml.runs`` gets status ``evaluated``, the champion, its parameters and
-    the gate's reason.
+    the gate's reason, and ``placement_champions`` (JSON: model, parameters and
+    reason per placement).
 
     Parameters
     ----------
@@ -136,7 +180,9 @@ def train_and_evaluate(
     dict
         JSON-safe summary for XCom: ``run_id``, ``champion_model``,
         ``champion_params``, ``champion_reason``, cutoffs, user counts,
-        ``metrics`` and ``metrics_new_items`` (test NDCG@k per model) and
+        ``metrics`` and ``metrics_new_items`` (test NDCG@k per model),
+        ``metrics_placements`` (test NDCG@max(ks) per model and placement),
+        ``placement_champions`` and
         ``fit_seconds`` (test-window fit per model).
     """
     started_at = datetime.now(UTC)
@@ -156,28 +202,28 @@ def train_and_evaluate(
             validation = EvaluationWindow.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
             fits.clear()  # the validation window's candidate fits are not the test window's
-            champion, reason = champion_gate(
-                validation_ndcg, gate.get("baselines", list(BASELINES)), k, float(gate.get("min_z", 1.645))
-            )
+            shelf_champions = gate_placements(validation_ndcg, gate, k)
+            champion, reason = shelf_champions[placements.FOR_YOU]
             logger.info("run %s champion: %s", run_id, reason)
 
             test = EvaluationWindow.of(data, test_cutoff, end, ks, max_users)
             train = test.split.train
             prior_purchases = np.diff(test.prior.indptr)
             segmentations = user_segmentations(connection, train.user_ids[test.users], prior_purchases)
-            new = test.has_new
-            new_segmentations = [(codes[new], names) for codes, names in segmentations]
             categories, popularity = item_categories(train), item_popularity(train)
             rows: list[dict[str, Any]] = []
             summary: dict[str, float | None] = {}
             summary_new: dict[str, float | None] = {}
+            summary_shelves: dict[str, dict[str, float | None]] = {}
             fit_seconds: dict[str, float] = {}
+            shelves = ServedLists.of(test, rules, max(ks)) if len(test.users) else None
             for name, params in chosen.items() if len(test.users) else []:  # a handful of models
                 model = build_model(name, params, config)
                 fit_started = time.perf_counter()
-                recommended = test.recommend(model, batch_size)
+                items, scores = test.candidates(model, max(test.wide, shelves.shelf_width), batch_size)
+                recommended = items[:, : test.wide]
                 fit_seconds[name] = round(time.perf_counter() - fit_started, 3)
-                model_rows, scores = evaluation_rows(
+                model_rows, values = evaluation_rows(
                     name,
                     EVAL_VARIANT,
                     recommended[:, : max(ks)],
@@ -190,24 +236,18 @@ def train_and_evaluate(
                     min_segment_users(config),
                 )
                 rows += model_rows
-                summary[name] = json_float(scores[("ndcg", k)])
-                if new.any():
-                    new_rows, new_scores = evaluation_rows(
-                        name,
-                        NEW_ITEMS_VARIANT,
-                        without_items(recommended[new], test.prior[new], max(ks)),
-                        test.truth_new[new],
-                        ks,
-                        new_segmentations,
-                        categories,
-                        popularity,
-                        train.n_users,
-                        min_segment_users(config),
-                    )
-                    rows += new_rows
-                    summary_new[name] = json_float(new_scores[("ndcg", k)])
+                summary[name] = json_float(values[("ndcg", k)])
+                new_rows, summary_new[name] = new_items_rows(
+                    name, recommended, test, ks, k, segmentations, categories, popularity, config
+                )
+                rows += new_rows
                 rows += new_catalogue_rows(name, recommended, test, ks, segmentations, min_segment_users(config))
                 rows += pair_rows(model, test)
+                shelf_rows, shelf_ndcg = placement_rows(
+                    name, items, scores, test, shelves, rules, ks, batch_size, categories, popularity
+                )
+                rows += shelf_rows
+                summary_shelves[name] = {placement: json_float(value) for placement, value in shelf_ndcg.items()}
                 if name == champion:
                     rows += reranked_rows(model, test, rules, ks, segmentations, popularity, config, batch_size)
                 logger.info(
@@ -246,6 +286,7 @@ def train_and_evaluate(
                 champion_model=champion,
                 champion_params=json.dumps(champion_params, sort_keys=True),
                 champion_reason=reason,
+                placement_champions=placement_champions_json(shelf_champions, chosen, config),
             )
     return {
         "run_id": run_id,
@@ -261,6 +302,8 @@ def train_and_evaluate(
         "evaluation_rows": written,
         "metrics": summary,
         "metrics_new_items": summary_new,
+        "metrics_placements": summary_shelves,
+        "placement_champions": {placement: model for placement, (model, _) in shelf_champions.items()},
         "fit_seconds": fit_seconds,
         "cold_start": cold_summary,
     }

@@ -270,8 +270,8 @@ def _social_edge_rules(e: Any, id_format: Any, when: Any) -> list:
     return [id_format("from_user_id"), id_format("to_user_id"), in_set, when("created_at")]
 
 
-def min_diversity_query(min_diversity: float, k: int) -> str:
-    """Rows (one) when the mean intra-list diversity of the batch's top ``k`` is below ``min_diversity``.
+def min_diversity_query(min_diversity: float, k: int, placement: str = "for_you") -> str:
+    """Rows (one) when the mean intra-list diversity of the batch's ``placement`` top ``k`` is below ``min_diversity``.
 
     Per user, diversity is the share of item pairs of the top ``k`` in
     different ``dim_items.category`` (unknown is one category), as in
@@ -284,7 +284,7 @@ def min_diversity_query(min_diversity: float, k: int) -> str:
             select batch.user_id, coalesce(items.category, '') as category
             from {{batch}} as batch
             left join analytics.dim_items as items on items.item_id = batch.item_id
-            where batch.item_rank <= {int(k)}
+            where batch.item_rank <= {int(k)} and batch.placement = {_literal(placement)}
         ), per_category as (
             select user_id, count(*) as n from top group by user_id, category
         ), per_user as (
@@ -296,6 +296,23 @@ def min_diversity_query(min_diversity: float, k: int) -> str:
             and (select count(distinct coalesce(category, '')) from analytics.dim_items where is_in_stock) >= 2"""
 
 
+def placement_expectations(expectations: Any, rows: Any) -> list:
+    """``ml.recommendations``: known placements only, at most :data:`MAX_ITEMS_PER_LIST` items per user and placement.
+
+    ``expectations`` is ``great_expectations.expectations``, ``rows`` the suites' unexpected-rows helper.
+    """
+    from recsys.serving import placements
+
+    return [
+        expectations.ExpectColumnValuesToBeInSet(column="placement", value_set=list(placements.PLACEMENTS)),
+        rows(
+            f"at most {MAX_ITEMS_PER_LIST} items per user and placement",
+            "select user_id, placement, count(*) from {batch} group by user_id, placement"
+            f" having count(*) > {MAX_ITEMS_PER_LIST}",
+        ),
+    ]
+
+
 def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> list[Suite]:
     """The suites of the ``marts_and_recs`` gate: profiles, interest tags, and the candidate run ``run_id``.
 
@@ -304,6 +321,7 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
     """
     import great_expectations as gx
 
+    from recsys.serving import placements
     from recsys.serving.rules import load_business_rules
 
     e = gx.expectations
@@ -317,24 +335,22 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
             "ml.recommendations",
             [
                 e.ExpectTableRowCountToBeBetween(min_value=1),
-                unique_rows(["user_id", "item_id"]),
+                unique_rows(["user_id", "placement", "item_id"]),
                 e.ExpectColumnValuesToBeBetween(column="item_rank", min_value=1, max_value=MAX_ITEMS_PER_LIST),
-                rows(
-                    f"at most {MAX_ITEMS_PER_LIST} items per user",
-                    f"select user_id, count(*) from {{batch}} group by user_id having count(*) > {MAX_ITEMS_PER_LIST}",
-                ),
+                *placement_expectations(e, rows),
                 in_stock("item_id"),
-                scores_follow_ranks("user_id"),
+                scores_follow_ranks("user_id, placement"),
                 e.ExpectColumnValuesToNotBeNull(column="reason_text"),
                 e.ExpectColumnValuesToNotBeNull(column="reason_code"),
                 rows(
                     f"mean intra-list diversity of the top {rules.diversity_k} is at least"
                     f" {rules.min_intra_list_diversity} (business rules {rules.version})",
-                    min_diversity_query(rules.min_intra_list_diversity, rules.diversity_k),
+                    min_diversity_query(rules.min_intra_list_diversity, rules.diversity_k, placements.FOR_YOU),
                 ),
                 rows(
-                    "every user of analytics.dim_users has a list",
-                    "select user_id from analytics.dim_users except select user_id from {batch}",
+                    "every user of analytics.dim_users has a for_you list",
+                    "select user_id from analytics.dim_users"
+                    f" except select user_id from {{batch}} where placement = '{placements.FOR_YOU}'",
                     "warning",
                 ),
             ],

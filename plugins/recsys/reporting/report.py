@@ -8,6 +8,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from recsys.db.warehouse import connect
+from recsys.serving import placements
 
 SUMMARY_TABLES = [
     "raw.users",
@@ -86,9 +87,9 @@ def print_summary(url: str, example_users: int = 3) -> None:
                     recs.reason_text
                 from recs.user_recommendations as recs
                 inner join analytics.dim_items as items on items.item_id = recs.item_id
-                where recs.user_id = %s and recs.item_rank <= 5
+                where recs.user_id = %s and recs.placement = %s and recs.item_rank <= 5
                 order by recs.item_rank""",
-                (user["user_id"],),
+                (user["user_id"], placements.FOR_YOU),
             )
             print(recs.to_string(index=False))
 
@@ -128,13 +129,13 @@ def explain_user(url: str, shop_user_id: str, n_tags: int = 5) -> str:
         recs = fetch_frame(
             conn,
             """
-            select recs.item_rank, recs.item_id, items.item_name, items.category, round(recs.score::numeric, 4)
-                as score, recs.model_name, recs.reason_code, recs.reason_text
+            select recs.placement, recs.item_rank, recs.item_id, items.item_name, items.category,
+                round(recs.score::numeric, 4) as score, recs.model_name, recs.reason_code, recs.reason_text
             from recs.user_recommendations as recs
             inner join analytics.dim_items as items on items.item_id = recs.item_id
             where recs.user_id = %s
-            order by recs.item_rank""",
-            (user_id,),
+            order by array_position(%s, recs.placement), recs.item_rank""",
+            (user_id, list(placements.PLACEMENTS)),
         )
     profile = users.iloc[0].to_dict() if len(users) else {}
     lines = [f"User {shop_user_id.strip()}"]
@@ -156,8 +157,9 @@ SPREADSHEET_SAFE = (
 def export_recommendations(url: str, out: Path) -> int:
     """Write the published recommendations keyed by the shop's own user ids to a CSV file; return rows written.
 
-    One list per shop account: the accounts identity stitching merged into one person
-    (``identity.published_user_id_map``, the map published with the run) each get that person's list. Text
+    One list per shop account and placement: the accounts identity stitching merged into one person
+    (``identity.published_user_id_map``, the map published with the run) each get that person's lists; the
+    ``placement`` is the last column (the columns before it are those of the export before placements). Text
     cells a spreadsheet would run as a formula are neutralised with a leading apostrophe. The file is written
     under a temporary name and renamed when complete: a failed export leaves the previous file, no partial one.
     """
@@ -165,14 +167,15 @@ def export_recommendations(url: str, out: Path) -> int:
     statement = f"""
         copy (
             select {safe["user_id"]} as user_id, item_rank, {safe["item_id"]} as item_id, score, model_name,
-                {safe["reason_code"]} as reason_code, {safe["reason_text"]} as reason_text, run_id, generated_at
+                {safe["reason_code"]} as reason_code, {safe["reason_text"]} as reason_text, run_id, generated_at,
+                placement
             from (
-                select map.shop_user_id as user_id, recs.item_rank, recs.item_id, recs.score, recs.model_name,
-                    recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
+                select map.shop_user_id as user_id, recs.placement, recs.item_rank, recs.item_id, recs.score,
+                    recs.model_name, recs.reason_code, recs.reason_text, recs.run_id, recs.generated_at
                 from recs.user_recommendations as recs
                 inner join identity.published_user_id_map as map on map.user_id = recs.user_id
             ) as published
-            order by published.user_id, published.item_rank
+            order by published.user_id, published.placement, published.item_rank
         ) to stdout with (format csv, header true)"""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,14 @@ key                                     value
 ======================================  =====================================================================
 ``recsys:current``                      the run id readers must use (the pointer)
 ``recsys:runs``                         set of the run ids that may still have keys (for clean-up)
-``recsys:{run_id}:recs:{user_id}``      ``[{"item_id", "score", "reason_code", "reason_text"}, ...]``, rank order
+``recsys:{run_id}:recs:{user_id}``      ``[{"item_id", "score", "reason_code", "reason_text"}, ...]``, rank order:
+                                        the ``for_you`` placement (the one list before placements existed)
+``recsys:{run_id}:recs_discover:{..}``  the same for the ``discover`` placement
+``recsys:{run_id}:recs_buy_again:{..}`` the same for ``buy_again`` (only users who bought something)
 ``recsys:{run_id}:profile:{user_id}``   ``{"rfm_segment", "spending_power", "lifecycle_stage", "top_categories"}``
 ``recsys:{run_id}:similar:{item_id}``   ``[{"item_id", "score"}, ...]``, most similar first
-``recsys:{run_id}:meta``                ``{"run_id", "users", "profiles", "items"}``: key counts, written last
+``recsys:{run_id}:meta``                ``{"run_id", "users", "profiles", "items", "placements"}``: key counts
+                                        (``placements``: users per placement), written last
 ======================================  =====================================================================
 
 ``user_id`` is the pseudonymous key of the warehouse (``analytics.dim_users.user_id``): the shop maps its own
@@ -36,6 +40,7 @@ import os
 from psycopg2 import sql
 
 from recsys.db import locks
+from recsys.serving import placements
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +49,25 @@ PREFIX = "recsys"
 GRACE_SECONDS = 3600
 BATCH_ROWS = 5_000
 
+
+def placement_kind(placement: str) -> str:
+    """The key kind of a placement's lists: ``recs`` for ``for_you`` (as before placements), else ``recs_<name>``."""
+    return "recs" if placement == placements.FOR_YOU else f"recs_{placement}"
+
+
+#: the key kinds of the users' lists, one per placement
+RECS_KINDS: dict[str, str] = {placement_kind(placement): placement for placement in placements.PLACEMENTS}
+
 #: (kind, key column, JSON value): one query per kind over the published tables, values built in Postgres
 _KINDS = {
-    "recs": sql.SQL(
-        "select user_id, json_agg(json_build_object('item_id', item_id, 'score', score,"
-        " 'reason_code', reason_code, 'reason_text', reason_text) order by item_rank)::text"
-        " from recs.user_recommendations group by user_id"
-    ),
+    **{
+        kind: sql.SQL(
+            "select user_id, json_agg(json_build_object('item_id', item_id, 'score', score,"
+            " 'reason_code', reason_code, 'reason_text', reason_text) order by item_rank)::text"
+            " from recs.user_recommendations where placement = {} group by user_id"
+        ).format(sql.Literal(placement))
+        for kind, placement in RECS_KINDS.items()
+    },
     "profile": sql.SQL(
         "select user_id, json_build_object('rfm_segment', rfm_segment, 'spending_power', spending_power,"
         " 'lifecycle_stage', lifecycle_stage,"
@@ -173,7 +190,13 @@ def push_online(
             _check_published(cur, run_id)
         client.sadd(f"{prefix}:runs", run_id)
         counts = {kind: _write_kind(conn, client, run_id, kind, prefix, batch_rows) for kind in _KINDS}
-        meta = {"run_id": run_id, "users": counts["recs"], "profiles": counts["profile"], "items": counts["similar"]}
+        meta = {
+            "run_id": run_id,
+            "users": counts["recs"],
+            "profiles": counts["profile"],
+            "items": counts["similar"],
+            "placements": {placement: counts[kind] for kind, placement in RECS_KINDS.items()},
+        }
         client.set(f"{prefix}:{run_id}:meta", json.dumps(meta))
         previous = client.set(f"{prefix}:current", run_id, get=True)
     finally:
@@ -201,20 +224,24 @@ def read_current(client, kind: str, entity_id: str, prefix: str = PREFIX) -> tup
 
 
 def forget_user(client, user_id: str, prefix: str = PREFIX) -> int:
-    """Delete one user's keys (recommendations and profile) of every run still in Redis; return keys deleted.
+    """Delete one user's keys (the lists of every placement and the profile) of every run still in Redis.
 
-    Scans for ``{prefix}:*:recs:{user_id}`` and ``{prefix}:*:profile:{user_id}``, so the previous run's keys
-    in their grace period go too. Called by the erasure (``recsys erase-user``, the ``user_erasure`` DAG) when
-    ``REDIS_URL`` is set.
+    Scans for ``{prefix}:*:{kind}:{user_id}`` for every kind of :data:`RECS_KINDS` and ``profile``, so the
+    previous run's keys in their grace period go too; returns the keys deleted. Called by the erasure
+    (``recsys erase-user``, the ``user_erasure`` DAG) when ``REDIS_URL`` is set.
     """
-    keys = [key for kind in ("recs", "profile") for key in client.scan_iter(match=f"{prefix}:*:{kind}:{user_id}")]
+    kinds = [*RECS_KINDS, "profile"]
+    keys = [key for kind in kinds for key in client.scan_iter(match=f"{prefix}:*:{kind}:{user_id}")]
     return int(client.delete(*keys)) if keys else 0
 
 
-def get_recommendations(client, user_id: str, prefix: str = PREFIX) -> list[dict] | None:
-    """The current run's list for the pseudonymous ``user_id`` in rank order, or ``None`` if it has none.
+def get_recommendations(
+    client, user_id: str, prefix: str = PREFIX, placement: str = placements.DEFAULT
+) -> list[dict] | None:
+    """The current run's ``placement`` list for the pseudonymous ``user_id`` in rank order, or ``None``.
 
     Each entry is ``{"item_id", "score", "reason_code", "reason_text"}``. A user without a list (new, or opted
-    out) gets ``None``: serve the cold-start list instead.
+    out; for ``buy_again``, nothing bought yet) gets ``None``: serve the cold-start list instead (or, for
+    ``buy_again``, no shelf).
     """
-    return read_current(client, "recs", user_id, prefix)[1]
+    return read_current(client, placement_kind(placements.resolve(placement)), user_id, prefix)[1]

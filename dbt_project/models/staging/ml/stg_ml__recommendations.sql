@@ -11,6 +11,7 @@ final as (
     select
         cast(run_id as text) as run_id,
         cast(user_id as text) as user_id,
+        cast(placement as text) as placement,
         cast(item_rank as integer) as item_rank,
         cast(item_id as text) as item_id,
         cast(score as double precision) as score,

@@ -21,6 +21,7 @@ final as (
         cast(champion_model as text) as champion_model,
         cast(champion_reason as text) as champion_reason,
         cast(champion_params as text) as champion_params,
+        cast(placement_champions as text) as placement_champions,
         cast(repeat_purchase_categories as text) as repeat_purchase_categories
     from source
 
