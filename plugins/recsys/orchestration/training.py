@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,7 @@ from recsys.features.interactions import (
     as_datetime,
     load_interactions,
 )
+from recsys.models.base import Recommender
 from recsys.models.registry import (
     build_model,
     load_model_config,
@@ -208,69 +210,22 @@ def train_and_evaluate(
 
             test = EvaluationWindow.of(data, test_cutoff, end, ks, max_users)
             train = test.split.train
-            prior_purchases = np.diff(test.prior.indptr)
-            segmentations = user_segmentations(connection, train.user_ids[test.users], prior_purchases)
-            categories, popularity = item_categories(train), item_popularity(train)
+            scoring = _TestScoring.of(connection, test, ks, k, config, rules, batch_size)
             rows: list[dict[str, Any]] = []
-            summary: dict[str, float | None] = {}
-            summary_new: dict[str, float | None] = {}
-            summary_shelves: dict[str, dict[str, float | None]] = {}
-            fit_seconds: dict[str, float] = {}
-            shelves = ServedLists.of(test, rules, max(ks)) if len(test.users) else None
+            summary, summary_new, summary_shelves, fit_seconds = {}, {}, {}, {}
             for name, params in chosen.items() if len(test.users) else []:  # a handful of models
                 model = build_model(name, params, config)
-                fit_started = time.perf_counter()
-                items, scores = test.candidates(model, max(test.wide, shelves.shelf_width), batch_size)
-                recommended = items[:, : test.wide]
-                fit_seconds[name] = round(time.perf_counter() - fit_started, 3)
-                model_rows, values = evaluation_rows(
-                    name,
-                    EVAL_VARIANT,
-                    recommended[:, : max(ks)],
-                    test.truth,
-                    ks,
-                    segmentations,
-                    categories,
-                    popularity,
-                    train.n_users,
-                    min_segment_users(config),
+                model_rows, summary[name], summary_new[name], summary_shelves[name], fit_seconds[name] = scoring.rows(
+                    model, with_reranked=name == champion
                 )
                 rows += model_rows
-                summary[name] = json_float(values[("ndcg", k)])
-                new_rows, summary_new[name] = new_items_rows(
-                    name, recommended, test, ks, k, segmentations, categories, popularity, config
-                )
-                rows += new_rows
-                rows += new_catalogue_rows(name, recommended, test, ks, segmentations, min_segment_users(config))
-                rows += pair_rows(model, test)
-                shelf_rows, shelf_ndcg = placement_rows(
-                    name, items, scores, test, shelves, rules, ks, batch_size, categories, popularity
-                )
-                rows += shelf_rows
-                summary_shelves[name] = {placement: json_float(value) for placement, value in shelf_ndcg.items()}
-                if name == champion:
-                    rows += reranked_rows(model, test, rules, ks, segmentations, popularity, config, batch_size)
-                logger.info(
-                    "%s (%.1f s): test NDCG@%d %s, new items %s",
-                    name,
-                    fit_seconds[name],
-                    k,
-                    summary[name],
-                    summary_new.get(name),
-                )
+                logger.info("%s (%.1f s): test NDCG@%d %s", name, fit_seconds[name], k, summary[name])
             if not len(test.users):
                 logger.warning("run %s: no purchases in the test window, nothing to evaluate", run_id)
             cold_rows, cold_summary = cold_start.evaluate_new_users(connection, data, test_cutoff, end, config, ks, k)
             rows += cold_rows
 
-            evaluations = pd.DataFrame(
-                rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"]
-            )
-            evaluations.insert(0, "run_id", run_id)
-            trials.insert(0, "run_id", run_id)
-            runs.delete_run(connection, ["ml.model_evaluations", "ml.model_search"], run_id)
-            written = frames.copy_frame(connection, "ml.model_evaluations", evaluations)
-            frames.copy_frame(connection, "ml.model_search", trials)
+            written = _write_evaluations(connection, run_id, rows, trials)
             champion_params = chosen.get(champion, config["models"].get(champion, {}).get("params", {}))
             runs.upsert_run(
                 connection,
@@ -307,3 +262,90 @@ def train_and_evaluate(
         "fit_seconds": fit_seconds,
         "cold_start": cold_summary,
     }
+
+
+def _write_evaluations(connection: Any, run_id: str, rows: list[dict[str, Any]], trials: pd.DataFrame) -> int:
+    """Replace the run's ``ml.model_evaluations`` and ``ml.model_search`` rows; the evaluation rows written."""
+    evaluations = pd.DataFrame(rows, columns=["model_name", "variant", "segment", "metric", "k", "metric_value"])
+    evaluations.insert(0, "run_id", run_id)
+    trials.insert(0, "run_id", run_id)
+    runs.delete_run(connection, ["ml.model_evaluations", "ml.model_search"], run_id)
+    written = frames.copy_frame(connection, "ml.model_evaluations", evaluations)
+    frames.copy_frame(connection, "ml.model_search", trials)
+    return written
+
+
+@dataclass
+class _TestScoring:
+    """What every model is scored with on the test window."""
+
+    test: EvaluationWindow
+    ks: tuple[int, ...]
+    k: int
+    segmentations: list[tuple[np.ndarray, list[str]]]
+    categories: np.ndarray
+    popularity: np.ndarray
+    config: dict[str, Any]
+    rules: BusinessRules
+    batch_size: int
+    shelves: ServedLists | None
+
+    @classmethod
+    def of(
+        cls,
+        connection: Any,
+        test: EvaluationWindow,
+        ks: tuple[int, ...],
+        k: int,
+        config: dict[str, Any],
+        rules: BusinessRules,
+        batch_size: int,
+    ) -> _TestScoring:
+        train = test.split.train
+        return cls(
+            test,
+            ks,
+            k,
+            user_segmentations(connection, train.user_ids[test.users], np.diff(test.prior.indptr)),
+            item_categories(train),
+            item_popularity(train),
+            config,
+            rules,
+            batch_size,
+            ServedLists.of(test, rules, max(ks)) if len(test.users) else None,
+        )
+
+    def rows(self, model: Recommender, with_reranked: bool) -> tuple[list[dict[str, Any]], Any, Any, dict, float]:
+        """``ml.model_evaluations`` rows of one model (every variant), its NDCG@k summaries and fit seconds."""
+        test, ks, k, segmentations = self.test, self.ks, self.k, self.segmentations
+        categories, popularity, config = self.categories, self.popularity, self.config
+        fit_started = time.perf_counter()
+        items, scores = test.candidates(model, max(test.wide, self.shelves.shelf_width), self.batch_size)
+        recommended = items[:, : test.wide]
+        seconds = round(time.perf_counter() - fit_started, 3)
+        rows, values = evaluation_rows(
+            model.name,
+            EVAL_VARIANT,
+            recommended[:, : max(ks)],
+            test.truth,
+            ks,
+            segmentations,
+            categories,
+            popularity,
+            test.split.train.n_users,
+            min_segment_users(config),
+        )
+        new_rows, ndcg_new = new_items_rows(
+            model.name, recommended, test, ks, k, segmentations, categories, popularity, config
+        )
+        rows += new_rows
+        rows += new_catalogue_rows(model.name, recommended, test, ks, segmentations, min_segment_users(config))
+        rows += pair_rows(model, test)
+        shelf_rows, shelf_ndcg = placement_rows(
+            model.name, items, scores, test, self.shelves, self.rules, ks, self.batch_size, categories, popularity
+        )
+        rows += shelf_rows
+        if with_reranked:
+            rows += reranked_rows(model, test, self.rules, ks, segmentations, popularity, config, self.batch_size)
+        shelves = {placement: json_float(value) for placement, value in shelf_ndcg.items()}
+        return rows, json_float(values[("ndcg", k)]), ndcg_new, shelves, seconds
