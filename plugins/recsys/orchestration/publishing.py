@@ -34,7 +34,6 @@ from recsys.models.registry import (
     ESTIMATORS,
     build_model,
     load_model_config,
-    min_segment_users,
 )
 from recsys.models.sequence import SequenceRecommender
 from recsys.models.social import FriendsBoughtRecommender
@@ -204,65 +203,10 @@ class _Lists:
         )
 
 
-def _concat(*parts: pd.Series | str) -> pd.Series:
-    """Vectorized string concatenation of Series and constants."""
-    result = None
-    for part in parts:  # a few string pieces, each a whole column
-        result = part if result is None else result + part
-    return result
-
-
 def _popular_text(model: PopularityRecommender) -> str:
     if model.window_days is None:
         return "Popular with shoppers"
     return f"Popular in the last {model.window_days:g} days"
-
-
-def _cold_start_lists(
-    users: pd.DataFrame,
-    data: Interactions,
-    popularity: PopularityRecommender,
-    blocked: np.ndarray,
-    n_cold_start: int,
-    rules: BusinessRules,
-    layers: ServingLayers,
-    config: dict[str, Any],
-    model_lists: pd.DataFrame,
-    has_events: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
-
-    A segment's list is the cold-start model's (``model_lists``: ``segment_key``, ``item_rank``,
-    ``item_id``, ``score`` rows of :func:`recsys.usecases.cold_start.serving_lists`) where it has one, else
-    the segment's popularity. Returns the segment per user (``-1``: none published), the keys,
-    items and scores.
-    """
-    segment_labels = _concat(users["age_band"].fillna("unknown"), "|", users["gender"].fillna("unknown")).to_numpy()
-    segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
-    # k-anonymity: a segment's list is published only if at least min_segment_users of its users have events
-    with_events = np.bincount(segment_of_user, weights=has_events, minlength=len(segment_names))
-    large = with_events >= min_segment_users(config)
-    logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
-    recode = np.where(large, np.cumsum(large) - 1, -1)
-    segment_names = segment_names[large]
-    group_of_user = np.full(data.n_users, -1, dtype=np.int64)
-    group_of_user[: len(users)] = recode[segment_of_user]
-    wide = n_cold_start * rules.overfetch
-    segment_items, segment_scores = popularity.recommend_groups(group_of_user, wide, blocked)
-    all_items, all_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
-    keys = np.concatenate([["all"], segment_names]).astype(object)
-    items, scores = np.vstack([all_items, segment_items]), np.vstack([all_scores, segment_scores])
-    row = pd.Index(keys).get_indexer(model_lists["segment_key"])
-    rank = model_lists["item_rank"].to_numpy() - 1
-    item = pd.Index(data.item_ids).get_indexer(model_lists["item_id"])
-    ok = (row > 0) & (rank < wide) & (item >= 0)  # row 0 ("all") stays global popularity
-    replaced = np.unique(row[ok])
-    items[replaced], scores[replaced] = -1, np.nan
-    items[row[ok], rank[ok]], scores[row[ok], rank[ok]] = item[ok], model_lists["score"].to_numpy()[ok]
-    cold_items, cold_scores, _ = rules_module.apply_layers(
-        items, scores, n_cold_start, rules, layers.blocked, layers.brands, layers.categories
-    )
-    return group_of_user, keys, cold_items, cold_scores
 
 
 def _reason_data(
@@ -420,42 +364,12 @@ def generate_recommendations(
             runs.ensure_schema(connection)
             config = load_model_config() if config is None else config
             rules = load_business_rules() if rules is None else rules
-            shelf = {name: (model_name, None) for name in shelves} if model_name else _champions_of(connection, run_id)
-            shelf = {name: shelf[name] for name in shelves}
-            for name, (champion, params) in shelf.items():  # three placements
-                if champion not in ESTIMATORS:
-                    raise ValueError(f"unknown champion model {champion!r}")
-                shelf[name] = (
-                    champion,
-                    config["models"].get(champion, {}).get("params", {}) if params is None else params,
-                )
-            champion, params = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))
-            users = frames.read_frame(
-                connection,
-                "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
-            ).drop_duplicates("user_id", ignore_index=True)
-            catalogue = frames.read_frame(
-                connection, "select item_id, item_name, category, is_in_stock from analytics.dim_items"
-            ).drop_duplicates("item_id", ignore_index=True)
+            shelf = _shelf_specs(connection, run_id, model_name, shelves, config)
+            champion = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[0]
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
-            data = load_interactions(
-                connection,
-                start,
-                end,
-                user_ids=users["user_id"].to_numpy(),
-                item_ids=catalogue["item_id"].to_numpy(),
-                side_data=True,
-            )
+            users, catalogue, data = _read_shop(connection, start, end)
 
-            knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
-            if champion == ItemKNNRecommender.name:
-                knn_params = params
-            knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)  # similar items, always
-            fitted: dict[str, Recommender] = {json.dumps([ItemKNNRecommender.name, knn_params], sort_keys=True): knn}
-            for name, spec in shelf.items():  # a model per placement, each fitted once
-                key = json.dumps(list(spec), sort_keys=True)
-                fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
-                shelf[name] = (spec[0], fitted[key])
+            knn, shelf = _fit_shelves(data, end, shelf, config)
             model = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[1]
             popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
             item_names = data.item_ids.copy()
@@ -485,7 +399,7 @@ def generate_recommendations(
             )
             cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
             cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
-            group_of_user, keys, cold_items, cold_scores = _cold_start_lists(
+            group_of_user, keys, cold_items, cold_scores = cold_start.segment_lists(
                 users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table, has_history
             )
             reason_data = _reason_data(
@@ -527,46 +441,8 @@ def generate_recommendations(
                     frame = lists.frame(batch, name, champion_name, shelf_model, ranked)
                     per_shelf[name] += frames.copy_frame(connection, "ml.recommendations", frame)
 
-            similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
-            similar, similar_scores, _ = rules_module.apply_layers(
-                similar,
-                similar_scores,
-                n_similar,
-                rules,
-                layers.blocked,
-                layers.brands,
-                layers.categories,
-                diversify=False,
-            )
-            item_rows, item_ranks = np.nonzero(similar >= 0)
-            n_similar_rows = frames.copy_frame(
-                connection,
-                "ml.similar_items",
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "item_id": data.item_ids[item_rows],
-                        "item_rank": item_ranks + 1,
-                        "similar_item_id": data.item_ids[similar[item_rows, item_ranks]],
-                        "score": similar_scores[item_rows, item_ranks],
-                    }
-                ),
-            )
-
-            seg_rows, seg_ranks = np.nonzero(cold_items >= 0)
-            n_cold_rows = frames.copy_frame(
-                connection,
-                "ml.cold_start_recommendations",
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "segment_key": keys[seg_rows],
-                        "item_rank": seg_ranks + 1,
-                        "item_id": data.item_ids[cold_items[seg_rows, seg_ranks]],
-                        "score": cold_scores[seg_rows, seg_ranks],
-                    }
-                ),
-            )
+            n_similar_rows = _write_similar_items(connection, run_id, data, knn, layers, rules, n_similar)
+            n_cold_rows = _write_cold_start(connection, run_id, data, keys, cold_items, cold_scores)
             carried = schedule.carry_untouched(connection, run_id, rescore)
             runs.upsert_run(
                 connection,
@@ -598,3 +474,108 @@ def generate_recommendations(
     }
     logger.info("run %s recommendations: %s", run_id, result)
     return result
+
+
+def _shelf_specs(
+    conn: Any, run_id: str, model_name: str | None, shelves: Sequence[str], config: dict[str, Any]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each placement's model and parameters: ``model_name`` for all, else the run's champions (configured
+    ``params`` where the run recorded none)."""
+    shelf = {name: (model_name, None) for name in shelves} if model_name else _champions_of(conn, run_id)
+    specs = {}
+    for name in shelves:  # three placements
+        champion, params = shelf[name]
+        if champion not in ESTIMATORS:
+            raise ValueError(f"unknown champion model {champion!r}")
+        specs[name] = (champion, config["models"].get(champion, {}).get("params", {}) if params is None else params)
+    return specs
+
+
+def _fit_shelves(
+    data: Interactions, end: float, specs: dict[str, tuple[str, dict[str, Any]]], config: dict[str, Any]
+) -> tuple[ItemKNNRecommender, dict[str, tuple[str, Recommender]]]:
+    """The item-KNN of similar items (always) and each placement's model, each distinct model fitted once."""
+    champion, params = specs.get(placements.FOR_YOU, next(iter(specs.values())))
+    knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
+    if champion == ItemKNNRecommender.name:
+        knn_params = params
+    knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)
+    fitted: dict[str, Recommender] = {json.dumps([ItemKNNRecommender.name, knn_params], sort_keys=True): knn}
+    shelf = {}
+    for name, spec in specs.items():  # a model per placement, each fitted once
+        key = json.dumps(list(spec), sort_keys=True)
+        fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
+        shelf[name] = (spec[0], fitted[key])
+    return knn, shelf
+
+
+def _write_similar_items(
+    connection: Any,
+    run_id: str,
+    data: Interactions,
+    knn: ItemKNNRecommender,
+    layers: ServingLayers,
+    rules: BusinessRules,
+    n_similar: int,
+) -> int:
+    """``ml.similar_items`` of the run: item-KNN neighbours after the rules (no re-rank); the rows written."""
+    blocked = np.flatnonzero(layers.blocked)
+    similar, similar_scores = knn.similar_items(n_similar * rules.overfetch, filter_items=blocked)
+    similar, similar_scores, _ = rules_module.apply_layers(
+        similar,
+        similar_scores,
+        n_similar,
+        rules,
+        layers.blocked,
+        layers.brands,
+        layers.categories,
+        diversify=False,
+    )
+    item_rows, item_ranks = np.nonzero(similar >= 0)
+    frame = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "item_id": data.item_ids[item_rows],
+            "item_rank": item_ranks + 1,
+            "similar_item_id": data.item_ids[similar[item_rows, item_ranks]],
+            "score": similar_scores[item_rows, item_ranks],
+        }
+    )
+    return frames.copy_frame(connection, "ml.similar_items", frame)
+
+
+def _write_cold_start(
+    connection: Any, run_id: str, data: Interactions, keys: np.ndarray, items: np.ndarray, scores: np.ndarray
+) -> int:
+    """``ml.cold_start_recommendations`` of the run, one list per segment key; the rows written."""
+    rows, ranks = np.nonzero(items >= 0)
+    frame = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "segment_key": keys[rows],
+            "item_rank": ranks + 1,
+            "item_id": data.item_ids[items[rows, ranks]],
+            "score": scores[rows, ranks],
+        }
+    )
+    return frames.copy_frame(connection, "ml.cold_start_recommendations", frame)
+
+
+def _read_shop(connection: Any, start: float | None, end: float) -> tuple[pd.DataFrame, pd.DataFrame, Interactions]:
+    """The users and catalogue of the marts, and the interactions in ``[start, end]`` encoded with them first."""
+    users = frames.read_frame(
+        connection,
+        "select user_id, age_band, gender, is_personalization_allowed from analytics.dim_users",
+    ).drop_duplicates("user_id", ignore_index=True)
+    catalogue = frames.read_frame(
+        connection, "select item_id, item_name, category, is_in_stock from analytics.dim_items"
+    ).drop_duplicates("item_id", ignore_index=True)
+    data = load_interactions(
+        connection,
+        start,
+        end,
+        user_ids=users["user_id"].to_numpy(),
+        item_ids=catalogue["item_id"].to_numpy(),
+        side_data=True,
+    )
+    return users, catalogue, data

@@ -36,7 +36,9 @@ from recsys.models.demographic import (
     with_demographics,
 )
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.registry import min_segment_users
 from recsys.models.social import FriendsBoughtRecommender
+from recsys.serving.rules import BusinessRules, ServingLayers, apply_layers
 
 __all__ = [
     "COLD_START_MODELS",
@@ -408,3 +410,50 @@ def serving_lists(
         user_model,
     )
     return ColdStartLists(table, user_model, served, user_items, user_scores, reason_text)
+
+
+def segment_lists(
+    users: pd.DataFrame,
+    data: Interactions,
+    popularity: PopularityRecommender,
+    blocked: np.ndarray,
+    n_cold_start: int,
+    rules: BusinessRules,
+    layers: ServingLayers,
+    config: dict[str, Any],
+    model_lists: pd.DataFrame,
+    has_events: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cold-start lists (``all``, then every k-anonymous ``age_band|gender``) after the rules and re-rank.
+
+    A segment's list is the cold-start model's (``model_lists``: ``segment_key``, ``item_rank``,
+    ``item_id``, ``score`` rows of :func:`recsys.usecases.cold_start.serving_lists`) where it has one, else
+    the segment's popularity. Returns the segment per user (``-1``: none published), the keys,
+    items and scores.
+    """
+    segment_labels = (users["age_band"].fillna("unknown") + "|" + users["gender"].fillna("unknown")).to_numpy()
+    segment_names, segment_of_user = np.unique(segment_labels.astype(str), return_inverse=True)
+    # k-anonymity: a segment's list is published only if at least min_segment_users of its users have events
+    with_events = np.bincount(segment_of_user, weights=has_events, minlength=len(segment_names))
+    large = with_events >= min_segment_users(config)
+    logger.info("cold start: %d of %d segments are large enough to publish", large.sum(), len(large))
+    recode = np.where(large, np.cumsum(large) - 1, -1)
+    segment_names = segment_names[large]
+    group_of_user = np.full(data.n_users, -1, dtype=np.int64)
+    group_of_user[: len(users)] = recode[segment_of_user]
+    wide = n_cold_start * rules.overfetch
+    segment_items, segment_scores = popularity.recommend_groups(group_of_user, wide, blocked)
+    all_items, all_scores = popularity.recommend(np.zeros(1, dtype=np.int64), n=wide, filter_items=blocked)
+    keys = np.concatenate([["all"], segment_names]).astype(object)
+    items, scores = np.vstack([all_items, segment_items]), np.vstack([all_scores, segment_scores])
+    row = pd.Index(keys).get_indexer(model_lists["segment_key"])
+    rank = model_lists["item_rank"].to_numpy() - 1
+    item = pd.Index(data.item_ids).get_indexer(model_lists["item_id"])
+    ok = (row > 0) & (rank < wide) & (item >= 0)  # row 0 ("all") stays global popularity
+    replaced = np.unique(row[ok])
+    items[replaced], scores[replaced] = -1, np.nan
+    items[row[ok], rank[ok]], scores[row[ok], rank[ok]] = item[ok], model_lists["score"].to_numpy()[ok]
+    cold_items, cold_scores, _ = apply_layers(
+        items, scores, n_cold_start, rules, layers.blocked, layers.brands, layers.categories
+    )
+    return group_of_user, keys, cold_items, cold_scores
