@@ -12,6 +12,13 @@ recommendations as (
 
 ),
 
+-- a run re-published later lists only the users still in the warehouse (not since merged, flagged or erased)
+users as (
+
+    select user_id from {{ ref('dim_users') }}
+
+),
+
 final as (
 
     select
@@ -26,7 +33,9 @@ final as (
         run_id,
         generated_at
     from recommendations
-    where run_id = {{ publish_run_id() }}
+    where
+        run_id = {{ publish_run_id() }}
+        and user_id in (select users.user_id from users)
 
 )
 
