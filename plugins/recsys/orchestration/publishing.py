@@ -22,7 +22,6 @@ from recsys.features.interactions import (
     load_interactions,
     to_epoch_seconds,
 )
-from recsys.features.social import follow_matrix
 from recsys.models.base import Recommender
 from recsys.models.content import ContentRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
@@ -203,66 +202,6 @@ class _Lists:
         )
 
 
-def _popular_text(model: PopularityRecommender) -> str:
-    if model.window_days is None:
-        return "Popular with shoppers"
-    return f"Popular in the last {model.window_days:g} days"
-
-
-def _reason_data(
-    conn: Any,
-    data: Interactions,
-    end: float,
-    knn: ItemKNNRecommender,
-    layers: ServingLayers,
-    rules: BusinessRules,
-    item_names: np.ndarray,
-    consent: np.ndarray,
-    group_of_user: np.ndarray,
-    segment_items: np.ndarray,
-    segment_keys: np.ndarray,
-    popularity: PopularityRecommender,
-) -> reasons_module.ReasonData:
-    """What the run's reasons are grounded in; opted-out users' events are not read (``consent`` 0)."""
-    until = np.nextafter(end, np.inf)
-    only_consenting = sp.diags_array(consent.astype(np.float32))
-
-    def pattern(event: str) -> sp.csr_array:
-        return sp.csr_array(only_consenting @ sp.csr_array(data.to_csr({event: 1.0}, end=until) > 0, dtype=np.float32))
-
-    category_names = np.unique(layers.categories[layers.categories != ""]).astype(object)
-    tags = pd.DataFrame(columns=["user_id", "tag", "tag_rank"])
-    if frames.table_exists(conn, "analytics.user_interest_tags"):
-        tags = frames.read_frame(
-            conn,
-            "select user_id, tag, tag_rank from analytics.user_interest_tags"
-            f" where tag like 'category:%' and tag_rank <= {int(rules.interest_tags)}",
-        )
-    rows, cols = np.nonzero(segment_items >= 0)
-    return reasons_module.ReasonData(
-        item_names=item_names.astype(object),
-        item_categories=layers.categories,
-        repeat_item=layers.repeat_item,
-        purchases=pattern("purchase"),
-        strength=data.strongest_events(),
-        knn=knn,
-        min_similarity=rules.min_similarity,
-        viewed=pattern("view"),
-        also_bought=reasons_module.also_bought_matrix(data, until, rules.min_also_bought_users),
-        interests=reasons_module.interest_matrix(tags, data.user_ids, category_names, rules.interest_tags),
-        category_code=pd.Index(category_names).get_indexer(layers.categories).astype(np.int64),
-        group_of_user=np.where(consent > 0, group_of_user, -1),
-        segment_items=sp.csr_array(
-            (np.ones(len(rows), dtype=np.float32), (rows, segment_items[rows, cols])),
-            shape=(segment_items.shape[0], data.n_items),
-        ),
-        segment_texts=reasons_module.segment_text(segment_keys),
-        popular_text=_popular_text(popularity),
-        follows=reasons_module.consenting_follows(follow_matrix(data.follows, data.user_ids, until), consent),
-        min_friends_bought=rules.min_friends_bought,
-    )
-
-
 def generate_recommendations(
     conn: Any,
     run_id: str,
@@ -367,71 +306,13 @@ def generate_recommendations(
             shelf = _shelf_specs(connection, run_id, model_name, shelves, config)
             champion = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[0]
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
-            users, catalogue, data = _read_shop(connection, start, end)
-
-            knn, shelf = _fit_shelves(data, end, shelf, config)
-            model = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[1]
-            popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
-            item_names = data.item_ids.copy()
-            item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
-            in_stock = np.zeros(data.n_items, dtype=bool)
-            in_stock[: len(catalogue)] = catalogue["is_in_stock"].to_numpy() == "t"
-            layers = ServingLayers.of(data, end, in_stock, rules)
-            blocked = np.flatnonzero(layers.blocked)
-
-            # users of dim_users are the first rows of the encoding
-            targets = schedule.targets(users["user_id"], rescore)  # an incremental run: the touched users only
-            allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
-            has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
-            personalized = allowed & has_history & (champion != PopularityRecommender.name)
-            # opted-out users' purchases are not read, not even to filter their list
-            consent = np.zeros(data.n_users, dtype=np.float32)
-            consent[: len(users)] = allowed
-            recent = sp.csr_array(sp.diags_array(consent) @ layers.recent)
-            recent.eliminate_zeros()
-
+            shop = _read_shop(connection, start, end)
+            knn, shelf = _fit_shelves(shop[2], end, shelf, config)
+            targets = schedule.targets(shop[0]["user_id"], rescore)  # an incremental run: the touched users only
             tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
             runs.delete_run(connection, tables, run_id)
-            wide = n * rules.overfetch
-            cold_users = np.intersect1d(np.flatnonzero(allowed & ~has_history), targets)
-            cold = cold_start.serving_lists(
-                connection, run_id, data, end, cold_users, config, wide, n_cold_start * rules.overfetch, blocked
-            )
-            cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
-            cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
-            group_of_user, keys, cold_items, cold_scores = cold_start.segment_lists(
-                users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table, has_history
-            )
-            reason_data = _reason_data(
-                connection,
-                data,
-                end,
-                knn,
-                layers,
-                rules,
-                item_names,
-                consent,
-                group_of_user,
-                cold_items[1:],
-                keys[1:],
-                popularity,
-            )
-            lists = _Lists(
-                run_id,
-                users["user_id"].to_numpy(),
-                data,
-                layers,
-                rules,
-                n,
-                wide,
-                popularity,
-                popularity.ranking(blocked),
-                allowed & has_history,
-                recent,
-                cold,
-                cold_row,
-                reason_data,
-                generated_at.isoformat(),
+            lists, (keys, cold_items, cold_scores) = _prepare_lists(
+                connection, run_id, shop, end, knn, shelf, rules, config, targets, (n, n_cold_start), generated_at
             )
             per_shelf = dict.fromkeys(shelf, 0)
             for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
@@ -441,8 +322,9 @@ def generate_recommendations(
                     frame = lists.frame(batch, name, champion_name, shelf_model, ranked)
                     per_shelf[name] += frames.copy_frame(connection, "ml.recommendations", frame)
 
-            n_similar_rows = _write_similar_items(connection, run_id, data, knn, layers, rules, n_similar)
-            n_cold_rows = _write_cold_start(connection, run_id, data, keys, cold_items, cold_scores)
+            layers = lists.layers
+            n_similar_rows = _write_similar_items(connection, run_id, lists.data, knn, layers, rules, n_similar)
+            n_cold_rows = _write_cold_start(connection, run_id, lists.data, keys, cold_items, cold_scores)
             carried = schedule.carry_untouched(connection, run_id, rescore)
             runs.upsert_run(
                 connection,
@@ -458,8 +340,8 @@ def generate_recommendations(
     result = {
         "run_id": run_id,
         "champion_model": champion,
-        "users": int(len(users)),
-        "personalized_users": int(personalized.sum()),
+        "users": len(lists.user_ids),
+        "personalized_users": int(lists.can_personalize.sum()) if champion != PopularityRecommender.name else 0,
         "recommendations": sum(per_shelf.values()),
         "placements": per_shelf,
         "placement_champions": {name: champion_name for name, (champion_name, _) in shelf.items()},
@@ -467,13 +349,93 @@ def generate_recommendations(
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,
         "cold_start_segments": int(len(keys)),
-        "cold_start_model": cold.model_name,
-        "cold_start_users": int(cold.served.sum()),
-        "in_stock_items": int(in_stock.sum()),
+        "cold_start_model": lists.cold.model_name,
+        "cold_start_users": int(lists.cold.served.sum()),
+        "in_stock_items": int((shop[1]["is_in_stock"] == "t").sum()),
         "business_rules_version": rules.version,
     }
     logger.info("run %s recommendations: %s", run_id, result)
     return result
+
+
+def _prepare_lists(
+    connection: Any,
+    run_id: str,
+    shop: tuple[pd.DataFrame, pd.DataFrame, Interactions],
+    end: float,
+    knn: ItemKNNRecommender,
+    shelf: dict[str, tuple[str, Recommender]],
+    rules: BusinessRules,
+    config: dict[str, Any],
+    targets: np.ndarray,
+    lengths: tuple[int, int],
+    generated_at: datetime,
+) -> tuple[_Lists, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The batches' list maker, and the cold-start segment lists (keys, items, scores) of the run.
+
+    ``shop``: the users of ``dim_users`` (the first rows of the encoding), the catalogue and the events
+    (:func:`_read_shop`); ``shelf``: the fitted model of each placement; ``lengths``: items per user list and
+    per cold-start segment list.
+    """
+    users, catalogue, data = shop
+    n, n_cold_start = lengths
+    model = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[1]
+    popularity = model if isinstance(model, PopularityRecommender) else knn.fallback_
+    in_stock = np.zeros(data.n_items, dtype=bool)
+    in_stock[: len(catalogue)] = catalogue["is_in_stock"].to_numpy() == "t"
+    layers = ServingLayers.of(data, end, in_stock, rules)
+    blocked = np.flatnonzero(layers.blocked)
+    allowed = users["is_personalization_allowed"].fillna("t").to_numpy() != "f"
+    has_history = np.diff(knn.user_items_.indptr)[: len(users)] > 0
+    # opted-out users' purchases are not read, not even to filter their list
+    consent = np.zeros(data.n_users, dtype=np.float32)
+    consent[: len(users)] = allowed
+    recent = sp.csr_array(sp.diags_array(consent) @ layers.recent)
+    recent.eliminate_zeros()
+    wide = n * rules.overfetch
+    cold_users = np.intersect1d(np.flatnonzero(allowed & ~has_history), targets)
+    cold = cold_start.serving_lists(
+        connection, run_id, data, end, cold_users, config, wide, n_cold_start * rules.overfetch, blocked
+    )
+    cold_row = np.full(len(users), -1, dtype=np.int64)  # row of cold.items per user, -1: not served
+    cold_row[cold_users[cold.served]] = np.flatnonzero(cold.served)
+    group_of_user, keys, cold_items, cold_scores = cold_start.segment_lists(
+        users, data, popularity, blocked, n_cold_start, rules, layers, config, cold.table, has_history
+    )
+    item_names = data.item_ids.copy()
+    item_names[: len(catalogue)] = catalogue["item_name"].fillna(catalogue["item_id"]).to_numpy()
+    reason_data = reasons_module.read_reason_data(
+        connection,
+        data,
+        end,
+        knn,
+        layers,
+        rules,
+        item_names,
+        consent,
+        group_of_user,
+        cold_items[1:],
+        keys[1:],
+        popularity,
+    )
+    lists = _Lists(
+        run_id,
+        users["user_id"].to_numpy(),
+        data,
+        layers,
+        rules,
+        n,
+        wide,
+        popularity,
+        popularity.ranking(blocked),
+        allowed & has_history,
+        recent,
+        cold,
+        cold_row,
+        reason_data,
+        generated_at,
+    )
+    return lists, (keys, cold_items, cold_scores)
 
 
 def _shelf_specs(

@@ -32,14 +32,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.db import frames
 from recsys.features.interactions import Interactions, lookup
+from recsys.features.social import follow_matrix
 from recsys.models.base import top_n_per_row
 from recsys.models.knn import ItemKNNRecommender
+from recsys.models.popularity import PopularityRecommender
+from recsys.serving.rules import BusinessRules, ServingLayers
 
 logger = logging.getLogger(__name__)
 
@@ -312,3 +317,67 @@ def reasons(
         data.popular_text,
     ).astype(object)
     return codes, texts
+
+
+def popular_text(model: PopularityRecommender) -> str:
+    """The reason text of a popularity row: "Popular in the last 30 days"."""
+    if model.window_days is None:
+        return "Popular with shoppers"
+    return f"Popular in the last {model.window_days:g} days"
+
+
+def read_reason_data(
+    conn: Any,
+    data: Interactions,
+    end: float,
+    knn: ItemKNNRecommender,
+    layers: ServingLayers,
+    rules: BusinessRules,
+    item_names: np.ndarray,
+    consent: np.ndarray,
+    group_of_user: np.ndarray,
+    segment_items: np.ndarray,
+    segment_keys: np.ndarray,
+    popularity: PopularityRecommender,
+) -> ReasonData:
+    """What the run's reasons are grounded in, read at ``end``; opted-out users' events are not read (``consent`` 0).
+
+    ``segment_items`` and ``segment_keys``: the cold-start segment lists (without ``all``) the segment reasons cite.
+    """
+    until = np.nextafter(end, np.inf)
+    only_consenting = sp.diags_array(consent.astype(np.float32))
+
+    def pattern(event: str) -> sp.csr_array:
+        return sp.csr_array(only_consenting @ sp.csr_array(data.to_csr({event: 1.0}, end=until) > 0, dtype=np.float32))
+
+    category_names = np.unique(layers.categories[layers.categories != ""]).astype(object)
+    tags = pd.DataFrame(columns=["user_id", "tag", "tag_rank"])
+    if frames.table_exists(conn, "analytics.user_interest_tags"):
+        tags = frames.read_frame(
+            conn,
+            "select user_id, tag, tag_rank from analytics.user_interest_tags"
+            f" where tag like 'category:%' and tag_rank <= {int(rules.interest_tags)}",
+        )
+    rows, cols = np.nonzero(segment_items >= 0)
+    return ReasonData(
+        item_names=item_names.astype(object),
+        item_categories=layers.categories,
+        repeat_item=layers.repeat_item,
+        purchases=pattern("purchase"),
+        strength=data.strongest_events(),
+        knn=knn,
+        min_similarity=rules.min_similarity,
+        viewed=pattern("view"),
+        also_bought=also_bought_matrix(data, until, rules.min_also_bought_users),
+        interests=interest_matrix(tags, data.user_ids, category_names, rules.interest_tags),
+        category_code=pd.Index(category_names).get_indexer(layers.categories).astype(np.int64),
+        group_of_user=np.where(consent > 0, group_of_user, -1),
+        segment_items=sp.csr_array(
+            (np.ones(len(rows), dtype=np.float32), (rows, segment_items[rows, cols])),
+            shape=(segment_items.shape[0], data.n_items),
+        ),
+        segment_texts=segment_text(segment_keys),
+        popular_text=popular_text(popularity),
+        follows=consenting_follows(follow_matrix(data.follows, data.user_ids, until), consent),
+        min_friends_bought=rules.min_friends_bought,
+    )
