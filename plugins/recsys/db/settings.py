@@ -168,6 +168,16 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             read_by="`recsys.models.registry`",
         ),
         Setting(
+            "RECSYS_WORKERS",
+            meaning=(
+                "worker processes for the independent model fits of a run (search trials, test-window refits); "
+                "the tables do not depend on it, only the wall time and the memory (each worker holds a copy "
+                "of its models)"
+            ),
+            default="one per core, at most 4",
+            read_by="`recsys.evaluation.workers`",
+        ),
+        Setting(
             "RECSYS_BUSINESS_RULES",
             meaning=(
                 "a copy of `business_rules.toml` to use instead (deny lists, brand cap, repeat purchase, diversity)"

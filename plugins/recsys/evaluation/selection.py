@@ -6,9 +6,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,22 +30,27 @@ from recsys.evaluation.offline import (
     recommend_in_batches,
     without_items,
 )
+from recsys.evaluation.workers import map_in_workers
 from recsys.features.interactions import (
     load_interactions,
     to_epoch_seconds,
 )
 from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
+from recsys.models.ranker import CandidateRanker
 from recsys.models.registry import (
+    ESTIMATORS,
     build_model,
     load_model_config,
     min_segment_users,
     search_trials,
 )
+from recsys.models.shared_fits import shared_fits
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 #: the champion must beat these (``[champion] baselines`` of the configuration)
@@ -195,52 +201,24 @@ def select_models(
     if len(planned) > limit:
         logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
     serving = ServedLists.of(window, rules, k)
+    trial = partial(_trial, window=window, serving=serving, config=config, k=k, batch_size=batch_size, rules=rules)
+    groups = map_in_workers(partial(_trial_group, trial), fit_groups(planned[:limit]))
+    done = sorted((result for group in groups for result in group), key=lambda result: result[0]["trial"])
     trials: list[dict[str, Any]] = []
     chosen: dict[str, tuple[int, dict[str, Any], dict[str, np.ndarray], float]] = {}  # trial, params, per-user, mean
-    for trial, (name, params) in enumerate(planned[:limit]):  # a few dozen fits at most
-        model = build_model(name, params, config)
-        fit_started = time.perf_counter()
-        ndcg = ndcg_new = ndcg_served = float("nan")
-        per_user_served = np.zeros(0)
-        shelves = {placement: np.zeros(0) for placement in placements.PLACEMENTS}
-        if len(window.users):
-            items, scores = window.candidates(model, max(window.wide, serving.shelf_width), batch_size)
-            recommended = items[:, : window.wide]
-            ndcg = float(per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"].mean())
-            new = window.has_new
-            if new.any():
-                ndcg_new = evaluate(without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[
-                    ("ndcg", k)
-                ]
-            width = max(window.wide, serving.width)  # for_you: the candidates it was always served from
-            listed = serving.lists(items[:, :width], scores[:, :width], k, rules, batch_size)
-            per_user_served = per_user_metrics(listed, window.truth, k)["ndcg"]
-            ndcg_served = float(per_user_served.mean())
-            shelves = {
-                placements.FOR_YOU: per_user_served,
-                **serving.placement_ndcg(window, items, scores, k, rules, batch_size),
-            }
-        trials.append(
-            dict(
-                model_name=name,
-                trial=trial,
-                params=json.dumps(params, sort_keys=True),
-                fit_seconds=round(time.perf_counter() - fit_started, 3),
-                ndcg=ndcg,
-                ndcg_new_items=ndcg_new,
-                ndcg_served=ndcg_served,
-            )
-        )
+    for row, shelves in done:
+        name, params, ndcg_served = row["model_name"], json.loads(row["params"]), row["ndcg_served"]
+        trials.append(row)
         if name not in chosen or ndcg_served > chosen[name][3]:  # NaN (no validation users) never replaces
-            chosen[name] = (trial, params, shelves, ndcg_served)
+            chosen[name] = (row["trial"], params, shelves, ndcg_served)
         logger.info(
             "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f; served per placement %s",
             name,
             params,
             k,
-            ndcg,
+            row["ndcg"],
             ndcg_served,
-            ndcg_new,
+            row["ndcg_new_items"],
             {
                 placement: round(float(np.mean(values)), 4) if len(values) else None
                 for placement, values in shelves.items()
@@ -251,6 +229,69 @@ def select_models(
     )
     frame["is_selected"] = frame["trial"].isin([trial for trial, *_ in chosen.values()])
     return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
+
+
+def fit_groups(planned: Sequence[tuple[str, dict[str, Any]]]) -> list[list[tuple[int, str, dict[str, Any]]]]:
+    """The fits of ``planned`` (model name, parameters; numbered in order) as tasks for the workers.
+
+    The learned rankers' fits are one task, first (the longest, and they share their candidate models' fits:
+    :mod:`recsys.models.shared_fits`); every other fit is a task of its own, in order.
+    """
+    numbered = [(number, name, params) for number, (name, params) in enumerate(planned)]
+    rankers = [fit for fit in numbered if issubclass(ESTIMATORS[fit[1]], CandidateRanker)]
+    return ([rankers] if rankers else []) + [[fit] for fit in numbered if fit not in rankers]
+
+
+def _trial_group(trial: Callable[..., T], group: list[tuple[int, str, dict[str, Any]]]) -> list[T]:
+    """``trial`` of every fit of ``group`` in turn, sharing the rankers' candidate fits."""
+    with shared_fits():
+        return [trial(number, name, params) for number, name, params in group]
+
+
+def _trial(
+    number: int,
+    name: str,
+    params: dict[str, Any],
+    *,
+    window: EvaluationWindow,
+    serving: ServedLists,
+    config: dict[str, Any],
+    k: int,
+    batch_size: int,
+    rules: BusinessRules,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One search trial: its ``ml.model_search`` row and its per-user served NDCG@k of each placement."""
+    model = build_model(name, params, config)
+    fit_started = time.perf_counter()
+    ndcg = ndcg_new = ndcg_served = float("nan")
+    shelves = {placement: np.zeros(0) for placement in placements.PLACEMENTS}
+    if len(window.users):
+        items, scores = window.candidates(model, max(window.wide, serving.shelf_width), batch_size)
+        recommended = items[:, : window.wide]
+        ndcg = float(per_user_metrics(recommended[:, :k], window.truth, k)["ndcg"].mean())
+        new = window.has_new
+        if new.any():
+            ndcg_new = evaluate(without_items(recommended[new], window.prior[new], k), window.truth_new[new], (k,))[
+                ("ndcg", k)
+            ]
+        width = max(window.wide, serving.width)  # for_you: the candidates it was always served from
+        listed = serving.lists(items[:, :width], scores[:, :width], k, rules, batch_size)
+        per_user_served = per_user_metrics(listed, window.truth, k)["ndcg"]
+        ndcg_served = float(per_user_served.mean())
+        shelves = {
+            placements.FOR_YOU: per_user_served,
+            **serving.placement_ndcg(window, items, scores, k, rules, batch_size),
+        }
+    row = dict(
+        model_name=name,
+        trial=number,
+        params=json.dumps(params, sort_keys=True),
+        fit_seconds=round(time.perf_counter() - fit_started, 3),
+        ndcg=ndcg,
+        ndcg_new_items=ndcg_new,
+        ndcg_served=ndcg_served,
+    )
+    return row, shelves
 
 
 def gate_placements(

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,14 @@ from recsys.evaluation.offline import (
 )
 from recsys.evaluation.selection import (
     ServedLists,
+    fit_groups,
     gate_placements,
     placement_champions_json,
     placement_rows,
     reranked_rows,
     select_models,
 )
+from recsys.evaluation.workers import map_in_workers
 from recsys.features.interactions import (
     SECONDS_PER_DAY,
     Timestamp,
@@ -196,14 +199,13 @@ def train_and_evaluate(
     validation_cutoff, test_cutoff, end = windows.cutoffs(config, data_interval_end)
     gate = config.get("champion", {})
     with frames.connection(conn) as connection:
-        with runs.run_step(connection, run_id, started_at), shared_fits() as fits:  # the rankers share candidates
+        with runs.run_step(connection, run_id, started_at):
             runs.ensure_schema(connection)
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, item_ids=catalogue_ids(connection), side_data=True)
             max_users = int(evaluation.get("max_users", 50_000))
             validation = EvaluationWindow.of(data.before(test_cutoff), validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
-            fits.clear()  # the validation window's candidate fits are not the test window's
             shelf_champions = gate_placements(validation_ndcg, gate, k)
             champion, reason = shelf_champions[placements.FOR_YOU]
             logger.info("run %s champion: %s", run_id, reason)
@@ -213,11 +215,11 @@ def train_and_evaluate(
             scoring = _TestScoring.of(connection, test, ks, k, config, rules, batch_size)
             rows: list[dict[str, Any]] = []
             summary, summary_new, summary_shelves, fit_seconds = {}, {}, {}, {}
-            for name, params in chosen.items() if len(test.users) else []:  # a handful of models
-                model = build_model(name, params, config)
-                model_rows, summary[name], summary_new[name], summary_shelves[name], fit_seconds[name] = scoring.rows(
-                    model, with_reranked=name == champion
-                )
+            scored = map_in_workers(
+                partial(_score_group, scoring, champion), fit_groups(list(chosen.items()) if len(test.users) else [])
+            )
+            for _, name, (model_rows, *summaries) in sorted(item for group in scored for item in group):
+                summary[name], summary_new[name], summary_shelves[name], fit_seconds[name] = summaries
                 rows += model_rows
                 logger.info("%s (%.1f s): test NDCG@%d %s", name, fit_seconds[name], k, summary[name])
             if not len(test.users):
@@ -349,3 +351,14 @@ class _TestScoring:
             rows += reranked_rows(model, test, self.rules, ks, segmentations, popularity, config, self.batch_size)
         shelves = {placement: json_float(value) for placement, value in shelf_ndcg.items()}
         return rows, json_float(values[("ndcg", k)]), ndcg_new, shelves, seconds
+
+
+def _score_group(
+    scoring: _TestScoring, champion: str, group: list[tuple[int, str, dict[str, Any]]]
+) -> list[tuple[int, str, tuple]]:
+    """:meth:`_TestScoring.rows` of every chosen model of ``group`` (number, name, parameters), in a worker."""
+    with shared_fits():  # the learned rankers of a group share their candidate models' fits
+        return [
+            (number, name, scoring.rows(build_model(name, params, scoring.config), with_reranked=name == champion))
+            for number, name, params in group
+        ]

@@ -1,0 +1,102 @@
+"""The search and the test-window scoring give the same results in one process and in two workers.
+
+A small random shop (400 users, 60 items, 6 weeks). The search runs popularity, item-KNN, ALS and both
+learned rankers (whose fits share candidates, so they are one task) with a grid: once with
+``RECSYS_WORKERS=1`` (in this process) and once with 2 worker processes. Every trial's scores, the chosen
+parameters and the per-user NDCG of every placement must be equal; only the measured seconds differ.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.evaluation.offline import EvaluationWindow
+from recsys.evaluation.selection import fit_groups, select_models
+from recsys.evaluation.workers import map_in_workers, worker_count
+from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.models.registry import load_model_config
+from recsys.serving.rules import load_business_rules
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+WEEK = 7 * SECONDS_PER_DAY
+MODELS = ("popularity", "item_knn", "als", "neural_ranker", "lgbm_ranker")
+
+
+@pytest.fixture(scope="module")
+def window() -> EvaluationWindow:
+    rng = np.random.default_rng(5)
+    n = 6_000
+    users, items = rng.integers(0, 400, n), np.minimum(rng.geometric(0.06, n) - 1, 59)
+    when = T0 + rng.uniform(0, 6 * WEEK, n)
+    bought = pd.DataFrame(
+        {
+            "user_id": np.char.add("u", users.astype(str)),
+            "item_id": np.char.add("i", items.astype(str)),
+            "event_type": "purchase",
+            "event_ts": when,
+        }
+    )
+    views = bought.assign(event_type="view", event_ts=when - 60)
+    data = Interactions.from_frame(pd.concat([views, bought], ignore_index=True)).with_side_data(
+        items=pd.DataFrame(
+            {
+                "item_id": [f"i{index}" for index in range(60)],
+                "category": [f"c{index % 5}" for index in range(60)],
+                "brand": [f"b{index % 4}" for index in range(60)],
+                "price": 5.0 + np.arange(60),
+            }
+        )
+    )
+    return EvaluationWindow.of(data, T0 + 5 * WEEK, T0 + 6 * WEEK, (5, 10))
+
+
+def small_config() -> dict:
+    config = copy.deepcopy(load_model_config())
+    config["models"] = {name: config["models"][name] for name in MODELS}
+    for name in ("neural_ranker", "lgbm_ranker"):
+        config["models"][name]["params"] |= {"label_windows": 2, "candidates_per_model": 20}
+    config["models"]["neural_ranker"]["params"]["max_iter"] = 30
+    config["models"]["als"]["params"] |= {"factors": 8, "iterations": 5}
+    return config
+
+
+def test_one_process_and_two_workers_give_the_same_search(window, monkeypatch):
+    config, rules = small_config(), load_business_rules()
+    runs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RECSYS_WORKERS", workers)
+        runs[workers] = select_models(window, config, 10, 100, rules)
+    (trials_1, chosen_1, per_user_1), (trials_2, chosen_2, per_user_2) = runs["1"], runs["2"]
+    assert len(trials_1) > len(MODELS)  # the grids ran, not just the defaults
+    assert trials_1["ndcg_served"].notna().all()
+    columns = [column for column in trials_1.columns if column != "fit_seconds"]
+    pd.testing.assert_frame_equal(trials_1[columns], trials_2[columns])
+    assert chosen_1 == chosen_2
+    for name, shelves in per_user_1.items():
+        for placement, values in shelves.items():
+            np.testing.assert_array_equal(values, per_user_2[name][placement])
+
+
+def test_the_rankers_fits_are_one_task_first():
+    planned = [("popularity", {}), ("neural_ranker", {}), ("als", {}), ("lgbm_ranker", {"num_leaves": 7})]
+    assert fit_groups(planned) == [
+        [(1, "neural_ranker", {}), (3, "lgbm_ranker", {"num_leaves": 7})],
+        [(0, "popularity", {})],
+        [(2, "als", {})],
+    ]
+
+
+def test_results_come_back_in_the_order_of_the_tasks():
+    assert map_in_workers(abs, [-3, 1, -2, 5], workers=2) == [3, 1, 2, 5]
+
+
+def test_workers_setting(monkeypatch):
+    monkeypatch.setenv("RECSYS_WORKERS", "3")
+    assert worker_count() == 3
+    monkeypatch.setenv("RECSYS_WORKERS", "0")
+    with pytest.raises(ValueError, match="RECSYS_WORKERS must be a positive integer"):
+        worker_count()
