@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -65,20 +66,39 @@ def table_exists(conn: Any, name: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def copy_frame(conn: Any, table: str, frame: pd.DataFrame) -> int:
-    """Append a frame to ``table`` with ``COPY FROM STDIN`` (columns by name); return rows written.
+@dataclass(frozen=True)
+class CsvRows:
+    """A frame as Postgres CSV: made where the frame is (a worker process), copied where the connection is.
 
     The CSV is written by Arrow's C++ writer (strings quoted, nulls as unquoted empty fields: exactly
     Postgres' CSV convention).
     """
-    if frame.empty:
+
+    columns: tuple[str, ...]
+    data: bytes
+    rows: int
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> CsvRows:
+        sink = pa.BufferOutputStream()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
+        return cls(tuple(frame.columns), sink.getvalue().to_pybytes(), len(frame))
+
+
+def copy_csv(conn: Any, table: str, rows: CsvRows) -> int:
+    """Append ``rows`` to ``table`` with ``COPY FROM STDIN`` (columns by name); return rows written."""
+    if not rows.rows:
         return 0
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), sink, pa_csv.WriteOptions(include_header=False))
     schema, name = table.split(".")
     statement = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, rows.columns))
     )
     with conn.cursor() as cursor:
-        cursor.copy_expert(statement.as_string(cursor), pa.BufferReader(sink.getvalue()))
-    return len(frame)
+        cursor.copy_expert(statement.as_string(cursor), io.BytesIO(rows.data))
+    return rows.rows
+
+
+def copy_frame(conn: Any, table: str, frame: pd.DataFrame) -> int:
+    """Append a frame to ``table`` with ``COPY FROM STDIN`` (columns by name); return rows written."""
+    return 0 if frame.empty else copy_csv(conn, table, CsvRows.of(frame))

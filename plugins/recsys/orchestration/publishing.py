@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.db import frames, runs
+from recsys.evaluation.workers import iterate_in_workers
 from recsys.features.interactions import (
     SECONDS_PER_DAY,
     Interactions,
@@ -315,12 +317,10 @@ def generate_recommendations(
                 connection, run_id, shop, end, knn, shelf, rules, config, targets, (n, n_cold_start), generated_at
             )
             per_shelf = dict.fromkeys(shelf, 0)
-            for first in range(0, len(targets), batch_size):  # batches of users, each fully vectorized
-                batch = targets[first : first + batch_size]
-                ranked: dict[int, tuple] = {}  # a model's ranking of the batch, shared by its placements
-                for name, (champion_name, shelf_model) in shelf.items():  # three placements
-                    frame = lists.frame(batch, name, champion_name, shelf_model, ranked)
-                    per_shelf[name] += frames.copy_frame(connection, "ml.recommendations", frame)
+            batches = [targets[first : first + batch_size] for first in range(0, len(targets), batch_size)]
+            for batch_rows in iterate_in_workers(partial(_batch_rows, lists, shelf), batches):  # copied as they come
+                for name, rows in batch_rows.items():
+                    per_shelf[name] += frames.copy_csv(connection, "ml.recommendations", rows)
 
             layers = lists.layers
             n_similar_rows = _write_similar_items(connection, run_id, lists.data, knn, layers, rules, n_similar)
@@ -356,6 +356,17 @@ def generate_recommendations(
     }
     logger.info("run %s recommendations: %s", run_id, result)
     return result
+
+
+def _batch_rows(
+    lists: _Lists, shelf: dict[str, tuple[str, Recommender]], batch: np.ndarray
+) -> dict[str, frames.CsvRows]:
+    """The ``ml.recommendations`` rows of every placement for the users ``batch`` (in a worker process)."""
+    ranked: dict[int, tuple] = {}  # a model's ranking of the batch, shared by its placements
+    return {
+        name: frames.CsvRows.of(lists.frame(batch, name, champion_name, model, ranked))
+        for name, (champion_name, model) in shelf.items()
+    }
 
 
 def _prepare_lists(
