@@ -116,8 +116,7 @@ class FriendsBoughtRecommender(Recommender):
     def scores(self, user_indices: np.ndarray) -> sp.csr_array:
         """``(len(user_indices), n_items)`` the recency-weighted purchases of the people each user follows."""
         users = np.asarray(user_indices, dtype=np.int64)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
+        self._check_users(users)
         scores = sp.csr_array(self.follows_[users] @ self.purchase_scores_)
         scores.sum_duplicates()
         return scores
