@@ -16,10 +16,12 @@ Every recommender follows one contract (checked by one shared test,
   ``user_indices`` (the user's history); ``None`` uses the history the model
   was fitted on.
 
-All scoring is sparse matrix algebra plus a vectorized per-row top-n
-(:func:`top_n_per_row` for sparse scores, :func:`top_n_dense` for dense
-blocks): there are no Python loops over users or items (models only loop over
-blocks of users, to bound memory).
+``recommend`` is written once, in :class:`Recommender` (a template method):
+a model implements :meth:`Recommender._score_batch`, the scores of a block of
+users, and the template does the rest. All scoring is sparse matrix algebra
+plus a vectorized per-row top-n (:func:`top_n_per_row` for sparse scores,
+:func:`top_n_dense` for dense blocks): there are no Python loops over users
+or items (the template only loops over blocks of users, to bound memory).
 """
 
 from __future__ import annotations
