@@ -350,8 +350,9 @@ class Recommender(BaseEstimator, ABC):
         scored = self._scored_rows(users, history)
         step = self._rows_per_batch(self.n_items_ if candidates is None else len(candidates))
         step = max(len(scored), 1) if step is None else step
+        everyone = len(scored) == len(users)  # then row slices: no copy of the users' history
         for start in range(0, len(scored), step):  # blocks of users bound the score matrix
-            rows = scored[start : start + step]
+            rows = slice(start, start + step) if everyone else scored[start : start + step]
             batch = ScoreBatch(users[rows], history[rows], user_items is not None, candidates, filter_items)
             items[rows], values[rows] = self._top_n(self._score_batch(batch), batch, blocked, n, exclude_seen)
         return fill_from_ranking(
@@ -398,7 +399,7 @@ class Recommender(BaseEstimator, ABC):
         return None
 
     def _scored_rows(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        """Positions in ``users`` of the users the model scores (the others get only the fill): all of them."""
+        """Ascending positions in ``users`` of the users the model scores (the others get only the fill): all."""
         return np.arange(len(users))
 
     def _candidate_items(self, filter_items: np.ndarray | None) -> np.ndarray | None:
