@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
-from recsys.models.base import Recommender, fill_from_ranking, first_unexcluded, top_n_per_row
+from recsys.models.base import Recommender, ScoreBatch, fill_from_ranking, first_unexcluded, top_n_per_row
 from recsys.models.content import ContentRecommender
 from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
@@ -228,6 +228,57 @@ def test_cold_user_gets_the_popularity_ranking(fitted: Recommender, data: Intera
         np.testing.assert_array_equal(items[0], candidates[np.lexsort((candidates, -scores))][:4])
         return
     np.testing.assert_array_equal(items[0], popularity.ranking_[:4])
+
+
+class PlantedScores(Recommender):
+    """Fixed scores through the ``recommend`` template: 1-3 with ties, 0 = no candidate (dense ``-inf``)."""
+
+    name = "planted"
+
+    def __init__(self, sparse: bool = False, block: int | None = None) -> None:
+        self.sparse = sparse
+        self.block = block
+
+    def fit(self, interactions: Interactions, reference_time: float | None = None) -> PlantedScores:
+        self.scores_ = np.random.default_rng(5).integers(0, 4, (interactions.n_users, interactions.n_items))
+        self.user_items_ = interactions.to_csr()
+        self.fallback_ = PopularityRecommender(window_days=None).fit(interactions, reference_time)
+        self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
+        return self
+
+    def _rows_per_batch(self, n_columns: int) -> int | None:
+        return self.block
+
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray | sp.csr_array:
+        scores = self.scores_[batch.users].astype(np.float64)
+        return sp.csr_array(scores) if self.sparse else np.where(scores > 0, scores, -np.inf)
+
+
+@pytest.mark.parametrize(("sparse", "block"), [(False, None), (False, 4), (True, None), (True, 3)])
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_the_template_ranks_by_score_then_item_and_fills_from_popularity(
+    data: Interactions, sparse: bool, block: int | None, exclude_seen: bool
+) -> None:
+    """Per user: the candidates by score, ties by item index, then the popularity ranking; never a filtered
+    (or with ``exclude_seen`` a seen) item; dense or sparse scores and any block size give the same lists."""
+    model = PlantedScores(sparse, block).fit(data, T0 + SECONDS_PER_DAY)
+    blocked = [item(data, "a2"), item(data, "b0")]
+    n = data.n_items + 2  # the whole catalogue: top_n_dense breaks ties by item only among the items it selected
+    items, scores = model.recommend(np.arange(data.n_users), n=n, exclude_seen=exclude_seen, filter_items=blocked)
+    seen = data.to_csr().toarray() > 0
+    ranking = [j for j in model.fallback_.ranking_.tolist() if j not in blocked]
+    for u in range(data.n_users):
+        dropped = set(blocked) | (set(np.flatnonzero(seen[u]).tolist()) if exclude_seen else set())
+        own = sorted(
+            (j for j in range(data.n_items) if model.scores_[u, j] > 0 and j not in dropped),
+            key=lambda j: (-model.scores_[u, j], j),
+        )[:n]
+        fill = [j for j in ranking if j not in own and j not in dropped][: n - len(own)]
+        expected = own + fill + [-1] * (n - len(own) - len(fill))
+        assert items[u].tolist() == expected
+        np.testing.assert_array_equal(scores[u, : len(own)], model.scores_[u, own])
+        assert np.all(scores[u, len(own) : len(own) + len(fill)] == 0.0)
+        assert np.all(np.isnan(scores[u, len(own) + len(fill) :]))
 
 
 # ----------------------------------------------------------------------------- known answers

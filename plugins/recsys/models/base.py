@@ -16,16 +16,19 @@ Every recommender follows one contract (checked by one shared test,
   ``user_indices`` (the user's history); ``None`` uses the history the model
   was fitted on.
 
-All scoring is sparse matrix algebra plus a vectorized per-row top-n
-(:func:`top_n_per_row` for sparse scores, :func:`top_n_dense` for dense
-blocks): there are no Python loops over users or items (models only loop over
-blocks of users, to bound memory).
+``recommend`` is written once, in :class:`Recommender` (a template method):
+a model implements :meth:`Recommender._score_batch`, the scores of a block of
+users, and the template does the rest. All scoring is sparse matrix algebra
+plus a vectorized per-row top-n (:func:`top_n_per_row` for sparse scores,
+:func:`top_n_dense` for dense blocks): there are no Python loops over users
+or items (the template only loops over blocks of users, to bound memory).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from dataclasses import dataclass
+from typing import ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -245,20 +248,54 @@ def top_n_dense(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- the models
 
 
+@dataclass(frozen=True)
+class ScoreBatch:
+    """One block of users a model scores inside :meth:`Recommender.recommend`.
+
+    Attributes
+    ----------
+    users : numpy.ndarray
+        Int64 user indices of the block.
+    history : scipy.sparse.csr_array
+        Their history rows (canonical CSR): ``user_items`` when given, else the fitted history.
+    history_given : bool
+        ``user_items`` was passed (not the fitted history).
+    items : numpy.ndarray or None
+        The catalogue columns of a dense score block (:meth:`Recommender._candidate_items`); ``None``: all.
+    filter_items : numpy.ndarray or None
+        The ``filter_items`` of the call (the template also blocks them after scoring).
+    """
+
+    users: np.ndarray
+    history: sp.csr_array
+    history_given: bool
+    items: np.ndarray | None
+    filter_items: np.ndarray | None
+
+
 class Recommender(BaseEstimator, ABC):
     """Base class of the recommenders (scikit-learn style parameters, ``clone``-able).
 
-    Subclasses set :attr:`name` and implement :meth:`fit` and :meth:`recommend`.
+    Subclasses set :attr:`name` and implement :meth:`fit` and :meth:`_score_batch`;
+    :meth:`recommend` is written once here (a template): validate the users, read
+    their history, score blocks of users, drop ``filter_items`` (and with
+    ``exclude_seen`` the history), take the top ``n`` (:func:`top_n_dense` or
+    :func:`top_n_per_row`: by score, ties by item index) and fill short lists from
+    the fitted popularity fallback ``fallback_`` (score ``0.0``). The other hooks
+    have defaults: one block of every user, the whole catalogue, the scores as
+    ranked. A model whose lists are not per-user scores overrides :meth:`recommend`.
     """
 
     #: short model name written to the ``ml`` tables
     name: str = "base"
+    #: scores come from per-user state learned in ``fit`` (factors, purchases, follows), as ``implicit``'s
+    #: ``recalculate_user=False``: ``user_items`` rows cannot stand in for an unknown user
+    fitted_users_only: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
         """Learn from the events at or before ``reference_time`` (default: the last event)."""
 
-    @abstractmethod
     def recommend(
         self,
         user_indices: np.ndarray,
@@ -267,10 +304,111 @@ class Recommender(BaseEstimator, ABC):
         exclude_seen: bool = False,
         filter_items: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items for every user in ``user_indices``; see the module docstring.
+        """Top-``n`` items for every user in ``user_indices``, filled from popularity.
 
-        Each model chooses its own ``exclude_seen`` default.
+        Seen items stay candidates by default: in e-commerce, items a user viewed
+        or carted but did not buy, and re-bought consumables, are among the
+        strongest predictions.
+
+        Parameters
+        ----------
+        user_indices : numpy.ndarray
+            Users to recommend for (fitted users for a model with :attr:`fitted_users_only`).
+        user_items : scipy.sparse.csr_array, optional
+            Their history rows, one per user (``implicit``'s convention); default: the fitted
+            history. A model with :attr:`fitted_users_only` reads them only for ``exclude_seen``
+            (and, where said, to tell users without history).
+        n : int, default 10
+            Items per user.
+        exclude_seen : bool, default False
+            Skip items the user already interacted with.
+        filter_items : numpy.ndarray, optional
+            Item indices never to recommend (for example out of stock).
+
+        Returns
+        -------
+        items, scores : numpy.ndarray
+            ``(len(user_indices), n)`` int64 items and float64 scores: the model's
+            items by score (ties by item index), then the popularity fill with score
+            ``0.0``; ``-1``/``nan`` only where the catalogue left runs out.
+
+        Raises
+        ------
+        ValueError
+            If ``user_items`` does not have one row per user and a column per item.
+        IndexError
+            If a user is outside the fitted ones (where the model needs them).
         """
+        users = np.asarray(user_indices, dtype=np.int64)
+        history = self._history(users, user_items)
+        if self.fitted_users_only:
+            self._check_users(users)
+        blocked = self._blocked(filter_items)
+        candidates = self._candidate_items(filter_items)
+        items = np.full((len(users), n), -1, dtype=np.int64)
+        values = np.full((len(users), n), np.nan)
+        scored = self._scored_rows(users, history)
+        step = self._rows_per_batch(self.n_items_ if candidates is None else len(candidates))
+        step = max(len(scored), 1) if step is None else step
+        everyone = len(scored) == len(users)  # then row slices: no copy of the users' history
+        for start in range(0, len(scored), step):  # blocks of users bound the score matrix
+            rows = slice(start, start + step) if everyone else scored[start : start + step]
+            batch = ScoreBatch(users[rows], history[rows], user_items is not None, candidates, filter_items)
+            items[rows], values[rows] = self._top_n(self._score_batch(batch), batch, blocked, n, exclude_seen)
+        return fill_from_ranking(
+            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
+        )
+
+    def _top_n(
+        self, scores: np.ndarray | sp.csr_array, batch: ScoreBatch, blocked: np.ndarray, n: int, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` of one score block without the blocked (and with ``exclude_seen`` the seen) items."""
+        if sp.issparse(scores):  # stored entries are the candidates: a dropped one is set to 0 and removed
+            if exclude_seen:  # subtract the scores of seen items (two linear sparse merges)
+                scores = sp.csr_array(scores - scores.multiply(batch.history != 0))
+            scores.data[blocked[scores.indices]] = 0.0
+            scores.eliminate_zeros()
+            return top_n_per_row(scores, n, unique=True)
+        columns = np.arange(self.n_items_) if batch.items is None else batch.items
+        scores[:, blocked[columns]] = -np.inf
+        if exclude_seen:
+            position = np.full(self.n_items_, -1, dtype=np.int64)
+            position[columns] = np.arange(len(columns))
+            seen_rows = np.repeat(np.arange(len(batch.users)), np.diff(batch.history.indptr))
+            seen_columns = position[batch.history.indices]
+            scores[seen_rows[seen_columns >= 0], seen_columns[seen_columns >= 0]] = -np.inf
+        top, top_scores = top_n_dense(scores, n)
+        if batch.items is not None:
+            top = np.where(top >= 0, batch.items[np.maximum(top, 0)], -1)
+        return top, self._served_scores(top_scores)
+
+    # hooks of the template ----------------------------------------------------
+
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray | sp.csr_array:
+        """Scores of a block of users, higher is better: a new array the template may change in place.
+
+        Either a dense float64 ``(len(batch.users), len(columns))`` block over ``batch.items``
+        (all items when ``None``), ``-inf`` where an item is no candidate; or a sparse
+        ``(len(batch.users), n_items)`` CSR array whose stored positive entries are the
+        candidates, without repeated (row, column) entries.
+        """
+        raise NotImplementedError(f"{type(self).__name__} scores nothing: implement _score_batch or recommend")
+
+    def _rows_per_batch(self, n_columns: int) -> int | None:
+        """Users per score block of ``n_columns`` items (bounds memory); ``None``: all users in one block."""
+        return None
+
+    def _scored_rows(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        """Ascending positions in ``users`` of the users the model scores (the others get only the fill): all."""
+        return np.arange(len(users))
+
+    def _candidate_items(self, filter_items: np.ndarray | None) -> np.ndarray | None:
+        """The items a dense score block covers (its columns); ``None``: the whole catalogue."""
+        return None
+
+    def _served_scores(self, ranked: np.ndarray) -> np.ndarray:
+        """The scores served for the top-``n`` values of a dense block (default: the values themselves)."""
+        return ranked
 
     # shared plumbing ---------------------------------------------------------
 
@@ -280,11 +418,16 @@ class Recommender(BaseEstimator, ABC):
             return to_epoch_seconds(reference_time)
         return float(interactions.event_ts.max()) if interactions.n_events else 0.0
 
+    def _check_users(self, user_indices: np.ndarray, n_users: int | None = None) -> None:
+        """Raise ``IndexError`` unless every user is one of the ``n_users`` (default ``n_users_``) fitted ones."""
+        n_users = self.n_users_ if n_users is None else n_users
+        if np.any(user_indices >= n_users) or np.any(user_indices < 0):
+            raise IndexError("user index out of range of the fitted users")
+
     def _history(self, user_indices: np.ndarray, user_items: sp.csr_array | None) -> sp.csr_array:
         """History rows of the batch, canonical CSR."""
         if user_items is None:
-            if np.any(user_indices >= self.user_items_.shape[0]) or np.any(user_indices < 0):
-                raise IndexError("user index out of range of the fitted users")
+            self._check_users(user_indices, self.user_items_.shape[0])
             history = self.user_items_[user_indices]
         else:
             history = sp.csr_array(user_items)

@@ -36,7 +36,7 @@ from sklearn.preprocessing import normalize
 
 from recsys.features.interactions import Interactions, Timestamp
 from recsys.features.text import item_text_vectors
-from recsys.models.base import Recommender, fill_from_ranking, top_n_dense
+from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
@@ -202,52 +202,12 @@ class ContentRecommender(Recommender):
         history = self._history(np.asarray(user_indices, dtype=np.int64), user_items)
         return sp.csr_array(normalize(sp.csr_array(history @ self.item_vectors_)))
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items by content match plus popularity bonus; popularity fill (score 0).
+    def _rows_per_batch(self, n_columns: int) -> int:
+        return max(1, BLOCK_ENTRIES // max(self.n_items_, self.item_vectors_.shape[1], 1))
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows; default the fitted history.
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items the user already interacted with.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; only items with a positive content match
-            are scored, the rest of a list is the popularity ranking at score 0.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        blocked = self._blocked(filter_items)
-        items = np.full((len(users), n), -1, dtype=np.int64)
-        values = np.full((len(users), n), np.nan)
-        block = max(1, BLOCK_ENTRIES // max(self.n_items_, self.item_vectors_.shape[1], 1))
-        for start in range(0, len(users), block):  # blocks of users, each a bounded dense score matrix
-            stop = min(start + block, len(users))
-            profile = normalize(sp.csr_array(history[start:stop] @ self.item_vectors_)).toarray()
-            # sparse items x dense profiles: work is the items' stored entries times the block, no sparse output
-            match = np.asarray(self.item_vectors_ @ profile.T, dtype=np.float64).T
-            scores = np.where(match > 0, match + self.item_bonus_, -np.inf)
-            scores[:, blocked] = -np.inf
-            if exclude_seen:
-                seen = history[start:stop]
-                scores[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
-            items[start:stop], values[start:stop] = top_n_dense(scores, n)
-        return fill_from_ranking(
-            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
-        )
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray:
+        """Content match plus popularity bonus; only items with a positive match are candidates."""
+        profile = normalize(sp.csr_array(batch.history @ self.item_vectors_)).toarray()
+        # sparse items x dense profiles: work is the items' stored entries times the block, no sparse output
+        match = np.asarray(self.item_vectors_ @ profile.T, dtype=np.float64).T
+        return np.where(match > 0, match + self.item_bonus_, -np.inf)

@@ -93,14 +93,6 @@ def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return first, np.asarray(inverse).ravel()
 
 
-def _blocked(n_items: int, filter_items: np.ndarray | None) -> np.ndarray:
-    """Boolean mask over the items of ``filter_items``."""
-    blocked = np.zeros(n_items, dtype=bool)
-    if filter_items is not None:
-        blocked[np.asarray(filter_items, dtype=np.int64)] = True
-    return blocked
-
-
 class SegmentPopularityRecommender(Recommender):
     """Popularity within the ``age_band|gender`` segment, global popularity outside k-anonymous segments.
 
@@ -209,30 +201,14 @@ class SegmentPopularityRecommender(Recommender):
         exclude_seen: bool = False,
         filter_items: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` items per fitted user, from their demographics (:meth:`recommend_demographics`).
+        """Top ``n`` items per fitted user, from their demographics; see :meth:`Recommender.recommend`.
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``); default the fitted history.
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items in the user's history (the list of their demographics, then the global ranking).
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)`` int64 items and float64 scores, ``-1``/NaN where the catalogue runs out.
+        Not the template: users share their profile's list (:meth:`recommend_demographics`); with
+        ``exclude_seen`` it drops the user's history from that list, then fills from the global ranking.
         """
         users = np.asarray(user_indices, dtype=np.int64)
         history = self._history(users, user_items) if exclude_seen or user_items is not None else None
-        if np.any(users < 0) or np.any(users >= self.n_users_):
-            raise IndexError("user index out of range of the fitted users")
+        self._check_users(users)
         people = self.demographics_.iloc[users]
         if not exclude_seen:
             return self.recommend_demographics(people, n, filter_items)
@@ -269,7 +245,7 @@ class SegmentPopularityRecommender(Recommender):
         return items[pick], scores[pick]
 
     def _segment_lists(self, n: int, filter_items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        blocked = _blocked(self.n_items_, filter_items)
+        blocked = self._blocked(filter_items)
         scores = self.segment_items_.copy()
         scores.data[blocked[scores.indices]] = 0.0
         scores.eliminate_zeros()
@@ -449,7 +425,7 @@ class DemographicRecommender(SegmentPopularityRecommender):
         self, shares: np.ndarray, segment: np.ndarray, n: int, filter_items: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` per profile (category shares and segment row), in blocks of bounded size."""
-        blocked = _blocked(self.n_items_, filter_items)
+        blocked = self._blocked(filter_items)
         candidates = np.flatnonzero((self.fallback_.item_scores_ > 0) & ~blocked)
         segment_share = sp.csr_array(self.segment_items_[:, candidates])
         totals = np.asarray(self.segment_items_.sum(axis=1)).ravel()

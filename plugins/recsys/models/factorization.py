@@ -14,7 +14,7 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import Interactions, Timestamp, to_epoch_seconds
-from recsys.models.base import Recommender, fill_from_ranking, top_n_dense
+from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class ALSRecommender(Recommender):
     """
 
     name = "als"
+    fitted_users_only = True
 
     def __init__(
         self,
@@ -142,66 +143,14 @@ class ALSRecommender(Recommender):
         )
         return self
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items by ``user_factors @ item_factors.T``; popularity for cold users.
+    def _rows_per_batch(self, n_columns: int) -> int:
+        return self.batch_size
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows; default: the fitted history.
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items the user already interacted with.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; factor scores for users with history,
-            the popularity ranking with score ``0.0`` for cold users.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
-        blocked = self._blocked(filter_items)
-        warm = np.diff(history.indptr) > 0
-        items = np.full((len(users), n), -1, dtype=np.int64)
-        values = np.full((len(users), n), np.nan)
-        width = min(n, self.n_items_)
-        for start in range(0, len(users), self.batch_size):  # dense blocks of users
-            stop = min(start + self.batch_size, len(users))
-            scores = (self.user_factors_[users[start:stop]] @ self.item_factors_.T).astype(np.float64)
-            scores[:, blocked] = -np.inf
-            if exclude_seen:
-                seen = history[start:stop]
-                scores[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
-            if width == 0:
-                continue
-            top = np.argpartition(-scores, width - 1, axis=1)[:, :width] if width < self.n_items_ else None
-            if top is None:
-                top = np.broadcast_to(np.arange(self.n_items_), scores.shape)
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -top_scores), axis=1)  # by score, ties by item index
-            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
-            valid = np.isfinite(top_scores)
-            items[start:stop, :width] = np.where(valid, top, -1)
-            values[start:stop, :width] = np.where(valid, top_scores, np.nan)
-        items[~warm], values[~warm] = -1, np.nan
-        return fill_from_ranking(
-            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
-        )
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray:
+        """``user_factors @ item_factors.T``; a user without history (in ``batch.history``) has no candidate."""
+        scores = (self.user_factors_[batch.users] @ self.item_factors_.T).astype(np.float64)
+        scores[np.diff(batch.history.indptr) == 0] = -np.inf  # cold: the popularity fill only
+        return scores
 
 
 class SVDRecommender(Recommender):
@@ -287,6 +236,7 @@ class SVDRecommender(Recommender):
     """
 
     name = "svd"
+    fitted_users_only = True
 
     def __init__(
         self,
@@ -469,61 +419,20 @@ class SVDRecommender(Recommender):
         )
         return np.clip(prediction, 1.0, 5.0).reshape(users.shape)
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` rated items by predicted rating for users with ratings; popularity for the rest.
+    def _scored_rows(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        return np.flatnonzero(self.user_rated_[users])  # users without ratings get the popularity fill
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``); default: the fitted history.
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items the user already interacted with.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
+    def _candidate_items(self, filter_items: np.ndarray | None) -> np.ndarray:
+        return np.flatnonzero(self.item_rated_ & ~self._blocked(filter_items))  # items nobody rated: the fill
 
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; items with ratings ranked by predicted
-            rating (unclipped, ties by item index) with the prediction clipped
-            to [1, 5] as score, then the popularity fill with score ``0.0``.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
-        candidates = np.flatnonzero(self.item_rated_ & ~self._blocked(filter_items))
-        column = np.full(self.n_items_, -1, dtype=np.int64)
-        column[candidates] = np.arange(len(candidates))
-        item_factors, item_bias = self.item_factors_[candidates], self.item_bias_[candidates]
-        items = np.full((len(users), n), -1, dtype=np.int64)
-        values = np.full((len(users), n), np.nan)
-        warm = np.flatnonzero(self.user_rated_[users])
-        block = max(1, self.dense_limit // max(1, len(candidates)))
-        for start in range(0, len(warm), block):  # dense blocks of the users with ratings
-            rows = warm[start : start + block]
-            batch = users[rows]
-            scores = self.global_mean_ + self.user_bias_[batch][:, None] + item_bias[None, :]
-            scores += self.user_factors_[batch] @ item_factors.T
-            if exclude_seen:
-                seen = history[rows]
-                seen_rows = np.repeat(np.arange(len(rows)), np.diff(seen.indptr))
-                seen_columns = column[seen.indices]
-                scores[seen_rows[seen_columns >= 0], seen_columns[seen_columns >= 0]] = -np.inf
-            top, top_scores = top_n_dense(scores, n)
-            items[rows] = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
-            values[rows] = np.clip(top_scores, 1.0, 5.0)
-        return fill_from_ranking(
-            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
-        )
+    def _rows_per_batch(self, n_columns: int) -> int:
+        return max(1, self.dense_limit // max(1, n_columns))
+
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray:
+        """The predicted ratings, unclipped (the ranking keeps the order past 5 stars)."""
+        scores = self.global_mean_ + self.user_bias_[batch.users][:, None] + self.item_bias_[batch.items][None, :]
+        scores += self.user_factors_[batch.users] @ self.item_factors_[batch.items].T
+        return scores
+
+    def _served_scores(self, ranked: np.ndarray) -> np.ndarray:
+        return np.clip(ranked, 1.0, 5.0)  # the predicted rating

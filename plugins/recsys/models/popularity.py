@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, weight_vector
-from recsys.models.base import Recommender, fill_from_ranking, first_unexcluded, top_n_per_row
+from recsys.models.base import Recommender, ScoreBatch, fill_from_ranking, first_unexcluded, top_n_per_row
 
 logger = logging.getLogger(__name__)
 
@@ -118,25 +118,10 @@ class PopularityRecommender(Recommender):
         exclude_seen: bool = False,
         filter_items: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Most popular items, the same for every user unless ``exclude_seen``.
+        """Most popular items, the same for every user unless ``exclude_seen``; see :meth:`Recommender.recommend`.
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``).
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items in the user's history.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend (for example out of stock).
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)`` int64 items and float64 popularity scores.
+        Not the template: the list is a slice of the ranking (every other model's fill), scored by
+        popularity, and the history is read only for ``exclude_seen`` or explicit ``user_items``.
         """
         users = np.asarray(user_indices, dtype=np.int64)
         ranking = self.ranking(filter_items)
@@ -223,6 +208,7 @@ class RepeatPurchaseRecommender(Recommender):
     """
 
     name = "repeat_purchase"
+    fitted_users_only = True
 
     def __init__(
         self,
@@ -268,45 +254,8 @@ class RepeatPurchaseRecommender(Recommender):
         )
         return self
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The user's own purchases first (recency-weighted count), then popularity.
-
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``).
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items in the user's history (which leaves popularity only).
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; own purchases by score, then the
-            popularity fill with score ``0.0``.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
-        scores = sp.csr_array(self.purchase_scores_[users])
-        if exclude_seen:
-            scores = sp.csr_array(scores - scores.multiply(history != 0))
+    def _score_batch(self, batch: ScoreBatch) -> sp.csr_array:
+        """The users' recency-weighted purchase counts (sparse: only their own purchases are candidates)."""
+        scores = sp.csr_array(self.purchase_scores_[batch.users])
         scores.sum_duplicates()
-        scores.data[self._blocked(filter_items)[scores.indices]] = 0.0
-        scores.eliminate_zeros()
-        items, values = top_n_per_row(scores, n)
-        ranking = self.fallback_.ranking(filter_items)
-        return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
+        return scores

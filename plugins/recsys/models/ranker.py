@@ -56,7 +56,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
 from recsys.models import text_features
-from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
+from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
@@ -452,49 +452,16 @@ class CandidateRanker(Recommender):
             scores = self._predict(features)
         return rows, items, np.maximum(scores.astype(np.float64), 1e-12)
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` candidates by the ranker's score, filled from popularity (score 0).
+    def _rows_per_batch(self, n_columns: int) -> int:
+        return self.batch_size
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users.
-        user_items : scipy.sparse.csr_array, optional
-            Their history, only read with ``exclude_seen`` (the features use the fitted history).
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items the user already interacted with.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
+    def _score_batch(self, batch: ScoreBatch) -> sp.csr_array:
+        """The ranker's score of every candidate pair (sparse: the candidates are the stored entries).
 
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)`` int64 items and float64 scores.
+        The features read the fitted history: explicit ``user_items`` rows only serve ``exclude_seen``.
         """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        items = np.full((len(users), n), -1, dtype=np.int64)
-        values = np.full((len(users), n), np.nan)
-        for start in range(0, len(users), self.batch_size):  # batches of users, each vectorized
-            batch = users[start : start + self.batch_size]
-            rows, cols, scores = self.score_candidates(batch, filter_items)
-            matrix = sp.csr_array((scores, (rows, cols)), shape=(len(batch), self.n_items_))
-            if exclude_seen:
-                matrix = sp.csr_array(matrix - matrix.multiply(history[start : start + len(batch)] != 0))
-                matrix.eliminate_zeros()
-            items[start : start + len(batch)], values[start : start + len(batch)] = top_n_per_row(matrix, n)
-        return fill_from_ranking(
-            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
-        )
+        rows, cols, scores = self.score_candidates(batch.users, batch.filter_items)
+        return sp.csr_array((scores, (rows, cols)), shape=(len(batch.users), self.n_items_))
 
 
 class NeuralRanker(CandidateRanker):

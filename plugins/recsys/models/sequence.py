@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import Interactions, Timestamp, weight_vector
-from recsys.models.base import Recommender, fill_from_ranking, top_n_dense
+from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
@@ -364,6 +364,7 @@ class SequenceRecommender(Recommender):
     """
 
     name = "sequence"
+    fitted_users_only = True
 
     def __init__(
         self,
@@ -472,67 +473,24 @@ class SequenceRecommender(Recommender):
             states[rows] = gru_forward(params, block[:, block.shape[1] - steps :])[0][:, -1]
         return states
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items by predicted next-item probability; popularity for users without events and the rest.
+    def _scored_rows(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        if not self.item_trained_.any():  # no network to score with: every list is the popularity fill
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self.user_state_row_[users] >= 0)  # users with events
 
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``; the order of
-            the events comes from the fit); default: the fitted history.
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items the user already interacted with.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
+    def _candidate_items(self, filter_items: np.ndarray | None) -> np.ndarray:
+        return np.flatnonzero(self.item_trained_)  # the softmax runs over the trained items, filtered ones included
 
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; the network's items with their
-            probability (softmax over the trained items) as score, then the
-            popularity fill with score ``0.0``.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
-        trained = np.flatnonzero(self.item_trained_)
-        allowed = ~self._blocked(filter_items)[trained]
-        column = np.full(self.n_items_, -1, dtype=np.int64)
-        column[trained] = np.arange(len(trained))
-        vectors, bias = self.params_["embedding"][trained], self.params_["item_bias"][trained]
-        items = np.full((len(users), n), -1, dtype=np.int64)
-        values = np.full((len(users), n), np.nan)
-        warm = np.flatnonzero(self.user_state_row_[users] >= 0) if len(trained) else np.empty(0, dtype=np.int64)
-        block = max(1, self.dense_limit // max(1, len(trained)))
-        for start in range(0, len(warm), block):  # dense blocks of the users with events
-            rows = warm[start : start + block]
-            with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
-                scores = (self.user_states_[self.user_state_row_[users[rows]]] @ vectors.T).astype(np.float64)
-            scores += bias  # the logits, then (in place) their softmax
-            scores -= scores.max(axis=1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=1, keepdims=True)
-            scores[:, ~allowed] = -np.inf
-            if exclude_seen:
-                seen = history[rows]
-                seen_rows = np.repeat(np.arange(len(rows)), np.diff(seen.indptr))
-                seen_columns = column[seen.indices]
-                scores[seen_rows[seen_columns >= 0], seen_columns[seen_columns >= 0]] = -np.inf
-            top, top_scores = top_n_dense(scores, n)
-            items[rows] = np.where(top >= 0, trained[np.maximum(top, 0)], -1)
-            values[rows] = top_scores
-        return fill_from_ranking(
-            items, values, self.fallback_.ranking(filter_items), self.n_items_, history if exclude_seen else None
-        )
+    def _rows_per_batch(self, n_columns: int) -> int:
+        return max(1, self.dense_limit // max(1, n_columns))
+
+    def _score_batch(self, batch: ScoreBatch) -> np.ndarray:
+        """The predicted next-item probabilities (softmax over the trained items) after each user's last item."""
+        vectors, bias = self.params_["embedding"][batch.items], self.params_["item_bias"][batch.items]
+        with threadpool_limits(1, "blas"):  # as in fit: results do not depend on the core count
+            scores = (self.user_states_[self.user_state_row_[batch.users]] @ vectors.T).astype(np.float64)
+        scores += bias  # the logits, then (in place) their softmax
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores

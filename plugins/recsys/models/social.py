@@ -14,7 +14,7 @@ from sklearn.base import clone
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp
 from recsys.features.social import follow_matrix
-from recsys.models.base import Recommender, fill_from_ranking, top_n_per_row
+from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class FriendsBoughtRecommender(Recommender):
     """
 
     name = "friends_bought"
+    fitted_users_only = True
 
     def __init__(
         self,
@@ -115,48 +116,10 @@ class FriendsBoughtRecommender(Recommender):
     def scores(self, user_indices: np.ndarray) -> sp.csr_array:
         """``(len(user_indices), n_items)`` the recency-weighted purchases of the people each user follows."""
         users = np.asarray(user_indices, dtype=np.int64)
-        if np.any(users >= self.n_users_) or np.any(users < 0):
-            raise IndexError("user index out of range of the fitted users")
+        self._check_users(users)
         scores = sp.csr_array(self.follows_[users] @ self.purchase_scores_)
         scores.sum_duplicates()
         return scores
 
-    def recommend(
-        self,
-        user_indices: np.ndarray,
-        user_items: sp.csr_array | None = None,
-        n: int = 10,
-        exclude_seen: bool = False,
-        filter_items: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """What the people the user follows bought (by recency-weighted count), then popularity.
-
-        Parameters
-        ----------
-        user_indices : numpy.ndarray
-            Fitted users to recommend for.
-        user_items : scipy.sparse.csr_array, optional
-            Their history rows (only read with ``exclude_seen``).
-        n : int, default 10
-            Items per user.
-        exclude_seen : bool, default False
-            Skip items in the user's history.
-        filter_items : numpy.ndarray, optional
-            Item indices never to recommend.
-
-        Returns
-        -------
-        items, scores : numpy.ndarray
-            ``(len(user_indices), n)``; the followed people's purchases by score, then the popularity fill
-            with score ``0.0``.
-        """
-        users = np.asarray(user_indices, dtype=np.int64)
-        history = self._history(users, user_items)
-        scores = self.scores(users)
-        if exclude_seen:
-            scores = sp.csr_array(scores - scores.multiply(history != 0))
-        scores.data[self._blocked(filter_items)[scores.indices]] = 0.0
-        scores.eliminate_zeros()
-        items, values = top_n_per_row(scores, n)
-        ranking = self.fallback_.ranking(filter_items)
-        return fill_from_ranking(items, values, ranking, self.n_items_, history if exclude_seen else None)
+    def _score_batch(self, batch: ScoreBatch) -> sp.csr_array:
+        return self.scores(batch.users)
