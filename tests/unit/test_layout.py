@@ -30,8 +30,7 @@ LAYERS = {
 OVERSIZE: dict[str, int] = {}
 MAX_LINES = 600
 #: functions still above the length limit (code lines, docstring excluded), with the lines they may not grow past
-LONG_FUNCTIONS = {
-}
+LONG_FUNCTIONS = {}
 MAX_FUNCTION_LINES = 80
 
 
