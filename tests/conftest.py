@@ -130,18 +130,41 @@ def contract_tables():
 
 
 @pytest.fixture(scope="session")
-def profile_warehouse(fresh_database, contract_tables, tmp_path_factory):
-    """``profile_warehouse(interactions)``: a new database with the interactions' events and items in the
-    contract tables ``fct_interactions`` and ``dim_items`` and the dbt profile function installed
-    (``dbt run-operation install_profile_features``); returns its
-    :class:`~recsys.features.profile_source.ProfileSource`.
-    """
+def profile_function_ddl(fresh_database, tmp_path_factory) -> str:
+    """The ``create function`` of ``analytics.user_profile_features_as_of`` as the dbt project renders it: run once
+    (``dbt run-operation install_profile_features`` on a scratch database), then executed in any test database."""
     import subprocess
 
+    from recsys.dev.local import BIN, environment
+
+    url = fresh_database()
+    home = tmp_path_factory.mktemp("profile_dbt")
+    subprocess.run(
+        [str(BIN / "dbt"), "run-operation", "install_profile_features", "--project-dir", str(DBT_MODELS.parent)]
+        + ["--target-path", str(home / "target")],
+        env=environment(url, airflow_home=home / "airflow"),
+        check=True,
+        capture_output=True,
+    )
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_get_functiondef('analytics.user_profile_features_as_of'::regproc)")
+            definition = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return f"create schema if not exists analytics; set check_function_bodies = off; {definition};"
+
+
+@pytest.fixture(scope="session")
+def profile_warehouse(fresh_database, contract_tables, profile_function_ddl):
+    """``profile_warehouse(interactions)``: a new database with the interactions' events and items in the
+    contract tables ``fct_interactions`` and ``dim_items`` and the dbt profile function; returns its
+    :class:`~recsys.features.profile_source.ProfileSource`.
+    """
     import pandas as pd
 
     from recsys.db import frames
-    from recsys.dev.local import BIN, environment
     from recsys.features.interactions import EVENT_TYPES
     from recsys.features.profile_source import ProfileSource
 
@@ -170,18 +193,11 @@ def profile_warehouse(fresh_database, contract_tables, tmp_path_factory):
                 "event_at": pd.to_datetime(interactions.event_ts, unit="s", utc=True),
             }
         )
-        with psycopg2.connect(url) as conn:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(profile_function_ddl)
             frames.copy_frame(conn, "analytics.dim_items", item_rows)
             frames.copy_frame(conn, "analytics.fct_interactions", event_rows)
         conn.close()
-        home = tmp_path_factory.mktemp("profile_dbt")
-        subprocess.run(
-            [str(BIN / "dbt"), "run-operation", "install_profile_features", "--project-dir", str(DBT_MODELS.parent)]
-            + ["--target-path", str(home / "target")],
-            env=environment(url, airflow_home=home / "airflow"),
-            check=True,
-            capture_output=True,
-        )
         return ProfileSource(url)
 
     return make

@@ -21,19 +21,18 @@ import logging
 import pickle
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
 
+from recsys.db import frames
 from recsys.features.interactions import Interactions, load_interactions, to_epoch_seconds
 from recsys.features.profile_source import ProfileSource, user_profile
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranker import PROFILE_FEATURES, NeuralRanker
 
-DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 LATER = AS_OF + timedelta(days=1)
 HALF_LIFE = 30.0
@@ -61,31 +60,20 @@ def decay(days: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def warehouse(fresh_database, contract_tables, tmp_path_factory) -> str:
-    """The hand-made warehouse with the profile function (``dbt run-operation install_profile_features``)."""
-    import subprocess
-
-    from recsys.db import frames
-    from recsys.dev.local import BIN, environment
-
+def warehouse(fresh_database, contract_tables, profile_function_ddl) -> str:
+    """The hand-made warehouse with the profile function as ``dbt run-operation install_profile_features`` renders
+    it (tests/conftest.py)."""
     url = fresh_database()
     contract_tables(url, "fct_interactions", "dim_items", "dim_users")
     events = pd.DataFrame(EVENTS, columns=["user_id", "item_id", "event_type", "event_at"])
     events = events.assign(event_id=[f"e{index}" for index in range(len(events))], account_user_id=events["user_id"])
     users = pd.DataFrame({"user_id": ["u1", "u2"], "age_band": "25-34", "gender": "f", "region": "north"})
-    with psycopg2.connect(url) as conn:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(profile_function_ddl)
         frames.copy_frame(conn, "analytics.fct_interactions", events)
         frames.copy_frame(conn, "analytics.dim_items", ITEMS)
         frames.copy_frame(conn, "analytics.dim_users", users)
     conn.close()
-    home = tmp_path_factory.mktemp("profile_dbt")
-    subprocess.run(
-        [str(BIN / "dbt"), "run-operation", "install_profile_features", "--project-dir", str(DBT_PROJECT)]
-        + ["--target-path", str(home / "target")],
-        env=environment(url, airflow_home=home / "airflow"),
-        check=True,
-        capture_output=True,
-    )
     return url
 
 

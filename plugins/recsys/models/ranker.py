@@ -8,24 +8,25 @@ with LightGBM's lambdarank, over the same pairs. Two stages, as in production re
 1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN, user-KNN, ALS, friends_bought)
    proposes its top ``candidates_per_model`` items per user; the union is the user's candidate set.
 2. **Ranking.** A learned model (the MLP, or LightGBM) scores every
-   (user, candidate) pair from features of three kinds:
+   (user, candidate) pair from features of four kinds:
 
    * candidate evidence: the reciprocal rank of the item in each model's list;
-   * the profile as it stood at that moment, computed from the events with the
-     definitions of the dbt profile models: the user's interest share in the
-     item's category and brand (time-decayed event weights, like
-     ``user_interest_tags``), the user's price level against the item's price
-     (like ``spending_power``), their activity and recency (like RFM), their
-     own history with the item, and how much the user's demographic segment
-     (age band x gender of ``dim_users``) over-buys the item;
+   * the profile as it stood at that moment, read from the dbt project, which defines it once: the
+     user's interest share in the item's category, leaf and brand (the tags and decayed event weights of
+     ``user_interest_tags``), their price level (decayed-weight mean of ``ln(1 + price)`` of their items)
+     against the item's, their activity and recency (events, purchases, days since the last event);
+   * the user's own history with the item, and how much their demographic segment (age band x gender of
+     ``dim_users``) over-buys it;
    * the item: recent purchases and views, trend, age, price level.
 
-Why the profile is recomputed here instead of read from
-``analytics.user_profiles``: those tables describe the users as of the end of
-the run, test window included. A ranker evaluated on that window with those
-features would see the answers. Here every feature is built from the events
-before the moment it is used (the label window's start when training, the
-cutoff when evaluating, "now" when publishing), so evaluation never peeks.
+The profile is neither re-derived here nor read from ``analytics.user_profiles``: those tables describe
+the users as of the end of the run, test window included, so a ranker evaluated on that window would
+see the answers. Every feature is built from the events before the moment it is used (the label
+window's start when training, the cutoff when evaluating, "now" when publishing): the profile by the SQL
+function ``analytics.user_profile_features_as_of`` at that moment, through the interactions'
+:class:`~recsys.features.profile_source.ProfileSource` (:func:`recsys.features.profile_source.user_profile`);
+the rest here, from the events before it. Interactions without a source (built without a warehouse, as
+in unit tests and ``make bench``) leave the profile's columns at 0, with one warning.
 
 Training is on an earlier window than scoring: with ``reference_time`` t,
 the candidate models and features are fitted on events before
