@@ -64,7 +64,7 @@
 
 {#-
     The point-in-time profile the learned rankers read (recsys.features.profile_source), in long format:
-    per user with events strictly before as_of, one row per interest tag (feature = the tag, value = its
+    per user with events strictly before as_of (of the user_ids given; every user when null), one row per interest tag (feature = the tag, value = its
     share of the user's tags of that type, summing to 1 per type) and the rows
       log_price_level  the decayed-weight mean of ln(1 + price) over the user's items with a price > 0,
       events, purchases, days_since_last_event.
@@ -77,8 +77,9 @@ begin
     perform pg_advisory_xact_lock(hashtext('recsys.user_profile_features'));
     create schema if not exists analytics;
     set local check_function_bodies = off;
+    drop function if exists analytics.user_profile_features_as_of(timestamptz, double precision);
     create or replace function analytics.user_profile_features_as_of(
-        as_of timestamptz, half_life_days double precision
+        as_of timestamptz, half_life_days double precision, user_ids text[] default null
     ) returns table (user_id text, feature text, value double precision)
     language sql stable
     set work_mem = '{{ var("model_work_mem", "128MB") | replace("'", "") }}'
@@ -87,7 +88,8 @@ begin
         interactions as (
             select user_id, item_id, event_type, event_at
             from analytics.fct_interactions
-            where event_at < as_of
+            -- a hashed subplan: the users' events only, without a scan of the array per row
+            where event_at < as_of and (user_ids is null or user_id in (select unnest(user_ids)))
         ),
 
         user_items as materialized (

@@ -145,9 +145,15 @@ class _Profile:
 
 
 def _profile(
-    models: list[Recommender], interactions: Interactions, reference: float, half_life_days: float, text: bool = False
+    models: list[Recommender],
+    interactions: Interactions,
+    reference: float,
+    half_life_days: float,
+    text: bool = False,
+    users: np.ndarray | None = None,
 ) -> _Profile:
-    """Fit the candidate models, read the dbt profile and compute the item aggregates before ``reference``."""
+    """Fit the candidate models, read the dbt profile (of ``users``, default all) and the item aggregates before
+    ``reference``."""
     data = interactions.before(reference)
     fitted = [clone(model).fit(data, reference) for model in models]
     n_users, n_items = data.n_users, data.n_items
@@ -155,7 +161,7 @@ def _profile(
     price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)
     log_price = np.log1p(np.where(price > 0, price, np.nan))
     source = interactions.profile_source
-    user = None if source is None else user_profile(source, data.user_ids, items, reference, half_life_days)
+    user = None if source is None else user_profile(source, data.user_ids, items, reference, half_life_days, users)
 
     user_item = data.to_csr(half_life_days=half_life_days, reference_time=reference, dtype=np.float64)
     purchases = data.to_csr({"purchase": 1.0}, dtype=np.float64)
@@ -354,7 +360,7 @@ class CandidateRanker(Recommender):
                 continue
             if len(label_users) > self.max_train_users:
                 label_users = np.sort(rng.choice(label_users, self.max_train_users, replace=False))
-            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features)
+            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features, label_users)
             rows, items, features = self._pairs(then, label_users, None)
             target = lookup(labels, label_users[rows], items) > 0
             positives += labels[label_users].nnz
