@@ -63,10 +63,9 @@ class ProfileSource:
             if not cursor.fetchone()[0]:
                 logger.warning("the warehouse has no %s: run dbt first; no profile source", FUNCTION_SIGNATURE)
                 return None
-        info = connection.info
-        params = {"host": info.host, "port": info.port, "dbname": info.dbname, "user": info.user}
-        if info.password:
-            params["password"] = info.password
+        params = connection.get_dsn_parameters()  # every parameter (host, sslmode, options, ...) but the password
+        if connection.info.password:
+            params["password"] = connection.info.password
         return cls(psycopg2.extensions.make_dsn(**params))
 
     def read(self, reference: float, half_life_days: float, user_ids: np.ndarray | None = None) -> pd.DataFrame:
