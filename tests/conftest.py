@@ -113,7 +113,7 @@ def contract_table_ddl(model: str, schema: str | None = None) -> str:
     raise AssertionError(f"no yml for dbt model {model}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def contract_tables():
     """``contract_tables(url, *models, schema=None)``: create the models' tables as their dbt contracts declare."""
 
@@ -127,3 +127,77 @@ def contract_tables():
             conn.close()
 
     return create
+
+
+@pytest.fixture(scope="session")
+def profile_function_ddl(fresh_database, tmp_path_factory) -> str:
+    """The ``create function`` of ``analytics.user_profile_features_as_of`` as the dbt project renders it: run once
+    (``dbt run-operation install_profile_features`` on a scratch database), then executed in any test database."""
+    import subprocess
+
+    from recsys.dev.local import BIN, environment
+
+    url = fresh_database()
+    home = tmp_path_factory.mktemp("profile_dbt")
+    subprocess.run(
+        [str(BIN / "dbt"), "run-operation", "install_profile_features", "--project-dir", str(DBT_MODELS.parent)]
+        + ["--target-path", str(home / "target")],
+        env=environment(url, airflow_home=home / "airflow"),
+        check=True,
+        capture_output=True,
+    )
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_get_functiondef('analytics.user_profile_features_as_of'::regproc)")
+            definition = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return f"create schema if not exists analytics; set check_function_bodies = off; {definition};"
+
+
+@pytest.fixture(scope="session")
+def profile_warehouse(fresh_database, contract_tables, profile_function_ddl):
+    """``profile_warehouse(interactions)``: a new database with the interactions' events and items in the
+    contract tables ``fct_interactions`` and ``dim_items`` and the dbt profile function; returns its
+    :class:`~recsys.features.profile_source.ProfileSource`.
+    """
+    import pandas as pd
+
+    from recsys.db import frames
+    from recsys.features.interactions import EVENT_TYPES
+    from recsys.features.profile_source import ProfileSource
+
+    def make(interactions):
+        url = fresh_database()
+        contract_tables(url, "fct_interactions", "dim_items")
+        items = interactions.items
+        path = items["category_path"].where(items["category_path"] != "", items["category"])
+        item_rows = pd.DataFrame(
+            {
+                "item_id": interactions.item_ids,
+                "category": items["category"],
+                "subcategory": path.str.rsplit(" > ", n=1).str[-1],
+                "category_path": path,
+                "brand": items["brand"].replace("", None),
+                "price": items["price"],
+            }
+        )
+        event_rows = pd.DataFrame(
+            {
+                "event_id": [f"e{index}" for index in range(interactions.n_events)],
+                "user_id": interactions.user_ids[interactions.user_index],
+                "account_user_id": interactions.user_ids[interactions.user_index],
+                "item_id": interactions.item_ids[interactions.item_index],
+                "event_type": pd.Series(EVENT_TYPES, dtype=object)[interactions.event_type].to_numpy(),
+                "event_at": pd.to_datetime(interactions.event_ts, unit="s", utc=True),
+            }
+        )
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(profile_function_ddl)
+            frames.copy_frame(conn, "analytics.dim_items", item_rows)
+            frames.copy_frame(conn, "analytics.fct_interactions", event_rows)
+        conn.close()
+        return ProfileSource(url)
+
+    return make

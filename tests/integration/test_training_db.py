@@ -147,9 +147,13 @@ pytestmark = pytest.mark.usefixtures("no_rerank")
 
 
 @pytest.fixture
-def empty_database(database: str, contract_tables) -> str:
-    """A fresh database (tests/conftest.py) with the empty analytics tables of :data:`TABLES`."""
+def empty_database(database: str, contract_tables, profile_function_ddl) -> str:
+    """A fresh database (tests/conftest.py) with the empty analytics tables of :data:`TABLES` and the profile
+    function the dbt hook creates (the learned rankers read it)."""
     contract_tables(database, *TABLES)
+    with psycopg2.connect(database) as conn, conn.cursor() as cursor:
+        cursor.execute(profile_function_ddl)
+    conn.close()
     return database
 
 

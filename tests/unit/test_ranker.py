@@ -6,9 +6,16 @@ after viewing it. Which items of the category they buy is random: there is no
 item-to-item structure for collaborative filtering beyond the category, and
 popularity is flat. A ranker that reads the user's category interest must put
 the favourite category's unbought items first; both rankers must.
+
+The interest shares come from the dbt profile function (``analytics.user_profile_features_as_of``), so the
+shop's events and items are written to a small warehouse (fixture ``profile_warehouse``); without it the
+profile columns are 0 and the ranker has only the candidates' ranks and the item features.
 """
 
 from __future__ import annotations
+
+import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -69,8 +76,9 @@ def ranker(**params) -> NeuralRanker:
 
 
 @pytest.fixture(scope="module")
-def shop() -> tuple[Interactions, np.ndarray]:
-    return planted_shop()
+def shop(profile_warehouse) -> tuple[Interactions, np.ndarray]:
+    data, favourite = planted_shop()
+    return replace(data, profile_source=profile_warehouse(data)), favourite
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +144,20 @@ def test_profile_ablation_keeps_only_candidate_and_item_features(split) -> None:
         "item_log_price",
     ]
     assert model.model_.n_features_in_ == len(model.feature_names_)
+
+
+def test_without_a_profile_source_the_profile_columns_are_zero(split, caplog) -> None:
+    """Interactions built without a warehouse: no second implementation of the profile, its columns are 0."""
+    train = replace(split.train, profile_source=None)
+    with caplog.at_level(logging.WARNING, logger="recsys.models.ranker"):
+        model = ranker(label_windows=1, max_iter=20).fit(train, split.cutoff)
+    assert model.profile_.user is None
+    assert model.feature_names_ == ranker().fit(split.train, split.cutoff).feature_names_
+    users = split.test_users[:50]
+    rows, items, _ = model._candidates(model.profile_, users, None)
+    features = model._features(model.profile_, users, rows, items)
+    zero = [model.feature_names_.index(name) - 2 for name in ("category_interest", "user_events", "price_gap")]
+    assert np.all(features[:, zero] == 0)
 
 
 # ----------------------------------------------------------------------------- LightGBM's LambdaMART

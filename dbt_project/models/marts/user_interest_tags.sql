@@ -85,60 +85,34 @@ user_anchors as (
 
 ),
 
-decayed_user_items as (
+anchored_interactions as (
 
     select
         interactions.user_id,
         interactions.item_id,
-        -- each term in numeric: an exact sum, the same whatever order the rows come in (incremental or full build)
-        sum(cast(
-            {{ event_weight('interactions.event_type') }}
-            * power(
-                cast(0.5 as double precision),
-                extract(epoch from (user_anchors.last_interaction_at - interactions.event_at))
-                / 86400.0 / {{ var('interest_half_life_days') }}
-            )
-            as numeric
-        )) as decayed_weight
+        interactions.event_type,
+        interactions.event_at,
+        user_anchors.last_interaction_at
     from interactions
     inner join user_anchors
         on interactions.user_id = user_anchors.user_id
-    where interactions.event_at <= {{ as_of_timestamp() }}
-    group by interactions.user_id, interactions.item_id
 
 ),
 
-item_tags as (
+-- the one definition of decayed interest and of the tags (macros/profile.sql), shared with the
+-- point-in-time function analytics.user_profile_features_as_of that the learned rankers read
+decayed_user_items as (
 
-    select
-        item_id,
-        'category:' || category as tag
-    from items
-    union all
-    select
-        item_id,
-        'subcategory:' || subcategory as tag
-    from items
-    where subcategory <> category
-    union all
-    select
-        item_id,
-        'brand:' || brand as tag
-    from items
-    where brand is not null
+    {{ decayed_user_items(
+        'anchored_interactions', as_of_timestamp(), 'interactions.last_interaction_at',
+        var('interest_half_life_days')
+    ) }}
 
 ),
 
 user_tags as (
 
-    select
-        decayed_user_items.user_id,
-        item_tags.tag,
-        greatest(sum(decayed_user_items.decayed_weight), 0) as raw_weight
-    from decayed_user_items
-    inner join item_tags
-        on decayed_user_items.item_id = item_tags.item_id
-    group by decayed_user_items.user_id, item_tags.tag
+    {{ user_tag_weights('decayed_user_items', 'items') }}
 
 ),
 

@@ -137,6 +137,7 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
         event_type=interactions.event_type[is_train],
         event_ts=interactions.event_ts[is_train],
         follows=interactions.follows,
+        profile_source=interactions.profile_source,  # the dbt profile, read at the rankers' own moments
     )
     if interactions.items is not None:
         train.items = interactions.items.iloc[item_new_to_old[:n_train_items]].reset_index(drop=True)

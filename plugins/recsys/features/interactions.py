@@ -4,9 +4,7 @@ The warehouse fact ``analytics.fct_interactions`` is read with ``COPY ... TO STD
 the models need, timestamps as epoch seconds so nothing is parsed row by row), user and item ids are encoded
 to contiguous integer indices, and every matrix built from them is a ``scipy.sparse`` CSR array: there is
 never a dense user x item matrix, so one million users x 100k items x tens of millions of events stays within
-a few GiB.
-
-Per event the encoded data costs 17 bytes (two int32 indices, an int8 event type code and a float64
+a few GiB. Per event the encoded data costs 17 bytes (two int32 indices, an int8 event type code and a float64
 timestamp), so 50 million events hold ~850 MB.
 """
 
@@ -28,6 +26,7 @@ from psycopg2 import sql
 from recsys.db import frames
 from recsys.db.warehouse import DBT_PROJECT_FILE, dbt_vars
 from recsys.features import social
+from recsys.features.profile_source import ProfileSource
 from recsys.ingest import landing
 
 logger = logging.getLogger(__name__)
@@ -105,8 +104,7 @@ def weight_vector(event_weights: Mapping[str, float] | None = None) -> np.ndarra
     Parameters
     ----------
     event_weights : mapping of str to float, optional
-        Weight per event type; types not listed weigh 0. Defaults to
-        :data:`EVENT_WEIGHTS`.
+        Weight per event type; types not listed weigh 0. Defaults to :data:`EVENT_WEIGHTS`.
 
     Returns
     -------
@@ -165,6 +163,8 @@ class Interactions:
         (float64, 1 to 5), ``rated_ts`` (float64 epoch seconds), ``sentiment`` (VADER compound, NaN without text).
     follows : pandas.DataFrame, optional
         Who sees whose purchases, by warehouse id (:mod:`recsys.features.social`).
+    profile_source : ProfileSource, optional
+        Where the learned rankers read the point-in-time user profile (:mod:`recsys.features.profile_source`).
     """
 
     user_ids: np.ndarray
@@ -177,6 +177,7 @@ class Interactions:
     users: pd.DataFrame | None = None
     ratings: pd.DataFrame | None = None
     follows: pd.DataFrame | None = None
+    profile_source: ProfileSource | None = None
 
     @property
     def n_users(self) -> int:
@@ -208,11 +209,10 @@ class Interactions:
             Columns ``user_id``, ``item_id``, ``event_type`` and either
             ``event_ts`` (epoch seconds) or ``event_at`` (timestamps).
         user_ids, item_ids : array-like of str, optional
-            A fixed id universe (for example every user of ``dim_users``):
-            these ids come first, in the given order, so users without events
-            get empty rows. Ids seen in the events but not in the universe are
-            appended, sorted. Without a universe the observed ids are sorted,
-            so the encoding does not depend on row order.
+            A fixed id universe (for example every user of ``dim_users``): these ids come first, in the given
+            order, so users without events get empty rows. Ids seen in the events but not in the universe are
+            appended, sorted. Without a universe the observed ids are sorted, so the encoding does not depend
+            on row order.
 
         Returns
         -------
@@ -379,9 +379,8 @@ class Interactions:
     ) -> sp.csr_array:
         """Build the user x item confidence matrix.
 
-        Weighted events in ``[start, end)`` are summed per (user, item) by a
-        COO -> CSR conversion (duplicates are summed); pairs whose total is 0
-        (for example only ``remove_from_cart``) are dropped.
+        Weighted events in ``[start, end)`` are summed per (user, item) by a COO -> CSR conversion (duplicates
+        are summed); pairs whose total is 0 (for example only ``remove_from_cart``) are dropped.
 
         Parameters
         ----------
@@ -515,9 +514,9 @@ def read_events(
         size = buffer.tell()
         buffer.seek(0)
         if size == 0:
-            frame = pd.DataFrame({name: pd.Series(dtype="category") for name in _EVENT_COLUMNS[:3]})
-            frame["event_ts"] = pd.Series(dtype=np.float64)
-            return frame
+            return pd.DataFrame(
+                {name: pd.Series(dtype="category" if name != "event_ts" else np.float64) for name in _EVENT_COLUMNS}
+            )
         frame = pd.read_csv(
             buffer,
             header=None,
@@ -587,8 +586,8 @@ def load_interactions(
     user_ids, item_ids : array-like of str, optional
         Fixed id universes, see :meth:`Interactions.from_frame`.
     side_data : bool, default False
-        Also attach item and user attributes and the ratings of the window
-        (:func:`read_side_data`).
+        Also attach item and user attributes and the ratings of the window (:func:`read_side_data`), and the
+        warehouse as the :class:`~recsys.features.profile_source.ProfileSource` of the rankers' profile.
 
     Returns
     -------
@@ -597,4 +596,5 @@ def load_interactions(
     interactions = Interactions.from_frame(read_events(conn, start, end), user_ids=user_ids, item_ids=item_ids)
     if side_data:
         interactions = interactions.with_side_data(**read_side_data(conn, start, end))
+        interactions.profile_source = ProfileSource.of(conn)
     return interactions

@@ -8,24 +8,25 @@ with LightGBM's lambdarank, over the same pairs. Two stages, as in production re
 1. **Candidates.** Every candidate model (popularity, buy-again, item-KNN, user-KNN, ALS, friends_bought)
    proposes its top ``candidates_per_model`` items per user; the union is the user's candidate set.
 2. **Ranking.** A learned model (the MLP, or LightGBM) scores every
-   (user, candidate) pair from features of three kinds:
+   (user, candidate) pair from features of four kinds:
 
    * candidate evidence: the reciprocal rank of the item in each model's list;
-   * the profile as it stood at that moment, computed from the events with the
-     definitions of the dbt profile models: the user's interest share in the
-     item's category and brand (time-decayed event weights, like
-     ``user_interest_tags``), the user's price level against the item's price
-     (like ``spending_power``), their activity and recency (like RFM), their
-     own history with the item, and how much the user's demographic segment
-     (age band x gender of ``dim_users``) over-buys the item;
+   * the profile as it stood at that moment, read from the dbt project, which defines it once: the
+     user's interest share in the item's category, leaf and brand (the tags and decayed event weights of
+     ``user_interest_tags``), their price level (decayed-weight mean of ``ln(1 + price)`` of their items)
+     against the item's, their activity and recency (events, purchases, days since the last event);
+   * the user's own history with the item, and how much their demographic segment (age band x gender of
+     ``dim_users``) over-buys it;
    * the item: recent purchases and views, trend, age, price level.
 
-Why the profile is recomputed here instead of read from
-``analytics.user_profiles``: those tables describe the users as of the end of
-the run, test window included. A ranker evaluated on that window with those
-features would see the answers. Here every feature is built from the events
-before the moment it is used (the label window's start when training, the
-cutoff when evaluating, "now" when publishing), so evaluation never peeks.
+The profile is neither re-derived here nor read from ``analytics.user_profiles``: those tables describe
+the users as of the end of the run, test window included, so a ranker evaluated on that window would
+see the answers. Every feature is built from the events before the moment it is used (the label
+window's start when training, the cutoff when evaluating, "now" when publishing): the profile by the SQL
+function ``analytics.user_profile_features_as_of`` at that moment, through the interactions'
+:class:`~recsys.features.profile_source.ProfileSource` (:func:`recsys.features.profile_source.user_profile`);
+the rest here, from the events before it. Interactions without a source (built without a warehouse, as
+in unit tests and ``make bench``) leave the profile's columns at 0, with one warning.
 
 Training is on an earlier window than scoring: with ``reference_time`` t,
 the candidate models and features are fitted on events before
@@ -43,6 +44,7 @@ import logging
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
+from functools import cache
 from typing import ClassVar, Self
 
 import numpy as np
@@ -55,6 +57,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp, lookup
+from recsys.features.profile_source import UserProfile, user_profile
 from recsys.models import text_features
 from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.factorization import ALSRecommender
@@ -118,12 +121,6 @@ def _codes(values: pd.Series | None, size: int) -> np.ndarray:
     return pd.factorize(values.to_numpy(), sort=True)[0].astype(np.int64)
 
 
-def _row_shares(matrix: sp.csr_array) -> sp.csr_array:
-    """Each row divided by its sum (empty rows stay empty)."""
-    totals = np.asarray(matrix.sum(axis=1)).ravel()
-    return sp.csr_array(sp.diags_array(1.0 / np.where(totals > 0, totals, 1.0)) @ matrix)
-
-
 def _one_hot(codes: np.ndarray, n_codes: int) -> sp.csr_array:
     return sp.csr_array((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), n_codes))
 
@@ -135,17 +132,12 @@ class _Profile:
     models: list[Recommender]
     user_item: sp.csr_array
     user_purchases: sp.csr_array
-    user_category: sp.csr_array
-    user_leaf: sp.csr_array
-    user_brand: sp.csr_array
-    user_log_price: np.ndarray
-    user_stats: np.ndarray
+    #: the dbt profile at that moment (:mod:`recsys.features.profile_source`), None without a source
+    user: UserProfile | None
     segment_of_user: np.ndarray
     segment_lift: np.ndarray
     item_stats: np.ndarray
     item_category: np.ndarray
-    item_leaf: np.ndarray
-    item_brand: np.ndarray
     #: the opt-in text features' aggregates (:mod:`recsys.models.text_features`), None when off
     item_terms: sp.csr_array | None = None
     user_terms: sp.csr_array | None = None
@@ -153,40 +145,26 @@ class _Profile:
 
 
 def _profile(
-    models: list[Recommender], interactions: Interactions, reference: float, half_life_days: float, text: bool = False
+    models: list[Recommender],
+    interactions: Interactions,
+    reference: float,
+    half_life_days: float,
+    text: bool = False,
+    users: np.ndarray | None = None,
 ) -> _Profile:
-    """Fit the candidate models and compute the profile aggregates from the events before ``reference``."""
+    """Fit the candidate models, read the dbt profile (of ``users``, default all) and the item aggregates before
+    ``reference``."""
     data = interactions.before(reference)
     fitted = [clone(model).fit(data, reference) for model in models]
     n_users, n_items = data.n_users, data.n_items
     items = interactions.items
-    category = _codes(None if items is None else items["category"], n_items)
-    leaf = _codes(None if items is None else items["category_path"], n_items)
-    brand = _codes(None if items is None else items["brand"], n_items)
     price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)
     log_price = np.log1p(np.where(price > 0, price, np.nan))
+    source = interactions.profile_source
+    user = None if source is None else user_profile(source, data.user_ids, items, reference, half_life_days, users)
 
     user_item = data.to_csr(half_life_days=half_life_days, reference_time=reference, dtype=np.float64)
     purchases = data.to_csr({"purchase": 1.0}, dtype=np.float64)
-    user_category = _row_shares(sp.csr_array(user_item @ _one_hot(category, int(category.max(initial=0)) + 1)))
-    user_leaf = _row_shares(sp.csr_array(user_item @ _one_hot(leaf, int(leaf.max(initial=0)) + 1)))
-    user_brand = _row_shares(sp.csr_array(user_item @ _one_hot(brand, int(brand.max(initial=0)) + 1)))
-    has_price = np.isfinite(log_price)
-    price_weight = user_item @ has_price.astype(np.float64)
-    user_log_price = np.where(
-        price_weight > 0, (user_item @ np.nan_to_num(log_price)) / np.maximum(price_weight, 1e-12), np.nan
-    )
-
-    last_event = np.full(n_users, -np.inf)
-    np.maximum.at(last_event, data.user_index, data.event_ts)
-    recency = np.where(np.isfinite(last_event), (reference - last_event) / SECONDS_PER_DAY, 365.0)
-    user_stats = np.column_stack(
-        [
-            np.log1p(np.bincount(data.user_index, minlength=n_users)),
-            np.log1p(np.asarray(purchases.sum(axis=1)).ravel()),
-            np.log1p(np.minimum(recency, 365.0)),
-        ]
-    )
 
     users = interactions.users
     segment = _codes(None if users is None else users["age_band"] + "|" + users["gender"], n_users)
@@ -212,26 +190,42 @@ def _profile(
             np.log1p(recent(view_code, 30)),
             (recent(purchase_code, 7) + 1.0) / (bought_30 + 4.0),
             np.log1p(age),
-            np.nan_to_num(log_price, nan=np.nanmedian(log_price) if has_price.any() else 0.0),
+            np.nan_to_num(log_price, nan=np.nanmedian(log_price) if np.isfinite(log_price).any() else 0.0),
         ]
     )
+    category = _codes(None if items is None else items["category"], n_items)
     return _Profile(
         models=fitted,
         user_item=user_item,
         user_purchases=purchases,
-        user_category=user_category,
-        user_leaf=user_leaf,
-        user_brand=user_brand,
-        user_log_price=user_log_price,
-        user_stats=user_stats,
+        user=user,
         segment_of_user=segment,
         segment_lift=segment_lift,
         item_stats=item_stats,
         item_category=category,
-        item_leaf=leaf,
-        item_brand=brand,
         **(_text_aggregates(interactions, user_item, category, reference) if text else {}),
     )
+
+
+def _user_columns(user: UserProfile | None, users: np.ndarray, items: np.ndarray, item_price: np.ndarray) -> list:
+    """The dbt profile's features of the pairs: interest shares, price gap, activity (zeros without a profile)."""
+    if user is None:
+        return [np.zeros(len(users))] * 9
+    user_price = user.log_price_level[users]
+    has_price = np.isfinite(user_price)
+    gap = np.where(has_price, item_price - np.nan_to_num(user_price), 0.0)
+    recency = np.nan_to_num(user.days_since_last_event[users], nan=365.0)
+    return [
+        lookup(user.shares, users, user.item_category[items]),
+        lookup(user.shares, users, user.item_leaf[items]),
+        lookup(user.shares, users, user.item_brand[items]),
+        gap,
+        np.abs(gap),
+        has_price.astype(np.float64),
+        np.log1p(user.events[users]),
+        np.log1p(user.purchases[users]),
+        np.log1p(np.clip(recency, 0.0, 365.0)),
+    ]
 
 
 def _text_aggregates(
@@ -246,6 +240,15 @@ def _text_aggregates(
         "user_terms": text_features.user_terms(user_item, terms),
         "category_sentiment": sentiment,
     }
+
+
+@cache
+def _warn_without_profile_source() -> None:
+    """Once per process: a fit without the warehouse has constant interest, price level and activity features."""
+    logger.warning(
+        "learned rankers: interactions without a profile source (no warehouse): the interest shares, price level "
+        "and activity features are 0; load_interactions(..., side_data=True) attaches the dbt profile"
+    )
 
 
 class CandidateRanker(Recommender):
@@ -317,20 +320,10 @@ class CandidateRanker(Recommender):
 
     def _features(self, profile: _Profile, users: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         user = users[rows]
-        user_price = profile.user_log_price[user]
-        item_price = profile.item_stats[items, 4]
-        has_price = np.isfinite(user_price)
-        gap = np.where(has_price, item_price - np.nan_to_num(user_price), 0.0)
         columns = [
             np.log1p(lookup(profile.user_item, user, items)),
             np.log1p(lookup(profile.user_purchases, user, items)),
-            lookup(profile.user_category, user, profile.item_category[items]),
-            lookup(profile.user_leaf, user, profile.item_leaf[items]),
-            lookup(profile.user_brand, user, profile.item_brand[items]),
-            gap,
-            np.abs(gap),
-            has_price.astype(np.float64),
-            *profile.user_stats[user].T,
+            *_user_columns(profile.user, user, items, profile.item_stats[items, 4]),
             profile.segment_lift[profile.segment_of_user[user], items],
             *profile.item_stats[items].T,
         ]
@@ -367,7 +360,7 @@ class CandidateRanker(Recommender):
                 continue
             if len(label_users) > self.max_train_users:
                 label_users = np.sort(rng.choice(label_users, self.max_train_users, replace=False))
-            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features)
+            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features, label_users)
             rows, items, features = self._pairs(then, label_users, None)
             target = lookup(labels, label_users[rows], items) > 0
             positives += labels[label_users].nnz
@@ -390,9 +383,10 @@ class CandidateRanker(Recommender):
         Parameters
         ----------
         interactions : Interactions
-            Encoded events, ideally with :attr:`~recsys.features.interactions.Interactions.items`
-            and :attr:`~recsys.features.interactions.Interactions.users` (without them the
-            category, brand, price and segment features are constant).
+            Encoded events, ideally with :attr:`~recsys.features.interactions.Interactions.items`,
+            :attr:`~recsys.features.interactions.Interactions.users` and
+            :attr:`~recsys.features.interactions.Interactions.profile_source` (without them the
+            item price, segment and dbt profile features are constant).
         reference_time : timestamp, optional
             "Now"; defaults to the last event.
 
@@ -402,6 +396,8 @@ class CandidateRanker(Recommender):
             ``self``.
         """
         reference = self._reference(interactions, reference_time)
+        if self.profile_features and interactions.profile_source is None:
+            _warn_without_profile_source()
         models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
         features, target, query, self.candidate_recall_, self.profile_ = shared_fit(  # the same for every learner
             self, interactions, reference, lambda: self._training_pairs(interactions, reference, models)
