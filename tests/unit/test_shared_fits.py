@@ -39,6 +39,12 @@ class CountingPopularity(PopularityRecommender):
         return super().fit(interactions, reference_time)
 
 
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    """The fits are counted in this process: no worker processes (a ranker's label windows run in them)."""
+    monkeypatch.setenv("RECSYS_WORKERS", "1")
+
+
 @pytest.fixture(scope="module")
 def split():
     rng = np.random.default_rng(3)

@@ -3,7 +3,8 @@
 A small random shop (400 users, 60 items, 6 weeks). The search runs popularity, item-KNN, ALS and both
 learned rankers (whose fits share candidates, so they are one task) with a grid: once with
 ``RECSYS_WORKERS=1`` (in this process) and once with 2 worker processes. Every trial's scores, the chosen
-parameters and the per-user NDCG of every placement must be equal; only the measured seconds differ.
+parameters and the per-user NDCG of every placement must be equal; only the measured seconds differ. A
+ranker fitted outside a worker computes its label windows in workers: the same pairs and scores.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import pytest
 
 from recsys.evaluation.offline import EvaluationWindow
 from recsys.evaluation.selection import fit_groups, select_models
-from recsys.evaluation.workers import map_in_workers, worker_count
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.registry import load_model_config
+from recsys.models.workers import map_in_workers, worker_count
 from recsys.serving.rules import load_business_rules
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -79,6 +81,19 @@ def test_one_process_and_two_workers_give_the_same_search(window, monkeypatch):
     for name, shelves in per_user_1.items():
         for placement, values in shelves.items():
             np.testing.assert_array_equal(values, per_user_2[name][placement])
+
+
+def test_a_rankers_label_windows_in_workers_give_the_same_ranker(window, monkeypatch):
+    # outside a worker, a ranker's fit computes its label windows and its profile side by side
+    scored = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RECSYS_WORKERS", workers)
+        model = LightGBMRanker(candidates_per_model=20, label_windows=3, n_estimators=20, random_state=0)
+        model.fit(window.split.train, window.split.cutoff)
+        scored[workers] = (*model.score_candidates(window.users), model.train_rows_, model.candidate_recall_)
+    assert scored["1"][3] > 0
+    for one, two in zip(scored["1"], scored["2"], strict=True):
+        np.testing.assert_array_equal(one, two)
 
 
 def test_the_rankers_fits_are_one_task_first():

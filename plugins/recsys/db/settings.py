@@ -175,7 +175,7 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
                 "of its models)"
             ),
             default="one per core, at most 4",
-            read_by="`recsys.evaluation.workers`",
+            read_by="`recsys.models.workers`",
         ),
         Setting(
             "RECSYS_BUSINESS_RULES",

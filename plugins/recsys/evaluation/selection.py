@@ -30,7 +30,6 @@ from recsys.evaluation.offline import (
     recommend_in_batches,
     without_items,
 )
-from recsys.evaluation.workers import map_in_workers
 from recsys.features.interactions import (
     load_interactions,
     to_epoch_seconds,
@@ -46,6 +45,7 @@ from recsys.models.registry import (
     search_trials,
 )
 from recsys.models.shared_fits import shared_fits
+from recsys.models.workers import map_in_workers
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
 

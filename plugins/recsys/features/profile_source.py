@@ -10,7 +10,7 @@ tag in the user's tags of its type (category, subcategory, brand), the price lev
 
 :class:`ProfileSource` is what :class:`~recsys.features.interactions.Interactions` carries to reach it:
 the warehouse DSN and nothing else, so the interactions and the models fitted on them stay picklable for
-the worker processes (:mod:`recsys.evaluation.workers`); every read opens its own connection.
+the worker processes (:mod:`recsys.models.workers`); every read opens its own connection.
 :func:`user_profile` reads it at one moment in the encoding of an :class:`Interactions`.
 """
 

@@ -43,8 +43,9 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import ClassVar, Self
 
 import numpy as np
@@ -64,6 +65,7 @@ from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.shared_fits import read_only, shared_fit, shared_frame
+from recsys.models.workers import map_in_workers
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +134,8 @@ class _Profile:
     models: list[Recommender]
     user_item: sp.csr_array
     user_purchases: sp.csr_array
-    #: the dbt profile at that moment (:mod:`recsys.features.profile_source`), None without a source
+    #: the dbt profile at that moment (:mod:`recsys.features.profile_source`), None without a source or when
+    #: read per scored batch of users (``read_user``: the moment of scoring, where only those users are needed)
     user: UserProfile | None
     segment_of_user: np.ndarray
     segment_lift: np.ndarray
@@ -142,6 +145,11 @@ class _Profile:
     item_terms: sp.csr_array | None = None
     user_terms: sp.csr_array | None = None
     category_sentiment: sp.csr_array | None = None
+    read_user: Callable[[np.ndarray], UserProfile] | None = None
+
+    def user_profile_of(self, users: np.ndarray) -> UserProfile | None:
+        """The dbt profile with (at least) ``users`` read."""
+        return self.user if self.read_user is None else self.read_user(np.unique(users))
 
 
 def _profile(
@@ -152,8 +160,8 @@ def _profile(
     text: bool = False,
     users: np.ndarray | None = None,
 ) -> _Profile:
-    """Fit the candidate models, read the dbt profile (of ``users``, default all) and the item aggregates before
-    ``reference``."""
+    """Fit the candidate models, read the dbt profile (of ``users``; without them, of each scored batch later) and
+    the item aggregates before ``reference``."""
     data = interactions.before(reference)
     fitted = [clone(model).fit(data, reference) for model in models]
     n_users, n_items = data.n_users, data.n_items
@@ -161,7 +169,9 @@ def _profile(
     price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)
     log_price = np.log1p(np.where(price > 0, price, np.nan))
     source = interactions.profile_source
-    user = None if source is None else user_profile(source, data.user_ids, items, reference, half_life_days, users)
+    read = None if source is None else partial(user_profile, source, data.user_ids, items, reference, half_life_days)
+    user = None if read is None or users is None else read(users)
+    read_later = read if users is None else None  # without users: read per scored batch
 
     user_item = data.to_csr(half_life_days=half_life_days, reference_time=reference, dtype=np.float64)
     purchases = data.to_csr({"purchase": 1.0}, dtype=np.float64)
@@ -204,6 +214,7 @@ def _profile(
         item_stats=item_stats,
         item_category=category,
         **(_text_aggregates(interactions, user_item, category, reference) if text else {}),
+        read_user=read_later,
     )
 
 
@@ -323,7 +334,7 @@ class CandidateRanker(Recommender):
         columns = [
             np.log1p(lookup(profile.user_item, user, items)),
             np.log1p(lookup(profile.user_purchases, user, items)),
-            *_user_columns(profile.user, user, items, profile.item_stats[items, 4]),
+            *_user_columns(profile.user_profile_of(users), user, items, profile.item_stats[items, 4]),
             profile.segment_lift[profile.segment_of_user[user], items],
             *profile.item_stats[items].T,
         ]
@@ -348,29 +359,22 @@ class CandidateRanker(Recommender):
         """Features, labels, query ids of the label windows before ``reference``; candidate recall; profile at it.
 
         A query is one user in one label window; its rows are contiguous (windows in turn, users in index order).
+        The label windows and the profile at ``reference`` are independent moments: they are computed side by
+        side (:mod:`recsys.models.workers`), each window sampling with its own seed.
         """
-        rng = np.random.default_rng(self.random_state)
+        day = self.label_days * SECONDS_PER_DAY
+        ends = [reference - window * day for window in range(self.label_windows)]
+        moments = [(window, end - day, end) for window, end in enumerate(ends)]
+        *windows, now = map_in_workers(
+            partial(_moment, self, interactions, models), [*moments, (None, reference, reference)]
+        )
         samples, positives, candidates_hit, queries = [], 0, 0, 0
-        for window in range(self.label_windows):  # a few windows back in time, each its own moment
-            label_end = reference - window * self.label_days * SECONDS_PER_DAY
-            label_start = label_end - self.label_days * SECONDS_PER_DAY
-            labels = interactions.to_csr({"purchase": 1.0}, start=label_start, end=label_end)
-            label_users = np.flatnonzero(np.diff(labels.indptr) > 0)
-            if not len(label_users) or not (interactions.event_ts < label_start).any():
-                continue
-            if len(label_users) > self.max_train_users:
-                label_users = np.sort(rng.choice(label_users, self.max_train_users, replace=False))
-            then = _profile(models, interactions, label_start, self.half_life_days, self.text_features, label_users)
-            rows, items, features = self._pairs(then, label_users, None)
-            target = lookup(labels, label_users[rows], items) > 0
-            positives += labels[label_users].nnz
-            candidates_hit += int(target.sum())
-            keep_share = min(1.0, self.negatives_per_positive * target.sum() / max(int((~target).sum()), 1))
-            keep = target | (rng.random(len(target)) < keep_share)
-            samples.append((features[keep], target[keep], queries + rows[keep]))
-            queries += len(label_users)
+        for features, target, rows, window_positives, window_users in filter(None, windows):
+            positives += window_positives
+            candidates_hit += int(target.sum())  # every positive is kept
+            samples.append((features, target, queries + rows))
+            queries += window_users
         recall = candidates_hit / positives if positives else float("nan")
-        now = _profile(models, interactions, reference, self.half_life_days, self.text_features)  # for scoring
         if not samples:
             return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), recall, now
         return *read_only(*(np.concatenate([sample[part] for sample in samples]) for part in range(3))), recall, now
@@ -458,6 +462,36 @@ class CandidateRanker(Recommender):
         """
         rows, cols, scores = self.score_candidates(batch.users, batch.filter_items)
         return sp.csr_array((scores, (rows, cols)), shape=(len(batch.users), self.n_items_))
+
+
+def _moment(
+    ranker: CandidateRanker,
+    interactions: Interactions,
+    models: list[Recommender],
+    moment: tuple[int | None, float, float],
+) -> tuple | _Profile | None:
+    """One moment of a ranker's fit: a label window's sampled pairs, or (window None) the profile for scoring.
+
+    A window ``(window, start, end)`` gives the kept pairs' features, labels and rows (users' positions among
+    the window's label users), the window's purchases and its number of label users; None without labels or
+    without earlier events. Negatives are subsampled with the seed ``(random_state, window)``.
+    """
+    window, start, end = moment
+    if window is None:
+        return _profile(models, interactions, start, ranker.half_life_days, ranker.text_features)
+    labels = interactions.to_csr({"purchase": 1.0}, start=start, end=end)
+    label_users = np.flatnonzero(np.diff(labels.indptr) > 0)
+    if not len(label_users) or not (interactions.event_ts < start).any():
+        return None
+    rng = np.random.default_rng(None if ranker.random_state is None else (ranker.random_state, window))
+    if len(label_users) > ranker.max_train_users:
+        label_users = np.sort(rng.choice(label_users, ranker.max_train_users, replace=False))
+    then = _profile(models, interactions, start, ranker.half_life_days, ranker.text_features, label_users)
+    rows, items, features = ranker._pairs(then, label_users, None)
+    target = lookup(labels, label_users[rows], items) > 0
+    keep_share = min(1.0, ranker.negatives_per_positive * target.sum() / max(int((~target).sum()), 1))
+    keep = target | (rng.random(len(target)) < keep_share)
+    return features[keep], target[keep], rows[keep], labels[label_users].nnz, len(label_users)
 
 
 class NeuralRanker(CandidateRanker):

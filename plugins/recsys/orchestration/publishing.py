@@ -15,7 +15,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.db import frames, runs
-from recsys.evaluation.workers import iterate_in_workers
 from recsys.features.interactions import (
     SECONDS_PER_DAY,
     Interactions,
@@ -38,6 +37,7 @@ from recsys.models.registry import (
 )
 from recsys.models.sequence import SequenceRecommender
 from recsys.models.social import FriendsBoughtRecommender
+from recsys.models.workers import iterate_in_workers
 from recsys.orchestration import schedule
 from recsys.serving import placements
 from recsys.serving import reasons as reasons_module

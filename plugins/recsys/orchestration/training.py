@@ -45,7 +45,6 @@ from recsys.evaluation.selection import (
     reranked_rows,
     select_models,
 )
-from recsys.evaluation.workers import map_in_workers
 from recsys.features.interactions import (
     SECONDS_PER_DAY,
     Timestamp,
@@ -59,6 +58,7 @@ from recsys.models.registry import (
     min_segment_users,
 )
 from recsys.models.shared_fits import shared_fits
+from recsys.models.workers import map_in_workers
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, load_business_rules
 from recsys.usecases import cold_start
