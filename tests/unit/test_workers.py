@@ -10,13 +10,14 @@ ranker fitted outside a worker computes its label windows in workers: the same p
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from recsys.evaluation.offline import EvaluationWindow
-from recsys.evaluation.selection import fit_groups, select_models
+from recsys.evaluation.selection import run_fits, select_models
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.registry import load_model_config
@@ -96,13 +97,18 @@ def test_a_rankers_label_windows_in_workers_give_the_same_ranker(window, monkeyp
         np.testing.assert_array_equal(one, two)
 
 
-def test_the_rankers_fits_are_one_task_first():
+def where(group: list) -> list:
+    return [(number, name, os.getpid()) for number, name, _ in group]
+
+
+def test_the_rankers_fit_here_first_the_others_in_workers(monkeypatch):
+    monkeypatch.setenv("RECSYS_WORKERS", "2")
     planned = [("popularity", {}), ("neural_ranker", {}), ("als", {}), ("lgbm_ranker", {"num_leaves": 7})]
-    assert fit_groups(planned) == [
-        [(1, "neural_ranker", {}), (3, "lgbm_ranker", {"num_leaves": 7})],
-        [(0, "popularity", {})],
-        [(2, "als", {})],
-    ]
+    done = run_fits(where, planned)
+    here = os.getpid()
+    assert done[:2] == [(1, "neural_ranker", here), (3, "lgbm_ranker", here)]
+    assert [number for number, *_ in done[2:]] == [0, 2]
+    assert all(pid != here for *_, pid in done[2:]), "the other fits ran in the worker processes"
 
 
 def test_results_come_back_in_the_order_of_the_tasks():

@@ -202,8 +202,7 @@ def select_models(
         logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
     serving = ServedLists.of(window, rules, k)
     trial = partial(_trial, window=window, serving=serving, config=config, k=k, batch_size=batch_size, rules=rules)
-    groups = map_in_workers(partial(_trial_group, trial), fit_groups(planned[:limit]))
-    done = sorted((result for group in groups for result in group), key=lambda result: result[0]["trial"])
+    done = sorted(run_fits(partial(_trial_group, trial), planned[:limit]), key=lambda result: result[0]["trial"])
     trials: list[dict[str, Any]] = []
     chosen: dict[str, tuple[int, dict[str, Any], dict[str, np.ndarray], float]] = {}  # trial, params, per-user, mean
     for row, shelves in done:
@@ -231,15 +230,20 @@ def select_models(
     return frame, {name: best[1] for name, best in chosen.items()}, {name: best[2] for name, best in chosen.items()}
 
 
-def fit_groups(planned: Sequence[tuple[str, dict[str, Any]]]) -> list[list[tuple[int, str, dict[str, Any]]]]:
-    """The fits of ``planned`` (model name, parameters; numbered in order) as tasks for the workers.
+def run_fits(
+    function: Callable[[list[tuple[int, str, dict[str, Any]]]], list[T]], planned: Sequence[tuple[str, dict[str, Any]]]
+) -> list[T]:
+    """``function`` over groups of the fits of ``planned`` (model name, parameters; numbered in order), side by side.
 
-    The learned rankers' fits are one task, first (the longest, and they share their candidate models' fits:
-    :mod:`recsys.models.shared_fits`); every other fit is a task of its own, in order.
+    The learned rankers' fits are one group, run first in this process: they share their candidate models'
+    fits (:mod:`recsys.models.shared_fits`), and each ranker's label windows fan out to the worker processes
+    (:mod:`recsys.models.workers`) while its learner trains here with every core. Every other fit is a task of
+    its own for the workers. Returns the results of every group, the rankers' first.
     """
     numbered = [(number, name, params) for number, (name, params) in enumerate(planned)]
     rankers = [fit for fit in numbered if issubclass(ESTIMATORS[fit[1]], CandidateRanker)]
-    return ([rankers] if rankers else []) + [[fit] for fit in numbered if fit not in rankers]
+    others = [[fit] for fit in numbered if fit not in rankers]
+    return function(rankers) + [result for group in map_in_workers(function, others) for result in group]
 
 
 def _trial_group(trial: Callable[..., T], group: list[tuple[int, str, dict[str, Any]]]) -> list[T]:

@@ -38,11 +38,11 @@ from recsys.evaluation.offline import (
 )
 from recsys.evaluation.selection import (
     ServedLists,
-    fit_groups,
     gate_placements,
     placement_champions_json,
     placement_rows,
     reranked_rows,
+    run_fits,
     select_models,
 )
 from recsys.features.interactions import (
@@ -58,7 +58,6 @@ from recsys.models.registry import (
     min_segment_users,
 )
 from recsys.models.shared_fits import shared_fits
-from recsys.models.workers import map_in_workers
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, load_business_rules
 from recsys.usecases import cold_start
@@ -215,10 +214,8 @@ def train_and_evaluate(
             scoring = _TestScoring.of(connection, test, ks, k, config, rules, batch_size)
             rows: list[dict[str, Any]] = []
             summary, summary_new, summary_shelves, fit_seconds = {}, {}, {}, {}
-            scored = map_in_workers(
-                partial(_score_group, scoring, champion), fit_groups(list(chosen.items()) if len(test.users) else [])
-            )
-            for _, name, (model_rows, *summaries) in sorted(item for group in scored for item in group):
+            scored = run_fits(partial(_score_group, scoring, champion), list(chosen.items()) if len(test.users) else [])
+            for _, name, (model_rows, *summaries) in sorted(scored):
                 summary[name], summary_new[name], summary_shelves[name], fit_seconds[name] = summaries
                 rows += model_rows
                 logger.info("%s (%.1f s): test NDCG@%d %s", name, fit_seconds[name], k, summary[name])
