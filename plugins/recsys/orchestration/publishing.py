@@ -36,6 +36,7 @@ from recsys.models.registry import (
     load_model_config,
 )
 from recsys.models.sequence import SequenceRecommender
+from recsys.models.shared_fits import shared_fits
 from recsys.models.social import FriendsBoughtRecommender
 from recsys.models.workers import iterate_in_workers
 from recsys.orchestration import schedule
@@ -363,10 +364,11 @@ def _batch_rows(
 ) -> dict[str, frames.CsvRows]:
     """The ``ml.recommendations`` rows of every placement for the users ``batch`` (in a worker process)."""
     ranked: dict[int, tuple] = {}  # a model's ranking of the batch, shared by its placements
-    return {
-        name: frames.CsvRows.of(lists.frame(batch, name, champion_name, model, ranked))
-        for name, (champion_name, model) in shelf.items()
-    }
+    with shared_fits():  # and the candidates of rankers that share their fits
+        return {
+            name: frames.CsvRows.of(lists.frame(batch, name, champion_name, model, ranked))
+            for name, (champion_name, model) in shelf.items()
+        }
 
 
 def _prepare_lists(
@@ -475,10 +477,11 @@ def _fit_shelves(
     knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)
     fitted: dict[str, Recommender] = {json.dumps([ItemKNNRecommender.name, knn_params], sort_keys=True): knn}
     shelf = {}
-    for name, spec in specs.items():  # a model per placement, each fitted once
-        key = json.dumps(list(spec), sort_keys=True)
-        fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
-        shelf[name] = (spec[0], fitted[key])
+    with shared_fits():  # two placements' rankers that differ in the learner only share their candidates
+        for name, spec in specs.items():  # a model per placement, each fitted once
+            key = json.dumps(list(spec), sort_keys=True)
+            fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
+            shelf[name] = (spec[0], fitted[key])
     return knn, shelf
 
 
