@@ -126,7 +126,7 @@ def test_shared_fits_give_the_same_scores_as_fitting_alone(split) -> None:
 
 
 def test_other_pair_parameters_or_data_are_not_shared(split) -> None:
-    with shared_fits(max_entries=8):
+    with shared_fits():
         fitted([neural(), lgbm(candidates_per_model=10)], split)
         assert len(CountingPopularity.fits) == 2 * (LABEL_WINDOWS + 1), "other candidates per model: fitted again"
         CountingPopularity.fits.clear()

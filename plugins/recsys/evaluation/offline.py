@@ -282,12 +282,18 @@ def new_catalogue_rows(
     return rows + [row for row in coverage if math.isfinite(row["metric_value"])]
 
 
-def pair_rows(model: Recommender, window: EvaluationWindow) -> list[dict[str, Any]]:
-    """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0)."""
+def pair_rows(model: Recommender, window: EvaluationWindow, batch_size: int) -> list[dict[str, Any]]:
+    """Pair-level metrics: ROC-AUC of a ranker's candidate scores, RMSE/MAE of a rating model (k 0).
+
+    A ranker scores the users in batches of ``batch_size``, as :func:`recommend_in_batches` does.
+    """
     common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)
     values: dict[str, float] = {}
-    if isinstance(model, CandidateRanker):
-        rows, items, scores = model.score_candidates(window.users)
+    if isinstance(model, CandidateRanker):  # in the batches of its lists: their candidate frames are shared
+        batches = [window.users[first : first + batch_size] for first in range(0, len(window.users), batch_size)]
+        pairs = [model.score_candidates(batch) for batch in batches]
+        rows = np.concatenate([part[0] + first for part, first in zip(pairs, range(0, len(window.users), batch_size))])
+        items, scores = (np.concatenate([part[column] for part in pairs]) for column in (1, 2))
         labels = lookup(window.truth, rows, items) > 0
         values["roc_auc"] = roc_auc(scores, labels)
     if isinstance(model, SVDRecommender) and window.split.test_ratings is not None:

@@ -45,7 +45,7 @@ from recsys.models.registry import (
     search_trials,
 )
 from recsys.models.shared_fits import shared_fits
-from recsys.models.workers import map_in_workers
+from recsys.models.workers import iterate_in_workers
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
 
@@ -235,15 +235,16 @@ def run_fits(
 ) -> list[T]:
     """``function`` over groups of the fits of ``planned`` (model name, parameters; numbered in order), side by side.
 
-    The learned rankers' fits are one group, run first in this process: they share their candidate models'
-    fits (:mod:`recsys.models.shared_fits`), and each ranker's label windows fan out to the worker processes
-    (:mod:`recsys.models.workers`) while its learner trains here with every core. Every other fit is a task of
-    its own for the workers. Returns the results of every group, the rankers' first.
+    Every fit but the learned rankers' is a task of its own for the worker processes
+    (:mod:`recsys.models.workers`), which start on them at once. The rankers' fits are one group, run meanwhile
+    in this process: they share their candidate models' fits (:mod:`recsys.models.shared_fits`), each ranker's
+    label windows go to the workers too (behind the fits already given to them), and its learner trains here.
+    Returns the results of every group, the rankers' first.
     """
     numbered = [(number, name, params) for number, (name, params) in enumerate(planned)]
     rankers = [fit for fit in numbered if issubclass(ESTIMATORS[fit[1]], CandidateRanker)]
-    others = [[fit] for fit in numbered if fit not in rankers]
-    return function(rankers) + [result for group in map_in_workers(function, others) for result in group]
+    others = iterate_in_workers(function, [[fit] for fit in numbered if fit not in rankers])  # the workers start
+    return function(rankers) + [result for group in others for result in group]
 
 
 def _trial_group(trial: Callable[..., T], group: list[tuple[int, str, dict[str, Any]]]) -> list[T]:

@@ -12,11 +12,13 @@ without the block; outside a block nothing is kept.
 
 An entry is keyed by the data object itself (the entry holds it, so its
 identity cannot be reused while the block lasts) and by a hashable key of the
-cutoff and the parameters that decide the value. A block keeps its
-``max_entries`` most recently used entries (a ranker uses two: its training
-pairs with its profile at the reference time, :func:`shared_fit`, and the
-candidate frame of the users it last scored, :func:`shared_frame`), which
-bounds the memory to about one ranker's worth whatever the number of trials.
+cutoff and the parameters that decide the value. A block keeps, per kind of
+entry, the most recently used ones: one fit (the training pairs with the
+profile at the reference time, :func:`shared_fit`) and ``max_frames`` candidate
+frames (those of the last batches of users scored, :func:`shared_frame`). A fit
+never makes way for a frame, so a second ranker scoring more batches than the
+block keeps still reuses the first one's fit; the memory stays about one
+ranker's worth whatever the number of trials.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ class FitCache:
 
     Attributes
     ----------
-    max_entries : int
-        Entries kept at most.
+    limits : dict of str to int
+        Entries kept at most per kind (the first element of a key); a kind not listed keeps one.
     hits, misses : dict of str to int
         Per kind of entry (the first element of its key), values served from the cache and computed.
     """
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = limits
         self.entries: OrderedDict[tuple[int, Hashable], tuple[object, Any]] = OrderedDict()
         self.hits: dict[str, int] = {}
         self.misses: dict[str, int] = {}
@@ -65,8 +67,9 @@ class FitCache:
         self.misses[kind] = self.misses.get(kind, 0) + 1
         value = compute()
         self.entries[slot] = (data, value)
-        while len(self.entries) > self.max_entries:  # a few entries at most
-            self.entries.popitem(last=False)
+        same_kind = [other for other in self.entries if other[1][0] == key[0]]  # a few entries at most
+        for other in same_kind[: max(len(same_kind) - self.limits.get(kind, 1), 0)]:  # the least recent first
+            del self.entries[other]
         return value
 
     def clear(self) -> None:
@@ -78,20 +81,20 @@ _ACTIVE: ContextVar[FitCache | None] = ContextVar("recsys_shared_fits", default=
 
 
 @contextmanager
-def shared_fits(max_entries: int = 3) -> Iterator[FitCache]:
+def shared_fits(max_frames: int = 4) -> Iterator[FitCache]:
     """Share the rankers' candidate fits and training sets inside the block (see the module docstring).
 
     Parameters
     ----------
-    max_entries : int, default 3
-        Entries kept at most (the least recently used one goes first).
+    max_frames : int, default 4
+        Candidate frames kept at most (the least recently used one goes first); one fit is kept.
 
     Yields
     ------
     FitCache
         The block's cache (its ``hits`` and ``misses`` tell what was shared).
     """
-    cache = FitCache(max_entries)
+    cache = FitCache({"fit": 1, "frame": max_frames})
     token = _ACTIVE.set(cache)
     try:
         yield cache

@@ -40,18 +40,19 @@ def iterate_in_workers(function: Callable[[T], R], tasks: Sequence[T], workers: 
     """``function(task)`` of each task in turn, computed by ``workers`` processes (default :func:`worker_count`).
 
     ``function`` and the tasks are pickled to the workers (arrays over 1 MB as copy-on-write memory maps), so
-    the function must be a module-level function or a :func:`functools.partial` of one. Results come as the
-    tasks finish, in task order, a few tasks ahead at most (memory stays bounded). Put the longest tasks
-    first: a worker takes the next task when it is free. Called inside a worker, it runs the tasks there.
+    the function must be a module-level function or a :func:`functools.partial` of one. The workers start at
+    the call, so this process can do other work before it reads the results (more tasks given to the
+    workers meanwhile queue behind these). Results come as the tasks finish, in task order, a few tasks ahead
+    at most (memory stays bounded). Put the longest tasks first: a worker takes the next task when it is free.
+    With one worker, or called inside a worker, the tasks run here, each when its result is read.
     """
     workers = worker_count() if workers is None else workers
     if workers <= 1 or len(tasks) <= 1 or _inside_worker:
-        yield from (function(task) for task in tasks)
-        return
+        return (function(task) for task in tasks)
     parallel = Parallel(
         n_jobs=min(workers, len(tasks)), backend="loky", max_nbytes="1M", mmap_mode="c", return_as="generator"
     )
-    yield from parallel(delayed(_in_worker)(function, task) for task in tasks)
+    return parallel(delayed(_in_worker)(function, task) for task in tasks)
 
 
 def map_in_workers(function: Callable[[T], R], tasks: Sequence[T], workers: int | None = None) -> list[R]:

@@ -339,7 +339,7 @@ class _TestScoring:
         )
         rows += new_rows
         rows += new_catalogue_rows(model.name, recommended, test, ks, segmentations, min_segment_users(config))
-        rows += pair_rows(model, test)
+        rows += pair_rows(model, test, self.batch_size)
         shelf_rows, shelf_ndcg = placement_rows(
             model.name, items, scores, test, self.shelves, self.rules, ks, self.batch_size, categories, popularity
         )
