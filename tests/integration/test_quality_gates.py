@@ -339,7 +339,7 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
     with pytest.raises(gates.QualityGateError, match="quality gate 'marts_and_recs' failed") as failure:
         check_recs(database)
 
-    assert f"ml.promotion_targets [ml_promotion_targets]: unexpected_rows_expectation: {expectation}" in str(
+    assert f"ml.promotion_targets [ml_promotion_targets]: unexpected_row_count_expectation: {expectation}" in str(
         failure.value
     )
 
@@ -350,22 +350,27 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
         (
             [*GOOD_RECS[:4], ("u2", 2, "i3", 0.1)],
             # u2 gets i3 twice: 2 of the 5 rows share (user_id, item_id)
-            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: rows unique on (user_id, placement,"
+            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: rows unique on (user_id, placement,"
             " item_id): duplicated share at most 0.0(user_id,placement,item_id): unexpected 2 of 5",
         ),
         (
             [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)],
-            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: every item_id exists in"
+            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: every item_id exists in"
             " analytics.dim_items and is in stock: observed 1",
         ),
         (
             [*GOOD_RECS[:4], ("u2", 2, "i1", 0.8)],
-            "ml.recommendations [ml_recommendations]: unexpected_rows_expectation: scores do not increase with"
+            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: scores do not increase with"
             " item_rank: observed 1",
         ),
         (
             [*GOOD_RECS, *[("u2", rank, f"x{rank}", 0.0) for rank in range(3, 23)]],
-            "unexpected_rows_expectation: at most 20 items per user and placement: observed 1",
+            "unexpected_row_count_expectation: at most 20 items per user and placement: observed 1",
+        ),
+        (
+            [*GOOD_RECS, ("u2", 21, "i2", 0.05)],
+            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: item_rank between 1 and 20:"
+            " observed 1",
         ),
         (
             # u1: Home, Home, Home: 0 of 3 pairs differ; u2: Home, Home: 0 of 1; mean 0 < 0.2 of business_rules.toml
@@ -376,10 +381,10 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
                 ("u2", 1, "i5", 0.7),
                 ("u2", 2, "i6", 0.1),
             ],
-            "unexpected_rows_expectation: mean intra-list diversity of the top 10 is at least 0.2",
+            "unexpected_row_count_expectation: mean intra-list diversity of the top 10 is at least 0.2",
         ),
     ],
-    ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20", "not_diverse"],
+    ids=["duplicate_item", "out_of_stock", "scores_increase", "more_than_20", "rank_past_20", "not_diverse"],
 )
 def test_d_the_recs_gate_fails_a_bad_candidate_run(database, recommendations, expectation, contract_tables):
     make_recs_warehouse(database, recommendations, contract_tables)

@@ -164,12 +164,15 @@ def validate(dsn: str, suites: list[Suite], docs: Path) -> list[dict]:
 def _graded(rows: list[dict]) -> list[dict]:
     """Grade the :func:`unique_rows` checks by the share of the batch's rows they found duplicated.
 
-    The batch's row count is the ``element_count`` of the suite's column checks. A failed check is
-    ``critical`` above its ``critical_share``, else ``warning``; its observed value is the share.
+    The batch's row count is the ``element_count`` of the suite's column checks, or the observed value of
+    its row count check. A failed check is ``critical`` above its ``critical_share``, else ``warning``; its
+    observed value is the share.
     """
     batch_rows: dict[str, int] = {}
     for row in rows:  # one per expectation: a few hundred at most
-        batch_rows[row["suite"]] = max(batch_rows.get(row["suite"], 0), row["element_count"] or 0)
+        counted = row["observed_value"] if row["expectation_type"].startswith("expect_table_row_count") else None
+        count = row["element_count"] or (json.loads(counted) if counted else 0)
+        batch_rows[row["suite"]] = max(batch_rows.get(row["suite"], 0), count)
     for row in rows:
         critical_share = row.pop("critical_share")
         if critical_share is None:
@@ -195,8 +198,6 @@ def _result_row(suite: str, table: str, result) -> dict:
     details.update(
         {key: result.result[key] for key in ("unexpected_count", "unexpected_percent") if key in (result.result or {})}
     )
-    if isinstance(details.get("details"), dict):  # unexpected-rows expectations return the rows themselves
-        details["details"] = {key: value for key, value in details["details"].items() if key != "unexpected_rows"}
     observed = details.get("observed_value")
     if (config.meta or {}).get("columns"):  # unique_rows: the key, and the duplicated rows it found
         column = ",".join(config.meta["columns"])

@@ -92,7 +92,7 @@ def unique_rows(columns: list[str], critical_share: float = 0.0, warning_share: 
     Expectations' ``ExpectCompoundColumnsToBeUnique`` took minutes on a few
     hundred thousand rows of a query batch: it is not linear there.)
     """
-    import great_expectations as gx
+    from recsys.quality.expectations import UnexpectedRowCountExpectation
 
     warning_share = critical_share if warning_share is None else warning_share
     keys = ", ".join(columns)
@@ -103,7 +103,7 @@ def unique_rows(columns: list[str], critical_share: float = 0.0, warning_share: 
         " cross join lateral generate_series(1, copies) as copy"
         f" where copies > 1 and duplicated_rows > {warning_share} * batch_rows"
     )
-    return gx.expectations.UnexpectedRowsExpectation(
+    return UnexpectedRowCountExpectation(
         unexpected_rows_query=query,
         description=f"rows unique on ({keys}): duplicated share at most {warning_share}"
         + (f" (critical above {critical_share})" if critical_share > warning_share else ""),
@@ -296,23 +296,6 @@ def min_diversity_query(min_diversity: float, k: int, placement: str = "for_you"
             and (select count(distinct coalesce(category, '')) from analytics.dim_items where is_in_stock) >= 2"""
 
 
-def placement_expectations(expectations: Any, rows: Any) -> list:
-    """``ml.recommendations``: known placements only, at most :data:`MAX_ITEMS_PER_LIST` items per user and placement.
-
-    ``expectations`` is ``great_expectations.expectations``, ``rows`` the suites' unexpected-rows helper.
-    """
-    from recsys.serving import placements
-
-    return [
-        expectations.ExpectColumnValuesToBeInSet(column="placement", value_set=list(placements.PLACEMENTS)),
-        rows(
-            f"at most {MAX_ITEMS_PER_LIST} items per user and placement",
-            "select user_id, placement, count(*) from {batch} group by user_id, placement"
-            f" having count(*) > {MAX_ITEMS_PER_LIST}",
-        ),
-    ]
-
-
 def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> list[Suite]:
     """The suites of the ``marts_and_recs`` gate: profiles, interest tags, and the candidate run ``run_id``.
 
@@ -336,12 +319,26 @@ def marts_and_recs_suites(run_id: str, rules: BusinessRules | None = None) -> li
             [
                 e.ExpectTableRowCountToBeBetween(min_value=1),
                 unique_rows(["user_id", "placement", "item_id"]),
-                e.ExpectColumnValuesToBeBetween(column="item_rank", min_value=1, max_value=MAX_ITEMS_PER_LIST),
-                *placement_expectations(e, rows),
+                # row queries, not column expectations: on a query batch Great Expectations reads the column
+                # types by fetching the whole batch (millions of rows here); reason_code is `not null` in the table
+                rows(
+                    f"item_rank between 1 and {MAX_ITEMS_PER_LIST}",
+                    f"select * from {{batch}} where item_rank not between 1 and {MAX_ITEMS_PER_LIST}",
+                ),
+                rows(
+                    f"placement is one of {', '.join(placements.PLACEMENTS)}",
+                    "select * from {batch} where placement not in ("
+                    + ", ".join(_literal(name) for name in placements.PLACEMENTS)
+                    + ")",
+                ),
+                rows(
+                    f"at most {MAX_ITEMS_PER_LIST} items per user and placement",
+                    "select user_id, placement, count(*) from {batch} group by user_id, placement"
+                    f" having count(*) > {MAX_ITEMS_PER_LIST}",
+                ),
                 in_stock("item_id"),
                 scores_follow_ranks("user_id, placement"),
-                e.ExpectColumnValuesToNotBeNull(column="reason_text"),
-                e.ExpectColumnValuesToNotBeNull(column="reason_code"),
+                rows("every row has a reason text", "select * from {batch} where reason_text is null"),
                 rows(
                     f"mean intra-list diversity of the top {rules.diversity_k} is at least"
                     f" {rules.min_intra_list_diversity} (business rules {rules.version})",
@@ -393,6 +390,8 @@ def identity_suites() -> list[Suite]:
     """
     import great_expectations as gx
 
+    from recsys.quality.expectations import UnexpectedRowCountExpectation
+
     e = gx.expectations
     table = "quality.identity_stitching_summary"
     low, high = IDENTITY_MERGE_RATE
@@ -406,7 +405,7 @@ def identity_suites() -> list[Suite]:
             "identity_accounts_reconcile",
             table,
             [
-                e.UnexpectedRowsExpectation(
+                UnexpectedRowCountExpectation(
                     description="accounts = rows of identity.user_id_map, persons = its distinct user ids",
                     unexpected_rows_query=(
                         "select * from {batch} where accounts <>"
@@ -431,7 +430,9 @@ def identity_suites() -> list[Suite]:
 
 
 def _rows(e: Any, description: str, query: str, severity: str = "critical"):
-    return e.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description, severity=severity)
+    from recsys.quality.expectations import UnexpectedRowCountExpectation
+
+    return UnexpectedRowCountExpectation(unexpected_rows_query=query, description=description, severity=severity)
 
 
 def _in_stock(e: Any, column: str):
