@@ -350,8 +350,8 @@ def test_d_the_recs_gate_fails_bad_promotion_targets(database, target, expectati
         (
             [*GOOD_RECS[:4], ("u2", 2, "i3", 0.1)],
             # u2 gets i3 twice: 2 of the 5 rows share (user_id, item_id)
-            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: rows unique on (user_id, placement,"
-            " item_id): duplicated share at most 0.0(user_id,placement,item_id): unexpected 2 of 5",
+            "ml.recommendations [ml_recommendations]: unexpected_row_count_expectation: rows unique on (user_id,"
+            " placement, item_id): duplicated share at most 0.0(user_id,placement,item_id): unexpected 2 of 5",
         ),
         (
             [*GOOD_RECS[:4], ("u2", 2, "i4", 0.1)],

@@ -290,9 +290,9 @@ def pair_rows(model: Recommender, window: EvaluationWindow, batch_size: int) -> 
     common = dict(model_name=model.name, variant=EVAL_VARIANT, segment="all", k=0)
     values: dict[str, float] = {}
     if isinstance(model, CandidateRanker):  # in the batches of its lists: their candidate frames are shared
-        batches = [window.users[first : first + batch_size] for first in range(0, len(window.users), batch_size)]
-        pairs = [model.score_candidates(batch) for batch in batches]
-        rows = np.concatenate([part[0] + first for part, first in zip(pairs, range(0, len(window.users), batch_size))])
+        starts = range(0, len(window.users), batch_size)
+        pairs = [model.score_candidates(window.users[first : first + batch_size]) for first in starts]
+        rows = np.concatenate([part[0] + first for part, first in zip(pairs, starts, strict=True)])
         items, scores = (np.concatenate([part[column] for part in pairs]) for column in (1, 2))
         labels = lookup(window.truth, rows, items) > 0
         values["roc_auc"] = roc_auc(scores, labels)
