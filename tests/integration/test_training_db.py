@@ -331,7 +331,7 @@ def test_generate_recommendations_writes_lists_reasons_and_cold_start(warehouse:
     fill = recs[recs.model_name == "popularity"]
     assert set(fill.reason_code) <= {"popular", "popular_segment", "buy_again"}
     assert (fill[fill.reason_code == "popular"].reason_text == "Popular in the last 30 days").all()
-    # the published contract (dbt test assert_recommendation_scores_non_increasing): scores never increase with rank
+    # the published contract (the marts_and_recs gate checks it before publish): scores never increase with rank
     ordered = recs.sort_values(["user_id", "item_rank"])
     assert (ordered.groupby("user_id").score.diff().dropna() <= 0).all()
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from recsys.evaluation.windows import time_split
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestamp
+from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender
@@ -139,3 +139,14 @@ def test_cached_keeps_values_inside_a_block_only(split) -> None:
         values = cached(split.train, ("test", 1), lambda: np.arange(3))
         assert cached(split.train, ("test", 1), lambda: np.zeros(3)) is values
     assert cached(split.train, ("test", 1), lambda: np.zeros(3)).sum() == 0, "outside a block nothing is kept"
+
+
+def test_label_windows_stop_once_they_hold_min_label_users(split) -> None:
+    train, cutoff = split.train, split.cutoff
+    bought = train.event_type == EVENT_TYPES.index("purchase")
+    last_week = bought & (train.event_ts >= cutoff - WEEK) & (train.event_ts < cutoff)
+    buyers = len(np.unique(train.user_index[last_week]))
+    fitted([lgbm(min_label_users=buyers)], split)
+    assert sorted(CountingPopularity.fits) == [cutoff - WEEK, cutoff], "the last week holds enough label users"
+    fitted([lgbm(min_label_users=buyers + 1)], split)
+    assert sorted(CountingPopularity.fits) == [cutoff - 2 * WEEK, cutoff - WEEK, cutoff], "one week more"

@@ -28,7 +28,7 @@ from recsys.models.ranker import CandidateRanker
 class LightGBMRanker(CandidateRanker):
     """LambdaMART re-ranking of the candidate models' lists with profile features (see the module docstring).
 
-    ``candidate_models``, ``candidates_per_model``, ``label_days``, ``label_windows``,
+    ``candidate_models``, ``candidates_per_model``, ``label_days``, ``label_windows``, ``min_label_users``,
     ``negatives_per_positive``, ``max_train_users``, ``half_life_days``, ``profile_features``,
     ``text_features`` and ``batch_size`` are those of :class:`~recsys.models.ranker.NeuralRanker`, with the
     same defaults: the candidates, the label windows and the features.
@@ -66,6 +66,7 @@ class LightGBMRanker(CandidateRanker):
         candidates_per_model: int = 50,
         label_days: float = 7.0,
         label_windows: int = 5,
+        min_label_users: int = 10_000,
         negatives_per_positive: int = 20,
         max_train_users: int = 20_000,
         n_estimators: int = 100,
@@ -83,6 +84,7 @@ class LightGBMRanker(CandidateRanker):
         self.candidates_per_model = candidates_per_model
         self.label_days = label_days
         self.label_windows = label_windows
+        self.min_label_users = min_label_users
         self.negatives_per_positive = negatives_per_positive
         self.max_train_users = max_train_users
         self.n_estimators = n_estimators

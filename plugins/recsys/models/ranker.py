@@ -293,6 +293,7 @@ class CandidateRanker(Recommender):
     candidates_per_model: int
     label_days: float
     label_windows: int
+    min_label_users: int
     negatives_per_positive: int
     max_train_users: int
     half_life_days: float
@@ -365,6 +366,7 @@ class CandidateRanker(Recommender):
         day = self.label_days * SECONDS_PER_DAY
         ends = [reference - window * day for window in range(self.label_windows)]
         moments = [(window, end - day, end) for window, end in enumerate(ends)]
+        moments = moments[: self._windows_needed(interactions, moments)]
         *windows, now = map_in_workers(
             partial(_moment, self, interactions, models), [*moments, (None, reference, reference)]
         )
@@ -378,6 +380,17 @@ class CandidateRanker(Recommender):
         if not samples:
             return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), recall, now
         return *read_only(*(np.concatenate([sample[part] for sample in samples]) for part in range(3))), recall, now
+
+    def _windows_needed(self, interactions: Interactions, moments: list[tuple[int, float, float]]) -> int:
+        """How many of the label windows ``moments`` (newest first) hold ``min_label_users`` label users, at least
+        one: the users each window trains on (its purchasers, at most ``max_train_users``) add up newest first."""
+        users = 0
+        for taken, (_, start, end) in enumerate(moments, start=1):  # a few weeks
+            labels = interactions.to_csr({"purchase": 1.0}, start=start, end=end)
+            users += min(int(np.count_nonzero(np.diff(labels.indptr))), self.max_train_users)
+            if users >= self.min_label_users:
+                return taken
+        return len(moments)
 
     # ------------------------------------------------------------------ fit and score
 
@@ -508,8 +521,13 @@ class NeuralRanker(CandidateRanker):
     label_days : float, default 7
         Length of a training label window.
     label_windows : int, default 5
-        Consecutive label windows before the reference time, each with the
+        Consecutive label windows before the reference time at most, each with the
         candidates and features of its own start (more labels for small shops).
+    min_label_users : int, default 10000
+        Label windows are taken newest first until they hold this many users with a label
+        purchase (after sampling, see ``max_train_users``), then no older one: a large shop
+        learns from its latest weeks and fits a candidate set per window fewer (each window
+        costs a fit of every candidate model), a small one from all ``label_windows``.
     negatives_per_positive : int, default 20
         Negatives kept per positive (uniform subsample of the unbought candidates).
     max_train_users : int, default 20000
@@ -549,6 +567,7 @@ class NeuralRanker(CandidateRanker):
         candidates_per_model: int = 50,
         label_days: float = 7.0,
         label_windows: int = 5,
+        min_label_users: int = 10_000,
         negatives_per_positive: int = 20,
         max_train_users: int = 20_000,
         hidden_layer_sizes: tuple[int, ...] = (64, 32),
@@ -564,6 +583,7 @@ class NeuralRanker(CandidateRanker):
         self.candidates_per_model = candidates_per_model
         self.label_days = label_days
         self.label_windows = label_windows
+        self.min_label_users = min_label_users
         self.negatives_per_positive = negatives_per_positive
         self.max_train_users = max_train_users
         self.hidden_layer_sizes = hidden_layer_sizes
