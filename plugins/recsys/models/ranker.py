@@ -213,7 +213,7 @@ def _profile(
         segment_lift=segment_lift,
         item_stats=item_stats,
         item_category=category,
-        **(_text_aggregates(interactions, user_item, category, reference) if text else {}),
+        **(text_features.aggregates(interactions, user_item, category, reference) if text else {}),
         read_user=read_later,
     )
 
@@ -237,20 +237,6 @@ def _user_columns(user: UserProfile | None, users: np.ndarray, items: np.ndarray
         np.log1p(user.purchases[users]),
         np.log1p(np.clip(recency, 0.0, 365.0)),
     ]
-
-
-def _text_aggregates(
-    interactions: Interactions, user_item: sp.csr_array, category: np.ndarray, reference: float
-) -> dict[str, sp.csr_array]:
-    """The text features' aggregates at ``reference`` (item and user terms, category sentiment)."""
-    items = interactions.items
-    terms = text_features.item_terms(None if items is None else items.get("tokens"), interactions.n_items)
-    sentiment = text_features.category_sentiment(interactions.ratings, category, interactions.n_users, reference)
-    return {
-        "item_terms": terms,
-        "user_terms": text_features.user_terms(user_item, terms),
-        "category_sentiment": sentiment,
-    }
 
 
 @cache
@@ -382,8 +368,7 @@ class CandidateRanker(Recommender):
         return *read_only(*(np.concatenate([sample[part] for sample in samples]) for part in range(3))), recall, now
 
     def _windows_needed(self, interactions: Interactions, moments: list[tuple[int, float, float]]) -> int:
-        """How many of the label windows ``moments`` (newest first) hold ``min_label_users`` label users, at least
-        one: the users each window trains on (its purchasers, at most ``max_train_users``) add up newest first."""
+        """How many label windows, newest first, hold ``min_label_users`` users to train on (at least one)."""
         users = 0
         for taken, (_, start, end) in enumerate(moments, start=1):  # a few weeks
             labels = interactions.to_csr({"purchase": 1.0}, start=start, end=end)
@@ -524,10 +509,8 @@ class NeuralRanker(CandidateRanker):
         Consecutive label windows before the reference time at most, each with the
         candidates and features of its own start (more labels for small shops).
     min_label_users : int, default 10000
-        Label windows are taken newest first until they hold this many users with a label
-        purchase (after sampling, see ``max_train_users``), then no older one: a large shop
-        learns from its latest weeks and fits a candidate set per window fewer (each window
-        costs a fit of every candidate model), a small one from all ``label_windows``.
+        Label windows are taken newest first until they hold this many label users (each window's
+        at most ``max_train_users``): a large shop learns from its latest weeks, a small one from all.
     negatives_per_positive : int, default 20
         Negatives kept per positive (uniform subsample of the unbought candidates).
     max_train_users : int, default 20000

@@ -23,6 +23,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 
+from recsys.features.interactions import Interactions
+
 #: the ranker's feature columns these add, in order
 TEXT_FEATURES: tuple[str, ...] = ("text_match", "category_sentiment")
 
@@ -69,3 +71,16 @@ def category_sentiment(
     total = sp.csr_array((scored["sentiment"].to_numpy(dtype=np.float64), (rows, cols)), shape=shape)
     count = sp.csr_array((np.ones(len(scored)), (rows, cols)), shape=shape)
     return sp.csr_array(total.multiply(count.power(-1)))
+
+
+def aggregates(
+    interactions: Interactions, user_item: sp.csr_array, category: np.ndarray, reference: float
+) -> dict[str, sp.csr_array]:
+    """The text features' aggregates at ``reference`` (item and user terms, category sentiment)."""
+    items = interactions.items
+    terms = item_terms(None if items is None else items.get("tokens"), interactions.n_items)
+    return {
+        "item_terms": terms,
+        "user_terms": user_terms(user_item, terms),
+        "category_sentiment": category_sentiment(interactions.ratings, category, interactions.n_users, reference),
+    }

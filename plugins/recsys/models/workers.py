@@ -7,6 +7,10 @@ processes of joblib's loky pool (large arrays reach the workers as memory maps, 
 results in the order of the tasks. Every task is deterministic on its own (fixed seeds, BLAS and OpenMP
 pinned where the order of a sum could change), so the tables do not depend on the number of workers: one
 worker and two write the same rows (``tests/unit/test_workers.py``). Inside a worker, tasks run in turn.
+
+A task's log may show loky's warning "A worker stopped while some jobs were given to the executor": loky
+replaces a worker whose memory grew by more than 300 MB over its tasks (its guard against leaks; a fit's
+arrays are not always handed back to the system). No task is lost: a new worker takes the queued ones.
 """
 
 from __future__ import annotations
