@@ -80,6 +80,46 @@ def shop(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def random_shop():
+    """A factory of small random shops: ``random_shop(seed, events, users, items, p, categories, brands)``.
+
+    ``events`` purchases (each with a view a minute before) by uniformly random users over the 6 weeks from
+    2026-01-01, of items drawn geometric(``p``) (item 0 the most bought); every item has a category, a brand
+    and a price (5 + its number). Returns the :class:`~recsys.features.interactions.Interactions`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+
+    def make(seed: int, events: int, users: int, items: int, p: float, categories: int, brands: int):
+        rng = np.random.default_rng(seed)
+        who, what = rng.integers(0, users, events), np.minimum(rng.geometric(p, events) - 1, items - 1)
+        when = 1_767_225_600.0 + rng.uniform(0, 42 * SECONDS_PER_DAY, events)
+        bought = pd.DataFrame(
+            {
+                "user_id": np.char.add("u", who.astype(str)),
+                "item_id": np.char.add("i", what.astype(str)),
+                "event_type": "purchase",
+                "event_ts": when,
+            }
+        )
+        views = bought.assign(event_type="view", event_ts=when - 60)
+        return Interactions.from_frame(pd.concat([views, bought], ignore_index=True)).with_side_data(
+            items=pd.DataFrame(
+                {
+                    "item_id": [f"i{index}" for index in range(items)],
+                    "category": [f"c{index % categories}" for index in range(items)],
+                    "brand": [f"b{index % brands}" for index in range(items)],
+                    "price": 5.0 + np.arange(items),
+                }
+            )
+        )
+
+    return make
+
+
 @pytest.fixture
 def no_rerank(tmp_path, monkeypatch) -> None:
     """Business rules with the diversity re-rank off (``RECSYS_BUSINESS_RULES``), for planted known answers."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import ClassVar, Self
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from recsys.evaluation.windows import time_split
@@ -46,30 +45,8 @@ def one_process(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def split():
-    rng = np.random.default_rng(3)
-    n = 3_000
-    users, items = rng.integers(0, 300, n), np.minimum(rng.geometric(0.08, n) - 1, 39)
-    when = T0 + rng.uniform(0, 6 * WEEK, n)
-    bought = pd.DataFrame(
-        {
-            "user_id": np.char.add("u", users.astype(str)),
-            "item_id": np.char.add("i", items.astype(str)),
-            "event_type": "purchase",
-            "event_ts": when,
-        }
-    )
-    views = bought.assign(event_type="view", event_ts=when - 60)
-    data = Interactions.from_frame(pd.concat([views, bought], ignore_index=True)).with_side_data(
-        items=pd.DataFrame(
-            {
-                "item_id": [f"i{index}" for index in range(40)],
-                "category": [f"c{index % 4}" for index in range(40)],
-                "brand": [f"b{index % 3}" for index in range(40)],
-                "price": 5.0 + np.arange(40),
-            }
-        )
-    )
+def split(random_shop):
+    data = random_shop(seed=3, events=3_000, users=300, items=40, p=0.08, categories=4, brands=3)
     return time_split(data, T0 + 5 * WEEK, T0 + 6 * WEEK)
 
 

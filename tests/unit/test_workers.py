@@ -18,7 +18,7 @@ import pytest
 
 from recsys.evaluation.offline import EvaluationWindow
 from recsys.evaluation.selection import run_fits, select_models
-from recsys.features.interactions import SECONDS_PER_DAY, Interactions
+from recsys.features.interactions import SECONDS_PER_DAY
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.registry import load_model_config
 from recsys.models.workers import map_in_workers, worker_count
@@ -30,30 +30,8 @@ MODELS = ("popularity", "item_knn", "als", "neural_ranker", "lgbm_ranker")
 
 
 @pytest.fixture(scope="module")
-def window() -> EvaluationWindow:
-    rng = np.random.default_rng(5)
-    n = 6_000
-    users, items = rng.integers(0, 400, n), np.minimum(rng.geometric(0.06, n) - 1, 59)
-    when = T0 + rng.uniform(0, 6 * WEEK, n)
-    bought = pd.DataFrame(
-        {
-            "user_id": np.char.add("u", users.astype(str)),
-            "item_id": np.char.add("i", items.astype(str)),
-            "event_type": "purchase",
-            "event_ts": when,
-        }
-    )
-    views = bought.assign(event_type="view", event_ts=when - 60)
-    data = Interactions.from_frame(pd.concat([views, bought], ignore_index=True)).with_side_data(
-        items=pd.DataFrame(
-            {
-                "item_id": [f"i{index}" for index in range(60)],
-                "category": [f"c{index % 5}" for index in range(60)],
-                "brand": [f"b{index % 4}" for index in range(60)],
-                "price": 5.0 + np.arange(60),
-            }
-        )
-    )
+def window(random_shop) -> EvaluationWindow:
+    data = random_shop(seed=5, events=6_000, users=400, items=60, p=0.06, categories=5, brands=4)
     return EvaluationWindow.of(data, T0 + 5 * WEEK, T0 + 6 * WEEK, (5, 10))
 
 
