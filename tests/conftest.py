@@ -3,6 +3,10 @@
 The database lives in the embedded warehouse (pgserver) by default, or on the
 server named by ``RECSYS_TEST_SERVER_URL`` (e.g. postgresql://postgres@127.0.0.1:5432/postgres);
 either way it is created fresh and dropped at the end.
+
+``make test`` runs the test files side by side in two processes (pytest-xdist, ``--dist loadfile``: a file's
+tests, and its module fixtures, stay in one process). Each process has its own Airflow home and data docs
+folder; the embedded server is started once, before the processes start, and they share it.
 """
 
 from __future__ import annotations
@@ -25,12 +29,20 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "test-only-pseudonymization-key-not-a-secret-0123456789")
+# the gates prune old runs' data docs: another process's must not be pruned while it writes them
+os.environ["RECSYS_GX_DOCS_DIR"] = tempfile.mkdtemp(prefix="recsys-test-gx-docs-")
 
 TEST_SHOP = {"users": 1_500, "items": 300, "days": 60, "seed": 11}
 
 
 def _server_url() -> str:
     return os.environ.get("RECSYS_TEST_SERVER_URL") or EmbeddedPostgres().start()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the test processes start (in the controlling one): start the server they share."""
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker
+        os.environ["RECSYS_TEST_SERVER_URL"] = _with_database(_server_url(), "postgres")
 
 
 def _with_database(url: str, name: str) -> str:
