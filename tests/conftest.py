@@ -6,7 +6,7 @@ either way it is created fresh and dropped at the end.
 
 ``make test`` runs the test files side by side in two processes (pytest-xdist, ``--dist loadfile``: a file's
 tests, and its module fixtures, stay in one process). Each process has its own Airflow home and data docs
-folder; the embedded server is started once, before the processes start, and they share it.
+folder; they share the embedded server (whichever asks first starts it, under its lock).
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ TEST_SHOP = {"users": 1_500, "items": 300, "days": 60, "seed": 11}
 def _server_url() -> str:
     return os.environ.get("RECSYS_TEST_SERVER_URL") or EmbeddedPostgres().start()
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Before the test processes start (in the controlling one): start the server they share."""
-    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker
-        os.environ["RECSYS_TEST_SERVER_URL"] = _with_database(_server_url(), "postgres")
 
 
 def _with_database(url: str, name: str) -> str:

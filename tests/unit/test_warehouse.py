@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 from recsys.db.warehouse import DATABASE, EmbeddedPostgres, database_for
 
 
@@ -19,3 +22,18 @@ def test_the_database_of_the_last_run_is_remembered(tmp_path):
     assert embedded.database == DATABASE
     embedded.use("recsys_shop_1234abcd")
     assert EmbeddedPostgres(tmp_path / ".local").database == "recsys_shop_1234abcd"
+
+
+def _start(root: Path) -> str:
+    return EmbeddedPostgres(root).start()
+
+
+def test_two_processes_starting_together_share_one_server(tmp_path):
+    """Two commands (or test processes) starting the embedded server at once: one initdb, one server."""
+    root = tmp_path / ".local"
+    try:
+        with ProcessPoolExecutor(2) as pool:
+            first, second = pool.map(_start, [root, root])
+        assert first == second and EmbeddedPostgres(root).is_running()
+    finally:
+        EmbeddedPostgres(root).stop()

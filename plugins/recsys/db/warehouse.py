@@ -17,6 +17,7 @@ database of the last run is remembered, so ``recsys report``, ``export`` and the
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -151,7 +152,17 @@ class EmbeddedPostgres:
         self.state_file.write_text(json.dumps({**self._state(), "database": database}) + "\n")
 
     def start(self) -> str:
-        """Start the server if it is not running; return the URL of the current database (:attr:`database`)."""
+        """Start the server if it is not running; return the URL of the current database (:attr:`database`).
+
+        One process at a time (an exclusive lock on ``warehouse.lock`` in :attr:`root`): two commands, or two
+        test processes, starting together get the same server, never two ``initdb`` or two ``pg_ctl start``.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "warehouse.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return self._start()
+
+    def _start(self) -> str:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         if not self.is_running():
