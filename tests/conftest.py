@@ -39,7 +39,6 @@ def _server_url() -> str:
     return os.environ.get("RECSYS_TEST_SERVER_URL") or EmbeddedPostgres().start()
 
 
-
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
