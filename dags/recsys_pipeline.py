@@ -2,7 +2,7 @@
 promotions -> gate -> publish.
 
 Publishing is atomic: ``dbt_publish`` builds the recs models and their tests in the build
-schema ``recs_build`` (dbt var ``recs_schema``), then ``swap_recs`` swaps it in for ``recs`` in one
+schema ``recs_build`` (``RECSYS_RECS_SCHEMA``), then ``swap_recs`` swaps it in for ``recs`` in one
 transaction, so readers see the previous run or the new one, never a mix. ``push_online`` then copies
 the published run to the Redis online store when ``REDIS_URL`` is set (``recsys.serving.online``).
 ``swap_recs`` updates the Asset ``recs_published``: schedule a downstream DAG on it.
@@ -47,6 +47,15 @@ RUN_ID = "run_{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
 # the Asset a shop's or analyst's DAG schedules on: updated each time swap_recs publishes a run into recs.*
 RECS_PUBLISHED = Asset(name="recs_published", uri="recsys://warehouse/recs")
 BUILD_SCHEMA = "recs_build"  # recsys.serving.publish.BUILD_SCHEMA (not imported: nothing heavy at import)
+# the run's settings for dbt as environment, not --vars: dbt re-parses the whole project when --vars change, so
+# every task and every daily run reuses one partial parse (dbt_project/macros/as_of.sql). dbt's unit tests check
+# SQL logic on fixed inputs: the test suite runs them (tests/integration/test_pipeline_e2e.py), not each run.
+RUN_SETTINGS = {
+    "RECSYS_AS_OF": AS_OF,
+    "RECSYS_RUN_ID": RUN_ID,
+    "RECSYS_RECS_SCHEMA": BUILD_SCHEMA,
+    "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
+}
 
 
 def notify_failure(context: dict) -> None:
@@ -65,7 +74,7 @@ DBT_LAYERS = {
 }
 
 
-def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: dict | None = None) -> BaseOperator:
+def dbt_build(layer: str, select: str, exclude: str | None = None) -> BaseOperator:
     """One Airflow task running ``dbt build`` on a layer; its log lists each model and test with its result."""
     return DbtBuildLocalOperator(
         task_id=f"dbt_{layer}",
@@ -80,8 +89,7 @@ def dbt_build(layer: str, select: str, exclude: str | None = None, extra_vars: d
         exclude=exclude,
         # a test runs in the first layer where all the models it reads are built (relationships across layers)
         indirect_selection="buildable",
-        vars={"as_of": AS_OF, "run_id": RUN_ID, **(extra_vars or {})},
-        env=DBT_ENV,
+        env=DBT_ENV | RUN_SETTINGS,
         append_env=True,
         install_deps=False,
         # the DAG param full_refresh rebuilds the incremental models (facts, interest tags) from all of raw
@@ -198,7 +206,7 @@ def recsys_pipeline():
 
     layers = [dbt_build(layer, select, exclude="tag:publish") for layer, select in DBT_LAYERS.items()]
     # the recs models are built and tested in the build schema; swap_recs then publishes them all at once
-    publish = dbt_build("publish", "tag:publish", extra_vars={"recs_schema": BUILD_SCHEMA})
+    publish = dbt_build("publish", "tag:publish")
     # review sentiment reads staging and is averaged by the marts: beside the intermediate layer
     layers[0] >> score_review_sentiment() >> layers[2]
     (

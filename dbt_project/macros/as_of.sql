@@ -1,29 +1,45 @@
 {#-
-    The var `as_of` (end of the data interval) as a timestamptz literal.
-    It is required when a model that uses it is run: there is no silent
-    default, because "now" must come from the orchestrator, not the clock.
+    The end of the data interval (`as_of`) and the ml run being published
+    (`run_id`): the var of that name (`--vars`), else the environment variable
+    RECSYS_AS_OF or RECSYS_RUN_ID. The orchestrator passes the environment:
+    dbt re-parses the whole project whenever `--vars` change, not when an
+    environment variable read only at execution (`execute`) changes, so every
+    daily run reuses the partial parse.
+-#}
+{% macro _run_setting(name, env_name) -%}
+    {%- set value = var(name, none) -%}
+    {%- if (value is none or (value | string | trim) == '') and execute -%}
+        {%- set value = env_var(env_name, '') -%}
+    {%- endif -%}
+    {{- return(none if value is none or (value | string | trim) == '' else value | string) -}}
+{%- endmacro %}
+
+{#-
+    `as_of` as a timestamptz literal. It is required when a model that uses it
+    is run: there is no silent default, because "now" must come from the
+    orchestrator, not the clock.
 -#}
 {% macro as_of_timestamp() -%}
-    {%- set as_of = var('as_of', none) -%}
-    {%- if as_of is none or (as_of | string | trim) == '' -%}
+    {%- set as_of = _run_setting('as_of', 'RECSYS_AS_OF') -%}
+    {%- if as_of is none -%}
         {%- if execute -%}
-            {{ exceptions.raise_compiler_error("var 'as_of' is required, e.g. --vars '{as_of: \"2026-11-01T00:00:00Z\"}'") }}
+            {{ exceptions.raise_compiler_error("as_of is required: set RECSYS_AS_OF=2026-11-01T00:00:00Z or --vars '{as_of: \"2026-11-01T00:00:00Z\"}'") }}
         {%- endif -%}
         cast(null as timestamp with time zone)
     {%- else -%}
-        cast('{{ as_of | string | replace("'", "''") }}' as timestamp with time zone)
+        cast('{{ as_of | replace("'", "''") }}' as timestamp with time zone)
     {%- endif -%}
 {%- endmacro %}
 
-{#- The var `run_id` (the ml run being published) as a text literal; required for publish models. -#}
+{#- `run_id` as a text literal; required for publish models. -#}
 {% macro publish_run_id() -%}
-    {%- set run_id = var('run_id', none) -%}
-    {%- if run_id is none or (run_id | string | trim) == '' -%}
+    {%- set run_id = _run_setting('run_id', 'RECSYS_RUN_ID') -%}
+    {%- if run_id is none -%}
         {%- if execute -%}
-            {{ exceptions.raise_compiler_error("var 'run_id' is required for the publish models (tag:publish); exclude them with --exclude tag:publish") }}
+            {{ exceptions.raise_compiler_error("run_id is required for the publish models (tag:publish): set RECSYS_RUN_ID or --vars '{run_id: ...}', or exclude them with --exclude tag:publish") }}
         {%- endif -%}
         cast(null as text)
     {%- else -%}
-        cast('{{ run_id | string | replace("'", "''") }}' as text)
+        cast('{{ run_id | replace("'", "''") }}' as text)
     {%- endif -%}
 {%- endmacro %}

@@ -15,9 +15,6 @@ def dagbag():
     """The DAGs as the scheduler parses them (Airflow's home and settings come from tests/conftest.py)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from recsys.dev.local import environment, parse_dbt
-
-    parse_dbt(environment("postgresql://postgres@127.0.0.1:5432/recsys"))
     return DagBag(dag_folder=str(REPO / "dags"))
 
 

@@ -124,9 +124,9 @@ def dbt_run(env: dict[str, str], day: date, *extra: str) -> None:
     """dbt's transform models for the daily interval holding ``day``, as the DAG's dbt tasks run them."""
     as_of = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC).isoformat()
     subprocess.run(
-        [str(BIN / "dbt"), "run", "--exclude", "tag:publish", "--vars", json.dumps({"as_of": as_of}), *extra]
+        [str(BIN / "dbt"), "run", "--exclude", "tag:publish", *extra]
         + ["--project-dir", str(REPO_ROOT / "dbt_project"), "--target-path", env["TARGET"]],
-        env=env,
+        env=env | {"RECSYS_AS_OF": as_of},
         check=True,
         capture_output=True,
     )

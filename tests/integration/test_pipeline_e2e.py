@@ -20,6 +20,8 @@ import pytest
 from recsys.dev.local import environment, prepare_airflow, run_dag
 from recsys.usecases.search import search
 
+REPO = Path(__file__).resolve().parents[2]
+
 CONTRACTS = {
     "analytics.dim_users": [
         "user_id",
@@ -79,7 +81,7 @@ def pipeline(fresh_database, shop, tmp_path_factory):
     return url, shop, env
 
 
-def frame(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
+def frame(url: str, sql: str, params: tuple | dict = ()) -> pd.DataFrame:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
@@ -410,6 +412,23 @@ def test_report_and_docs_of_the_real_run(pipeline, tmp_path):
     assert (docs / "static_index.html").stat().st_size > 0
 
 
+def test_dbt_unit_tests_pass_on_the_built_warehouse(pipeline, tmp_path):
+    """The DAG leaves dbt's unit tests out (SQL logic on fixed inputs, no data to check): they run here."""
+    _, _, env = pipeline
+    dbt = str(Path(sys.executable).parent / "dbt")
+    done = subprocess.run(
+        [dbt, "test", "--select", "test_type:unit", "--target-path", str(tmp_path)],
+        env=env,
+        cwd=REPO / "dbt_project",
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    results = json.loads((tmp_path / "run_results.json").read_text())["results"]
+    unit_tests = [result["status"] for result in results if result["unique_id"].startswith("unit_test.")]
+    assert len(unit_tests) >= 20 and set(unit_tests) == {"pass"}
+
+
 # Runs last (pytest keeps file order): it changes the warehouse the tests above read.
 def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline):
     url, shop, env = pipeline
@@ -438,10 +457,11 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
                 and columns.data_type in ('text', 'jsonb', 'character varying')""",
         )
         found = set()
-        for row in columns.to_dict("records"):
-            query = 'select count(*) as n from "{table_schema}"."{table_name}" where "{column_name}"::text ~ %s'
-            if frame(url, query.format(**row), (pattern,))["n"].iloc[0]:
-                found.add(f"{row['table_schema']}.{row['table_name']}")
+        for (schema, table), text_columns in columns.groupby(["table_schema", "table_name"])["column_name"]:
+            matches = " or ".join(f'"{column}"::text ~ %(pattern)s' for column in text_columns)
+            query = f'select exists (select from "{schema}"."{table}" where {matches}) as found'
+            if frame(url, query, {"pattern": pattern})["found"].iloc[0]:
+                found.add(f"{schema}.{table}")
         return found
 
     assert {"raw.users", "raw.events", "analytics.dim_users", "recs.user_recommendations"} <= tables_mentioning()
@@ -483,7 +503,6 @@ def test_erasure_leaves_no_trace_and_keeps_the_user_out_of_later_loads(pipeline)
     assert (audit["rows_read"] == audit["rows_loaded"] + audit["rows_rejected"]).all()
 
 
-REPO = Path(__file__).resolve().parents[2]
 #: the key's own stores: the local key file and the embedded warehouse (``keystore.pseudonym_key``); the venv
 KEY_STORES = {".local", ".venv", ".git"}
 

@@ -32,9 +32,8 @@ TERMS, HALF_LIFE = 20, 30
 
 def dbt(env: dict, target: Path, as_of: datetime, *args: str) -> None:
     result = subprocess.run(
-        [str(BIN / "dbt"), *args, "--project-dir", str(DBT_PROJECT), "--target-path", str(target)]
-        + ["--vars", json.dumps({"as_of": as_of.isoformat()})],
-        env=env,
+        [str(BIN / "dbt"), *args, "--project-dir", str(DBT_PROJECT), "--target-path", str(target)],
+        env=env | {"RECSYS_AS_OF": as_of.isoformat()},
         capture_output=True,
         text=True,
     )

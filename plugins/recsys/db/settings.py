@@ -135,6 +135,31 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             read_by="`recsys.orchestration.schedule`",
         ),
         Setting(
+            "RECSYS_AS_OF",
+            meaning=(
+                "dbt's end of the data interval (ISO 8601), 'now' for recency, lifecycle and time decay; the dbt var"
+                " `as_of` wins when given. The DAG sets it for its dbt tasks: an environment variable read at"
+                " execution keeps dbt's partial parse, changed `--vars` re-parse the whole project"
+            ),
+            default="none: required by the models that use it (a clear dbt error)",
+            read_by="dbt (`macros/as_of.sql`)",
+        ),
+        Setting(
+            "RECSYS_RUN_ID",
+            meaning="dbt's run to publish into `recs.*` (publish models only); the dbt var `run_id` wins when given",
+            default="none: required by the publish models",
+            read_by="dbt (`macros/as_of.sql`)",
+        ),
+        Setting(
+            "RECSYS_RECS_SCHEMA",
+            meaning=(
+                "the schema dbt builds the `recs` models in; the DAG sets `recs_build`, which `swap_recs` swaps in for"
+                " `recs` ([publishing](../operate/publish.md)); the dbt var `recs_schema` wins when given"
+            ),
+            default="`recs`",
+            read_by="dbt (`dbt_project.yml`)",
+        ),
+        Setting(
             "RECSYS_LANDING_DIR",
             meaning=(
                 "the landing directory the DAG's `load` task reads when the DAG param `landing_dir` is not given (a "

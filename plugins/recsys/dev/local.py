@@ -90,8 +90,10 @@ def prepare_airflow(env: dict[str, str]) -> None:
 
 
 def parse_dbt(env: dict[str, str]) -> None:
-    """Write ``dbt_project/target/manifest.json``, which the DAG renders its dbt tasks from."""
-    _run([str(BIN / "dbt"), "parse", "--project-dir", "dbt_project", "--quiet"], env)
+    """Parse the dbt project into ``dbt_project/target``: a first check of it, and the partial parse that the DAG's
+    dbt tasks start from (cosmos copies it), parsed with their project environment."""
+    dag_env = env | {"RECSYS_RECS_SCHEMA": "recs_build"}
+    _run([str(BIN / "dbt"), "parse", "--project-dir", "dbt_project", "--quiet"], dag_env)
 
 
 def run_dag(env: dict[str, str], data_day: str) -> None:
