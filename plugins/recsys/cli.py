@@ -25,9 +25,17 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         return
     from recsys.dev.simulate import simulate
 
+    chunking = {} if args.chunk_users is None else {"chunk_users": args.chunk_users}
     _print(
         simulate(
-            Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed, dirty=not args.clean
+            Path(args.out),
+            users=args.users,
+            items=args.items,
+            days=args.days,
+            seed=args.seed,
+            dirty=not args.clean,
+            activity=args.activity,
+            **chunking,
         )
     )
 
@@ -319,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default in DEFAULT_SHOP.items():  # the shop `make run` simulates
         simulate.add_argument(f"--{name}", type=int, default=default)
     simulate.add_argument("--clean", action="store_true", help="no dirty rows")
+    simulate.add_argument("--activity", type=float, default=1.0, help="web: sessions per user, times this (default 1)")
+    simulate.add_argument("--chunk-users", type=int, help="web: users simulated at a time (default 200,000)")
     simulate.add_argument(
         "--shape",
         choices=["web", "invoices"],

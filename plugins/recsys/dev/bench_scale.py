@@ -48,11 +48,12 @@ from recsys.dev.simulate_invoices import simulate_invoices
 
 logger = logging.getLogger(__name__)
 
-#: simulated shop per size (``recsys.dev.simulate.simulate`` arguments)
-SIZES: dict[str, dict[str, int]] = {
+#: simulated shop per size (``recsys.dev.simulate.simulate`` arguments); L's users are 5.2 times as active,
+#: about 50 million event lines (written in chunks of users, in bounded memory)
+SIZES: dict[str, dict[str, int | float]] = {
     "S": {"users": 20_000, "items": 2_000, "days": 90, "seed": 7},
     "M": {"users": 100_000, "items": 20_000, "days": 90, "seed": 7},
-    "L": {"users": 1_000_000, "items": 100_000, "days": 90, "seed": 7},
+    "L": {"users": 1_000_000, "items": 100_000, "days": 90, "seed": 7, "activity": 5.2},
 }
 #: invoice-shaped shop per size (``recsys.dev.simulate_invoices.simulate_invoices``): S is the UCI Online Retail
 #: data set's size (about 4,000 customers, 500,000 invoice lines a year)

@@ -70,6 +70,20 @@ Invariants
 * No event of a user precedes their ``signup_at``; no view precedes the item's
   ``created_at``; nothing but dirt lies after ``end_date``.
 
+Scale
+-----
+Users are simulated and written in chunks of at most ``chunk_users`` (:data:`CHUNK_USERS`, 200,000), so
+memory follows a chunk, not the shop. The catalogue, the promotions and the window are made once; each
+chunk is a whole shop of its users (their social graph, sessions, orders, reviews, bots, dirt and second
+accounts) on that catalogue, with generators of its own, its rows appended to the landing files and the
+truth. Ids continue from chunk to chunk (``U``, ``S``, ``E``, ``O``, ``R``, ``A``, ...), so they are unique
+in the files; each file is in time order within a chunk, not across chunks, and nobody follows, refers or
+shares a device with a user of another chunk. A shop of one chunk (``users <= chunk_users``) is the shop
+described here, byte for byte. ``activity`` multiplies every user's expected sessions: 1 gives about 10
+events per user, 5.2 about 50. Size L of ``make bench-scale`` (:data:`recsys.dev.bench_scale.SIZES`),
+1,000,000 users at ``activity=5.2``, is five chunks of 10 million events: 50 million event lines and 5 GB
+of files in about 8 minutes, at 4.1 GB peak memory (2026-12-06, 2 cores).
+
 Dirt
 ----
 With ``dirty=True`` (the default) the files carry the dirt of :data:`DIRT_RATES`,
@@ -97,16 +111,17 @@ each rate a share of the rows named:
 ``gender_spellings``
     users whose gender is spelt ``"F"``, ``" Male "``, ``"FEMALE"``, ...
 ``malformed_lines``
-    raw lines with the wrong number of columns appended to ``events.csv``.
+    raw lines with the wrong number of columns appended to ``events.csv`` (after each chunk's rows).
 ``bot_users``
     users replaced by bots: thousands of views in bursts, no carts or purchases
-    (``is_bot`` in the truth; at least one bot).
+    (``is_bot`` in the truth; at least one bot per chunk).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -126,7 +141,7 @@ from recsys.dev.simulate.behaviour import (
     scheduled_promotion,
 )
 from recsys.dev.simulate.catalogue import make_catalogue
-from recsys.dev.simulate.dirt import add_dirt, append_malformed_lines, choose_bots, replace_bots
+from recsys.dev.simulate.dirt import add_dirt, append_malformed_lines, choose_bots, malformed_lines, replace_bots
 from recsys.dev.simulate.shop import (
     AGE_BANDS,
     CATEGORIES,
@@ -140,10 +155,14 @@ from recsys.dev.simulate.shop import (
     REGIONS,
     SIGNUP_CHANNELS,
     SPENDING_TIERS,
+    Catalogue,
     Category,
+    IdCounter,
+    People,
+    Window,
     make_window,
 )
-from recsys.dev.simulate.social import SOCIAL_INFLUENCE, copied_shopping, edges_table, social_world
+from recsys.dev.simulate.social import SOCIAL_INFLUENCE, SocialGraph, copied_shopping, edges_table, social_world
 from recsys.dev.simulate.users import make_users
 from recsys.dev.simulate.writing import (
     format_events,
@@ -159,6 +178,7 @@ from recsys.ingest import landing
 __all__ = [
     "AGE_BANDS",
     "CATEGORIES",
+    "CHUNK_USERS",
     "DIRT_RATES",
     "GENDERS",
     "IDENTITY_RATES",
@@ -174,7 +194,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: users per chunk (the ``chunk_users`` default of :func:`simulate`): one chunk's frames bound the memory
+CHUNK_USERS = 200_000
 _STATUS_SHARES = [0.93, 0.045, 0.025]
+#: the key that sets the seeds of the chunks after the first apart from the shop's other generators
+_CHUNK_STREAM = 29
 
 
 def simulate(
@@ -186,6 +210,8 @@ def simulate(
     end_date: date = date(2026, 10, 31),
     dirty: bool = True,
     social_influence: float = SOCIAL_INFLUENCE,
+    activity: float = 1.0,
+    chunk_users: int | None = CHUNK_USERS,
 ) -> dict[str, int]:
     """Write a simulated shop as a landing directory, with its planted truth.
 
@@ -209,6 +235,12 @@ def simulate(
         Strength of the influence planted through the social graph, 0 to 1
         (:mod:`recsys.dev.simulate.social`); 0 plants none and leaves every file but ``social_edges`` as
         it would be without social data.
+    activity : float
+        Multiplies every user's expected number of sessions, and so about the events per user; 1 is the
+        shop described above (about 10 events per user over 90 days).
+    chunk_users : int or None
+        Users simulated and written at a time (see "Scale" above); ``None`` simulates them all at once.
+        With ``users <= chunk_users`` the shop is one chunk, the same bytes as ``None``.
 
     Returns
     -------
@@ -219,72 +251,38 @@ def simulate(
     Raises
     ------
     ValueError
-        If ``users`` or ``days`` is below 1 or ``items`` below the number of leaf categories.
+        If ``users`` or ``days`` is below 1, ``items`` below the number of leaf categories, ``activity`` not
+        positive or ``chunk_users`` below 1.
     """
     if users < 1 or days < 1 or items < len(LEAF_PATHS):
         raise ValueError(f"need users >= 1, days >= 1 and items >= {len(LEAF_PATHS)}; got {users}, {days}, {items}")
+    if not activity > 0 or (chunk_users is not None and chunk_users < 1):
+        raise ValueError(f"need activity > 0 and chunk_users >= 1 (or None); got {activity}, {chunk_users}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     shop_rng, dirt_rng = np.random.default_rng(seed).spawn(2)
-
     window = make_window(end_date, days)
     catalogue, items_frame = make_catalogue(shop_rng, items, window, np.random.default_rng([seed, 17]))
-    people, users_frame = make_users(shop_rng, users, window)
-    social_rng, graph, people = social_world(seed, people, users_frame, window, social_influence)
-    promotions = make_promotions(shop_rng, window)
-    sessions = make_sessions(shop_rng, people, window, promotions)
-    events, purchases = browse_and_buy(shop_rng, sessions, people, catalogue)
-    orders, lines = make_orders(shop_rng, purchases, sessions, people, catalogue, promotions)
-    rebuys = rebuy_times(shop_rng, orders, lines, catalogue, window)
-    repeat_sessions = rebuy_sessions(rebuys, people, catalogue, first_session=len(sessions))
-    repeat_events, repeat_purchases = browse_and_buy(shop_rng, repeat_sessions, people, catalogue)
-    repeat_orders, repeat_lines = make_orders(
-        shop_rng, repeat_purchases, repeat_sessions, people, catalogue, promotions
-    )
-    first_session = len(sessions) + len(repeat_sessions)
-    n_social, social_events, social_orders, social_lines = copied_shopping(
-        social_rng, graph, (orders, lines), people, catalogue, promotions, window, social_influence, first_session
-    )
-    orders = pd.concat([orders, repeat_orders, social_orders], ignore_index=True)
-    lines = pd.concat([lines, repeat_lines, social_lines], ignore_index=True)
-    orders["status"] = shop_rng.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
-    events = pd.concat([events, repeat_events, social_events, purchase_events(orders, lines)], ignore_index=True)
-    # review words from their own generator: every other value stays as it was before reviews had words
-    text_rng = np.random.default_rng([seed, 13])
-    reviews = make_reviews(shop_rng, orders, lines, people, catalogue, window, text_rng, items_frame)
-
-    is_bot = np.zeros(users, dtype=bool)
-    if dirty:
-        is_bot = choose_bots(dirt_rng, people, window)
-        shop = dirt_rng, is_bot, people, events, orders, lines, reviews, catalogue, window
-        events, orders, lines, reviews = replace_bots(*shop, first_session=first_session + n_social)
-
-    tables = {
-        "users": users_frame,
-        "items": items_frame,
-        "events": format_events(events, people, catalogue),
-        **format_orders(orders, lines, people, catalogue),
-        "reviews": format_reviews(reviews, people, catalogue),
-        "promotions": format_promotions(promotions),
-    }
-    tables = {name: format_timestamps(shop_rng, name, frame) for name, frame in tables.items()}
-    if dirty:
-        add_dirt(dirt_rng, tables, window, n_users=users, n_items=items)
-    # its own generator, appended last: every other byte stays as before this promotion existed
-    tables["promotions"] = pd.concat(
-        [tables["promotions"], scheduled_promotion(np.random.default_rng([seed, 11]), window, len(promotions))],
-        ignore_index=True,
-    )
-    tables["social_edges"] = edges_table(social_rng, graph, orders, lines, people, catalogue, dirty)
-    # a separate generator: every draw above, so every value written before this step, stays as it was
-    shop_events = tables["events"]
-    persons = add_linked_accounts(np.random.default_rng([seed, 7]), tables, is_bot, window)
+    shop = _Shop(seed, users, dirty, social_influence, activity, window, catalogue, items_frame)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {name: write_csv(out_dir, name, tables[name]) for name in landing.FILES}
-    if dirty:
-        counts["events"] += append_malformed_lines(dirt_rng, out_dir, shop_events)
-    write_truth(out_dir, people, is_bot, persons)
+    ids = IdCounter()
+    counts = dict.fromkeys(landing.FILES, 0)
+    n_chunks = -(-users // chunk_users) if chunk_users else 1
+    for chunk in range(n_chunks):
+        n_users = (chunk + 1) * users // n_chunks - chunk * users // n_chunks
+        part = _simulate_chunk(shop, n_users, _generators(seed, chunk, shop_rng, dirt_rng), ids)
+        for name in part.tables:
+            counts[name] += write_csv(out_dir, name, part.tables[name], append=chunk > 0)
+        if dirty:
+            counts["events"] += append_malformed_lines(out_dir, part.malformed)
+        write_truth(out_dir, part.people, part.is_bot, part.persons, append=chunk > 0)
+        del part  # before the next chunk is drawn: one chunk's frames at a time
+        if n_chunks > 1:
+            logger.info("simulated chunk %d of %d (%d users, %.1f s)", chunk + 1, n_chunks, n_users, _since(started))
+    # the arguments that change a shop, when they do (a shop of one chunk at activity 1 keeps its manifest's bytes)
+    scale = {"activity": activity} if activity != 1 else {}
+    scale |= {"chunk_users": chunk_users} if n_chunks > 1 else {}
     landing.write_manifest(
         out_dir,
         start_date=(end_date - timedelta(days=days - 1)).isoformat(),
@@ -294,7 +292,132 @@ def simulate(
         items=items,
         days=days,
         social_influence=social_influence,
+        **scale,
         generator="recsys simulate",
     )
-    logger.info("simulated shop in %s: %s (%.1f s)", out_dir, counts, time.perf_counter() - started)
+    logger.info("simulated shop in %s: %s (%.1f s)", out_dir, counts, _since(started))
     return counts
+
+
+@dataclass
+class _Shop:
+    """What every chunk shares: the settings, the window, the catalogue and the promotions (the first chunk's)."""
+
+    seed: int
+    users: int
+    dirty: bool
+    social_influence: float
+    activity: float
+    window: Window
+    catalogue: Catalogue
+    items: pd.DataFrame
+    promotions: pd.DataFrame | None = None
+
+
+@dataclass
+class _Generators:
+    """A chunk's generators: behaviour, dirt, the social graph, review words, linked accounts."""
+
+    shop: np.random.Generator
+    dirt: np.random.Generator
+    social: np.random.Generator
+    text: np.random.Generator
+    accounts: np.random.Generator
+
+
+@dataclass
+class _Chunk:
+    """A chunk of users as landing tables, its planted truth, and the malformed lines for events.csv."""
+
+    tables: dict[str, pd.DataFrame]
+    people: People
+    is_bot: np.ndarray
+    persons: pd.DataFrame
+    malformed: np.ndarray
+
+
+def _generators(seed: int, chunk: int, shop: np.random.Generator, dirt: np.random.Generator) -> _Generators:
+    """The first chunk goes on with the shop's generators (one chunk writes the bytes a shop wrote before
+    chunks); each later chunk has its own, from ``[seed, chunk, _CHUNK_STREAM]``."""
+    if chunk == 0:
+        return _Generators(shop, dirt, *(np.random.default_rng([seed, key]) for key in (17, 13, 7)))
+    return _Generators(*np.random.default_rng([seed, chunk, _CHUNK_STREAM]).spawn(5))
+
+
+def _simulate_chunk(shop: _Shop, n_users: int, rng: _Generators, ids: IdCounter) -> _Chunk:
+    """``n_users`` users, their social graph, behaviour and dirt, as landing tables with ids after ``ids``'.
+
+    The first chunk draws the promotions (after its users, as a shop did before chunks) and carries the
+    ``items`` and ``promotions`` tables; the later chunks only their users' rows.
+    """
+    window, catalogue = shop.window, shop.catalogue
+    first_chunk = shop.promotions is None
+    people, users_frame = make_users(rng.shop, n_users, window, ids)
+    graph, people = social_world(rng.social, people, users_frame, window, shop.social_influence)
+    if first_chunk:
+        shop.promotions = make_promotions(rng.shop, window)
+    n_sessions, events, orders, lines = _shopping(shop, rng, people, graph)
+    reviews = make_reviews(rng.shop, orders, lines, people, catalogue, window, rng.text, shop.items)
+
+    is_bot = np.zeros(n_users, dtype=bool)
+    if shop.dirty:
+        is_bot = choose_bots(rng.dirt, people, window)
+        events, orders, lines, reviews = replace_bots(
+            rng.dirt, is_bot, people, events, orders, lines, reviews, catalogue, window, first_session=n_sessions
+        )
+
+    tables = {
+        "users": users_frame,
+        **({"items": shop.items} if first_chunk else {}),
+        "events": format_events(events, people, catalogue, ids),
+        **format_orders(orders, lines, people, catalogue, ids),
+        "reviews": format_reviews(reviews, people, catalogue, ids),
+        **({"promotions": format_promotions(shop.promotions)} if first_chunk else {}),
+    }
+    del events, reviews  # here and below: a frame is freed once its landing form is made
+    for name in tables:
+        tables[name] = format_timestamps(rng.shop, name, tables[name])
+    malformed = np.array([], dtype=object)
+    if shop.dirty:
+        add_dirt(rng.dirt, tables, window, n_users=shop.users, n_items=len(catalogue.item_ids))
+        malformed = malformed_lines(rng.dirt, tables["events"])
+    if first_chunk:
+        # its own generator, appended last: every other byte stays as before this promotion existed
+        upcoming = scheduled_promotion(np.random.default_rng([shop.seed, 11]), window, len(shop.promotions))
+        tables["promotions"] = pd.concat([tables["promotions"], upcoming], ignore_index=True)
+    tables["social_edges"] = edges_table(rng.social, graph, orders, lines, people, catalogue, shop.dirty)
+    # a separate generator: every draw above, so every value written before this step, stays as it was
+    persons = add_linked_accounts(rng.accounts, tables, is_bot, window, catalogue.item_ids, ids)
+    return _Chunk(tables, people, is_bot, persons, malformed)
+
+
+def _shopping(
+    shop: _Shop, rng: _Generators, people: People, graph: SocialGraph
+) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The users' sessions, buy-again sessions and sessions copied along the graph.
+
+    Returns the sessions numbered (the next number), the events, the orders (with their status) and the lines.
+    """
+    window, catalogue, promotions = shop.window, shop.catalogue, shop.promotions
+    sessions = make_sessions(rng.shop, people, window, promotions, shop.activity)
+    events, purchases = browse_and_buy(rng.shop, sessions, people, catalogue)
+    orders, lines = make_orders(rng.shop, purchases, sessions, people, catalogue, promotions)
+    rebuys = rebuy_times(rng.shop, orders, lines, catalogue, window)
+    repeat_sessions = rebuy_sessions(rebuys, people, catalogue, first_session=len(sessions))
+    repeat_events, repeat_purchases = browse_and_buy(rng.shop, repeat_sessions, people, catalogue)
+    repeat_orders, repeat_lines = make_orders(
+        rng.shop, repeat_purchases, repeat_sessions, people, catalogue, promotions
+    )
+    first_session = len(sessions) + len(repeat_sessions)
+    n_social, social_events, social_orders, social_lines = copied_shopping(
+        rng.social, graph, (orders, lines), people, catalogue, promotions, window, shop.social_influence, first_session
+    )
+    orders = pd.concat([orders, repeat_orders, social_orders], ignore_index=True)
+    lines = pd.concat([lines, repeat_lines, social_lines], ignore_index=True)
+    orders["status"] = rng.shop.choice(len(ORDER_STATUSES), len(orders), p=_STATUS_SHARES)
+    events = pd.concat([events, repeat_events, social_events, purchase_events(orders, lines)], ignore_index=True)
+    return first_session + n_social, events, orders, lines
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started

@@ -113,8 +113,13 @@ def _draw_days(rng: np.random.Generator, cdf: np.ndarray, from_day: np.ndarray) 
     return np.minimum(day, len(cdf) - 1)
 
 
-def make_sessions(rng: np.random.Generator, people: People, window: Window, promotions: pd.DataFrame) -> pd.DataFrame:
-    """Browsing sessions: user, start, leaf, platform and per-session funnel rates."""
+def make_sessions(
+    rng: np.random.Generator, people: People, window: Window, promotions: pd.DataFrame, activity: float = 1.0
+) -> pd.DataFrame:
+    """Browsing sessions: user, start, leaf, platform and per-session funnel rates.
+
+    ``activity`` multiplies every user's expected number of sessions (``People.activity``).
+    """
     days = len(window.day_cdf)
     day_weight = np.diff(np.r_[0.0, window.day_cdf])
     day_starts = window.day_starts
@@ -128,9 +133,9 @@ def make_sessions(rng: np.random.Generator, people: People, window: Window, prom
     signup_day = np.clip((people.signup_at - window.start) // DAY, 0, days - 1)
     base_mass = 1 - np.r_[0.0, window.day_cdf][signup_day]
     promo_mass = promo_weight[-1] - np.r_[0.0, promo_weight][signup_day]
-    activity = people.activity * days / 90
-    n_base = rng.poisson(activity * base_mass)
-    n_promo = rng.poisson(activity * _PROMO_EXTRA_SESSIONS * people.sensitivity * promo_mass)
+    expected = people.activity * days / 90 * activity
+    n_base = rng.poisson(expected * base_mass)
+    n_promo = rng.poisson(expected * _PROMO_EXTRA_SESSIONS * people.sensitivity * promo_mass)
 
     user = np.r_[np.repeat(np.arange(len(n_base)), n_base), np.repeat(np.arange(len(n_promo)), n_promo)]
     is_promo = np.r_[np.zeros(n_base.sum(), dtype=bool), np.ones(n_promo.sum(), dtype=bool)]

@@ -8,7 +8,18 @@ import numpy as np
 import pandas as pd
 
 from recsys.dev.simulate.catalogue import listed
-from recsys.dev.simulate.shop import DAY, DIRT_RATES, EVENT_CODES, HOUR, PLATFORMS, Catalogue, People, Window, iso
+from recsys.dev.simulate.shop import (
+    DAY,
+    DIRT_RATES,
+    EVENT_CODES,
+    HOUR,
+    PLATFORMS,
+    Catalogue,
+    People,
+    Window,
+    iso,
+    take_rows,
+)
 from recsys.ingest import landing
 
 _BOT_VIEWS = (1000, 4000)  # views per bot, drawn uniformly
@@ -80,22 +91,28 @@ def replace_bots(
 def add_dirt(
     rng: np.random.Generator, tables: dict[str, pd.DataFrame], window: Window, n_users: int, n_items: int
 ) -> None:
-    """Put the dirt of DIRT_RATES into the formatted tables, in place."""
-    users, items = tables["users"], tables["items"]
+    """Put the dirt of DIRT_RATES into the formatted tables, in place.
+
+    ``items`` may be missing from ``tables`` (the later chunks of a big shop); unknown ids are numbered
+    above ``n_users`` and ``n_items``, the shop's users and items.
+    """
+    users, items = tables["users"], tables.get("items")
     for column in ("birth_year", "gender", "region"):
         _blank(rng, users, column)
-    for column in ("name", "brand"):
-        _blank(rng, items, column)
+    if items is not None:
+        for column in ("name", "brand"):
+            _blank(rng, items, column)
     gender = users["gender"].to_numpy()
     for canonical, variants in _GENDER_VARIANTS.items():
         hit = (gender == canonical) & (rng.random(len(users)) < DIRT_RATES["gender_spellings"])
         users.loc[hit, "gender"] = variants[rng.integers(0, len(variants), hit.sum())]
     messy = rng.random(len(users)) < DIRT_RATES["messy_strings"]
     users.loc[messy, "region"] = users.loc[messy, "region"].str.upper()
-    messy = (rng.random(len(items)) < DIRT_RATES["messy_strings"]) & (items["brand"] != "")
-    items.loc[messy, "brand"] = "  " + items.loc[messy, "brand"].str.lower()
-    bad = rng.random(len(items)) < DIRT_RATES["bad_amounts"]
-    items.loc[bad, "price"] = np.where(rng.random(bad.sum()) < 0.5, 0.0, -items.loc[bad, "price"])
+    if items is not None:
+        messy = (rng.random(len(items)) < DIRT_RATES["messy_strings"]) & (items["brand"] != "")
+        items.loc[messy, "brand"] = "  " + items.loc[messy, "brand"].str.lower()
+        bad = rng.random(len(items)) < DIRT_RATES["bad_amounts"]
+        items.loc[bad, "price"] = np.where(rng.random(bad.sum()) < 0.5, 0.0, -items.loc[bad, "price"])
     tables["events"] = _dirty_events(rng, tables["events"], window, n_users, n_items)
 
 
@@ -108,10 +125,11 @@ def _dirty_events(
     rng: np.random.Generator, events: pd.DataFrame, window: Window, n_users: int, n_items: int
 ) -> pd.DataFrame:
     n = len(events)
-    event_type = events["event_type"].to_numpy()
+    # masks from the columns as they are, compared where they are (not as millions of Python strings)
+    event_type = events["event_type"]
     # dirt that changes ids, amounts or timestamps spares purchase events (see the module docstring)
-    spare = event_type != "purchase"
-    has_item = events["item_id"].to_numpy() != ""
+    spare = (event_type != "purchase").to_numpy()
+    has_item = (events["item_id"] != "").to_numpy()
 
     def pick(rate: float, among: np.ndarray) -> np.ndarray:
         return among & (rng.random(n) < rate)
@@ -129,9 +147,9 @@ def _dirty_events(
         "I" + pd.Series(n_items + rng.integers(1, 10**5, unknown_item.sum())).astype(str).str.zfill(5).to_numpy()
     )
 
-    bad_amount = pick(DIRT_RATES["bad_amounts"], np.isin(event_type, ["view", "cart"]))
-    bad_price = bad_amount & (event_type == "view")
-    bad_quantity = bad_amount & (event_type == "cart")
+    bad_amount = pick(DIRT_RATES["bad_amounts"], event_type.isin(["view", "cart"]).to_numpy())
+    bad_price = bad_amount & (event_type == "view").to_numpy()
+    bad_quantity = bad_amount & (event_type == "cart").to_numpy()
     events.loc[bad_price, "price"] = np.where(rng.random(bad_price.sum()) < 0.5, 0.0, -events.loc[bad_price, "price"])
     events.loc[bad_quantity, "quantity"] = rng.integers(-2, 1, bad_quantity.sum())
 
@@ -146,24 +164,29 @@ def _dirty_events(
     for code, column in enumerate(("user_id", "event_type", "event_at")):
         events.loc[missing & (which == code), column] = ""
 
-    messy = pick(DIRT_RATES["messy_strings"], events["event_type"].to_numpy() != "")
+    messy = pick(DIRT_RATES["messy_strings"], (events["event_type"] != "").to_numpy())
     style = rng.integers(0, 3, n)
     types = events["event_type"]
-    events.loc[messy & (style == 0), "event_type"] = " " + types.str.upper() + " "
-    events.loc[messy & (style == 1), "event_type"] = types.str.title()
-    events.loc[messy & (style == 2), "event_type"] = types + "  "
+    upper, title, padded = (messy & (style == code) for code in range(3))
+    events.loc[upper, "event_type"] = " " + types[upper].str.upper() + " "
+    events.loc[title, "event_type"] = types[title].str.title()
+    events.loc[padded, "event_type"] = types[padded] + "  "
 
     copies = 1 + pick(DIRT_RATES["duplicate_events"], np.ones(n, dtype=bool))
-    return events.iloc[np.repeat(np.arange(n), copies)].reset_index(drop=True)
+    return take_rows(events, np.repeat(np.arange(n), copies))
 
 
-def append_malformed_lines(rng: np.random.Generator, out_dir: Path, events: pd.DataFrame) -> int:
-    """Append lines with too few or too many columns to events.csv; returns how many."""
+def malformed_lines(rng: np.random.Generator, events: pd.DataFrame) -> np.ndarray:
+    """Lines with too few or too many columns, made from a sample of the ``events`` rows."""
     n = max(1, round(DIRT_RATES["malformed_lines"] * len(events)))
     sample = events.iloc[rng.integers(0, len(events), n)]
     short = sample["event_id"] + "," + sample["user_id"] + "," + sample["item_id"] + ",view"
     long = short + ",2026-01-01T00:00:00Z,,web,,1,9.99,extra,columns,more"
-    lines = np.where(rng.random(n) < 0.5, short, long)
+    return np.where(rng.random(n) < 0.5, short, long)
+
+
+def append_malformed_lines(out_dir: Path, lines: np.ndarray) -> int:
+    """Append the :func:`malformed_lines` to events.csv; returns how many."""
     with open(out_dir / landing.FILES["events"].filename, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
-    return n
+    return len(lines)

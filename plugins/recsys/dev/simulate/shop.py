@@ -6,10 +6,11 @@ dirt, accounts, writing); the numbers that only one stage uses live in that stag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 
 from recsys.ingest import landing
 
@@ -150,6 +151,8 @@ IDENTITY_RATES: dict[str, float | int] = {
     "accounts_per_shared_device": 12,
 }
 EVENT_CODES = {name: code for code, name in enumerate(landing.EVENT_TYPES)}
+#: timestamps :func:`iso` writes at a time
+_ISO_BLOCK = 1_000_000
 
 
 @dataclass
@@ -200,6 +203,24 @@ class People:
     activity: np.ndarray  # expected sessions over 90 days
 
 
+@dataclass
+class IdCounter:
+    """The numbers the ids of each kind have used so far: the chunks of a big shop continue them.
+
+    :func:`recsys.dev.simulate.simulate` writes a big shop in chunks of users; each stage that mints ids
+    (``U...``, ``S...``, ``E...``, ...) takes its numbers here, so ids stay unique across the chunks, and a
+    shop of one chunk numbers them 1, 2, ... as before.
+    """
+
+    used: dict[str, int] = field(default_factory=dict)
+
+    def take(self, kind: str, n: int) -> int:
+        """Reserve ``n`` numbers of ``kind``; returns how many were used before them (0 the first time)."""
+        before = self.used.get(kind, 0)
+        self.used[kind] = before + n
+        return before
+
+
 REPURCHASE_DAYS = np.array([category.repurchase_days for category in CATEGORIES])
 LEAF_PATHS = [f"{category.name} > {leaf}" for category in CATEGORIES for leaf in category.leaves]
 #: the top-level category of each leaf category; leaves are contiguous per category
@@ -224,5 +245,28 @@ def sample_rows(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
 
 def iso(seconds: np.ndarray, naive: np.ndarray) -> np.ndarray:
     """Epoch seconds as ISO 8601 strings: with ``Z``, or without an offset where ``naive``."""
-    with_z = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s", timezone="UTC")
-    return np.where(naive, with_z.astype("<U19"), with_z).astype(object)
+    strings = np.empty(len(seconds), dtype=object)
+    for start in range(0, len(seconds), _ISO_BLOCK):  # numpy's fixed-width strings take 80 bytes a value
+        block = slice(start, start + _ISO_BLOCK)
+        with_z = np.datetime_as_string(seconds[block].astype("datetime64[s]"), unit="s", timezone="UTC")
+        strings[block] = np.where(naive[block], with_z.astype("<U19"), with_z)
+    return strings
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[rows]`` with a new index, made a column at a time while ``frame`` is emptied.
+
+    Memory for one more column, not a second frame: the events of a chunk are gigabytes.
+    """
+    return pd.DataFrame({column: frame.pop(column).take(rows).reset_index(drop=True) for column in list(frame.columns)})
+
+
+def concat_rows(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """``pd.concat([first, *more], ignore_index=True)`` of frames with ``first``'s columns, made a column at a time
+    while ``first`` is emptied (see :func:`take_rows`)."""
+    return pd.DataFrame(
+        {
+            column: pd.concat([first.pop(column), *(frame[column] for frame in more)], ignore_index=True)
+            for column in list(first.columns)
+        }
+    )

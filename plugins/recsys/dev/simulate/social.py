@@ -1,7 +1,8 @@
 """The simulated shop's social graph and the influence planted through it.
 
-Everything here draws from its own generator (``[seed, 17]``), never from the shop's: with
-``social_influence=0`` every other landing file is byte for byte what it would be without social data.
+Everything here draws from its own generator (``[seed, 17]``, or a chunk's own in a shop written in chunks of
+users), never from the shop's: with ``social_influence=0`` every other landing file is byte for byte what it
+would be without social data. The graph links the users of one chunk.
 
 The graph
 ---------
@@ -224,12 +225,11 @@ def social_edges_frame(
 
 
 def social_world(
-    seed: int, people: People, users_frame: pd.DataFrame, window: Window, strength: float
-) -> tuple[np.random.Generator, SocialGraph, People]:
-    """The social generator (``[seed, 17]``), the graph, and the users with the influence planted."""
-    rng = np.random.default_rng([seed, 17])  # its own generator: the shop's draws stay as they were
+    rng: np.random.Generator, people: People, users_frame: pd.DataFrame, window: Window, strength: float
+) -> tuple[SocialGraph, People]:
+    """The graph drawn from the social generator ``rng``, and the users with the influence planted."""
     graph = make_graph(rng, people, users_frame["signup_channel"].to_numpy(), window)
-    return rng, graph, plant_influence(rng, people, graph, strength)
+    return graph, plant_influence(rng, people, graph, strength)
 
 
 def copied_shopping(

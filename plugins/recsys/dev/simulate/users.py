@@ -17,6 +17,7 @@ from recsys.dev.simulate.shop import (
     PLATFORMS,
     REGIONS,
     SIGNUP_CHANNELS,
+    IdCounter,
     People,
     Window,
     sample_rows,
@@ -87,8 +88,8 @@ _LAST_NAMES = np.array(
 _EMAIL_DOMAINS = np.array(["example.com", "example.net", "example.org", "mail.example.com"])
 
 
-def make_users(rng: np.random.Generator, n_users: int, window: Window) -> tuple[People, pd.DataFrame]:
-    """The users: the shared :class:`People` and the ``users`` landing rows."""
+def make_users(rng: np.random.Generator, n_users: int, window: Window, ids: IdCounter) -> tuple[People, pd.DataFrame]:
+    """The users: the shared :class:`People` and the ``users`` landing rows, ids numbered after ``ids``' users."""
     in_window = rng.random(n_users) < 0.22
     signup_at = np.where(
         in_window,
@@ -119,7 +120,8 @@ def make_users(rng: np.random.Generator, n_users: int, window: Window) -> tuple[
     leaf_cdf = np.cumsum(preference[:, LEAF_CATEGORY] * leaf_weight, axis=1)
     leaf_cdf /= leaf_cdf[:, -1:]
 
-    user_ids = ("U" + pd.Series(np.arange(1, n_users + 1)).astype(str).str.zfill(6)).to_numpy(dtype=object)
+    first = ids.take("user", n_users) + 1
+    user_ids = ("U" + pd.Series(np.arange(first, first + n_users)).astype(str).str.zfill(6)).to_numpy(dtype=object)
     platform = rng.choice(len(PLATFORMS), n_users, p=_PLATFORM_SHARES)
     people = People(
         user_ids=user_ids,

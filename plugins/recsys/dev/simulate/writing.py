@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recsys.dev.simulate.shop import (
     CATEGORIES,
@@ -15,27 +17,35 @@ from recsys.dev.simulate.shop import (
     PROMOTION_TYPES,
     SPENDING_TIERS,
     Catalogue,
+    IdCounter,
     People,
     iso,
 )
 from recsys.ingest import landing
 
 _NAIVE_TIMESTAMP_SHARE = 0.3
+#: rows put together at a time by :func:`write_csv`
+_BLOCK_ROWS = 500_000
+#: characters that make the csv module (``QUOTE_MINIMAL``, lines ending in ``"\n"``) quote a field
+_NEEDS_QUOTES = '[,"\n]'
 
 
-def format_events(events: pd.DataFrame, people: People, catalogue: Catalogue) -> pd.DataFrame:
-    """The ``events`` landing rows, in time order, with their ids."""
+def format_events(events: pd.DataFrame, people: People, catalogue: Catalogue, ids: IdCounter) -> pd.DataFrame:
+    """The ``events`` landing rows, in time order, with their ids (event and session numbers after ``ids``')."""
     events = events.sort_values(["at", "session", "event_type"], kind="stable", ignore_index=True)
     item = events["item"].to_numpy()
     item_ids = np.where(item >= 0, catalogue.item_ids[np.maximum(item, 0)], "")
+    first = ids.take("event", len(events)) + 1
+    # sessions are numbered from 0 in each chunk
+    first_session = ids.take("session", int(events["session"].max()) + 1 if len(events) else 0)
     return pd.DataFrame(
         {
-            "event_id": "E" + pd.Series(np.arange(1, len(events) + 1)).astype(str).str.zfill(8),
+            "event_id": "E" + pd.Series(np.arange(first, first + len(events))).astype(str).str.zfill(8),
             "user_id": people.user_ids[events["user"].to_numpy()],
             "item_id": item_ids,
             "event_type": np.array(landing.EVENT_TYPES, dtype=object)[events["event_type"].to_numpy()],
             "event_at": events["at"].to_numpy(),
-            "session_id": "S" + events["session"].astype(str).str.zfill(8),
+            "session_id": "S" + (events["session"] + first_session).astype(str).str.zfill(8),
             "platform": np.array(PLATFORMS, dtype=object)[events["platform"].to_numpy()],
             "query": events["query"].fillna(""),
             "quantity": events["quantity"].astype("Int64"),
@@ -45,11 +55,12 @@ def format_events(events: pd.DataFrame, people: People, catalogue: Catalogue) ->
 
 
 def format_orders(
-    orders: pd.DataFrame, lines: pd.DataFrame, people: People, catalogue: Catalogue
+    orders: pd.DataFrame, lines: pd.DataFrame, people: People, catalogue: Catalogue, ids: IdCounter
 ) -> dict[str, pd.DataFrame]:
-    """The ``orders``, ``order_lines`` and ``redemptions`` landing rows, with their ids."""
+    """The ``orders``, ``order_lines`` and ``redemptions`` landing rows, with their ids (after ``ids``' orders)."""
     orders = orders.sort_values(["at", "session"], ignore_index=True)
-    order_ids = "O" + pd.Series(np.arange(1, len(orders) + 1)).astype(str).str.zfill(7)
+    first = ids.take("order", len(orders)) + 1
+    order_ids = "O" + pd.Series(np.arange(first, first + len(orders))).astype(str).str.zfill(7)
     order_id_of = pd.Series(order_ids.to_numpy(), index=orders["session"].to_numpy())
     promotion = orders["promotion"].to_numpy()
     promotion_ids = np.where(promotion >= 0, "P" + pd.Series(promotion + 1).astype(str).str.zfill(3), "")
@@ -89,12 +100,13 @@ def format_orders(
     }
 
 
-def format_reviews(reviews: pd.DataFrame, people: People, catalogue: Catalogue) -> pd.DataFrame:
-    """The ``reviews`` landing rows, in time order, with their ids."""
+def format_reviews(reviews: pd.DataFrame, people: People, catalogue: Catalogue, ids: IdCounter) -> pd.DataFrame:
+    """The ``reviews`` landing rows, in time order, with their ids (after ``ids``' reviews)."""
     reviews = reviews.sort_values(["at", "user", "item"], ignore_index=True)
+    first = ids.take("review", len(reviews)) + 1
     return pd.DataFrame(
         {
-            "review_id": "R" + pd.Series(np.arange(1, len(reviews) + 1)).astype(str).str.zfill(7),
+            "review_id": "R" + pd.Series(np.arange(first, first + len(reviews))).astype(str).str.zfill(7),
             "user_id": people.user_ids[reviews["user"].to_numpy()],
             "item_id": catalogue.item_ids[reviews["item"].to_numpy()],
             "rating": reviews["rating"],
@@ -116,7 +128,7 @@ def format_promotions(promotions: pd.DataFrame) -> pd.DataFrame:
 
 def format_timestamps(rng: np.random.Generator, name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Epoch seconds to ISO 8601 strings, with ``Z`` or (sometimes) without an offset."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # the new columns only: the input is left as it was (copy-on-write)
     for column in landing.FILES[name].columns:
         if column.type == "timestamp":
             frame[column.name] = iso(frame[column.name].to_numpy(), rng.random(len(frame)) < _NAIVE_TIMESTAMP_SHARE)
@@ -141,21 +153,79 @@ def make_truth(people: People, is_bot: np.ndarray) -> pd.DataFrame:
     )
 
 
-def write_csv(out_dir: Path, name: str, frame: pd.DataFrame) -> int:
-    """Write one landing table as its CSV file; returns the rows written."""
+def write_csv(out_dir: Path, name: str, frame: pd.DataFrame, append: bool = False) -> int:
+    """Write one landing table as its CSV file, or ``append`` its rows (no header); returns the rows written.
+
+    The bytes ``frame.to_csv(index=False, float_format="%.2f", lineterminator="\\n")`` writes (floats with two
+    decimals, missing values empty, fields quoted only where needed), put together by Arrow's compute kernels
+    a block of rows at a time: about three times as fast on the events. Arrow's own CSV writer does not fit:
+    it quotes every string.
+    """
     spec = landing.FILES[name]
-    out = frame.reindex(columns=spec.column_names)  # columns it does not simulate (request_id) are empty
-    out.to_csv(out_dir / spec.filename, index=False, float_format="%.2f", lineterminator="\n")
+    with open(out_dir / spec.filename, "ab" if append else "wb") as handle:
+        if not append:
+            handle.write((",".join(spec.column_names) + "\n").encode())
+        for start in range(0, len(frame), _BLOCK_ROWS):
+            handle.write(_csv_lines(frame.iloc[start : start + _BLOCK_ROWS], spec.column_names))
     return len(frame)
 
 
-def write_truth(out_dir: Path, people: People, is_bot: np.ndarray, persons: pd.DataFrame) -> None:
-    """Write the planted truth: per user (a second account inherits its person's), and the persons."""
+def _csv_lines(block: pd.DataFrame, columns: list[str]) -> memoryview:
+    """The rows of ``block`` as CSV lines of ``columns``, in one buffer; columns it lacks (request_id) are empty."""
+    fields = [_csv_fields(block[column]) if column in block else _text("") for column in columns]
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, _text(",")), _text("\n"), _text(""))
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    return memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]]
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _csv_fields(column: pd.Series) -> pa.Array:
+    """A column's CSV fields as :func:`write_csv` writes them; anything but numbers and text is refused."""
+    if column.dtype.kind == "f":
+        return _two_decimals(column.to_numpy(dtype=float, na_value=np.nan))
+    if column.dtype.kind in "iu" or isinstance(column.dtype, pd.Int64Dtype):
+        return pc.fill_null(pc.cast(pa.array(column, from_pandas=True), pa.large_string()), _text(""))
+    text = pc.fill_null(pa.array(column, type=pa.large_string(), from_pandas=True), _text(""))
+    quote = pc.match_substring_regex(text, _NEEDS_QUOTES)
+    if not pc.any(quote).as_py():
+        return text
+    quoted = pc.binary_join_element_wise(_text('"'), pc.replace_substring(text, '"', '""'), _text('"'), _text(""))
+    return pc.if_else(quote, quoted, text)
+
+
+def _two_decimals(values: np.ndarray) -> pa.Array:
+    """Floats as ``"%.2f" % value`` writes them (NaN empty): from whole cents, or by ``%`` near a half cent."""
+    with np.errstate(invalid="ignore"):
+        scaled = np.abs(values) * 100
+        cents = np.rint(scaled)
+        clear = np.isfinite(values) & (np.abs(scaled - cents) < 0.25) & (cents < 2**53)
+    whole = np.where(clear, cents, 0).astype(np.int64)
+    units = pc.cast(pa.array(whole // 100), pa.large_string())
+    hundredths = pc.utf8_lpad(pc.cast(pa.array(whole % 100), pa.large_string()), 2, "0")
+    sign = pc.if_else(pa.array(np.signbit(values)), _text("-"), _text(""))
+    text = pc.binary_join_element_wise(pc.binary_join_element_wise(sign, units, _text("")), hundredths, _text("."))
+    other = ~clear & ~np.isnan(values)
+    if other.any():  # ties, infinities and huge values: as the % operator writes them
+        exact = text.to_numpy(zero_copy_only=False).astype(object)
+        exact[other] = np.char.mod("%.2f", values[other]).astype(object)
+        text = pa.array(exact, pa.large_string())
+    return pc.if_else(pa.array(np.isnan(values)), _text(""), text)
+
+
+def write_truth(out_dir: Path, people: People, is_bot: np.ndarray, persons: pd.DataFrame, append: bool = False) -> None:
+    """Write the planted truth, or ``append`` its rows: per user (a second account inherits its person's), and
+    the persons."""
     truth_path = out_dir / landing.TRUTH_FILE
     truth_path.parent.mkdir(parents=True, exist_ok=True)
     truth = make_truth(people, is_bot)
     second = persons[persons["user_id"] != persons["person_id"]]
     extra = truth.set_index("user_id").loc[second["person_id"]].reset_index(drop=True)
     truth = pd.concat([truth, extra.assign(user_id=second["user_id"].to_numpy())[truth.columns]], ignore_index=True)
-    truth.to_csv(truth_path, index=False, lineterminator="\n")
-    persons.to_csv(out_dir / landing.PERSONS_TRUTH_FILE, index=False, lineterminator="\n")
+    mode = {"mode": "a" if append else "w", "header": not append, "index": False, "lineterminator": "\n"}
+    truth.to_csv(truth_path, **mode)
+    persons.to_csv(out_dir / landing.PERSONS_TRUTH_FILE, **mode)
