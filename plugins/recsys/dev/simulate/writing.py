@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from recsys.dev.simulate.shop import (
     CATEGORIES,
@@ -26,8 +24,6 @@ from recsys.ingest import landing
 _NAIVE_TIMESTAMP_SHARE = 0.3
 #: rows put together at a time by :func:`write_csv`
 _BLOCK_ROWS = 500_000
-#: characters that make the csv module (``QUOTE_MINIMAL``, lines ending in ``"\n"``) quote a field
-_NEEDS_QUOTES = '[,"\n]'
 
 
 def format_events(events: pd.DataFrame, people: People, catalogue: Catalogue, ids: IdCounter) -> pd.DataFrame:
@@ -156,65 +152,16 @@ def make_truth(people: People, is_bot: np.ndarray) -> pd.DataFrame:
 def write_csv(out_dir: Path, name: str, frame: pd.DataFrame, append: bool = False) -> int:
     """Write one landing table as its CSV file, or ``append`` its rows (no header); returns the rows written.
 
-    The bytes ``frame.to_csv(index=False, float_format="%.2f", lineterminator="\\n")`` writes (floats with two
-    decimals, missing values empty, fields quoted only where needed), put together by Arrow's compute kernels
-    a block of rows at a time: about three times as fast on the events. Arrow's own CSV writer does not fit:
-    it quotes every string.
+    ``to_csv`` a block of rows at a time: its text of a block of a big shop's events is about as large again
+    as the block.
     """
     spec = landing.FILES[name]
-    with open(out_dir / spec.filename, "ab" if append else "wb") as handle:
-        if not append:
-            handle.write((",".join(spec.column_names) + "\n").encode())
-        for start in range(0, len(frame), _BLOCK_ROWS):
-            handle.write(_csv_lines(frame.iloc[start : start + _BLOCK_ROWS], spec.column_names))
+    with open(out_dir / spec.filename, "a" if append else "w", encoding="utf-8", newline="") as handle:
+        for start in range(0, max(len(frame), 1), _BLOCK_ROWS):
+            block = frame.iloc[start : start + _BLOCK_ROWS].reindex(columns=spec.column_names)  # request_id: empty
+            header = not append and start == 0
+            block.to_csv(handle, index=False, header=header, float_format="%.2f", lineterminator="\n")
     return len(frame)
-
-
-def _csv_lines(block: pd.DataFrame, columns: list[str]) -> memoryview:
-    """The rows of ``block`` as CSV lines of ``columns``, in one buffer; columns it lacks (request_id) are empty."""
-    fields = [_csv_fields(block[column]) if column in block else _text("") for column in columns]
-    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, _text(",")), _text("\n"), _text(""))
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    return memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]]
-
-
-def _text(value: str) -> pa.Scalar:
-    return pa.scalar(value, pa.large_string())
-
-
-def _csv_fields(column: pd.Series) -> pa.Array:
-    """A column's CSV fields as :func:`write_csv` writes them; anything but numbers and text is refused."""
-    if column.dtype.kind == "f":
-        return _two_decimals(column.to_numpy(dtype=float, na_value=np.nan))
-    if column.dtype.kind in "iu" or isinstance(column.dtype, pd.Int64Dtype):
-        return pc.fill_null(pc.cast(pa.array(column, from_pandas=True), pa.large_string()), _text(""))
-    text = pc.fill_null(pa.array(column, type=pa.large_string(), from_pandas=True), _text(""))
-    quote = pc.match_substring_regex(text, _NEEDS_QUOTES)
-    if not pc.any(quote).as_py():
-        return text
-    quoted = pc.binary_join_element_wise(_text('"'), pc.replace_substring(text, '"', '""'), _text('"'), _text(""))
-    return pc.if_else(quote, quoted, text)
-
-
-def _two_decimals(values: np.ndarray) -> pa.Array:
-    """Floats as ``"%.2f" % value`` writes them (NaN empty): from whole cents, or by ``%`` near a half cent."""
-    with np.errstate(invalid="ignore"):
-        scaled = np.abs(values) * 100
-        cents = np.rint(scaled)
-        clear = np.isfinite(values) & (np.abs(scaled - cents) < 0.25) & (cents < 2**53)
-    whole = np.where(clear, cents, 0).astype(np.int64)
-    units = pc.cast(pa.array(whole // 100), pa.large_string())
-    hundredths = pc.utf8_lpad(pc.cast(pa.array(whole % 100), pa.large_string()), 2, "0")
-    sign = pc.if_else(pa.array(np.signbit(values)), _text("-"), _text(""))
-    text = pc.binary_join_element_wise(pc.binary_join_element_wise(sign, units, _text("")), hundredths, _text("."))
-    other = ~clear & ~np.isnan(values)
-    if other.any():  # ties, infinities and huge values: as the % operator writes them
-        exact = text.to_numpy(zero_copy_only=False).astype(object)
-        exact[other] = np.char.mod("%.2f", values[other]).astype(object)
-        text = pa.array(exact, pa.large_string())
-    return pc.if_else(pa.array(np.isnan(values)), _text(""), text)
 
 
 def write_truth(out_dir: Path, people: People, is_bot: np.ndarray, persons: pd.DataFrame, append: bool = False) -> None:
