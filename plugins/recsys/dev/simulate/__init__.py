@@ -82,7 +82,8 @@ shares a device with a user of another chunk. A shop of one chunk (``users <= ch
 described here, byte for byte. ``activity`` multiplies every user's expected sessions: 1 gives about 10
 events per user, 5.2 about 50. Size L of ``make bench-scale`` (:data:`recsys.dev.bench_scale.SIZES`),
 1,000,000 users at ``activity=5.2``, is five chunks of 10 million events: 50 million event lines and 5 GB
-of files in about 8 minutes, at 4.1 GB peak memory (2026-12-06, 2 cores).
+of files in about 8 minutes, at 4.1 GB peak memory (2026-12-06, 2 cores, with an Arrow CSV writer since
+replaced by ``to_csv`` a block at a time; not measured again).
 
 Dirt
 ----
