@@ -39,6 +39,7 @@ from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
 from recsys.orchestration import publishing, schedule, training
+from recsys.usecases import promotions
 
 SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
 #: the incremental facts and the profiles built on them (user_interest_tags per touched user)
@@ -264,10 +265,15 @@ def scheduled(fresh_database, deliveries, tmp_path_factory):
                     training.train_and_evaluate(conn, run_id, start, end)
             with connect(url) as conn:
                 publishing.generate_recommendations(conn, run_id, end, rescore=schedule.rescore_for(conn, run_id))
+                # as the task does: the held-out evaluation on full runs only
+                promotions.target_promotions(
+                    conn, run_id, end, evaluate_targeting=not schedule.is_carried(conn, run_id)
+                )
         with connect(url) as conn:
             rescore = schedule.rescore_for(conn, "run_3")
             schedule.carry_champion(conn, "check", *interval(days[2]))
             publishing.generate_recommendations(conn, "check", interval(days[2])[1])
+            promotions.target_promotions(conn, "check", interval(days[2])[1])
     return url, modes, rescore
 
 
@@ -301,3 +307,17 @@ def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(sche
     assert lists(url, "run_3", touched, False) == lists(url, "run_2", touched, False)
     listed = query(url, "select run_id, count(distinct user_id) from ml.recommendations group by 1 order by 1")
     assert [row for row in listed if row[0] != "run_2"] == [("check", users), ("run_3", users)]
+
+
+def test_an_incremental_day_targets_promotions_without_evaluating(scheduled):
+    """Day 3 writes the promotion targets a full run would (the same users, ranks and propensities), without the
+    held-out evaluation that day 2, a full run, wrote."""
+    url = scheduled[0]
+    evaluated = query(url, "select distinct run_id from ml.model_evaluations where variant = 'promotion'")
+    assert sorted(evaluated) == [("check",), ("run_2",)]
+    columns = "promotion_id, user_id, target_rank, propensity"
+    targets = {
+        run_id: query(url, f"select {columns} from ml.promotion_targets where run_id = %s order by 1, 2", (run_id,))
+        for run_id in ("run_3", "check")
+    }
+    assert targets["run_3"] and targets["run_3"] == targets["check"]

@@ -220,3 +220,19 @@ def test_lgbm_without_labels_it_falls_back_to_rank_fusion(split) -> None:
     assert model.model_ is None and model.train_rows_ == 0
     items, scores = model.recommend(np.arange(10), n=5)
     assert np.all(items >= 0) and np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_lgbm_refit_candidates_with_the_same_learner_scores_as_the_fit(fitted_lgbm: LightGBMRanker, split) -> None:
+    """An incremental run keeps the learner and refits the candidates: at the fit's own time it gives the fit's
+    scores; a day later the candidates see the new day while the learner is the same object."""
+    users = split.test_users
+    learner, names = fitted_lgbm.model_, fitted_lgbm.feature_names_
+    again = lgbm_ranker().refit_candidates(split.train, split.cutoff, learner, names)
+    for one, other in zip(fitted_lgbm.score_candidates(users), again.score_candidates(users), strict=True):
+        np.testing.assert_array_equal(one, other)
+    assert again.train_rows_ == 0
+    later = split.cutoff + SECONDS_PER_DAY
+    next_day = lgbm_ranker().refit_candidates(split.train, later, learner, names)
+    assert next_day.model_ is learner and next_day.reference_time_ == later
+    with pytest.raises(ValueError, match="the learner was trained on"):
+        lgbm_ranker(profile_features=False).refit_candidates(split.train, split.cutoff, learner, names)

@@ -8,6 +8,7 @@ readers see either the old or the new rows; a step that fails is recorded as ``f
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -125,6 +126,13 @@ create table if not exists ml.challenger_recommendations (
     reason_text text,
     primary key (run_id, model_name, user_id, item_rank)
 );
+-- a full run's trained ranker learners, for the incremental runs after it (recsys.orchestration.schedule)
+create table if not exists ml.fitted_learners (
+    run_id text not null,
+    model_key text not null,
+    learner bytea not null,
+    primary key (run_id, model_key)
+);
 """
 
 
@@ -150,6 +158,30 @@ def delete_run(conn: Any, tables: Sequence[str], run_id: str, **match: Any) -> N
             where = sql.SQL("").join(sql.SQL(" and {} = %s").format(sql.Identifier(column)) for column in match)
             statement = sql.SQL("delete from {} where run_id = %s{}").format(sql.Identifier(schema, name), where)
             cursor.execute(statement, (run_id, *match.values()))
+
+
+def save_learners(conn: Any, run_id: str, learners: dict[str, object]) -> None:
+    """Store the run's trained learners (pickled) under their model key, replacing the run's earlier ones.
+
+    A role that can write ``ml.fitted_learners`` can make the model tasks unpickle what it wrote: only the
+    pipeline's own role should (docs/security.md).
+    """
+    delete_run(conn, ["ml.fitted_learners"], run_id)
+    with conn.cursor() as cursor:
+        for key, learner in learners.items():  # one per distinct ranker of the run's placements
+            cursor.execute(
+                "insert into ml.fitted_learners (run_id, model_key, learner) values (%s, %s, %s)",
+                (run_id, key, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)),
+            )
+
+
+def read_learners(conn: Any, run_id: str) -> dict[str, object]:
+    """The learners :func:`save_learners` stored for ``run_id``, by model key (empty when it stored none)."""
+    with conn.cursor() as cursor:
+        cursor.execute("select model_key, learner from ml.fitted_learners where run_id = %s", (run_id,))
+        return {
+            key: pickle.loads(learner) for key, learner in cursor.fetchall()
+        }  # only the pipeline writes it: save_learners
 
 
 def upsert_run(conn: Any, run_id: str, keep_existing: Sequence[str] = (), **columns: Any) -> None:

@@ -48,6 +48,12 @@ SERVER_SETTINGS = {
     "work_mem": "64MB",
     "maintenance_work_mem": "512MB",
     "synchronous_commit": "off",
+    # a local warehouse has no replica: a table created and filled in one transaction (dbt's table builds, a
+    # first load) skips the write-ahead log, and big inserts do not force a checkpoint every gigabyte of it
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
     "max_connections": "100",
     "timezone": "UTC",
 }

@@ -412,6 +412,34 @@ class CandidateRanker(Recommender):
             self.train_rows_, self.train_positives_ = len(target), int(target.sum())
         if self.model_ is None:
             logger.warning("%s: no purchases in the label window to train on; ranking by candidate ranks", self.name)
+        return self._fitted(interactions, reference, models)
+
+    def refit_candidates(
+        self, interactions: Interactions, reference_time: Timestamp | None, learner: object, feature_names: list[str]
+    ) -> Self:
+        """Keep a learner trained earlier by a ranker with the same parameters; refit only the candidates and the
+        profile at ``reference_time`` (what an incremental run does, :mod:`recsys.orchestration.schedule`).
+
+        The learner maps a pair's features to a score; the candidates and the features read the events up to
+        ``reference_time``. With the learner of :meth:`fit` at the same time, the lists are those of that fit.
+
+        Raises
+        ------
+        ValueError
+            ``feature_names`` (the earlier ranker's ``feature_names_``) differ from this ranker's features.
+        """
+        reference = self._reference(interactions, reference_time)
+        models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
+        self.profile_ = _profile(models, interactions, reference, self.half_life_days, self.text_features)
+        self.model_, self.candidate_recall_ = learner, float("nan")
+        self.train_rows_, self.train_positives_, self.train_seconds_ = 0, 0, 0.0
+        self._fitted(interactions, reference, models)
+        if feature_names != self.feature_names_:
+            raise ValueError(f"{self.name}: the learner was trained on {feature_names}, not {self.feature_names_}")
+        return self
+
+    def _fitted(self, interactions: Interactions, reference: float, models: list[Recommender]) -> Self:
+        """The fitted attributes besides the learner and the profile."""
         self.fallback_ = next(
             (model for model in self.profile_.models if isinstance(model, PopularityRecommender)),
             None,

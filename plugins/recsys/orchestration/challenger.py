@@ -22,7 +22,13 @@ from recsys.serving import placements
 logger = logging.getLogger(__name__)
 
 #: the tables ``generate_recommendations`` writes for the shadow run
-SHADOW_TABLES = ("ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations", "ml.runs")
+SHADOW_TABLES = (
+    "ml.recommendations",
+    "ml.similar_items",
+    "ml.cold_start_recommendations",
+    "ml.fitted_learners",
+    "ml.runs",
+)
 
 
 def shadow_run_id(run_id: str, model_name: str) -> str:

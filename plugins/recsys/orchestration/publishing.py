@@ -29,7 +29,7 @@ from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
-from recsys.models.ranker import NeuralRanker
+from recsys.models.ranker import CandidateRanker, NeuralRanker
 from recsys.models.registry import (
     ESTIMATORS,
     build_model,
@@ -310,10 +310,13 @@ def generate_recommendations(
             champion = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[0]
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             shop = _read_shop(connection, start, end)
-            knn, shelf = _fit_shelves(shop[2], end, shelf, config)
+            full_run = schedule.carried_from(connection, run_id)  # an incremental run: its rankers keep the learners
+            kept = {} if full_run is None else runs.read_learners(connection, full_run)
+            knn, shelf, learners = _fit_shelves(shop[2], end, shelf, config, kept)
             targets = schedule.targets(shop[0]["user_id"], rescore)  # an incremental run: the touched users only
             tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
             runs.delete_run(connection, tables, run_id)
+            runs.save_learners(connection, run_id, {} if full_run else learners)
             lists, (keys, cold_items, cold_scores) = _prepare_lists(
                 connection, run_id, shop, end, knn, shelf, rules, config, targets, (n, n_cold_start), generated_at
             )
@@ -467,9 +470,18 @@ def _shelf_specs(
 
 
 def _fit_shelves(
-    data: Interactions, end: float, specs: dict[str, tuple[str, dict[str, Any]]], config: dict[str, Any]
-) -> tuple[ItemKNNRecommender, dict[str, tuple[str, Recommender]]]:
-    """The item-KNN of similar items (always) and each placement's model, each distinct model fitted once."""
+    data: Interactions,
+    end: float,
+    specs: dict[str, tuple[str, dict[str, Any]]],
+    config: dict[str, Any],
+    carried: dict[str, tuple[object, list[str]]],
+) -> tuple[ItemKNNRecommender, dict[str, tuple[str, Recommender]], dict[str, tuple[object, list[str]]]]:
+    """The item-KNN of similar items (always) and each placement's model, each distinct model fitted once; and
+    the learner and feature names of each trained ranker, by model key.
+
+    A ranker whose key is in ``carried`` (a full run's learners) keeps that learner and refits only its
+    candidates (:meth:`recsys.models.ranker.CandidateRanker.refit_candidates`).
+    """
     champion, params = specs.get(placements.FOR_YOU, next(iter(specs.values())))
     knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
     if champion == ItemKNNRecommender.name:
@@ -480,9 +492,19 @@ def _fit_shelves(
     with shared_fits():  # two placements' rankers that differ in the learner only share their candidates
         for name, spec in specs.items():  # a model per placement, each fitted once
             key = json.dumps(list(spec), sort_keys=True)
-            fitted[key] = fitted.get(key) or build_model(*spec, config).fit(data, end)
+            if key not in fitted:
+                model = build_model(*spec, config)
+                if isinstance(model, CandidateRanker) and key in carried:
+                    fitted[key] = model.refit_candidates(data, end, *carried[key])
+                else:
+                    fitted[key] = model.fit(data, end)
             shelf[name] = (spec[0], fitted[key])
-    return knn, shelf
+    learners = {
+        key: (model.model_, model.feature_names_)
+        for key, model in fitted.items()
+        if isinstance(model, CandidateRanker) and model.model_ is not None
+    }
+    return knn, shelf, learners
 
 
 def _write_similar_items(

@@ -6,10 +6,13 @@ all data and scores every user's list. An **incremental run** (any other day, wh
 
 - ``train_and_evaluate`` carries the champion and its parameters of the last full run into the run's
   ``ml.runs`` row (:func:`carry_champion`) instead of searching: no model is fitted for evaluation;
-- ``evaluate_search`` is skipped (an evaluation only; the last full run's stands);
+- ``evaluate_search`` is skipped, and ``target_promotions`` writes the targets without the held-out evaluation
+  (evaluations only; the last full run's stand);
 - ``recommend`` refits that champion with those parameters on all data up to the interval's end (new items
-  and events reach the model every day) and scores only the users it touched (:func:`touched_users`); every
-  other user keeps the previous run's list, copied into the run.
+  and events reach the model every day; a ranker keeps the full run's trained learner and refits only its
+  candidate models and features, :meth:`recsys.models.ranker.CandidateRanker.refit_candidates`) and scores
+  only the users it touched (:func:`touched_users`); every other user keeps the previous run's list, copied
+  into the run.
 
 Why this schedule: one day adds about 1/90 of a 90-day history, so the chosen hyperparameters and the champion
 (compared over weeks of purchases) rarely change from one day to the next, while the search and the
@@ -134,10 +137,29 @@ def carry_champion(conn: Any, run_id: str, data_interval_start: datetime, data_i
     }
 
 
+def _carried_run(conn: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's ``ml.runs`` row when its champion was carried over (an incremental run); else ``None``."""
+    if not frames.table_exists(conn, "ml.runs"):
+        return None
+    run = _first(conn, "select champion_reason, data_cutoff_at from ml.runs where run_id = %(run)s", {"run": run_id})
+    return run if run is not None and (run["champion_reason"] or "").startswith(CARRIED) else None
+
+
+def is_carried(conn: Any, run_id: str) -> bool:
+    """Whether ``train_and_evaluate`` carried the run's champion over: the run is incremental."""
+    return _carried_run(conn, run_id) is not None
+
+
+def carried_from(conn: Any, run_id: str) -> str | None:
+    """The full run whose champion the run carried over, or ``None`` (a full run, or no ``ml.runs`` row)."""
+    run = _carried_run(conn, run_id)
+    return None if run is None else run["champion_reason"].removeprefix(CARRIED)
+
+
 def rescore_for(conn: Any, run_id: str) -> Rescore | None:
     """The users the run scores again, when its champion was carried over (an incremental run); else ``None``."""
-    run = _first(conn, "select champion_reason, data_cutoff_at from ml.runs where run_id = %(run)s", {"run": run_id})
-    if run is None or not (run["champion_reason"] or "").startswith(CARRIED):
+    run = _carried_run(conn, run_id)
+    if run is None:
         return None
     previous = previous_run(conn, run["data_cutoff_at"])
     if previous is None:

@@ -125,11 +125,14 @@ def evaluate_online() -> dict:
 
 
 def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
-    """Evaluate promotion targeting on held-out promotions and write the active promotions' targets to ml."""
+    """Evaluate promotion targeting on held-out promotions (full runs only) and write the active promotions'
+    targets to ml."""
+    from recsys.orchestration import schedule
     from recsys.usecases import promotions  # imported here: scikit-learn
 
     with connect(warehouse_dsn()) as conn:
-        return promotions.target_promotions(conn, run_id, data_interval_end)
+        full = not schedule.is_carried(conn, run_id)
+        return promotions.target_promotions(conn, run_id, data_interval_end, evaluate_targeting=full)
 
 
 def _gate(check, *args) -> dict:

@@ -518,7 +518,11 @@ def targets(conn: Any, end: pd.Timestamp, options: dict[str, Any]) -> pd.DataFra
 
 
 def target_promotions(
-    conn: Any, run_id: str, data_interval_end: datetime, config: dict[str, Any] | None = None
+    conn: Any,
+    run_id: str,
+    data_interval_end: datetime,
+    config: dict[str, Any] | None = None,
+    evaluate_targeting: bool = True,
 ) -> dict[str, Any]:
     """Evaluate promotion targeting and write the run's promotion targets (one transaction, committed here).
 
@@ -532,6 +536,9 @@ def target_promotions(
         "Now": features and labels use rows before it; active promotions are judged against it.
     config : dict, optional
         The model configuration (default :func:`recsys.models.registry.load_model_config`).
+    evaluate_targeting : bool, default True
+        Evaluate on the held-out promotions; an incremental run (:mod:`recsys.orchestration.schedule`) only
+        writes the targets, and the last full run's evaluation stands.
 
     Returns
     -------
@@ -544,7 +551,11 @@ def target_promotions(
     test_days = float(config.get("evaluation", {}).get("test_days", 7))
     with frames.connection(conn) as connection, runs.run_step(connection, run_id):
         runs.ensure_schema(connection)
-        evaluations = evaluate(connection, run_id, end, options, test_days, registry.min_segment_users(config))
+        evaluations = (
+            evaluate(connection, run_id, end, options, test_days, registry.min_segment_users(config))
+            if evaluate_targeting
+            else pd.DataFrame()
+        )
         chosen = targets(connection, end, options).assign(run_id=run_id)
         runs.delete_run(connection, ["ml.model_evaluations"], run_id, variant=VARIANT)
         runs.delete_run(connection, ["ml.promotion_targets"], run_id)
