@@ -163,6 +163,62 @@ def test_quarantined_lines_are_written_in_batches_with_their_line_numbers(databa
     assert [row[0] for row in numbers] == [1, 2, 4, 5, 6, 8]  # the parsed rows kept (a view lacks its item)
 
 
+@pytest.mark.parametrize(
+    ("event_at", "stored"),
+    [
+        # a block without sub-microsecond values parses at microseconds, which reach years before 1677; a year
+        # under 100 keeps its four digits on the way to COPY (written as "10-01-01", Postgres read 2001-10-01)
+        (["0010-01-01", "0900-06-01T12:00:00+02:00"], ["0010-01-01 00:00:00", "0900-06-01 10:00:00"]),
+        # nanoseconds are cut to Postgres's microseconds, not rounded, also before 1970 and at the earliest
+        # nanosecond timestamp
+        (
+            ["2026-01-05T10:00:00.1234567Z", "1969-12-31T23:59:59.9999999Z", "1677-09-21T00:12:43.145224193Z"],
+            ["2026-01-05 10:00:00.123456", "1969-12-31 23:59:59.999999", "1677-09-21 00:12:43.145224"],
+        ),
+    ],
+)
+def test_timestamps_are_stored_as_the_instant_written(database, tmp_path, event_at, stored):
+    events = "user_id,item_id,event_type,event_at\n" + "".join(f"U1,I1,view,{value}\n" for value in event_at)
+    load(database, write_landing(tmp_path / "landing", events=events))
+    rows = query(database, "select (event_at at time zone 'UTC')::text from raw.events order by _row_number")
+    assert [row[0] for row in rows] == stored
+
+
+def test_a_value_of_only_unicode_white_space_is_missing(database, tmp_path):
+    """White space is what ``str.isspace`` says (an ideographic space, NEL, a no-break space), not zero-width space."""
+    events = (
+        "user_id,item_id,event_type,event_at\n"
+        "\u3000,I1,view,2026-01-05\n"
+        "U1,\xa0\x1c\x85,view,2026-01-05\n"
+        "U1,\u200b,view,2026-01-05\n"
+    )
+    load(database, write_landing(tmp_path / "landing", events=events))
+    assert query(database, "select line_number, reason from quality.rejected_rows where table_name = 'events'") == [
+        (2, "missing required value: user_id"),
+        (3, "missing required value: item_id (only search events may omit it)"),
+    ]
+    assert query(database, "select item_id from raw.events") == [("\u200b",)]
+
+
+def test_numbers_keep_the_text_of_their_float(database, tmp_path):
+    """A price goes through a float: 22 is stored as 22.0, 12.50 as 12.5, 1e-7 as 0.0000001."""
+    events = "user_id,item_id,event_type,event_at,quantity,price\n" + "".join(
+        f"U1,I1,view,2026-01-05,{quantity},{price}\n"
+        for quantity, price in [("2.0", "22"), ("1e3", "12.50"), ("", "1e-7")]
+    )
+    load(database, write_landing(tmp_path / "landing", events=events))
+    rows = query(database, "select quantity, price::text from raw.events order by _row_number")
+    assert rows == [(2, "22.0"), (1000, "12.5"), (None, "0.0000001")]
+
+
+def test_a_last_block_of_only_malformed_lines_loads(database, tmp_path, monkeypatch):
+    monkeypatch.setattr("recsys.ingest.load.BLOCK_SIZE", 1024)  # the file's last blocks hold no line that parses
+    events = EVENTS + "U1,oops\n" * 200
+    events = load(database, write_landing(tmp_path / "landing", events=events))["events"]
+    # the view without its item and the 200 short lines are rejected
+    assert (events["rows_read"], events["rows_loaded"], events["rows_rejected"]) == (204, 3, 201)
+
+
 def test_batch_folder_is_preferred_over_the_landing_root(database, tmp_path):
     root = write_landing(tmp_path / "landing")
     write_landing(root / "2026-01-06", events=EVENTS.splitlines()[0] + "\nU9,I9,cart,2026-01-06T01:00:00Z,1,3\n")

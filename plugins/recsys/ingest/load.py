@@ -1,8 +1,9 @@
 """Load a landing directory into the ``raw`` schema, one batch at a time.
 
 Each file is streamed with pyarrow's CSV reader (block by block, so memory
-stays flat for any file size), checked row by row in vectorized pandas, and
-written with ``COPY``. Rows that cannot be used as they are land in
+stays flat for any file size), checked row by row with vectorized Arrow
+compute functions (pandas parses the typed columns), and written with Arrow's
+CSV writer into ``COPY``. Rows that cannot be used as they are land in
 ``quality.rejected_rows`` with the reason and the row as JSON:
 
 - a line with the wrong number of fields (an unclosed quote makes one record
@@ -45,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
@@ -273,32 +275,31 @@ def _load_file(cur, spec: landing.LandingFile, path: Path, batch_id: str, load_s
             ),
         )
         for record_batch, is_last in with_last(reader):
-            frame = record_batch.to_pandas()
-            truncated = is_last and ends_inside_quotes(path, frame[header[-1]].iloc[-1])
+            last_value = record_batch.column(header[-1])[-1].as_py() if record_batch.num_rows else None
+            truncated = is_last and ends_inside_quotes(path, last_value)
             if not utf8:
-                frame = _decode_leniently(frame)
+                record_batch = _decode_leniently(record_batch)
             start = result.rows_read + 1
-            typed, reasons = _check(frame, spec, columns, check_utf8=not utf8)
+            typed, reasons = _check(record_batch, spec, columns, check_utf8=not utf8)
             if truncated:
-                reasons.iloc[-1] = TRUNCATED
-            ok = reasons.isna()
-            result.rows_read += len(frame)
-            if (~ok).any():
-                numbers = line_numbers(bad_numbers, start, len(frame))
+                reasons[-1] = TRUNCATED
+            ok = pd.isna(reasons)
+            result.rows_read += record_batch.num_rows
+            if not ok.all():
+                numbers = line_numbers(bad_numbers, start, record_batch.num_rows)
                 rejected = pd.DataFrame(
                     {
-                        "line_number": numbers[~ok.to_numpy()],
-                        "reason": reasons[~ok].to_numpy(),
-                        "raw_record": _for_quarantine(frame.loc[~ok, header], spec)
+                        "line_number": numbers[~ok],
+                        "reason": reasons[~ok],
+                        "raw_record": _for_quarantine(record_batch.filter(~ok).to_pandas(), spec)
                         .to_json(orient="records", lines=True)
                         .splitlines(),
                     }
                 )
                 _copy_rejects(cur, result, rejected, batch_id)
-            good = typed.loc[ok].copy()
-            good["_row_number"] = (pd.RangeIndex(len(frame))[ok.to_numpy()] + start).to_numpy()
-            _copy_rows(cur, spec, columns, good.assign(_load_seq=load_seq), batch_id, path.name)
-            result.rows_loaded += len(good)
+            good = pa.table({**typed, "_row_number": np.arange(start, start + record_batch.num_rows)}).filter(ok)
+            _copy_rows(cur, spec, good, _batch_id=batch_id, _source_file=path.name, _load_seq=load_seq)
+            result.rows_loaded += good.num_rows
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
         raise LandingError(
             f"{path}: cannot be read as CSV ({error}); a record longer than {BLOCK_SIZE >> 20} MB (a huge value,"
@@ -431,68 +432,74 @@ def _redact(rows: pd.DataFrame, spec: landing.LandingFile) -> pd.DataFrame:
     return rows.assign(**{name: rows[name].where(rows[name].isna(), "<redacted>") for name in pii})
 
 
-def _decode_leniently(frame: pd.DataFrame) -> pd.DataFrame:
+def _decode_leniently(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Decode binary columns as UTF-8, marking cells with invalid bytes by a U+FFFD replacement character."""
-    return frame.apply(lambda column: column.str.decode("utf-8", errors="replace"))
+    frame = batch.to_pandas().apply(lambda column: column.str.decode("utf-8", errors="replace"))
+    schema = pa.schema([(name, pa.string()) for name in batch.schema.names])
+    return pa.RecordBatch.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def _check(frame: pd.DataFrame, spec: landing.LandingFile, columns: list[landing.Column], check_utf8: bool):
-    """Parse the typed columns; return the typed frame and a reason per row (NA when the row is fine)."""
-    reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
+def _check(batch: pa.RecordBatch, spec: landing.LandingFile, columns: list[landing.Column], check_utf8: bool):
+    """Parse the typed columns; return them as Arrow arrays by name, and a reason per row (None when the row is fine).
 
-    def flag(mask: pd.Series, reason: pd.Series | str) -> None:
-        new = mask & reasons.isna()
-        reasons.loc[new] = reason[new] if isinstance(reason, pd.Series) else reason
+    The checks run on whole Arrow columns; a reason's text is made only for the rows it is given to.
+    """
+    reasons = np.full(batch.num_rows, None, dtype=object)
 
-    typed = pd.DataFrame(index=frame.index)
+    def flag(mask: pa.Array, reason: str, values: pa.Array | None = None) -> None:
+        """Give ``reason`` to the rows of ``mask`` that have none yet; with ``values``, ``reason.format(value)``."""
+        if not pc.any(mask).as_py():
+            return
+        rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False) & pd.isna(reasons))
+        if len(rows):
+            reasons[rows] = (
+                reason if values is None else [reason.format(value) for value in values.take(rows).to_pylist()]
+            )
+
+    typed = {}
     for column in columns:
-        values = frame[column.name]
-        present = values.notna()
+        name, values = column.name, batch.column(column.name)
         if check_utf8:
-            flag(values.str.contains("\ufffd", regex=False, na=False), f"{column.name}: invalid UTF-8 bytes")
+            flag(pc.match_substring(values, "\ufffd"), f"{name}: invalid UTF-8 bytes")
+        flag(pc.match_substring(values, "\x00"), f"{name}: contains a NUL character, which Postgres text cannot store")
+        length = pc.utf8_length(values)
         flag(
-            values.str.contains("\x00", regex=False, na=False),
-            f"{column.name}: contains a NUL character, which Postgres text cannot store",
-        )
-        length = values.str.len()
-        flag(
-            length.gt(landing.MAX_VALUE_CHARS).fillna(False).astype(bool),
-            column.name
-            + ": a value of "
-            + length.astype("Int64").astype(str)
-            + f" characters is longer than the limit of {landing.MAX_VALUE_CHARS}",
+            pc.greater(length, landing.MAX_VALUE_CHARS),
+            f"{name}: a value of {{}} characters is longer than the limit of {landing.MAX_VALUE_CHARS}",
+            length,
         )
         if column.required:
-            flag(_blank(values), f"missing required value: {column.name}")
-        parsed, failed = _parse(values, column.type)
-        flag(present & failed, column.name + ": cannot parse " + repr_values(values) + f" as {column.type}")
-        typed[column.name] = parsed
+            flag(_blank(values), f"missing required value: {name}")
+        typed[name], failed = _parse(values, column.type)
+        flag(failed, f"{name}: cannot parse '{{:.80}}' as {column.type}", values)
     if spec.name == "events":
-        item = frame["item_id"] if "item_id" in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
-        no_item = frame["event_type"].str.strip().str.lower().ne("search") & _blank(item)
-        flag(no_item, "missing required value: item_id (only search events may omit it)")
+        item = batch.column("item_id") if "item_id" in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
+        not_search = pc.not_equal(pc.utf8_lower(pc.utf8_trim_whitespace(batch.column("event_type"))), "search")
+        flag(
+            pc.and_(pc.fill_null(not_search, True), _blank(item)),
+            "missing required value: item_id (only search events may omit it)",
+        )
     return typed, reasons
 
 
-def _blank(values: pd.Series) -> pd.Series:
-    """Where a value is missing or only white space."""
-    return values.isna() | values.fillna("").astype(str).str.strip().eq("")
+def _blank(values: pa.Array) -> pa.Array:
+    """Where a value is missing or only white space (Arrow's white space is Python's ``str.isspace``)."""
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), True)
 
 
-def repr_values(values: pd.Series) -> pd.Series:
-    return "'" + values.fillna("").str.slice(0, 80) + "'"
+def _parse(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
+    """Parse a string column as ``kind``; return the values for ``COPY`` and a mask of unparseable cells.
 
-
-def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """Parse a string column as ``kind``; return the parsed values and a mask of unparseable cells."""
+    A timestamp is cut down to whole microseconds (the precision of Postgres), a numeric value goes through a float.
+    """
     if kind == "text":
-        return values, pd.Series(False, index=values.index)
-    stripped = values.str.strip()
+        return values, pa.repeat(False, len(values))
+    stripped = pc.utf8_trim_whitespace(values).to_pandas()
     if kind == "timestamp":
-        parsed = pd.to_datetime(stripped, utc=True, errors="coerce", format="ISO8601")
+        parsed = pd.to_datetime(stripped, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
     elif kind == "numeric":
         parsed = pd.to_numeric(stripped, errors="coerce")
-        parsed = parsed.where(pd.Series(parsed).abs() < 1e15)
+        parsed = parsed.where(parsed.abs() < 1e15)
     elif kind == "integer":
         number = pd.to_numeric(stripped, errors="coerce")
         number = number.where((number % 1 == 0) & (number.abs() < 2**62))
@@ -502,22 +509,31 @@ def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         parsed = lowered.isin(TRUE_VALUES).where(lowered.isin(TRUE_VALUES | FALSE_VALUES)).astype("boolean")
     else:
         raise ValueError(f"unknown landing type {kind!r}")
-    return parsed, pd.Series(parsed).isna() & values.notna()
+    missing = parsed.isna().to_numpy()
+    failed = pc.and_(pa.array(missing), pc.is_valid(values))
+    if kind == "timestamp":  # as text in UTC: Arrow's CSV writer is slow with a time zone
+        return pc.binary_join_element_wise(pa.array(parsed).cast(pa.timestamp("us")).cast(pa.string()), "Z", ""), failed
+    if kind == "numeric":  # as numpy writes the float, as pandas' to_csv did: 22.0 stays 22.0 in Postgres
+        return pa.array(parsed.to_numpy().astype(str), mask=missing), failed
+    return pa.array(parsed), failed
 
 
-def _copy_rows(cur, spec, columns, good: pd.DataFrame, batch_id: str, source_file: str) -> None:
-    if good.empty:
+def _copy_rows(cur, spec: landing.LandingFile, good: pa.Table, **constants) -> None:
+    """Write the rows, and a column per constant, with ``COPY``.
+
+    Arrow's CSV writer quotes every string and leaves a null empty: ``COPY`` reads the empty string and NULL apart.
+    """
+    if not good.num_rows:
         return
-    good = good.assign(_batch_id=batch_id, _source_file=source_file)
-    names = [column.name for column in columns] + ["_batch_id", "_source_file", "_row_number", "_load_seq"]
-    buffer = io.StringIO()
-    good[names].to_csv(buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
-    buffer.seek(0)
+    for name, value in constants.items():
+        good = good.append_column(name, pa.repeat(value, good.num_rows))
+    buffer = pa.BufferOutputStream()
+    pacsv.write_csv(good, buffer, pacsv.WriteOptions(include_header=False))
     cur.copy_expert(
         sql.SQL("copy {} ({}) from stdin with (format csv)")
-        .format(sql.Identifier("raw", spec.name), sql.SQL(", ").join(map(sql.Identifier, names)))
+        .format(sql.Identifier("raw", spec.name), sql.SQL(", ").join(map(sql.Identifier, good.column_names)))
         .as_string(cur),
-        buffer,
+        pa.BufferReader(buffer.getvalue()),
     )
 
 
