@@ -30,8 +30,9 @@ import pytest
 from recsys.db import frames
 from recsys.features.interactions import Interactions, load_interactions, to_epoch_seconds
 from recsys.features.profile_source import ProfileSource, user_profile
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender
-from recsys.models.ranker import PROFILE_FEATURES, NeuralRanker
+from recsys.models.ranker import PROFILE_FEATURES
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 LATER = AS_OF + timedelta(days=1)

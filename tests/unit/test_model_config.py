@@ -9,7 +9,7 @@ import yaml
 
 from recsys.models import registry
 from recsys.models.lgbm_ranker import LightGBMRanker
-from recsys.models.ranker import NeuralRanker
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.orchestration import publishing
 
 SMALL = """

@@ -27,8 +27,8 @@ from recsys.evaluation.windows import time_split
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender
-from recsys.models.ranker import NeuralRanker
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEEK = 7 * SECONDS_PER_DAY

@@ -25,8 +25,9 @@ from recsys.models.demographic import DemographicRecommender, SegmentPopularityR
 from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
-from recsys.models.ranker import CandidateRanker, NeuralRanker
+from recsys.models.ranker import CandidateRanker
 from recsys.models.sequence import SequenceRecommender
 from recsys.models.social import FriendsBoughtRecommender
 

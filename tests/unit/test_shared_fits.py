@@ -19,8 +19,9 @@ from recsys.evaluation.windows import time_split
 from recsys.features.interactions import EVENT_TYPES, SECONDS_PER_DAY, Interactions, Timestamp
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender
-from recsys.models.ranker import CandidateRanker, NeuralRanker
+from recsys.models.ranker import CandidateRanker
 from recsys.models.shared_fits import cached, shared_fits
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

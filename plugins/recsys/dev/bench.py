@@ -57,7 +57,7 @@ from recsys.evaluation.offline import without_items
 from recsys.evaluation.windows import TimeSplit, time_split
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.models.base import Recommender
-from recsys.models.ranker import NeuralRanker
+from recsys.models.neural_ranker import NeuralRanker
 
 logger = logging.getLogger(__name__)
 

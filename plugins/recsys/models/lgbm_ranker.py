@@ -30,7 +30,7 @@ class LightGBMRanker(CandidateRanker):
 
     ``candidate_models``, ``candidates_per_model``, ``label_days``, ``label_windows``, ``min_label_users``,
     ``negatives_per_positive``, ``max_train_users``, ``half_life_days``, ``profile_features``,
-    ``text_features`` and ``batch_size`` are those of :class:`~recsys.models.ranker.NeuralRanker`, with the
+    ``text_features`` and ``batch_size`` are those of :class:`~recsys.models.neural_ranker.NeuralRanker`, with the
     same defaults: the candidates, the label windows and the features.
 
     Parameters

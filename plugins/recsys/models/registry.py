@@ -15,8 +15,9 @@ from recsys.models.content import ContentRecommender
 from recsys.models.factorization import ALSRecommender, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
+from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
-from recsys.models.ranker import CANDIDATE_MODELS, CandidateRanker, NeuralRanker
+from recsys.models.ranker import CANDIDATE_MODELS, CandidateRanker
 from recsys.models.sequence import SequenceRecommender
 from recsys.models.social import FriendsBoughtRecommender
 

@@ -1,6 +1,6 @@
 """The learned rankers' text features: how well an item's words match the user's, and the user's review sentiment.
 
-Both are opt-in (``text_features=True`` on :class:`~recsys.models.ranker.NeuralRanker` and
+Both are opt-in (``text_features=True`` on :class:`~recsys.models.neural_ranker.NeuralRanker` and
 :class:`~recsys.models.lgbm_ranker.LightGBMRanker`) and, like every ranker feature, computed from the
 events before the moment they describe (see :mod:`recsys.models.ranker`):
 
