@@ -267,7 +267,7 @@ def scheduled(fresh_database, deliveries, tmp_path_factory):
                 publishing.generate_recommendations(conn, run_id, end, rescore=schedule.rescore_for(conn, run_id))
                 # as the task does: the held-out evaluation on full runs only
                 promotions.target_promotions(
-                    conn, run_id, end, evaluate_targeting=not schedule.is_carried(conn, run_id)
+                    conn, run_id, end, evaluate_targeting=schedule.carried_from(conn, run_id) is None
                 )
         with connect(url) as conn:
             rescore = schedule.rescore_for(conn, "run_3")

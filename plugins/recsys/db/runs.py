@@ -179,9 +179,8 @@ def read_learners(conn: Any, run_id: str) -> dict[str, object]:
     """The learners :func:`save_learners` stored for ``run_id``, by model key (empty when it stored none)."""
     with conn.cursor() as cursor:
         cursor.execute("select model_key, learner from ml.fitted_learners where run_id = %s", (run_id,))
-        return {
-            key: pickle.loads(learner) for key, learner in cursor.fetchall()
-        }  # only the pipeline writes it: save_learners
+        # only the pipeline's role writes the table (see save_learners)
+        return {key: pickle.loads(learner) for key, learner in cursor.fetchall()}
 
 
 def upsert_run(conn: Any, run_id: str, keep_existing: Sequence[str] = (), **columns: Any) -> None:

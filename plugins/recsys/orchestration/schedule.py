@@ -145,11 +145,6 @@ def _carried_run(conn: Any, run_id: str) -> dict[str, Any] | None:
     return run if run is not None and (run["champion_reason"] or "").startswith(CARRIED) else None
 
 
-def is_carried(conn: Any, run_id: str) -> bool:
-    """Whether ``train_and_evaluate`` carried the run's champion over: the run is incremental."""
-    return _carried_run(conn, run_id) is not None
-
-
 def carried_from(conn: Any, run_id: str) -> str | None:
     """The full run whose champion the run carried over, or ``None`` (a full run, or no ``ml.runs`` row)."""
     run = _carried_run(conn, run_id)

@@ -131,7 +131,7 @@ def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
     from recsys.usecases import promotions  # imported here: scikit-learn
 
     with connect(warehouse_dsn()) as conn:
-        full = not schedule.is_carried(conn, run_id)
+        full = schedule.carried_from(conn, run_id) is None  # an incremental run carried its champion
         return promotions.target_promotions(conn, run_id, data_interval_end, evaluate_targeting=full)
 
 
