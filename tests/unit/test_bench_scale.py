@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
+from datetime import UTC, datetime
 
 from recsys.dev import bench_scale
 
@@ -50,3 +53,22 @@ def test_stages_get_the_cpu_seconds_of_their_interval_and_the_load_line_comes_be
     lines = bench_scale.render(table, {}, wall=4.0, peak=sampler.peak(), load=[1.0, 2.0, 6.0]).splitlines()
     assert lines[-2].startswith("CPU 7.0 s in the stages; load average (1 min) during the run: min 1.00, mean 3.00")
     assert lines[-1] == "DAG wall 4.0 s, work 3.0 s, overhead 25.0 %, peak RSS 300 MB"
+
+
+def test_a_task_still_running_when_the_run_stops_counts_until_the_stop(tmp_path) -> None:
+    """Ctrl-C on a long run: the task that was running has no end nor duration yet; it counts until now."""
+    with sqlite3.connect(tmp_path / "airflow.db") as db:
+        db.execute("create table task_instance (task_id, start_date, end_date, duration, state)")
+        db.execute("create table xcom (task_id, key, value)")
+        db.execute(
+            "insert into task_instance values ('load', ?, ?, 60, 'success')",
+            ("2026-12-06 10:00:00+00:00", "2026-12-06 10:01:00+00:00"),
+        )
+        db.execute(
+            "insert into task_instance values ('check_raw', ?, null, null, 'running')", (datetime.now(UTC).isoformat(),)
+        )
+        db.execute("""insert into xcom values ('load', 'return_value', '{"rows_loaded": 9}')""")
+    before = time.time()
+    load, running = sorted(bench_scale.task_instances(tmp_path), key=lambda instance: instance["task_id"] != "load")
+    assert load["end"] - load["start"] == 60.0 and load["value"] == {"rows_loaded": 9}
+    assert running["state"] == "running" and before - 5 <= running["end"] <= time.time()

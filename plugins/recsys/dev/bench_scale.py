@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -183,7 +184,10 @@ def task_instances(airflow_home: Path) -> list[dict]:
     instances = []
     for task_id, start, end, duration, state in rows:
         begin = datetime.fromisoformat(str(start)).timestamp()
-        finish = datetime.fromisoformat(str(end)).timestamp() if end else begin + float(duration or 0)
+        if end:
+            finish = datetime.fromisoformat(str(end)).timestamp()
+        else:  # still running when the run was stopped: until now
+            finish = begin + float(duration) if duration else time.time()
         value = values.get(task_id)
         try:
             value = json.loads(value) if isinstance(value, str | bytes) else value
@@ -254,8 +258,12 @@ def render(
     return "\n".join(lines)
 
 
-def run(landing_dir: Path, name: str) -> str:
-    """Run the DAG once on ``landing_dir`` in a new database ``recsys_bench_<name>``; return the printed table."""
+def run(landing_dir: Path, name: str) -> tuple[str, bool]:
+    """Run the DAG once on ``landing_dir`` in a new database ``recsys_bench_<name>``.
+
+    Returns the printed table and whether the DAG finished; a failed or interrupted (Ctrl-C) run still gets the
+    table of the tasks that ran, a task stopped midway counted until the stop.
+    """
     url = fresh_database(f"recsys_bench_{name.lower()}")
     airflow_home = LOCAL_DIR / "bench" / name / "airflow"
     shutil.rmtree(airflow_home, ignore_errors=True)
@@ -264,14 +272,17 @@ def run(landing_dir: Path, name: str) -> str:
     sampler = RssSampler()
     sampler.start()
     started = time.time()
+    stopped = ""
     try:
         local.run_dag(env, local.data_day(landing_dir))
+    except (subprocess.CalledProcessError, RuntimeError, KeyboardInterrupt) as error:
+        stopped = f"the DAG did not finish ({type(error).__name__}): the table holds the tasks that ran\n"
     finally:
         wall = time.time() - started
         sampler.done.set()
         sampler.join()
     table = stages(task_instances(airflow_home), sampler)
-    return render(table, table_rows(url), wall, sampler.peak(), sampler.load_samples)
+    return stopped + render(table, table_rows(url), wall, sampler.peak(), sampler.load_samples), not stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     landing_dir = args.data.resolve() if args.data else landing_for(args.size, args.shape)
     name = "data" if args.data else f"{args.size}_{args.shape}"
     print(f"bench-scale {name} ({landing_dir}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    print(run(landing_dir, name))
-    return 0
+    table, finished = run(landing_dir, name)
+    print(table)
+    return 0 if finished else 1
 
 
 if __name__ == "__main__":
