@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -262,7 +263,7 @@ def run(landing_dir: Path, name: str) -> tuple[str, bool]:
     """Run the DAG once on ``landing_dir`` in a new database ``recsys_bench_<name>``.
 
     Returns the printed table and whether the DAG finished; a failed or interrupted (Ctrl-C) run still gets the
-    table of the tasks that ran, a task stopped midway counted until the stop.
+    table of the tasks that ran, a task stopped midway counted until the stop (``kill`` stops the run as Ctrl-C does).
     """
     url = fresh_database(f"recsys_bench_{name.lower()}")
     airflow_home = LOCAL_DIR / "bench" / name / "airflow"
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="a landing directory of your own instead of a simulated shop")
     parser.add_argument("--shape", choices=["web", "invoices"], default="web", help="simulated shop shape")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the run as Ctrl-C does: with its table
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     landing_dir = args.data.resolve() if args.data else landing_for(args.size, args.shape)
     name = "data" if args.data else f"{args.size}_{args.shape}"
