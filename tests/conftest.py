@@ -56,12 +56,23 @@ def _drop_database(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def fresh_database():
-    """A factory: ``fresh_database()`` returns the URL of a new, empty database dropped after the session."""
+    """A factory: ``fresh_database()`` returns the URL of a new, empty database dropped after the session;
+    ``fresh_database(template=url)`` a new copy of the database at ``url`` (which nobody may be connected to)."""
     created = []
 
-    def make() -> str:
+    def make(template: str | None = None) -> str:
         url = _with_database(_server_url(), f"recsys_test_{uuid.uuid4().hex[:10]}")
-        create_database(url)
+        if template is None:
+            create_database(url)
+        else:
+            conn = psycopg2.connect(_with_database(url, "postgres"))
+            try:
+                conn.autocommit = True  # create database runs outside a transaction
+                with conn.cursor() as cur:
+                    names = (urlsplit(db).path.lstrip("/") for db in (url, template))
+                    cur.execute('create database "{}" template "{}"'.format(*names))
+            finally:
+                conn.close()
         created.append(url)
         return url
 

@@ -90,9 +90,10 @@ def publish_identity_map(url: str) -> None:
     conn.close()
 
 
-@pytest.fixture
-def tiny(database: str, tmp_path, contract_tables) -> str:
+@pytest.fixture(scope="module")
+def tiny_template(fresh_database, tmp_path_factory, contract_tables) -> str:
     """The hand-written rows in the contract tables, and the tokenizer function the dbt project defines."""
+    database = fresh_database()
     contract_tables(database, *TABLES)
     with psycopg2.connect(database) as conn, conn.cursor() as cur:
         cur.execute(TINY_ROWS)
@@ -100,12 +101,18 @@ def tiny(database: str, tmp_path, contract_tables) -> str:
     publish_identity_map(database)
     subprocess.run(
         [str(BIN / "dbt"), "run-operation", "install_search_tokens", "--project-dir", str(DBT_PROJECT)]
-        + ["--target-path", str(tmp_path / "target")],
-        env=environment(database, airflow_home=tmp_path / "airflow"),
+        + ["--target-path", str(tmp_path_factory.mktemp("target"))],
+        env=environment(database, airflow_home=tmp_path_factory.mktemp("airflow")),
         check=True,
         capture_output=True,
     )
     return database
+
+
+@pytest.fixture
+def tiny(fresh_database, tiny_template: str) -> str:
+    """A copy of :func:`tiny_template` for one test: the tests write to it (one dbt call for them all)."""
+    return fresh_database(template=tiny_template)
 
 
 def features(url: str, requests: list[tuple[str, str | None, str]], interests: str | None = None) -> pd.DataFrame:
@@ -229,7 +236,7 @@ def shop_warehouse(fresh_database, tmp_path_factory):
     subprocess.run(
         [
             str(BIN / "dbt"),
-            "build",
+            "run",
             "--exclude",
             "tag:publish",
             "--project-dir",

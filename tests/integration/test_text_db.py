@@ -42,7 +42,7 @@ def dbt(env: dict, target: Path, as_of: datetime, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def text_warehouse(fresh_database, tmp_path_factory):
-    """The shop loaded, dbt built without sentiment, reviews scored, then the marts built again (as the DAG does)."""
+    """The shop loaded, dbt run without sentiment, reviews scored, then the marts built again (as the DAG does)."""
     out = tmp_path_factory.mktemp("text_shop")
     simulate(out, **TEXT_SHOP)
     end = datetime.fromisoformat(json.loads((out / "manifest.json").read_text())["end_date"]).replace(
@@ -53,10 +53,10 @@ def text_warehouse(fresh_database, tmp_path_factory):
         load.load_landing(conn, out, "batch_1")
     env = environment(url, airflow_home=tmp_path_factory.mktemp("airflow"))
     target = tmp_path_factory.mktemp("dbt_target")
-    dbt(env, target, end, "build", "--exclude", "tag:publish")
+    dbt(env, target, end, "run", "--exclude", "tag:publish")  # dbt's data tests: test_pipeline_e2e.py
     with connect(url) as conn:
         scored = sentiment.score_new_reviews(conn)
-    dbt(env, target, end, "build", "--select", "stg_features__review_sentiment+", "--exclude", "tag:publish")
+    dbt(env, target, end, "run", "--select", "stg_features__review_sentiment+", "--exclude", "tag:publish")
     return url, out, end, scored
 
 
