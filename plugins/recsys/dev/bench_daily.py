@@ -2,8 +2,8 @@
 
 The simulated shop of ``--size`` (cached like ``make bench-scale``'s) is cut into two daily deliveries: the
 day before the last (every event, order and review up to its end, with the users, items and promotions) and
-the last day (its own events, orders with their lines, reviews and redemptions; users, items and promotions
-again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full run: nothing
+the last day (its own events, orders with their lines, reviews, redemptions and social edges; users, items and
+promotions again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full run: nothing
 to carry from), then the run for the last day with ``RECSYS_FULL_RUN_DAYS`` naming only the first day's
 weekday, so the second run is incremental: it loads only its day, dbt's incremental models take only what
 changed, and the model tasks carry the champion and re-score only the touched users. Each run prints
@@ -37,6 +37,7 @@ DATED = {
     "orders.csv": "ordered_at",
     "reviews.csv": "reviewed_at",
     "redemptions.csv": "redeemed_at",
+    "social_edges.csv": "created_at",
 }
 
 
