@@ -34,8 +34,9 @@ staged_promotions as (
 
 ),
 
--- materialized: each normalized value (hashes, regexps) is computed once per row, not once per reference
-normalized as materialized (
+-- offset 0 (skips no row): a subquery Postgres keeps as it is, not inlined into its readers, so each normalized value
+-- (hashes, regexps) is computed once per row, without the temporary copy of every row a materialized CTE writes
+normalized as (
 
     select
         {{ clean_text('promotion_id') }} as promotion_id,
@@ -49,6 +50,7 @@ normalized as materialized (
         _loaded_at as loaded_at,
         _load_seq as load_seq
     from source
+    offset 0  -- noqa: AM09
 
 ),
 
