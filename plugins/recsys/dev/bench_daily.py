@@ -3,9 +3,9 @@
 The simulated shop of ``--size`` (cached like ``make bench-scale``'s) is cut into two daily deliveries: the
 day before the last (every event, order and review up to its end, with the users, items and promotions) and
 the last day (its own events, orders with their lines, reviews, redemptions and social edges; users, items and
-promotions again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full run: nothing
-to carry from), then the run for the last day with ``RECSYS_FULL_RUN_DAYS`` naming only the first day's
-weekday, so the second run is incremental: it loads only its day, dbt's incremental models take only what
+promotions again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full
+run: nothing to carry from), then the run for the last day with ``RECSYS_FULL_RUN_DAYS`` naming only the first
+day's weekday, so the second run is incremental: it loads only its day, dbt's incremental models take only what
 changed, and the model tasks carry the champion and re-score only the touched users. Each run prints
 ``make bench-scale``'s stage table; the last line reads
 ``daily <seconds> s / full <seconds> s = <percent> %``.
