@@ -290,31 +290,6 @@ def test_report_without_a_run_is_a_clear_error(database, tmp_path):
     assert not (tmp_path / "report.html").exists()
 
 
-def test_dbt_docs_are_built_against_the_warehouse_without_the_pseudonym_key(warehouse, tmp_path):
-    secret = "s3cret-key-42-long-enough-for-the-keystore-check"
-    env = {**os.environ, "WAREHOUSE_URL": warehouse, "PYTHONPATH": PLUGINS, "RECSYS_PSEUDONYM_KEY": secret}
-    result = subprocess.run(
-        [sys.executable, "-m", "recsys.cli", "docs", "--out", str(tmp_path / "docs")],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    static = tmp_path / "docs" / "static_index.html"
-    assert result.stdout.splitlines()[-1] == f"single file: {static}"
-    for name in ["index.html", "manifest.json", "catalog.json"]:
-        assert (tmp_path / "docs" / name).exists(), name
-    catalog = (tmp_path / "docs" / "catalog.json").read_text()
-    # the catalog comes from the database: the tables of the fixture with their columns and types
-    assert '"model.recsys.user_profiles"' in catalog and '"rfm_segment"' in catalog
-    page = static.read_text()
-    assert "user_profiles" in page and "catalog" in page
-    # models compiled with the published run's vars; the key is read from its table, never in the SQL text
-    manifest = (tmp_path / "docs" / "manifest.json").read_text()
-    assert "run_new" in manifest and "select key from keystore.pseudonym_key" in manifest
-    assert secret not in page and secret not in manifest
-
-
 def test_dbt_docs_without_a_run_are_built_without_compiling(database, tmp_path):
     env = {**os.environ, "WAREHOUSE_URL": database, "PYTHONPATH": PLUGINS}
     result = subprocess.run(
