@@ -56,7 +56,8 @@ def test_stages_get_the_cpu_seconds_of_their_interval_and_the_load_line_comes_be
 
 
 def test_a_task_still_running_when_the_run_stops_counts_until_the_stop(tmp_path) -> None:
-    """Ctrl-C on a long run: the task that was running has no end nor duration yet; it counts until now."""
+    """Ctrl-C on a long run: the task that was running has no end nor duration yet; it counts until now. The
+    tasks after a failed one are not in the table."""
     with sqlite3.connect(tmp_path / "airflow.db") as db:
         db.execute("create table task_instance (task_id, start_date, end_date, duration, state)")
         db.execute("create table xcom (task_id, key, value)")
@@ -66,6 +67,10 @@ def test_a_task_still_running_when_the_run_stops_counts_until_the_stop(tmp_path)
         )
         db.execute(
             "insert into task_instance values ('check_raw', ?, null, null, 'running')", (datetime.now(UTC).isoformat(),)
+        )
+        db.execute(  # Airflow gives the tasks after a failed one a start date, but they never ran
+            "insert into task_instance values ('recommend', ?, ?, 0, 'upstream_failed')",
+            ("2026-12-06 10:02:00+00:00", "2026-12-06 10:02:00+00:00"),
         )
         db.execute("""insert into xcom values ('load', 'return_value', '{"rows_loaded": 9}')""")
     before = time.time()

@@ -176,10 +176,14 @@ def stage_of(task_id: str) -> str:
 
 
 def task_instances(airflow_home: Path) -> list[dict]:
-    """Every task instance of the run (task id, start and end in epoch seconds) and its XCom return value."""
+    """Every task instance of the run that ran (task id, start and end in epoch seconds) and its XCom return value.
+
+    Tasks marked ``upstream_failed`` after a failure never ran: they are left out.
+    """
     with sqlite3.connect(airflow_home / "airflow.db") as db:
         rows = db.execute(
-            "select task_id, start_date, end_date, duration, state from task_instance where start_date is not null"
+            "select task_id, start_date, end_date, duration, state from task_instance"
+            " where start_date is not null and state is not 'upstream_failed'"
         ).fetchall()
         values = dict(db.execute("select task_id, value from xcom where key = 'return_value'").fetchall())
     instances = []
