@@ -97,6 +97,15 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             default="none (required)",
             read_by="dbt",
         ),
+        Setting(
+            "RECSYS_DBT_THREADS",
+            meaning=(
+                "how many models dbt builds at once; at L scale two profile marts together spill 25+ GB of "
+                "temporary files, so a warehouse short of disk runs with 1"
+            ),
+            default="`2`",
+            read_by="dbt",
+        ),
     ),
     "secrets": (
         Setting(
