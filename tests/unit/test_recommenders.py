@@ -459,6 +459,19 @@ def test_user_knn_recommends_what_the_users_cluster_bought(data: Interactions) -
     assert set(data.item_ids[b_items[:, 0]]) == {"b0"}
 
 
+def test_user_knn_batches_bounded_by_block_entries_give_the_same_lists(data: Interactions) -> None:
+    """Many fitted users make a batch smaller (fewer entries in its similarity block), never other lists."""
+    users = np.arange(data.n_users)
+    for dense_limit in (0, 2**23):  # the sparse and the dense top-k
+        whole = UserKNNRecommender(k=5, dense_limit=dense_limit).fit(data)
+        bounded = UserKNNRecommender(k=5, max_block_entries=3 * data.n_users, dense_limit=dense_limit).fit(data)
+        assert (whole._rows_per_batch(data.n_items), bounded._rows_per_batch(data.n_items)) == (1000, 3)
+        items, scores = whole.recommend(users, n=5)
+        bounded_items, bounded_scores = bounded.recommend(users, n=5)
+        np.testing.assert_array_equal(bounded_items, items)
+        np.testing.assert_allclose(bounded_scores, scores, rtol=0, atol=1e-12)
+
+
 def test_user_knn_scores_are_the_weighted_average_of_the_neighbours() -> None:
     # u0 = (1, 1, 0), u1 = (1, 1, 1), u2 = (0, 0, 1): cos(u0, u1) = 2 / sqrt(6), cos(u0, u2) = 0
     frame = pd.DataFrame(

@@ -300,7 +300,11 @@ class UserKNNRecommender(Recommender):
     fallback : PopularityRecommender, optional
         Fill (cloned and fitted on the same data); default ``PopularityRecommender()``.
     batch_size : int, default 1000
-        Users per similarity block (bounds memory: ``batch_size x n_users``).
+        Users per similarity block, at most.
+    max_block_entries : int, default 2 ** 26
+        Most entries of a similarity block (``users in the batch x n_users``): with many fitted users a batch
+        has fewer users (at 659,000 fitted users, 101 instead of 1,000), so a block and its masks stay near
+        1 GB. Neither bound changes a score: each user's similarities are their own row.
     dense_limit : int, default 2 ** 23
         Largest ``batch x users`` block that is densified for the top-k.
     random_state : int, optional
@@ -330,6 +334,7 @@ class UserKNNRecommender(Recommender):
         half_life_days: float | None = None,
         fallback: PopularityRecommender | None = None,
         batch_size: int = 1000,
+        max_block_entries: int = 2**26,
         dense_limit: int = 2**23,
         random_state: int | None = None,
     ) -> None:
@@ -339,6 +344,7 @@ class UserKNNRecommender(Recommender):
         self.half_life_days = half_life_days
         self.fallback = fallback
         self.batch_size = batch_size
+        self.max_block_entries = max_block_entries
         self.dense_limit = dense_limit
         self.random_state = random_state
 
@@ -395,7 +401,9 @@ class UserKNNRecommender(Recommender):
         return _top_k_sparse(similarity, self.k, self.dense_limit)
 
     def _rows_per_batch(self, n_columns: int) -> int:
-        return self.batch_size  # the similarity block is batch_size x n_users
+        # the similarity block is rows x n_users: the product of a batch of 1,000 users with the 659,000 users
+        # of the L shop had about 600 million entries and a worker of train_and_evaluate went past 15 GB
+        return max(1, min(self.batch_size, self.max_block_entries // max(self.n_users_, 1)))
 
     def _score_batch(self, batch: ScoreBatch) -> sp.csr_array:
         """The neighbours' similarity-weighted average of their rows: a sparse product."""
