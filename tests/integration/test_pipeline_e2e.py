@@ -408,7 +408,7 @@ def test_report_and_docs_of_the_real_run(pipeline, tmp_path):
     command = [recsys, "docs", "--out", str(docs)]
     done = subprocess.run(command, env={**env, "WAREHOUSE_URL": url}, check=True, capture_output=True, text=True)
     static = docs / "static_index.html"
-    assert done.stdout.splitlines()[-1] == f"single file: {static}"
+    assert done.stdout.splitlines()[-1] == f"single file: {static}" and (docs / "index.html").exists()
     # the catalog comes from the database: the built tables with their columns
     catalog = json.loads((docs / "catalog.json").read_text())["nodes"]
     built = {"model.recsys." + name for name in ["dim_users", "user_profiles", "user_recommendations", "runs"]}
