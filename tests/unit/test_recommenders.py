@@ -102,6 +102,7 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "user_knn_pearson_sparse_top_k": lambda: UserKNNRecommender(
         k=3, similarity="pearson", batch_size=4, dense_limit=0, random_state=0
     ),
+    "user_knn_two_step": lambda: UserKNNRecommender(k=3, max_item_users=3, random_state=0),
     "als": lambda: ALSRecommender(factors=4, iterations=10, batch_size=5, random_state=0),
     "svd": lambda: SVDRecommender(factors=4, epochs=50, batch_size=8, dense_limit=30, random_state=0),
     # the cold-start models: the fixture has no demographics, so everyone is in the segment unknown|unknown
@@ -470,6 +471,27 @@ def test_user_knn_batches_bounded_by_block_entries_give_the_same_lists(data: Int
         bounded_items, bounded_scores = bounded.recommend(users, n=5)
         np.testing.assert_array_equal(bounded_items, items)
         np.testing.assert_allclose(bounded_scores, scores, rtol=0, atol=1e-12)
+
+
+def test_user_knn_two_step_search_keeps_exact_similarities(data: Interactions) -> None:
+    """Items with more users than max_item_users: candidates through each item's strongest users, scored exactly."""
+    two_step = UserKNNRecommender(k=3, max_item_users=3).fit(data)
+    exact = UserKNNRecommender(k=3, max_item_users=10).fit(data)  # b0, the largest item, has 10 users
+    assert exact.exact_ and not two_step.exact_
+    index, normalized = two_step.index_, sp.csr_array(two_step.normalized_.T)
+    for item_index in range(data.n_items):  # each item keeps its 3 largest entries (all of them if it has fewer)
+        kept, every = index[[item_index]].data, normalized[[item_index]].data
+        np.testing.assert_array_equal(np.sort(kept)[::-1], np.sort(every)[::-1][:3])
+    users = np.arange(data.n_users)
+    found = two_step.neighbours(users)
+    cosine = (two_step.normalized_ @ two_step.normalized_.T).toarray()
+    rows = np.repeat(users, np.diff(found.indptr))
+    np.testing.assert_allclose(found.data, cosine[rows, found.indices], rtol=0, atol=1e-12)
+    assert np.all(found.data > 0) and not np.any(found.indices == rows), "positive, and never the user itself"
+    target = user(data, "target")
+    assert {name[:2] for name in data.user_ids[two_step.neighbours(np.array([target])).indices]} == {"ua"}
+    with pytest.raises(ValueError, match="max_item_users"):
+        UserKNNRecommender(max_item_users=0).fit(data)
 
 
 def test_user_knn_scores_are_the_weighted_average_of_the_neighbours() -> None:

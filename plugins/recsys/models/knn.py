@@ -255,6 +255,23 @@ def _normalized_rows(matrix: sp.csr_array, center: bool) -> sp.csr_array:
     return matrix
 
 
+def _strongest_per_column(matrix: sp.csr_array, limit: int) -> sp.csr_array:
+    """``matrix`` with each column's ``limit`` largest entries kept (ties: the lower row), the rest dropped."""
+    coo = matrix.tocoo()
+    order = np.lexsort((coo.row, -coo.data, coo.col))  # by column, then value descending, then row
+    columns = coo.col[order]
+    starts = np.searchsorted(columns, columns, side="left")  # first entry of each entry's column
+    keep = order[np.arange(len(order)) - starts < limit]
+    return sp.csr_array((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=matrix.shape)
+
+
+def _row_dots(left: sp.csr_array, right: sp.csr_array, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``left[rows[i]] . right[columns[i]]`` for every ``i``: exact dot products of chosen pairs of rows."""
+    if not len(rows):
+        return np.zeros(0)
+    return np.asarray(left[rows].multiply(right[columns]).sum(axis=1)).ravel()
+
+
 def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_array:
     """Keep the ``k`` largest positive entries of every row (argpartition on a dense block when it is small);
     ``similarity`` is a sparse product (no repeated entries, columns unsorted)."""
@@ -277,10 +294,18 @@ class UserKNNRecommender(Recommender):
     """User-based collaborative filtering: the history of the ``k`` most similar users.
 
     Similarities are computed at recommend time, for one batch of users at a
-    time against all fitted users (one sparse product ``batch @ users.T``),
+    time against the fitted users (one sparse product ``batch @ users.T``),
     and only the top ``k`` positive ones per user are kept (argpartition on
     the dense ``batch x users`` block when it is at most ``dense_limit``
-    entries, else a sparse per-row top-k). The score of item ``j`` is the
+    entries, else a sparse per-row top-k).
+
+    The product costs the sum, over a user's items, of the users of each item: on a popular item of a
+    million-user shop, hundreds of thousands per user. So neighbours are searched in two steps once an item
+    has more than ``max_item_users`` users: candidates are the users sharing an item with the user, where a
+    popular item only counts its ``max_item_users`` users who weigh it most (their normalized rows' largest
+    entries on it, the ones that add most to a cosine); the ``4 * k`` best candidates by that partial
+    similarity are then scored exactly, and the top ``k`` kept. A shop whose items all have at most
+    ``max_item_users`` users gets the exact neighbours in one step. The score of item ``j`` is the
     similarity-weighted average ``sum_v sim(u, v) r[v, j] / sum_v sim(u, v)``
     over the neighbours ``v``; users with fewer than ``n`` candidates are
     filled from popularity with score ``0.0``. Written here because
@@ -307,6 +332,9 @@ class UserKNNRecommender(Recommender):
         1 GB. Neither bound changes a score: each user's similarities are their own row.
     dense_limit : int, default 2 ** 23
         Largest ``batch x users`` block that is densified for the top-k.
+    max_item_users : int or None, default 1000
+        Users of an item through whom candidates are found (``None``: all, always exact). The product's cost
+        per user is at most ``max_item_users`` times the user's items.
     random_state : int, optional
         Accepted for a uniform interface; the model is deterministic.
 
@@ -316,6 +344,11 @@ class UserKNNRecommender(Recommender):
         The confidence matrix the neighbours' rows are read from.
     normalized_ : scipy.sparse.csr_array
         Unit-norm (centred for ``pearson``) rows used for the similarities.
+    index_ : scipy.sparse.csr_array
+        ``(n_items, n_users)``: ``normalized_`` transposed, each item's row cut to its ``max_item_users``
+        largest entries; the right side of the similarity product, built once (not per batch).
+    exact_ : bool
+        Whether ``index_`` holds every entry (no item has more users): the search is exact in one step.
     fallback_ : PopularityRecommender
         The fitted fallback.
     reference_time_ : float
@@ -336,6 +369,7 @@ class UserKNNRecommender(Recommender):
         batch_size: int = 1000,
         max_block_entries: int = 2**26,
         dense_limit: int = 2**23,
+        max_item_users: int | None = 1000,
         random_state: int | None = None,
     ) -> None:
         self.k = k
@@ -346,6 +380,7 @@ class UserKNNRecommender(Recommender):
         self.batch_size = batch_size
         self.max_block_entries = max_block_entries
         self.dense_limit = dense_limit
+        self.max_item_users = max_item_users
         self.random_state = random_state
 
     def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
@@ -365,14 +400,19 @@ class UserKNNRecommender(Recommender):
         """
         if self.similarity not in ("cosine", "pearson"):
             raise ValueError(f"unsupported similarity {self.similarity!r}; use 'cosine' or 'pearson'")
-        if self.k < 1 or self.batch_size < 1:
-            raise ValueError("k and batch_size must be at least 1")
+        if self.k < 1 or self.batch_size < 1 or (self.max_item_users is not None and self.max_item_users < 1):
+            raise ValueError("k, batch_size and max_item_users must be at least 1")
         reference = self._reference(interactions, reference_time)
         until = np.nextafter(reference, np.inf)
         self.user_items_ = interactions.to_csr(
             self.event_weights, self.half_life_days, reference, end=until, dtype=np.float64
         )
         self.normalized_ = _normalized_rows(self.user_items_, center=self.similarity == "pearson")
+        item_users = np.bincount(self.normalized_.indices, minlength=interactions.n_items)
+        limit = self.max_item_users
+        self.exact_ = limit is None or item_users.max(initial=0) <= limit
+        index = self.normalized_ if self.exact_ else _strongest_per_column(self.normalized_, limit)
+        self.index_ = sp.csr_array(index.T)
         fallback = PopularityRecommender() if self.fallback is None else self.fallback
         self.fallback_ = clone(fallback).fit(interactions, reference)
         self.reference_time_ = reference
@@ -393,12 +433,18 @@ class UserKNNRecommender(Recommender):
         center = self.similarity == "pearson"
         normalized = self.normalized_[users] if user_items is None else _normalized_rows(history, center)
         # a sparse product has no repeated entries: its columns stay unsorted (sorting cost more than the product)
-        similarity = sp.csr_array(normalized @ self.normalized_.T)
+        similarity = sp.csr_array(normalized @ self.index_)
         entry_rows = np.repeat(np.arange(len(users)), np.diff(similarity.indptr))
         is_self = similarity.indices == users[entry_rows]
         similarity.data[is_self | (similarity.data < 1e-12)] = 0.0  # rounding noise of orthogonal rows
         similarity.eliminate_zeros()
-        return _top_k_sparse(similarity, self.k, self.dense_limit)
+        if self.exact_:
+            return _top_k_sparse(similarity, self.k, self.dense_limit)
+        candidates = _top_k_sparse(similarity, 4 * self.k, self.dense_limit)  # by the partial similarity
+        rows = np.repeat(np.arange(len(users)), np.diff(candidates.indptr))
+        exact_similarity = _row_dots(normalized, self.normalized_, rows, candidates.indices)
+        candidates.data = np.where(exact_similarity < 1e-12, 0.0, exact_similarity)
+        return _top_k_sparse(candidates, self.k, self.dense_limit)
 
     def _rows_per_batch(self, n_columns: int) -> int:
         # the similarity block is rows x n_users: the product of a batch of 1,000 users with the 659,000 users
