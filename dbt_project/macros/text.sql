@@ -35,29 +35,20 @@ $body$
     its inverse document frequency over the items listed at as_of, ln(items / items with the token):
     a leaf word ("headphone") says more than a category word every item of the category has. Tokens of
     digits only (model numbers) are left out. weight = raw weight / the user's largest; the strongest
-    max_terms terms per user are kept. The mart user_text_interests renders it over its refs; the hook
-    creates it as the SQL function analytics.user_text_interests_as_of(as_of, half_life_days, max_terms)
-    for the learned rankers at past cutoffs (point in time).
--#}
-{% macro text_interests(interactions, users, items, item_tokens, as_of, half_life_days, max_terms) %}
-    with decayed_user_items as (
-        select
-            interactions.user_id,
-            interactions.item_id,
-            sum(
-                {{ event_weight('interactions.event_type') }}
-                * power(
-                    cast(0.5 as double precision),
-                    extract(epoch from ({{ as_of }} - interactions.event_at)) / 86400.0 / {{ half_life_days }}
-                )
-            ) as decayed_weight
-        from {{ interactions }} as interactions
-        inner join {{ users }} as users on interactions.user_id = users.user_id
-        where users.is_personalization_allowed and interactions.event_at <= {{ as_of }}
-        group by interactions.user_id, interactions.item_id
-    ),
+    max_terms terms per user are kept. The marts item_text_terms and user_text_interests render the two
+    macros over their refs; the hook creates them as the SQL function
+    analytics.user_text_interests_as_of(as_of, half_life_days, max_terms) for reads at past cutoffs.
 
-    listed_tokens as (
+    text_interests runs user by user (a lateral join): each user's events by fct_interactions' index on
+    user_id, their items' terms by an index on item_id of item_terms, the user's terms grouped and ranked
+    in memory. Grouped for every user at once, the user x item x token rows spilled more than 21 GB of
+    temporary files at a million users. Sums are exact numeric sums, so the order rows arrive in never
+    moves a rank.
+-#}
+
+{#- The tokens of the items listed at as_of with their idf (item_id, token, idf). -#}
+{% macro text_item_terms(items, item_tokens, as_of) %}
+    with listed_tokens as (
         select
             item_tokens.item_id,
             item_tokens.token
@@ -79,45 +70,61 @@ $body$
         cross join listed_items
         group by listed_tokens.token
         having count(*) < max(listed_items.items)
-    ),
-
-    user_terms as (
-        select
-            decayed_user_items.user_id,
-            listed_tokens.token as term,
-            count(*) as items,
-            sum(decayed_user_items.decayed_weight * token_idf.idf) as raw_weight
-        from decayed_user_items
-        inner join listed_tokens on decayed_user_items.item_id = listed_tokens.item_id
-        inner join token_idf on listed_tokens.token = token_idf.token
-        where decayed_user_items.decayed_weight > 0
-        group by decayed_user_items.user_id, listed_tokens.token
-    ),
-
-    ranked_terms as (
-        select
-            user_terms.user_id,
-            user_terms.term,
-            user_terms.items,
-            user_terms.raw_weight,
-            user_terms.raw_weight / max(user_terms.raw_weight) over (partition by user_terms.user_id) as weight,
-            row_number() over (
-                partition by user_terms.user_id order by user_terms.raw_weight desc, user_terms.term asc
-            ) as term_rank
-        from user_terms
     )
 
     select
-        ranked_terms.user_id,
+        listed_tokens.item_id,
+        listed_tokens.token,
+        token_idf.idf
+    from listed_tokens
+    inner join token_idf on listed_tokens.token = token_idf.token
+{% endmacro %}
+
+{#- The profile, reading each item's terms from item_terms (text_item_terms' rows, indexed on item_id). -#}
+{% macro text_interests(interactions, users, item_terms, as_of, half_life_days, max_terms) %}
+    select
+        users.user_id,
         ranked_terms.term,
         cast(ranked_terms.items as integer) as items,
         cast(ranked_terms.raw_weight as double precision) as raw_weight,
-        cast(ranked_terms.weight as double precision) as weight,
+        cast(ranked_terms.raw_weight / ranked_terms.top_weight as double precision) as weight,
         cast(ranked_terms.term_rank as integer) as term_rank
-    from ranked_terms
-    where ranked_terms.term_rank <= {{ max_terms }}
+    from {{ users }} as users
+    cross join lateral (
+        select
+            user_terms.term,
+            user_terms.items,
+            user_terms.raw_weight,
+            max(user_terms.raw_weight) over () as top_weight,
+            row_number() over (order by user_terms.raw_weight desc, user_terms.term asc) as term_rank
+        from (
+            select
+                item_terms.token as term,
+                count(*) as items,
+                sum(user_items.decayed_weight * cast(item_terms.idf as numeric)) as raw_weight
+            from (
+                select
+                    interactions.item_id,
+                    sum(cast(
+                        {{ event_weight('interactions.event_type') }}
+                        * power(
+                            cast(0.5 as double precision),
+                            extract(epoch from ({{ as_of }} - interactions.event_at)) / 86400.0 / {{ half_life_days }}
+                        ) as numeric
+                    )) as decayed_weight
+                from {{ interactions }} as interactions
+                where interactions.user_id = users.user_id and interactions.event_at <= {{ as_of }}
+                group by interactions.item_id
+            ) as user_items
+            inner join {{ item_terms }} as item_terms on user_items.item_id = item_terms.item_id
+            where user_items.decayed_weight > 0
+            group by item_terms.token
+        ) as user_terms
+    ) as ranked_terms
+    where users.is_personalization_allowed and ranked_terms.term_rank <= {{ max_terms }}
 {% endmacro %}
 
+{#- The function computes the item terms at its as_of into a temporary table with the index the lookups need. -#}
 {% macro text_interests_function() %}
 do $body$
 begin
@@ -129,12 +136,21 @@ begin
         user_id text, term text, items integer, raw_weight double precision, weight double precision,
         term_rank integer
     )
-    language sql stable
+    language plpgsql volatile
     as $fn$
+    #variable_conflict use_column
+    begin
+        drop table if exists pg_temp.text_item_terms_as_of;
+        create temporary table text_item_terms_as_of as
+        {{ text_item_terms('analytics.dim_items', 'analytics.item_search_tokens', 'as_of') }};
+        create index on pg_temp.text_item_terms_as_of (item_id);
+        analyze pg_temp.text_item_terms_as_of;
+        return query
         {{ text_interests(
-            'analytics.fct_interactions', 'analytics.dim_users', 'analytics.dim_items',
-            'analytics.item_search_tokens', 'as_of', 'half_life_days', 'max_terms'
-        ) }}
+            'analytics.fct_interactions', 'analytics.dim_users', 'pg_temp.text_item_terms_as_of',
+            'as_of', 'half_life_days', 'max_terms'
+        ) }};
+    end
     $fn$;
 end
 $body$

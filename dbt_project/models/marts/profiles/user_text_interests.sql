@@ -1,7 +1,7 @@
 {#-
     A full rebuild, like user_search_interests: every weight decays relative to as_of. The profile is the
-    macro text_interests, which the hook also creates as analytics.user_text_interests_as_of for the
-    rankers' past cutoffs.
+    macro text_interests over item_text_terms, which the hook also creates as
+    analytics.user_text_interests_as_of for reads at past cutoffs.
 -#}
 {{
     config(
@@ -14,7 +14,7 @@ with
 user_terms as (
 
     {{ text_interests(
-        ref('fct_interactions'), ref('dim_users'), ref('dim_items'), ref('item_search_tokens'),
+        ref('fct_interactions'), ref('dim_users'), ref('item_text_terms'),
         as_of_timestamp(), var('interest_half_life_days'), var('text_interest_terms')
     ) }}
 

@@ -1,0 +1,29 @@
+{#-
+    The terms user_text_interests weighs an item's tokens by, as of the run: a table with an index on
+    item_id, which the profile reads user by user (macro text_item_terms).
+-#}
+{{
+    config(
+        indexes=[{'columns': ['item_id']}]
+    )
+}}
+
+with
+
+item_terms as (
+
+    {{ text_item_terms(ref('dim_items'), ref('item_search_tokens'), as_of_timestamp()) }}
+
+),
+
+final as (
+
+    select
+        item_id,
+        token,
+        idf
+    from item_terms
+
+)
+
+select * from final
