@@ -37,3 +37,14 @@ def test_two_processes_starting_together_share_one_server(tmp_path):
         assert first == second and EmbeddedPostgres(root).is_running()
     finally:
         EmbeddedPostgres(root).stop()
+
+
+def test_a_running_server_is_found_again_when_its_state_file_is_gone(tmp_path):
+    """Deleting .local (or cloning again at the same path, as root) leaves the server running: its port is read back."""
+    root = tmp_path / ".local"
+    try:
+        url = EmbeddedPostgres(root).start()
+        (root / "warehouse.json").unlink()
+        assert EmbeddedPostgres(root).start() == url
+    finally:
+        EmbeddedPostgres(root).stop()

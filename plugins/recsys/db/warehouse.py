@@ -140,6 +140,10 @@ class EmbeddedPostgres:
             and self._run([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)]).returncode == 0
         )
 
+    def _running_port(self) -> int:
+        """The port of the running server: the fourth line of its ``postmaster.pid``."""
+        return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+
     def _state(self) -> dict:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
@@ -198,6 +202,8 @@ class EmbeddedPostgres:
                 raise RuntimeError(f"embedded PostgreSQL did not start (see {self.log_file}):\n{result.stderr}")
             self.state_file.write_text(json.dumps({**self._state(), "port": port}) + "\n")
             log.info("embedded PostgreSQL started on 127.0.0.1:%s (data in %s)", port, self.data_dir)
+        elif self.port is None:  # running, but the state file is gone (.local deleted, or the clone made again)
+            self.state_file.write_text(json.dumps({**self._state(), "port": self._running_port()}) + "\n")
         url = f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
         create_database(url)
         return url
