@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -211,9 +212,12 @@ def select_models(
         if name not in chosen or ndcg_served > chosen[name][3]:  # NaN (no validation users) never replaces
             chosen[name] = (row["trial"], params, shelves, ndcg_served)
         logger.info(
-            "validation %s %s: NDCG@%d %.4f as trained, %.4f served, new items %.4f; served per placement %s",
+            "validation %s %s (%.1f s, process peak %d MB): NDCG@%d %.4f as trained, %.4f served, new items %.4f; "
+            "served per placement %s",
             name,
             params,
+            row["fit_seconds"],
+            row["peak_mb"],
             k,
             row["ndcg"],
             ndcg_served,
@@ -295,6 +299,7 @@ def _trial(
         ndcg=ndcg,
         ndcg_new_items=ndcg_new,
         ndcg_served=ndcg_served,
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,  # logged, not stored
     )
     return row, shelves
 
