@@ -301,6 +301,8 @@ def _trial(
         ndcg_served=ndcg_served,
         peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,  # logged, not stored
     )
+    # this process's log (a worker's goes nowhere; select_models logs the same after every trial)
+    logger.info("trial %d %s %s: %.1f s, process peak %d MB", number, name, params, row["fit_seconds"], row["peak_mb"])
     return row, shelves
 
 
