@@ -31,6 +31,7 @@ import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg2
 import pytest
 
@@ -284,7 +285,7 @@ def lists(url: str, run_id: str, touched: set[str], of_touched: bool) -> set[tup
     """The run's list rows of the touched users, or of the other users of ``dim_users`` now."""
     rows = query(
         url,
-        f"select {LIST_COLUMNS} from ml.recommendations where run_id = %s"
+        f"select {LIST_COLUMNS} from ml.run_recommendations where run_id = %s"
         " and user_id in (select user_id from analytics.dim_users)",
         (run_id,),
     )
@@ -305,8 +306,11 @@ def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(sche
     assert 0 < len(touched) < users / 2
     assert lists(url, "run_3", touched, True) == lists(url, "check", touched, True)
     assert lists(url, "run_3", touched, False) == lists(url, "run_2", touched, False)
-    listed = query(url, "select run_id, count(distinct user_id) from ml.recommendations group by 1 order by 1")
+    listed = query(url, "select run_id, count(distinct user_id) from ml.run_recommendations group by 1 order by 1")
     assert [row for row in listed if row[0] != "run_2"] == [("check", users), ("run_3", users)]
+    # the carried lists are not copied: day 3's own rows are the touched users' only
+    generated = {row[0] for row in query(url, "select distinct user_id from ml.recommendations where run_id = 'run_3'")}
+    assert generated <= touched
 
 
 def test_an_incremental_day_targets_promotions_without_evaluating(scheduled):
@@ -321,3 +325,36 @@ def test_an_incremental_day_targets_promotions_without_evaluating(scheduled):
         for run_id in ("run_3", "check")
     }
     assert targets["run_3"] and targets["run_3"] == targets["check"]
+
+
+def test_lists_carried_twice_point_at_the_run_that_generated_them(database):
+    """Day 2 scores u1 and carries u2 and u3 from day 1; day 3 scores u2 and carries u1 (day 2's list) and u3
+    (still day 1's rows, never copied); u4, gone from dim_users, is carried no more."""
+    from recsys.db import runs
+
+    with psycopg2.connect(database) as conn:
+        runs.ensure_schema(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "create schema analytics; create table analytics.dim_users (user_id text primary key);"
+                " insert into analytics.dim_users values ('u1'), ('u2'), ('u3')"
+            )
+
+            def generate(run_id: str, users: list[str]) -> None:
+                cur.executemany(
+                    "insert into ml.recommendations (run_id, user_id, item_rank, item_id, model_name, reason_code,"
+                    " generated_at) values (%s, %s, 1, %s, 'als', 'matrix_factorization', now())",
+                    [(run_id, user, f"{run_id}-{user}") for user in users],
+                )
+
+            generate("day1", ["u1", "u2", "u3", "u4"])
+            assert schedule.carry_lists(conn, "day2", "day1", np.array(["u1"])) == 2
+            generate("day2", ["u1"])
+            assert schedule.carry_lists(conn, "day3", "day2", np.array(["u2"])) == 2
+            generate("day3", ["u2"])
+            cur.execute("select user_id, list_run_id from ml.carried_lists where run_id = 'day3' order by 1")
+            assert cur.fetchall() == [("u1", "day2"), ("u3", "day1")]
+            cur.execute("select user_id, item_id from ml.run_recommendations where run_id = 'day3' order by 1")
+            assert cur.fetchall() == [("u1", "day2-u1"), ("u2", "day3-u2"), ("u3", "day1-u3")]
+            cur.execute("select count(*) from ml.recommendations where run_id = 'day3'")
+            assert cur.fetchone() == (1,)

@@ -89,6 +89,41 @@ begin
     end if;
 end
 $$;
+-- an incremental run's lists of the users it did not score: the earlier run whose ml.recommendations rows hold
+-- them (recsys.orchestration.schedule); the lists are not copied
+create table if not exists ml.carried_lists (
+    run_id text not null,
+    user_id text not null,
+    list_run_id text not null,
+    primary key (run_id, user_id)
+);
+-- every list of a run: the rows it generated and the lists it carried (read this, not ml.recommendations);
+-- created once (replacing a view locks out its readers)
+do $$
+begin
+    if to_regclass('ml.run_recommendations') is null then
+        create view ml.run_recommendations as
+        select
+            run_id, user_id, placement, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at
+        from ml.recommendations
+        union all
+        select
+            carried.run_id,
+            lists.user_id,
+            lists.placement,
+            lists.item_rank,
+            lists.item_id,
+            lists.score,
+            lists.model_name,
+            lists.reason_code,
+            lists.reason_text,
+            lists.generated_at
+        from ml.carried_lists as carried
+        inner join ml.recommendations as lists
+            on carried.list_run_id = lists.run_id and carried.user_id = lists.user_id;
+    end if;
+end
+$$;
 create table if not exists ml.similar_items (
     run_id text not null,
     item_id text not null,

@@ -289,7 +289,7 @@ def generate_recommendations(
         Default :func:`recsys.serving.rules.load_business_rules`.
     rescore : recsys.orchestration.schedule.Rescore, optional
         An incremental run (:mod:`recsys.orchestration.schedule`): only these users' lists are scored, every
-        other user's list of the previous run is copied into the run (same transaction). Similar items and
+        other user keeps the previous run's list (``ml.carried_lists``, same transaction). Similar items and
         cold-start segment lists are written in full either way.
     shelves : sequence of str, default every placement
         The placements to write lists of (an A/B challenger writes ``for_you`` only).
@@ -315,7 +315,7 @@ def generate_recommendations(
             kept = {} if full_run is None else runs.read_learners(connection, full_run)
             knn, shelf, learners = _fit_shelves(shop[2], end, shelf, config, kept)
             targets = schedule.targets(shop[0]["user_id"], rescore)  # an incremental run: the touched users only
-            tables = ["ml.recommendations", "ml.similar_items", "ml.cold_start_recommendations"]
+            tables = ["ml.recommendations", "ml.carried_lists", "ml.similar_items", "ml.cold_start_recommendations"]
             runs.delete_run(connection, tables, run_id)
             runs.save_learners(connection, run_id, {} if full_run else learners)
             lists, (keys, cold_items, cold_scores) = _prepare_lists(
@@ -350,7 +350,7 @@ def generate_recommendations(
         "recommendations": sum(per_shelf.values()),
         "placements": per_shelf,
         "placement_champions": {name: champion_name for name, (champion_name, _) in shelf.items()},
-        "recommendations_carried": carried,
+        "users_carried": carried,
         "similar_items": n_similar_rows,
         "cold_start_recommendations": n_cold_rows,
         "cold_start_segments": int(len(keys)),

@@ -11,8 +11,9 @@ all data and scores every user's list. An **incremental run** (any other day, wh
 - ``recommend`` refits that champion with those parameters on all data up to the interval's end (new items
   and events reach the model every day; a ranker keeps the full run's trained learner and refits only its
   candidate models and features, :meth:`recsys.models.ranker.CandidateRanker.refit_candidates`) and scores
-  only the users it touched (:func:`touched_users`); every other user keeps the previous run's list, copied
-  into the run.
+  only the users it touched (:func:`touched_users`); every other user keeps the previous run's list: the run
+  points at the run that generated it (``ml.carried_lists``, :func:`carry_lists`) instead of copying its rows.
+  ``ml.run_recommendations`` reads every list of a run, generated or carried.
 
 Why this schedule: one day adds about 1/90 of a 90-day history, so the chosen hyperparameters and the champion
 (compared over weeks of purchases) rarely change from one day to the next, while the search and the
@@ -171,18 +172,18 @@ union
 select users.user_id
 from analytics.dim_users as users
 where not exists (
-    select from ml.recommendations as previous
+    select from ml.run_recommendations as previous
     where previous.run_id = %(previous)s and previous.user_id = users.user_id
 )
 union
 select previous.user_id
-from ml.recommendations as previous
+from ml.run_recommendations as previous
 left join analytics.dim_items as items
     on previous.item_id = items.item_id
 where previous.run_id = %(previous)s and not coalesce(items.is_in_stock, false)
 union
 select previous.user_id
-from ml.recommendations as previous
+from ml.run_recommendations as previous
 inner join analytics.dim_users as users
     on previous.user_id = users.user_id
 where previous.run_id = %(previous)s and not users.is_personalization_allowed and previous.model_name <> 'popularity'
@@ -204,23 +205,24 @@ def touched_users(conn: Any, previous: dict[str, Any]) -> np.ndarray:
 
 
 def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarray) -> int:
-    """Copy the previous run's lists of every user not in ``rescored`` into ``run_id``; return the rows copied.
+    """Carry the previous run's list of every user not in ``rescored`` into ``run_id``; return the users carried.
 
-    The rows keep their ``generated_at``: the list was generated then, from the evidence the user still has.
-    Users no longer in ``analytics.dim_users`` (erased) are left out.
+    The lists are not copied: ``ml.carried_lists`` gets, per user, the run whose ``ml.recommendations`` rows hold
+    them (the previous run, or the run it carried them from), and ``ml.run_recommendations`` reads them as the
+    run's. The rows keep their ``generated_at``: the list was generated then, from the evidence the user still
+    has. Users no longer in ``analytics.dim_users`` (erased, merged) are left out.
     """
     with conn.cursor() as cursor:
         cursor.execute(
-            "insert into ml.recommendations (run_id, user_id, placement, item_rank, item_id, score, model_name,"
-            " reason_code, reason_text, generated_at)"
-            " select %(run)s, previous.user_id, previous.placement, previous.item_rank, previous.item_id,"
-            " previous.score, previous.model_name, previous.reason_code, previous.reason_text, previous.generated_at"
-            " from ml.recommendations as previous"
+            "insert into ml.carried_lists (run_id, user_id, list_run_id)"
+            " select %(run)s, previous.user_id, previous.list_run_id"
+            " from (select distinct user_id, run_id as list_run_id from ml.recommendations where run_id = %(previous)s"
+            " union all select user_id, list_run_id from ml.carried_lists where run_id = %(previous)s) as previous"
             " inner join analytics.dim_users as users on previous.user_id = users.user_id"
             # a hash anti-join on the rescored users, not a scan of the array per row
             " left join unnest(cast(%(rescored)s as text[])) as rescored (user_id)"
             " on previous.user_id = rescored.user_id"
-            " where previous.run_id = %(previous)s and rescored.user_id is null",
+            " where rescored.user_id is null",
             {"run": run_id, "previous": previous_run_id, "rescored": list(rescored)},
         )
         return cursor.rowcount
