@@ -103,6 +103,31 @@ def test_shared_fits_give_the_same_scores_as_fitting_alone(split) -> None:
     assert cache.misses["frame"] == 1 and cache.hits["frame"] == 3
 
 
+def test_refits_of_the_candidates_are_shared_with_the_same_scores(split) -> None:
+    """An incremental run refits two placements' rankers (each keeping its learner): inside ``shared_fits`` the
+    candidates are fitted once, the profile and the candidate frames are shared, the scores those of alone."""
+    models = fitted([neural(), lgbm()], split)
+    later = split.cutoff + WEEK
+    learners = [(model.model_, model.feature_names_) for model in models]
+    alone = [
+        ranker.refit_candidates(split.train, later, *learner)
+        for ranker, learner in zip([neural(), lgbm()], learners, strict=True)
+    ]
+    CountingPopularity.fits.clear()
+    with shared_fits() as cache:
+        shared = [
+            ranker.refit_candidates(split.train, later, *learner)
+            for ranker, learner in zip([neural(), lgbm()], learners, strict=True)
+        ]
+        scored = [outputs(model, split) for model in shared]
+    assert CountingPopularity.fits == [later]
+    assert shared[0].profile_ is shared[1].profile_ and cache.misses["profile"] == 1 and cache.hits["profile"] == 1
+    assert cache.misses["frame"] == 1 and cache.hits["frame"] == 3
+    for one, other in zip([outputs(model, split) for model in alone], scored, strict=True):
+        for left, right in zip(one, other, strict=True):
+            np.testing.assert_array_equal(left, right)
+
+
 def test_other_pair_parameters_or_data_are_not_shared(split) -> None:
     with shared_fits():
         fitted([neural(), lgbm(candidates_per_model=10)], split)

@@ -427,7 +427,13 @@ class CandidateRanker(Recommender):
         """
         reference = self._reference(interactions, reference_time)
         models = default_candidate_models() if self.candidate_models is None else list(self.candidate_models)
-        self.profile_ = _profile(models, interactions, reference, self.half_life_days, self.text_features)
+        self.profile_ = shared_fit(  # two placements' rankers that differ in the learner share it
+            self,
+            interactions,
+            reference,
+            lambda: _profile(models, interactions, reference, self.half_life_days, self.text_features),
+            kind="profile",
+        )
         self.model_, self.candidate_recall_ = learner, float("nan")
         self.train_rows_, self.train_positives_, self.train_seconds_ = 0, 0, 0.0
         self._fitted(interactions, reference, models)

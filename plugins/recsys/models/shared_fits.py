@@ -122,8 +122,9 @@ def cached(data: object, key: tuple[Hashable, ...], compute: Callable[[], T]) ->
     return compute() if cache is None else cache.get(data, key, compute)
 
 
-def shared_fit(ranker: BaseEstimator, data: object, reference: float, compute: Callable[[], T]) -> T:
-    """A learned ranker's training pairs and profile at ``reference``: shared by the rankers that differ in the learner.
+def shared_fit(ranker: BaseEstimator, data: object, reference: float, compute: Callable[[], T], kind: str = "fit") -> T:
+    """A learned ranker's training pairs and profile at ``reference`` (``kind`` ``fit``), or its profile alone
+    (``profile``, a refit of the candidates): shared by the rankers that differ in the learner.
 
     The key is the ranker's parameters but ``candidate_models`` (its candidates' own parameters instead)
     and its class's ``learner_params``, so a ranker with other candidates, label weeks or pairs computes its own.
@@ -131,7 +132,7 @@ def shared_fit(ranker: BaseEstimator, data: object, reference: float, compute: C
     params = ranker.get_params(deep=False)
     candidates = params.pop("candidate_models") or ()
     shared = sorted((name, value) for name, value in params.items() if name not in ranker.learner_params)
-    return cached(data, ("fit", reference, params_key(candidates), repr(shared)), compute)
+    return cached(data, (kind, reference, params_key(candidates), repr(shared)), compute)
 
 
 def shared_frame(
