@@ -68,12 +68,16 @@
 {#-
     Post-hook: delete the rows whose key the source no longer holds (a row now excluded in staging, an event
     after as_of on a re-run of an earlier interval, an order line of a deleted order), so an incremental
-    table keeps no row a full rebuild would not have.
+    table keeps no row a full rebuild would not have. With `written_column` (refreshed_at), the rows this
+    run wrote are not looked up: they were just read from the source. A first build then reads its table
+    once and looks nothing up (at L, the anti-join of 50M events with staging spilled its hash to disk); run
+    it before any hook that stamps rows it did not write.
 -#}
-{% macro delete_rows_missing_from(source_relation, key, source_key=none) -%}
+{% macro delete_rows_missing_from(source_relation, key, source_key=none, written_column=none) -%}
     delete from {{ this }} as target_rows
-    where not exists (
-        select from {{ source_relation }} as source_rows
-        where source_rows.{{ source_key or key }} = target_rows.{{ key }}
-    )
+    where
+        {% if written_column %}target_rows.{{ written_column }} < {{ refreshed_at() }} and {% endif %}not exists (
+            select from {{ source_relation }} as source_rows
+            where source_rows.{{ source_key or key }} = target_rows.{{ key }}
+        )
 {%- endmacro %}

@@ -24,11 +24,11 @@
             {'columns': ['loaded_at']},
         ],
         post_hook=[
+            "{{ delete_rows_missing_from(ref('stg_shop__events'), 'event_id', written_column='refreshed_at') }}",
             "update {{ this }} as interactions set user_id = persons.person_user_id, refreshed_at = {{ refreshed_at() }}
              from {{ ref('identity_persons') }} as persons
              where interactions.account_user_id = persons.account_user_id
                and interactions.user_id <> persons.person_user_id",
-            "{{ delete_rows_missing_from(ref('stg_shop__events'), 'event_id') }}",
             "delete from {{ this }} as interactions using {{ ref('int_bot_users') }} as bot_users
              where interactions.user_id = bot_users.user_id",
         ]

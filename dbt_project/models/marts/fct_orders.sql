@@ -14,11 +14,11 @@
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_id'], 'unique': true}, {'columns': ['user_id']}, {'columns': ['loaded_at']}],
         post_hook=[
+            "{{ delete_rows_missing_from(ref('stg_shop__orders'), 'order_id', written_column='refreshed_at') }}",
             "update {{ this }} as orders set user_id = persons.person_user_id, refreshed_at = {{ refreshed_at() }}
              from {{ ref('identity_persons') }} as persons
              where orders.account_user_id = persons.account_user_id
                and orders.user_id <> persons.person_user_id",
-            "{{ delete_rows_missing_from(ref('stg_shop__orders'), 'order_id') }}",
             "delete from {{ this }} as orders using {{ ref('int_bot_users') }} as bot_users
              where orders.user_id = bot_users.user_id",
         ]

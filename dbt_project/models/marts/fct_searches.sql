@@ -13,11 +13,11 @@
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['search_id'], 'unique': true}, {'columns': ['user_id']}, {'columns': ['loaded_at']}],
         post_hook=[
+            "{{ delete_rows_missing_from(ref('stg_shop__events'), 'search_id', 'event_id', 'refreshed_at') }}",
             "update {{ this }} as searches set user_id = persons.person_user_id, refreshed_at = {{ refreshed_at() }}
              from {{ ref('identity_persons') }} as persons
              where searches.account_user_id = persons.account_user_id
                and searches.user_id <> persons.person_user_id",
-            "{{ delete_rows_missing_from(ref('stg_shop__events'), 'search_id', 'event_id') }}",
             "delete from {{ this }} as searches using {{ ref('int_bot_users') }} as bot_users
              where searches.user_id = bot_users.user_id",
         ]
