@@ -536,6 +536,19 @@ def test_als_separates_the_clusters_and_matches_its_factors(data: Interactions) 
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # random_state makes the fit repeatable
 
 
+def test_als_blocks_bounded_by_entries_give_the_same_lists(data: Interactions, monkeypatch) -> None:
+    """A large catalogue makes an ALS score block fewer users (at most DENSE_BLOCK_ENTRIES entries), same lists."""
+    from recsys.models import factorization
+
+    model = ALSRecommender(factors=2, iterations=5, random_state=0).fit(data)
+    users = np.arange(data.n_users)
+    whole = model.recommend(users, n=5)
+    monkeypatch.setattr(factorization, "DENSE_BLOCK_ENTRIES", 2 * data.n_items)
+    assert (model._rows_per_batch(data.n_items), model._rows_per_batch(10**9)) == (2, 1)
+    for left, right in zip(model.recommend(users, n=5), whole, strict=True):
+        np.testing.assert_array_equal(left, right)
+
+
 def rated(
     rows: list[tuple[str, str, float]],
     rated_ts: float | list[float] = T0,
