@@ -83,13 +83,21 @@ begin
     ) returns table (user_id text, feature text, value double precision)
     language sql stable
     set work_mem = '{{ var("model_work_mem", "128MB") | replace("'", "") }}'
+    -- the users' events by the index on user_id: at the default cost of a random page (4) Postgres scanned all
+    -- 45M events of the L shop for a batch of 5,000 users (13 s; by the index 2 s)
+    set random_page_cost = 1.1
     as $fn$
         with
         interactions as (
             select user_id, item_id, event_type, event_at
             from analytics.fct_interactions
-            -- a hashed subplan: the users' events only, without a scan of the array per row
-            where event_at < as_of and (user_ids is null or user_id in (select unnest(user_ids)))
+            where user_ids is null and event_at < as_of
+            union all
+            select events.user_id, events.item_id, events.event_type, events.event_at
+            from (select distinct unnest(user_ids) as user_id) as wanted
+            inner join analytics.fct_interactions as events
+                on wanted.user_id = events.user_id
+            where events.event_at < as_of
         ),
 
         user_items as materialized (

@@ -110,10 +110,11 @@ def test_the_function_sees_only_the_events_strictly_before_as_of(warehouse) -> N
         assert got[key] == pytest.approx(value, rel=1e-12), key
 
 
-def test_the_function_reads_only_the_users_asked_for(warehouse) -> None:
-    rows = ProfileSource(warehouse).read(to_epoch_seconds(AS_OF), HALF_LIFE, np.array(["u2", "nobody"]))
+def test_the_function_reads_only_the_users_asked_for_once_each(warehouse) -> None:
+    rows = ProfileSource(warehouse).read(to_epoch_seconds(AS_OF), HALF_LIFE, np.array(["u2", "u2", "nobody"]))
     expected = {key: value for key, value in expected_at_as_of().items() if key[0] == "u2"}
     assert dict(zip(zip(rows["user_id"], rows["feature"], strict=True), rows["value"], strict=True)) == expected
+    assert len(rows) == len(expected), "a user named twice is read once"
 
 
 def test_a_day_later_the_purchase_counts(warehouse) -> None:
