@@ -22,7 +22,7 @@ from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranker import CandidateRanker
-from recsys.models.shared_fits import cached, shared_fits
+from recsys.models.shared_fits import cached, frames_for, shared_fits
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEEK = 7 * SECONDS_PER_DAY
@@ -126,6 +126,20 @@ def test_refits_of_the_candidates_are_shared_with_the_same_scores(split) -> None
     for one, other in zip([outputs(model, split) for model in alone], scored, strict=True):
         for left, right in zip(one, other, strict=True):
             np.testing.assert_array_equal(left, right)
+
+
+def test_a_block_keeps_the_frames_of_a_whole_pass_for_the_next_ranker(split) -> None:
+    """Scoring more batches than the default 4 frames: sized by frames_for, the second ranker computes none."""
+    users = np.arange(split.train.n_users)
+    batch = -(-len(users) // 6)  # six batches
+    batches = [users[first : first + batch] for first in range(0, len(users), batch)]
+    for max_frames, computed in ((4, 12), (frames_for(len(users), batch), 6)):
+        with shared_fits(max_frames) as cache:
+            for model in fitted([neural(), lgbm()], split):
+                for rows in batches:
+                    model.score_candidates(rows)
+        assert cache.misses["frame"] == computed
+    assert frames_for(len(users), batch) == 12 and frames_for(10, 5_000) == 4
 
 
 def test_other_pair_parameters_or_data_are_not_shared(split) -> None:

@@ -45,7 +45,7 @@ from recsys.models.registry import (
     min_segment_users,
     search_trials,
 )
-from recsys.models.shared_fits import shared_fits
+from recsys.models.shared_fits import frames_for, shared_fits
 from recsys.models.workers import iterate_in_workers
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, ServingLayers, load_business_rules
@@ -203,7 +203,8 @@ def select_models(
         logger.warning("max_search_trials %d: the last %d grid points are not tried", limit, len(planned) - limit)
     serving = ServedLists.of(window, rules, k)
     trial = partial(_trial, window=window, serving=serving, config=config, k=k, batch_size=batch_size, rules=rules)
-    done = sorted(run_fits(partial(_trial_group, trial), planned[:limit]), key=lambda result: result[0]["trial"])
+    group = partial(_trial_group, trial, frames_for(len(window.users), batch_size))
+    done = sorted(run_fits(group, planned[:limit]), key=lambda result: result[0]["trial"])
     trials: list[dict[str, Any]] = []
     chosen: dict[str, tuple[int, dict[str, Any], dict[str, np.ndarray], float]] = {}  # trial, params, per-user, mean
     for row, shelves in done:
@@ -251,9 +252,9 @@ def run_fits(
     return function(rankers) + [result for group in others for result in group]
 
 
-def _trial_group(trial: Callable[..., T], group: list[tuple[int, str, dict[str, Any]]]) -> list[T]:
-    """``trial`` of every fit of ``group`` in turn, sharing the rankers' candidate fits."""
-    with shared_fits():
+def _trial_group(trial: Callable[..., T], max_frames: int, group: list[tuple[int, str, dict[str, Any]]]) -> list[T]:
+    """``trial`` of every fit of ``group`` in turn, sharing the rankers' candidate fits and frames."""
+    with shared_fits(max_frames):
         return [trial(number, name, params) for number, name, params in group]
 
 

@@ -105,6 +105,13 @@ def shared_fits(max_frames: int = 4) -> Iterator[FitCache]:
         cache.clear()
 
 
+def frames_for(n_users: int, batch_size: int) -> int:
+    """``max_frames`` for a block whose rankers each score ``n_users`` in batches of ``batch_size``: two per batch
+    (the next ranker finds every frame of the first one's pass, with room for other sets of the same users), at
+    least 4. With 4 and the 10 batches of 50,000 validation users, each ranker computed every frame again."""
+    return max(4, 2 * -(-n_users // max(batch_size, 1)))
+
+
 def cached(data: object, key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
     """``compute()``, or inside a :func:`shared_fits` block the value already computed for ``data`` and ``key``.
 

@@ -57,7 +57,7 @@ from recsys.models.registry import (
     load_model_config,
     min_segment_users,
 )
-from recsys.models.shared_fits import shared_fits
+from recsys.models.shared_fits import frames_for, shared_fits
 from recsys.serving import placements
 from recsys.serving.rules import BusinessRules, load_business_rules
 from recsys.usecases import cold_start
@@ -354,7 +354,8 @@ def _score_group(
     scoring: _TestScoring, champion: str, group: list[tuple[int, str, dict[str, Any]]]
 ) -> list[tuple[int, str, tuple]]:
     """:meth:`_TestScoring.rows` of every chosen model of ``group`` (number, name, parameters), in a worker."""
-    with shared_fits():  # the learned rankers of a group share their candidate models' fits
+    # the learned rankers of a group share their candidate models' fits and frames
+    with shared_fits(frames_for(len(scoring.test.users), scoring.batch_size)):
         return [
             (number, name, scoring.rows(build_model(name, params, scoring.config), with_reranked=name == champion))
             for number, name, params in group
