@@ -581,6 +581,21 @@ def test_a_window_with_more_users_than_max_users_is_evaluated_on_a_seeded_sample
     assert metrics[0] == metrics[1]
 
 
+def test_a_shop_with_more_users_than_search_users_searches_on_a_seeded_sample(warehouse: str, tmp_path) -> None:
+    """``search_users = 40`` of the 65 users with events: the search sees only the validation purchasers among
+    those 40 (the same sample every run), the test window still scores all 60 purchasers, item-KNN still wins."""
+    text = (tmp_path / "models.toml").read_text().replace("search_users = 200000", "search_users = 40")
+    (tmp_path / "models.toml").write_text(text)
+    searches = []
+    for run_id in ("run_1", "run_2"):
+        result = training.train_and_evaluate(warehouse, run_id, START, END)
+        assert result["n_search_users"] == 40 and 0 < result["n_validation_users"] < 40
+        assert result["n_test_users"] == 60 and result["champion_model"] == "item_knn"
+        search = query(warehouse, "select trial, ndcg_served from ml.model_search where run_id = %s", (run_id,))
+        searches.append(search.sort_values("trial").reset_index(drop=True))
+    pd.testing.assert_frame_equal(searches[0], searches[1])
+
+
 @pytest.mark.parametrize(
     "champion", ["repeat_purchase", "user_knn", "als", "svd", "neural_ranker", "lgbm_ranker", "sequence", "content"]
 )

@@ -221,6 +221,21 @@ def test_side_data_is_aligned_to_the_encoding_and_follows_the_time_split() -> No
     assert test[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 3], [2, 2, 1]]
 
 
+def test_a_user_subset_keeps_its_events_ratings_and_attributes_re_encoded() -> None:
+    data = Interactions.from_frame(
+        frame([("u1", "i1", "view", T0), ("u2", "i2", "purchase", T0), ("u3", "i1", "cart", T0 + 1)])
+    ).with_side_data(
+        users=pd.DataFrame({"user_id": ["u1", "u3"], "age_band": ["18-24", "65+"], "gender": "f", "region": "n"}),
+        ratings=pd.DataFrame({"user_id": ["u2", "u3"], "item_id": ["i2", "i1"], "rating": [4, 2], "rated_ts": T0}),
+    )
+    subset = data.of_users(np.array([0, 2]))  # u1 and u3
+    assert subset.user_ids.tolist() == ["u1", "u3"] and subset.item_ids.tolist() == ["i1", "i2"]
+    assert subset.user_index.tolist() == [0, 1] and subset.event_type.tolist() == data.event_type[[0, 2]].tolist()
+    assert subset.users["age_band"].tolist() == ["18-24", "65+"]
+    assert subset.ratings[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 2]]
+    assert subset.to_csr().shape == (2, 2)
+
+
 def test_event_weights_are_defined_once_in_the_dbt_project(tmp_path):
     from recsys.features.interactions import DBT_PROJECT_FILE, event_weight_sql, read_event_weights
 

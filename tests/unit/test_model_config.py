@@ -120,6 +120,7 @@ def test_sections_left_out_get_their_documented_defaults(config: dict) -> None:
         "k": 10,
         "max_search_trials": 40,
         "max_users": 50_000,
+        "search_users": 200_000,
     }
     assert config["privacy"]["min_segment_users"] == 50
     assert config["champion"]["baselines"] == ["popularity", "repeat_purchase"]

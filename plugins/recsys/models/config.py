@@ -27,6 +27,9 @@ class Evaluation(_Section):
     max_users: int = Field(
         50_000, ge=1, description="users evaluated per window at most: a sample with a fixed seed beyond that"
     )
+    search_users: int = Field(
+        200_000, ge=1, description="users whose events the search's trials fit on at most: a fixed-seed sample"
+    )
 
 
 class Champion(_Section):
