@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.evaluation.windows import time_split
+from recsys.evaluation.windows import sample_users, time_split
 from recsys.features.interactions import (
     EVENT_WEIGHTS,
     SECONDS_PER_DAY,
@@ -221,19 +221,18 @@ def test_side_data_is_aligned_to_the_encoding_and_follows_the_time_split() -> No
     assert test[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 3], [2, 2, 1]]
 
 
-def test_a_user_subset_keeps_its_events_ratings_and_attributes_re_encoded() -> None:
+def test_a_sample_of_users_keeps_all_their_events_and_only_theirs() -> None:
+    users = [f"u{number}" for number in range(5)]
     data = Interactions.from_frame(
-        frame([("u1", "i1", "view", T0), ("u2", "i2", "purchase", T0), ("u3", "i1", "cart", T0 + 1)])
-    ).with_side_data(
-        users=pd.DataFrame({"user_id": ["u1", "u3"], "age_band": ["18-24", "65+"], "gender": "f", "region": "n"}),
-        ratings=pd.DataFrame({"user_id": ["u2", "u3"], "item_id": ["i2", "i1"], "rating": [4, 2], "rated_ts": T0}),
+        frame([(user, item, "view", T0 + offset) for offset, user in enumerate(users) for item in ("i1", "i2")])
     )
-    subset = data.of_users(np.array([0, 2]))  # u1 and u3
-    assert subset.user_ids.tolist() == ["u1", "u3"] and subset.item_ids.tolist() == ["i1", "i2"]
-    assert subset.user_index.tolist() == [0, 1] and subset.event_type.tolist() == data.event_type[[0, 2]].tolist()
-    assert subset.users["age_band"].tolist() == ["18-24", "65+"]
-    assert subset.ratings[["user_index", "item_index", "rating"]].values.tolist() == [[1, 0, 2]]
-    assert subset.to_csr().shape == (2, 2)
+    assert sample_users(data, 5) is data
+    sample = sample_users(data, 3)
+    kept = np.unique(sample.user_index)
+    assert len(kept) == 3 and sample.n_events == 6 and np.bincount(sample.user_index).max() == 2
+    assert np.array_equal(np.unique(sample_users(data, 3).user_index), kept)  # the same users every time
+    split = time_split(sample, T0 + 10, T0 + 20)
+    assert split.train.user_ids.tolist() == data.user_ids[kept].tolist()  # the split drops the others
 
 
 def test_event_weights_are_defined_once_in_the_dbt_project(tmp_path):

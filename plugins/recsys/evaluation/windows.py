@@ -186,6 +186,21 @@ def time_split(interactions: Interactions, cutoff: Timestamp, end: Timestamp) ->
     )
 
 
+def sample_users(interactions: Interactions, max_users: int, seed: int = 0) -> Interactions:
+    """The events of every user, or of a sample of ``max_users`` of the users with events (``seed`` fixed).
+
+    Same encoding: a :func:`time_split` of the sample keeps only the sampled users, so the models fitted on it
+    grow with the sample, not with the shop (``[evaluation] search_users``).
+    """
+    users = np.unique(interactions.user_index)
+    if len(users) <= max_users:
+        return interactions
+    sampled = np.zeros(interactions.n_users, dtype=bool)
+    sampled[np.random.default_rng(seed).choice(users, max_users, replace=False)] = True
+    logger.info("a sample of %d of the %d users with events", max_users, len(users))
+    return interactions.select(sampled[interactions.user_index])
+
+
 def first_sold_truth(train: Interactions, truth: sp.csr_array) -> sp.csr_array:
     """The ``new_catalogue`` truth: the purchases of ``truth`` of items first sold in the window.
 

@@ -256,23 +256,6 @@ class Interactions:
             event_ts=self.event_ts[mask],
         )
 
-    def of_users(self, users: np.ndarray) -> Interactions:
-        """The events, ratings and attributes of the user indices ``users`` only, re-encoded in that order.
-
-        Items keep their encoding (every item stays, with its attributes); user ``users[i]`` becomes user ``i``.
-        """
-        new_index = np.full(self.n_users, -1, dtype=np.int32)
-        new_index[users] = np.arange(len(users), dtype=np.int32)
-        kept = self.select(new_index[self.user_index] >= 0)
-        kept.user_ids = self.user_ids[users]
-        kept.user_index = new_index[kept.user_index]
-        if self.users is not None:
-            kept.users = self.users.iloc[users].reset_index(drop=True)
-        if self.ratings is not None:
-            ratings = self.ratings[new_index[self.ratings["user_index"].to_numpy()] >= 0].reset_index(drop=True)
-            kept.ratings = ratings.assign(user_index=new_index[ratings["user_index"].to_numpy()])
-        return kept
-
     def before(self, time: Timestamp) -> Interactions:
         """Events and ratings strictly before ``time``, same encoding: what was known at that moment."""
         seconds = to_epoch_seconds(time)

@@ -24,7 +24,6 @@ from recsys.evaluation import windows
 from recsys.evaluation.offline import (
     EVAL_KS,
     EVAL_VARIANT,
-    EVALUATION_SEED,
     NEW_ITEMS_VARIANT,
     EvaluationWindow,
     catalogue_ids,
@@ -48,7 +47,6 @@ from recsys.evaluation.selection import (
 )
 from recsys.features.interactions import (
     SECONDS_PER_DAY,
-    Interactions,
     Timestamp,
     as_datetime,
     load_interactions,
@@ -101,21 +99,6 @@ def new_items_rows(
     return rows, json_float(values[("ndcg", k)])
 
 
-def search_sample(data: Interactions, max_users: int) -> Interactions:
-    """The events the search fits on: every user's, or those of a fixed-seed sample of ``max_users`` users.
-
-    The sample is drawn from the users with events, with :data:`EVALUATION_SEED` (the same users on every
-    machine), and re-encoded (:meth:`Interactions.of_users`): the trials' models, matrices and rankers' pools
-    then grow with the sample, not with the shop.
-    """
-    users = np.unique(data.user_index)
-    if len(users) <= max_users:
-        return data
-    sample = np.sort(np.random.default_rng(EVALUATION_SEED).choice(users, max_users, replace=False))
-    logger.info("search on %d of %d users with events (search_users)", max_users, len(users))
-    return data.of_users(sample)
-
-
 def train_and_evaluate(
     conn: Any,
     run_id: str,
@@ -140,7 +123,7 @@ def train_and_evaluate(
        :data:`EVALUATION_SEED` when there are more; the test window likewise), and
        the lists pass the serving layers (business rules, re-rank, fill). A shop with more than
        ``[evaluation] search_users`` users with events searches on a fixed-seed sample of that many
-       (:func:`search_sample`); the report and the served models fit on every user.
+       (:func:`recsys.evaluation.windows.sample_users`); the report and the served models fit on every user.
        Every trial goes to ``ml.model_search``; the best parameters per model
        and the champion (:func:`champion_gate`) are chosen by NDCG@k of the
        lists as served, so the champion is the model whose served lists are
@@ -222,7 +205,7 @@ def train_and_evaluate(
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             data = load_interactions(connection, start, end, item_ids=catalogue_ids(connection), side_data=True)
             max_users = int(evaluation.get("max_users", 50_000))
-            searched = search_sample(data.before(test_cutoff), int(evaluation.get("search_users", 200_000)))
+            searched = windows.sample_users(data.before(test_cutoff), int(evaluation.get("search_users", 200_000)))
             validation = EvaluationWindow.of(searched, validation_cutoff, test_cutoff, ks, max_users)
             trials, chosen, validation_ndcg = select_models(validation, config, k, batch_size, rules)
             shelf_champions = gate_placements(validation_ndcg, gate, k)
@@ -270,7 +253,7 @@ def train_and_evaluate(
         "validation_cutoff_at": as_datetime(validation_cutoff).isoformat(),
         "eval_cutoff_at": as_datetime(test_cutoff).isoformat(),
         "n_train_events": int(train.n_events),
-        "n_search_users": int(searched.n_users),
+        "n_search_users": int(validation.split.train.n_users),
         "n_validation_users": int(len(validation.users)),
         "n_test_users": int(len(test.users)),
         "search_trials": int(len(trials)),
