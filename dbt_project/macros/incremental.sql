@@ -35,6 +35,27 @@
 {%- endmacro %}
 
 {#-
+    Incremental base models (base_shop__events): the raw rows of the batches loaded since the model's newest
+    loaded_at, found in quality.load_audit (the load's transaction time, equal to the raw rows' _loaded_at) and
+    read by the raw table's index on _batch_id. `true` in a full build.
+-#}
+{% macro batches_loaded_since_last_run(table_name) -%}
+    {%- if is_incremental() -%}
+        _batch_id in (
+            select batch_loads.batch_id
+            from {{ source('loads', 'load_audit') }} as batch_loads
+            where
+                batch_loads.table_name = '{{ table_name }}'
+                and batch_loads.loaded_at > (
+                    select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
+                )
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
     Per-user incremental models (user_interest_tags): whether the user is recomputed in this run. A user is
     touched when `facts` holds a row of theirs inserted or moved since this model's last run (refreshed_at),
     or when this model has no row of theirs yet. `true` in a full build.

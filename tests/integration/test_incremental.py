@@ -8,7 +8,9 @@ incremental filter must not lose or duplicate:
   and orders are excluded (``unknown_user``) until the third day's snapshot brings the user;
 - a **re-delivered event**: one of the first day's views is delivered again on the third day with another
   platform (the latest delivery wins in staging);
-- **late order lines**: one completed order's lines are delivered on the third day, after the order.
+- **late order lines**: one completed order's lines are delivered on the third day, after the order;
+- a **re-delivered batch**: the second day's batch is delivered again before the third day's, without its
+  first event and with another one changed (a re-delivery replaces the whole batch).
 
 ``daily`` loads and runs dbt (the transform models, ``dbt run --exclude tag:publish``) once per day, as the DAG
 does; ``rebuilt`` loads the three days and runs dbt once. Their facts and profiles must be equal row for row,
@@ -43,8 +45,9 @@ from recsys.orchestration import publishing, schedule, training
 from recsys.usecases import promotions
 
 SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
-#: the incremental facts and the profiles built on them (user_interest_tags per touched user)
+#: the incremental base events, facts and the profiles built on them (user_interest_tags per touched user)
 TABLES = (
+    "staging.base_shop__events",
     "analytics.fct_interactions",
     "analytics.fct_searches",
     "analytics.fct_orders",
@@ -103,13 +106,35 @@ def split_with_late_rows(shop: Path, out: Path, days: list[date]) -> dict[str, s
         late = [row for row in lines if row[0] == late_order]
         kept = [row for row in lines if row[0] != late_order]
         write_csv(folder / "order_lines.csv", lines_header, {0: kept, 1: [], 2: late}[index])
+    kept, changed, *rest = day_events[days[1]][1:]  # the first event is left out of the second delivery
+    changed_platform = "app" if changed[platform] != "app" else "web"
+    again = [kept, [*changed[:platform], changed_platform, *changed[platform + 1 :]], *rest]
+    write_csv(out.parent / f"{out.name}-again.csv", events_header, again)
+    event_id = events_header.index("event_id")
     return {
         "late_user": late_user,
-        "redelivered_event": redelivered[events_header.index("event_id")],
+        "redelivered_event": redelivered[event_id],
         "redelivered_platform": new_platform,
+        "dropped_event": day_events[days[1]][0][event_id],
+        "changed_event": changed[event_id],
+        "changed_platform": changed_platform,
         "late_order": late_order,
         "late_order_lines": str(sum(row[0] == late_order for row in lines)),
     }
+
+
+def deliver(url: str, folder: Path, days: list[date], day: date) -> None:
+    """Load ``day``'s batch; before the third day's, the second day's again (its events ``<folder>-again.csv``)."""
+    with connect(url) as conn:
+        if day == days[2]:
+            events = folder / days[1].isoformat() / "events.csv"
+            first = events.read_bytes()
+            shutil.copy(folder.parent / f"{folder.name}-again.csv", events)
+            try:
+                load.load_landing(conn, folder, days[1].isoformat())
+            finally:
+                events.write_bytes(first)
+        load.load_landing(conn, folder, day.isoformat())
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +198,7 @@ def daily(fresh_database, deliveries, tmp_path_factory):
     folder, days, _ = deliveries
     url, env = warehouse(fresh_database, tmp_path_factory)
     for day in days:
-        with connect(url) as conn:
-            load.load_landing(conn, folder, day.isoformat())
+        deliver(url, folder, days, day)
         dbt_run(env, day)
     return url, env, days
 
@@ -184,9 +208,8 @@ def rebuilt(fresh_database, deliveries, tmp_path_factory):
     """The three days loaded, then one dbt run for the last day: every incremental model built in one go."""
     folder, days, _ = deliveries
     url, env = warehouse(fresh_database, tmp_path_factory)
-    with connect(url) as conn:
-        for day in days:
-            load.load_landing(conn, folder, day.isoformat())
+    for day in days:
+        deliver(url, folder, days, day)
     dbt_run(env, days[-1])
     return url
 
@@ -205,6 +228,11 @@ def test_three_incremental_days_equal_one_full_rebuild(daily, rebuilt, deliverie
     assert query(
         url, "select platform from analytics.fct_interactions where event_id = %s", (planted["redelivered_event"],)
     ) == [(planted["redelivered_platform"],)]
+    platforms = "select platform from {} where event_id = %s"
+    assert query(url, platforms.format("staging.base_shop__events"), (planted["dropped_event"],)) == []
+    assert query(url, platforms.format("analytics.fct_interactions"), (planted["changed_event"],)) == [
+        (planted["changed_platform"],)
+    ]
     assert query(
         url,
         "select orders.line_count, count(*) from analytics.fct_orders as orders"

@@ -1,8 +1,35 @@
+{#-
+    Incremental (delete+insert on event_id). A full build judges every raw row. A later run normalizes only
+    the rows of the batches loaded since its newest loaded_at (quality.load_audit, then raw.events by its
+    index on _batch_id), and judges them together with the rows already here that the verdict on them may
+    change: every version of an event they deliver again, every row of an earlier delivery of a batch
+    delivered again (gone from raw: left out, and the post-hook deletes what is left of it), rows excluded
+    for an unknown user or item (it may have arrived) or for being after as_of, and valid rows after as_of
+    (a re-run of an earlier interval) or whose user or item is no longer staged. Every version of those
+    events is ranked again, so a run leaves the rows a full build would (tests/integration/test_incremental.py).
+-#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['event_id']}, {'columns': ['batch_id', 'loaded_at']}],
+        post_hook=[
+            "delete from {{ this }} as earlier_rows
+             using {{ source('loads', 'load_audit') }} as batch_loads
+             where batch_loads.table_name = 'events' and batch_loads.batch_id = earlier_rows.batch_id
+                 and earlier_rows.loaded_at < batch_loads.loaded_at",
+        ]
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ source('shop', 'events') }}
+    where {{ batches_loaded_since_last_run('events') }}
 
 ),
 
@@ -20,7 +47,9 @@ items as (
 
 staged_users as (
 
-    select shop_user_id
+    select
+        shop_user_id,
+        user_id
     from users
     where exclusion_reason is null and not is_duplicate
 
@@ -90,31 +119,115 @@ keyed as (
 
 ),
 
-classified as (
+-- the new rows, each with whether its user is staged
+delivered as (
 
     select
-        keyed.*,
-        case
-            when keyed.shop_user_id is null then 'missing_user_id'
-            when keyed.event_type is null then 'missing_event_type'
-            when
-                keyed.event_type not in ('view', 'cart', 'remove_from_cart', 'purchase', 'search', 'click')
-                then 'unknown_event_type'
-            when keyed.event_at is null then 'missing_event_at'
-            when keyed.event_at > {{ as_of_timestamp() }} then 'event_after_as_of'
-            when keyed.event_type <> 'search' and keyed.item_id is null then 'missing_item_id'
-            when keyed.event_type = 'search' and keyed.query is null then 'missing_query'
-            when keyed.quantity <= 0 then 'non_positive_quantity'
-            when staged_users.shop_user_id is null then 'unknown_user'
-            when
-                keyed.event_type <> 'search' and staged_items.item_id is null
-                then 'unknown_item'
-        end as exclusion_reason
+        keyed.event_id,
+        keyed.shop_event_id,
+        keyed.user_id,
+        keyed.item_id,
+        keyed.event_type,
+        keyed.request_id,
+        keyed.event_at,
+        keyed.session_id,
+        keyed.platform,
+        keyed.query,
+        keyed.quantity,
+        keyed.price,
+        keyed.device_hash,
+        keyed.batch_id,
+        keyed.source_file,
+        keyed.source_row_number,
+        keyed.loaded_at,
+        keyed.load_seq,
+        staged_users.shop_user_id is not null as is_known_user
     from keyed
     left join staged_users
         on keyed.shop_user_id = staged_users.shop_user_id
+
+),
+
+-- the new rows, and in an incremental run the rows here whose verdict they may change (see the top of the
+-- file); user_id is the keyed hash of the shop's user id, so a staged user's user_id matches as its shop_user_id
+candidates as (
+
+    select * from delivered
+    {%- if is_incremental() %}
+        union all
+        select
+            existing_rows.event_id,
+            existing_rows.shop_event_id,
+            existing_rows.user_id,
+            existing_rows.item_id,
+            existing_rows.event_type,
+            existing_rows.request_id,
+            existing_rows.event_at,
+            existing_rows.session_id,
+            existing_rows.platform,
+            existing_rows.query,
+            existing_rows.quantity,
+            existing_rows.price,
+            existing_rows.device_hash,
+            existing_rows.batch_id,
+            existing_rows.source_file,
+            existing_rows.source_row_number,
+            existing_rows.loaded_at,
+            existing_rows.load_seq,
+            staged_users.user_id is not null as is_known_user
+        from {{ this }} as existing_rows
+        left join staged_users
+            on existing_rows.user_id = staged_users.user_id
+        where
+            existing_rows.batch_id not in (select delivered.batch_id from delivered)
+            and existing_rows.event_id in (
+                select delivered.event_id from delivered
+                union
+                select reopened.event_id
+                from {{ this }} as reopened
+                left join staged_users as reopened_users
+                    on reopened.user_id = reopened_users.user_id
+                left join staged_items as reopened_items
+                    on reopened.item_id = reopened_items.item_id
+                where
+                    reopened.batch_id in (select delivered.batch_id from delivered)
+                    or reopened.exclusion_reason in ('unknown_user', 'unknown_item', 'event_after_as_of')
+                    or reopened.event_at > {{ as_of_timestamp() }}
+                    or (
+                        reopened.exclusion_reason is null
+                        and (
+                            reopened_users.user_id is null
+                            or (reopened.event_type <> 'search' and reopened_items.item_id is null)
+                        )
+                    )
+            )
+    {%- endif %}
+
+),
+
+classified as (
+
+    select
+        candidates.*,
+        case
+            when candidates.user_id is null then 'missing_user_id'
+            when candidates.event_type is null then 'missing_event_type'
+            when
+                candidates.event_type not in ('view', 'cart', 'remove_from_cart', 'purchase', 'search', 'click')
+                then 'unknown_event_type'
+            when candidates.event_at is null then 'missing_event_at'
+            when candidates.event_at > {{ as_of_timestamp() }} then 'event_after_as_of'
+            when candidates.event_type <> 'search' and candidates.item_id is null then 'missing_item_id'
+            when candidates.event_type = 'search' and candidates.query is null then 'missing_query'
+            when candidates.quantity <= 0 then 'non_positive_quantity'
+            when not candidates.is_known_user then 'unknown_user'
+            when
+                candidates.event_type <> 'search' and staged_items.item_id is null
+                then 'unknown_item'
+        end as exclusion_reason
+    from candidates
     left join staged_items
-        on keyed.item_id = staged_items.item_id
+        on candidates.item_id = staged_items.item_id
 
 ),
 
@@ -154,6 +267,7 @@ final as (
         source_file,
         source_row_number,
         loaded_at,
+        load_seq,
         exclusion_reason,
         exclusion_reason is null and version_rank > 1 as is_duplicate
     from versioned
