@@ -76,9 +76,8 @@ def drain(spool_dir: Path | str, landing_dir: Path | str) -> dict[str, dict[str,
         logged = landed = 0
         with path.open(encoding="utf-8") as handle, partial.open("w", encoding="utf-8") as target:
             target.write(",".join(spec.column_names) + "\n")
-            for block in pd.read_json(
-                handle, lines=True, chunksize=DRAIN_BLOCK_LINES, dtype=False, convert_dates=False
-            ):
+            # dtype=False: values as logged, no type or date conversion
+            for block in pd.read_json(handle, lines=True, chunksize=DRAIN_BLOCK_LINES, dtype=False):
                 logged += len(block)
                 block = block.reindex(columns=spec.column_names)
                 block["position"] = block["position"].astype("Int64")
