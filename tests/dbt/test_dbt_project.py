@@ -160,6 +160,7 @@ def test_descriptions_reach_the_database_and_consumers_are_exposures(manifest):
 @pytest.mark.parametrize(
     ("model", "key"),
     [
+        ("base_shop__events", "event_id"),
         ("fct_interactions", "event_id"),
         ("fct_searches", "search_id"),
         ("fct_orders", "order_id"),
