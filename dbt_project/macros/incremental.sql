@@ -35,19 +35,21 @@
 {%- endmacro %}
 
 {#-
-    Incremental base models (base_shop__events): the raw rows of the batches loaded since the model's newest
-    loaded_at, found in quality.load_audit (the load's transaction time, equal to the raw rows' _loaded_at) and
-    read by the raw table's index on _batch_id. `true` in a full build.
+    Incremental base models (base_shop__events): whether `column` (a batch id) is a batch loaded since the model
+    last ran, i.e. a delivery in quality.load_audit (batch, loaded_at: the load's transaction time, equal to the
+    raw rows' _loaded_at) of which the model holds no row. The model's index on (batch_id, loaded_at) answers
+    that per delivery, and the raw table's index on _batch_id reads the new rows. `true` in a full build.
 -#}
-{% macro batches_loaded_since_last_run(table_name) -%}
+{% macro is_batch_loaded_since_last_run(table_name, column='_batch_id') -%}
     {%- if is_incremental() -%}
-        _batch_id in (
+        {{ column }} in (
             select batch_loads.batch_id
             from {{ source('loads', 'load_audit') }} as batch_loads
             where
                 batch_loads.table_name = '{{ table_name }}'
-                and batch_loads.loaded_at > (
-                    select coalesce(max(this_table.loaded_at), '-infinity') from {{ this }} as this_table
+                and not exists (
+                    select from {{ this }} as this_table
+                    where this_table.batch_id = batch_loads.batch_id and this_table.loaded_at = batch_loads.loaded_at
                 )
         )
     {%- else -%}

@@ -1,7 +1,7 @@
 {#-
     Incremental (delete+insert on event_id). A full build judges every raw row. A later run normalizes only
-    the rows of the batches loaded since its newest loaded_at (quality.load_audit, then raw.events by its
-    index on _batch_id), and judges them together with the rows already here that the verdict on them may
+    the rows of the batches loaded since it last ran (is_batch_loaded_since_last_run: quality.load_audit, then
+    raw.events by its index on _batch_id), and judges them together with the rows already here that the verdict on them may
     change: every version of an event they deliver again, every row of an earlier delivery of a batch
     delivered again (gone from raw: left out, and the post-hook deletes what is left of it), rows excluded
     for an unknown user or item (it may have arrived) or for being after as_of, and valid rows after as_of
@@ -29,7 +29,7 @@ with
 source as (
 
     select * from {{ source('shop', 'events') }}
-    where {{ batches_loaded_since_last_run('events') }}
+    where {{ is_batch_loaded_since_last_run('events') }}
 
 ),
 
@@ -45,7 +45,9 @@ items as (
 
 ),
 
-staged_users as (
+-- not materialized: each reader joins the tables themselves, so the planner has their statistics (a materialized
+-- CTE has none, and the joins of an incremental run were estimated at a hundred times their rows)
+staged_users as not materialized (
 
     select
         shop_user_id,
@@ -55,7 +57,7 @@ staged_users as (
 
 ),
 
-staged_items as (
+staged_items as not materialized (
 
     select item_id
     from items
@@ -141,10 +143,10 @@ delivered as (
         keyed.source_row_number,
         keyed.loaded_at,
         keyed.load_seq,
-        staged_users.shop_user_id is not null as is_known_user
+        -- a lookup, not a join: the planner then knows the new rows' count (a join on the computed shop_user_id
+        -- was estimated a hundred times too many rows, and the plan of the rest followed it)
+        keyed.shop_user_id in (select staged_users.shop_user_id from staged_users) as is_known_user
     from keyed
-    left join staged_users
-        on keyed.shop_user_id = staged_users.shop_user_id
 
 ),
 
@@ -179,7 +181,7 @@ candidates as (
         left join staged_users
             on existing_rows.user_id = staged_users.user_id
         where
-            existing_rows.batch_id not in (select delivered.batch_id from delivered)
+            not {{ is_batch_loaded_since_last_run('events', 'existing_rows.batch_id') }}
             and existing_rows.event_id in (
                 select delivered.event_id from delivered
                 union
@@ -190,7 +192,7 @@ candidates as (
                 left join staged_items as reopened_items
                     on reopened.item_id = reopened_items.item_id
                 where
-                    reopened.batch_id in (select delivered.batch_id from delivered)
+                    {{ is_batch_loaded_since_last_run('events', 'reopened.batch_id') }}
                     or reopened.exclusion_reason in ('unknown_user', 'unknown_item', 'event_after_as_of')
                     or reopened.event_at > {{ as_of_timestamp() }}
                     or (
