@@ -1,12 +1,12 @@
 {#-
-    Incremental (delete+insert on event_id). A full build judges every raw row. A later run normalizes only
-    the rows of the batches loaded since it last ran (is_batch_loaded_since_last_run: quality.load_audit, then
-    raw.events by its index on _batch_id), and judges them together with the rows already here that the verdict on them may
-    change: every version of an event they deliver again, every row of an earlier delivery of a batch
-    delivered again (gone from raw: left out, and the post-hook deletes what is left of it), rows excluded
-    for an unknown user or item (it may have arrived) or for being after as_of, and valid rows after as_of
-    (a re-run of an earlier interval) or whose user or item is no longer staged. Every version of those
-    events is ranked again, so a run leaves the rows a full build would (tests/integration/test_incremental.py).
+    Incremental (delete+insert on event_id). A full build judges every raw row. A later run normalizes only the
+    rows of the batches loaded since it last ran (is_batch_loaded_since_last_run: quality.load_audit, then
+    raw.events by its index on _batch_id) and judges them together with the rows already here whose verdict
+    they may change: every version of an event they deliver again, every row of an earlier delivery of a batch
+    delivered again (gone from raw: left out, and the post-hook deletes what is left of it), rows excluded for
+    an unknown user or item (it may have arrived) or for being after as_of, and valid rows after as_of (a re-run
+    of an earlier interval) or whose user or item is no longer staged. Every version of those events is ranked
+    again, so a run leaves the rows a full build would (tests/integration/test_incremental.py).
 -#}
 {{
     config(
