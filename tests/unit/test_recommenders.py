@@ -103,7 +103,7 @@ MODELS: dict[str, Callable[[], Recommender]] = {
         k=3, similarity="pearson", batch_size=4, dense_limit=0, random_state=0
     ),
     "user_knn_two_step": lambda: UserKNNRecommender(k=3, max_item_users=3, random_state=0),
-    "als": lambda: ALSRecommender(factors=4, iterations=10, batch_size=5, random_state=0),
+    "als": lambda: ALSRecommender(factors=4, iterations=10, dense_limit=50, random_state=0),
     "svd": lambda: SVDRecommender(factors=4, epochs=50, batch_size=8, dense_limit=30, random_state=0),
     # the cold-start models: the fixture has no demographics, so everyone is in the segment unknown|unknown
     "segment_popularity": lambda: SegmentPopularityRecommender(window_days=None, min_segment_users=5, random_state=0),
@@ -536,16 +536,14 @@ def test_als_separates_the_clusters_and_matches_its_factors(data: Interactions) 
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # random_state makes the fit repeatable
 
 
-def test_als_blocks_bounded_by_entries_give_the_same_lists(data: Interactions, monkeypatch) -> None:
-    """A large catalogue makes an ALS score block fewer users (at most DENSE_BLOCK_ENTRIES entries), same lists."""
-    from recsys.models import factorization
-
-    model = ALSRecommender(factors=2, iterations=5, random_state=0).fit(data)
+def test_als_blocks_bounded_by_entries_give_the_same_lists(data: Interactions) -> None:
+    """A large catalogue makes an ALS score block fewer users (at most ``dense_limit`` entries), same lists."""
     users = np.arange(data.n_users)
-    whole = model.recommend(users, n=5)
-    monkeypatch.setattr(factorization, "DENSE_BLOCK_ENTRIES", 2 * data.n_items)
-    assert (model._rows_per_batch(data.n_items), model._rows_per_batch(10**9)) == (2, 1)
-    for left, right in zip(model.recommend(users, n=5), whole, strict=True):
+    whole = ALSRecommender(factors=2, iterations=5, random_state=0).fit(data)
+    small = ALSRecommender(factors=2, iterations=5, random_state=0, dense_limit=2 * data.n_items).fit(data)
+    assert (small._rows_per_batch(data.n_items), small._rows_per_batch(10**9)) == (2, 1)
+    assert whole._rows_per_batch(data.n_items) >= data.n_users  # one block
+    for left, right in zip(small.recommend(users, n=5), whole.recommend(users, n=5), strict=True):
         np.testing.assert_array_equal(left, right)
 
 

@@ -19,10 +19,6 @@ from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
 
-#: entries of a dense ALS score block at most: the block and its top-n selection hold about three arrays of
-#: 8 bytes per entry. 2,000 users of the L shop's 98,000 items made 196 million (a 4.7 GB peak per block)
-DENSE_BLOCK_ENTRIES = 2**24
-
 
 class ALSRecommender(Recommender):
     """Implicit-feedback matrix factorization (``implicit``'s CPU alternating least squares).
@@ -55,9 +51,10 @@ class ALSRecommender(Recommender):
         Exponential decay of the confidence.
     fallback : PopularityRecommender, optional
         Ranking for cold users (cloned and fitted on the same data).
-    batch_size : int, default 2000
-        Users per dense score block (``batch_size x n_items`` floats), at most
-        :data:`DENSE_BLOCK_ENTRIES` ``// n_items`` of them.
+    dense_limit : int, default 2 ** 24
+        Largest ``users x items`` score block :meth:`recommend` builds (with its top-n selection about three
+        arrays of 8 bytes per entry: 0.4 GB); at least one user per block. A fixed count of users (2,000 of
+        the L shop's 98,000 items) made 4.7 GB blocks.
     num_threads : int, default 0
         ``implicit``'s threads (0 = all cores).
     random_state : int, optional
@@ -89,7 +86,7 @@ class ALSRecommender(Recommender):
         event_weights: Mapping[str, float] | None = None,
         half_life_days: float | None = None,
         fallback: PopularityRecommender | None = None,
-        batch_size: int = 2000,
+        dense_limit: int = 2**24,
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -100,7 +97,7 @@ class ALSRecommender(Recommender):
         self.event_weights = event_weights
         self.half_life_days = half_life_days
         self.fallback = fallback
-        self.batch_size = batch_size
+        self.dense_limit = dense_limit
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -149,7 +146,7 @@ class ALSRecommender(Recommender):
         return self
 
     def _rows_per_batch(self, n_columns: int) -> int:
-        return max(1, min(self.batch_size, DENSE_BLOCK_ENTRIES // max(n_columns, 1)))
+        return max(1, self.dense_limit // max(1, n_columns))
 
     def _score_batch(self, batch: ScoreBatch) -> np.ndarray:
         """``user_factors @ item_factors.T``; a user without history (in ``batch.history``) has no candidate."""
