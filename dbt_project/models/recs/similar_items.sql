@@ -1,9 +1,4 @@
-{{
-    config(
-        indexes=[{'columns': ['item_id']}]
-    )
-}}
-
+{#- The primary key (item_id, item_rank) serves the lookups by item. -#}
 with
 
 similar_items as (

@@ -1,6 +1,7 @@
+{#- The primary key (user_id, placement, item_rank) serves the lookups by user and placement. -#}
 {{
     config(
-        indexes=[{'columns': ['user_id', 'placement']}, {'columns': ['item_id']}]
+        indexes=[{'columns': ['item_id']}]
     )
 }}
 

@@ -91,9 +91,11 @@ def prepare_airflow(env: dict[str, str]) -> None:
 
 def parse_dbt(env: dict[str, str]) -> None:
     """Parse the dbt project into ``dbt_project/target``: a first check of it, and the partial parse that the DAG's
-    dbt tasks start from (cosmos copies it), parsed with their project environment."""
+    dbt tasks start from (cosmos copies it), parsed with their project environment and their profile and target
+    arguments (dbt parses in full when they differ)."""
     dag_env = env | {"RECSYS_RECS_SCHEMA": "recs_build"}
-    _run([str(BIN / "dbt"), "parse", "--project-dir", "dbt_project", "--quiet"], dag_env)
+    args = ["parse", "--project-dir", "dbt_project", "--profile", "recsys", "--target", "warehouse", "--quiet"]
+    _run([str(BIN / "dbt"), *args], dag_env)
 
 
 def run_dag(env: dict[str, str], data_day: str) -> None:
