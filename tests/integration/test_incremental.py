@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psycopg2
 import pytest
 
@@ -41,6 +42,7 @@ from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
+from recsys.models.registry import load_model_config
 from recsys.orchestration import publishing, schedule, training
 from recsys.usecases import promotions
 
@@ -295,9 +297,7 @@ def scheduled(fresh_database, deliveries, tmp_path_factory):
             with connect(url) as conn:
                 publishing.generate_recommendations(conn, run_id, end, rescore=schedule.rescore_for(conn, run_id))
                 # as the task does: the held-out evaluation on full runs only
-                promotions.target_promotions(
-                    conn, run_id, end, evaluate_targeting=schedule.carried_from(conn, run_id) is None
-                )
+                promotions.target_promotions(conn, run_id, end, carried_from=schedule.carried_from(conn, run_id))
         with connect(url) as conn:
             rescore = schedule.rescore_for(conn, "run_3")
             schedule.carry_champion(conn, "check", *interval(days[2]))
@@ -341,18 +341,25 @@ def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(sche
     assert generated <= touched
 
 
-def test_an_incremental_day_targets_promotions_without_evaluating(scheduled):
-    """Day 3 writes the promotion targets a full run would (the same users, ranks and propensities), without the
-    held-out evaluation that day 2, a full run, wrote."""
+def test_an_incremental_day_targets_promotions_without_evaluating_or_refitting(scheduled, deliveries):
+    """Day 3 writes the promotion targets of day 2's propensity model (stored by day 2, a full run), without the
+    held-out evaluation and without a model of its own."""
+    from recsys.db import runs
+
     url = scheduled[0]
     evaluated = query(url, "select distinct run_id from ml.model_evaluations where variant = 'promotion'")
     assert sorted(evaluated) == [("check",), ("run_2",)]
-    columns = "promotion_id, user_id, target_rank, propensity"
-    targets = {
-        run_id: query(url, f"select {columns} from ml.promotion_targets where run_id = %s order by 1, 2", (run_id,))
-        for run_id in ("run_3", "check")
-    }
-    assert targets["run_3"] and targets["run_3"] == targets["check"]
+    stored = query(url, "select run_id from ml.fitted_learners where model_key = %s", (promotions.LEARNER_KEY,))
+    assert sorted(stored) == [("check",), ("run_2",)]
+    end = pd.Timestamp(interval(deliveries[1][2])[1])
+    with connect(url) as conn:
+        model = runs.read_learners(conn, "run_2")[promotions.LEARNER_KEY]
+        expected, _ = promotions.targets(conn, end, promotions.settings(load_model_config()), model)
+    columns = ["promotion_id", "user_id", "target_rank", "propensity"]
+    written = sorted(query(url, f"select {', '.join(columns)} from ml.promotion_targets where run_id = 'run_3'"))
+    expected = sorted(expected[columns].itertuples(index=False, name=None))
+    assert written and [row[:3] for row in written] == [row[:3] for row in expected]
+    assert [row[3] for row in written] == pytest.approx([row[3] for row in expected], rel=1e-6)  # stored as real
 
 
 def test_lists_carried_twice_point_at_the_run_that_generated_them(database):

@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys.db import frames, keystore
+from recsys.db import frames, keystore, runs
 from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
@@ -159,6 +159,26 @@ def test_no_active_promotion_writes_no_targets(planted: str) -> None:
         result = promotions.target_promotions(conn, "run_b", END - timedelta(days=30), CONFIG)
     assert result["rows"]["promotion_targets"] == 0 and result["promotions_targeted"] == 0
     assert query(planted, "select count(*) as n from ml.promotion_targets where run_id = 'run_b'")["n"].iloc[0] == 0
+
+
+def test_an_incremental_run_scores_with_the_full_runs_model(planted: str) -> None:
+    """A full run 12 days before END (P0 and P1 ended, P2 about to start) stores its model; the incremental run at
+    END (P2 ended too, P3 about to start) scores P3 with it: no evaluation, no refit on P2, no model of its own."""
+    with connect(planted) as conn:
+        full = promotions.target_promotions(conn, "run_a", days(-12), CONFIG)
+        incremental = promotions.target_promotions(conn, "run_b", END, CONFIG, carried_from="run_a")
+        kept = runs.read_learners(conn, "run_a")[promotions.LEARNER_KEY]
+        options = promotions.settings(CONFIG)
+        expected, _ = promotions.targets(conn, pd.Timestamp(END), options, kept)
+        refitted, _ = promotions.targets(conn, pd.Timestamp(END), options)
+    assert (full["model"], incremental["model"]) == ("refitted", "kept from run_a")
+    assert incremental["rows"] == {"model_evaluations": 0, "promotion_targets": 10}
+    stored = query(planted, "select run_id from ml.fitted_learners where model_key = %s", (promotions.LEARNER_KEY,))
+    assert stored["run_id"].tolist() == ["run_a"]
+    targets = query(planted, "select * from ml.promotion_targets where run_id = 'run_b' order by target_rank")
+    assert targets["user_id"].tolist() == expected["user_id"].tolist() == SENSITIVE[1:11]
+    assert targets["propensity"].tolist() == pytest.approx(expected["propensity"].tolist(), rel=1e-6)  # stored real
+    assert not np.allclose(targets["propensity"], refitted["propensity"])  # a refit on P2 too would differ
 
 
 # --------------------------------------------------------------------------- the simulated shop

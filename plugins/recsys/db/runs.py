@@ -196,24 +196,30 @@ def delete_run(conn: Any, tables: Sequence[str], run_id: str, **match: Any) -> N
 
 
 def save_learners(conn: Any, run_id: str, learners: dict[str, object]) -> None:
-    """Store the run's trained learners (pickled) under their model key, replacing the run's earlier ones.
+    """Store the run's trained learners (pickled) under their model key, replacing the run's earlier ones of those
+    keys (``recommend`` stores the rankers', ``target_promotions`` the propensity model).
 
     A role that can write ``ml.fitted_learners`` can make the model tasks unpickle what it wrote: only the
     pipeline's own role should (docs/security.md).
     """
-    delete_run(conn, ["ml.fitted_learners"], run_id)
     with conn.cursor() as cursor:
-        for key, learner in learners.items():  # one per distinct ranker of the run's placements
+        for key, learner in learners.items():  # one per distinct ranker of the run's placements, or the promotions'
+            cursor.execute("delete from ml.fitted_learners where run_id = %s and model_key = %s", (run_id, key))
             cursor.execute(
                 "insert into ml.fitted_learners (run_id, model_key, learner) values (%s, %s, %s)",
                 (run_id, key, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)),
             )
 
 
-def read_learners(conn: Any, run_id: str) -> dict[str, object]:
-    """The learners :func:`save_learners` stored for ``run_id``, by model key (empty when it stored none)."""
+def read_learners(conn: Any, run_id: str, keys: Sequence[str] | None = None) -> dict[str, object]:
+    """The learners :func:`save_learners` stored for ``run_id`` (only ``keys``, when given), by model key (empty
+    when it stored none)."""
     with conn.cursor() as cursor:
-        cursor.execute("select model_key, learner from ml.fitted_learners where run_id = %s", (run_id,))
+        cursor.execute(
+            "select model_key, learner from ml.fitted_learners where run_id = %s"
+            " and (%s::text[] is null or model_key = any(%s::text[]))",
+            (run_id, *[None if keys is None else list(keys)] * 2),
+        )
         # only the pipeline's role writes the table (see save_learners)
         return {key: pickle.loads(learner) for key, learner in cursor.fetchall()}
 

@@ -125,14 +125,15 @@ def evaluate_online() -> dict:
 
 
 def target_promotions(run_id: str, data_interval_end: datetime) -> dict:
-    """Evaluate promotion targeting on held-out promotions (full runs only) and write the active promotions'
-    targets to ml."""
+    """Evaluate promotion targeting on held-out promotions and refit (full runs only), and write the active
+    promotions' targets to ml."""
     from recsys.orchestration import schedule
     from recsys.usecases import promotions  # imported here: scikit-learn
 
-    with connect(warehouse_dsn()) as conn:
-        full = schedule.carried_from(conn, run_id) is None  # an incremental run carried its champion
-        return promotions.target_promotions(conn, run_id, data_interval_end, evaluate_targeting=full)
+    with connect(warehouse_dsn()) as conn:  # an incremental run carries the full run's model
+        return promotions.target_promotions(
+            conn, run_id, data_interval_end, carried_from=schedule.carried_from(conn, run_id)
+        )
 
 
 def _gate(check, *args) -> dict:

@@ -27,7 +27,11 @@ run's earlier rows:
 * ``ml.promotion_targets``: for every promotion active at the interval end (ends after it,
   starts before it plus ``horizon_days``), the users who allow personalization ranked by
   the propensity of a model refitted on every promotion ended by then, at most
-  ``target_share`` of the scored users and ``max_targets`` rows per promotion.
+  ``target_share`` of the scored users and ``max_targets`` rows per promotion;
+* ``ml.fitted_learners``: that model (key :data:`LEARNER_KEY`). An incremental run
+  (:mod:`recsys.orchestration.schedule`) scores with the model of the full run it carries
+  from, without the evaluation and without refitting: the training rows are the features of
+  promotions that ended, which a day changes only when a promotion ends.
 
 The settings are the ``[promotions]`` section of the model configuration (``models.toml``).
 """
@@ -492,18 +496,30 @@ def rank_targets(scored: pd.DataFrame, target_share: float, max_targets: int) ->
     return top.assign(target_rank=np.arange(1, len(top) + 1))[["promotion_id", "user_id", "target_rank", "propensity"]]
 
 
-def targets(conn: Any, end: pd.Timestamp, options: dict[str, Any]) -> pd.DataFrame:
-    """Targets of every active promotion, from a model refitted on every promotion ended by ``end``."""
+#: the key of the propensity model in ``ml.fitted_learners``
+LEARNER_KEY = "promotion_propensity"
+
+
+def targets(
+    conn: Any, end: pd.Timestamp, options: dict[str, Any], model: PromotionPropensity | None = None
+) -> tuple[pd.DataFrame, PromotionPropensity | None]:
+    """Targets of every active promotion, and the model that scored them.
+
+    ``model`` scores when given; else a model refitted on every promotion ended by ``end`` (``None`` when no
+    promotion is active or none ended with both redeemers and non-redeemers: no targets).
+    """
+    no_targets = pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
     promotions = read_promotions(conn)
     active = active_promotions(promotions, end, float(options["horizon_days"]))
     if not active:
         logger.info("no promotion active at %s: no promotion targets", end)
-        return pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
-    train = _rows(conn, [p for p in promotions if p.ends_at <= end], end, options, keep_user_ids=False)
-    if train.empty or train["label"].nunique() < 2:
-        logger.warning("no past promotion with redeemers and non-redeemers before %s: no promotion targets", end)
-        return pd.DataFrame(columns=["promotion_id", "user_id", "target_rank", "propensity"])
-    model = PromotionPropensity(options["estimator"], int(options["random_state"])).fit(train)
+        return no_targets, None
+    if model is None:
+        train = _rows(conn, [p for p in promotions if p.ends_at <= end], end, options, keep_user_ids=False)
+        if train.empty or train["label"].nunique() < 2:
+            logger.warning("no past promotion with redeemers and non-redeemers before %s: no promotion targets", end)
+            return no_targets, None
+        model = PromotionPropensity(options["estimator"], int(options["random_state"])).fit(train)
     parts = []
     for promotion in active:  # a few active promotions; every user of one is scored in one call
         scored = promotion_rows(conn, promotion, end, end, float(options["history_days"]))
@@ -514,7 +530,7 @@ def targets(conn: Any, end: pd.Timestamp, options: dict[str, Any]) -> pd.DataFra
                 int(options["max_targets"]),
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True), model
 
 
 def target_promotions(
@@ -522,7 +538,7 @@ def target_promotions(
     run_id: str,
     data_interval_end: datetime,
     config: dict[str, Any] | None = None,
-    evaluate_targeting: bool = True,
+    carried_from: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate promotion targeting and write the run's promotion targets (one transaction, committed here).
 
@@ -536,9 +552,10 @@ def target_promotions(
         "Now": features and labels use rows before it; active promotions are judged against it.
     config : dict, optional
         The model configuration (default :func:`recsys.models.registry.load_model_config`).
-    evaluate_targeting : bool, default True
-        Evaluate on the held-out promotions; an incremental run (:mod:`recsys.orchestration.schedule`) only
-        writes the targets, and the last full run's evaluation stands.
+    carried_from : str, optional
+        The full run an incremental run (:mod:`recsys.orchestration.schedule`) carries its models from: the run
+        scores with that run's propensity model (refitted when it stored none) and does not evaluate (that run's
+        evaluation stands). ``None``: a full run, which evaluates, refits and stores its model.
 
     Returns
     -------
@@ -551,14 +568,20 @@ def target_promotions(
     test_days = float(config.get("evaluation", {}).get("test_days", 7))
     with frames.connection(conn) as connection, runs.run_step(connection, run_id):
         runs.ensure_schema(connection)
+        full_run = carried_from is None
         evaluations = (
             evaluate(connection, run_id, end, options, test_days, registry.min_segment_users(config))
-            if evaluate_targeting
+            if full_run
             else pd.DataFrame()
         )
-        chosen = targets(connection, end, options).assign(run_id=run_id)
+        kept = None if full_run else runs.read_learners(connection, carried_from, [LEARNER_KEY]).get(LEARNER_KEY)
+        chosen, model = targets(connection, end, options, kept)
+        chosen = chosen.assign(run_id=run_id)
         runs.delete_run(connection, ["ml.model_evaluations"], run_id, variant=VARIANT)
         runs.delete_run(connection, ["ml.promotion_targets"], run_id)
+        if full_run:  # the model the incremental runs after it score with
+            runs.delete_run(connection, ["ml.fitted_learners"], run_id, model_key=LEARNER_KEY)
+            runs.save_learners(connection, run_id, {} if model is None else {LEARNER_KEY: model})
         written = {
             "model_evaluations": frames.copy_frame(connection, "ml.model_evaluations", evaluations),
             "promotion_targets": frames.copy_frame(
@@ -571,4 +594,6 @@ def target_promotions(
         keys = overall["model_name"] + "." + overall["metric"]
         summary = dict(zip(keys, overall["metric_value"].round(4), strict=True))
     logger.info("promotion targeting of run %s: %s %s", run_id, written, summary)
-    return {"rows": written, "evaluation": summary, "promotions_targeted": int(chosen["promotion_id"].nunique())}
+    used = f"kept from {carried_from}" if kept is not None else "refitted" if model is not None else None
+    targeted = int(chosen["promotion_id"].nunique())
+    return {"rows": written, "evaluation": summary, "promotions_targeted": targeted, "model": used}
