@@ -40,4 +40,7 @@ final as (
 
 )
 
+-- in primary key order: the key's index grows at its right edge (not at random pages), and a user's lists are
+-- stored together
 select * from final
+order by user_id, placement, item_rank
