@@ -44,6 +44,7 @@ from recsys.dev.simulate import simulate
 from recsys.ingest import load
 from recsys.models.registry import load_model_config
 from recsys.orchestration import publishing, schedule, training
+from recsys.serving import publish
 from recsys.usecases import promotions
 
 SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
@@ -303,7 +304,7 @@ def scheduled(fresh_database, deliveries, tmp_path_factory):
             schedule.carry_champion(conn, "check", *interval(days[2]))
             publishing.generate_recommendations(conn, "check", interval(days[2])[1])
             promotions.target_promotions(conn, "check", interval(days[2])[1])
-    return url, modes, rescore
+    return url, modes, rescore, env, days
 
 
 LIST_COLUMNS = "user_id, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at"
@@ -324,7 +325,7 @@ def test_an_incremental_day_rescores_the_touched_users_and_carries_the_rest(sche
     """Day 3 carries day 2's champion; the touched users' lists are those a full scoring by the same refitted
     champion gives (every column), the other users of day 3's dim_users keep day 2's lists (a user no longer
     there, e.g. an account joined to another person, has no list), and every user has a list."""
-    url, modes, rescore = scheduled
+    url, modes, rescore, _, _ = scheduled
     assert modes == [False, True]
     runs = dict(query(url, "select run_id, champion_model from ml.runs"))
     assert runs["run_3"] == runs["run_2"] == runs["check"]
@@ -360,6 +361,60 @@ def test_an_incremental_day_targets_promotions_without_evaluating_or_refitting(s
     expected = sorted(expected[columns].itertuples(index=False, name=None))
     assert written and [row[:3] for row in written] == [row[:3] for row in expected]
     assert [row[3] for row in written] == pytest.approx([row[3] for row in expected], rel=1e-6)  # stored as real
+
+
+def publish_run(url: str, env: dict[str, str], day: date, run_id: str) -> dict:
+    """The DAG's publish of ``run_id``: the ``publish`` dbt group built and tested in the build schema, the swap."""
+    settings = {
+        "RECSYS_AS_OF": interval(day)[1].isoformat(),
+        "RECSYS_RUN_ID": run_id,
+        "RECSYS_RECS_SCHEMA": publish.BUILD_SCHEMA,
+    }
+    subprocess.run(
+        [str(BIN / "dbt"), "build", "--select", "tag:publish", "--project-dir", str(REPO_ROOT / "dbt_project")]
+        + ["--target-path", env["TARGET"]],
+        env=env | settings,
+        check=True,
+        capture_output=True,
+    )
+    with connect(url) as conn:
+        return publish.swap_recs(conn, run_id)
+
+
+PUBLISHED_COLUMNS = "user_id, placement, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at"
+
+
+def test_an_incremental_day_publishes_by_writing_its_touched_users_lists(scheduled):
+    """Published after day 2, day 3 rewrites in the published table only the rows of the users it scored: the
+    other users' rows stay, their ``run_id`` day 2's, which generated them. Published with nothing before, it
+    copies its carried lists from ``ml``. Both publish every list of day 3, as ``ml.run_recommendations`` reads it."""
+    url, _, rescore, env, days = scheduled
+    expected = query(
+        url,
+        f"select {PUBLISHED_COLUMNS} from ml.run_recommendations where run_id = 'run_3'"
+        " and user_id in (select user_id from analytics.dim_users) order by 1, 2, 3",
+    )
+    published = f"select {PUBLISHED_COLUMNS} from recs.user_recommendations order by 1, 2, 3"
+    touched = (list(rescore.user_ids),)
+    count = "select count(*) from {} where {} user_id = any(%s)"
+    generated, carried = (
+        query(url, count.format("ml.run_recommendations", f"run_id = 'run_3' and {negation}"), touched)[0][0]
+        for negation in ("", "not")
+    )
+
+    first = publish_run(url, env, days[2], "run_3")
+    assert first["lists_copied"] == carried and "lists_dropped" not in first
+    assert query(url, published) == expected
+
+    assert "lists_copied" not in publish_run(url, env, days[1], "run_2")  # a full run: dbt built every list
+    (previous_rows,) = query(url, count.format("recs.user_recommendations", ""), touched)[0]
+    second = publish_run(url, env, days[2], "run_3")
+    assert second["lists_copied"] == 0
+    assert second["lists_dropped"] == previous_rows
+    assert second["user_recommendations"] == generated + carried == len(expected)
+    assert query(url, published) == expected
+    by_run = query(url, "select run_id, count(*) from recs.user_recommendations group by 1 order by 1")
+    assert by_run == [("run_2", carried), ("run_3", generated)]
 
 
 def test_lists_carried_twice_point_at_the_run_that_generated_them(database):

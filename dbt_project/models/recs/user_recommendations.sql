@@ -1,4 +1,6 @@
-{#- The primary key (user_id, placement, item_rank) serves the lookups by user and placement. -#}
+{#- The lists the run generated. An incremental run's other lists, carried from earlier runs, are added by the
+    publish (recsys.serving.publish.swap_recs), which keeps those already published instead of copying them.
+    The primary key (user_id, placement, item_rank) serves the lookups by user and placement. -#}
 {{
     config(
         indexes=[{'columns': ['item_id']}]

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('ml', 'run_recommendations') }}
+    select * from {{ source('ml', 'recommendations') }}
 
 ),
 
