@@ -36,7 +36,7 @@ import pytest
 from recsys.db import frames
 from recsys.evaluation import selection
 from recsys.models import registry
-from recsys.orchestration import challenger, publishing, training
+from recsys.orchestration import challenger, publishing, schedule, training
 from recsys.serving import rules
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -768,6 +768,11 @@ def test_the_challengers_lists_are_written_beside_the_champions(warehouse: str) 
     )
     # writing again replaces the rows
     assert challenger.recommend_challenger(warehouse, "run_1", END, "popularity", n=5) == result
+    # an incremental run the next day serves the challenger with the parameters its full run chose
+    with psycopg2.connect(warehouse) as conn:
+        schedule.carry_champion(conn, "run_next", END, END + timedelta(days=1))
+        assert challenger.selected_params(conn, "run_next", "popularity") == params
+    conn.close()
 
 
 def test_a_new_item_reaches_lists_only_through_its_content(empty_database: str) -> None:

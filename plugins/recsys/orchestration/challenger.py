@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from recsys.db import frames, runs
+from recsys.orchestration import schedule
 from recsys.serving import placements
 
 logger = logging.getLogger(__name__)
@@ -37,14 +38,18 @@ def shadow_run_id(run_id: str, model_name: str) -> str:
 
 
 def selected_params(conn: Any, run_id: str, model_name: str) -> dict[str, Any] | None:
-    """The parameters the run chose for ``model_name`` on the validation window, or ``None``."""
+    """The parameters the run chose for ``model_name`` on the validation window, or ``None``.
+
+    An incremental run searched nothing: its parameters are those of the full run it carried its champion from.
+    """
+    searched = schedule.carried_from(conn, run_id) or run_id
     with conn.cursor() as cursor:
         cursor.execute("select to_regclass('ml.model_search') is not null")
         if not cursor.fetchone()[0]:
             return None
         cursor.execute(
             "select params from ml.model_search where run_id = %s and model_name = %s and is_selected limit 1",
-            (run_id, model_name),
+            (searched, model_name),
         )
         row = cursor.fetchone()
     return None if row is None or row[0] is None else json.loads(row[0])
