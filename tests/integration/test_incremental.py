@@ -43,8 +43,8 @@ from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
 from recsys.models.registry import load_model_config
-from recsys.orchestration import publishing, schedule, training
-from recsys.serving import publish
+from recsys.orchestration import challenger, publishing, schedule, training
+from recsys.serving import placements, publish
 from recsys.usecases import promotions
 
 SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
@@ -415,6 +415,53 @@ def test_an_incremental_day_publishes_by_writing_its_touched_users_lists(schedul
     assert query(url, published) == expected
     by_run = query(url, "select run_id, count(*) from recs.user_recommendations group by 1 order by 1")
     assert by_run == [("run_2", carried), ("run_3", generated)]
+
+
+def test_an_incremental_day_scores_the_challengers_lists_of_the_touched_users(scheduled):
+    """An A/B test's challenger on day 3 scores the lists of the users the champion re-scores and of those whose
+    day-2 challenger list holds an item now out of stock, as a full scoring does; every other user keeps their
+    day-2 challenger list."""
+    url, _, rescore, _, days = scheduled
+    end = interval(days[2])[1]
+    with connect(url) as conn:
+        challenger.recommend_challenger(conn, "run_2", interval(days[1])[1], "popularity")
+        result = challenger.recommend_challenger(conn, "run_3", end, "popularity")
+        config = load_model_config()
+        config["models"]["popularity"]["params"] = challenger.selected_params(conn, "run_3", "popularity")
+        publishing.generate_recommendations(
+            conn, "reference", end, model_name="popularity", config=config, shelves=(placements.FOR_YOU,)
+        )
+    stale = query(
+        url,
+        "select distinct lists.user_id from ml.challenger_recommendations as lists"
+        " left join analytics.dim_items as items on lists.item_id = items.item_id"
+        " where lists.run_id = 'run_2' and not coalesce(items.is_in_stock, false)",
+    )
+    scored = set(rescore.user_ids) | {row[0] for row in stale}
+
+    def by_user(table: str, run_id: str) -> dict[str, list[tuple]]:
+        rows = query(
+            url,
+            f"select user_id, item_rank, item_id, score, reason_code, reason_text from {table}"
+            " where run_id = %s order by user_id, item_rank",
+            (run_id,),
+        )
+        listed: dict[str, list[tuple]] = {}
+        for user_id, *row in rows:
+            listed.setdefault(user_id, []).append(tuple(row))
+        return listed
+
+    day3, day2 = (by_user("ml.challenger_recommendations", run) for run in ("run_3", "run_2"))
+    full = by_user("ml.recommendations", "reference")  # for_you lists only
+    assert result["challenger_recommendations"] == sum(map(len, day3.values()))
+    assert 0 < len(scored & day3.keys()) < len(day3) / 2
+    assert day3.keys() == full.keys()
+    assert {user: rows for user, rows in day3.items() if user in scored} == {
+        user: rows for user, rows in full.items() if user in scored
+    }
+    assert {user: rows for user, rows in day3.items() if user not in scored} == {
+        user: day2[user] for user in day3 if user not in scored
+    }
 
 
 def test_lists_carried_twice_point_at_the_run_that_generated_them(database):

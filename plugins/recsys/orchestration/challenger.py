@@ -16,6 +16,8 @@ import json
 import logging
 from typing import Any
 
+import numpy as np
+
 from recsys.db import frames, runs
 from recsys.orchestration import schedule
 from recsys.serving import placements
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 #: the tables ``generate_recommendations`` writes for the shadow run
 SHADOW_TABLES = (
     "ml.recommendations",
+    "ml.carried_lists",
     "ml.similar_items",
     "ml.cold_start_recommendations",
     "ml.fitted_learners",
@@ -58,6 +61,9 @@ def selected_params(conn: Any, run_id: str, model_name: str) -> dict[str, Any] |
 def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_name: str, **options: Any) -> dict:
     """Write ``model_name``'s lists of ``run_id`` to ``ml.challenger_recommendations``; return the row count.
 
+    An incremental run (:mod:`recsys.orchestration.schedule`) scores the challenger's lists of the touched users
+    only and copies the previous run's challenger lists of the others, as the champion's lists are carried;
+    when the previous run has no list of this challenger (the test just began) it scores every user.
     ``options`` go to :func:`recsys.orchestration.publishing.generate_recommendations` (``n``, ``config``, ...).
     """
     from recsys.models import registry
@@ -71,6 +77,7 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
             models = {**config["models"], model_name: {**config["models"].get(model_name, {}), "params": params}}
             config = {**config, "models": models}
         shadow = shadow_run_id(run_id, model_name)
+        rescore = _rescore(connection, run_id, model_name)
         publishing.generate_recommendations(
             connection,
             shadow,
@@ -78,6 +85,7 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
             model_name=model_name,
             config=config,
             shelves=(placements.FOR_YOU,),
+            rescore=rescore,
             **options,
         )
         with connection.cursor() as cursor:
@@ -91,7 +99,52 @@ def recommend_challenger(conn: Any, run_id: str, data_interval_end: Any, model_n
                 (run_id, model_name, shadow, placements.FOR_YOU),
             )
             written = cursor.rowcount
+            copied = 0 if rescore is None else _copy_untouched(cursor, run_id, model_name, rescore)
         runs.delete_run(connection, SHADOW_TABLES, shadow)
         connection.commit()
-    logger.info("run %s: %d challenger rows of %s", run_id, written, model_name)
-    return {"run_id": run_id, "challenger": model_name, "challenger_recommendations": written}
+    logger.info("run %s: %d challenger rows of %s scored, %d copied", run_id, written, model_name, copied)
+    return {"run_id": run_id, "challenger": model_name, "challenger_recommendations": written + copied}
+
+
+def _rescore(conn: Any, run_id: str, model_name: str) -> schedule.Rescore | None:
+    """The users whose challenger list an incremental run scores again; ``None`` to score everyone.
+
+    The champion's touched users (:func:`recsys.orchestration.schedule.rescore_for`), and the users whose
+    previous challenger list holds an item now out of stock or gone. ``None`` for a full run, or when the
+    previous run has no list of this challenger.
+    """
+    rescore = schedule.rescore_for(conn, run_id)
+    if rescore is None:
+        return None
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "select exists (select from ml.challenger_recommendations where run_id = %s and model_name = %s)",
+            (rescore.previous_run_id, model_name),
+        )
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(
+            "select distinct previous.user_id from ml.challenger_recommendations as previous"
+            " left join analytics.dim_items as items on previous.item_id = items.item_id"
+            " where previous.run_id = %s and previous.model_name = %s and not coalesce(items.is_in_stock, false)",
+            (rescore.previous_run_id, model_name),
+        )
+        out_of_stock = np.array([row[0] for row in cursor.fetchall()], dtype=object)
+    return schedule.Rescore(rescore.previous_run_id, np.union1d(rescore.user_ids, out_of_stock))
+
+
+def _copy_untouched(cursor: Any, run_id: str, model_name: str, rescore: schedule.Rescore) -> int:
+    """Copy the previous run's challenger lists of the users ``rescore`` left untouched (still in dim_users)."""
+    cursor.execute(
+        "insert into ml.challenger_recommendations (run_id, model_name, user_id, item_rank, item_id, score,"
+        " reason_code, reason_text)"
+        " select %(run)s, previous.model_name, previous.user_id, previous.item_rank, previous.item_id, previous.score,"
+        " previous.reason_code, previous.reason_text"
+        " from ml.challenger_recommendations as previous"
+        " inner join analytics.dim_users as users on previous.user_id = users.user_id"
+        # a hash anti-join on the rescored users, not a scan of the array per row
+        " left join unnest(cast(%(rescored)s as text[])) as rescored (user_id) on previous.user_id = rescored.user_id"
+        " where previous.run_id = %(previous)s and previous.model_name = %(model)s and rescored.user_id is null",
+        {"run": run_id, "model": model_name, "previous": rescore.previous_run_id, "rescored": list(rescore.user_ids)},
+    )
+    return cursor.rowcount
