@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 import subprocess
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -363,8 +365,11 @@ def test_an_incremental_day_targets_promotions_without_evaluating_or_refitting(s
     assert [row[3] for row in written] == pytest.approx([row[3] for row in expected], rel=1e-6)  # stored as real
 
 
-def publish_run(url: str, env: dict[str, str], day: date, run_id: str) -> dict:
-    """The DAG's publish of ``run_id``: the ``publish`` dbt group built and tested in the build schema, the swap."""
+def publish_run(url: str, env: dict[str, str], day: date, run_id: str, reader_seconds: float = 0.0) -> dict:
+    """The DAG's publish of ``run_id``: the ``publish`` dbt group built and tested in the build schema, the swap.
+
+    With ``reader_seconds``, a reader holds ``recs.similar_items`` that long from just before the swap.
+    """
     settings = {
         "RECSYS_AS_OF": interval(day)[1].isoformat(),
         "RECSYS_RUN_ID": run_id,
@@ -377,17 +382,25 @@ def publish_run(url: str, env: dict[str, str], day: date, run_id: str) -> dict:
         check=True,
         capture_output=True,
     )
-    with connect(url) as conn:
-        return publish.swap_recs(conn, run_id)
+    reader = psycopg2.connect(url)
+    try:
+        if reader_seconds:
+            reader.cursor().execute("select count(*) from recs.similar_items")  # its lock lasts until the rollback
+            threading.Timer(reader_seconds, reader.rollback).start()
+        with connect(url) as conn:
+            return publish.swap_recs(conn, run_id)
+    finally:
+        reader.close()
 
 
 PUBLISHED_COLUMNS = "user_id, placement, item_rank, item_id, score, model_name, reason_code, reason_text, generated_at"
 
 
-def test_an_incremental_day_publishes_by_writing_its_touched_users_lists(scheduled):
+def test_an_incremental_day_publishes_by_writing_its_touched_users_lists(scheduled, caplog):
     """Published after day 2, day 3 rewrites in the published table only the rows of the users it scored: the
     other users' rows stay, their ``run_id`` day 2's, which generated them. Published with nothing before, it
-    copies its carried lists from ``ml``. Both publish every list of day 3, as ``ml.run_recommendations`` reads it."""
+    copies its carried lists from ``ml``. Both publish every list of day 3, as ``ml.run_recommendations`` reads it;
+    the second while a reader holds ``recs`` for a second: the swap retries its locks and keeps what it wrote."""
     url, _, rescore, env, days = scheduled
     expected = query(
         url,
@@ -408,7 +421,9 @@ def test_an_incremental_day_publishes_by_writing_its_touched_users_lists(schedul
 
     assert "lists_copied" not in publish_run(url, env, days[1], "run_2")  # a full run: dbt built every list
     (previous_rows,) = query(url, count.format("recs.user_recommendations", ""), touched)[0]
-    second = publish_run(url, env, days[2], "run_3")
+    with caplog.at_level(logging.INFO, logger=publish.__name__):
+        second = publish_run(url, env, days[2], "run_3", reader_seconds=1.0)
+    assert "recs is busy" in caplog.text
     assert second["lists_copied"] == 0
     assert second["lists_dropped"] == previous_rows
     assert second["user_recommendations"] == generated + carried == len(expected)
