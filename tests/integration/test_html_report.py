@@ -231,7 +231,7 @@ def test_report_of_the_published_run_holds_its_numbers(warehouse, tmp_path):
     assert ["raw", "critical", "1", "1", "0"] in table_rows(quality) and ["raw", "warning", "1", "0", "1"] in (
         table_rows(quality)
     )
-    assert ["events", "1,000", "990", "10"] in table_rows(quality)
+    assert ["events", "1,000", "990", "10", "0"] in table_rows(quality)
     assert ["events", "bad timestamp", "8"] in table_rows(quality)
 
     # absent sections say so

@@ -97,6 +97,39 @@ def test_loading_a_batch_again_replaces_it(database, tmp_path):
     ]
 
 
+def test_a_snapshot_stores_only_the_rows_that_changed(database, tmp_path):
+    """users.csv delivered whole every day: a row equal to its key's latest stored row is counted, not stored."""
+    header = "user_id,signup_at,gender\n"
+    days = {
+        "2026-01-05": "U1,2026-01-01,F\nU2,2026-01-01,M\nU3,2026-01-01,F\n",
+        # U1 unchanged; U2 changed; " U3" is U3 to staging but spelt differently, so not equal; U4 new
+        "2026-01-06": "U1,2026-01-01,F\nU2,2026-01-01,F\n U3,2026-01-01,F\nU4,2026-01-02,M\n",
+        # U1 twice in the batch: both kept (staging picks the last); U2 back to its first version; U4 unchanged
+        "2026-01-07": "U1,2026-01-01,F\nU1,2026-01-01,M\nU2,2026-01-01,M\nU4,2026-01-02,M\n",
+    }
+    for day, users in days.items():
+        write_landing(tmp_path / "shop" / day, users=header + users, events=f"{EVENTS}U1,I1,view,{day},,\n")
+        load(database, tmp_path / "shop", day)
+    counts = "select batch_id, rows_read, rows_loaded, rows_unchanged from quality.load_audit where table_name = %s"
+    expected = [("2026-01-05", 3, 3, 0), ("2026-01-06", 4, 3, 1), ("2026-01-07", 4, 3, 1)]
+    assert sorted(query(database, counts, ("users",))) == expected
+    # items are a snapshot too: delivered the same three times, stored once
+    assert [row[1:] for row in sorted(query(database, counts, ("items",)))] == [(4, 2, 0), (4, 0, 2), (4, 0, 2)]
+    latest = """
+        select distinct on (trim(user_id)) user_id, gender, _batch_id from raw.users
+        order by trim(user_id), _load_seq desc, _row_number desc"""
+    assert query(database, latest) == [
+        ("U1", "M", "2026-01-07"),
+        ("U2", "M", "2026-01-07"),
+        (" U3", "F", "2026-01-06"),
+        ("U4", "M", "2026-01-06"),
+    ]
+    # the last day delivered again: compared with the days before it, the same rows are kept
+    load(database, tmp_path / "shop", "2026-01-07")
+    assert sorted(query(database, counts, ("users",))) == expected
+    assert query(database, "select count(*) from raw.users") == [(9,)]
+
+
 def test_a_second_shop_is_refused_and_the_first_stays_as_it_was(database, tmp_path):
     load(database, write_landing(tmp_path / "shop_a"))
     with pytest.raises(LandingError, match=r"holds the shop loaded from .*shop_a.*its own database"):

@@ -128,6 +128,39 @@ def test_a_clean_batch_passes_with_one_result_row_per_expectation_and_fresh_sour
     assert len(results(database)) == n_expectations
 
 
+def test_a_snapshot_delivered_again_unchanged_passes_and_an_empty_one_fails(database, tmp_path):
+    """Users and items delivered whole again store no row in the batch (all unchanged): the gate passes, and still
+    fails a required file that had no rows at all."""
+    conn = psycopg2.connect(database)
+    try:
+        earlier = landing_files(
+            tmp_path / "shop" / "2026-02-28", lambda events: events.assign(event_id="X" + events["event_id"])
+        )
+        load_landing(conn, earlier.parent, "2026-02-28")
+        load_landing(conn, landing_files(tmp_path / "shop" / BATCH).parent, BATCH)
+    finally:
+        conn.close()
+    assert query_one(database, f"select count(*) from raw.users where _batch_id = '{BATCH}'") == 0
+    assert check_raw(database)["failed_critical"] == 0
+
+    (tmp_path / "shop" / BATCH / "users.csv").write_text("user_id,signup_at\n")
+    conn = psycopg2.connect(database)
+    try:
+        load_landing(conn, tmp_path / "shop", BATCH)
+    finally:
+        conn.close()
+    with pytest.raises(
+        gates.QualityGateError, match=r"\[load_audit\]: expect_column_values_to_be_between\(required_rows_read\)"
+    ):
+        check_raw(database)
+
+
+def query_one(url, statement):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return cur.fetchone()[0]
+
+
 def unknown_event_types(events):
     return events.assign(event_type=np.where(np.arange(len(events)) % 10 < 3, "hover", events["event_type"]))
 

@@ -370,11 +370,12 @@ def test_a_load_killed_mid_copy_leaves_nothing_and_a_reload_loads_one_copy(datab
         load.load_landing(conn, landing, "big")
     audit = query(
         database,
-        "select table_name, rows_read, rows_loaded, rows_rejected from quality.load_audit where batch_id = 'big'",
+        "select table_name, rows_read, rows_loaded, rows_rejected, rows_unchanged from quality.load_audit"
+        " where batch_id = 'big'",
     )
     assert len(audit) == len({row[0] for row in audit})
-    for table, read, loaded, rejected in audit:
-        assert read == loaded + rejected
+    for table, read, loaded, rejected, unchanged in audit:
+        assert read == loaded + rejected + unchanged
         assert query(database, f"select count(*) from raw.{table} where _batch_id = 'big'") == [(loaded,)]
         assert query(
             database, "select count(*) from quality.rejected_rows where batch_id = 'big' and table_name = %s", (table,)

@@ -64,6 +64,9 @@ class LandingFile:
     required: bool
     description: str
     columns: tuple[Column, ...]
+    #: a snapshot's key (users, items, promotions are delivered whole, again and again): a row identical to the
+    #: key's latest stored version is counted ``rows_unchanged`` and not stored again (:mod:`recsys.ingest.load`)
+    snapshot_key: str | None = None
 
     @property
     def filename(self) -> str:
@@ -95,6 +98,7 @@ FILES: dict[str, LandingFile] = {
                 C("phone", "text", description="phone number", pii=True),
                 C("is_personalization_allowed", "boolean", description="false if the user opted out; default true"),
             ),
+            snapshot_key="user_id",
         ),
         LandingFile(
             "items",
@@ -115,6 +119,7 @@ FILES: dict[str, LandingFile] = {
                     "the item's content vector, which reaches items nobody has bought yet",
                 ),
             ),
+            snapshot_key="item_id",
         ),
         LandingFile(
             "events",
@@ -191,6 +196,7 @@ FILES: dict[str, LandingFile] = {
                 C("starts_at", "timestamp", True),
                 C("ends_at", "timestamp", True),
             ),
+            snapshot_key="promotion_id",
         ),
         LandingFile(
             "redemptions",
@@ -327,7 +333,15 @@ def format_markdown() -> str:
     """The landing format as Markdown tables, for docs/data/landing-format.md."""
     lines = []
     for spec in ALL_FILES.values():
-        lines.append(f"**`{spec.filename}`** ({'required' if spec.required else 'optional'}): {spec.description}\n")
+        snapshot = (
+            f" A snapshot: a row equal in every column to the latest stored row of its `{spec.snapshot_key}` is"
+            " counted as unchanged and not stored again."
+            if spec.snapshot_key
+            else ""
+        )
+        lines.append(
+            f"**`{spec.filename}`** ({'required' if spec.required else 'optional'}): {spec.description}{snapshot}\n"
+        )
         lines.append("| column | type | required | notes |")
         lines.append("|---|---|---|---|")
         for column in spec.columns:

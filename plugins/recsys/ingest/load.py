@@ -26,10 +26,12 @@ than the read block) fails the whole batch with a :class:`LandingError` naming
 the file.
 
 Strings are kept exactly as landed (trimming and normalizing is dbt's job).
-One ``quality.load_audit`` row per file says rows read, loaded and rejected,
-and read = loaded + rejected always holds. A batch is loaded in one
-transaction and loading the same batch again replaces it, so a crash or a
-re-run never leaves half a batch or duplicates.
+One ``quality.load_audit`` row per file says rows read, loaded, rejected and
+unchanged (a snapshot's rows equal to their stored version, see
+:func:`recsys.ingest.snapshots.drop_unchanged`), and read = loaded + rejected +
+unchanged always holds. A batch is loaded in one transaction and loading the
+same batch again replaces it, so a crash or a re-run never leaves half a batch
+or duplicates.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from recsys.db import keystore, locks
-from recsys.ingest import deliveries, landing
+from recsys.ingest import deliveries, landing, snapshots
 from recsys.ingest.landing import LandingError
 from recsys.ingest.parsing import check_encoding
 from recsys.ingest.raw_tables import create_raw_tables
@@ -78,6 +80,7 @@ class FileResult:
     ignored_columns: list[str] = field(default_factory=list)
 
     rows_erased: int = 0
+    rows_unchanged: int = 0
     sha256: str | None = None
 
     @property
@@ -180,17 +183,21 @@ def load_landing(conn, landing_dir: Path, batch_id: str, key: str | None = None)
                         f"{path}: the manifest says {expected_rows[spec.name]} rows, the file has {result.rows_read}:"
                         " the delivery is incomplete or was changed after it was written; deliver it again"
                     )
+                if spec.snapshot_key:
+                    result.rows_unchanged = snapshots.drop_unchanged(cur, spec, batch_id, load_seq)
+                    result.rows_loaded -= result.rows_unchanged
                 if erasures:
                     result.rows_erased, orders = _drop_erased(cur, spec, batch_id, erased_orders)
                     result.rows_loaded -= result.rows_erased
                     erased_orders += orders
                 audits.append(_write_audit(cur, result, batch_id))
                 log.info(
-                    "%s: read %d, loaded %d, rejected %d",
+                    "%s: read %d, loaded %d, rejected %d, unchanged %d",
                     path,
                     result.rows_read,
                     result.rows_loaded,
                     result.rows_rejected,
+                    result.rows_unchanged,
                 )
         conn.commit()
     except Exception:
@@ -561,13 +568,15 @@ def _write_audit(cur, result: FileResult, batch_id: str) -> dict:
         "rows_read": result.rows_read,
         "rows_loaded": result.rows_loaded,
         "rows_rejected": result.rows_rejected,
+        "rows_unchanged": result.rows_unchanged,
         "ignored_columns": ",".join(result.ignored_columns) or None,
         "file_sha256": result.sha256,
     }
     cur.execute(
         "insert into quality.load_audit (batch_id, table_name, source_file, rows_read, rows_loaded, rows_rejected,"
-        " ignored_columns, file_sha256) values (%(batch_id)s, %(table_name)s, %(source_file)s, %(rows_read)s,"
-        " %(rows_loaded)s, %(rows_rejected)s, %(ignored_columns)s, %(file_sha256)s)",
+        " rows_unchanged, ignored_columns, file_sha256) values (%(batch_id)s, %(table_name)s, %(source_file)s,"
+        " %(rows_read)s, %(rows_loaded)s, %(rows_rejected)s, %(rows_unchanged)s, %(ignored_columns)s,"
+        " %(file_sha256)s)",
         row,
     )
     return row

@@ -29,9 +29,19 @@ create table if not exists quality.load_audit (
     rows_rejected bigint not null,
     ignored_columns text,
     loaded_at timestamptz not null default now(),
-    primary key (batch_id, table_name),
-    check (rows_read = rows_loaded + rows_rejected)
+    primary key (batch_id, table_name)
 );
+-- a snapshot's rows equal to their stored version are read but neither loaded nor rejected (recsys.ingest.load)
+alter table quality.load_audit add column if not exists rows_unchanged bigint not null default 0;
+alter table quality.load_audit drop constraint if exists load_audit_check;
+do $reconcile$
+begin
+    if not exists (select from pg_constraint where conname = 'load_audit_rows_reconcile') then
+        alter table quality.load_audit add constraint load_audit_rows_reconcile
+            check (rows_read = rows_loaded + rows_rejected + rows_unchanged);
+    end if;
+end
+$reconcile$;
 create table if not exists quality.rejected_rows (
     batch_id text not null,
     table_name text not null,
@@ -114,7 +124,7 @@ def _missing_raw_objects(conn) -> bool:
     conn.rollback()
     wanted = {f"quality.{table}.batch_id" for table in ("load_audit", "rejected_rows")}
     wanted |= {"quality.landing_source.landing_dir", "quality.rejected_rows_batch", "quality.load_audit.file_sha256"}
-    wanted |= {"quality.batches.load_seq"}
+    wanted |= {"quality.batches.load_seq", "quality.load_audit.rows_unchanged"}
     for spec in landing.ALL_FILES.values():
         wanted |= {f"raw.{spec.name}.{column.name}" for column in spec.columns} | {f"raw.{spec.name}_batch"}
         wanted |= {f"raw.{spec.name}._load_seq"}

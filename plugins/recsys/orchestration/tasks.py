@@ -63,7 +63,9 @@ def load_batch(landing_path: str | None, batch_id: str) -> dict:
         for batch in [batch_id, *([api_batch] if (directory / api_batch).is_dir() else [])]:
             for row in load.load_landing(conn, directory, batch, key=pseudonym_key()):
                 name = row["table_name"] if batch == batch_id else f"{api_batch}.{row['table_name']}"
-                totals[name] = {key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected")}
+                totals[name] = {
+                    key: row[key] for key in ("rows_read", "rows_loaded", "rows_rejected", "rows_unchanged")
+                }
     return totals
 
 

@@ -358,7 +358,7 @@ def _section_quality(conn, run_id: str) -> str:
             conn,
             """
             select table_name, sum(rows_read)::bigint as rows_read, sum(rows_loaded)::bigint as rows_loaded,
-                sum(rows_rejected)::bigint as rows_rejected
+                sum(rows_rejected)::bigint as rows_rejected, sum(rows_unchanged)::bigint as rows_unchanged
             from quality.load_audit group by 1 order by 1""",
         )
         parts.append("<h3>Loaded and rejected rows (all batches)</h3>" + table(audit))
