@@ -27,7 +27,8 @@
 Models are refitted from the warehouse on every run and keep no per-user
 state on disk, so the next run's models know nothing of the user; the
 published lists of the current run (``ml.*`` and ``recs.*``) are deleted here.
-Views (``staging.stg_*``) read the base tables and need nothing. The erasure holds the advisory lock of
+Views (``staging.stg_*`` but the table ``stg_shop__users``, searched like the others) read the base tables
+and need nothing. The erasure holds the advisory lock of
 :mod:`recsys.db.locks` exclusively: it waits for loads, publishes and online pushes in flight.
 """
 

@@ -1,3 +1,10 @@
+{#-
+    A table, unlike the other stg_shop__* views: merging accounts into persons (a group by over every user) is the
+    work of a model, and about fifteen readers (dim_users, the reconciliation, its tests and the relationship tests
+    of other models) would each do it again on a view.
+-#}
+{{ config(materialized='table', indexes=[{'columns': ['user_id'], 'unique': true}]) }}
+
 with
 
 base as (
