@@ -14,32 +14,32 @@ def drop_unchanged(cur, spec: landing.LandingFile, batch_id: str, load_seq: int)
     user for staging to read (days x users rows). The earlier version is the latest stored row of the trimmed
     key (as staging keys versions) from an earlier batch, ordered as staging orders versions; a key that occurs
     more than once in the batch keeps all its rows, so staging still picks the batch's last one. The rows kept
-    are exactly those that can change what staging picks. Returns the rows deleted.
+    are exactly those that can change what staging picks.
+
+    One window over the key's versions (the batch's rows sorted after the earlier ones, so ``lag`` is the latest
+    earlier version), then the rows it picks deleted by their ``ctid`` (a TID scan): no join whose plan could
+    follow a wrong estimate of the batch's rows into a nested loop (one did: minutes for 100,000 users). Returns
+    the rows deleted.
     """
+    table = sql.Identifier("raw", spec.name)
     key = sql.SQL("nullif(trim({}), '')").format(sql.Identifier(spec.snapshot_key))
-    columns = sql.SQL(", ").join(map(sql.Identifier, spec.column_names))
+    content = sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, spec.column_names)))
     cur.execute(
         sql.SQL(
-            "with latest as ("
-            " select distinct on ({key}) {key} as snapshot_key, {columns} from {table}"
-            " where _batch_id <> %(batch)s and (_load_seq < %(seq)s or _load_seq is null)"
-            " order by {key}, _load_seq desc nulls last, _batch_id desc, _loaded_at desc, _row_number desc),"
-            " single as ("
-            " select {key} as snapshot_key from {table} where _batch_id = %(batch)s group by 1 having count(*) = 1),"
+            "with versions as ("
+            " select ctid as row_ref, _batch_id = %(batch)s as is_new, {content} as content,"
+            " lag({content}) over versions as earlier_content,"
+            " count(*) filter (where _batch_id = %(batch)s) over (partition by {key}) as new_copies"
+            " from {table}"
+            " where {key} is not null and (_batch_id = %(batch)s or _load_seq < %(seq)s or _load_seq is null)"
+            " window versions as (partition by {key} order by _batch_id = %(batch)s, _load_seq nulls first,"
+            " _batch_id, _loaded_at, _row_number)),"
             " dropped as ("
-            " delete from {table} as new using latest, single"
-            " where new._batch_id = %(batch)s and {new_key} = latest.snapshot_key"
-            " and latest.snapshot_key = single.snapshot_key"
-            " and ({new_columns}) is not distinct from ({latest_columns}) returning 1)"
+            " delete from {table} where ctid = any(array("
+            " select row_ref from versions where is_new and new_copies = 1 and content = earlier_content))"
+            " returning 1)"
             " select count(*) from dropped"
-        ).format(
-            key=key,
-            new_key=sql.SQL("nullif(trim({}), '')").format(sql.Identifier("new", spec.snapshot_key)),
-            columns=columns,
-            table=sql.Identifier("raw", spec.name),
-            new_columns=sql.SQL(", ").join(sql.Identifier("new", name) for name in spec.column_names),
-            latest_columns=sql.SQL(", ").join(sql.Identifier("latest", name) for name in spec.column_names),
-        ),
+        ).format(key=key, content=content, table=table),
         {"batch": batch_id, "seq": load_seq},
     )
     return cur.fetchone()[0]
