@@ -193,6 +193,12 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
     return suites
 
 
+def _unique_id(column: str):
+    """At most 4 % of a batch's rows share an id with another (2 % of ids repeated once); unlike a proportion of
+    unique values, an empty batch passes (a snapshot with no change, a day without orders)."""
+    return unique_rows([column], critical_share=2 * (1 - MOSTLY))
+
+
 def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
     """The row-level expectations of each raw table's batch (``e``: ``great_expectations.expectations``)."""
     latest = data_interval_end + FUTURE_TOLERANCE
@@ -206,18 +212,13 @@ def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
         # shop ids are free text; staging trims them, so padded or very long ids are worth a look only
         return e.ExpectColumnValuesToMatchRegex(column=column, regex=r"^\S{1,128}$", mostly=MOSTLY, severity="warning")
 
-    def unique_id(column: str):
-        # at most 2 % of ids repeated, counted in rows (a repeated id is two rows or more); unlike a proportion of
-        # unique values, an empty batch passes (a snapshot with no change, a day without orders)
-        return unique_rows([column], critical_share=2 * (1 - MOSTLY))
-
     def optional(column: str):
         return e.ExpectColumnValuesToNotBeNull(column=column, mostly=MOSTLY_OPTIONAL, severity="warning")
 
     return {
         "users": [
             id_format("user_id"),
-            unique_id("user_id"),
+            _unique_id("user_id"),
             when("signup_at"),
             e.ExpectColumnValuesToBeBetween(
                 column="birth_year", min_value=1900, max_value=data_interval_end.year, mostly=MOSTLY, severity="warning"
@@ -227,7 +228,7 @@ def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
         ],
         "items": [
             id_format("item_id"),
-            unique_id("item_id"),
+            _unique_id("item_id"),
             e.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True, mostly=MOSTLY),
             optional("price"),
             optional("category_path"),
@@ -256,7 +257,7 @@ def _raw_rules(e: Any, data_interval_end: datetime) -> dict[str, list]:
             optional("platform"),
         ],
         "orders": [
-            unique_id("order_id"),
+            _unique_id("order_id"),
             when("ordered_at"),
             e.ExpectColumnValuesToBeInSet(
                 column="status_normalized", value_set=["completed", "cancelled", "returned"], mostly=MOSTLY
