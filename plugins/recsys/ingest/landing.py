@@ -65,7 +65,7 @@ class LandingFile:
     description: str
     columns: tuple[Column, ...]
     #: a snapshot's key (users, items, promotions are delivered whole, again and again): a row identical to the
-    #: key's latest stored version is counted ``rows_unchanged`` and not stored again (:mod:`recsys.ingest.load`)
+    #: key's latest stored version is counted ``rows_unchanged`` and not stored again (:mod:`recsys.ingest.snapshots`)
     snapshot_key: str | None = None
 
     @property

@@ -14,7 +14,8 @@ def drop_unchanged(cur, spec: landing.LandingFile, batch_id: str, load_seq: int)
     user for staging to read (days x users rows). The earlier version is the latest stored row of the trimmed
     key (as staging keys versions) from an earlier batch, ordered as staging orders versions; a key that occurs
     more than once in the batch keeps all its rows, so staging still picks the batch's last one. The rows kept
-    are exactly those that can change what staging picks.
+    are exactly those that can change what staging picks. Rows compare as text (``row(...)::text``): a value
+    written differently (a price of 12.5, then 12.50) counts as a change and is stored, which is always safe.
 
     One window over the key's versions (the batch's rows sorted after the earlier ones, so ``lag`` is the latest
     earlier version), then the rows it picks deleted by their ``ctid`` (a TID scan): no join whose plan could
