@@ -170,10 +170,10 @@ def raw_suites(batch_id: str, data_interval_end: datetime, tables: list[str]) ->
                 f"select *{derived.get(name, '')} from raw.{name} where _batch_id = {_literal(batch_id)}",
             ),
         ]
-    required = ", ".join(_literal(spec.name) for spec in landing.FILES.values() if spec.required)
+    required_files = ", ".join(_literal(spec.name) for spec in landing.FILES.values() if spec.required)
     audit = (
         "select table_name, rows_read, rows_rejected, rows_rejected::float / nullif(rows_read, 0) as rejected_share,"
-        f" case when table_name in ({required}) then rows_read end as required_rows_read"
+        f" case when table_name in ({required_files}) then rows_read end as required_rows_read"
         f" from quality.load_audit where batch_id = {_literal(batch_id)}"
     )
     suites.append(
