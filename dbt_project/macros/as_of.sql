@@ -43,3 +43,29 @@
         cast('{{ run_id | replace("'", "''") }}' as text)
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    Whether the run's interval is a full-run day: RECSYS_FULL_RUN_DAYS (`all` by default, or weekday names
+    like `sun` or `wed,sun`), the refit schedule of recsys.orchestration.schedule, on the weekday (UTC) of the
+    daily interval ending at as_of. A SQL boolean: `true`, or a test of as_of's weekday. Read only at
+    execution, like as_of (no re-parse when it changes).
+-#}
+{% macro is_full_run_day() -%}
+    {%- set weekdays = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] -%}
+    {%- set value = env_var('RECSYS_FULL_RUN_DAYS', 'all') if execute else 'all' -%}
+    {%- set names = [] -%}
+    {%- for name in value.lower().split(',') if name.strip() -%}
+        {%- do names.append(name.strip()) -%}
+    {%- endfor -%}
+    {%- if names == [] or names == ['all'] -%}
+        true
+    {%- else -%}
+        {%- set unknown = names | reject('in', weekdays) | list -%}
+        {%- if unknown -%}
+            {{ exceptions.raise_compiler_error("RECSYS_FULL_RUN_DAYS: " ~ unknown ~ " are not weekdays; use " ~ weekdays | join(', ') ~ " or all") }}
+        {%- endif -%}
+        extract(isodow from ({{ as_of_timestamp() }} - interval '1 day') at time zone 'UTC') in (
+            {%- for name in names %}{{ weekdays.index(name) + 1 }}{{ ', ' if not loop.last }}{% endfor -%}
+        )
+    {%- endif -%}
+{%- endmacro %}

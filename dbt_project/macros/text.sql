@@ -31,13 +31,15 @@ $body$
 {#-
     The text-interest profile, defined once: per user who allows personalization, the search tokens
     (macro search_tokens, via item_search_tokens) of the items they interacted with up to as_of, each
-    item weighted by its decayed event weight (the same decay as user_interest_tags) and each token by
-    its inverse document frequency over the items listed at as_of, ln(items / items with the token):
-    a leaf word ("headphone") says more than a category word every item of the category has. Tokens of
-    digits only (model numbers) are left out. weight = raw weight / the user's largest; the strongest
-    max_terms terms per user are kept. The marts item_text_terms and user_text_interests render the two
-    macros over their refs; the hook creates them as the SQL function
-    analytics.user_text_interests_as_of(as_of, half_life_days, max_terms) for reads at past cutoffs.
+    item weighted by its event weight decayed to the user's last interaction (as in user_interest_tags:
+    weight and rank do not depend on as_of) and each token by its inverse document frequency over the
+    listed items, ln(items / items with the token): a leaf word ("headphone") says more than a category
+    word every item of the category has. Tokens of digits only (model numbers) are left out. weight = raw
+    weight / the user's largest; the strongest max_terms terms per user are kept. The marts
+    text_term_idf, item_text_terms and user_text_interests render the macros over their refs (the idf of
+    the last full-run day); the hook creates them as the SQL function
+    analytics.user_text_interests_as_of(as_of, half_life_days, max_terms) for reads at past cutoffs (the
+    idf at that as_of).
 
     text_interests runs user by user (a lateral join): each user's events by fct_interactions' index on
     user_id, their items' terms by an index on item_id of item_terms, the user's terms grouped and ranked
@@ -46,8 +48,12 @@ $body$
     moves a rank.
 -#}
 
-{#- The tokens of the items listed at as_of with their idf (item_id, token, idf). -#}
-{% macro text_item_terms(items, item_tokens, as_of) %}
+{#-
+    The idf of every token of the items listed at as_of (token, items, idf): ln(items listed / items with the
+    token), tokens of digits only and tokens of every item left out. The model text_term_idf stores it, refitted
+    on full-run days (macro is_full_run_day).
+-#}
+{% macro text_vocabulary(items, item_tokens, as_of) %}
     with listed_tokens as (
         select
             item_tokens.item_id,
@@ -60,24 +66,35 @@ $body$
     listed_items as (
         select count(distinct listed_tokens.item_id) as items
         from listed_tokens
-    ),
-
-    token_idf as (
-        select
-            listed_tokens.token,
-            ln(cast(max(listed_items.items) as double precision) / count(*)) as idf
-        from listed_tokens
-        cross join listed_items
-        group by listed_tokens.token
-        having count(*) < max(listed_items.items)
     )
 
     select
-        listed_tokens.item_id,
         listed_tokens.token,
-        token_idf.idf
+        count(*) as items,
+        ln(cast(max(listed_items.items) as double precision) / count(*)) as idf
     from listed_tokens
-    inner join token_idf on listed_tokens.token = token_idf.token
+    cross join listed_items
+    group by listed_tokens.token
+    having count(*) < max(listed_items.items)
+{% endmacro %}
+
+{#-
+    The tokens of the items listed at as_of with their idf (item_id, token, idf): the idf of `vocabulary` (a
+    relation with token and idf: tokens it lacks are left out), or without it the idf at as_of.
+-#}
+{% macro text_item_terms(items, item_tokens, as_of, vocabulary=none) %}
+    with vocabulary as (
+        {% if vocabulary is none %}{{ text_vocabulary(items, item_tokens, as_of) }}{% else %}select * from {{ vocabulary }}{% endif %}
+    )
+
+    select
+        item_tokens.item_id,
+        item_tokens.token,
+        vocabulary.idf
+    from {{ item_tokens }} as item_tokens
+    inner join {{ items }} as items on item_tokens.item_id = items.item_id
+    inner join vocabulary on item_tokens.token = vocabulary.token
+    where items.created_at is null or items.created_at <= {{ as_of }}
 {% endmacro %}
 
 {#- The profile, reading each item's terms from item_terms (text_item_terms' rows, indexed on item_id). -#}
@@ -88,8 +105,14 @@ $body$
         cast(ranked_terms.items as integer) as items,
         cast(ranked_terms.raw_weight as double precision) as raw_weight,
         cast(ranked_terms.raw_weight / ranked_terms.top_weight as double precision) as weight,
-        cast(ranked_terms.term_rank as integer) as term_rank
+        cast(ranked_terms.term_rank as integer) as term_rank,
+        anchors.last_interaction_at
     from {{ users }} as users
+    cross join lateral (
+        select max(interactions.event_at) as last_interaction_at
+        from {{ interactions }} as interactions
+        where interactions.user_id = users.user_id and interactions.event_at <= {{ as_of }}
+    ) as anchors
     cross join lateral (
         select
             user_terms.term,
@@ -109,7 +132,8 @@ $body$
                         {{ event_weight('interactions.event_type') }}
                         * power(
                             cast(0.5 as double precision),
-                            extract(epoch from ({{ as_of }} - interactions.event_at)) / 86400.0 / {{ half_life_days }}
+                            extract(epoch from (anchors.last_interaction_at - interactions.event_at)) / 86400.0
+                            / {{ half_life_days }}
                         ) as numeric
                     )) as decayed_weight
                 from {{ interactions }} as interactions
@@ -146,10 +170,13 @@ begin
         create index on pg_temp.text_item_terms_as_of (item_id);
         analyze pg_temp.text_item_terms_as_of;
         return query
-        {{ text_interests(
-            'analytics.fct_interactions', 'analytics.dim_users', 'pg_temp.text_item_terms_as_of',
-            'as_of', 'half_life_days', 'max_terms'
-        ) }};
+        select terms.user_id, terms.term, terms.items, terms.raw_weight, terms.weight, terms.term_rank
+        from (
+            {{ text_interests(
+                'analytics.fct_interactions', 'analytics.dim_users', 'pg_temp.text_item_terms_as_of',
+                'as_of', 'half_life_days', 'max_terms'
+            ) }}
+        ) as terms;
     end
     $fn$;
 end

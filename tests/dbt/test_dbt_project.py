@@ -44,6 +44,7 @@ CONTRACT_MODELS = {
     "user_search_interests",
     "identity_stitching_summary",
     "user_text_interests",
+    "text_term_idf",
     "user_category_sentiment",
 }
 SCHEMAS = {"staging", "intermediate", "analytics", "recs", "quality", "identity"}
@@ -206,5 +207,6 @@ def test_tricky_logic_has_unit_tests(manifest):
         "fct_reviews",
         "fct_impressions",
         "user_text_interests",
+        "text_term_idf",
         "user_category_sentiment",
     } <= unit_tested

@@ -9,6 +9,8 @@ incremental filter must not lose or duplicate:
 - a **re-delivered event**: one of the first day's views is delivered again on the third day with another
   platform (the latest delivery wins in staging);
 - **late order lines**: one completed order's lines are delivered on the third day, after the order;
+- a **new item**: an item listed on the third day is in that day's items snapshot only (it moves every idf of
+  the text interests);
 - a **re-delivered batch**: the second day's batch is delivered again before the third day's, without its
   first event and with another one changed (a re-delivery replaces the whole batch).
 
@@ -62,9 +64,11 @@ TABLES = (
     "analytics.user_lifecycle",
     "analytics.user_purchase_behaviour",
     "analytics.user_interest_tags",
+    "analytics.text_term_idf",
+    "analytics.user_text_interests",
     "analytics.user_profiles",
 )
-WALL_CLOCK_COLUMNS = {"loaded_at", "refreshed_at"}
+WALL_CLOCK_COLUMNS = {"loaded_at", "refreshed_at", "fitted_at"}
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -98,14 +102,22 @@ def split_with_late_rows(shop: Path, out: Path, days: list[date]) -> dict[str, s
     )
     lines_header, lines = read_csv(shop / "order_lines.csv")
     users_header, users = read_csv(shop / "users.csv")
+    items_header, items = read_csv(shop / "items.csv")
+    new_item = dict(zip(items_header, items[0], strict=True)) | {
+        "item_id": "I99999",
+        "name": "Quillmere Lantern 77",
+        "created_at": f"{days[2].isoformat()}T08:00:00Z",
+    }
+    new_item = [new_item[column] for column in items_header]
     for index, day in enumerate(days):
         folder = out / day.isoformat()
         folder.mkdir(parents=True)
         shutil.copy(shop / "manifest.json", folder)
         for path in shop.glob("*.csv"):
-            if path.name not in ("events.csv", "users.csv", "order_lines.csv"):
+            if path.name not in ("events.csv", "users.csv", "order_lines.csv", "items.csv"):
                 header, rows = read_csv(path)
-                write_csv(folder / path.name, header, rows if index == 0 or path.name == "items.csv" else [])
+                write_csv(folder / path.name, header, rows if index == 0 else [])
+        write_csv(folder / "items.csv", items_header, items + ([new_item] if index == 2 else []))
         write_csv(folder / "events.csv", events_header, day_events[day])
         write_csv(folder / "users.csv", users_header, [row for row in users if index == 2 or row[0] != late_user])
         late = [row for row in lines if row[0] == late_order]
@@ -281,8 +293,9 @@ def scheduled(fresh_database, deliveries, tmp_path_factory):
     """Day 1 loaded; day 2 a full run; day 3 an incremental run (``run_3``), then a full scoring (``check``)."""
     folder, days, _ = deliveries
     url, env = warehouse(fresh_database, tmp_path_factory)
+    env["RECSYS_FULL_RUN_DAYS"] = schedule.WEEKDAYS[days[1].weekday()]  # dbt refits the text idf on day 2 only
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RECSYS_FULL_RUN_DAYS", schedule.WEEKDAYS[days[1].weekday()])
+        patch.setenv("RECSYS_FULL_RUN_DAYS", env["RECSYS_FULL_RUN_DAYS"])
         with connect(url) as conn:
             load.load_landing(conn, folder, days[0].isoformat())
         modes = []
@@ -510,3 +523,37 @@ def test_lists_carried_twice_point_at_the_run_that_generated_them(database):
             assert cur.fetchall() == [("u1", "day2-u1"), ("u2", "day3-u2"), ("u3", "day1-u3")]
             cur.execute("select count(*) from ml.recommendations where run_id = 'day3'")
             assert cur.fetchone() == (1,)
+
+
+TEXT_INTERESTS = (
+    "select user_id, term, items, raw_weight, weight, term_rank, last_interaction_at"
+    " from analytics.user_text_interests order by user_id, term_rank"
+)
+
+
+def test_text_interests_keep_the_full_runs_idf_and_recompute_only_the_touched_users(scheduled):
+    """Day 3, not a full-run day, keeps day 2's idf and recomputes the text interests of the users it touched only,
+    as a rebuild of the table with that idf gives them; a run of day 3 as a full-run day refits the idf and
+    recomputes every user, as a rebuild of both gives them. (Runs last: it rebuilds the two tables.)"""
+    url, _, _, env, days = scheduled
+    day_3 = interval(days[2])[1]
+    assert query(url, "select distinct fitted_as_of from analytics.text_term_idf") == [(interval(days[1])[1],)]
+    ((last,),) = query(url, "select max(refreshed_at) from analytics.fct_interactions")
+    recomputed, touched = (
+        {row[0] for row in query(url, f"select user_id from analytics.{table} where refreshed_at = %s", (last,))}
+        for table in ("user_text_interests", "fct_interactions")
+    )
+    profiled = {row[0] for row in query(url, "select user_id from analytics.user_text_interests")}
+    assert recomputed and recomputed == touched & profiled
+    assert len(recomputed) < len(profiled) / 2
+    kept_idf = query(url, TEXT_INTERESTS)
+    dbt_run(env, days[2], "--select", "user_text_interests", "--full-refresh")
+    assert query(url, TEXT_INTERESTS) == kept_idf
+
+    dbt_run(env | {"RECSYS_FULL_RUN_DAYS": "all"}, days[2], "--select", "text_term_idf+")
+    assert query(url, "select distinct fitted_as_of from analytics.text_term_idf") == [(day_3,)]
+    assert query(url, "select count(distinct refreshed_at) from analytics.user_text_interests") == [(1,)]
+    refitted = query(url, TEXT_INTERESTS)
+    assert refitted != kept_idf  # the item listed on day 3 moved the idf
+    dbt_run(env, days[2], "--select", "text_term_idf+", "--full-refresh")
+    assert query(url, TEXT_INTERESTS) == refitted

@@ -1,6 +1,7 @@
 {#-
-    The terms user_text_interests weighs an item's tokens by, as of the run: a table with an index on
-    item_id, which the profile reads user by user (macro text_item_terms).
+    The terms user_text_interests weighs an item's tokens by, as of the run: the listed items' tokens with
+    the idf of the last fit (text_term_idf), a table with an index on item_id, which the profile reads user
+    by user (macro text_item_terms).
 -#}
 {{
     config(
@@ -12,7 +13,7 @@ with
 
 item_terms as (
 
-    {{ text_item_terms(ref('dim_items'), ref('item_search_tokens'), as_of_timestamp()) }}
+    {{ text_item_terms(ref('dim_items'), ref('item_search_tokens'), as_of_timestamp(), ref('text_term_idf')) }}
 
 ),
 

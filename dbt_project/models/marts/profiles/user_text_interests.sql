@@ -1,20 +1,71 @@
 {#-
-    A full rebuild, like user_search_interests: every weight decays relative to as_of. The profile is the
-    macro text_interests over item_text_terms, which the hook also creates as
-    analytics.user_text_interests_as_of for reads at past cutoffs.
+    Incremental per user (delete+insert on user_id), like user_interest_tags: a run recomputes the users
+    touched since its last run (macro is_touched_user) against the idf of text_term_idf, and every user when
+    that idf was refitted since (rows older than the fit). Each event's weight decays to the user's last
+    interaction, so weight and term_rank do not depend on as_of and an untouched user's rows stay exact
+    between fits; raw_weight as of a date is computed at read time from last_interaction_at. The profile is
+    the macro text_interests over item_text_terms (at past cutoffs: the function
+    analytics.user_text_interests_as_of, with the idf at that cutoff).
+
+    The post-hooks delete the rows of users no longer personalized or without interactions, the stale rows
+    of touched users left with no term, and every row older than the idf's fit (or from before the table was
+    incremental: an upgraded warehouse needs no full refresh).
 -#}
 {{
     config(
-        indexes=[{'columns': ['user_id', 'term_rank'], 'unique': true}, {'columns': ['term']}]
+        materialized='incremental',
+        unique_key='user_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['user_id', 'term_rank'], 'unique': true}, {'columns': ['term']}],
+        post_hook=[
+            "delete from {{ this }} as terms
+             where not exists (
+                 select from {{ ref('dim_users') }} as users
+                 where users.user_id = terms.user_id and users.is_personalization_allowed
+             )
+             or not exists (select from {{ ref('fct_interactions') }} as events where events.user_id = terms.user_id)",
+            "delete from {{ this }} as terms
+             where terms.refreshed_at < {{ refreshed_at() }}
+               and exists (
+                   select from {{ ref('fct_interactions') }} as events
+                   where events.user_id = terms.user_id and events.refreshed_at = {{ refreshed_at() }}
+               )",
+            "delete from {{ this }}
+             where refreshed_at is null or refreshed_at < (select max(fitted_at) from {{ ref('text_term_idf') }})",
+        ]
     )
 }}
 
 with
 
+recomputed_users as (
+
+    select
+        user_rows.user_id,
+        user_rows.is_personalization_allowed
+    from {{ ref('dim_users') }} as user_rows
+    where
+        user_rows.is_personalization_allowed
+        {% if is_incremental() %}
+            and (
+                {{ is_touched_user('user_rows.user_id', ref('fct_interactions')) }}
+                -- rows computed with an earlier idf: every user again
+                or exists (
+                    select from {{ this }} as terms
+                    where
+                        terms.refreshed_at is null
+                        or terms.refreshed_at < (select max(fits.fitted_at) from {{ ref('text_term_idf') }} as fits)
+                )
+            )
+        {% endif %}
+
+),
+
 user_terms as (
 
     {{ text_interests(
-        ref('fct_interactions'), ref('dim_users'), ref('item_text_terms'),
+        ref('fct_interactions'), 'recomputed_users', ref('item_text_terms'),
         as_of_timestamp(), var('interest_half_life_days'), var('text_interest_terms')
     ) }}
 
@@ -28,7 +79,9 @@ final as (
         items,
         raw_weight,
         weight,
-        term_rank
+        term_rank,
+        last_interaction_at,
+        {{ refreshed_at() }} as refreshed_at
     from user_terms
 
 )
