@@ -69,6 +69,10 @@ TABLES = (
     "analytics.user_profiles",
 )
 WALL_CLOCK_COLUMNS = {"loaded_at", "refreshed_at", "fitted_at"}
+TEXT_INTERESTS = (
+    "select user_id, term, items, raw_weight, weight, term_rank, last_interaction_at"
+    " from analytics.user_text_interests order by user_id, term_rank"
+)
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -281,6 +285,22 @@ def test_full_refresh_rebuilds_the_same_tables(daily):
     dbt_run(env, days[-1], "--full-refresh")
     assert checksums(url) == before
     assert query(url, "select count(distinct refreshed_at) from analytics.fct_interactions") == [(1,)]
+
+
+def test_a_text_interests_table_from_before_it_was_incremental_is_upgraded(daily):
+    """A user_text_interests built before the model was incremental (no last_interaction_at, no refreshed_at)
+    gets the columns on the next run, which recomputes every user: the same rows, no full refresh needed."""
+    url, env, days = daily
+    before = query(url, TEXT_INTERESTS)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "alter table analytics.user_text_interests drop column last_interaction_at, drop column refreshed_at"
+        )
+    dbt_run(env, days[-1], "--select", "user_text_interests")
+    assert query(url, TEXT_INTERESTS) == before
+    assert query(url, "select count(*), count(distinct refreshed_at) from analytics.user_text_interests") == [
+        (len(before), 1)
+    ]
 
 
 def interval(day: date) -> tuple[datetime, datetime]:
@@ -523,12 +543,6 @@ def test_lists_carried_twice_point_at_the_run_that_generated_them(database):
             assert cur.fetchall() == [("u1", "day2-u1"), ("u2", "day3-u2"), ("u3", "day1-u3")]
             cur.execute("select count(*) from ml.recommendations where run_id = 'day3'")
             assert cur.fetchone() == (1,)
-
-
-TEXT_INTERESTS = (
-    "select user_id, term, items, raw_weight, weight, term_rank, last_interaction_at"
-    " from analytics.user_text_interests order by user_id, term_rank"
-)
 
 
 def test_text_interests_keep_the_full_runs_idf_and_recompute_only_the_touched_users(scheduled):

@@ -8,8 +8,8 @@
     analytics.user_text_interests_as_of, with the idf at that cutoff).
 
     The post-hooks delete the rows of users no longer personalized or without interactions, the stale rows
-    of touched users left with no term, and every row older than the idf's fit (or from before the table was
-    incremental: an upgraded warehouse needs no full refresh).
+    of touched users left with no term, and every row older than the idf's fit. A table built before this model
+    was incremental gets its new columns from the pre-hook, null, so its first run recomputes every user.
 -#}
 {{
     config(
@@ -18,6 +18,13 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['user_id', 'term_rank'], 'unique': true}, {'columns': ['term']}],
+        pre_hook=[
+            "{% if is_incremental() %}
+             alter table {{ this }}
+                 add column if not exists last_interaction_at timestamp with time zone,
+                 add column if not exists refreshed_at timestamp with time zone
+             {% endif %}",
+        ],
         post_hook=[
             "delete from {{ this }} as terms
              where not exists (
