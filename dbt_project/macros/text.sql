@@ -42,7 +42,9 @@ $body$
     idf at that as_of).
 
     text_interests runs user by user (a lateral join): each user's events by fct_interactions' index on
-    user_id, their items' terms by an index on item_id of item_terms, the user's terms grouped and ranked
+    user_id (read once: their last one, the decay's anchor, is a window over them; a separate max(event_at)
+    per user was planned as a backward scan of the index on event_at, 360 s instead of 3 s for 3,800
+    invoice customers), their items' terms by an index on item_id of item_terms, the user's terms grouped and ranked
     in memory. Grouped for every user at once, the user x item x token rows spilled more than 21 GB of
     temporary files at a million users. Sums are exact numeric sums, so the order rows arrive in never
     moves a rank.
@@ -106,39 +108,45 @@ $body$
         cast(ranked_terms.raw_weight as double precision) as raw_weight,
         cast(ranked_terms.raw_weight / ranked_terms.top_weight as double precision) as weight,
         cast(ranked_terms.term_rank as integer) as term_rank,
-        anchors.last_interaction_at
+        ranked_terms.last_interaction_at
     from {{ users }} as users
-    cross join lateral (
-        select max(interactions.event_at) as last_interaction_at
-        from {{ interactions }} as interactions
-        where interactions.user_id = users.user_id and interactions.event_at <= {{ as_of }}
-    ) as anchors
     cross join lateral (
         select
             user_terms.term,
             user_terms.items,
             user_terms.raw_weight,
+            user_terms.last_interaction_at,
             max(user_terms.raw_weight) over () as top_weight,
             row_number() over (order by user_terms.raw_weight desc, user_terms.term asc) as term_rank
         from (
             select
                 item_terms.token as term,
                 count(*) as items,
-                sum(user_items.decayed_weight * cast(item_terms.idf as numeric)) as raw_weight
+                sum(user_items.decayed_weight * cast(item_terms.idf as numeric)) as raw_weight,
+                max(user_items.last_interaction_at) as last_interaction_at
             from (
                 select
-                    interactions.item_id,
+                    user_events.item_id,
+                    max(user_events.last_interaction_at) as last_interaction_at,
                     sum(cast(
-                        {{ event_weight('interactions.event_type') }}
+                        {{ event_weight('user_events.event_type') }}
                         * power(
                             cast(0.5 as double precision),
-                            extract(epoch from (anchors.last_interaction_at - interactions.event_at)) / 86400.0
+                            extract(epoch from (user_events.last_interaction_at - user_events.event_at)) / 86400.0
                             / {{ half_life_days }}
                         ) as numeric
                     )) as decayed_weight
-                from {{ interactions }} as interactions
-                where interactions.user_id = users.user_id and interactions.event_at <= {{ as_of }}
-                group by interactions.item_id
+                from (
+                    -- the user's events, read once by the index on user_id, and the last of them (the anchor)
+                    select
+                        interactions.item_id,
+                        interactions.event_type,
+                        interactions.event_at,
+                        max(interactions.event_at) over () as last_interaction_at
+                    from {{ interactions }} as interactions
+                    where interactions.user_id = users.user_id and interactions.event_at <= {{ as_of }}
+                ) as user_events
+                group by user_events.item_id
             ) as user_items
             inner join {{ item_terms }} as item_terms on user_items.item_id = item_terms.item_id
             where user_items.decayed_weight > 0

@@ -1,13 +1,13 @@
 """``python -m recsys.dev.bench_daily``: a full DAG run, then the next day's incremental run; both tables, the ratio.
 
-The simulated shop of ``--size`` (cached like ``make bench-scale``'s) is cut into two daily deliveries: the
-day before the last (every event, order and review up to its end, with the users, items and promotions) and
-the last day (its own events, orders with their lines, reviews, redemptions and social edges; users, items and
-promotions again, as a shop delivers snapshots). A new database gets the DAG run for the first day (a full
-run: nothing to carry from), then the run for the last day with ``RECSYS_FULL_RUN_DAYS`` naming only the first
-day's weekday, so the second run is incremental: it loads only its day, dbt's incremental models take only what
-changed, and the model tasks carry the champion and re-score only the touched users. Each run prints
-``make bench-scale``'s stage table; the last line reads
+The simulated shop of ``--size`` and ``--shape`` (a web shop or an invoice export, cached like ``make
+bench-scale``'s) is cut into two daily deliveries: the day before the last (every event, order and review up to
+its end, with the users, items and promotions) and the last day (its own events, orders with their lines, reviews,
+redemptions and social edges; users, items and promotions again, as a shop delivers snapshots). A new database
+gets the DAG run for the first day (a full run: nothing to carry from), then the run for the last day with
+``RECSYS_FULL_RUN_DAYS`` naming only the first day's weekday, so the second run is incremental: it loads only its
+day, dbt's incremental models take only what changed, and the model tasks carry the champion and re-score only
+the touched users. Each run prints ``make bench-scale``'s stage table; the last line reads
 ``daily <seconds> s / full <seconds> s = <percent> %``.
 """
 
@@ -41,14 +41,24 @@ DATED = {
 }
 
 
+def last_day(shop: Path) -> date:
+    """The simulator's ``end_date`` (manifest), else the last day with events (an imported export has none)."""
+    manifest = json.loads((shop / "manifest.json").read_text())
+    if "end_date" in manifest:
+        return date.fromisoformat(manifest["end_date"])
+    days = pd.read_csv(shop / "events.csv", usecols=["event_at"], dtype=str, keep_default_na=False)["event_at"]
+    days = days.str.slice(0, 10)
+    return date.fromisoformat(days[days.str.fullmatch(r"\d{4}-\d{2}-\d{2}")].max())
+
+
 def split_last_day(shop: Path, out: Path) -> tuple[str, str]:
-    """Write ``out/<day before>/`` and ``out/<last day>/`` from ``shop`` (see the module docstring)."""
-    last = date.fromisoformat(json.loads((shop / "manifest.json").read_text())["end_date"])
+    """Write ``out/<day before>/`` and ``out/<last day>/`` from ``shop`` (see the module docstring).
+
+    A manifest that counts the rows of each file (an imported export's) gets each folder's own counts.
+    """
+    last = last_day(shop)
     first = last - timedelta(days=1)
-    folders = {day: out / day.isoformat() for day in (first, last)}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shop / "manifest.json", folder)
+    parts: dict[date, dict[str, pd.DataFrame]] = {first: {}, last: {}}
     for path in shop.glob("*.csv"):
         # a dirty shop's unparseable lines are dropped here (the loader would quarantine them either way)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", encoding_errors="replace")
@@ -58,12 +68,19 @@ def split_last_day(shop: Path, out: Path) -> tuple[str, str]:
             orders = pd.read_csv(shop / "orders.csv", dtype=str, keep_default_na=False, on_bad_lines="skip")
             late_orders = orders.loc[orders["ordered_at"].str.slice(0, 10) == last.isoformat(), "order_id"]
             late = frame["order_id"].isin(late_orders)
-        else:
-            frame.to_csv(folders[first] / path.name, index=False)
-            frame.to_csv(folders[last] / path.name, index=False)
-            continue
-        frame[~late].to_csv(folders[first] / path.name, index=False)
-        frame[late].to_csv(folders[last] / path.name, index=False)
+        else:  # a snapshot: delivered both days
+            late = None
+        parts[first][path.name] = frame if late is None else frame[~late]
+        parts[last][path.name] = frame if late is None else frame[late]
+    manifest = json.loads((shop / "manifest.json").read_text())
+    for day, files in parts.items():
+        folder = out / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, frame in files.items():
+            frame.to_csv(folder / name, index=False)
+        if "rows" in manifest:
+            manifest["rows"] = {name.removesuffix(".csv"): len(frame) for name, frame in files.items()}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return first.isoformat(), last.isoformat()
 
 
@@ -89,15 +106,17 @@ def timed_run(url: str, landing_dir: Path, day: str, name: str, extra_env: dict[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_daily", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(bench_scale.SIZES), default="S", help="simulated shop size")
+    parser.add_argument("--shape", choices=["web", "invoices"], default="web", help="simulated shop shape")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    shop = bench_scale.landing_for(args.size)
-    daily = LOCAL_DIR / "bench" / "daily" / args.size / "landing"
+    shop = bench_scale.landing_for(args.size, args.shape)
+    name = args.size if args.shape == "web" else f"{args.size}-{args.shape}"
+    daily = LOCAL_DIR / "bench" / "daily" / name / "landing"
     shutil.rmtree(daily, ignore_errors=True)
     first, last = split_last_day(shop, daily)
-    url = bench_scale.fresh_database(f"recsys_bench_daily_{args.size.lower()}")
+    url = bench_scale.fresh_database(f"recsys_bench_daily_{name.lower().replace('-', '_')}")
     schedule = {"RECSYS_FULL_RUN_DAYS": WEEKDAYS[date.fromisoformat(first).weekday()]}
-    print(f"bench-daily {args.size} ({daily}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    print(f"bench-daily {name} ({daily}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     full, table = timed_run(url, daily, first, "full", schedule)
     print(f"full run for {first}:\n{table}")
     incremental, table = timed_run(url, daily, last, "incremental", schedule)
