@@ -1,0 +1,56 @@
+"""``recsys.dev.bench_daily.split_last_day``: two daily deliveries cut from one landing directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.dev import bench_daily
+
+
+def write(folder: Path, name: str, rows: list[dict]) -> None:
+    pd.DataFrame(rows).to_csv(folder / name, index=False)
+
+
+def test_an_imported_export_is_cut_at_its_last_day_with_each_days_row_counts(tmp_path) -> None:
+    """An export has no simulator end_date: the last day is the last with events; its manifest counts rows, so
+    each day's folder counts its own (the loader refuses a file whose count differs)."""
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    write(
+        shop,
+        "events.csv",
+        [
+            {"user_id": "u1", "item_id": "i1", "event_type": "purchase", "event_at": "2011-12-07T10:00:00Z"},
+            {"user_id": "u1", "item_id": "i2", "event_type": "purchase", "event_at": "2011-12-08T10:00:00Z"},
+            {"user_id": "u2", "item_id": "i1", "event_type": "purchase", "event_at": "2011-12-09T09:00:00Z"},
+            {"user_id": "u2", "item_id": "i2", "event_type": "purchase", "event_at": "not a date"},
+        ],
+    )
+    write(
+        shop,
+        "orders.csv",
+        [
+            {"order_id": "o1", "user_id": "u1", "ordered_at": "2011-12-08T10:00:00Z"},
+            {"order_id": "o2", "user_id": "u2", "ordered_at": "2011-12-09T09:00:00Z"},
+        ],
+    )
+    write(shop, "order_lines.csv", [{"order_id": "o1", "item_id": "i2"}, {"order_id": "o2", "item_id": "i1"}])
+    write(shop, "users.csv", [{"user_id": "u1"}, {"user_id": "u2"}])
+    (shop / "manifest.json").write_text(json.dumps({"format_version": 1, "rows": {"events": 4, "orders": 2}}))
+
+    assert bench_daily.split_last_day(shop, tmp_path / "daily") == ("2011-12-08", "2011-12-09")
+
+    counts = {}
+    for day in ("2011-12-08", "2011-12-09"):
+        folder = tmp_path / "daily" / day
+        counts[day] = json.loads((folder / "manifest.json").read_text())["rows"]
+        for name, rows in counts[day].items():
+            assert len(pd.read_csv(folder / f"{name}.csv")) == rows
+    # the unparseable date stays with the big first delivery; the users snapshot is delivered both days
+    assert counts == {
+        "2011-12-08": {"events": 3, "orders": 1, "order_lines": 1, "users": 2},
+        "2011-12-09": {"events": 1, "orders": 1, "order_lines": 1, "users": 2},
+    }
