@@ -59,6 +59,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check dags plugins tests docs
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests --disable-progress-bar
 
+## stop the embedded warehouse and delete its data, .local (the pseudonymization key), dbt's target and logs, reports and site
 clean:
-	-$(BIN)/python -c "from recsys.db.warehouse import EmbeddedPostgres; EmbeddedPostgres().stop()"
+	-$(BIN)/python -c "from recsys.db.warehouse import EmbeddedPostgres; EmbeddedPostgres().remove()"
 	rm -rf .local dbt_project/target dbt_project/logs reports site

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import psycopg2
 
 from recsys.db.warehouse import DATABASE, EmbeddedPostgres, database_for
 
@@ -48,3 +51,19 @@ def test_a_running_server_is_found_again_when_its_state_file_is_gone(tmp_path):
         assert EmbeddedPostgres(root).start() == url
     finally:
         EmbeddedPostgres(root).stop()
+
+
+def test_removing_the_warehouse_makes_the_next_start_an_empty_one(tmp_path):
+    """``make clean`` removes .local and the pseudonymization key in it: the data goes too (under root it lives
+    outside .local), or the next ``make run`` would meet a warehouse pseudonymized with the lost key."""
+    root = tmp_path / ".local"
+    try:
+        with psycopg2.connect(EmbeddedPostgres(root).start()) as conn, conn.cursor() as cur:
+            cur.execute("create table built_before (id integer)")
+        EmbeddedPostgres(root).remove()
+        shutil.rmtree(root)
+        with psycopg2.connect(EmbeddedPostgres(root).start()) as conn, conn.cursor() as cur:
+            cur.execute("select to_regclass('public.built_before')")
+            assert cur.fetchone() == (None,)
+    finally:
+        EmbeddedPostgres(root).remove()

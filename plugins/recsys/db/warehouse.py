@@ -212,6 +212,15 @@ class EmbeddedPostgres:
         if self.is_running():
             self._run([self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast"])
 
+    def remove(self) -> None:
+        """Stop the server and delete its data (``make clean``): the next start makes a new, empty warehouse.
+
+        ``make clean`` also deletes ``.local`` and the pseudonymization key in it; under root the data lives outside
+        ``.local`` (:func:`_shared_server_dir`) and, kept, would be a warehouse pseudonymized with the lost key.
+        """
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
 
 def database_for(landing_dir: Path | None) -> str:
     """The embedded database of a shop: :data:`DATABASE` for the simulated one (``None``), else one per landing
