@@ -85,7 +85,8 @@ def install_key(conn: Any, key: str) -> None:
             conn.rollback()
             raise ValueError(
                 "this warehouse was pseudonymized with another key (keystore.pseudonym_key): its user ids would no"
-                " longer match; use the key it was built with, or a new warehouse"
+                " longer match; use the key it was built with, or a new warehouse (`make clean` deletes the embedded"
+                " one, whose key was in .local)"
             )
     conn.commit()
 
