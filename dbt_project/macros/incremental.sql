@@ -80,6 +80,29 @@
 {%- endmacro %}
 
 {#-
+    Post-hooks of the per-user incremental profiles (user_interest_tags, user_text_interests): delete the rows
+    of users who no longer allow personalization or have no interactions (bots, accounts merged into another
+    person), and the rows this run did not rewrite of users it touched (a touched user left with no row).
+-#}
+{% macro delete_rows_of_users_without_profile(users, interactions) -%}
+    delete from {{ this }} as profile_rows
+    where not exists (
+        select from {{ users }} as users
+        where users.user_id = profile_rows.user_id and users.is_personalization_allowed
+    )
+    or not exists (select from {{ interactions }} as events where events.user_id = profile_rows.user_id)
+{%- endmacro %}
+
+{% macro delete_stale_rows_of_touched_users(interactions) -%}
+    delete from {{ this }} as profile_rows
+    where profile_rows.refreshed_at < {{ refreshed_at() }}
+      and exists (
+          select from {{ interactions }} as events
+          where events.user_id = profile_rows.user_id and events.refreshed_at = {{ refreshed_at() }}
+      )
+{%- endmacro %}
+
+{#-
     When dbt last inserted or changed a row of an incremental model: the invocation's start, a wall-clock
     column like loaded_at. Downstream incremental models (user_interest_tags) recompute the users whose
     rows carry a newer value than their own newest.

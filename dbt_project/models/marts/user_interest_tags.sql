@@ -25,18 +25,8 @@
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['user_id', 'tag_rank'], 'unique': true}, {'columns': ['tag']}],
         post_hook=[
-            "delete from {{ this }} as tags
-             where not exists (
-                 select from {{ ref('dim_users') }} as users
-                 where users.user_id = tags.user_id and users.is_personalization_allowed
-             )
-             or not exists (select from {{ ref('fct_interactions') }} as events where events.user_id = tags.user_id)",
-            "delete from {{ this }} as tags
-             where tags.refreshed_at < {{ refreshed_at() }}
-               and exists (
-                   select from {{ ref('fct_interactions') }} as events
-                   where events.user_id = tags.user_id and events.refreshed_at = {{ refreshed_at() }}
-               )",
+            "{{ delete_rows_of_users_without_profile(ref('dim_users'), ref('fct_interactions')) }}",
+            "{{ delete_stale_rows_of_touched_users(ref('fct_interactions')) }}",
         ]
     )
 }}

@@ -26,18 +26,8 @@
              {% endif %}",
         ],
         post_hook=[
-            "delete from {{ this }} as terms
-             where not exists (
-                 select from {{ ref('dim_users') }} as users
-                 where users.user_id = terms.user_id and users.is_personalization_allowed
-             )
-             or not exists (select from {{ ref('fct_interactions') }} as events where events.user_id = terms.user_id)",
-            "delete from {{ this }} as terms
-             where terms.refreshed_at < {{ refreshed_at() }}
-               and exists (
-                   select from {{ ref('fct_interactions') }} as events
-                   where events.user_id = terms.user_id and events.refreshed_at = {{ refreshed_at() }}
-               )",
+            "{{ delete_rows_of_users_without_profile(ref('dim_users'), ref('fct_interactions')) }}",
+            "{{ delete_stale_rows_of_touched_users(ref('fct_interactions')) }}",
             "delete from {{ this }}
              where refreshed_at is null or refreshed_at < (select max(fitted_at) from {{ ref('text_term_idf') }})",
         ]
