@@ -46,7 +46,7 @@ from recsys.db.warehouse import REPO_ROOT, connect
 from recsys.dev.local import BIN, environment
 from recsys.dev.simulate import simulate
 from recsys.ingest import load
-from recsys.models.registry import load_model_config
+from recsys.models.registry import build_model, load_model_config
 from recsys.orchestration import challenger, publishing, schedule, training
 from recsys.serving import placements, publish
 from recsys.usecases import promotions
@@ -571,3 +571,27 @@ def test_text_interests_keep_the_full_runs_idf_and_recompute_only_the_touched_us
     assert refitted != kept_idf  # the item listed on day 3 moved the idf
     dbt_run(env, days[2], "--select", "text_term_idf+", "--full-refresh")
     assert query(url, TEXT_INTERESTS) == refitted
+
+
+def test_an_incremental_day_starts_als_from_the_full_runs_item_factors(scheduled, caplog):
+    """A full run whose model is ALS stores its item factors; the incremental day carried from it starts its
+    ALS from them (3 sweeps, not 15), and a full run's ALS starts from scratch."""
+    from recsys.db import runs
+
+    url, _, _, _, days = scheduled
+    full_end, day_end = interval(days[1])[1], interval(days[2])[1]
+    caplog.set_level(logging.INFO, logger="recsys.models.factorization")
+    with connect(url) as conn:
+        publishing.generate_recommendations(conn, "als_full", full_end, model_name="als", shelves=["for_you"])
+    stored = query(url, "select model_key from ml.fitted_learners where run_id = 'als_full'")
+    assert [key for (key,) in stored if key.startswith("als_item_factors ")] == [
+        build_model("als", load_model_config()["models"]["als"]["params"], load_model_config()).warm_start_key()
+    ]
+    assert "iterations from earlier item factors" not in caplog.text
+    with connect(url) as conn:
+        runs.upsert_run(
+            conn, "als_day", data_cutoff_at=day_end, status="evaluated", champion_reason=schedule.CARRIED + "als_full"
+        )
+        conn.commit()
+        publishing.generate_recommendations(conn, "als_day", day_end, model_name="als", shelves=["for_you"])
+    assert "15 iterations" in caplog.text and "3 iterations from earlier item factors" in caplog.text

@@ -25,6 +25,7 @@ from sklearn.base import clone
 from recsys.evaluation.metrics import evaluate, roc_auc
 from recsys.evaluation.windows import time_split
 from recsys.features.interactions import SECONDS_PER_DAY, Interactions, lookup
+from recsys.models.factorization import ALSRecommender
 from recsys.models.knn import ItemKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.neural_ranker import NeuralRanker
@@ -164,8 +165,14 @@ def test_without_a_profile_source_the_profile_columns_are_zero(split, caplog) ->
 
 
 def lgbm_ranker(**params) -> LightGBMRanker:
-    defaults = dict(candidates_per_model=60, label_windows=3, n_estimators=50, random_state=0)
-    return LightGBMRanker(candidate_models=[PopularityRecommender(), ItemKNNRecommender(k=20)], **(defaults | params))
+    defaults = dict(
+        candidate_models=[PopularityRecommender(), ItemKNNRecommender(k=20)],
+        candidates_per_model=60,
+        label_windows=3,
+        n_estimators=50,
+        random_state=0,
+    )
+    return LightGBMRanker(**(defaults | params))
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +243,19 @@ def test_lgbm_refit_candidates_with_the_same_learner_scores_as_the_fit(fitted_lg
     assert next_day.model_ is learner and next_day.reference_time_ == later
     with pytest.raises(ValueError, match="the learner was trained on"):
         lgbm_ranker(profile_features=False).refit_candidates(split.train, split.cutoff, learner, names)
+
+
+def test_a_refit_starts_its_als_candidate_from_the_full_runs_item_factors(fitted_lgbm: LightGBMRanker, split) -> None:
+    """An incremental run's ranker refits an ALS candidate from the item factors the full run stored under the
+    candidate's key, and from scratch without them."""
+    als = ALSRecommender(factors=4, random_state=0)
+    names = [name.replace("rank_item_knn", "rank_als") for name in fitted_lgbm.feature_names_]
+    earlier = clone(als).fit(split.train, split.cutoff - SECONDS_PER_DAY).item_factors()
+    data = split.train.before(split.cutoff)
+    for warm_start, expected in [
+        ({als.warm_start_key(): earlier}, clone(als).fit(data, split.cutoff, warm_start=earlier)),
+        ({"als_item_factors of other parameters": earlier}, clone(als).fit(data, split.cutoff)),
+    ]:
+        ranker = lgbm_ranker(candidate_models=[PopularityRecommender(), als])
+        ranker.refit_candidates(split.train, split.cutoff, fitted_lgbm.model_, names, warm_start=warm_start)
+        np.testing.assert_array_equal(ranker.profile_.models[1].item_factors_, expected.item_factors_)

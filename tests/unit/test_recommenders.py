@@ -22,7 +22,7 @@ from recsys.features.interactions import SECONDS_PER_DAY, Interactions
 from recsys.models.base import Recommender, ScoreBatch, fill_from_ranking, first_unexcluded, top_n_per_row
 from recsys.models.content import ContentRecommender
 from recsys.models.demographic import DemographicRecommender, SegmentPopularityRecommender
-from recsys.models.factorization import ALSRecommender, SVDRecommender
+from recsys.models.factorization import ALSRecommender, ItemFactors, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.neural_ranker import NeuralRanker
@@ -534,6 +534,31 @@ def test_als_separates_the_clusters_and_matches_its_factors(data: Interactions) 
     assert np.all(ranked[:, :-1] >= ranked[:, 1:] - 1e-6), "warm users get the full factor ranking"
     again = ALSRecommender(factors=2, iterations=20, regularization=0.01, random_state=0).fit(data)
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)  # random_state makes the fit repeatable
+
+
+def test_als_warm_start_continues_from_earlier_item_factors(data: Interactions) -> None:
+    """A daily refit from the full run's item factors: a few sweeps reach the full fit's lists, an item the
+    earlier fit lacked is solved from its users, and the factor rows follow the item ids, not their positions."""
+    params = {"factors": 2, "iterations": 20, "regularization": 0.01, "random_state": 0}
+    full = ALSRecommender(**params).fit(data)
+    new_item = item(data, "a2")
+    known = np.flatnonzero(np.arange(data.n_items) != new_item)[::-1]  # a2 unknown, the rest in reverse order
+    earlier = ItemFactors(full.item_ids_[known], full.item_factors_[known])
+    model = ALSRecommender(**params, warm_start_iterations=2)
+    warm = model.fit(data, warm_start=earlier)
+    assert model.warm_start_key() == ALSRecommender(**{**params, "iterations": 5}).warm_start_key()
+    assert model.warm_start_key() != ALSRecommender(**{**params, "factors": 3}).warm_start_key()
+    target = user(data, "target")
+    items, _ = warm.recommend(np.array([target]), n=3, exclude_seen=True)
+    assert set(data.item_ids[items[0]]) == {"a2", "a3", "a4"}, "the unseen cluster-A items first, a2 included"
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(warm.recommend(users, n=3)[0], full.recommend(users, n=3)[0])
+    # the new item's factors come from its users: near its cluster mates', far from a random start's 0.01 scale
+    mates = full.item_factors_[[item(data, "a3"), item(data, "a4")]].mean(axis=0)
+    assert np.linalg.norm(warm.item_factors_[new_item]) > 10 * 0.01 * np.sqrt(2)
+    assert np.dot(warm.item_factors_[new_item], mates) > 0
+    again = ALSRecommender(**params, warm_start_iterations=2).fit(data, warm_start=earlier)
+    np.testing.assert_array_equal(again.item_factors_, warm.item_factors_)  # repeatable
 
 
 def test_als_blocks_bounded_by_entries_give_the_same_lists(data: Interactions) -> None:

@@ -197,7 +197,7 @@ def delete_run(conn: Any, tables: Sequence[str], run_id: str, **match: Any) -> N
 
 def save_learners(conn: Any, run_id: str, learners: dict[str, object]) -> None:
     """Store the run's trained learners (pickled) under their model key, replacing the run's earlier ones of those
-    keys (``recommend`` stores the rankers', ``target_promotions`` the propensity model).
+    keys (``recommend`` stores the rankers' and the ALS item factors, ``target_promotions`` the propensity model).
 
     A role that can write ``ml.fitted_learners`` can make the model tasks unpickle what it wrote: only the
     pipeline's own role should (docs/security.md).

@@ -69,7 +69,6 @@ STAGE_ORDER = (
     "load",
     "check_raw",
     "dbt staging",
-    "dbt intermediate",
     "dbt marts",
     "dbt other",
     "train_and_evaluate",
@@ -236,7 +235,7 @@ def render(
     table: dict[str, Stage], schema_rows: dict[str, int], wall: float, peak: int, load: list[float] | None = None
 ) -> str:
     """The printed table, the load average over the run (``load``: 1-minute samples) and the machine-readable line."""
-    schema_of = {"dbt staging": "staging", "dbt intermediate": "intermediate", "dbt marts": "analytics"}
+    schema_of = {"dbt staging": "staging", "dbt marts": "analytics"}
     order = [name for name in STAGE_ORDER if name in table] + sorted(set(table) - set(STAGE_ORDER))
     lines = [f"{'stage':<22} {'seconds':>9} {'CPU s':>8} {'peak RSS MB':>12}  rows", "-" * 89]
     for name in order:  # a dozen stages

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -18,6 +20,23 @@ from recsys.models.base import Recommender, ScoreBatch
 from recsys.models.popularity import PopularityRecommender
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemFactors:
+    """An ALS fit's item factors by item id: what a later fit with the same parameters starts from."""
+
+    item_ids: np.ndarray
+    factors: np.ndarray  # float32 (len(item_ids), factors)
+
+    def rows_for(self, item_ids: np.ndarray, random_state: np.random.Generator) -> np.ndarray:
+        """The factors of ``item_ids`` in their order; an item the fit did not have gets ``implicit``'s random
+        start (uniform in [0, 0.01))."""
+        position = pd.Index(self.item_ids).get_indexer(item_ids)
+        rows = random_state.random((len(item_ids), self.factors.shape[1]), dtype=np.float32) * 0.01
+        known = position >= 0
+        rows[known] = self.factors[position[known]]
+        return rows
 
 
 class ALSRecommender(Recommender):
@@ -59,6 +78,8 @@ class ALSRecommender(Recommender):
         ``implicit``'s threads (0 = all cores).
     random_state : int, optional
         Seed of the factor initialization.
+    warm_start_iterations : int, default 3
+        ALS sweeps of a fit started from earlier item factors (``fit(..., warm_start=...)``).
 
     Attributes
     ----------
@@ -89,6 +110,7 @@ class ALSRecommender(Recommender):
         dense_limit: int = 2**24,
         num_threads: int = 0,
         random_state: int | None = None,
+        warm_start_iterations: int = 3,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -100,8 +122,20 @@ class ALSRecommender(Recommender):
         self.dense_limit = dense_limit
         self.num_threads = num_threads
         self.random_state = random_state
+        self.warm_start_iterations = warm_start_iterations
 
-    def fit(self, interactions: Interactions, reference_time: Timestamp | None = None) -> Self:
+    def warm_start_key(self) -> str:
+        """The key of this model's :class:`ItemFactors` among a run's stored learners: the factorization's
+        parameters, so a fit starts only from factors of the same shape and objective."""
+        names = ("factors", "regularization", "alpha", "event_weights", "half_life_days")
+        return "als_item_factors " + json.dumps({name: getattr(self, name) for name in names}, sort_keys=True)
+
+    def fit(
+        self,
+        interactions: Interactions,
+        reference_time: Timestamp | None = None,
+        warm_start: ItemFactors | None = None,
+    ) -> Self:
         """Factorize the confidence matrix.
 
         Parameters
@@ -110,6 +144,10 @@ class ALSRecommender(Recommender):
             Encoded events; only those at or before ``reference_time`` count.
         reference_time : timestamp, optional
             "Now" of the decay; defaults to the last event.
+        warm_start : ItemFactors, optional
+            Item factors of an earlier fit with the same parameters (a full run's, for a daily refit): the fit
+            starts from them (new items from ``implicit``'s random start, users solved from the items in the
+            first sweep) and runs ``warm_start_iterations`` sweeps instead of ``iterations``.
 
         Returns
         -------
@@ -119,31 +157,44 @@ class ALSRecommender(Recommender):
         reference = self._reference(interactions, reference_time)
         until = np.nextafter(reference, np.inf)
         user_items = interactions.to_csr(self.event_weights, self.half_life_days, reference, end=until)
+        iterations = self.iterations if warm_start is None else min(self.warm_start_iterations, self.iterations)
         with threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when it is constructed
             model = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
                 alpha=self.alpha,
-                iterations=self.iterations,
+                iterations=iterations,
                 num_threads=self.num_threads,
                 random_state=self.random_state,
             )
+            if warm_start is not None:
+                # the first sweep solves every user from these items, so the users' start does not matter
+                model.item_factors = warm_start.rows_for(
+                    interactions.item_ids, np.random.default_rng(self.random_state)
+                )
+                model.user_factors = np.zeros((interactions.n_users, self.factors), dtype=np.float32)
             model.fit(sp.csr_matrix(user_items), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_ids_ = interactions.item_ids
         self.user_items_ = user_items
         fallback = PopularityRecommender() if self.fallback is None else self.fallback
         self.fallback_ = clone(fallback).fit(interactions, reference)
         self.reference_time_ = reference
         self.n_users_, self.n_items_ = interactions.n_users, interactions.n_items
         logger.info(
-            "als: %d users x %d items, %d factors, %d iterations",
+            "als: %d users x %d items, %d factors, %d iterations%s",
             self.n_users_,
             self.n_items_,
             self.factors,
-            self.iterations,
+            iterations,
+            "" if warm_start is None else " from earlier item factors",
         )
         return self
+
+    def item_factors(self) -> ItemFactors:
+        """The fitted item factors by item id, for a later fit's ``warm_start``."""
+        return ItemFactors(self.item_ids_, self.item_factors_)
 
     def _rows_per_batch(self, n_columns: int) -> int:
         return max(1, self.dense_limit // max(1, n_columns))

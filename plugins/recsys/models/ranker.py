@@ -58,7 +58,7 @@ from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestam
 from recsys.features.profile_source import UserProfile, user_profile
 from recsys.models import text_features
 from recsys.models.base import Recommender, ScoreBatch
-from recsys.models.factorization import ALSRecommender
+from recsys.models.factorization import ALSRecommender, ItemFactors
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.shared_fits import read_only, shared_fit, shared_frame
@@ -149,6 +149,15 @@ class _Profile:
         return self.user if self.read_user is None else self.read_user(np.unique(users))
 
 
+def _fit_candidate(
+    model: Recommender, data: Interactions, reference: float, warm_start: dict[str, ItemFactors]
+) -> Recommender:
+    """``model`` fitted on ``data``; an ALS from its earlier item factors when ``warm_start`` has them."""
+    if isinstance(model, ALSRecommender) and model.warm_start_key() in warm_start:
+        return model.fit(data, reference, warm_start=warm_start[model.warm_start_key()])
+    return model.fit(data, reference)
+
+
 def _profile(
     models: list[Recommender],
     interactions: Interactions,
@@ -156,11 +165,13 @@ def _profile(
     half_life_days: float,
     text: bool = False,
     users: np.ndarray | None = None,
+    warm_start: dict[str, ItemFactors] | None = None,
 ) -> _Profile:
     """Fit the candidate models, read the dbt profile (of ``users``; without them, of each scored batch later) and
-    the item aggregates before ``reference``."""
+    the item aggregates before ``reference``. An ALS candidate whose :meth:`~ALSRecommender.warm_start_key` is in
+    ``warm_start`` starts from those item factors."""
     data = interactions.before(reference)
-    fitted = [clone(model).fit(data, reference) for model in models]
+    fitted = [_fit_candidate(clone(model), data, reference, warm_start or {}) for model in models]
     n_users, n_items = data.n_users, data.n_items
     items = interactions.items
     price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)
@@ -412,13 +423,19 @@ class CandidateRanker(Recommender):
         return self._fitted(interactions, reference, models)
 
     def refit_candidates(
-        self, interactions: Interactions, reference_time: Timestamp | None, learner: object, feature_names: list[str]
+        self,
+        interactions: Interactions,
+        reference_time: Timestamp | None,
+        learner: object,
+        feature_names: list[str],
+        warm_start: dict[str, ItemFactors] | None = None,
     ) -> Self:
         """Keep a learner trained earlier by a ranker with the same parameters; refit only the candidates and the
         profile at ``reference_time`` (what an incremental run does, :mod:`recsys.orchestration.schedule`).
 
         The learner maps a pair's features to a score; the candidates and the features read the events up to
         ``reference_time``. With the learner of :meth:`fit` at the same time, the lists are those of that fit.
+        An ALS candidate starts from the item factors of ``warm_start`` with its key (the full run's).
 
         Raises
         ------
@@ -431,7 +448,9 @@ class CandidateRanker(Recommender):
             self,
             interactions,
             reference,
-            lambda: _profile(models, interactions, reference, self.half_life_days, self.text_features),
+            lambda: _profile(
+                models, interactions, reference, self.half_life_days, self.text_features, warm_start=warm_start
+            ),
             kind="profile",
         )
         self.model_, self.candidate_recall_ = learner, float("nan")

@@ -25,7 +25,7 @@ from recsys.features.interactions import (
 )
 from recsys.models.base import Recommender
 from recsys.models.content import ContentRecommender
-from recsys.models.factorization import ALSRecommender, SVDRecommender
+from recsys.models.factorization import ALSRecommender, ItemFactors, SVDRecommender
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.neural_ranker import NeuralRanker
@@ -311,7 +311,8 @@ def generate_recommendations(
             champion = shelf.get(placements.FOR_YOU, next(iter(shelf.values())))[0]
             start = None if history_days is None else end - history_days * SECONDS_PER_DAY
             shop = _read_shop(connection, start, end)
-            full_run = schedule.carried_from(connection, run_id)  # an incremental run: its rankers keep the learners
+            # an incremental run: its rankers keep the full run's learners, its ALS start from its item factors
+            full_run = schedule.carried_from(connection, run_id)
             kept = {} if full_run is None else runs.read_learners(connection, full_run)
             knn, shelf, learners = _fit_shelves(shop[2], end, shelf, config, kept)
             targets = schedule.targets(shop[0]["user_id"], rescore)  # an incremental run: the touched users only
@@ -475,13 +476,16 @@ def _fit_shelves(
     end: float,
     specs: dict[str, tuple[str, dict[str, Any]]],
     config: dict[str, Any],
-    carried: dict[str, tuple[object, list[str]]],
-) -> tuple[ItemKNNRecommender, dict[str, tuple[str, Recommender]], dict[str, tuple[object, list[str]]]]:
+    carried: dict[str, object],
+) -> tuple[ItemKNNRecommender, dict[str, tuple[str, Recommender]], dict[str, object]]:
     """The item-KNN of similar items (always) and each placement's model, each distinct model fitted once; and
-    the learner and feature names of each trained ranker, by model key.
+    what a later incremental run keeps of them, by key: each trained ranker's learner and feature names, each
+    ALS's item factors.
 
-    A ranker whose key is in ``carried`` (a full run's learners) keeps that learner and refits only its
-    candidates (:meth:`recsys.models.ranker.CandidateRanker.refit_candidates`).
+    ``carried`` is what the full run kept (an incremental run's; empty for a full run): a ranker whose key is in
+    it keeps that learner and refits only its candidates
+    (:meth:`recsys.models.ranker.CandidateRanker.refit_candidates`), and an ALS, alone or a ranker's candidate,
+    starts from the full run's item factors (:meth:`recsys.models.factorization.ALSRecommender.fit`).
     """
     champion, params = specs.get(placements.FOR_YOU, next(iter(specs.values())))
     knn_params = config["models"].get(ItemKNNRecommender.name, {}).get("params", {})
@@ -489,6 +493,7 @@ def _fit_shelves(
         knn_params = params
     knn = build_model(ItemKNNRecommender.name, knn_params, config).fit(data, end)
     fitted: dict[str, Recommender] = {json.dumps([ItemKNNRecommender.name, knn_params], sort_keys=True): knn}
+    warm = {key: value for key, value in carried.items() if isinstance(value, ItemFactors)}
     shelf = {}
     with shared_fits():  # two placements' rankers that differ in the learner only share their candidates
         for name, spec in specs.items():  # a model per placement, each fitted once
@@ -496,16 +501,21 @@ def _fit_shelves(
             if key not in fitted:
                 model = build_model(*spec, config)
                 if isinstance(model, CandidateRanker) and key in carried:
-                    fitted[key] = model.refit_candidates(data, end, *carried[key])
+                    fitted[key] = model.refit_candidates(data, end, *carried[key], warm_start=warm)
+                elif isinstance(model, ALSRecommender) and model.warm_start_key() in warm:
+                    fitted[key] = model.fit(data, end, warm_start=warm[model.warm_start_key()])
                 else:
                     fitted[key] = model.fit(data, end)
             shelf[name] = (spec[0], fitted[key])
-    learners = {
+    kept: dict[str, object] = {
         key: (model.model_, model.feature_names_)
         for key, model in fitted.items()
         if isinstance(model, CandidateRanker) and model.model_ is not None
     }
-    return knn, shelf, learners
+    for model in fitted.values():
+        candidates = model.profile_.models if isinstance(model, CandidateRanker) else [model]
+        kept |= {als.warm_start_key(): als.item_factors() for als in candidates if isinstance(als, ALSRecommender)}
+    return knn, shelf, kept
 
 
 def _write_similar_items(

@@ -10,7 +10,8 @@ all data and scores every user's list. An **incremental run** (any other day, wh
   (evaluations only; the last full run's stand);
 - ``recommend`` refits that champion with those parameters on all data up to the interval's end (new items
   and events reach the model every day; a ranker keeps the full run's trained learner and refits only its
-  candidate models and features, :meth:`recsys.models.ranker.CandidateRanker.refit_candidates`) and scores
+  candidate models and features, :meth:`recsys.models.ranker.CandidateRanker.refit_candidates`; an ALS starts from
+  the full run's item factors, :meth:`recsys.models.factorization.ALSRecommender.fit`) and scores
   only the users it touched (:func:`touched_users`); every other user keeps the previous run's list: the run
   points at the run that generated it (``ml.carried_lists``, :func:`carry_lists`) instead of copying its rows.
   ``ml.run_recommendations`` reads every list of a run, generated or carried.
@@ -163,30 +164,32 @@ def rescore_for(conn: Any, run_id: str) -> Rescore | None:
     return Rescore(previous["run_id"], touched_users(conn, previous))
 
 
-#: the users an incremental run scores again (the module docstring), given the previous run and its start
+#: the users an incremental run scores again (the module docstring), given the previous run and its start. The
+#: previous run's lists (millions of rows) are read once: per user, whether a list holds an unavailable item and
+#: whether one is personalized
 TOUCHED_USERS_SQL = """
+with previous as (
+    select
+        lists.user_id,
+        bool_or(not coalesce(items.is_in_stock, false)) as has_unavailable_item,
+        bool_or(lists.model_name <> 'popularity') as is_personalized
+    from ml.run_recommendations as lists
+    left join analytics.dim_items as items
+        on lists.item_id = items.item_id
+    where lists.run_id = %(previous)s
+    group by lists.user_id
+)
 select user_id from analytics.fct_interactions where refreshed_at > %(since)s
 union
 select user_id from analytics.fct_orders where refreshed_at > %(since)s
 union
 select users.user_id
 from analytics.dim_users as users
-where not exists (
-    select from ml.run_recommendations as previous
-    where previous.run_id = %(previous)s and previous.user_id = users.user_id
-)
+left join previous
+    on users.user_id = previous.user_id
+where previous.user_id is null or (not users.is_personalization_allowed and previous.is_personalized)
 union
-select previous.user_id
-from ml.run_recommendations as previous
-left join analytics.dim_items as items
-    on previous.item_id = items.item_id
-where previous.run_id = %(previous)s and not coalesce(items.is_in_stock, false)
-union
-select previous.user_id
-from ml.run_recommendations as previous
-inner join analytics.dim_users as users
-    on previous.user_id = users.user_id
-where previous.run_id = %(previous)s and not users.is_personalization_allowed and previous.model_name <> 'popularity'
+select user_id from previous where has_unavailable_item
 """
 
 
