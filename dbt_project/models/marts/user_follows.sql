@@ -6,7 +6,8 @@
 
 with
 
-edges as (
+-- not materialized: read twice, and the joins need the table's statistics (a materialized CTE has none)
+edges as not materialized (
 
     select * from {{ ref('fct_social_edges') }}
 

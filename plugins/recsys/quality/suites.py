@@ -498,8 +498,10 @@ def _recommendations_suite(e: Any, run: str, rules: BusinessRules) -> Suite:
             ),
             rows(
                 "every user of analytics.dim_users has a for_you list",
-                "select user_id from analytics.dim_users except select user_id from ml.run_recommendations"
-                f" where run_id = {run} and placement = '{placements.FOR_YOU}'",
+                # an anti-join, looked up per user: not the run's millions of list rows read and de-duplicated
+                "select users.user_id from analytics.dim_users as users where not exists (select from"
+                f" ml.run_recommendations as lists where lists.run_id = {run}"
+                f" and lists.placement = '{placements.FOR_YOU}' and lists.user_id = users.user_id)",
                 "warning",
             ),
         ],

@@ -12,7 +12,8 @@ follows as (
 
 ),
 
-users as (
+-- not materialized: read twice, and the joins need the table's statistics (a materialized CTE has none)
+users as not materialized (
 
     select * from {{ ref('dim_users') }}
 

@@ -6,7 +6,8 @@ base as (
 
 ),
 
-persons as (
+-- not materialized: read twice, and the joins need the table's statistics (a materialized CTE has none)
+persons as not materialized (
 
     select * from {{ ref('identity_persons') }}
 

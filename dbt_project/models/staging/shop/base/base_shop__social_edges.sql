@@ -18,7 +18,8 @@ items as (
 
 ),
 
-staged_users as (
+-- not materialized: read twice, and the joins need the table's statistics (a materialized CTE has none)
+staged_users as not materialized (
 
     select shop_user_id
     from users
