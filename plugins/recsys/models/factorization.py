@@ -39,6 +39,16 @@ class ItemFactors:
         return rows
 
 
+def fit_warm(
+    model: Recommender, interactions: Interactions, reference_time: Timestamp, warm_start: Mapping[str, ItemFactors]
+) -> Recommender:
+    """``model`` fitted; an ALS whose :meth:`~ALSRecommender.warm_start_key` is in ``warm_start`` starts from
+    those item factors (an incremental run's refit from the full run's)."""
+    if isinstance(model, ALSRecommender) and model.warm_start_key() in warm_start:
+        return model.fit(interactions, reference_time, warm_start=warm_start[model.warm_start_key()])
+    return model.fit(interactions, reference_time)
+
+
 class ALSRecommender(Recommender):
     """Implicit-feedback matrix factorization (``implicit``'s CPU alternating least squares).
 
@@ -85,6 +95,8 @@ class ALSRecommender(Recommender):
     ----------
     user_factors_, item_factors_ : numpy.ndarray
         Float32 ``(n_users, factors)`` and ``(n_items, factors)``.
+    item_ids_ : numpy.ndarray
+        The item id of each row of ``item_factors_`` (:meth:`item_factors`).
     user_items_ : scipy.sparse.csr_array
         The weighted matrix the model was fitted on (before ``alpha``).
     fallback_ : PopularityRecommender

@@ -58,7 +58,7 @@ from recsys.features.interactions import SECONDS_PER_DAY, Interactions, Timestam
 from recsys.features.profile_source import UserProfile, user_profile
 from recsys.models import text_features
 from recsys.models.base import Recommender, ScoreBatch
-from recsys.models.factorization import ALSRecommender, ItemFactors
+from recsys.models.factorization import ALSRecommender, ItemFactors, fit_warm
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from recsys.models.shared_fits import read_only, shared_fit, shared_frame
@@ -149,15 +149,6 @@ class _Profile:
         return self.user if self.read_user is None else self.read_user(np.unique(users))
 
 
-def _fit_candidate(
-    model: Recommender, data: Interactions, reference: float, warm_start: dict[str, ItemFactors]
-) -> Recommender:
-    """``model`` fitted on ``data``; an ALS from its earlier item factors when ``warm_start`` has them."""
-    if isinstance(model, ALSRecommender) and model.warm_start_key() in warm_start:
-        return model.fit(data, reference, warm_start=warm_start[model.warm_start_key()])
-    return model.fit(data, reference)
-
-
 def _profile(
     models: list[Recommender],
     interactions: Interactions,
@@ -171,7 +162,7 @@ def _profile(
     the item aggregates before ``reference``. An ALS candidate whose :meth:`~ALSRecommender.warm_start_key` is in
     ``warm_start`` starts from those item factors."""
     data = interactions.before(reference)
-    fitted = [_fit_candidate(clone(model), data, reference, warm_start or {}) for model in models]
+    fitted = [fit_warm(clone(model), data, reference, warm_start or {}) for model in models]
     n_users, n_items = data.n_users, data.n_items
     items = interactions.items
     price = np.full(n_items, np.nan) if items is None else items["price"].to_numpy(dtype=np.float64)

@@ -25,7 +25,7 @@ from recsys.features.interactions import (
 )
 from recsys.models.base import Recommender
 from recsys.models.content import ContentRecommender
-from recsys.models.factorization import ALSRecommender, ItemFactors, SVDRecommender
+from recsys.models.factorization import ALSRecommender, ItemFactors, SVDRecommender, fit_warm
 from recsys.models.knn import ItemKNNRecommender, UserKNNRecommender
 from recsys.models.lgbm_ranker import LightGBMRanker
 from recsys.models.neural_ranker import NeuralRanker
@@ -502,10 +502,8 @@ def _fit_shelves(
                 model = build_model(*spec, config)
                 if isinstance(model, CandidateRanker) and key in carried:
                     fitted[key] = model.refit_candidates(data, end, *carried[key], warm_start=warm)
-                elif isinstance(model, ALSRecommender) and model.warm_start_key() in warm:
-                    fitted[key] = model.fit(data, end, warm_start=warm[model.warm_start_key()])
                 else:
-                    fitted[key] = model.fit(data, end)
+                    fitted[key] = fit_warm(model, data, end, warm)
             shelf[name] = (spec[0], fitted[key])
     kept: dict[str, object] = {
         key: (model.model_, model.feature_names_)
