@@ -173,9 +173,14 @@ def push(url: str, client, run_id: str, prefix: str) -> dict:
 
 
 def stored(client, prefix: str) -> dict[str, object]:
-    """Every JSON value under ``prefix`` (the pointer and the run set aside), decoded."""
+    """Every JSON value under ``prefix`` (the pointer and the run set aside), decoded; a run's ``meta`` without
+    its ``pushed_at`` (a time, checked to be there)."""
     keys = [key.decode() for key in client.scan_iter(match=f"{prefix}:run_*", count=1_000)]
-    return {key: json.loads(value) for key, value in zip(keys, client.mget(keys), strict=True)}
+    values = {key: json.loads(value) for key, value in zip(keys, client.mget(keys), strict=True)}
+    for key in keys:
+        if key.endswith(":meta"):
+            datetime.fromisoformat(values[key].pop("pushed_at"))
+    return values
 
 
 def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_run(warehouse, redis_client, prefix):
@@ -192,6 +197,7 @@ def test_push_writes_every_key_then_flips_the_pointer_and_expires_the_previous_r
         "recs_buy_again": len(BUYERS),
         "profile": len(USERS),
         "similar": 100,
+        "copied": 0,
     }
     assert redis_client.get(f"{prefix}:current") == RUN_A.encode()
     assert redis_client.smembers(f"{prefix}:runs") == {RUN_A.encode()}
@@ -287,3 +293,60 @@ def test_task_skips_the_online_store_without_redis_url(monkeypatch, caplog):
         assert tasks.push_online(datetime(2026, 3, 2, tzinfo=UTC)) == {"skipped": True}
 
     assert "REDIS_URL not set: skipping the online store" in caplog.text
+
+
+def test_an_incremental_run_copies_the_lists_it_carried_from_the_pushed_run(warehouse, redis_client, prefix):
+    """Run B re-scored 100 users and carried the others' lists from run A, which the store serves: the push copies
+    those lists inside Redis and writes the re-scored ones, and the store then holds exactly B's publication. A
+    list run re-run after the previous push is written again, not copied."""
+    from recsys.db.runs import ML_DDL
+
+    touched = set(USERS[:100])
+    run_a, run_b = planted_run(RUN_A, 0), planted_run(RUN_B, 1)
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute(ML_DDL + "create table analytics.dim_users (user_id text primary key)")
+        execute_values(cur, "insert into analytics.dim_users values %s", [(user,) for user in USERS])
+        cur.execute(
+            "insert into ml.runs (run_id, status, finished_at) values (%s, 'recommended', now() - interval '1 hour'),"
+            " (%s, 'recommended', now() - interval '1 minute')",
+            (RUN_A, RUN_B),
+        )
+        execute_values(
+            cur,
+            "insert into ml.carried_lists values %s",
+            [(RUN_B, user, RUN_A) for user in USERS if user not in touched],
+        )
+    conn.close()
+    publish(warehouse, run_a)
+    push(warehouse, redis_client, RUN_A, prefix)
+    # B's publication: A's rows of the carried users' lists (run_id A: the run that generated them), B's of the rest
+    published_b = run_b | {
+        "recs": [row for row in run_a["recs"] if row[0] not in touched]
+        + [row for row in run_b["recs"] if row[0] in touched]
+    }
+    publish(warehouse, published_b)
+
+    result = push(warehouse, redis_client, RUN_B, prefix)
+
+    assert result["copied"] == len(USERS) - len(touched)
+    assert (result["recs"], result["recs_discover"], result["recs_buy_again"]) == (len(USERS), len(USERS), len(BUYERS))
+    expected_b = expected_keys(published_b, prefix)
+    assert {key: value for key, value in stored(redis_client, prefix).items() if f":{RUN_B}:" in key} == expected_b
+    assert (
+        online.get_recommendations(redis_client, "u0003", prefix, "buy_again")
+        == expected_b[f"{prefix}:{RUN_B}:recs_buy_again:u0003"]
+    )
+
+    # A re-run after B's push: a run carrying A's lists again (C) copies none of them from B and writes them all
+    run_c = "run_20260303T000000"
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("update ml.runs set finished_at = now() + interval '1 minute' where run_id = %s", (RUN_A,))
+        cur.execute("insert into ml.runs (run_id, status, finished_at) values (%s, 'recommended', now())", (run_c,))
+        cur.execute("insert into ml.carried_lists select %s, user_id, list_run_id from ml.carried_lists", (run_c,))
+    conn.close()
+    published_c = published_b | {"run_id": run_c, "similar": [row[:-1] + (run_c,) for row in run_b["similar"]]}
+    publish(warehouse, published_c)
+    result = push(warehouse, redis_client, run_c, prefix)
+    assert result["copied"] == 0 and result["recs"] == len(USERS)
+    expected_c = expected_keys(published_c, prefix)
+    assert {key: value for key, value in stored(redis_client, prefix).items() if f":{run_c}:" in key} == expected_c

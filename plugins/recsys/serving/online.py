@@ -15,8 +15,8 @@ key                                     value
 ``recsys:{run_id}:recs_buy_again:{..}`` the same for ``buy_again`` (only users who bought something)
 ``recsys:{run_id}:profile:{user_id}``   ``{"rfm_segment", "spending_power", "lifecycle_stage", "top_categories"}``
 ``recsys:{run_id}:similar:{item_id}``   ``[{"item_id", "score"}, ...]``, most similar first
-``recsys:{run_id}:meta``                ``{"run_id", "users", "profiles", "items", "placements"}``: key counts
-                                        (``placements``: users per placement), written last
+``recsys:{run_id}:meta``                ``{"run_id", "users", "profiles", "items", "placements", "pushed_at"}``:
+                                        key counts (``placements``: users per placement), written last
 ======================================  =====================================================================
 
 ``user_id`` is the pseudonymous key of the warehouse (``analytics.dim_users.user_id``): the shop maps its own
@@ -29,6 +29,13 @@ reads ``recsys:current`` and then the keys of that run (:func:`read_current`), s
 until the flip, the new one after it. The grace period keeps the previous run readable for a reader that read
 the pointer just before the flip. Pushing the current run again overwrites its keys with the same values
 (a re-run of an interval leaves the same tables).
+
+An incremental run (``recsys.orchestration.schedule``) carries most users' lists from earlier runs; the push copies
+those users' list keys from the run the store serves, inside Redis (``COPY``, Redis 6.2 or later), instead of
+building them again from the warehouse (:func:`_copy_lists`): a list is copied when the run carries it from the
+run whose list the previous push wrote (``ml.carried_lists``) and that run has not been re-run since the push
+(``ml.runs.finished_at`` before the previous run's ``pushed_at``). Every other list, the profiles and the similar
+items are written from the warehouse.
 """
 
 from __future__ import annotations
@@ -114,10 +121,63 @@ def _check_published(cur, run_id: str) -> None:
         raise OnlineStoreError(f"recs.similar_items holds rows of another run than {run_id}")
 
 
-def _write_kind(conn, client, run_id: str, kind: str, prefix: str, batch_rows: int) -> int:
-    """Stream one kind's (key, JSON) rows from a named cursor into Redis, one ``MSET`` per batch."""
+#: the users whose lists the push copies from the previous push (the module docstring): carried by the run from the
+#: run whose list the previous push wrote, not re-run since that push, and still in dim_users (as the publish)
+_COPYABLE = """
+select carried.user_id
+from ml.carried_lists as carried
+inner join analytics.dim_users as users
+    on carried.user_id = users.user_id
+inner join ml.runs as list_run
+    on carried.list_run_id = list_run.run_id
+left join ml.carried_lists as before
+    on before.run_id = %(previous)s and carried.user_id = before.user_id
+where
+    carried.run_id = %(run)s
+    and (carried.list_run_id = %(previous)s or carried.list_run_id = before.list_run_id)
+    and list_run.finished_at < %(pushed_at)s
+"""
+
+
+def _copy_lists(cur, client, run_id: str, previous: str | None, prefix: str, batch_keys: int) -> dict[str, list]:
+    """Copy the lists of the users :data:`_COPYABLE` names from the ``previous`` run's keys; return the users
+    whose key was copied, per kind."""
+    meta = client.get(f"{prefix}:{previous}:meta") if previous and previous != run_id else None
+    pushed_at = json.loads(meta).get("pushed_at") if meta else None
+    cur.execute("select to_regclass('ml.carried_lists') is not null and to_regclass('ml.runs') is not null")
+    if pushed_at is None or not cur.fetchone()[0]:
+        return {}
+    cur.execute(_COPYABLE, {"run": run_id, "previous": previous, "pushed_at": pushed_at})
+    users = [row[0] for row in cur.fetchall()]
+    copied: dict[str, list] = {kind: [] for kind in RECS_KINDS}
+    for first in range(0, len(users), batch_keys):
+        # for_you first: every published user has that list, so a key the previous push lacks means it did not
+        # publish the user, whose other lists are then written from the warehouse too
+        batch = _copy_keys(client, previous, run_id, "recs", users[first : first + batch_keys], prefix)
+        copied["recs"] += batch
+        for kind in RECS_KINDS.keys() - {"recs"}:  # a user without a buy_again list has no key to copy
+            copied[kind] += _copy_keys(client, previous, run_id, kind, batch, prefix)
+    return copied
+
+
+def _copy_keys(client, source_run: str, run_id: str, kind: str, entities: list[str], prefix: str) -> list[str]:
+    """``COPY`` each entity's ``kind`` key of ``source_run`` to ``run_id`` (one pipeline); the entities copied."""
+    pipe = client.pipeline(transaction=False)
+    for entity in entities:
+        pipe.copy(run_key(source_run, kind, entity, prefix), run_key(run_id, kind, entity, prefix), replace=True)
+    return [entity for entity, done in zip(entities, pipe.execute(), strict=True) if done]
+
+
+def _write_kind(conn, client, run_id: str, kind: str, prefix: str, batch_rows: int, copied: list) -> int:
+    """Stream one kind's (key, JSON) rows from a named cursor into Redis, one ``MSET`` per batch; the users of
+    ``copied`` (lists copied from the previous push) are left out."""
+    source = _KINDS[kind]
+    if copied:
+        source = sql.SQL("select * from ({}) as built (entity_id, value) where not (entity_id = any({}))").format(
+            source, sql.Literal(copied)
+        )
     query = sql.SQL("select {} || entity_id, value from ({}) as source(entity_id, value)").format(
-        sql.Literal(f"{prefix}:{run_id}:{kind}:"), _KINDS[kind]
+        sql.Literal(f"{prefix}:{run_id}:{kind}:"), source
     )
     written = 0
     with conn.cursor(name=f"online_{kind}") as cur:
@@ -178,21 +238,31 @@ def push_online(
     Returns
     -------
     dict
-        ``run_id``, the ``previous`` run id and the keys written per kind, for XCom.
+        ``run_id``, the ``previous`` run id, the keys written per kind (copied ones included) and ``copied``
+        (the users whose lists were copied from the previous push), for XCom.
     """
     try:
         with conn.cursor() as cur:
             cur.execute("set transaction isolation level repeatable read, read only")
             locks.hold_off_erasure(cur)  # an erasure waits until the push is done, then deletes what it wrote
             _check_published(cur, run_id)
-        client.sadd(f"{prefix}:runs", run_id)
-        counts = {kind: _write_kind(conn, client, run_id, kind, prefix, batch_rows) for kind in _KINDS}
+            cur.execute("select now()")  # the snapshot's time: a list run re-run after it is not copied next time
+            snapshot_at = cur.fetchone()[0]
+            client.sadd(f"{prefix}:runs", run_id)
+            current = client.get(f"{prefix}:current")
+            copied = _copy_lists(cur, client, run_id, current and current.decode(), prefix, batch_rows)
+        counts = {
+            kind: len(copied.get(kind, []))
+            + _write_kind(conn, client, run_id, kind, prefix, batch_rows, copied.get(kind))
+            for kind in _KINDS
+        }
         meta = {
             "run_id": run_id,
             "users": counts["recs"],
             "profiles": counts["profile"],
             "items": counts["similar"],
             "placements": {placement: counts[kind] for kind, placement in RECS_KINDS.items()},
+            "pushed_at": snapshot_at.isoformat(),
         }
         client.set(f"{prefix}:{run_id}:meta", json.dumps(meta))
         previous = client.set(f"{prefix}:current", run_id, get=True)
@@ -203,6 +273,7 @@ def push_online(
         expired = _expire_run(client, stale, prefix, grace_seconds)
         client.srem(f"{prefix}:runs", stale)
         log.info("run %s: %d keys expire in %d s", stale, expired, grace_seconds)
+    counts["copied"] = len(copied.get("recs", []))
     log.info("online store now serves run %s (was %s): %s", run_id, previous, counts)
     return {"run_id": run_id, "previous": previous, **counts}
 
