@@ -295,7 +295,9 @@ def test_task_skips_the_online_store_without_redis_url(monkeypatch, caplog):
     assert "REDIS_URL not set: skipping the online store" in caplog.text
 
 
-def test_an_incremental_run_copies_the_lists_it_carried_from_the_pushed_run(warehouse, redis_client, prefix):
+def test_an_incremental_run_copies_the_lists_it_carried_from_the_pushed_run(
+    warehouse, redis_client, prefix, contract_tables
+):
     """Run B re-scored 100 users and carried the others' lists from run A, which the store serves: the push copies
     those lists inside Redis and writes the re-scored ones, and the store then holds exactly B's publication. A
     list run re-run after the previous push is written again, not copied."""
@@ -303,9 +305,10 @@ def test_an_incremental_run_copies_the_lists_it_carried_from_the_pushed_run(ware
 
     touched = set(USERS[:100])
     run_a, run_b = planted_run(RUN_A, 0), planted_run(RUN_B, 1)
+    contract_tables(warehouse, "dim_users")
     with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
-        cur.execute(ML_DDL + "create table analytics.dim_users (user_id text primary key)")
-        execute_values(cur, "insert into analytics.dim_users values %s", [(user,) for user in USERS])
+        cur.execute(ML_DDL)
+        execute_values(cur, "insert into analytics.dim_users (user_id) values %s", [(user,) for user in USERS])
         cur.execute(
             "insert into ml.runs (run_id, status, finished_at) values (%s, 'recommended', now() - interval '1 hour'),"
             " (%s, 'recommended', now() - interval '1 minute')",

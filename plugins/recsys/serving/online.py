@@ -168,7 +168,7 @@ def _copy_keys(client, source_run: str, run_id: str, kind: str, entities: list[s
     return [entity for entity, done in zip(entities, pipe.execute(), strict=True) if done]
 
 
-def _write_kind(conn, client, run_id: str, kind: str, prefix: str, batch_rows: int, copied: list) -> int:
+def _write_kind(conn, client, run_id: str, kind: str, prefix: str, batch_rows: int, copied: list[str] | None) -> int:
     """Stream one kind's (key, JSON) rows from a named cursor into Redis, one ``MSET`` per batch; the users of
     ``copied`` (lists copied from the previous push) are left out."""
     source = _KINDS[kind]
