@@ -513,29 +513,46 @@ def test_an_incremental_day_scores_the_challengers_lists_of_the_touched_users(sc
 
 
 def test_lists_carried_twice_point_at_the_run_that_generated_them(database):
-    """Day 2 scores u1 and carries u2 and u3 from day 1; day 3 scores u2 and carries u1 (day 2's list) and u3
-    (still day 1's rows, never copied); u4, gone from dim_users, is carried no more."""
+    """Day 2 scores u1 (active since day 1 started) and carries u2 and u3 from day 1; day 3 scores u2 and carries
+    u1 (day 2's list) and u3 (still day 1's rows, never copied); u4, gone from dim_users, is neither."""
     from recsys.db import runs
 
+    start = datetime(2026, 11, 1, tzinfo=UTC)
     with psycopg2.connect(database) as conn:
         runs.ensure_schema(conn)
         with conn.cursor() as cur:
             cur.execute(
-                "create schema analytics; create table analytics.dim_users (user_id text primary key);"
-                " insert into analytics.dim_users values ('u1'), ('u2'), ('u3')"
+                "create schema analytics;"
+                " create table analytics.dim_users (user_id text primary key, is_personalization_allowed boolean);"
+                " insert into analytics.dim_users values ('u1', true), ('u2', true), ('u3', true);"
+                " create table analytics.dim_items (item_id text primary key, is_in_stock boolean);"
+                " create table analytics.fct_interactions (user_id text, refreshed_at timestamptz);"
+                " create table analytics.fct_orders (user_id text, refreshed_at timestamptz)"
             )
 
             def generate(run_id: str, users: list[str]) -> None:
+                cur.executemany(
+                    "insert into analytics.dim_items values (%s, true)", [(f"{run_id}-{u}",) for u in users]
+                )
                 cur.executemany(
                     "insert into ml.recommendations (run_id, user_id, item_rank, item_id, model_name, reason_code,"
                     " generated_at) values (%s, %s, 1, %s, 'als', 'matrix_factorization', now())",
                     [(run_id, user, f"{run_id}-{user}") for user in users],
                 )
 
+            def next_day(run_id: str, previous: str, day: int, active: str) -> np.ndarray:
+                started = start + timedelta(days=day - 1)
+                cur.execute(
+                    "insert into analytics.fct_interactions values (%s, %s)", (active, started + timedelta(hours=1))
+                )
+                rescore = schedule.lists_to_rescore(conn, {"run_id": previous, "started_at": started})
+                assert schedule.carry_lists(conn, run_id, rescore.carried) == 2
+                return rescore.user_ids
+
             generate("day1", ["u1", "u2", "u3", "u4"])
-            assert schedule.carry_lists(conn, "day2", "day1", np.array(["u1"])) == 2
+            assert next_day("day2", "day1", 1, "u1").tolist() == ["u1"]
             generate("day2", ["u1"])
-            assert schedule.carry_lists(conn, "day3", "day2", np.array(["u2"])) == 2
+            assert next_day("day3", "day2", 2, "u2").tolist() == ["u2"]
             generate("day3", ["u2"])
             cur.execute("select user_id, list_run_id from ml.carried_lists where run_id = 'day3' order by 1")
             assert cur.fetchall() == [("u1", "day2"), ("u3", "day1")]

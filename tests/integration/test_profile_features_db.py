@@ -28,7 +28,7 @@ import psycopg2
 import pytest
 
 from recsys.db import frames
-from recsys.features.interactions import Interactions, load_interactions, to_epoch_seconds
+from recsys.features.interactions import Interactions, load_interactions, read_events, to_epoch_seconds
 from recsys.features.profile_source import ProfileSource, user_profile
 from recsys.models.neural_ranker import NeuralRanker
 from recsys.models.popularity import PopularityRecommender
@@ -124,6 +124,22 @@ def test_a_day_later_the_purchase_counts(warehouse) -> None:
     assert got[("u1", "subcategory:Shoes")] == pytest.approx(shoe / (kettle + shoe), rel=1e-12)
     assert (got[("u1", "events")], got[("u1", "purchases")], got[("u1", "days_since_last_event")]) == (3, 1, 1)
     assert got[("u2", "days_since_last_event")] == pytest.approx(32.0)
+
+
+def test_read_events_reads_the_window_with_ids_as_categoricals(warehouse) -> None:
+    """The half-open window [start, end) of the events, ids as categoricals, times as epoch seconds."""
+    with psycopg2.connect(warehouse) as conn:
+        window = read_events(conn, AS_OF - 30 * DAY, AS_OF)
+        empty = read_events(conn, LATER, LATER + DAY)
+    conn.close()
+    rows = sorted(zip(window["user_id"], window["item_id"], window["event_type"], window["event_ts"], strict=True))
+    assert rows == [
+        ("u1", "kettle", "view", to_epoch_seconds(AS_OF - 30 * DAY)),
+        ("u1", "shoe", "cart", to_epoch_seconds(AS_OF - DAY)),
+    ], "the view 30 days before is in, the purchase at the end and u2's view 31 days before are not"
+    assert [str(window[name].dtype) for name in ("user_id", "item_id", "event_type")] == ["category"] * 3
+    assert window["event_ts"].dtype == np.float64
+    assert empty.empty and list(empty.columns) == list(window.columns)
 
 
 def test_load_interactions_attaches_the_warehouse_with_its_password(warehouse) -> None:

@@ -130,7 +130,8 @@ def _rescore(conn: Any, run_id: str, model_name: str) -> schedule.Rescore | None
             (rescore.previous_run_id, model_name),
         )
         out_of_stock = np.array([row[0] for row in cursor.fetchall()], dtype=object)
-    return schedule.Rescore(rescore.previous_run_id, np.union1d(rescore.user_ids, out_of_stock))
+    carried = rescore.carried[~rescore.carried["user_id"].isin(out_of_stock)]
+    return schedule.Rescore(rescore.previous_run_id, np.union1d(rescore.user_ids, out_of_stock), carried)
 
 
 def _copy_untouched(cursor: Any, run_id: str, model_name: str, rescore: schedule.Rescore) -> int:

@@ -12,7 +12,7 @@ all data and scores every user's list. An **incremental run** (any other day, wh
   and events reach the model every day; a ranker keeps the full run's trained learner and refits only its
   candidate models and features, :meth:`recsys.models.ranker.CandidateRanker.refit_candidates`; an ALS starts from
   the full run's item factors, :meth:`recsys.models.factorization.ALSRecommender.fit`) and scores
-  only the users it touched (:func:`touched_users`); every other user keeps the previous run's list: the run
+  only the users it touched (:func:`lists_to_rescore`); every other user keeps the previous run's list: the run
   points at the run that generated it (``ml.carried_lists``, :func:`carry_lists`) instead of copying its rows.
   ``ml.run_recommendations`` reads every list of a run, generated or carried.
 
@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from psycopg2 import sql
 
 from recsys.db import frames, runs
 
@@ -43,10 +44,15 @@ CARRIED = "carried over from the full run "
 
 @dataclass(frozen=True)
 class Rescore:
-    """What an incremental ``recommend`` does: score ``user_ids`` again, copy the rest of ``previous_run_id``."""
+    """What an incremental ``recommend`` does: score ``user_ids`` again, carry the rest of ``previous_run_id``'s lists.
+
+    ``carried`` holds one row per user whose list the run carries: ``user_id`` and ``list_run_id``, the run whose
+    ``ml.recommendations`` rows hold the list (the previous run, or the run it carried them from).
+    """
 
     previous_run_id: str
     user_ids: np.ndarray
+    carried: pd.DataFrame
 
 
 def full_run_weekdays(value: str | None = None) -> frozenset[int]:
@@ -154,81 +160,94 @@ def carried_from(conn: Any, run_id: str) -> str | None:
 
 
 def rescore_for(conn: Any, run_id: str) -> Rescore | None:
-    """The users the run scores again, when its champion was carried over (an incremental run); else ``None``."""
+    """The users the run scores again and the lists it carries, when its champion was carried over (an
+    incremental run); else ``None``."""
     run = _carried_run(conn, run_id)
     if run is None:
         return None
     previous = previous_run(conn, run["data_cutoff_at"])
     if previous is None:
         return None
-    return Rescore(previous["run_id"], touched_users(conn, previous))
+    return lists_to_rescore(conn, previous)
 
 
-#: the users an incremental run scores again (the module docstring), given the previous run and its start. The
-#: previous run's lists (millions of rows) are read once: per user, whether a list holds an unavailable item and
-#: whether one is personalized
-TOUCHED_USERS_SQL = """
+#: per user of ``analytics.dim_users``, the run whose list an incremental run carries, or NULL for a user it scores
+#: again (the module docstring). The previous run's lists (millions of rows) are read once: per user, the run that
+#: generated the list, whether it holds an unavailable item and whether it is personalized
+LISTS_TO_RESCORE_SQL = """
 with previous as (
     select
         lists.user_id,
+        min(lists.list_run_id) as list_run_id,
         bool_or(not coalesce(items.is_in_stock, false)) as has_unavailable_item,
         bool_or(lists.model_name <> 'popularity') as is_personalized
-    from ml.run_recommendations as lists
+    from (
+        select run_id as list_run_id, user_id, item_id, model_name from ml.recommendations where run_id = {previous}
+        union all
+        select carried.list_run_id, lists.user_id, lists.item_id, lists.model_name
+        from ml.carried_lists as carried
+        inner join ml.recommendations as lists
+            on carried.list_run_id = lists.run_id and carried.user_id = lists.user_id
+        where carried.run_id = {previous}
+    ) as lists
     left join analytics.dim_items as items
         on lists.item_id = items.item_id
-    where lists.run_id = %(previous)s
     group by lists.user_id
+),
+active as (
+    select user_id from analytics.fct_interactions where refreshed_at > {since}
+    union
+    select user_id from analytics.fct_orders where refreshed_at > {since}
 )
-select user_id from analytics.fct_interactions where refreshed_at > %(since)s
-union
-select user_id from analytics.fct_orders where refreshed_at > %(since)s
-union
-select users.user_id
+select
+    users.user_id,
+    case
+        when
+            previous.user_id is null
+            or previous.has_unavailable_item
+            or (not users.is_personalization_allowed and previous.is_personalized)
+            or active.user_id is not null
+            then null
+        else previous.list_run_id
+    end as list_run_id
 from analytics.dim_users as users
 left join previous
     on users.user_id = previous.user_id
-where previous.user_id is null or (not users.is_personalization_allowed and previous.is_personalized)
-union
-select user_id from previous where has_unavailable_item
+left join active
+    on users.user_id = active.user_id
 """
 
 
-def touched_users(conn: Any, previous: dict[str, Any]) -> np.ndarray:
-    """The ``user_id`` of the users whose list an incremental run scores again, sorted.
+def lists_to_rescore(conn: Any, previous: dict[str, Any]) -> Rescore:
+    """The users of ``analytics.dim_users`` whose list an incremental run scores again, and the others' lists.
 
-    A user is touched when dbt inserted or moved a row of theirs in ``fct_interactions`` or ``fct_orders`` after
-    the previous run started (its dbt had finished by then: ``refreshed_at``), when the previous run has no
+    A user is scored again when dbt inserted or moved a row of theirs in ``fct_interactions`` or ``fct_orders``
+    after the previous run started (its dbt had finished by then: ``refreshed_at``), when the previous run has no
     list for them (a new user), when their previous list holds an item now out of stock or gone from the
-    catalogue, or when they withdrew their consent and their previous list was personalized. Everyone else
-    has the evidence, the stock and the consent of yesterday's list, which they keep.
+    catalogue, or when they withdrew their consent and their previous list was personalized. Everyone else has
+    the evidence, the stock and the consent of yesterday's list, which they keep. Users no longer in
+    ``dim_users`` (erased, merged) are neither.
     """
-    with conn.cursor() as cursor:
-        cursor.execute(TOUCHED_USERS_SQL, {"since": previous["started_at"], "previous": previous["run_id"]})
-        return np.sort(np.array([row[0] for row in cursor.fetchall()], dtype=object))
+    query = sql.SQL(LISTS_TO_RESCORE_SQL).format(
+        previous=sql.Literal(previous["run_id"]), since=sql.Literal(previous["started_at"])
+    )
+    users = frames.read_frame(conn, query)
+    rescored = users["list_run_id"].isna().to_numpy()
+    return Rescore(
+        previous["run_id"],
+        np.sort(users["user_id"].to_numpy(dtype=object)[rescored]),
+        users.loc[~rescored, ["user_id", "list_run_id"]].reset_index(drop=True),
+    )
 
 
-def carry_lists(conn: Any, run_id: str, previous_run_id: str, rescored: np.ndarray) -> int:
-    """Carry the previous run's list of every user not in ``rescored`` into ``run_id``; return the users carried.
+def carry_lists(conn: Any, run_id: str, carried: pd.DataFrame) -> int:
+    """Carry the lists of ``carried`` (``user_id``, ``list_run_id``) into ``run_id``; return the users carried.
 
     The lists are not copied: ``ml.carried_lists`` gets, per user, the run whose ``ml.recommendations`` rows hold
-    them (the previous run, or the run it carried them from), and ``ml.run_recommendations`` reads them as the
-    run's. The rows keep their ``generated_at``: the list was generated then, from the evidence the user still
-    has. Users no longer in ``analytics.dim_users`` (erased, merged) are left out.
+    them, and ``ml.run_recommendations`` reads them as the run's. The rows keep their ``generated_at``: the list
+    was generated then, from the evidence the user still has.
     """
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "insert into ml.carried_lists (run_id, user_id, list_run_id)"
-            " select %(run)s, previous.user_id, previous.list_run_id"
-            " from (select distinct user_id, run_id as list_run_id from ml.recommendations where run_id = %(previous)s"
-            " union all select user_id, list_run_id from ml.carried_lists where run_id = %(previous)s) as previous"
-            " inner join analytics.dim_users as users on previous.user_id = users.user_id"
-            # a hash anti-join on the rescored users, not a scan of the array per row
-            " left join unnest(cast(%(rescored)s as text[])) as rescored (user_id)"
-            " on previous.user_id = rescored.user_id"
-            " where rescored.user_id is null",
-            {"run": run_id, "previous": previous_run_id, "rescored": list(rescored)},
-        )
-        return cursor.rowcount
+    return frames.copy_frame(conn, "ml.carried_lists", carried[["user_id", "list_run_id"]].assign(run_id=run_id))
 
 
 def targets(user_ids: pd.Series, rescore: Rescore | None) -> np.ndarray:
@@ -240,4 +259,4 @@ def targets(user_ids: pd.Series, rescore: Rescore | None) -> np.ndarray:
 
 def carry_untouched(conn: Any, run_id: str, rescore: Rescore | None) -> int:
     """:func:`carry_lists` for an incremental run (0 rows for a full one)."""
-    return 0 if rescore is None else carry_lists(conn, run_id, rescore.previous_run_id, rescore.user_ids)
+    return 0 if rescore is None else carry_lists(conn, run_id, rescore.carried)
