@@ -1,13 +1,8 @@
 {#-
     The terms user_text_interests weighs an item's tokens by, as of the run: the listed items' tokens with
-    the idf of the last fit (text_term_idf), a table with an index on item_id, which the profile reads user
-    by user (macro text_item_terms).
+    the idf of the last fit (text_term_idf), a table whose primary key (item_id, token) serves the profile's
+    lookups by item, user by user (macro text_item_terms).
 -#}
-{{
-    config(
-        indexes=[{'columns': ['item_id']}]
-    )
-}}
 
 with
 
