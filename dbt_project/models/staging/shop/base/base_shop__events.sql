@@ -177,39 +177,32 @@ candidates as (
             existing_rows.loaded_at,
             existing_rows.load_seq,
             staged_users.user_id is not null as is_known_user
-        from (
-            select delivered.event_id from delivered
-            union
-            select reopened.event_id
-            from {{ this }} as reopened
-            left join staged_users as reopened_users
-                on reopened.user_id = reopened_users.user_id
-            left join staged_items as reopened_items
-                on reopened.item_id = reopened_items.item_id
-            where
-                {{ is_batch_loaded_since_last_run('events', 'reopened.batch_id') }}
-                or reopened.exclusion_reason in ('unknown_user', 'unknown_item', 'event_after_as_of')
-                or reopened.event_at > {{ as_of_timestamp() }}
-                or (
-                    reopened.exclusion_reason is null
-                    and (
-                        reopened_users.user_id is null
-                        or (reopened.event_type <> 'search' and reopened_items.item_id is null)
-                    )
-                )
-        ) as reopened_events
-        -- every version of each reopened event, looked up by the index on event_id (offset 0 keeps the lookup per
-        -- event: the planner, which cannot estimate the reopened events, would hash-join the whole table instead)
-        cross join
-            lateral (
-                select event_rows.*
-                from {{ this }} as event_rows
-                where event_rows.event_id = reopened_events.event_id
-                offset 0  -- noqa: AM09
-            ) as existing_rows
+        from {{ this }} as existing_rows
         left join staged_users
             on existing_rows.user_id = staged_users.user_id
-        where not {{ is_batch_loaded_since_last_run('events', 'existing_rows.batch_id') }}
+        where
+            not {{ is_batch_loaded_since_last_run('events', 'existing_rows.batch_id') }}
+            and existing_rows.event_id in (
+                select delivered.event_id from delivered
+                union
+                select reopened.event_id
+                from {{ this }} as reopened
+                left join staged_users as reopened_users
+                    on reopened.user_id = reopened_users.user_id
+                left join staged_items as reopened_items
+                    on reopened.item_id = reopened_items.item_id
+                where
+                    {{ is_batch_loaded_since_last_run('events', 'reopened.batch_id') }}
+                    or reopened.exclusion_reason in ('unknown_user', 'unknown_item', 'event_after_as_of')
+                    or reopened.event_at > {{ as_of_timestamp() }}
+                    or (
+                        reopened.exclusion_reason is null
+                        and (
+                            reopened_users.user_id is null
+                            or (reopened.event_type <> 'search' and reopened_items.item_id is null)
+                        )
+                    )
+            )
     {%- endif %}
 
 ),
