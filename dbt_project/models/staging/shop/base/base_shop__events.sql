@@ -177,12 +177,9 @@ candidates as (
             existing_rows.loaded_at,
             existing_rows.load_seq,
             staged_users.user_id is not null as is_known_user
-        from {{ this }} as existing_rows
-        left join staged_users
-            on existing_rows.user_id = staged_users.user_id
-        where
-            not {{ is_batch_loaded_since_last_run('events', 'existing_rows.batch_id') }}
-            and existing_rows.event_id in (
+        from (
+            select existing_versions.*
+            from (
                 select delivered.event_id from delivered
                 union
                 select reopened.event_id
@@ -202,7 +199,22 @@ candidates as (
                             or (reopened.event_type <> 'search' and reopened_items.item_id is null)
                         )
                     )
-            )
+            ) as reopened_events
+            -- every version of each reopened event, looked up by the index on event_id (offset 0 keeps the lookup per
+            -- event: the planner, which cannot estimate the reopened events, would hash-join the whole table instead)
+            cross join
+                lateral (
+                    select event_rows.*
+                    from {{ this }} as event_rows
+                    where event_rows.event_id = reopened_events.event_id
+                    offset 0  -- noqa: AM09
+                ) as existing_versions
+            -- kept as it is: any join to this lookup's rows goes outside it (inside, the planner ran one per event)
+            offset 0  -- noqa: AM09
+        ) as existing_rows
+        left join staged_users
+            on existing_rows.user_id = staged_users.user_id
+        where not {{ is_batch_loaded_since_last_run('events', 'existing_rows.batch_id') }}
     {%- endif %}
 
 ),
