@@ -177,13 +177,38 @@ def test_growing_facts_are_incremental_on_their_key(manifest, model, key):
     assert config["incremental_strategy"] == "delete+insert"
 
 
-def test_primary_keys_are_tested_unique_and_not_null(manifest):
-    tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
-    tested = {
-        (test["test_metadata"]["name"], test["attached_node"].split(".")[-1], test.get("column_name"))
-        for test in tests
-        if test.get("test_metadata") and test.get("attached_node")
-    }
+def _enforced_keys(model: dict) -> tuple[list[list[str]], set[str]]:
+    """The unique column sets (primary key, unique) and the not-null columns a model's enforced contract makes
+    constraints of its table; none for a view or a model without an enforced contract."""
+    if not model["config"].get("contract", {}).get("enforced") or model["config"]["materialized"] == "view":
+        return [], set()
+    unique = [c["columns"] for c in model.get("constraints", []) if c["type"] in ("primary_key", "unique")]
+    not_null = {column for columns in unique for column in columns}
+    for name, column in model["columns"].items():
+        types = {c["type"] for c in column.get("constraints", [])}
+        unique += [[name]] if types & {"primary_key", "unique"} else []
+        not_null |= {name} if types & {"primary_key", "not_null"} else set()
+    return unique, not_null
+
+
+def test_keys_are_checked_once_by_a_constraint_or_by_tests(manifest):
+    """A key is unique and not null by its table's constraints (an enforced contract) or by dbt tests, not both:
+    a test of what a constraint enforces cannot fail and reads the table every run (docs/quality.md)."""
+    models = {node["unique_id"]: node for node in _models(manifest).values()}
+    tests = [
+        node for node in manifest["nodes"].values() if node["resource_type"] == "test" and node.get("test_metadata")
+    ]
+    tested: set[tuple[str, str, tuple[str, ...]]] = set()
+    for test in tests:
+        name, kwargs = test["test_metadata"]["name"], test["test_metadata"].get("kwargs", {})
+        model = models.get(test.get("attached_node"))
+        if model is None or name not in ("unique", "not_null", "unique_combination_of_columns"):
+            continue
+        columns = tuple(kwargs.get("combination_of_columns") or [kwargs["column_name"]])
+        unique, not_null = _enforced_keys(model)
+        enforced = set(columns) <= not_null if name == "not_null" else sorted(columns) in map(sorted, unique)
+        assert not enforced, f"{test['name']}: {model['name']} enforces {columns} as a constraint already"
+        tested.add(("unique" if name != "not_null" else name, model["name"], columns))
     for model, key in [
         ("dim_users", "user_id"),
         ("dim_items", "item_id"),
@@ -193,8 +218,9 @@ def test_primary_keys_are_tested_unique_and_not_null(manifest):
         ("stg_shop__events", "event_id"),
         ("stg_shop__users", "user_id"),
     ]:
-        assert ("unique", model, key) in tested, (model, key)
-        assert ("not_null", model, key) in tested, (model, key)
+        unique, not_null = _enforced_keys(_models(manifest)[model])
+        assert [key] in unique or ("unique", model, (key,)) in tested, (model, key)
+        assert key in not_null or ("not_null", model, (key,)) in tested, (model, key)
 
 
 def test_tricky_logic_has_unit_tests(manifest):

@@ -102,6 +102,44 @@ def test_contract_tables_exist_with_their_columns_and_rows(pipeline):
         assert frame(url, f"select count(*) as n from {table}")["n"].iloc[0] > 0, table
 
 
+#: the keys no dbt test checks: the dbt contracts make them primary keys of the tables (docs/quality.md)
+CONSTRAINED_KEYS = {
+    "analytics.dim_users": ["user_id"],
+    "analytics.dim_items": ["item_id"],
+    "analytics.dim_promotions": ["promotion_id"],
+    "analytics.fct_interactions": ["event_id"],
+    "analytics.fct_reviews": ["review_id"],
+    "analytics.fct_redemptions": ["redemption_id"],
+    "analytics.fct_social_edges": ["edge_id"],
+    "analytics.user_follows": ["user_id", "followed_user_id"],
+    "analytics.user_profiles": ["user_id"],
+    "analytics.user_interest_tags": ["user_id", "tag"],
+    "analytics.user_category_sentiment": ["user_id", "category"],
+    "recs.runs": ["run_id"],
+    "recs.model_search": ["run_id", "model_name", "trial"],
+    "recs.similar_items": ["item_id", "item_rank"],
+    "recs.cold_start_recommendations": ["segment_key", "item_rank"],
+}
+
+
+def test_contract_keys_are_constraints_in_the_warehouse(pipeline):
+    url, _, _ = pipeline
+    keys = frame(
+        url,
+        """
+        select constraints.conrelid::regclass::text as table_name, array_agg(columns.attname::text
+            order by array_position(constraints.conkey, columns.attnum)) as key
+        from pg_constraint as constraints
+        inner join pg_attribute as columns
+            on columns.attrelid = constraints.conrelid and columns.attnum = any(constraints.conkey)
+        where constraints.contype = 'p'
+        group by constraints.conrelid
+        """,
+    )
+    found = dict(zip(keys["table_name"], keys["key"], strict=True))
+    assert {table: found.get(table) for table in CONSTRAINED_KEYS} == CONSTRAINED_KEYS
+
+
 def test_every_landed_row_is_loaded_or_rejected(pipeline):
     url, shop, _ = pipeline
     audit = frame(url, "select table_name, rows_read, rows_loaded, rows_rejected from quality.load_audit")

@@ -9,7 +9,8 @@
     An account that identity stitching joins to another person later has its
     earlier events moved to that person's user_id (first post-hook).
     refreshed_at marks the rows inserted or moved by this run, for the
-    profiles that recompute only the users touched since their last run.
+    profiles that recompute only the users touched since their last run
+    (found by its index, not by reading every row).
 -#}
 {{
     config(
@@ -22,6 +23,7 @@
             {'columns': ['item_id']},
             {'columns': ['event_at']},
             {'columns': ['loaded_at']},
+            {'columns': ['refreshed_at']},
         ],
         post_hook=[
             "{{ delete_rows_missing_from(ref('stg_shop__events'), 'event_id', written_column='refreshed_at') }}",

@@ -8,8 +8,9 @@ Two gates run as DAG tasks:
     the table schemas, the batch's reject share in ``quality.load_audit``, and
     ``dbt source freshness`` of the required sources.
 ``marts_and_recs``
-    after ``recommend``, before the dbt ``publish`` group: one row per user in
-    ``analytics.user_profiles``, interest weights in (0, 1], and the rows of
+    after ``recommend``, before the dbt ``publish`` group: profiles in
+    ``analytics.user_profiles`` (their keys and the interest weights are the
+    marts layer's constraints and dbt tests), and the rows of
     the run about to be published in ``ml.recommendations``,
     ``ml.similar_items``, ``ml.cold_start_recommendations`` and ``ml.promotion_targets``, so a bad run
     never reaches ``recs`` and the previously published run stays served.
