@@ -6,8 +6,9 @@ incremental filter must not lose or duplicate:
 
 - a **late-arriving user**: one user's row is missing from the first two days' ``users.csv``, so their events
   and orders are excluded (``unknown_user``) until the third day's snapshot brings the user;
-- a **re-delivered event**: one of the first day's views is delivered again on the third day with another
-  platform (the latest delivery wins in staging);
+- a **re-delivered event**: one of the first day's views is delivered again on the second and on the third day,
+  each time with another platform (the latest delivery wins in staging; the third day ranks its version with the
+  two stored ones);
 - **late order lines**: one completed order's lines are delivered on the third day, after the order;
 - a **new item**: an item listed on the third day is in that day's items snapshot only (it moves every idf of
   the text interests);
@@ -99,6 +100,11 @@ def split_with_late_rows(shop: Path, out: Path, days: list[date]) -> dict[str, s
     late_user = sorted({row[user] for row in day_events[days[1]]})[0]
     redelivered = next(row for row in day_events[days[0]] if row[kind] == "view" and row[user] != late_user)
     new_platform = "app" if redelivered[platform] != "app" else "web"
+    # delivered again on the second day too: the third day re-ranks two stored versions with its own
+    middle_platform = next(
+        name for name in ("mini_program", "web", "app") if name not in (redelivered[platform], new_platform)
+    )
+    day_events[days[1]].append([*redelivered[:platform], middle_platform, *redelivered[platform + 1 :]])
     day_events[days[2]].append([*redelivered[:platform], new_platform, *redelivered[platform + 1 :]])
     orders_header, orders = read_csv(shop / "orders.csv")
     late_order = next(
@@ -249,6 +255,10 @@ def test_three_incremental_days_equal_one_full_rebuild(daily, rebuilt, deliverie
     assert query(
         url, "select platform from analytics.fct_interactions where event_id = %s", (planted["redelivered_event"],)
     ) == [(planted["redelivered_platform"],)]
+    versions = (
+        "select count(*), count(*) filter (where not is_duplicate) from staging.base_shop__events where event_id = %s"
+    )
+    assert query(url, versions, (planted["redelivered_event"],)) == [(3, 1)]
     platforms = "select platform from {} where event_id = %s"
     assert query(url, platforms.format("staging.base_shop__events"), (planted["dropped_event"],)) == []
     assert query(url, platforms.format("analytics.fct_interactions"), (planted["changed_event"],)) == [
