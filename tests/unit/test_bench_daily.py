@@ -1,11 +1,14 @@
-"""``recsys.dev.bench_daily.split_last_day``: two daily deliveries cut from one landing directory."""
+"""``recsys.dev.bench_daily``: two daily deliveries cut from one landing directory; the kept full run."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
+import psycopg2
+import pytest
 
 from recsys.dev import bench_daily
 
@@ -54,3 +57,33 @@ def test_an_imported_export_is_cut_at_its_last_day_with_each_days_row_counts(tmp
         "2011-12-08": {"events": 3, "orders": 1, "order_lines": 1, "users": 2},
         "2011-12-09": {"events": 1, "orders": 1, "order_lines": 1, "users": 2},
     }
+
+
+def test_again_needs_a_kept_full_run(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(bench_daily, "LOCAL_DIR", tmp_path)
+    with pytest.raises(SystemExit):
+        bench_daily.main(["--size", "S", "--again"])
+    assert "no full run kept" in capsys.readouterr().err
+
+
+def execute(url: str, statement: str) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()  # a template copy needs its source without connections
+
+
+def test_the_kept_full_run_is_copied_over_the_database(fresh_database) -> None:
+    """``--again`` starts from a copy of the warehouse the full run left, whatever the last run changed."""
+    kept, used = fresh_database(), fresh_database()
+    execute(kept, "create table runs as select 'full' as run")
+    names = [urlsplit(url).path.lstrip("/") for url in (kept, used)]
+
+    bench_daily.copy_database(used, *names)
+    execute(used, "insert into runs values ('incremental')")
+    bench_daily.copy_database(used, *names)
+
+    assert execute(used, "select run from runs") == [("full",)]

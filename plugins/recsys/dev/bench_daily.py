@@ -9,6 +9,11 @@ gets the DAG run for the first day (a full run: nothing to carry from), then the
 day, dbt's incremental models take only what changed, and the model tasks carry the champion and re-score only
 the touched users. Each run prints ``make bench-scale``'s stage table; the last line reads
 ``daily <seconds> s / full <seconds> s = <percent> %``.
+
+The warehouse after the full run is kept as a database template (``<database>_full``, its wall seconds in
+``full.json``): ``--again`` copies it back and runs only the incremental day, so a change to that day's code is
+measured against the same warehouse in a minute or two instead of a whole bench, several times in a row (the
+copy takes as much disk as the warehouse: about 3 GB at M).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import shutil
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
+import psycopg2
+from psycopg2 import sql
 
 from recsys.db.warehouse import LOCAL_DIR
 from recsys.dev import bench_scale, local
@@ -103,22 +111,49 @@ def timed_run(url: str, landing_dir: Path, day: str, name: str, extra_env: dict[
     return wall, bench_scale.render(table, bench_scale.table_rows(url), wall, sampler.peak())
 
 
+def copy_database(url: str, source: str, target: str) -> None:
+    """Replace the database ``target`` on ``url``'s server by a copy of ``source`` (``create database template``)."""
+    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+    try:
+        admin.autocommit = True  # create and drop database run outside a transaction
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(target)))
+            cursor.execute(sql.SQL("create database {} template {}").format(*map(sql.Identifier, (target, source))))
+    finally:
+        admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_daily", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(bench_scale.SIZES), default="S", help="simulated shop size")
     parser.add_argument("--shape", choices=["web", "invoices"], default="web", help="simulated shop shape")
+    parser.add_argument(
+        "--again", action="store_true", help="only the incremental day again, on a copy of the kept full run"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    shop = bench_scale.landing_for(args.size, args.shape)
     name = args.size if args.shape == "web" else f"{args.size}-{args.shape}"
     daily = LOCAL_DIR / "bench" / "daily" / name / "landing"
-    shutil.rmtree(daily, ignore_errors=True)
-    first, last = split_last_day(shop, daily)
-    url = bench_scale.fresh_database(f"recsys_bench_daily_{name.lower().replace('-', '_')}")
-    schedule = {"RECSYS_FULL_RUN_DAYS": WEEKDAYS[date.fromisoformat(first).weekday()]}
+    database = f"recsys_bench_daily_{name.lower().replace('-', '_')}"
+    kept = daily.parent / "full.json"  # the full run's days and wall seconds, for --again
     print(f"bench-daily {name} ({daily}), {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    full, table = timed_run(url, daily, first, "full", schedule)
-    print(f"full run for {first}:\n{table}")
+    if args.again:
+        if not kept.exists():
+            parser.error(f"no full run kept in {kept}: run without --again first")
+        first, last, full = json.loads(kept.read_text())
+    else:
+        kept.unlink(missing_ok=True)
+        shutil.rmtree(daily, ignore_errors=True)
+        first, last = split_last_day(bench_scale.landing_for(args.size, args.shape), daily)
+    url = bench_scale.fresh_database(database)
+    schedule = {"RECSYS_FULL_RUN_DAYS": WEEKDAYS[date.fromisoformat(first).weekday()]}
+    if args.again:
+        copy_database(url, f"{database}_full", database)
+    else:
+        full, table = timed_run(url, daily, first, "full", schedule)
+        print(f"full run for {first}:\n{table}")
+        copy_database(url, database, f"{database}_full")
+        kept.write_text(json.dumps([first, last, full]))
     incremental, table = timed_run(url, daily, last, "incremental", schedule)
     print(f"incremental run for {last}:\n{table}")
     print(f"daily {incremental:.1f} s / full {full:.1f} s = {100 * incremental / full:.1f} %")
