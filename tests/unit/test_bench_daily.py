@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from recsys.dev import bench_daily
+from recsys.dev import bench_daily, bench_scale
 
 
 def write(folder: Path, name: str, rows: list[dict]) -> None:
@@ -76,14 +76,15 @@ def execute(url: str, statement: str) -> list[tuple]:
         conn.close()  # a template copy needs its source without connections
 
 
-def test_the_kept_full_run_is_copied_over_the_database(fresh_database) -> None:
+def test_the_kept_full_run_is_copied_over_the_database(fresh_database, monkeypatch) -> None:
     """``--again`` starts from a copy of the warehouse the full run left, whatever the last run changed."""
     kept, used = fresh_database(), fresh_database()
+    monkeypatch.setenv("WAREHOUSE_URL", kept)  # the server bench_scale.fresh_database works on
     execute(kept, "create table runs as select 'full' as run")
-    names = [urlsplit(url).path.lstrip("/") for url in (kept, used)]
+    kept_name, used_name = (urlsplit(url).path.lstrip("/") for url in (kept, used))
 
-    bench_daily.copy_database(used, *names)
+    assert bench_scale.fresh_database(used_name, template=kept_name) == used
     execute(used, "insert into runs values ('incremental')")
-    bench_daily.copy_database(used, *names)
+    bench_scale.fresh_database(used_name, template=kept_name)
 
     assert execute(used, "select run from runs") == [("full",)]

@@ -25,11 +25,8 @@ import shutil
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
-import psycopg2
-from psycopg2 import sql
 
 from recsys.db.warehouse import LOCAL_DIR
 from recsys.dev import bench_scale, local
@@ -111,18 +108,6 @@ def timed_run(url: str, landing_dir: Path, day: str, name: str, extra_env: dict[
     return wall, bench_scale.render(table, bench_scale.table_rows(url), wall, sampler.peak())
 
 
-def copy_database(url: str, source: str, target: str) -> None:
-    """Replace the database ``target`` on ``url``'s server by a copy of ``source`` (``create database template``)."""
-    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
-    try:
-        admin.autocommit = True  # create and drop database run outside a transaction
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(target)))
-            cursor.execute(sql.SQL("create database {} template {}").format(*map(sql.Identifier, (target, source))))
-    finally:
-        admin.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_daily", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(bench_scale.SIZES), default="S", help="simulated shop size")
@@ -145,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         kept.unlink(missing_ok=True)
         shutil.rmtree(daily, ignore_errors=True)
         first, last = split_last_day(bench_scale.landing_for(args.size, args.shape), daily)
-    url = bench_scale.fresh_database(database)
+    url = bench_scale.fresh_database(database, template=f"{database}_full" if args.again else None)
     schedule = {"RECSYS_FULL_RUN_DAYS": WEEKDAYS[date.fromisoformat(first).weekday()]}
-    if args.again:
-        copy_database(url, f"{database}_full", database)
-    else:
+    if not args.again:
         full, table = timed_run(url, daily, first, "full", schedule)
         print(f"full run for {first}:\n{table}")
-        copy_database(url, database, f"{database}_full")
+        bench_scale.fresh_database(f"{database}_full", template=database)
         kept.write_text(json.dumps([first, last, full]))
     incremental, table = timed_run(url, daily, last, "incremental", schedule)
     print(f"incremental run for {last}:\n{table}")

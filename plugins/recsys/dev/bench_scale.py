@@ -154,18 +154,22 @@ def landing_for(size: str, shape: str = "web") -> Path:
     return out
 
 
-def fresh_database(name: str) -> str:
-    """A new empty database ``name`` on the warehouse server (dropped first if it exists)."""
+def fresh_database(name: str, template: str | None = None) -> str:
+    """A new database ``name`` on the warehouse server, dropped first if it exists: empty, or a copy of the
+    database ``template`` (which nobody may be connected to)."""
     server = warehouse_url()
     url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     admin = psycopg2.connect(urlunsplit(urlsplit(server)._replace(path="/postgres")))
     try:
-        admin.autocommit = True  # drop database runs outside a transaction
+        admin.autocommit = True  # drop and create database run outside a transaction
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            if template is not None:
+                cursor.execute(sql.SQL("create database {} template {}").format(*map(sql.Identifier, (name, template))))
     finally:
         admin.close()
-    create_database(url)
+    if template is None:
+        create_database(url)
     return url
 
 
