@@ -194,7 +194,8 @@ def _enforced_keys(model: dict) -> tuple[list[list[str]], set[str]]:
 def test_keys_are_checked_once_by_a_constraint_or_by_tests(manifest):
     """A key is unique and not null by its table's constraints (an enforced contract) or by dbt tests, not both:
     a test of what a constraint enforces cannot fail and reads the table every run (docs/quality.md)."""
-    models = {node["unique_id"]: node for node in _models(manifest).values()}
+    by_name = _models(manifest)
+    models = {node["unique_id"]: node for node in by_name.values()}
     tests = [
         node for node in manifest["nodes"].values() if node["resource_type"] == "test" and node.get("test_metadata")
     ]
@@ -218,7 +219,7 @@ def test_keys_are_checked_once_by_a_constraint_or_by_tests(manifest):
         ("stg_shop__events", "event_id"),
         ("stg_shop__users", "user_id"),
     ]:
-        unique, not_null = _enforced_keys(_models(manifest)[model])
+        unique, not_null = _enforced_keys(by_name[model])
         assert [key] in unique or ("unique", model, (key,)) in tested, (model, key)
         assert key in not_null or ("not_null", model, (key,)) in tested, (model, key)
 
