@@ -473,6 +473,26 @@ def test_user_knn_batches_bounded_by_block_entries_give_the_same_lists(data: Int
         np.testing.assert_allclose(bounded_scores, scores, rtol=0, atol=1e-12)
 
 
+def test_user_knn_neighbours_tied_at_k_do_not_depend_on_the_batch() -> None:
+    """Eight users tie as the target's neighbours (each bought one of its items), k=5: the five lowest user indices
+    are kept, by the dense and the sparse top-k alike, whether the target is scored alone or with everyone (a
+    partition of the dense block picked an arbitrary five: which users shared the block changed the list)."""
+    rows = [("target", "i0"), ("target", "i1")] + [(f"v{index}", f"i{index % 2}") for index in range(8)]
+    rows += [(f"v{index}", f"j{index}") for index in range(8)]  # what each neighbour adds to the target's list
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(event_type="purchase", event_ts=T0)
+    data = Interactions.from_frame(frame)
+    target = user(data, "target")
+    expected = sorted(user(data, f"v{index}") for index in range(8))[:5]
+    for dense_limit in (0, 2**23):
+        model = UserKNNRecommender(k=5, dense_limit=dense_limit).fit(data)
+        alone = model.neighbours(np.array([target]))
+        with_everyone = model.neighbours(np.arange(data.n_users))[[target]]
+        assert sorted(alone.indices) == sorted(with_everyone.indices) == expected, dense_limit
+        items, scores = model.recommend(np.array([target]), n=5, exclude_seen=True)
+        assert set(data.item_ids[items[0]]) == {"j" + data.user_ids[index][1:] for index in expected}
+        assert np.all(scores[0] > 0), "the kept neighbours' items, nobody else's"
+
+
 def test_user_knn_two_step_search_keeps_exact_similarities(data: Interactions) -> None:
     """Items with more users than max_item_users: candidates through each item's strongest users, scored exactly."""
     two_step = UserKNNRecommender(k=3, max_item_users=3).fit(data)

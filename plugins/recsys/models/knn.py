@@ -273,21 +273,25 @@ def _row_dots(left: sp.csr_array, right: sp.csr_array, rows: np.ndarray, columns
 
 
 def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_array:
-    """Keep the ``k`` largest positive entries of every row (argpartition on a dense block when it is small);
-    ``similarity`` is a sparse product (no repeated entries, columns unsorted)."""
+    """Keep the ``k`` largest positive entries of every row, ties at the ``k``-th by column index (a partition of a
+    dense block when it is small, else :func:`top_n_per_row`: the same entries either way, so a user's neighbours
+    do not depend on how many users share its block); ``similarity`` is a sparse product (no repeated entries,
+    columns unsorted)."""
     n_rows, n_cols = similarity.shape
-    if n_rows * n_cols <= dense_limit:
-        block = similarity.toarray()
-        if k < n_cols:
-            columns = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        else:
-            columns = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
-        values = np.take_along_axis(block, columns, axis=1)
-    else:
+    if n_rows * n_cols > dense_limit:
         columns, values = top_n_per_row(similarity, k, unique=True)
-    keep = (columns >= 0) & (values > 0)
-    rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
-    return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
+        keep = (columns >= 0) & (values > 0)
+        rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
+        return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
+    block = similarity.toarray()
+    keep = block > 0
+    if k < n_cols:
+        kth = np.partition(block, n_cols - k, axis=1)[:, [n_cols - k]]  # every row's k-th largest value
+        above, tied = block > kth, block == kth
+        room = k - above.sum(axis=1, keepdims=True)  # the tied entries that fit, lowest columns first
+        keep &= above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+    rows, columns = np.nonzero(keep)
+    return sp.csr_array((block[rows, columns], (rows, columns)), shape=similarity.shape)
 
 
 class UserKNNRecommender(Recommender):
