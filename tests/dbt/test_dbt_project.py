@@ -178,12 +178,15 @@ def test_growing_facts_are_incremental_on_their_key(manifest, model, key):
 
 
 def _enforced_keys(model: dict) -> tuple[list[list[str]], set[str]]:
-    """The unique column sets (primary key, unique) and the not-null columns a model's enforced contract makes
-    constraints of its table; none for a view or a model without an enforced contract."""
-    if not model["config"].get("contract", {}).get("enforced") or model["config"]["materialized"] == "view":
+    """The unique column sets and the not-null columns Postgres enforces on a model's table: its unique indexes,
+    and the constraints (primary key, unique, not null) of an enforced contract; none for a view."""
+    if model["config"]["materialized"] == "view":
         return [], set()
-    unique = [c["columns"] for c in model.get("constraints", []) if c["type"] in ("primary_key", "unique")]
-    not_null = {column for columns in unique for column in columns}
+    indexed = [index["columns"] for index in model["config"].get("indexes", []) if index.get("unique")]
+    if not model["config"].get("contract", {}).get("enforced"):
+        return indexed, set()
+    keys = [c["columns"] for c in model.get("constraints", []) if c["type"] in ("primary_key", "unique")]
+    unique, not_null = indexed + keys, {column for columns in keys for column in columns}
     for name, column in model["columns"].items():
         types = {c["type"] for c in column.get("constraints", [])}
         unique += [[name]] if types & {"primary_key", "unique"} else []
@@ -192,8 +195,9 @@ def _enforced_keys(model: dict) -> tuple[list[list[str]], set[str]]:
 
 
 def test_keys_are_checked_once_by_a_constraint_or_by_tests(manifest):
-    """A key is unique and not null by its table's constraints (an enforced contract) or by dbt tests, not both:
-    a test of what a constraint enforces cannot fail and reads the table every run (docs/quality.md)."""
+    """A key is unique and not null by its table's constraints (an enforced contract, a unique index) or by dbt
+    tests, not both: a test of what a constraint enforces cannot fail and reads the table every run
+    (docs/quality.md)."""
     by_name = _models(manifest)
     models = {node["unique_id"]: node for node in by_name.values()}
     tests = [
@@ -222,6 +226,33 @@ def test_keys_are_checked_once_by_a_constraint_or_by_tests(manifest):
         unique, not_null = _enforced_keys(by_name[model])
         assert [key] in unique or ("unique", model, (key,)) in tested, (model, key)
         assert key in not_null or ("not_null", model, (key,)) in tested, (model, key)
+
+
+def test_row_checks_of_contract_tables_are_constraints(manifest):
+    """A contract table rebuilt every run checks its rows when they are written (not null, check constraints), not
+    by a dbt test that reads the table again (docs/quality.md); an incremental table keeps its tests: a constraint
+    reaches an existing table only with a full refresh. Checks relative to ``as_of`` stay tests."""
+    models = {node["unique_id"]: node for node in _models(manifest).values()}
+    row_tests = ("not_null", "accepted_values", "accepted_range", "expression_is_true")
+    for test in manifest["nodes"].values():
+        model = models.get(test.get("attached_node"))
+        if (
+            test["resource_type"] != "test"
+            or model is None
+            or test.get("test_metadata", {}).get("name") not in row_tests
+        ):
+            continue
+        if model["config"]["materialized"] == "table" and model["config"].get("contract", {}).get("enforced"):
+            assert "as_of" in json.dumps(test["test_metadata"]["kwargs"]), (
+                f"{test['name']}: a constraint of {model['name']}"
+            )
+    checks = {
+        column["name"]: constraint["expression"]
+        for column in _models(manifest)["user_profiles"]["columns"].values()
+        for constraint in column.get("constraints", [])
+        if constraint["type"] == "check"
+    }
+    assert checks["lifecycle_stage"] == "lifecycle_stage in ('new', 'active', 'at_risk', 'churned')"
 
 
 def test_tricky_logic_has_unit_tests(manifest):

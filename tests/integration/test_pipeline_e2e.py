@@ -140,6 +140,23 @@ def test_contract_keys_are_constraints_in_the_warehouse(pipeline):
     assert {table: found.get(table) for table in CONSTRAINED_KEYS} == CONSTRAINED_KEYS
 
 
+@pytest.mark.parametrize(
+    ("table", "assignment"),
+    [
+        ("analytics.user_profiles", "lifecycle_stage = 'zombie'"),
+        ("analytics.dim_users", "region = null"),
+        ("recs.user_recommendations", "placement = 'sidebar'"),
+    ],
+)
+def test_row_checks_are_constraints_in_the_warehouse(pipeline, table, assignment):
+    """The checks dbt used to test after the build (accepted values, not null) refuse a bad row when it is written."""
+    url, _, _ = pipeline
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        with pytest.raises((psycopg2.errors.CheckViolation, psycopg2.errors.NotNullViolation)):
+            cur.execute(f"update {table} set {assignment} where ctid = (select min(ctid) from {table})")
+        conn.rollback()
+
+
 def test_every_landed_row_is_loaded_or_rejected(pipeline):
     url, shop, _ = pipeline
     audit = frame(url, "select table_name, rows_read, rows_loaded, rows_rejected from quality.load_audit")
