@@ -289,6 +289,21 @@ def test_the_last_day_recomputes_only_the_users_it_touched(daily):
     assert len(recomputed) < len(tagged) / 2
 
 
+def test_a_run_that_writes_few_rows_analyzes_only_the_tables_it_rebuilt(daily):
+    """dbt analyzes every table it rebuilds, and an incremental table only when it created it or wrote more than a
+    tenth of its rows: the last day's dbt run once more writes (almost) no fact, so no incremental table is analyzed."""
+    url, env, days = daily
+    analyzed_since = "select relname from pg_stat_user_tables where last_analyze > %s"
+    ((started,),) = query(url, "select now()")
+    assert {"fct_interactions", "base_shop__events"} <= {
+        table for (table,) in query(url, analyzed_since, ("-infinity",))
+    }
+    dbt_run(env, days[-1])
+    analyzed = {table for (table,) in query(url, analyzed_since, (started,))}
+    assert {"dim_users", "user_profiles", "base_shop__users"} <= analyzed
+    assert not analyzed & {"base_shop__events", "fct_interactions", "fct_orders", "user_interest_tags"}, analyzed
+
+
 def test_full_refresh_rebuilds_the_same_tables(daily):
     url, env, days = daily
     before = checksums(url)
