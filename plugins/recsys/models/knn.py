@@ -284,13 +284,15 @@ def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_
         rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
         return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
     block = similarity.toarray()
-    keep = block > 0
-    if k < n_cols:
-        kth = np.partition(block, n_cols - k, axis=1)[:, [n_cols - k]]  # every row's k-th largest value
-        above, tied = block > kth, block == kth
-        room = k - above.sum(axis=1, keepdims=True)  # the tied entries that fit, lowest columns first
-        keep &= above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
-    rows, columns = np.nonzero(keep)
+    # every row's k-th largest value (partitioned from the top: the block is mostly zeros, which a partition near
+    # the row's end sorts slowly), 0 for a row with fewer positive entries (then all of them are kept)
+    kth = np.zeros((n_rows, 1)) if k >= n_cols else -np.partition(-block, k - 1, axis=1)[:, [k - 1]]
+    kth = np.maximum(kth, 0.0)
+    rows, columns = np.nonzero(block > kth)
+    tied_rows, tied_columns = np.nonzero((block == kth) & (kth > 0))  # row by row, by column
+    rank = np.arange(len(tied_rows)) - np.searchsorted(tied_rows, tied_rows)
+    fits = rank < (k - np.bincount(rows, minlength=n_rows))[tied_rows]  # the lowest columns that fit in k
+    rows, columns = np.concatenate([rows, tied_rows[fits]]), np.concatenate([columns, tied_columns[fits]])
     return sp.csr_array((block[rows, columns], (rows, columns)), shape=similarity.shape)
 
 
