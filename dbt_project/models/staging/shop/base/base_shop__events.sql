@@ -20,6 +20,7 @@
              using {{ source('loads', 'load_audit') }} as batch_loads
              where batch_loads.table_name = 'events' and batch_loads.batch_id = earlier_rows.batch_id
                  and earlier_rows.loaded_at < batch_loads.loaded_at",
+            "{{ unique_index_of_kept_rows('event_id') }}",
         ]
     )
 }}

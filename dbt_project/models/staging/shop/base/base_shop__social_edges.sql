@@ -1,3 +1,5 @@
+{{ config(post_hook=["{{ unique_index_of_kept_rows('edge_id') }}"]) }}
+
 with
 
 source as (
