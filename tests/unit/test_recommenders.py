@@ -99,8 +99,8 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "item_knn_pearson": lambda: ItemKNNRecommender(k=20, similarity="pearson", random_state=0),
     "repeat_purchase": lambda: RepeatPurchaseRecommender(random_state=0),
     "user_knn": lambda: UserKNNRecommender(k=5, random_state=0),
-    "user_knn_pearson_sparse_top_k": lambda: UserKNNRecommender(
-        k=3, similarity="pearson", batch_size=4, dense_limit=0, random_state=0
+    "user_knn_pearson_small_batches": lambda: UserKNNRecommender(
+        k=3, similarity="pearson", batch_size=4, random_state=0
     ),
     "user_knn_two_step": lambda: UserKNNRecommender(k=3, max_item_users=3, random_state=0),
     "als": lambda: ALSRecommender(factors=4, iterations=10, dense_limit=50, random_state=0),
@@ -463,34 +463,32 @@ def test_user_knn_recommends_what_the_users_cluster_bought(data: Interactions) -
 def test_user_knn_batches_bounded_by_block_entries_give_the_same_lists(data: Interactions) -> None:
     """Many fitted users make a batch smaller (fewer entries in its similarity block), never other lists."""
     users = np.arange(data.n_users)
-    for dense_limit in (0, 2**23):  # the sparse and the dense top-k
-        whole = UserKNNRecommender(k=5, dense_limit=dense_limit).fit(data)
-        bounded = UserKNNRecommender(k=5, max_block_entries=3 * data.n_users, dense_limit=dense_limit).fit(data)
-        assert (whole._rows_per_batch(data.n_items), bounded._rows_per_batch(data.n_items)) == (1000, 3)
-        items, scores = whole.recommend(users, n=5)
-        bounded_items, bounded_scores = bounded.recommend(users, n=5)
-        np.testing.assert_array_equal(bounded_items, items)
-        np.testing.assert_allclose(bounded_scores, scores, rtol=0, atol=1e-12)
+    whole = UserKNNRecommender(k=5).fit(data)
+    bounded = UserKNNRecommender(k=5, max_block_entries=3 * data.n_users).fit(data)
+    assert (whole._rows_per_batch(data.n_items), bounded._rows_per_batch(data.n_items)) == (1000, 3)
+    items, scores = whole.recommend(users, n=5)
+    bounded_items, bounded_scores = bounded.recommend(users, n=5)
+    np.testing.assert_array_equal(bounded_items, items)
+    np.testing.assert_allclose(bounded_scores, scores, rtol=0, atol=1e-12)
 
 
 def test_user_knn_neighbours_tied_at_k_do_not_depend_on_the_batch() -> None:
     """Eight users tie as the target's neighbours (each bought one of its items), k=5: the five lowest user indices
-    are kept, by the dense and the sparse top-k alike, whether the target is scored alone or with everyone (a
-    partition of the dense block picked an arbitrary five: which users shared the block changed the list)."""
+    are kept, whether the target is scored alone or with everyone (a partition of a dense block, which a small
+    batch used, picked an arbitrary five: which users shared the block changed the list)."""
     rows = [("target", "i0"), ("target", "i1")] + [(f"v{index}", f"i{index % 2}") for index in range(8)]
     rows += [(f"v{index}", f"j{index}") for index in range(8)]  # what each neighbour adds to the target's list
     frame = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(event_type="purchase", event_ts=T0)
     data = Interactions.from_frame(frame)
     target = user(data, "target")
     expected = sorted(user(data, f"v{index}") for index in range(8))[:5]
-    for dense_limit in (0, 2**23):
-        model = UserKNNRecommender(k=5, dense_limit=dense_limit).fit(data)
-        alone = model.neighbours(np.array([target]))
-        with_everyone = model.neighbours(np.arange(data.n_users))[[target]]
-        assert sorted(alone.indices) == sorted(with_everyone.indices) == expected, dense_limit
-        items, scores = model.recommend(np.array([target]), n=5, exclude_seen=True)
-        assert set(data.item_ids[items[0]]) == {"j" + data.user_ids[index][1:] for index in expected}
-        assert np.all(scores[0] > 0), "the kept neighbours' items, nobody else's"
+    model = UserKNNRecommender(k=5).fit(data)
+    alone = model.neighbours(np.array([target]))
+    with_everyone = model.neighbours(np.arange(data.n_users))[[target]]
+    assert sorted(alone.indices) == sorted(with_everyone.indices) == expected
+    items, scores = model.recommend(np.array([target]), n=5, exclude_seen=True)
+    assert set(data.item_ids[items[0]]) == {"j" + data.user_ids[index][1:] for index in expected}
+    assert np.all(scores[0] > 0), "the kept neighbours' items, nobody else's"
 
 
 def test_user_knn_two_step_search_keeps_exact_similarities(data: Interactions) -> None:
@@ -525,14 +523,13 @@ def test_user_knn_scores_are_the_weighted_average_of_the_neighbours() -> None:
         }
     )
     data = Interactions.from_frame(frame)
-    for dense_limit in (0, 2**23):  # the sparse and the dense top-k agree
-        model = UserKNNRecommender(k=2, dense_limit=dense_limit).fit(data)
-        similarity = model.neighbours(np.arange(3)).toarray()
-        expected = np.array([[0, 2 / 6**0.5, 0], [2 / 6**0.5, 0, 1 / 3**0.5], [0, 1 / 3**0.5, 0]])
-        np.testing.assert_allclose(similarity, expected)
-        items, scores = model.recommend(np.array([2]), n=3)
-        # u2's only neighbour is u1: the average of u1's row is (1, 1, 1), ties broken by item index
-        assert items[0].tolist() == [0, 1, 2] and scores[0].tolist() == [1.0, 1.0, 1.0]
+    model = UserKNNRecommender(k=2).fit(data)
+    similarity = model.neighbours(np.arange(3)).toarray()
+    expected = np.array([[0, 2 / 6**0.5, 0], [2 / 6**0.5, 0, 1 / 3**0.5], [0, 1 / 3**0.5, 0]])
+    np.testing.assert_allclose(similarity, expected)
+    items, scores = model.recommend(np.array([2]), n=3)
+    # u2's only neighbour is u1: the average of u1's row is (1, 1, 1), ties broken by item index
+    assert items[0].tolist() == [0, 1, 2] and scores[0].tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="similarity"):
         UserKNNRecommender(similarity="jaccard").fit(data)
 

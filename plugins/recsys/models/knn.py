@@ -272,28 +272,14 @@ def _row_dots(left: sp.csr_array, right: sp.csr_array, rows: np.ndarray, columns
     return np.asarray(left[rows].multiply(right[columns]).sum(axis=1)).ravel()
 
 
-def _top_k_sparse(similarity: sp.csr_array, k: int, dense_limit: int) -> sp.csr_array:
-    """Keep the ``k`` largest positive entries of every row, ties at the ``k``-th by column index (a partition of a
-    dense block when it is small, else :func:`top_n_per_row`: the same entries either way, so a user's neighbours
-    do not depend on how many users share its block); ``similarity`` is a sparse product (no repeated entries,
-    columns unsorted)."""
-    n_rows, n_cols = similarity.shape
-    if n_rows * n_cols > dense_limit:
-        columns, values = top_n_per_row(similarity, k, unique=True)
-        keep = (columns >= 0) & (values > 0)
-        rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
-        return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
-    block = similarity.toarray()
-    # every row's k-th largest value (partitioned from the top: the block is mostly zeros, which a partition near
-    # the row's end sorts slowly), 0 for a row with fewer positive entries (then all of them are kept)
-    kth = np.zeros((n_rows, 1)) if k >= n_cols else -np.partition(-block, k - 1, axis=1)[:, [k - 1]]
-    kth = np.maximum(kth, 0.0)
-    rows, columns = np.nonzero(block > kth)
-    tied_rows, tied_columns = np.nonzero((block == kth) & (kth > 0))  # row by row, by column
-    rank = np.arange(len(tied_rows)) - np.searchsorted(tied_rows, tied_rows)
-    fits = rank < (k - np.bincount(rows, minlength=n_rows))[tied_rows]  # the lowest columns that fit in k
-    rows, columns = np.concatenate([rows, tied_rows[fits]]), np.concatenate([columns, tied_columns[fits]])
-    return sp.csr_array((block[rows, columns], (rows, columns)), shape=similarity.shape)
+def _top_k_sparse(similarity: sp.csr_array, k: int) -> sp.csr_array:
+    """Keep the ``k`` largest positive entries of every row, ties at the ``k``-th by column index
+    (:func:`top_n_per_row`, linear in the stored entries), so a user's neighbours do not depend on the users that
+    share its block; ``similarity`` is a sparse product (no repeated entries, columns unsorted)."""
+    columns, values = top_n_per_row(similarity, k, unique=True)
+    keep = (columns >= 0) & (values > 0)
+    rows = np.broadcast_to(np.arange(similarity.shape[0])[:, None], columns.shape)
+    return sp.csr_array((values[keep], (rows[keep], columns[keep])), shape=similarity.shape)
 
 
 class UserKNNRecommender(Recommender):
@@ -301,9 +287,8 @@ class UserKNNRecommender(Recommender):
 
     Similarities are computed at recommend time, for one batch of users at a
     time against the fitted users (one sparse product ``batch @ users.T``),
-    and only the top ``k`` positive ones per user are kept (argpartition on
-    the dense ``batch x users`` block when it is at most ``dense_limit``
-    entries, else a sparse per-row top-k).
+    and only the top ``k`` positive ones per user are kept (a sparse per-row
+    top-k, ties by user index).
 
     The product costs the sum, over a user's items, of the users of each item: on a popular item of a
     million-user shop, hundreds of thousands per user. So neighbours are searched in two steps once an item
@@ -336,8 +321,6 @@ class UserKNNRecommender(Recommender):
         Most entries of a similarity block (``users in the batch x n_users``): with many fitted users a batch
         has fewer users (at 659,000 fitted users, 101 instead of 1,000), so a block and its masks stay near
         1 GB. Neither bound changes a score: each user's similarities are their own row.
-    dense_limit : int, default 2 ** 23
-        Largest ``batch x users`` block that is densified for the top-k.
     max_item_users : int or None, default 1000
         Users of an item through whom candidates are found (``None``: all, always exact). The product's cost
         per user is at most ``max_item_users`` times the user's items.
@@ -374,7 +357,6 @@ class UserKNNRecommender(Recommender):
         fallback: PopularityRecommender | None = None,
         batch_size: int = 1000,
         max_block_entries: int = 2**26,
-        dense_limit: int = 2**23,
         max_item_users: int | None = 1000,
         random_state: int | None = None,
     ) -> None:
@@ -385,7 +367,6 @@ class UserKNNRecommender(Recommender):
         self.fallback = fallback
         self.batch_size = batch_size
         self.max_block_entries = max_block_entries
-        self.dense_limit = dense_limit
         self.max_item_users = max_item_users
         self.random_state = random_state
 
@@ -445,12 +426,12 @@ class UserKNNRecommender(Recommender):
         similarity.data[is_self | (similarity.data < 1e-12)] = 0.0  # rounding noise of orthogonal rows
         similarity.eliminate_zeros()
         if self.exact_:
-            return _top_k_sparse(similarity, self.k, self.dense_limit)
-        candidates = _top_k_sparse(similarity, 4 * self.k, self.dense_limit)  # by the partial similarity
+            return _top_k_sparse(similarity, self.k)
+        candidates = _top_k_sparse(similarity, 4 * self.k)  # by the partial similarity
         rows = np.repeat(np.arange(len(users)), np.diff(candidates.indptr))
         exact_similarity = _row_dots(normalized, self.normalized_, rows, candidates.indices)
         candidates.data = np.where(exact_similarity < 1e-12, 0.0, exact_similarity)
-        return _top_k_sparse(candidates, self.k, self.dense_limit)
+        return _top_k_sparse(candidates, self.k)
 
     def _rows_per_batch(self, n_columns: int) -> int:
         # the similarity block is rows x n_users: the product of a batch of 1,000 users with the 659,000 users
