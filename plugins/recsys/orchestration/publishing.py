@@ -117,6 +117,9 @@ class _Lists:
     rules: BusinessRules
     n: int
     wide: int
+    #: the most purchases of any user: the restricting placements' room, the same for every batch (a list does
+    #: not depend on the users scored with it)
+    room: int
     popularity: PopularityRecommender
     ranking: np.ndarray
     can_personalize: np.ndarray
@@ -135,15 +138,13 @@ class _Lists:
         placement restricts to or away from them: a list does not depend on the users scored with it) for users
         with history who allow personalization; the others start from popularity, users without events from
         their cold-start list; then the placement's served list (:func:`recsys.serving.placements.serve`) and
-        grounded reasons. Opted-out users' purchases are not
-        read (``reason_data.purchases`` holds only consenting users'), so they get no ``buy_again`` list.
-        ``ranked`` keeps a model's ranking of the batch for the next placement it ranks (one ``recommend`` call
-        per model and batch, at the widest width any placement needs).
+        grounded reasons. Opted-out users' purchases are not read (``reason_data.purchases`` holds only
+        consenting users'), so they get no ``buy_again`` list. ``ranked`` keeps a model's ranking of the batch for
+        the next placement it ranks (one ``recommend`` call per model and batch, at the widest width any
+        placement needs).
         """
         bought = self.reason_data.purchases[batch]
-        # room for the most purchases of any user, not of this batch's: a list does not depend on who shares it
-        most = int(np.diff(self.reason_data.purchases.indptr).max(initial=0))
-        width = self.wide + (0 if placement == placements.FOR_YOU else most)
+        width = self.wide + (0 if placement == placements.FOR_YOU else self.room)
         blocked = np.flatnonzero(self.layers.blocked)
         popular_items, popular_scores = self.popularity.recommend(
             np.zeros(1, dtype=np.int64), n=width, filter_items=blocked
@@ -153,7 +154,7 @@ class _Lists:
         mine = np.flatnonzero(self.can_personalize[batch] & (name != PopularityRecommender.name))
         if len(mine):
             if id(model) not in ranked:  # the widest list: room for any user's purchases
-                ranked[id(model)] = model.recommend(batch[mine], n=self.wide + most, filter_items=blocked)
+                ranked[id(model)] = model.recommend(batch[mine], n=self.wide + self.room, filter_items=blocked)
             own_items, own_scores = (values[:, :width] for values in ranked[id(model)])
             # every model fills with popularity at score 0 except ALS, which fills cold users only
             own = (own_items >= 0) if name == ALSRecommender.name else own_scores > 0
@@ -445,6 +446,7 @@ def _prepare_lists(
         rules,
         n,
         wide,
+        int(np.diff(reason_data.purchases.indptr).max(initial=0)),
         popularity,
         popularity.ranking(blocked),
         allowed & has_history,
