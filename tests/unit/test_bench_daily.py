@@ -88,3 +88,17 @@ def test_the_kept_full_run_is_copied_over_the_database(fresh_database, monkeypat
     bench_scale.fresh_database(used_name, template=kept_name)
 
     assert execute(used, "select run from runs") == [("full",)]
+
+
+def test_the_full_runs_tables_are_vacuumed_and_analyzed_before_the_incremental_day(fresh_database) -> None:
+    """Between the two runs the database gets autovacuum's day of work: every table vacuumed and analyzed."""
+    url = fresh_database()
+    execute(url, "create table facts as select generate_series(1, 1000) as fact_id")
+    execute(url, "delete from facts where fact_id <= 10")
+
+    assert bench_daily.vacuum_analyze(url) >= 0
+    assert execute(
+        url,
+        "select n_live_tup, n_dead_tup, last_vacuum is not null, last_analyze is not null"
+        " from pg_stat_user_tables where relname = 'facts'",
+    ) == [(990, 0, True, True)]

@@ -7,8 +7,9 @@ redemptions and social edges; users, items and promotions again, as a shop deliv
 gets the DAG run for the first day (a full run: nothing to carry from), then the run for the last day with
 ``RECSYS_FULL_RUN_DAYS`` naming only the first day's weekday, so the second run is incremental: it loads only its
 day, dbt's incremental models take only what changed, and the model tasks carry the champion and re-score only
-the touched users. Each run prints ``make bench-scale``'s stage table; the last line reads
-``daily <seconds> s / full <seconds> s = <percent> %``.
+the touched users. Between the two runs the database gets the ``vacuum (analyze)`` autovacuum would give it in
+the day between them (timed and printed apart: it is in neither run). Each run prints ``make bench-scale``'s stage
+table; the last line reads ``daily <seconds> s / full <seconds> s = <percent> %``.
 
 The warehouse after the full run is kept as a database template (``<database>_full``, its wall seconds in
 ``full.json``): ``--again`` copies it back and runs only the incremental day, so a change to that day's code is
@@ -27,6 +28,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import psycopg2
 
 from recsys.db.warehouse import LOCAL_DIR
 from recsys.dev import bench_scale, local
@@ -108,6 +110,24 @@ def timed_run(url: str, landing_dir: Path, day: str, name: str, extra_env: dict[
     return wall, bench_scale.render(table, bench_scale.table_rows(url), wall, sampler.peak())
 
 
+def vacuum_analyze(url: str) -> float:
+    """``vacuum (analyze)`` every table of ``url``'s database; the seconds it took.
+
+    Autovacuum's work in the day between two daily runs: a shop's next run starts a day after the full run, on
+    tables autovacuum has vacuumed and analyzed since. Run right after it, the incremental run would share the
+    two cores with autovacuum's pass over the millions of rows the full run wrote.
+    """
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True  # vacuum runs outside a transaction
+        started = time.time()
+        with conn.cursor() as cursor:
+            cursor.execute("vacuum (analyze)")
+        return time.time() - started
+    finally:
+        conn.close()  # a template copy needs its source without connections
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.dev.bench_daily", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(bench_scale.SIZES), default="S", help="simulated shop size")
@@ -135,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.again:
         full, table = timed_run(url, daily, first, "full", schedule)
         print(f"full run for {first}:\n{table}")
+        # what autovacuum does in the day between the two runs, timed apart: in neither run's wall
+        print(f"vacuum (analyze) between the runs: {vacuum_analyze(url):.1f} s")
         bench_scale.fresh_database(f"{database}_full", template=database)
         kept.write_text(json.dumps([first, last, full]))
     incremental, table = timed_run(url, daily, last, "incremental", schedule)

@@ -156,7 +156,13 @@ def landing_for(size: str, shape: str = "web") -> Path:
 
 def fresh_database(name: str, template: str | None = None) -> str:
     """A new database ``name`` on the warehouse server, dropped first if it exists: empty, or a copy of the
-    database ``template`` (which nobody may be connected to)."""
+    database ``template`` (which nobody may be connected to).
+
+    A copy is made file by file (``strategy file_copy``), on disk when the call returns. Postgres' default copies
+    block by block through its buffers and the write-ahead log: gigabytes still being written to disk while the
+    next run starts, which slowed that run's reads (an incremental day's marts gate waited 16.8 s on one query
+    that takes 1.4 s).
+    """
     server = warehouse_url()
     url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     admin = psycopg2.connect(urlunsplit(urlsplit(server)._replace(path="/postgres")))
@@ -165,7 +171,11 @@ def fresh_database(name: str, template: str | None = None) -> str:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
             if template is not None:
-                cursor.execute(sql.SQL("create database {} template {}").format(*map(sql.Identifier, (name, template))))
+                cursor.execute(
+                    sql.SQL("create database {} template {} strategy file_copy").format(
+                        *map(sql.Identifier, (name, template))
+                    )
+                )
     finally:
         admin.close()
     if template is None:
