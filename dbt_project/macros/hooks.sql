@@ -60,3 +60,30 @@
     end
     $$
 {%- endmacro %}
+
+{#-
+    Post-hook: an index on `columns` (in that order) unless the table has one, for an incremental model whose table
+    may come from before the model declared it (dbt's `indexes` config builds them only with a new table). Named by
+    Postgres, as `unique_index_of_kept_rows`: a full refresh's backup table never blocks it.
+-#}
+{% macro index_if_missing(columns) -%}
+    do $$
+    begin
+        if not exists (
+            select from pg_index as indexes
+            where
+                indexes.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+                and indexes.indpred is null
+                and array(
+                    select attributes.attname::text
+                    from unnest(indexes.indkey::int2[]) with ordinality as keys (attnum, position)
+                    inner join pg_attribute as attributes
+                        on attributes.attrelid = indexes.indrelid and attributes.attnum = keys.attnum
+                    order by keys.position
+                ) = array[{% for column in columns %}'{{ column }}'{{ ", " if not loop.last }}{% endfor %}]::text[]
+        ) then
+            create index on {{ this }} ({{ columns | join(', ') }});
+        end if;
+    end
+    $$
+{%- endmacro %}

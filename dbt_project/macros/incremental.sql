@@ -38,10 +38,11 @@
     Incremental base models (base_shop__events): whether `column` (a batch id) is a batch loaded since the model
     last ran, i.e. a delivery in quality.load_audit (batch, loaded_at: the load's transaction time, equal to the
     raw rows' _loaded_at) of which the model holds no row. The model's index on (batch_id, loaded_at) answers
-    that per delivery, and the raw table's index on _batch_id reads the new rows. `true` in a full build.
+    that per delivery, and the raw table's index on _batch_id reads the new rows. `true` in a full build, and
+    with `incremental=false` (a model rebuilding an existing table in place).
 -#}
-{% macro is_batch_loaded_since_last_run(table_name, column='_batch_id') -%}
-    {%- if is_incremental() -%}
+{% macro is_batch_loaded_since_last_run(table_name, column='_batch_id', incremental=true) -%}
+    {%- if is_incremental() and incremental -%}
         {{ column }} in (
             select batch_loads.batch_id
             from {{ source('loads', 'load_audit') }} as batch_loads
@@ -126,4 +127,12 @@
             select from {{ source_relation }} as source_rows
             where source_rows.{{ source_key or key }} = target_rows.{{ key }}
         )
+{%- endmacro %}
+
+{#-
+    Whether `relation` has `column` (false while dbt parses). An incremental model whose later runs need a column its
+    earlier versions did not write rebuilds an existing table without it in place, once (base_shop__social_edges).
+-#}
+{% macro has_column(relation, column) -%}
+    {{ return(execute and column in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list)) }}
 {%- endmacro %}

@@ -163,6 +163,7 @@ def test_descriptions_reach_the_database_and_consumers_are_exposures(manifest):
     ("model", "key"),
     [
         ("base_shop__events", "event_id"),
+        ("base_shop__social_edges", "edge_id"),
         ("fct_interactions", "event_id"),
         ("fct_searches", "search_id"),
         ("fct_orders", "order_id"),

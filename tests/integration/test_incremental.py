@@ -56,6 +56,7 @@ SHOP = {"users": 800, "items": 150, "days": 40, "seed": 11}
 #: the incremental base events, facts and the profiles built on them (user_interest_tags per touched user)
 TABLES = (
     "staging.base_shop__events",
+    "staging.base_shop__social_edges",
     "analytics.fct_interactions",
     "analytics.fct_searches",
     "analytics.fct_orders",
@@ -326,6 +327,33 @@ def test_a_text_interests_table_from_before_it_was_incremental_is_upgraded(daily
     assert query(url, "select count(*), count(distinct refreshed_at) from analytics.user_text_interests") == [
         (len(before), 1)
     ]
+
+
+def test_a_social_edges_table_from_before_it_was_incremental_is_rebuilt_in_place(daily):
+    """A base_shop__social_edges built as a table (no load_seq, no indexes) is rebuilt by the next run: the same
+    rows, then the indexes the incremental runs look edges up by."""
+    url, env, days = daily
+    rows = "select edge_id, from_user_id, exclusion_reason, is_duplicate, load_seq from staging.base_shop__social_edges"
+    before = sorted(query(url, rows))
+    assert any(row[2] is None for row in before)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select indexrelid::regclass::text from pg_index"
+            " where indrelid = 'staging.base_shop__social_edges'::regclass and indpred is null"
+        )
+        for (index,) in cur.fetchall():
+            cur.execute(f"drop index {index}")
+        # the staging view reads every column: dropped with it, and built again below
+        cur.execute("alter table staging.base_shop__social_edges drop column load_seq cascade")
+    dbt_run(env, days[-1], "--select", "base_shop__social_edges", "stg_shop__social_edges")
+    assert sorted(query(url, rows)) == before
+    indexed = query(
+        url,
+        "select array(select attname from unnest(indkey::int2[]) with ordinality as keys (attnum, position)"
+        " inner join pg_attribute on attrelid = indrelid and pg_attribute.attnum = keys.attnum order by position)::text"
+        " from pg_index where indrelid = 'staging.base_shop__social_edges'::regclass and indpred is null",
+    )
+    assert sorted(indexed) == [("{batch_id,loaded_at}",), ("{edge_id}",)]
 
 
 def interval(day: date) -> tuple[datetime, datetime]:
