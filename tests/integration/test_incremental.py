@@ -13,7 +13,10 @@ incremental filter must not lose or duplicate:
 - a **new item**: an item listed on the third day is in that day's items snapshot only (it moves every idf of
   the text interests);
 - a **re-delivered batch**: the second day's batch is delivered again before the third day's, without its
-  first event and with another one changed (a re-delivery replaces the whole batch).
+  first event and with another one changed (a re-delivery replaces the whole batch);
+- **social edges** all come with the first day: those made later stay excluded as after ``as_of`` until their
+  day, those of a user not staged yet (the late-arriving one, one who signs up later) until the user is (the
+  incremental base judges them again).
 
 ``daily`` loads and runs dbt (the transform models, ``dbt run --exclude tag:publish``) once per day, as the DAG
 does; ``rebuilt`` loads the three days and runs dbt once. Their facts and profiles must be equal row for row,
