@@ -46,34 +46,24 @@
     refresh, an existing warehouse's next run), named by Postgres.
 -#}
 {% macro unique_index_of_kept_rows(column) -%}
-    do $$
-    begin
-        if not exists (
-            select from pg_index as indexes
-            where
-                indexes.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and indexes.indisunique
-                and indexes.indpred is not null
-        ) then
-            create unique index on {{ this }} ({{ column }}) where exclusion_reason is null and not is_duplicate;
-        end if;
-    end
-    $$
+    {{ index_if_missing([column], unique=true, where='exclusion_reason is null and not is_duplicate') }}
 {%- endmacro %}
 
 {#-
-    Post-hook: an index on `columns` (in that order) unless the table has one, for an incremental model whose table
-    may come from before the model declared it (dbt's `indexes` config builds them only with a new table). Named by
-    Postgres, as `unique_index_of_kept_rows`: a full refresh's backup table never blocks it.
+    Post-hook: an index on `columns` (in that order; `unique`, partial with `where`) unless the table has one like
+    it: for an index dbt's `indexes` config cannot declare (a partial one), or that a table from before the model
+    declared it lacks (the config builds indexes only with a new table). Named by Postgres, so a full refresh's
+    backup table, which still holds the old one under its name, never blocks it.
 -#}
-{% macro index_if_missing(columns) -%}
+{% macro index_if_missing(columns, unique=false, where=none) -%}
     do $$
     begin
         if not exists (
             select from pg_index as indexes
             where
                 indexes.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and indexes.indpred is null
+                and indexes.indisunique = {{ unique }}
+                and (indexes.indpred is not null) = {{ where is not none }}
                 and array(
                     select attributes.attname::text
                     from unnest(indexes.indkey::int2[]) with ordinality as keys (attnum, position)
@@ -82,7 +72,7 @@
                     order by keys.position
                 ) = array[{% for column in columns %}'{{ column }}'{{ ", " if not loop.last }}{% endfor %}]::text[]
         ) then
-            create index on {{ this }} ({{ columns | join(', ') }});
+            create {{ 'unique ' if unique }}index on {{ this }} ({{ columns | join(', ') }}){{ ' where ' ~ where if where }};
         end if;
     end
     $$
