@@ -96,7 +96,7 @@ def test_the_full_runs_tables_are_vacuumed_and_analyzed_before_the_incremental_d
     execute(url, "create table facts as select generate_series(1, 1000) as fact_id")
     execute(url, "delete from facts where fact_id <= 10")
 
-    assert bench_daily.vacuum_analyze(url) >= 0
+    bench_daily.vacuum_analyze(url)
     assert execute(
         url,
         "select n_live_tup, n_dead_tup, last_vacuum is not null, last_analyze is not null"
